@@ -1,0 +1,42 @@
+/**
+ * Every failure a user can act on carries a stable `code` and a message that names the
+ * file or setting at fault and says what to do. Layers throw these; the CLI prints them.
+ */
+export type TdekvErrorCode =
+  | 'CONFIG_INVALID'
+  | 'MASTER_KEY_INVALID'
+  | 'MASTER_KEY_WRONG'
+  | 'MASTER_KEY_UNAVAILABLE'
+  | 'KEY_DICTIONARY_DAMAGED'
+  | 'FILE_DICTIONARY_DAMAGED'
+  | 'FORMAT_TOO_NEW'
+  | 'DATA_KEY_MISSING'
+  | 'FILE_NOT_TRACKED'
+  | 'FILE_EXISTS'
+  | 'FILE_NOT_FOUND'
+  | 'INVALID_PATH'
+  | 'INVALID_ARGUMENT'
+  | 'CLOSED';
+
+export class TdekvError extends Error {
+  readonly code: TdekvErrorCode;
+
+  constructor(code: TdekvErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TdekvError';
+    this.code = code;
+  }
+}
+
+export function isTdekvError(err: unknown, code?: TdekvErrorCode): err is TdekvError {
+  return err instanceof TdekvError && (code === undefined || err.code === code);
+}
+
+/** Node's fs errors carry `code`; this narrows them without `any`. */
+export function errnoCode(err: unknown): string | undefined {
+  if (typeof err === 'object' && err !== null && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    return typeof code === 'string' ? code : undefined;
+  }
+  return undefined;
+}
