@@ -1,0 +1,496 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
+import { ENCRYPTION_METHODS } from '../crypto/method.js';
+import { TdekvError, errnoCode } from '../errors.js';
+import { formatDuration, parseDuration } from './duration.js';
+import {
+  DEFAULT_ENCRYPTION,
+  DEFAULT_KMS_MAX_ATTEMPTS,
+  DEFAULT_KMS_TIMEOUT_MS,
+  type MasterKeyConfig,
+  type TdekvConfig,
+} from './types.js';
+
+/*
+ * The TOML configuration. Everything the file may contain is described by the SCHEMA table
+ * below; the reader is generic, so a new setting is a new row, and every setting gets the
+ * same errors (source file, full dotted key, value, what is allowed) for free.
+ */
+
+export interface ParseConfigOptions {
+  /** Names the configuration in error messages, usually the file's path. */
+  source: string;
+  /**
+   * Relative paths in the config (`data-dir`, master-key `path`) resolve against this, the
+   * config file's directory, not the process's cwd: a config file then means the same
+   * thing however and from wherever the server is started.
+   */
+  baseDir: string;
+}
+
+interface Context {
+  readonly baseDir: string;
+}
+
+interface TomlKinds {
+  string: string;
+  boolean: boolean;
+  integer: bigint;
+}
+type Kind = keyof TomlKinds;
+
+const KIND_NAMES: Record<Kind, string> = {
+  string: 'a string',
+  boolean: 'a boolean (true or false)',
+  integer: 'an integer',
+};
+
+interface Validator<K extends Kind = Kind> {
+  readonly kind: K;
+  /** What is accepted, quoted in every error about the key. */
+  readonly allowed: string;
+  /** Never echo the value (passwords, tokens); `convert`'s messages must not contain it either. */
+  readonly secret?: boolean;
+  /** A value of the right TOML type → the config value; throws a plain Error saying why not. */
+  convert(value: TomlKinds[K], ctx: Context): unknown;
+}
+
+interface Field extends Validator {
+  /** Property name in TdekvConfig. */
+  readonly prop: string;
+  readonly required?: boolean;
+  /** Config-form value used when the key is absent. */
+  readonly default?: (ctx: Context) => unknown;
+}
+
+type Fields = Readonly<Record<string, Field>>;
+
+interface Section {
+  /** Where the section's object lands in TdekvConfig. */
+  readonly into: readonly string[];
+  readonly fields: Fields;
+  /** An absent optional section yields nothing; an absent required one is all defaults. */
+  readonly optional?: boolean;
+  /** A field whose value selects further allowed fields (master-key `type` → its keys). */
+  readonly variantBy?: string;
+  readonly variants?: Readonly<Record<string, Fields>>;
+}
+
+// ---- validators -------------------------------------------------------------------------
+
+function text(allowed = 'a non-empty string'): Validator<'string'> {
+  return {
+    kind: 'string',
+    allowed,
+    convert: (v) => {
+      if (v === '') throw new Error('must not be empty');
+      return v;
+    },
+  };
+}
+
+function oneOf(values: readonly string[]): Validator<'string'> {
+  return {
+    kind: 'string',
+    allowed: values.join(' | '),
+    convert: (v) => {
+      if (!values.includes(v)) throw new Error('not one of the allowed values');
+      return v;
+    },
+  };
+}
+
+function flag(): Validator<'boolean'> {
+  return { kind: 'boolean', allowed: 'true | false', convert: (v) => v };
+}
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER): Validator<'integer'> {
+  return {
+    kind: 'integer',
+    allowed: max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`,
+    convert: (v) => {
+      if (v < BigInt(min) || v > BigInt(max)) throw new Error('out of range');
+      return Number(v);
+    },
+  };
+}
+
+function duration(minMs: number): Validator<'string'> {
+  return {
+    kind: 'string',
+    allowed: `a duration of at least ${formatDuration(minMs)}, e.g. "168h", "7d", "30m", "90s", "1h30m"`,
+    convert: (v) => {
+      const ms = parseDuration(v);
+      if (ms < minMs) throw new Error(`shorter than ${formatDuration(minMs)}`);
+      return ms;
+    },
+  };
+}
+
+function localPath(): Validator<'string'> {
+  return {
+    kind: 'string',
+    allowed: "a path; a relative path is relative to the config file's directory",
+    convert: (v, ctx) => {
+      if (v === '') throw new Error('must not be empty');
+      if (v.includes('\0')) throw new Error('contains a NUL character');
+      return resolve(ctx.baseDir, v);
+    },
+  };
+}
+
+function httpUrl(): Validator<'string'> {
+  return {
+    kind: 'string',
+    allowed: 'an http:// or https:// URL, e.g. "https://kms.example.com"',
+    convert: (v) => {
+      let url: URL;
+      try {
+        url = new URL(v);
+      } catch {
+        throw new Error('not a URL');
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http or https');
+      return v;
+    },
+  };
+}
+
+// ---- schema -----------------------------------------------------------------------------
+
+const MASTER_KEY_VARIANTS: Record<MasterKeyConfig['type'], Fields> = {
+  file: {
+    path: { prop: 'path', required: true, ...localPath() },
+  },
+  kms: {
+    'key-id': { prop: 'keyId', required: true, ...text('a non-empty string (the KMS key id or ARN)') },
+    region: { prop: 'region', required: true, ...text('a non-empty string, e.g. "us-west-2"') },
+    endpoint: { prop: 'endpoint', ...httpUrl() },
+    timeout: { prop: 'timeoutMs', default: () => DEFAULT_KMS_TIMEOUT_MS, ...duration(1) },
+    'max-attempts': { prop: 'maxAttempts', default: () => DEFAULT_KMS_MAX_ATTEMPTS, ...integer(1, 10) },
+  },
+  plaintext: {},
+};
+
+function masterKeySection(prop: string): Section {
+  return {
+    into: ['security', 'encryption', prop],
+    optional: true,
+    variantBy: 'type',
+    fields: { type: { prop: 'type', required: true, ...oneOf(Object.keys(MASTER_KEY_VARIANTS)) } },
+    variants: MASTER_KEY_VARIANTS,
+  };
+}
+
+const DEFAULT_DATA_DIR = './data';
+
+/** Dotted TOML section name → its keys. Sections are read in this order. */
+const SCHEMA: Readonly<Record<string, Section>> = {
+  storage: {
+    into: ['storage'],
+    fields: {
+      'data-dir': { prop: 'dataDir', default: (ctx) => resolve(ctx.baseDir, DEFAULT_DATA_DIR), ...localPath() },
+    },
+  },
+  'security.encryption': {
+    into: ['security', 'encryption'],
+    fields: {
+      'data-encryption-method': {
+        prop: 'dataEncryptionMethod',
+        default: () => DEFAULT_ENCRYPTION.dataEncryptionMethod,
+        ...oneOf(ENCRYPTION_METHODS),
+      },
+      'data-key-rotation-period': {
+        prop: 'dataKeyRotationPeriodMs',
+        default: () => DEFAULT_ENCRYPTION.dataKeyRotationPeriodMs,
+        ...duration(1000),
+      },
+      'enable-file-dictionary-log': {
+        prop: 'enableFileDictionaryLog',
+        default: () => DEFAULT_ENCRYPTION.enableFileDictionaryLog,
+        ...flag(),
+      },
+      'file-dictionary-rewrite-threshold': {
+        prop: 'fileDictionaryRewriteThreshold',
+        default: () => DEFAULT_ENCRYPTION.fileDictionaryRewriteThreshold,
+        ...integer(1),
+      },
+    },
+  },
+  'security.encryption.master-key': masterKeySection('masterKey'),
+  'security.encryption.previous-master-key': masterKeySection('previousMasterKey'),
+};
+
+const MASTER_KEY_EXAMPLE =
+  '\n\n  [security.encryption.master-key]\n  type = "file"\n  path = "/run/tdekv/master.key"   # 64 hex characters and a newline\n\n' +
+  'or type = "kms" with key-id and region.';
+
+/** Rules that span several keys, applied after every section has been read. */
+const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
+  (config, where) => {
+    const enc = config.security.encryption;
+    // The reader leaves absent optional sections out, so the type's promise is not yet kept here.
+    if ((enc.masterKey as MasterKeyConfig | undefined) !== undefined) return;
+    if (enc.dataEncryptionMethod !== 'plaintext') {
+      throw invalid(
+        `${where}: security.encryption.data-encryption-method = "${enc.dataEncryptionMethod}" needs a master key, ` +
+          `but there is no [security.encryption.master-key]. Add one, for example:${MASTER_KEY_EXAMPLE}`,
+      );
+    }
+    if (enc.previousMasterKey !== undefined) {
+      throw invalid(
+        `${where}: [security.encryption.previous-master-key] is set without [security.encryption.master-key]; ` +
+          `while rotating, previous-master-key is the old key and master-key the new one. Add it, for example:${MASTER_KEY_EXAMPLE}`,
+      );
+    }
+    enc.masterKey = { type: 'plaintext' };
+  },
+];
+
+// ---- reader -----------------------------------------------------------------------------
+
+export function parseConfig(text: string, options: ParseConfigOptions): TdekvConfig {
+  const where = options.source;
+  const ctx: Context = { baseDir: options.baseDir };
+  const root = parseToml(text, where);
+  checkContainer(root, '', where);
+  const out: Record<string, unknown> = {};
+  for (const [name, section] of Object.entries(SCHEMA)) {
+    const table = tableAt(root, name, where);
+    if (table === undefined && section.optional === true) continue;
+    setAt(out, section.into, readSection(name, section, table ?? {}, ctx, where));
+  }
+  // SCHEMA's `into`/`prop` names mirror TdekvConfig; the full-config test holds them together.
+  const config = out as unknown as TdekvConfig;
+  for (const rule of RULES) rule(config, where);
+  return config;
+}
+
+export async function loadConfig(path: string): Promise<TdekvConfig> {
+  const file = resolve(path);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const code = errnoCode(err) ?? 'unknown error';
+    const why = own(READ_ERRORS, code) ?? code;
+    const message = `${file}: cannot read the configuration file (${why}). Check the path and its permissions.`;
+    throw new TdekvError('CONFIG_INVALID', message, { cause: err });
+  }
+  return parseConfig(text, { source: file, baseDir: dirname(file) });
+}
+
+const READ_ERRORS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'it is a directory',
+};
+
+function parseToml(text: string, where: string): TomlTable {
+  try {
+    return parse(text.replace(/^\uFEFF/, ''), { integersAsBigInt: true, unsafeKeyBehaviour: 'throw' });
+  } catch (err) {
+    if (!(err instanceof TomlError)) throw err;
+    // smol-toml's message carries an excerpt of the surrounding lines, which may hold a secret;
+    // keep only its first line and do not attach the original as `cause`.
+    const reason = (err.message.split('\n')[0] ?? '').replace(/^Invalid TOML document:\s*/, '');
+    return fail(`${where}:${err.line}:${err.column}: invalid TOML at line ${err.line}, column ${err.column}: ${reason}`);
+  }
+}
+
+function readSection(name: string, section: Section, table: TomlTable, ctx: Context, where: string): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let fields = section.fields;
+  let scope = `in [${name}]`;
+  const tagKey = section.variantBy;
+  if (tagKey !== undefined && section.variants !== undefined) {
+    const tagField = own(fields, tagKey);
+    const raw = own(table, tagKey);
+    if (tagField === undefined) throw new Error(`schema: [${name}] variantBy names no field`);
+    if (raw === undefined) {
+      const tags = Object.keys(section.variants).map((v) => `"${v}"`);
+      return fail(`${where}: ${name}.${tagKey} is required in [${name}]. Allowed: ${tags.join(' | ')}.`);
+    }
+    const tag = convertValue(`${name}.${tagKey}`, tagField, raw, ctx, where) as string;
+    fields = { ...fields, ...own(section.variants, tag) };
+    scope += ` with ${tagKey} = "${tag}"`;
+  }
+
+  for (const [key, value] of Object.entries(table)) {
+    if (own(fields, key) !== undefined) continue;
+    const full = `${name}.${key}`;
+    if (isNode(full)) {
+      const sub = asTable(value, full, where);
+      if (own(SCHEMA, full) === undefined) checkContainer(sub, full, where);
+      continue;
+    }
+    const owner = Object.entries(section.variants ?? {}).find(([, f]) => own(f, key) !== undefined);
+    const note = owner === undefined ? '' : ` (${key} belongs to ${tagKey ?? 'type'} = "${owner[0]}")`;
+    unknownKey(full, value, [...Object.keys(fields), ...childrenOf(name).map((c) => `[${c}]`)], scope, where, note);
+  }
+
+  for (const [key, field] of Object.entries(fields)) {
+    const full = `${name}.${key}`;
+    const raw = own(table, key);
+    if (raw !== undefined) out[field.prop] = convertValue(full, field, raw, ctx, where);
+    else if (field.required === true) fail(`${where}: ${full} is required ${scope}. Allowed: ${field.allowed}.`);
+    else if (field.default !== undefined) out[field.prop] = field.default(ctx);
+  }
+  return out;
+}
+
+/** Tables that only hold sections (the top level, `[security]`): every key must be a known section. */
+function checkContainer(table: TomlTable, name: string, where: string): void {
+  for (const [key, value] of Object.entries(table)) {
+    const full = name === '' ? key : `${name}.${key}`;
+    if (!isNode(full)) {
+      const scope = name === '' ? 'at the top level' : `in [${name}]`;
+      unknownKey(full, value, childrenOf(name).map((c) => `[${c}]`), scope, where, '');
+    }
+    const sub = asTable(value, full, where);
+    if (own(SCHEMA, full) === undefined) checkContainer(sub, full, where);
+  }
+}
+
+function convertValue(full: string, field: Field, raw: TomlValue, ctx: Context, where: string): unknown {
+  if (kindOf(raw) !== field.kind) {
+    fail(`${where}: ${full} must be ${KIND_NAMES[field.kind]}, but is ${describe(raw, field.secret)}. Allowed: ${field.allowed}.`);
+  }
+  try {
+    return field.convert(raw as never, ctx);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    const shown = field.secret === true ? `${full} (value not shown)` : `${full} = ${show(raw)}`;
+    return fail(`${where}: ${shown} is invalid: ${reason}. Allowed: ${field.allowed}.`);
+  }
+}
+
+function unknownKey(full: string, value: TomlValue, allowed: string[], scope: string, where: string, note: string): never {
+  const what = isTable(value) ? `unknown section [${full}]` : `unknown key ${full}`;
+  const key = full.slice(full.lastIndexOf('.') + 1);
+  const guess = closest(key, allowed.map((a) => a.replace(/^\[(?:.*\.)?(.*)\]$/, '$1')));
+  const hint = guess === undefined || note !== '' ? '' : ` Did you mean ${guess}?`;
+  // The value is not echoed: an unknown key may well be someone's attempt at a secret.
+  return fail(`${where}: ${what}${note}.${hint} Allowed ${scope}: ${allowed.join(', ') || '(nothing else)'}.`);
+}
+
+// ---- helpers ----------------------------------------------------------------------------
+
+function fail(message: string): never {
+  throw invalid(message);
+}
+
+function invalid(message: string): TdekvError {
+  return new TdekvError('CONFIG_INVALID', message);
+}
+
+/** Own properties only: a key like "constructor" must not find Object.prototype's. */
+function own<T>(record: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(record, key) ? record[key] : undefined;
+}
+
+/** Dotted names of the sections and containers directly below `name` ('' is the top level). */
+function childrenOf(name: string): string[] {
+  const prefix = name === '' ? '' : `${name}.`;
+  const children = new Set<string>();
+  for (const section of Object.keys(SCHEMA)) {
+    if (!section.startsWith(prefix)) continue;
+    const next = section.slice(prefix.length).split('.')[0];
+    if (next !== undefined && next !== '') children.add(prefix + next);
+  }
+  return [...children];
+}
+
+function isNode(full: string): boolean {
+  return own(SCHEMA, full) !== undefined || childrenOf(full).length > 0;
+}
+
+function tableAt(root: TomlTable, name: string, where: string): TomlTable | undefined {
+  let table: TomlTable = root;
+  let path = '';
+  for (const part of name.split('.')) {
+    path = path === '' ? part : `${path}.${part}`;
+    const next = own(table, part);
+    if (next === undefined) return undefined;
+    table = asTable(next, path, where);
+  }
+  return table;
+}
+
+function asTable(value: TomlValue, full: string, where: string): TomlTable {
+  if (isTable(value)) return value;
+  // Not echoed: a value where a section belongs could be a key pasted in the wrong place.
+  return fail(`${where}: ${full} must be a section ([${full}]), but is ${describe(value, true)}.`);
+}
+
+function setAt(target: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const part of path.slice(0, -1)) {
+    const child = (node[part] ??= {}) as Record<string, unknown>;
+    node = child;
+  }
+  node[path[path.length - 1]!] = value;
+}
+
+function isTable(value: TomlValue): value is TomlTable {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof TomlDate);
+}
+
+function kindOf(value: TomlValue): Kind | undefined {
+  switch (typeof value) {
+    case 'string':
+      return 'string';
+    case 'boolean':
+      return 'boolean';
+    case 'bigint':
+      return 'integer';
+    default:
+      return undefined;
+  }
+}
+
+function describe(value: TomlValue, secret: boolean | undefined): string {
+  const hide = secret === true;
+  if (typeof value === 'string') return hide ? 'a string' : `the string ${show(value)}`;
+  if (typeof value === 'bigint') return hide ? 'an integer' : `the integer ${value}`;
+  if (typeof value === 'number') return hide ? 'a float' : `the float ${Number.isInteger(value) ? value.toFixed(1) : value}`;
+  if (typeof value === 'boolean') return hide ? 'a boolean' : `the boolean ${value}`;
+  if (Array.isArray(value)) return 'an array';
+  if (value instanceof TomlDate) return 'a date/time';
+  return 'a table';
+}
+
+function show(value: TomlValue): string {
+  if (typeof value !== 'string') return String(value);
+  const quoted = JSON.stringify(value);
+  return quoted.length > 80 ? `${quoted.slice(0, 77)}..."` : quoted;
+}
+
+/** A near miss (typo, or snake_case for kebab-case) worth suggesting, if any. */
+function closest(key: string, candidates: readonly string[]): string | undefined {
+  const norm = (s: string) => s.toLowerCase().replaceAll('_', '-');
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of candidates) {
+    const d = editDistance(norm(key), norm(candidate));
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + cost);
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}

@@ -1,0 +1,264 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { loadConfig, parseConfig } from '../src/config/config.js';
+import { formatDuration, parseDuration } from '../src/config/duration.js';
+import type { TdekvConfig } from '../src/config/types.js';
+import { isTdekvError } from '../src/errors.js';
+
+const OPTS = { source: '/etc/tdekv/tdekv.toml', baseDir: '/etc/tdekv' };
+
+const parse = (text: string): TdekvConfig => parseConfig(text, OPTS);
+
+/** Asserts a CONFIG_INVALID error naming the source file and containing every fragment. */
+function rejects(text: string, ...fragments: (string | RegExp)[]): string {
+  let message = '';
+  assert.throws(
+    () => parse(text),
+    (err: unknown) => {
+      assert.ok(isTdekvError(err, 'CONFIG_INVALID'), `expected CONFIG_INVALID, got ${String(err)}`);
+      message = err.message;
+      return true;
+    },
+  );
+  assert.ok(message.includes(OPTS.source), `message should name the source file: ${message}`);
+  for (const f of fragments) {
+    if (typeof f === 'string') assert.ok(message.includes(f), `message should contain ${JSON.stringify(f)}: ${message}`);
+    else assert.match(message, f);
+  }
+  return message;
+}
+
+const DESIGN_EXAMPLE = `
+[storage]
+data-dir = "./data"
+
+[security.encryption]
+data-encryption-method = "aes256-ctr"      # plaintext | aes128-ctr | aes192-ctr | aes256-ctr | sm4-ctr
+data-key-rotation-period = "168h"          # 7 days
+enable-file-dictionary-log = true
+file-dictionary-rewrite-threshold = 1000000
+
+[security.encryption.master-key]
+type = "file"                               # file | kms | plaintext
+path = "/run/tdekv/master.key"
+
+[security.encryption.previous-master-key]  # only while rotating the master key
+type = "kms"
+key-id = "0987dcba-09fe-87dc-65ba-ab0987654321"
+region = "us-west-2"
+endpoint = "https://kms.us-west-2.amazonaws.com"
+`;
+
+describe('parseDuration / formatDuration', () => {
+  it('accepts the TiKV forms', () => {
+    assert.equal(parseDuration('168h'), 168 * 3_600_000);
+    assert.equal(parseDuration('7d'), 7 * 86_400_000);
+    assert.equal(parseDuration('30m'), 30 * 60_000);
+    assert.equal(parseDuration('90s'), 90_000);
+    assert.equal(parseDuration('1h30m'), 5_400_000);
+    assert.equal(parseDuration('500ms'), 500);
+    assert.equal(parseDuration('1.5h'), 5_400_000);
+    assert.equal(parseDuration('1.1h'), 3_960_000);
+    assert.equal(parseDuration('1d2h3m4s5ms'), 86_400_000 + 2 * 3_600_000 + 3 * 60_000 + 4_000 + 5);
+    assert.equal(parseDuration(' 7d '), 7 * 86_400_000);
+  });
+
+  it('rejects malformed durations, listing the accepted forms', () => {
+    for (const bad of ['', '   ', '10', '1.5', '-5m', '5x', '1 h', '1h 30m', 'h', '1.h', '.5h', '30m1h', '1m30m', '5mm', '7days']) {
+      assert.throws(() => parseDuration(bad), /expected a number followed by a unit .*"168h"/, `should reject ${JSON.stringify(bad)}`);
+    }
+  });
+
+  it('formats compactly', () => {
+    assert.equal(formatDuration(7 * 86_400_000), '7d');
+    assert.equal(formatDuration(5_400_000), '1h30m');
+    assert.equal(formatDuration(500), '500ms');
+    assert.equal(formatDuration(0), '0s');
+    assert.equal(formatDuration(61_001), '1m1s1ms');
+    assert.throws(() => formatDuration(-1));
+  });
+
+  it('round-trips every whole number of milliseconds', () => {
+    fc.assert(fc.property(fc.nat({ max: 1e15 }), (ms) => parseDuration(formatDuration(ms)) === ms));
+  });
+});
+
+describe('parseConfig', () => {
+  it('parses the full example from DESIGN.md', () => {
+    assert.deepEqual(parse(DESIGN_EXAMPLE), {
+      storage: { dataDir: '/etc/tdekv/data' },
+      security: {
+        encryption: {
+          dataEncryptionMethod: 'aes256-ctr',
+          dataKeyRotationPeriodMs: 7 * 24 * 3_600_000,
+          enableFileDictionaryLog: true,
+          fileDictionaryRewriteThreshold: 1_000_000,
+          masterKey: { type: 'file', path: '/run/tdekv/master.key' },
+          previousMasterKey: {
+            type: 'kms',
+            keyId: '0987dcba-09fe-87dc-65ba-ab0987654321',
+            region: 'us-west-2',
+            endpoint: 'https://kms.us-west-2.amazonaws.com',
+            timeoutMs: 10_000,
+            maxAttempts: 3,
+          },
+        },
+      },
+    } satisfies TdekvConfig);
+  });
+
+  it('fills every default for an empty file', () => {
+    assert.deepEqual(parse(''), {
+      storage: { dataDir: '/etc/tdekv/data' },
+      security: {
+        encryption: {
+          dataEncryptionMethod: 'plaintext',
+          dataKeyRotationPeriodMs: 604_800_000,
+          enableFileDictionaryLog: true,
+          fileDictionaryRewriteThreshold: 1_000_000,
+          masterKey: { type: 'plaintext' },
+        },
+      },
+    } satisfies TdekvConfig);
+  });
+
+  it('reads every duration form for data-key-rotation-period', () => {
+    const cases: Record<string, number> = { '168h': 604_800_000, '7d': 604_800_000, '30m': 1_800_000, '90s': 90_000, '1h30m': 5_400_000 };
+    for (const [text, ms] of Object.entries(cases)) {
+      const config = parse(`[security.encryption]\ndata-key-rotation-period = "${text}"`);
+      assert.equal(config.security.encryption.dataKeyRotationPeriodMs, ms, text);
+    }
+  });
+
+  it('rejects bad rotation periods, naming the key, the value and the forms', () => {
+    rejects('[security.encryption]\ndata-key-rotation-period = "7 days"', 'security.encryption.data-key-rotation-period', '"7 days"', '"168h"');
+    rejects('[security.encryption]\ndata-key-rotation-period = "10"', 'security.encryption.data-key-rotation-period', '"10"', 'no unit');
+    rejects('[security.encryption]\ndata-key-rotation-period = "500ms"', '"500ms"', 'at least 1s');
+    rejects('[security.encryption]\ndata-key-rotation-period = 168', 'must be a string', 'the integer 168');
+  });
+
+  it('reads kms options with their defaults and limits', () => {
+    const base = '[security.encryption.master-key]\ntype = "kms"\nkey-id = "k"\nregion = "eu-west-1"\n';
+    assert.deepEqual(parse(base + 'timeout = "2s"\nmax-attempts = 5').security.encryption.masterKey, {
+      type: 'kms',
+      keyId: 'k',
+      region: 'eu-west-1',
+      timeoutMs: 2000,
+      maxAttempts: 5,
+    });
+    rejects(base + 'max-attempts = 11', 'security.encryption.master-key.max-attempts', '11', 'from 1 to 10');
+    rejects(base + 'max-attempts = 0', 'security.encryption.master-key.max-attempts', 'from 1 to 10');
+    rejects(base + 'endpoint = "kms.example.com"', 'security.encryption.master-key.endpoint', 'http://');
+    rejects(base + 'endpoint = "ftp://kms.example.com"', 'security.encryption.master-key.endpoint', 'https://');
+    rejects(base + 'timeout = "soon"', 'security.encryption.master-key.timeout', '"soon"');
+  });
+
+  it('rejects an unknown top-level section, listing the sections', () => {
+    rejects('[server]\nport = 6379', 'unknown section [server]', '[storage]', '[security]');
+    rejects('port = 6379', 'unknown key port', '[storage]', '[security]');
+    rejects('[security.tls]\nca = "x"', 'unknown section [security.tls]', '[security.encryption]');
+  });
+
+  it('rejects an unknown key in [security.encryption], listing its keys', () => {
+    const msg = rejects(
+      '[security.encryption]\ndata-encryption-methd = "aes256-ctr"',
+      'security.encryption.data-encryption-methd',
+      'data-encryption-method',
+      'data-key-rotation-period',
+      'enable-file-dictionary-log',
+      'file-dictionary-rewrite-threshold',
+      '[security.encryption.master-key]',
+    );
+    assert.match(msg, /Did you mean data-encryption-method\?/);
+    rejects('[storage]\ndata_dir = "x"', 'storage.data_dir', 'Did you mean data-dir?');
+  });
+
+  it('rejects keys that do not belong to the master key type', () => {
+    rejects(
+      '[security.encryption.master-key]\ntype = "file"\npath = "k"\nregion = "us-west-2"',
+      'security.encryption.master-key.region',
+      'type = "file"',
+      'type, path',
+    );
+    rejects('[security.encryption.master-key]\ntype = "plaintext"\npath = "k"', 'security.encryption.master-key.path', 'type = "plaintext"');
+    rejects('[security.encryption.master-key]\ntype = "hsm"', 'security.encryption.master-key.type', '"hsm"', 'file | kms | plaintext');
+    rejects('[security.encryption.master-key]\npath = "k"', 'security.encryption.master-key.type', '"file" | "kms" | "plaintext"');
+  });
+
+  it('rejects an unknown method, listing all five', () => {
+    rejects(
+      '[security.encryption]\ndata-encryption-method = "aes512-ctr"',
+      'security.encryption.data-encryption-method',
+      '"aes512-ctr"',
+      'plaintext | aes128-ctr | aes192-ctr | aes256-ctr | sm4-ctr',
+    );
+  });
+
+  it('rejects wrong TOML types, naming the expected type', () => {
+    rejects('[security.encryption]\nenable-file-dictionary-log = "yes"', 'security.encryption.enable-file-dictionary-log', 'must be a boolean', '"yes"');
+    rejects('[storage]\ndata-dir = 5', 'storage.data-dir', 'must be a string');
+    rejects('[security.encryption]\nfile-dictionary-rewrite-threshold = 1.5', 'file-dictionary-rewrite-threshold', 'must be an integer', 'the float 1.5');
+    rejects('[security.encryption]\nfile-dictionary-rewrite-threshold = 0', 'file-dictionary-rewrite-threshold', 'an integer >= 1');
+    rejects('storage = "./data"', 'storage must be a section');
+  });
+
+  it('requires a master key when encryption is on', () => {
+    rejects('[security.encryption]\ndata-encryption-method = "aes256-ctr"', 'aes256-ctr', '[security.encryption.master-key]', 'type = "file"', 'path = ');
+    rejects('[security.encryption.previous-master-key]\ntype = "plaintext"', '[security.encryption.master-key]');
+  });
+
+  it('requires key-id and region for kms', () => {
+    rejects('[security.encryption.master-key]\ntype = "kms"\nregion = "us-west-2"', 'security.encryption.master-key.key-id', 'required', 'type = "kms"');
+    rejects('[security.encryption.master-key]\ntype = "kms"\nkey-id = "k"', 'security.encryption.master-key.region', 'required');
+    rejects('[security.encryption.master-key]\ntype = "file"', 'security.encryption.master-key.path', 'required');
+  });
+
+  it("resolves relative paths against the config file's directory", () => {
+    const config = parseConfig(
+      '[storage]\ndata-dir = "../var/db"\n[security.encryption.master-key]\ntype = "file"\npath = "keys/master.key"',
+      { source: '/opt/app/conf/tdekv.toml', baseDir: '/opt/app/conf' },
+    );
+    assert.equal(config.storage.dataDir, '/opt/app/var/db');
+    assert.deepEqual(config.security.encryption.masterKey, { type: 'file', path: '/opt/app/conf/keys/master.key' });
+  });
+
+  it('reports TOML syntax errors with line and column, without echoing the text', () => {
+    const msg = rejects('[storage]\ndata-dir = "./data"\n[security.encryption\nx = "hunter2"', 'line 3', /:3:\d+:/);
+    assert.ok(!msg.includes('hunter2'), msg);
+  });
+
+  it('never echoes a value put where a section belongs', () => {
+    const msg = rejects('[security.encryption]\nmaster-key = "00112233445566778899aabbccddeeff"', 'security.encryption.master-key must be a section');
+    assert.ok(!msg.includes('00112233'), msg);
+  });
+});
+
+describe('loadConfig', () => {
+  it('reads a file and resolves paths against its directory', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'tdekv-config-'));
+    try {
+      const file = join(dir, 'tdekv.toml');
+      await writeFile(file, '[storage]\ndata-dir = "db"\n[security.encryption]\ndata-key-rotation-period = "1h30m"\n');
+      const config = await loadConfig(file);
+      assert.equal(config.storage.dataDir, join(dir, 'db'));
+      assert.equal(config.security.encryption.dataKeyRotationPeriodMs, 5_400_000);
+
+      await writeFile(file, '[storage]\ndata-dir = 1\n');
+      await assert.rejects(loadConfig(file), (err: unknown) => isTdekvError(err, 'CONFIG_INVALID') && err.message.includes(file));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('names the path of a missing file', async () => {
+    const missing = join(tmpdir(), 'tdekv-no-such-dir', 'tdekv.toml');
+    await assert.rejects(
+      loadConfig(missing),
+      (err: unknown) => isTdekvError(err, 'CONFIG_INVALID') && err.message.includes(missing) && err.message.includes('no such file'),
+    );
+  });
+});
