@@ -1,0 +1,418 @@
+import { access, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { TdekvError, errnoCode } from '../errors.js';
+import { ctrStreamAt } from '../crypto/ctr.js';
+import type { EncryptionMethod } from '../crypto/method.js';
+import { freshIv } from '../crypto/random.js';
+import type { MasterKey } from '../masterkey/master-key.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import { syncDir } from '../keys/atomic-file.js';
+import { DataKeyStore } from '../keys/data-key-store.js';
+import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
+import { FileDictionary } from '../keys/file-dictionary.js';
+import type { FileEntry, FileInfo, FileRecord } from '../keys/file-dictionary-format.js';
+import { META_DIR, normalizeDir, normalizeRelative } from './paths.js';
+import { EncryptedReadableFile } from './readable-file.js';
+import { EncryptedWritableFile } from './writable-file.js';
+
+export const KEY_DICT_NAME = 'key.dict';
+
+export interface EnvOptions {
+  dataDir: string;
+  /** `data-encryption-method` for new files. */
+  method: EncryptionMethod;
+  /** `data-key-rotation-period`, milliseconds. */
+  rotationPeriodMs: number;
+  masterKey: MasterKey;
+  previousMasterKey?: MasterKey;
+  /** `enable-file-dictionary-log`. */
+  fileDictionaryLog: boolean;
+  /** `file-dictionary-rewrite-threshold`. */
+  fileDictionaryRewriteThreshold: number;
+  logger?: Logger;
+  /** Inspect only: nothing on disk is created, re-sealed or compacted. */
+  readOnly?: boolean;
+  /** Test hook: called at each durability step; throwing simulates a crash there. */
+  faults?: (operation: string, step: string) => void;
+}
+
+export interface EncryptionStats {
+  files: number;
+  /** Files per method. */
+  byMethod: Partial<Record<EncryptionMethod, number>>;
+  /** Files per data key id (0 = plaintext). */
+  byKeyId: Record<number, number>;
+}
+
+/**
+ * The only door to the disk for user data. Each file is a CTR stream under one data key
+ * and a fresh IV recorded in the file dictionary before the first byte is written.
+ */
+export class EncryptedEnv {
+  readonly dataDir: string;
+  readonly metaDir: string;
+  readonly #options: EnvOptions;
+  readonly #dict: FileDictionary;
+  readonly #keys: DataKeyStore;
+  readonly #logger: Logger;
+  #closed = false;
+
+  private constructor(options: EnvOptions, dict: FileDictionary, keys: DataKeyStore, logger: Logger) {
+    this.dataDir = options.dataDir;
+    this.metaDir = join(options.dataDir, META_DIR);
+    this.#options = options;
+    this.#dict = dict;
+    this.#keys = keys;
+    this.#logger = logger;
+  }
+
+  static async open(options: EnvOptions): Promise<EncryptedEnv> {
+    const logger = options.logger ?? silentLogger();
+    const readOnly = options.readOnly ?? false;
+    const metaDir = join(options.dataDir, META_DIR);
+    if (readOnly) {
+      await access(metaDir).catch(() => {
+        throw new TdekvError('FILE_NOT_FOUND', `${metaDir} does not exist: ${options.dataDir} is not a tdekv data dir (check --data-dir / [storage] data-dir)`);
+      });
+    }
+
+    // Everything is read and checked before anything is written (invariant 7).
+    const dict = await FileDictionary.load({
+      dir: metaDir,
+      useLog: options.fileDictionaryLog,
+      rewriteThreshold: options.fileDictionaryRewriteThreshold,
+      logger,
+    });
+    const keyDictPath = join(metaDir, KEY_DICT_NAME);
+    const keyDictExisted = await exists(keyDictPath);
+    const fresh = !keyDictExisted && dict.size === 0 && !(await exists(join(metaDir, 'file.dict')));
+    if (!keyDictExisted && dict.usedKeyIds().size > 0) {
+      throw new TdekvError(
+        'KEY_DICTIONARY_DAMAGED',
+        `key dictionary ${keyDictPath} is missing, but the file dictionary lists encrypted files: restore ${KEY_DICT_NAME} from a backup. A new one would not decrypt them.`,
+      );
+    }
+    if (!readOnly) await mkdir(metaDir, { recursive: true, mode: 0o700 });
+    const keys = await DataKeyStore.open({
+      path: keyDictPath,
+      masterKey: options.masterKey,
+      ...(options.previousMasterKey ? { previousMasterKey: options.previousMasterKey } : {}),
+      logger,
+      readOnly,
+    });
+    try {
+      for (const [path, entry] of dict.entries()) {
+        for (const info of [entry, entry.pending?.previous]) {
+          if (info && info.keyId !== 0 && !keys.has(info.keyId)) {
+            throw new TdekvError(
+              'DATA_KEY_MISSING',
+              `file ${path} is encrypted with data key ${info.keyId}, which ${keyDictPath} does not hold: the key dictionary and the file dictionary come from different backups. Restore both from the same one.`,
+            );
+          }
+        }
+      }
+      const env = new EncryptedEnv(options, dict, keys, logger);
+      if (!readOnly) {
+        await dict.beginWrites();
+        await env.#recover(fresh);
+        await keys.current(env.#policy());
+      }
+      return env;
+    } catch (err) {
+      keys.close();
+      await dict.close();
+      throw err;
+    }
+  }
+
+  /** Creates a new, empty file. Fails if the path exists: files are written once (invariant 1). */
+  async create(path: string): Promise<EncryptedWritableFile> {
+    this.#checkOpen();
+    const rel = normalizeRelative(path);
+    const abs = this.#abs(rel);
+    if (await exists(abs)) {
+      throw new TdekvError('FILE_EXISTS', `file ${rel} already exists in ${this.dataDir}: files are append-only and written once; write a new name and rename it over the old one`);
+    }
+    const key = await this.#keys.current(this.#policy());
+    const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv() } : { method: 'plaintext', keyId: 0, iv: freshIv() };
+    // The entry is durable before the first byte (invariant 4).
+    await this.#dict.set(rel, info);
+    this.#fault('create', 'entry-durable');
+    let fh;
+    try {
+      fh = await open(abs, 'wx', 0o600);
+    } catch (err) {
+      if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `file ${rel} was created concurrently by someone else`);
+      if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
+      throw err;
+    }
+    return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0));
+  }
+
+  /** Opens an existing file for random-access reads. */
+  async openRead(path: string): Promise<EncryptedReadableFile> {
+    this.#checkOpen();
+    const rel = normalizeRelative(path);
+    const entry = this.#entry(rel);
+    const key = entry.keyId === 0 ? Buffer.alloc(0) : this.#keys.get(entry.keyId).key;
+    try {
+      return new EncryptedReadableFile(rel, this.#abs(rel), entry.method, key, entry.iv);
+    } catch (err) {
+      if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `file ${rel} is in the file dictionary but not on disk in ${this.dataDir}`);
+      throw err;
+    }
+  }
+
+  /** Whole-file convenience: create, append, sync, close. */
+  async writeFile(path: string, data: Uint8Array): Promise<void> {
+    const f = await this.create(path);
+    try {
+      await f.append(data);
+      await f.sync();
+    } finally {
+      await f.close();
+    }
+    await syncDir(dirname(this.#abs(normalizeRelative(path))));
+  }
+
+  async readFile(path: string): Promise<Buffer> {
+    const f = await this.openRead(path);
+    try {
+      return await f.read(0, f.size);
+    } finally {
+      f.close();
+    }
+  }
+
+  /**
+   * Renames a file, replacing `to` if it exists. The entry for `to` is written first with a
+   * note of the rename in flight; at open, whether `from` still exists tells if the rename
+   * happened, so a crash at any step leaves both names readable (invariant 4).
+   */
+  async rename(from: string, to: string): Promise<void> {
+    this.#checkOpen();
+    const src = normalizeRelative(from);
+    const dst = normalizeRelative(to);
+    if (src === dst) return;
+    const entry = this.#entry(src);
+    const info = infoOf(entry);
+    const previous = this.#dict.get(dst);
+    const replaced = previous && (await exists(this.#abs(dst))) ? infoOf(previous) : undefined;
+    await this.#dict.set(dst, { ...info, pending: replaced ? { from: src, previous: replaced } : { from: src } });
+    this.#fault('rename', 'entry-linked');
+    await rename(this.#abs(src), this.#abs(dst));
+    await this.#syncDirsOf(src, dst);
+    this.#fault('rename', 'renamed');
+    await this.#dict.apply([
+      { op: 'remove', path: src },
+      { op: 'set', path: dst, entry: info },
+    ]);
+  }
+
+  /** A hard link: both names share one inode, so one (key, IV) stream, as they should. */
+  async link(from: string, to: string): Promise<void> {
+    this.#checkOpen();
+    const src = normalizeRelative(from);
+    const dst = normalizeRelative(to);
+    const info = infoOf(this.#entry(src));
+    if (await exists(this.#abs(dst))) throw new TdekvError('FILE_EXISTS', `cannot link ${src} to ${dst}: ${dst} exists`);
+    await this.#dict.set(dst, info);
+    this.#fault('link', 'entry-linked');
+    await link(this.#abs(src), this.#abs(dst));
+    await this.#syncDirsOf(dst);
+  }
+
+  /** Removes the file first and the entry second: a crash between leaves only a stale entry. */
+  async remove(path: string): Promise<void> {
+    this.#checkOpen();
+    const rel = normalizeRelative(path);
+    let removed = true;
+    try {
+      await unlink(this.#abs(rel));
+    } catch (err) {
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      removed = false;
+    }
+    if (removed) await this.#syncDirsOf(rel);
+    this.#fault('remove', 'unlinked');
+    if (this.#dict.has(rel)) await this.#dict.remove(rel);
+    else if (!removed) throw new TdekvError('FILE_NOT_FOUND', `cannot remove ${rel}: no such file in ${this.dataDir}`);
+  }
+
+  async exists(path: string): Promise<boolean> {
+    return exists(this.#abs(normalizeRelative(path)));
+  }
+
+  /** Names in a directory of the data dir (not recursive); the dictionaries are hidden. */
+  async list(dir = ''): Promise<string[]> {
+    const rel = normalizeDir(dir);
+    const names = await readdir(rel === '' ? this.dataDir : this.#abs(rel));
+    return (rel === '' ? names.filter((n) => n !== META_DIR) : names).sort();
+  }
+
+  async mkdir(dir: string): Promise<void> {
+    await mkdir(this.#abs(normalizeDir(dir)), { recursive: true });
+  }
+
+  /** Method, key id and IV of a tracked file; never key material. */
+  fileInfo(path: string): FileInfo | undefined {
+    const e = this.#dict.get(normalizeRelative(path));
+    return e && infoOf(e);
+  }
+
+  /** All tracked files, sorted by path. */
+  files(): Array<[string, FileInfo]> {
+    return [...this.#dict.entries()].map(([p, e]): [string, FileInfo] => [p, infoOf(e)]).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+  }
+
+  stats(): EncryptionStats {
+    const stats: EncryptionStats = { files: 0, byMethod: {}, byKeyId: {} };
+    for (const [, e] of this.#dict.entries()) {
+      stats.files += 1;
+      stats.byMethod[e.method] = (stats.byMethod[e.method] ?? 0) + 1;
+      stats.byKeyId[e.keyId] = (stats.byKeyId[e.keyId] ?? 0) + 1;
+    }
+    return stats;
+  }
+
+  get method(): EncryptionMethod {
+    return this.#options.method;
+  }
+
+  get masterKey(): MasterKey {
+    return this.#keys.masterKey;
+  }
+
+  /** The current data key's metadata, if the method encrypts. */
+  currentDataKey(): DataKeyInfo | undefined {
+    const id = this.#keys.currentKeyId;
+    return this.#options.method === 'plaintext' || id === 0 ? undefined : this.#keys.list().find((k) => k.id === id);
+  }
+
+  dataKeys(): DataKeyInfo[] {
+    return this.#keys.list();
+  }
+
+  /** Secrets: for `tdekv ctl encryption-meta dump-key` only. */
+  exportDataKeys(ids?: readonly number[]): DataKey[] {
+    return this.#keys.exportKeys(ids);
+  }
+
+  /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
+  async rotateDataKey(): Promise<DataKeyInfo> {
+    this.#checkOpen();
+    const k = await this.#keys.rotate(this.#options.method);
+    return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
+  }
+
+  /** Drops data keys that no file uses any more. */
+  async retireUnusedKeys(): Promise<number[]> {
+    this.#checkOpen();
+    return this.#keys.retireUnused(this.#dict.usedKeyIds());
+  }
+
+  /** Online master-key rotation: re-seals the key dictionary under `next`. */
+  async rotateMasterKey(next: MasterKey): Promise<void> {
+    this.#checkOpen();
+    await this.#keys.rotateMasterKey(next);
+  }
+
+  async metaFileSizes(): Promise<Record<string, number>> {
+    const sizes = await this.#dict.metaFileSizes();
+    const s = await stat(join(this.metaDir, KEY_DICT_NAME)).catch(() => undefined);
+    if (s) sizes[KEY_DICT_NAME] = s.size;
+    return sizes;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.#dict.close();
+    this.#keys.close();
+  }
+
+  #policy() {
+    return { method: this.#options.method, periodMs: this.#options.rotationPeriodMs, masterKeyProtects: this.#keys.masterKey.protectsKeys };
+  }
+
+  #entry(rel: string): FileEntry {
+    const entry = this.#dict.get(rel);
+    if (!entry) {
+      throw new TdekvError(
+        'FILE_NOT_TRACKED',
+        `file ${rel} is not in the file dictionary of ${this.dataDir}, so its encryption is unknown; tdekv never reads such a file as plaintext. It was not written by tdekv, or the dictionary was restored from an older backup.`,
+      );
+    }
+    return entry;
+  }
+
+  #abs(rel: string): string {
+    return rel === '' ? this.dataDir : join(this.dataDir, rel);
+  }
+
+  async #syncDirsOf(...rels: string[]): Promise<void> {
+    for (const dir of new Set(rels.map((r) => dirname(this.#abs(r))))) await syncDir(dir);
+  }
+
+  #fault(operation: string, step: string): void {
+    this.#options.faults?.(operation, step);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new TdekvError('CLOSED', `encrypted env for ${this.dataDir} is closed`);
+  }
+
+  /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts pre-existing files on first open. */
+  async #recover(fresh: boolean): Promise<void> {
+    const records: FileRecord[] = [];
+    for (const [path, entry] of this.#dict.entries()) {
+      const here = await exists(this.#abs(path));
+      if (entry.pending) {
+        const { from, previous } = entry.pending;
+        if (await exists(this.#abs(from))) {
+          // The rename never happened: `to` is still the old file, or nothing.
+          records.push(previous && here ? { op: 'set', path, entry: previous } : { op: 'remove', path });
+        } else {
+          records.push({ op: 'remove', path: from }, { op: 'set', path, entry: infoOf(entry) });
+        }
+      } else if (!here) {
+        records.push({ op: 'remove', path });
+      }
+    }
+    if (fresh) {
+      const adopted = await this.#untrackedFiles('');
+      for (const path of adopted) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv() } });
+      if (adopted.length > 0) this.#logger.info({ files: adopted.length }, 'adopted existing files as plaintext; new files use the configured method');
+    }
+    if (records.length > 0) {
+      await this.#dict.apply(records);
+      this.#logger.info({ records: records.length }, 'file dictionary reconciled with the data dir');
+    }
+  }
+
+  async #untrackedFiles(dir: string): Promise<string[]> {
+    const out: string[] = [];
+    const entries = await readdir(this.#abs(dir), { withFileTypes: true });
+    for (const d of entries) {
+      const rel = dir === '' ? d.name : `${dir}/${d.name}`;
+      if (rel === META_DIR) continue;
+      if (d.isDirectory()) out.push(...(await this.#untrackedFiles(rel)));
+      else if (d.isFile() && !this.#dict.has(rel)) out.push(rel);
+    }
+    return out;
+  }
+}
+
+function infoOf(e: FileEntry): FileInfo {
+  return { method: e.method, keyId: e.keyId, iv: e.iv };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}

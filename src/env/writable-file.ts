@@ -1,0 +1,115 @@
+import type { FileHandle } from 'node:fs/promises';
+import { TdekvError } from '../errors.js';
+import type { StreamTransform } from '../crypto/ctr.js';
+
+/** Small appends are coalesced into writes of this size. */
+const COALESCE_BYTES = 64 * 1024;
+/** Encryption of the next chunk overlaps the write of the previous ones, up to this much. */
+const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * An append-only file. Appends are encrypted in order by one CTR stream (so each byte gets
+ * its own keystream position), then written with positional writes that may run
+ * concurrently on the thread pool: encryption and I/O overlap. Data is durable after sync().
+ */
+export class EncryptedWritableFile {
+  readonly path: string;
+  readonly #fh: FileHandle;
+  readonly #stream: StreamTransform;
+  #appended = 0;
+  #issued = 0;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  readonly #inFlight = new Set<Promise<void>>();
+  #inFlightBytes = 0;
+  #error: unknown;
+  #closed = false;
+
+  constructor(path: string, fh: FileHandle, stream: StreamTransform) {
+    this.path = path;
+    this.#fh = fh;
+    this.#stream = stream;
+  }
+
+  /** Bytes appended so far (the plaintext size, which equals the ciphertext size). */
+  get size(): number {
+    return this.#appended;
+  }
+
+  async append(data: Uint8Array): Promise<void> {
+    this.#check();
+    if (data.length === 0) return;
+    const ciphertext = this.#stream.update(data);
+    this.#appended += data.length;
+    if (ciphertext.length >= COALESCE_BYTES) {
+      this.#issuePending();
+      this.#issue(ciphertext);
+    } else {
+      this.#pending.push(ciphertext);
+      this.#pendingBytes += ciphertext.length;
+      if (this.#pendingBytes >= COALESCE_BYTES) this.#issuePending();
+    }
+    while (this.#inFlightBytes > MAX_IN_FLIGHT_BYTES) await Promise.race(this.#inFlight);
+    this.#check();
+  }
+
+  /** Waits until everything appended has reached the OS. */
+  async flush(): Promise<void> {
+    this.#check();
+    this.#issuePending();
+    await Promise.all(this.#inFlight);
+    this.#check();
+  }
+
+  /** Makes everything appended durable. */
+  async sync(): Promise<void> {
+    await this.flush();
+    await this.#fh.datasync();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.flush();
+    } finally {
+      this.#closed = true;
+      await this.#fh.close();
+    }
+  }
+
+  #check(): void {
+    if (this.#error) throw this.#error;
+    if (this.#closed) throw new TdekvError('CLOSED', `file ${this.path} is closed`);
+  }
+
+  #issuePending(): void {
+    if (this.#pendingBytes === 0) return;
+    const buf = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#issue(buf);
+  }
+
+  #issue(buf: Buffer): void {
+    const position = this.#issued;
+    this.#issued += buf.length;
+    this.#inFlightBytes += buf.length;
+    const p: Promise<void> = writeFully(this.#fh, buf, position)
+      .catch((err: unknown) => {
+        this.#error ??= new TdekvError('INVALID_ARGUMENT', `write to ${this.path} failed at offset ${position}: ${String(err)}`, { cause: err });
+      })
+      .finally(() => {
+        this.#inFlight.delete(p);
+        this.#inFlightBytes -= buf.length;
+      });
+    this.#inFlight.add(p);
+  }
+}
+
+async function writeFully(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}

@@ -1,0 +1,177 @@
+import { methodCode, methodFromCode, type EncryptionMethod } from '../crypto/method.js';
+import { BinaryReader, BinaryWriter } from '../util/binary.js';
+import { checksum32 } from './crc.js';
+
+/**
+ * The file dictionary: path (relative to the data dir) → method, data key id, IV.
+ *
+ * Two files share one record codec:
+ *   file.dict      snapshot: header + records, always replaced atomically
+ *   file.dict.log  append log: header + records, each appended and fsynced
+ * header = magic(8) | u16 version | u64 generation. A log applies to the snapshot of the
+ * same generation; an older log was already folded into the snapshot (crash during
+ * compaction) and is ignored.
+ * record = u32 payload length | u32 crc32(length bytes + payload) | payload
+ */
+export const SNAPSHOT_MAGIC = Buffer.from('TDEFDICT');
+export const LOG_MAGIC = Buffer.from('TDEFDLOG');
+export const SNAPSHOT_VERSION = 1;
+export const LOG_VERSION = 1;
+export const HEADER_LENGTH = 8 + 2 + 8;
+const FRAME_LENGTH = 8;
+/** Paths are at most 4 KiB, so anything longer is damage, not a torn append. */
+export const MAX_RECORD_LENGTH = 64 * 1024;
+
+export interface FileInfo {
+  method: EncryptionMethod;
+  /** 0 for plaintext files. */
+  keyId: number;
+  iv: Buffer;
+}
+
+/** A rename in flight: resolved at open by whether `from` still exists on disk. */
+export interface PendingRename {
+  from: string;
+  previous?: FileInfo;
+}
+
+export interface FileEntry extends FileInfo {
+  pending?: PendingRename;
+}
+
+export type FileRecord = { op: 'set'; path: string; entry: FileEntry } | { op: 'remove'; path: string };
+
+const OP_SET = 1;
+const OP_REMOVE = 2;
+
+export function encodeHeader(magic: Buffer, version: number, generation: number): Buffer {
+  return new BinaryWriter().bytes(magic).u16(version).u64(generation).finish();
+}
+
+export interface Header {
+  version: number;
+  generation: number;
+}
+
+export class DictionaryFormatError extends Error {
+  constructor(
+    readonly offset: number,
+    readonly reason: string,
+  ) {
+    super(`${reason} at offset ${offset}`);
+  }
+}
+
+export function decodeHeader(buf: Buffer, magic: Buffer): Header {
+  if (buf.length < HEADER_LENGTH) throw new DictionaryFormatError(0, `header is ${buf.length} bytes, expected ${HEADER_LENGTH}`);
+  if (!buf.subarray(0, 8).equals(magic)) throw new DictionaryFormatError(0, `bad magic bytes (expected "${magic.toString()}")`);
+  const r = new BinaryReader(buf);
+  r.bytes(8);
+  return { version: r.u16(), generation: r.u64() };
+}
+
+function writeInfo(w: BinaryWriter, info: FileInfo): void {
+  w.u8(methodCode(info.method)).u64(info.keyId).bytes(info.iv);
+}
+
+function readInfo(r: BinaryReader): FileInfo {
+  const code = r.u8();
+  const method = methodFromCode(code);
+  if (!method) throw new Error(`unknown method code ${code}`);
+  return { method, keyId: r.u64(), iv: Buffer.from(r.bytes(16)) };
+}
+
+export function encodeRecord(rec: FileRecord): Buffer {
+  const w = new BinaryWriter().u8(rec.op === 'set' ? OP_SET : OP_REMOVE).string(rec.path);
+  if (rec.op === 'set') {
+    writeInfo(w, rec.entry);
+    const p = rec.entry.pending;
+    w.u8(p ? 1 : 0);
+    if (p) {
+      w.string(p.from).u8(p.previous ? 1 : 0);
+      if (p.previous) writeInfo(w, p.previous);
+    }
+  }
+  const payload = w.finish();
+  const frame = Buffer.allocUnsafe(FRAME_LENGTH);
+  frame.writeUInt32LE(payload.length, 0);
+  frame.writeUInt32LE(checksum32(Buffer.concat([frame.subarray(0, 4), payload])), 4);
+  return Buffer.concat([frame, payload]);
+}
+
+function decodePayload(payload: Buffer): FileRecord {
+  const r = new BinaryReader(payload);
+  const op = r.u8();
+  const path = r.string();
+  let rec: FileRecord;
+  if (op === OP_REMOVE) {
+    rec = { op: 'remove', path };
+  } else if (op === OP_SET) {
+    const entry: FileEntry = readInfo(r);
+    if (r.u8() === 1) {
+      const from = r.string();
+      entry.pending = r.u8() === 1 ? { from, previous: readInfo(r) } : { from };
+    }
+    rec = { op: 'set', path, entry };
+  } else {
+    throw new Error(`unknown record type ${op}`);
+  }
+  if (r.remaining !== 0) throw new Error(`${r.remaining} unexpected bytes in record`);
+  return rec;
+}
+
+export interface DecodedRecords {
+  records: FileRecord[];
+  /** Where the intact records end: the log is truncated here when a torn tail is dropped. */
+  end: number;
+  /** Set when the bytes after `end` are an incomplete last append. */
+  tornTail?: string;
+}
+
+/**
+ * Decodes records from `start`. With `allowTornTail`, an incomplete or zero-filled last
+ * record is reported in `tornTail` (a crash mid-append); any other damage throws with the
+ * offset, because dropping records before the tail would silently lose files' keys.
+ */
+export function decodeRecords(buf: Buffer, start: number, allowTornTail: boolean): DecodedRecords {
+  const records: FileRecord[] = [];
+  let off = start;
+  while (off < buf.length) {
+    const problem = recordProblem(buf, off);
+    if (problem === null) {
+      const len = buf.readUInt32LE(off);
+      try {
+        records.push(decodePayload(buf.subarray(off + FRAME_LENGTH, off + FRAME_LENGTH + len)));
+      } catch (err) {
+        throw new DictionaryFormatError(off, `record has a valid checksum but cannot be decoded (${(err as Error).message})`);
+      }
+      off += FRAME_LENGTH + len;
+      continue;
+    }
+    if (allowTornTail && isTornTail(buf, off)) return { records, end: off, tornTail: problem };
+    throw new DictionaryFormatError(off, problem);
+  }
+  return { records, end: off };
+}
+
+function recordProblem(buf: Buffer, off: number): string | null {
+  if (buf.length - off < FRAME_LENGTH) return `record header is cut short (${buf.length - off} of ${FRAME_LENGTH} bytes)`;
+  const len = buf.readUInt32LE(off);
+  if (len > MAX_RECORD_LENGTH) return `record length ${len} exceeds the maximum ${MAX_RECORD_LENGTH}`;
+  if (off + FRAME_LENGTH + len > buf.length) return `record is cut short (${buf.length - off - FRAME_LENGTH} of ${len} payload bytes)`;
+  const crc = checksum32(Buffer.concat([buf.subarray(off, off + 4), buf.subarray(off + FRAME_LENGTH, off + FRAME_LENGTH + len)]));
+  if (crc !== buf.readUInt32LE(off + 4)) return 'record checksum mismatch';
+  return null;
+}
+
+/** A crash can only damage the last append: it runs past EOF, or the rest is zero-filled. */
+function isTornTail(buf: Buffer, off: number): boolean {
+  const rest = buf.subarray(off);
+  if (rest.every((b) => b === 0)) return true;
+  if (rest.length < FRAME_LENGTH) return true;
+  const len = rest.readUInt32LE(0);
+  if (len > MAX_RECORD_LENGTH) return false;
+  // Either cut short, or exactly one (garbled) record that ends at EOF.
+  return FRAME_LENGTH + len >= rest.length;
+}
+
