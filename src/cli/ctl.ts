@@ -1,0 +1,127 @@
+import { open } from 'node:fs/promises';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { TdekvError, errnoCode } from '../errors.js';
+import { loadConfig } from '../config/config.js';
+import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
+import { zeroize } from '../crypto/random.js';
+import type { FileInfo } from '../keys/file-dictionary-format.js';
+import { silentLogger } from '../log/logger.js';
+import { askConsent } from './consent.js';
+
+export interface CtlTarget {
+  config: string;
+  dataDir?: string;
+}
+
+export interface Output {
+  out: (line: string) => void;
+  err: (line: string) => void;
+}
+
+/** Opens the data dir read-only: ctl inspects, it never changes dictionaries. */
+export async function openForCtl(target: CtlTarget): Promise<ManagedEnv> {
+  const config = await loadConfig(target.config);
+  if (target.dataDir) config.storage.dataDir = resolve(target.dataDir);
+  return openEnvFromConfig(config, { readOnly: true, logger: silentLogger() });
+}
+
+async function withEnv<T>(target: CtlTarget, fn: (m: ManagedEnv) => Promise<T>): Promise<T> {
+  const managed = await openForCtl(target);
+  try {
+    return await fn(managed);
+  } finally {
+    await managed.close();
+  }
+}
+
+function describe(path: string, info: FileInfo): string {
+  return `${path}\tmethod=${info.method}\tkey-id=${info.keyId}\tiv=${info.iv.toString('hex')}`;
+}
+
+/** A path given as absolute (as TiKV's ctl takes it) or relative to the data dir. */
+function toDataDirPath(dataDir: string, path: string): string {
+  if (!isAbsolute(path)) return path;
+  const rel = relative(dataDir, path);
+  if (rel.startsWith('..') || isAbsolute(rel)) throw new TdekvError('INVALID_PATH', `${path} is not inside the data dir ${dataDir}`);
+  return rel;
+}
+
+export async function dumpFile(target: CtlTarget, opts: { path?: string; json?: boolean }, io: Output): Promise<void> {
+  await withEnv(target, async ({ env }) => {
+    let files: Array<[string, FileInfo]>;
+    if (opts.path !== undefined) {
+      const rel = toDataDirPath(env.dataDir, opts.path);
+      const info = env.fileInfo(rel);
+      if (!info) throw new TdekvError('FILE_NOT_TRACKED', `${rel} is not in the file dictionary of ${env.dataDir}`);
+      files = [[rel, info]];
+    } else {
+      files = env.files();
+    }
+    if (opts.json) {
+      io.out(JSON.stringify(files.map(([path, i]) => ({ path, method: i.method, keyId: i.keyId, iv: i.iv.toString('hex') })), null, 2));
+    } else {
+      for (const [path, info] of files) io.out(describe(path, info));
+    }
+  });
+}
+
+export const DUMP_KEY_WARNING =
+  'WARNING: this prints data keys in clear text. Anyone who sees them can decrypt the files that use them, ' +
+  'without the master key. Print them only to recover data, and rotate the data key afterwards.';
+
+export async function dumpKey(
+  target: CtlTarget,
+  opts: { ids?: string; iConsent?: boolean },
+  io: Output,
+  consent: () => Promise<boolean> = () => askConsent(DUMP_KEY_WARNING),
+): Promise<void> {
+  const ids = opts.ids === undefined ? undefined : parseIds(opts.ids);
+  if (!opts.iConsent && !(await consent())) {
+    throw new TdekvError('INVALID_ARGUMENT', 'consent not given: nothing was printed. Type exactly "I consent", or pass --i-consent in scripts.');
+  }
+  await withEnv(target, async ({ env }) => {
+    for (const k of env.exportDataKeys(ids)) {
+      io.out(`${k.id}\tmethod=${k.method}\tcreated=${new Date(k.createdAtMs).toISOString()}\texposed=${k.exposed}\tkey=${k.key.toString('hex')}`);
+      zeroize(k.key);
+    }
+  });
+}
+
+function parseIds(text: string): number[] {
+  const ids = text.split(',').map((s) => s.trim());
+  for (const id of ids) {
+    if (!/^\d+$/.test(id) || !Number.isSafeInteger(Number(id))) {
+      throw new TdekvError('INVALID_ARGUMENT', `--ids must be a comma-separated list of data key ids (as shown by dump-file), got "${text}"`);
+    }
+  }
+  return ids.map(Number);
+}
+
+const CHUNK = 1 << 20;
+
+/** Writes the plaintext of one data file to a new file (mode 0600: it is user data). */
+export async function decryptFile(target: CtlTarget, opts: { path: string; outFile: string }, io: Output): Promise<void> {
+  await withEnv(target, async ({ env }) => {
+    const rel = toDataDirPath(env.dataDir, opts.path);
+    const src = await env.openRead(rel);
+    let out;
+    try {
+      out = await open(opts.outFile, 'wx', 0o600);
+    } catch (err) {
+      src.close();
+      if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `--out-file ${opts.outFile} exists; choose a new path (decrypt-file never overwrites)`);
+      throw new TdekvError('INVALID_ARGUMENT', `cannot create --out-file ${opts.outFile}: ${errnoCode(err) ?? String(err)}`);
+    }
+    try {
+      for (let off = 0; off < src.size; off += CHUNK) {
+        const chunk = await src.read(off, CHUNK);
+        await out.write(chunk);
+      }
+      await out.sync();
+    } finally {
+      src.close();
+      await out.close();
+    }
+    io.err(`decrypted ${rel} (${src.size} bytes) to ${opts.outFile}`);
+  });
+}

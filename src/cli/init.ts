@@ -1,0 +1,44 @@
+import { access } from 'node:fs/promises';
+import { loadConfig } from '../config/config.js';
+import { formatDuration } from '../config/duration.js';
+import { openEnvFromConfig } from '../env/open-env.js';
+import type { Logger } from '../log/logger.js';
+import { writeMasterKeyFile } from './keygen.js';
+import type { Output } from './ctl.js';
+
+/**
+ * Prepares a data dir: creates the key and file dictionaries (and, when asked, a missing
+ * master key file), then prints the encryption status.
+ */
+export async function init(opts: { config: string; generateMasterKey?: boolean }, io: Output, logger: Logger): Promise<void> {
+  const config = await loadConfig(opts.config);
+  const mk = config.security.encryption.masterKey;
+  if (mk.type === 'file' && opts.generateMasterKey && !(await exists(mk.path))) {
+    await writeMasterKeyFile(mk.path);
+    logger.warn(
+      { path: mk.path },
+      'generated a master key file for this quickstart. Production master keys belong on tmpfs or in a KMS, never on the same disk as the data: whoever has both can read everything.',
+    );
+  }
+  const managed = await openEnvFromConfig(config, { logger });
+  try {
+    const { env } = managed;
+    const current = env.currentDataKey();
+    const stats = env.stats();
+    io.out(`data dir        ${env.dataDir}`);
+    io.out(`method          ${env.method}`);
+    io.out(`master key      ${env.masterKey.description}`);
+    io.out(`data key        ${current ? `id ${current.id}, age ${formatDuration(Math.max(0, Date.now() - current.createdAtMs))}${current.exposed ? ', EXPOSED' : ''}` : 'none (plaintext)'}`);
+    io.out(`data keys       ${env.dataKeys().length}`);
+    io.out(`files           ${stats.files} (${Object.entries(stats.byMethod).map(([m, n]) => `${m}: ${n}`).join(', ') || 'none yet'})`);
+  } finally {
+    await managed.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { isTdekvError } from '../errors.js';
+import { createLogger } from '../log/logger.js';
+import { decryptFile, dumpFile, dumpKey, type CtlTarget, type Output } from './ctl.js';
+import { init } from './init.js';
+import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
+
+const io: Output = {
+  out: (line) => process.stdout.write(line + '\n'),
+  err: (line) => process.stderr.write(line + '\n'),
+};
+
+function program(): Command {
+  const root = new Command('tdekv')
+    .description('tdekv: a key-value database that encrypts every byte at rest')
+    .exitOverride()
+    .showHelpAfterError();
+
+  root
+    .command('keygen')
+    .description('create a new master key (64 hex characters and a newline); never overwrites')
+    .option('--out <file>', 'write the key to this file, mode 0600 (default: print to stdout)')
+    .action(async (opts: { out?: string }) => {
+      if (opts.out) {
+        await writeMasterKeyFile(opts.out);
+        io.err(`wrote a new master key to ${opts.out} (mode 0600). Keep it off the data disk: tmpfs or a KMS in production.`);
+      } else {
+        process.stdout.write(newMasterKeyText());
+      }
+    });
+
+  root
+    .command('init')
+    .description('create the key and file dictionaries of a data dir and print its encryption status')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .option('--generate-master-key', 'create the master key file named in the config if it does not exist (quickstart only)')
+    .action(async (opts: { config: string; generateMasterKey?: boolean }) => {
+      await init(opts, io, createLogger());
+    });
+
+  const ctl = root
+    .command('ctl')
+    .description('inspect a data dir (read-only)')
+    .requiredOption('--config <file>', 'TOML configuration with the [security.encryption] settings')
+    .option('--data-dir <dir>', 'data dir (default: [storage] data-dir of the config)');
+  const target = (): CtlTarget => {
+    const o = ctl.opts<{ config: string; dataDir?: string }>();
+    return { config: o.config, ...(o.dataDir ? { dataDir: o.dataDir } : {}) };
+  };
+
+  const meta = ctl.command('encryption-meta').description('encryption metadata: file dictionary and data keys');
+  meta
+    .command('dump-file')
+    .description('method, data key id and IV of every file, or of one')
+    .option('--path <path>', 'one file, relative to the data dir or absolute')
+    .option('--json', 'print JSON')
+    .action(async (opts: { path?: string; json?: boolean }) => dumpFile(target(), opts, io));
+  meta
+    .command('dump-key')
+    .description('print data keys in clear (asks for consent)')
+    .option('--ids <ids>', 'comma-separated data key ids (default: all)')
+    .option('--i-consent', 'skip the prompt: you accept that the keys are printed in clear')
+    .action(async (opts: { ids?: string; iConsent?: boolean }) => dumpKey(target(), opts, io));
+  meta
+    .command('decrypt-file')
+    .description('write the plaintext of one data file to a new file')
+    .requiredOption('--path <path>', 'the data file, relative to the data dir or absolute')
+    .requiredOption('--out-file <file>', 'where to write the plaintext (must not exist)')
+    .action(async (opts: { path: string; outFile: string }) => decryptFile(target(), opts, io));
+
+  return root;
+}
+
+async function main(argv: string[]): Promise<number> {
+  try {
+    await program().parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    if (isTdekvError(err)) {
+      io.err(`tdekv: ${err.message} [${err.code}]`);
+      return 1;
+    }
+    io.err(`tdekv: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv);

@@ -1,0 +1,67 @@
+import type { EncryptionConfig, TdekvConfig } from '../config/types.js';
+import type { Logger } from '../log/logger.js';
+import { createMasterKey } from '../masterkey/create.js';
+import type { MasterKey } from '../masterkey/master-key.js';
+import { EncryptedEnv } from './encrypted-env.js';
+
+export interface OpenEnvOptions {
+  logger?: Logger;
+  readOnly?: boolean;
+}
+
+/** Opens the env a configuration describes; the master keys are released with the env. */
+export async function openEnvFromConfig(config: TdekvConfig, options: OpenEnvOptions = {}): Promise<ManagedEnv> {
+  return openEnv(config.storage.dataDir, config.security.encryption, options);
+}
+
+export async function openEnv(dataDir: string, enc: EncryptionConfig, options: OpenEnvOptions = {}): Promise<ManagedEnv> {
+  const masterKey = await createMasterKey(enc.masterKey);
+  let previous: MasterKey | undefined;
+  try {
+    previous = enc.previousMasterKey ? await createMasterKey(enc.previousMasterKey) : undefined;
+    if (enc.masterKey.type === 'plaintext' && enc.dataEncryptionMethod !== 'plaintext') {
+      options.logger?.warn('master-key type = "plaintext": data keys are stored unprotected and marked exposed; use a file or kms master key outside tests');
+    }
+    const env = await EncryptedEnv.open({
+      dataDir,
+      method: enc.dataEncryptionMethod,
+      rotationPeriodMs: enc.dataKeyRotationPeriodMs,
+      masterKey,
+      ...(previous ? { previousMasterKey: previous } : {}),
+      fileDictionaryLog: enc.enableFileDictionaryLog,
+      fileDictionaryRewriteThreshold: enc.fileDictionaryRewriteThreshold,
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.readOnly !== undefined ? { readOnly: options.readOnly } : {}),
+    });
+    // The previous key is only needed to open; once re-sealed it can go.
+    previous?.close();
+    return new ManagedEnv(env, masterKey);
+  } catch (err) {
+    masterKey.close();
+    previous?.close();
+    throw err;
+  }
+}
+
+/** An env plus the master key backends it owns (KMS clients need closing). */
+export class ManagedEnv {
+  readonly #owned = new Set<MasterKey>();
+
+  constructor(
+    readonly env: EncryptedEnv,
+    masterKey: MasterKey,
+  ) {
+    this.#owned.add(masterKey);
+  }
+
+  /** Online master-key rotation; the env takes ownership of `next`. */
+  async rotateMasterKey(next: MasterKey): Promise<void> {
+    await this.env.rotateMasterKey(next);
+    this.#owned.add(next);
+  }
+
+  async close(): Promise<void> {
+    await this.env.close();
+    for (const k of this.#owned) k.close();
+  }
+}

@@ -1,0 +1,17 @@
+import type { MasterKeyConfig } from '../config/types.js';
+import { FileMasterKey } from './file.js';
+import { KmsMasterKey } from './kms.js';
+import type { MasterKey } from './master-key.js';
+import { PlaintextMasterKey } from './plaintext.js';
+
+/** The backend a `[security.encryption.master-key]` section describes. */
+export async function createMasterKey(config: MasterKeyConfig): Promise<MasterKey> {
+  switch (config.type) {
+    case 'plaintext':
+      return new PlaintextMasterKey();
+    case 'file':
+      return FileMasterKey.load(config.path);
+    case 'kms':
+      return new KmsMasterKey(config);
+  }
+}
