@@ -1,0 +1,159 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { runCli } from './support/cli.js';
+import { loadConfig } from '../src/config/config.js';
+import { openEnvFromConfig } from '../src/env/open-env.js';
+
+async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'tdekv-cli-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A data dir with two encrypted files, set up through the library. */
+async function fixture(dir: string): Promise<{ config: string; content: Buffer }> {
+  const keyPath = join(dir, 'master.key');
+  const gen = await runCli(['keygen', '--out', keyPath]);
+  assert.equal(gen.code, 0, gen.stderr);
+  const config = join(dir, 'tdekv.toml');
+  await writeFile(
+    config,
+    `[storage]\ndata-dir = "data"\n[security.encryption]\ndata-encryption-method = "aes256-ctr"\n[security.encryption.master-key]\ntype = "file"\npath = "master.key"\n`,
+  );
+  const managed = await openEnvFromConfig(await loadConfig(config));
+  const content = randomBytes(3 * 1024 * 1024 + 17);
+  await managed.env.mkdir('db');
+  await managed.env.writeFile('db/000001.sst', content);
+  await managed.env.writeFile('CURRENT', Buffer.from('MANIFEST-000001\n'));
+  await managed.close();
+  return { config, content };
+}
+
+test('keygen writes a 0600 key file of 64 hex + newline and refuses to overwrite it', async (t) => {
+  const dir = await tempDir(t);
+  const path = join(dir, 'k');
+  const first = await runCli(['keygen', '--out', path]);
+  assert.equal(first.code, 0, first.stderr);
+  const text = await readFile(path, 'latin1');
+  assert.match(text, /^[0-9a-f]{64}\n$/);
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+  const again = await runCli(['keygen', '--out', path]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /already exists/);
+  assert.equal(await readFile(path, 'latin1'), text, 'existing key untouched');
+  const printed = await runCli(['keygen']);
+  assert.match(printed.stdout, /^[0-9a-f]{64}\n$/);
+  assert.notEqual(printed.stdout, text);
+});
+
+test('ctl encryption-meta dump-file lists method, key id and IV of each file, or one', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const all = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file']);
+  assert.equal(all.code, 0, all.stderr);
+  const lines = all.stdout.trim().split('\n');
+  assert.equal(lines.length, 2);
+  assert.match(lines[0]!, /^CURRENT\tmethod=aes256-ctr\tkey-id=\d+\tiv=[0-9a-f]{32}$/);
+  assert.match(lines[1]!, /^db\/000001\.sst\tmethod=aes256-ctr/);
+  const one = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file', '--path', join(dir, 'data', 'db', '000001.sst'), '--json']);
+  assert.equal(one.code, 0, one.stderr);
+  const parsed = JSON.parse(one.stdout) as Array<{ path: string; method: string; iv: string }>;
+  assert.equal(parsed.length, 1);
+  assert.equal(parsed[0]!.path, 'db/000001.sst');
+  const missing = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file', '--path', 'nope']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /nope is not in the file dictionary/);
+});
+
+test('ctl dump-key prints keys only after "I consent" or --i-consent', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const refused = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key'], { input: 'yes\n' });
+  assert.equal(refused.code, 1);
+  assert.equal(refused.stdout, '');
+  assert.match(refused.stderr, /WARNING: this prints data keys in clear/);
+  assert.match(refused.stderr, /consent not given/);
+  const noInput = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key']);
+  assert.equal(noInput.code, 1);
+  assert.equal(noInput.stdout, '');
+  const typed = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key'], { input: 'I consent\n' });
+  assert.equal(typed.code, 0, typed.stderr);
+  assert.match(typed.stdout, /^\d+\tmethod=aes256-ctr\tcreated=\S+\texposed=false\tkey=[0-9a-f]{64}$/m);
+  const id = typed.stdout.split('\t')[0]!;
+  const flag = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--ids', id, '--i-consent']);
+  assert.equal(flag.code, 0, flag.stderr);
+  assert.equal(flag.stdout, typed.stdout);
+  const bad = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--ids', '1,x', '--i-consent']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--ids must be/);
+  const unknown = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--ids', '12345', '--i-consent']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /data key 12345 is not in the key dictionary/);
+});
+
+test('ctl decrypt-file writes the plaintext to a new 0600 file and never overwrites', async (t) => {
+  const dir = await tempDir(t);
+  const { config, content } = await fixture(dir);
+  const out = join(dir, 'plain.bin');
+  const r = await runCli(['ctl', '--config', config, 'encryption-meta', 'decrypt-file', '--path', 'db/000001.sst', '--out-file', out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(out), content);
+  assert.equal((await stat(out)).mode & 0o777, 0o600);
+  const onDisk = await readFile(join(dir, 'data', 'db', '000001.sst'));
+  assert.equal(onDisk.length, content.length);
+  assert.notDeepEqual(onDisk.subarray(0, 4096), content.subarray(0, 4096));
+  const again = await runCli(['ctl', '--config', config, 'encryption-meta', 'decrypt-file', '--path', 'db/000001.sst', '--out-file', out]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /never overwrites/);
+});
+
+test('ctl is read-only and --data-dir overrides the config; wrong key is reported clearly', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const metaBefore = await readFile(join(dir, 'data', 'encryption-meta', 'file.dict.log'));
+  const moved = join(dir, 'moved');
+  const { rename } = await import('node:fs/promises');
+  await rename(join(dir, 'data'), moved);
+  const r = await runCli(['ctl', '--config', config, '--data-dir', moved, 'encryption-meta', 'dump-file']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim().split('\n').length, 2);
+  assert.deepEqual(await readFile(join(moved, 'encryption-meta', 'file.dict.log')), metaBefore);
+  await writeFile(join(dir, 'master.key'), randomBytes(32).toString('hex') + '\n');
+  const wrong = await runCli(['ctl', '--config', config, '--data-dir', moved, 'encryption-meta', 'dump-file']);
+  assert.equal(wrong.code, 1);
+  assert.match(wrong.stderr, /wrong master key .*authentication failed/);
+  assert.match(wrong.stderr, /MASTER_KEY_WRONG/);
+});
+
+test('bad config and bad usage fail with a message naming the problem', async (t) => {
+  const dir = await tempDir(t);
+  const config = join(dir, 'bad.toml');
+  await writeFile(config, '[security.encryption]\ndata-encryption-method = "aes512"\n');
+  const r = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /security\.encryption\.data-encryption-method/);
+  assert.match(r.stderr, /aes256-ctr/);
+  const usage = await runCli(['ctl', 'encryption-meta', 'dump-file']);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /--config/);
+});
+
+test('init with --generate-master-key creates the key file, dictionaries and prints status', async (t) => {
+  const dir = await tempDir(t);
+  const config = join(dir, 'tdekv.toml');
+  await writeFile(config, `[storage]\ndata-dir = "d"\n[security.encryption]\ndata-encryption-method = "sm4-ctr"\n[security.encryption.master-key]\ntype = "file"\npath = "mk"\n`);
+  const missing = await runCli(['init', '--config', config]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /master key file .*mk does not exist/);
+  const r = await runCli(['init', '--config', config, '--generate-master-key']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /method\s+sm4-ctr/);
+  assert.match(r.stdout, /data key\s+id \d+/);
+  assert.match(r.stderr, /tmpfs or in a KMS/);
+  assert.equal((await stat(join(dir, 'mk'))).mode & 0o777, 0o600);
+  await stat(join(dir, 'd', 'encryption-meta', 'key.dict'));
+});
