@@ -16,6 +16,7 @@ export type TdekvErrorCode =
   | 'FILE_NOT_FOUND'
   | 'INVALID_PATH'
   | 'INVALID_ARGUMENT'
+  | 'DATA_DIR_LOCKED'
   | 'CLOSED';
 
 export class TdekvError extends Error {

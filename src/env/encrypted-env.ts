@@ -1,4 +1,4 @@
-import { access, link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { access, link, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import { ctrStreamAt } from '../crypto/ctr.js';
@@ -11,6 +11,7 @@ import { DataKeyStore } from '../keys/data-key-store.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
 import { FileDictionary } from '../keys/file-dictionary.js';
 import type { FileEntry, FileInfo, FileRecord } from '../keys/file-dictionary-format.js';
+import { DirLock, LOCK_NAME } from './dir-lock.js';
 import { META_DIR, normalizeDir, normalizeRelative } from './paths.js';
 import { EncryptedReadableFile } from './readable-file.js';
 import { EncryptedWritableFile } from './writable-file.js';
@@ -32,6 +33,11 @@ export interface EnvOptions {
   logger?: Logger;
   /** Inspect only: nothing on disk is created, re-sealed or compacted. */
   readOnly?: boolean;
+  /**
+   * Take the data dir lock (default true). Turn off only where something else guarantees
+   * a single writer, e.g. a test that simulates a crash by abandoning an env in-process.
+   */
+  exclusive?: boolean;
   /** Test hook: called at each durability step; throwing simulates a crash there. */
   faults?: (operation: string, step: string) => void;
 }
@@ -55,27 +61,44 @@ export class EncryptedEnv {
   readonly #dict: FileDictionary;
   readonly #keys: DataKeyStore;
   readonly #logger: Logger;
+  readonly #lock: DirLock | undefined;
   #closed = false;
 
-  private constructor(options: EnvOptions, dict: FileDictionary, keys: DataKeyStore, logger: Logger) {
+  private constructor(options: EnvOptions, dict: FileDictionary, keys: DataKeyStore, logger: Logger, lock: DirLock | undefined) {
     this.dataDir = options.dataDir;
     this.metaDir = join(options.dataDir, META_DIR);
     this.#options = options;
     this.#dict = dict;
     this.#keys = keys;
     this.#logger = logger;
+    this.#lock = lock;
   }
 
   static async open(options: EnvOptions): Promise<EncryptedEnv> {
-    const logger = options.logger ?? silentLogger();
     const readOnly = options.readOnly ?? false;
     const metaDir = join(options.dataDir, META_DIR);
     if (readOnly) {
       await access(metaDir).catch(() => {
         throw new TdekvError('FILE_NOT_FOUND', `${metaDir} does not exist: ${options.dataDir} is not a tdekv data dir (check --data-dir / [storage] data-dir)`);
       });
+      return EncryptedEnv.#openLocked(options, undefined);
     }
+    const createdMetaDir = await mkdir(metaDir, { recursive: true, mode: 0o700 });
+    const lock = options.exclusive === false ? undefined : await DirLock.acquire(join(metaDir, LOCK_NAME));
+    try {
+      return await EncryptedEnv.#openLocked(options, lock);
+    } catch (err) {
+      await lock?.release();
+      // Opening failed: leave a new data dir as it was (invariant 7).
+      if (createdMetaDir) await rmdir(metaDir).catch(() => undefined);
+      throw err;
+    }
+  }
 
+  static async #openLocked(options: EnvOptions, lock: DirLock | undefined): Promise<EncryptedEnv> {
+    const logger = options.logger ?? silentLogger();
+    const readOnly = options.readOnly ?? false;
+    const metaDir = join(options.dataDir, META_DIR);
     // Everything is read and checked before anything is written (invariant 7).
     const dict = await FileDictionary.load({
       dir: metaDir,
@@ -92,7 +115,6 @@ export class EncryptedEnv {
         `key dictionary ${keyDictPath} is missing, but the file dictionary lists encrypted files: restore ${KEY_DICT_NAME} from a backup. A new one would not decrypt them.`,
       );
     }
-    if (!readOnly) await mkdir(metaDir, { recursive: true, mode: 0o700 });
     const keys = await DataKeyStore.open({
       path: keyDictPath,
       masterKey: options.masterKey,
@@ -111,7 +133,7 @@ export class EncryptedEnv {
           }
         }
       }
-      const env = new EncryptedEnv(options, dict, keys, logger);
+      const env = new EncryptedEnv(options, dict, keys, logger, lock);
       if (!readOnly) {
         await dict.beginWrites();
         await env.#recover(fresh);
@@ -329,6 +351,7 @@ export class EncryptedEnv {
     this.#closed = true;
     await this.#dict.close();
     this.#keys.close();
+    await this.#lock?.release();
   }
 
   #policy() {
