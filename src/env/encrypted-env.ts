@@ -108,7 +108,6 @@ export class EncryptedEnv {
     });
     const keyDictPath = join(metaDir, KEY_DICT_NAME);
     const keyDictExisted = await exists(keyDictPath);
-    const fresh = !keyDictExisted && dict.size === 0 && !(await exists(join(metaDir, 'file.dict')));
     if (!keyDictExisted && dict.usedKeyIds().size > 0) {
       throw new TdekvError(
         'KEY_DICTIONARY_DAMAGED',
@@ -136,6 +135,10 @@ export class EncryptedEnv {
       const env = new EncryptedEnv(options, dict, keys, logger, lock);
       if (!readOnly) {
         await dict.beginWrites();
+        // New while no file is tracked and no data key was ever made: its files can then only
+        // be plaintext. Judged by content, not by whether the dictionaries exist, so a first
+        // open that crashed after writing key.dict or file.dict still adopts on the next one.
+        const fresh = dict.size === 0 && keys.list().length === 0;
         await env.#recover(fresh);
         await keys.current(env.#policy());
       }
@@ -149,7 +152,7 @@ export class EncryptedEnv {
 
   /** Creates a new, empty file. Fails if the path exists: files are written once (invariant 1). */
   async create(path: string): Promise<EncryptedWritableFile> {
-    this.#checkOpen();
+    this.#checkWritable();
     const rel = normalizeRelative(path);
     const abs = this.#abs(rel);
     if (await exists(abs)) {
@@ -212,7 +215,7 @@ export class EncryptedEnv {
    * happened, so a crash at any step leaves both names readable (invariant 4).
    */
   async rename(from: string, to: string): Promise<void> {
-    this.#checkOpen();
+    this.#checkWritable();
     const src = normalizeRelative(from);
     const dst = normalizeRelative(to);
     if (src === dst) return;
@@ -233,7 +236,7 @@ export class EncryptedEnv {
 
   /** A hard link: both names share one inode, so one (key, IV) stream, as they should. */
   async link(from: string, to: string): Promise<void> {
-    this.#checkOpen();
+    this.#checkWritable();
     const src = normalizeRelative(from);
     const dst = normalizeRelative(to);
     const info = infoOf(this.#entry(src));
@@ -246,7 +249,7 @@ export class EncryptedEnv {
 
   /** Removes the file first and the entry second: a crash between leaves only a stale entry. */
   async remove(path: string): Promise<void> {
-    this.#checkOpen();
+    this.#checkWritable();
     const rel = normalizeRelative(path);
     let removed = true;
     try {
@@ -273,6 +276,7 @@ export class EncryptedEnv {
   }
 
   async mkdir(dir: string): Promise<void> {
+    this.#checkWritable();
     await mkdir(this.#abs(normalizeDir(dir)), { recursive: true });
   }
 
@@ -322,20 +326,20 @@ export class EncryptedEnv {
 
   /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
   async rotateDataKey(): Promise<DataKeyInfo> {
-    this.#checkOpen();
+    this.#checkWritable();
     const k = await this.#keys.rotate(this.#options.method);
     return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
   }
 
   /** Drops data keys that no file uses any more. */
   async retireUnusedKeys(): Promise<number[]> {
-    this.#checkOpen();
+    this.#checkWritable();
     return this.#keys.retireUnused(this.#dict.usedKeyIds());
   }
 
   /** Online master-key rotation: re-seals the key dictionary under `next`. */
   async rotateMasterKey(next: MasterKey): Promise<void> {
-    this.#checkOpen();
+    this.#checkWritable();
     await this.#keys.rotateMasterKey(next);
   }
 
@@ -383,6 +387,12 @@ export class EncryptedEnv {
 
   #checkOpen(): void {
     if (this.#closed) throw new TdekvError('CLOSED', `encrypted env for ${this.dataDir} is closed`);
+  }
+
+  /** Read-only envs must refuse before touching the disk: remove() unlinks before it updates the dictionary. */
+  #checkWritable(): void {
+    this.#checkOpen();
+    if (this.#options.readOnly) throw new TdekvError('INVALID_ARGUMENT', `encrypted env for ${this.dataDir} is open read-only`);
   }
 
   /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts pre-existing files on first open. */

@@ -12,7 +12,8 @@ import type { DataKey } from './data-key.js';
  *   nonce(12) | blob ciphertext | tag(16) | u32 crc32 of all preceding bytes
  *
  * The outer CRC tells a damaged file (CRC fails) from a wrong master key (CRC passes,
- * GCM tag fails).
+ * GCM tag fails), and from a newer format (CRC passes, version too high); later versions
+ * must keep it as the last 4 bytes.
  */
 export const KEY_DICT_MAGIC = Buffer.from('TDEKVKEY');
 export const KEY_DICT_VERSION = 1;
@@ -85,13 +86,16 @@ export function decodeSealedFile(buf: Buffer): SealedKeyDictionary {
     throw new KeyDictFormatError('it does not start with the key dictionary magic bytes');
   }
   const version = buf.readUInt16LE(KEY_DICT_MAGIC.length);
-  if (version > KEY_DICT_VERSION) {
-    throw new KeyDictFormatError(`it was written in format version ${version}; this build reads up to ${KEY_DICT_VERSION}`, true);
-  }
   if (buf.length < 4) throw new KeyDictFormatError('it is truncated');
+  // The checksum comes first (every version keeps the trailing CRC-32 over all preceding
+  // bytes): a damaged version field must read as damage, not as a newer format.
   const body = buf.subarray(0, buf.length - 4);
   if (checksum32(body) !== buf.readUInt32LE(buf.length - 4)) {
-    throw new KeyDictFormatError(`its checksum does not match (${buf.length} bytes)`);
+    const newer = version > KEY_DICT_VERSION ? `; its version field reads ${version}, but this build reads up to ${KEY_DICT_VERSION}` : '';
+    throw new KeyDictFormatError(`its checksum does not match (${buf.length} bytes)${newer}`);
+  }
+  if (version > KEY_DICT_VERSION) {
+    throw new KeyDictFormatError(`it was written in format version ${version}; this build reads up to ${KEY_DICT_VERSION}`, true);
   }
   const r = new BinaryReader(body);
   try {
