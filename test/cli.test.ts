@@ -157,3 +157,22 @@ test('init with --generate-master-key creates the key file, dictionaries and pri
   assert.equal((await stat(join(dir, 'mk'))).mode & 0o777, 0o600);
   await stat(join(dir, 'd', 'encryption-meta', 'key.dict'));
 });
+
+test('init refuses a data dir holding unknown files until --adopt-plaintext-files', async (t) => {
+  const dir = await tempDir(t);
+  const config = join(dir, 'tdekv.toml');
+  await writeFile(config, `[storage]\ndata-dir = "d"\n[security.encryption]\ndata-encryption-method = "aes256-ctr"\n[security.encryption.master-key]\ntype = "file"\npath = "mk"\n`);
+  assert.equal((await runCli(['keygen', '--out', join(dir, 'mk')])).code, 0);
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(dir, 'd'));
+  await writeFile(join(dir, 'd', 'old.log'), 'plain bytes');
+  const refused = await runCli(['init', '--config', config]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /holds 1 file\(s\) \(old\.log\)/);
+  assert.match(refused.stderr, /--adopt-plaintext-files/);
+  const adopted = await runCli(['init', '--config', config, '--adopt-plaintext-files']);
+  assert.equal(adopted.code, 0, adopted.stderr);
+  assert.match(adopted.stdout, /files\s+1 \(plaintext: 1\)/);
+  const dump = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file']);
+  assert.match(dump.stdout, /^old\.log\tmethod=plaintext\tkey-id=0\t/);
+});

@@ -320,6 +320,15 @@ describe('EncryptedEnv', () => {
       assert.equal(await env.exists('a'), false);
       assert.ok((await env.readFile('b')).equals(data));
     });
+    await withEnv({}, async (env) => {
+      // rename() onto another name of the same file: POSIX does nothing, the env removes `from`.
+      await env.link('b', 'b2');
+      await env.rename('b', 'b2');
+      assert.equal(await env.exists('b'), false);
+      assert.deepEqual(trackedNames(env), ['b2']);
+      assert.ok((await env.readFile('b2')).equals(data));
+      await env.rename('b2', 'b');
+    });
     const crashed = await open({ exclusive: false, faults: crashAt('link', 'entry-linked') });
     await assert.rejects(crashed.link('b', 'c'), SimulatedCrash);
     await withEnv({}, async (env) => {
@@ -427,7 +436,7 @@ describe('EncryptedEnv', () => {
     });
   });
 
-  test('a brand-new data dir with existing plain files adopts them as plaintext', async () => {
+  test('a brand-new data dir with existing files is refused unless adoption is asked for, then adopts them as plaintext', async () => {
     await mkdir(join(dataDir, 'sub', 'deeper'), { recursive: true });
     const files = new Map([
       ['old1', markedData(100)],
@@ -435,8 +444,12 @@ describe('EncryptedEnv', () => {
       ['sub/deeper/old3', Buffer.alloc(0)],
     ]);
     for (const [p, d] of files) await writeFile(join(dataDir, p), d);
+    // They might be encrypted files whose encryption-meta/ was lost: never assume plaintext.
+    const before = await snapshotTree(root);
+    await assert.rejects(open(), expectCode('FILE_NOT_TRACKED', 'holds 3 file(s)', 'adopt-plaintext-files', 'restore it from a backup'));
+    assertSameTree(await snapshotTree(root), before, 'a refused first open');
     const cap = captureLogger();
-    await withEnv({ logger: cap.logger }, async (env) => {
+    await withEnv({ logger: cap.logger, adoptPlaintextFiles: true }, async (env) => {
       assert.deepEqual(trackedNames(env), [...files.keys()].sort());
       for (const [p, d] of files) {
         assert.equal(env.fileInfo(p)!.method, 'plaintext');
@@ -466,7 +479,8 @@ describe('EncryptedEnv', () => {
         await dict.beginWrites();
         await dict.close();
       }
-      await withEnv({}, async (env) => {
+      await assert.rejects(open(), expectCode('FILE_NOT_TRACKED', 'preexisting'));
+      await withEnv({ adoptPlaintextFiles: true }, async (env) => {
         assert.equal(env.fileInfo('preexisting')?.method, 'plaintext');
         assert.ok((await env.readFile('preexisting')).equals(plain));
       });
@@ -654,13 +668,13 @@ describe('EncryptedEnv', () => {
     const before = await snapshotTree(root);
     const kms = new KmsMasterKey({ type: 'kms', keyId: 'arn:aws:kms:eu-west-1:111122223333:key/unreachable', region: 'eu-west-1', endpoint: `http://127.0.0.1:${await closedPort()}`, timeoutMs: 500, maxAttempts: 1 });
     try {
-      await assert.rejects(open({ masterKey: kms }), expectCode('MASTER_KEY_UNAVAILABLE'));
+      await assert.rejects(open({ masterKey: kms, adoptPlaintextFiles: true }), expectCode('MASTER_KEY_UNAVAILABLE'));
     } finally {
       kms.close();
     }
     assertSameTree(await snapshotTree(root), before, 'a failed first open');
-    // The next attempt is still a first open: the existing file is adopted.
-    await withEnv({}, async (env) => assert.equal((await env.readFile('preexisting')).toString(), 'plain'));
+    // The next attempt is still a first open: the existing file can be adopted.
+    await withEnv({ adoptPlaintextFiles: true }, async (env) => assert.equal((await env.readFile('preexisting')).toString(), 'plain'));
   });
 
   test('a closed env refuses everything with CLOSED', async () => {

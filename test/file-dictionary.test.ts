@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME, type FileDictionaryOptions } from '../src/keys/file-dictionary.js';
-import { HEADER_LENGTH, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
+import { HEADER_LENGTH, encodeBatch, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
 import { silentLogger, type Logger } from '../src/log/logger.js';
 import { captureLogger, cleanup, expectCode, snapshotTree, assertSameTree, tempDir } from './support/fs-helpers.js';
 
@@ -129,7 +129,7 @@ describe('FileDictionary', () => {
     for (const batch of sampleRecords(12)) {
       await d.apply(batch);
       const size = (await stat(logPath)).size;
-      assert.equal(size, logSize + Buffer.concat(batch.map(encodeRecord)).length, 'the log grows by exactly the records');
+      assert.equal(size, logSize + encodeBatch(batch).length, 'the log grows by exactly the records');
       logSize = size;
     }
     const snapAfter = await stat(snapPath);
@@ -261,6 +261,46 @@ describe('FileDictionary', () => {
     cap = captureLogger();
     await FileDictionary.load(options(true, cap.logger));
     assert.equal(cap.warnings().length, 0);
+  });
+
+  test('a damaged length field before an intact last write is damage, not a torn tail', async () => {
+    const d = await openDict(options(true));
+    const batches = sampleRecords(5);
+    const boundaries: number[] = [];
+    const logPath = join(dir, LOG_NAME);
+    for (const b of batches) {
+      await d.apply(b);
+      boundaries.push((await stat(logPath)).size);
+    }
+    await d.close();
+    const bad = await readFile(logPath);
+    // The second-to-last record now claims to run past the end of the file.
+    const at = boundaries[2]!;
+    bad.writeUInt32LE(60_000, at);
+    await writeFile(logPath, bad);
+    await assert.rejects(FileDictionary.load(options(true)), expectCode('FILE_DICTIONARY_DAMAGED', logPath, `at offset ${at}`));
+  });
+
+  test('one apply() is all or nothing: a write cut between its records drops all of them', async () => {
+    const d = await openDict(options(true));
+    await d.set('kept', entry());
+    const logPath = join(dir, LOG_NAME);
+    const before = (await stat(logPath)).size;
+    const batch: FileRecord[] = [
+      { op: 'remove', path: 'kept' },
+      { op: 'set', path: 'new', entry: entry() },
+    ];
+    await d.apply(batch);
+    await d.close();
+    const full = await readFile(logPath);
+    // Cut exactly after the first record of the batch: a record boundary, yet incomplete.
+    const cut = before + encodeRecord(batch[0]!, false).length;
+    await writeFile(logPath, full.subarray(0, cut));
+    const cap = captureLogger();
+    const loaded = await FileDictionary.load(options(true, cap.logger));
+    assert.deepEqual([...loaded.entries()].map(([p]) => p), ['kept']);
+    assert.equal(cap.warnings().length, 1);
+    assert.equal(cap.warnings()[0]!['offset'], before);
   });
 
   test('damage before the tail refuses to load, naming the file and the offset, and changes nothing', async () => {

@@ -10,7 +10,7 @@ import type { Output } from './ctl.js';
  * Prepares a data dir: creates the key and file dictionaries (and, when asked, a missing
  * master key file), then prints the encryption status.
  */
-export async function init(opts: { config: string; generateMasterKey?: boolean }, io: Output, logger: Logger): Promise<void> {
+export async function init(opts: { config: string; generateMasterKey?: boolean; adoptPlaintextFiles?: boolean }, io: Output, logger: Logger): Promise<void> {
   const config = await loadConfig(opts.config);
   const mk = config.security.encryption.masterKey;
   if (mk.type === 'file' && opts.generateMasterKey && !(await exists(mk.path))) {
@@ -20,7 +20,7 @@ export async function init(opts: { config: string; generateMasterKey?: boolean }
       'generated a master key file for this quickstart. Production master keys belong on tmpfs or in a KMS, never on the same disk as the data: whoever has both can read everything.',
     );
   }
-  const managed = await openEnvFromConfig(config, { logger });
+  const managed = await openEnvFromConfig(config, { logger, adoptPlaintextFiles: opts.adoptPlaintextFiles ?? false });
   try {
     const { env } = managed;
     const current = env.currentDataKey();

@@ -35,7 +35,8 @@ function program(): Command {
     .description('create the key and file dictionaries of a data dir and print its encryption status')
     .requiredOption('--config <file>', 'TOML configuration')
     .option('--generate-master-key', 'create the master key file named in the config if it does not exist (quickstart only)')
-    .action(async (opts: { config: string; generateMasterKey?: boolean }) => {
+    .option('--adopt-plaintext-files', 'on the first open of a data dir that already holds files, track them as plaintext')
+    .action(async (opts: { config: string; generateMasterKey?: boolean; adoptPlaintextFiles?: boolean }) => {
       await init(opts, io, createLogger());
     });
 

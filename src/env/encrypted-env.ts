@@ -38,6 +38,13 @@ export interface EnvOptions {
    * a single writer, e.g. a test that simulates a crash by abandoning an env in-process.
    */
   exclusive?: boolean;
+  /**
+   * On the first open of a data dir that already holds files, track them as plaintext.
+   * Without it such an open is refused: the files may be ciphertext whose encryption-meta/
+   * was lost, and reading them as plaintext would be exactly the silent plaintext that
+   * invariant 5 forbids.
+   */
+  adoptPlaintextFiles?: boolean;
   /** Test hook: called at each durability step; throwing simulates a crash there. */
   faults?: (operation: string, step: string) => void;
 }
@@ -114,6 +121,9 @@ export class EncryptedEnv {
         `key dictionary ${keyDictPath} is missing, but the file dictionary lists encrypted files: restore ${KEY_DICT_NAME} from a backup. A new one would not decrypt them.`,
       );
     }
+    // Files present before tdekv tracked anything: checked before key.dict can be created.
+    const untracked = !readOnly && dict.size === 0 ? await untrackedFiles(options.dataDir, dict, '') : [];
+    if (untracked.length > 0 && !keyDictExisted && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, untracked);
     const keys = await DataKeyStore.open({
       path: keyDictPath,
       masterKey: options.masterKey,
@@ -132,14 +142,15 @@ export class EncryptedEnv {
           }
         }
       }
+      // New while no file is tracked and no data key was ever made: judged by content, not by
+      // whether the dictionaries exist, so a first open that crashed after writing key.dict
+      // or file.dict is still a first open.
+      const adopt = keys.list().length === 0 ? untracked : [];
+      if (adopt.length > 0 && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, adopt);
       const env = new EncryptedEnv(options, dict, keys, logger, lock);
       if (!readOnly) {
         await dict.beginWrites();
-        // New while no file is tracked and no data key was ever made: its files can then only
-        // be plaintext. Judged by content, not by whether the dictionaries exist, so a first
-        // open that crashed after writing key.dict or file.dict still adopts on the next one.
-        const fresh = dict.size === 0 && keys.list().length === 0;
-        await env.#recover(fresh);
+        await env.#recover(adopt);
         await keys.current(env.#policy());
       }
       return env;
@@ -171,7 +182,7 @@ export class EncryptedEnv {
       if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
       throw err;
     }
-    return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0));
+    return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel));
   }
 
   /** Opens an existing file for random-access reads. */
@@ -197,7 +208,6 @@ export class EncryptedEnv {
     } finally {
       await f.close();
     }
-    await syncDir(dirname(this.#abs(normalizeRelative(path))));
   }
 
   async readFile(path: string): Promise<Buffer> {
@@ -221,6 +231,12 @@ export class EncryptedEnv {
     if (src === dst) return;
     const entry = this.#entry(src);
     const info = infoOf(entry);
+    if (await sameFile(this.#abs(src), this.#abs(dst))) {
+      // POSIX rename between two hard links of one file does nothing; the caller expects
+      // `from` to be gone afterwards, and `to` already has this file's entry.
+      await this.remove(src);
+      return;
+    }
     const previous = this.#dict.get(dst);
     const replaced = previous && (await exists(this.#abs(dst))) ? infoOf(previous) : undefined;
     await this.#dict.set(dst, { ...info, pending: replaced ? { from: src, previous: replaced } : { from: src } });
@@ -395,8 +411,8 @@ export class EncryptedEnv {
     if (this.#options.readOnly) throw new TdekvError('INVALID_ARGUMENT', `encrypted env for ${this.dataDir} is open read-only`);
   }
 
-  /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts pre-existing files on first open. */
-  async #recover(fresh: boolean): Promise<void> {
+  /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts `adopt` as plaintext. */
+  async #recover(adopt: readonly string[]): Promise<void> {
     const records: FileRecord[] = [];
     for (const [path, entry] of this.#dict.entries()) {
       const here = await exists(this.#abs(path));
@@ -412,32 +428,50 @@ export class EncryptedEnv {
         records.push({ op: 'remove', path });
       }
     }
-    if (fresh) {
-      const adopted = await this.#untrackedFiles('');
-      for (const path of adopted) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv() } });
-      if (adopted.length > 0) this.#logger.info({ files: adopted.length }, 'adopted existing files as plaintext; new files use the configured method');
-    }
+    for (const path of adopt) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv() } });
+    if (adopt.length > 0) this.#logger.info({ files: adopt.length }, 'adopted existing files as plaintext; new files use the configured method');
     if (records.length > 0) {
       await this.#dict.apply(records);
       this.#logger.info({ records: records.length }, 'file dictionary reconciled with the data dir');
     }
   }
 
-  async #untrackedFiles(dir: string): Promise<string[]> {
-    const out: string[] = [];
-    const entries = await readdir(this.#abs(dir), { withFileTypes: true });
-    for (const d of entries) {
-      const rel = dir === '' ? d.name : `${dir}/${d.name}`;
-      if (rel === META_DIR) continue;
-      if (d.isDirectory()) out.push(...(await this.#untrackedFiles(rel)));
-      else if (d.isFile() && !this.#dict.has(rel)) out.push(rel);
-    }
-    return out;
+}
+
+/** Regular files under the data dir (outside encryption-meta/) that `dict` does not track. */
+async function untrackedFiles(dataDir: string, dict: FileDictionary, dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries;
+  try {
+    entries = await readdir(dir === '' ? dataDir : join(dataDir, dir), { withFileTypes: true });
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return out;
+    throw err;
   }
+  for (const d of entries) {
+    const rel = dir === '' ? d.name : `${dir}/${d.name}`;
+    if (rel === META_DIR) continue;
+    if (d.isDirectory()) out.push(...(await untrackedFiles(dataDir, dict, rel)));
+    else if (d.isFile() && !dict.has(rel)) out.push(rel);
+  }
+  return out;
+}
+
+function untrackedFilesError(dataDir: string, files: readonly string[]): TdekvError {
+  const sample = files.slice(0, 3).join(', ') + (files.length > 3 ? ', …' : '');
+  return new TdekvError(
+    'FILE_NOT_TRACKED',
+    `data dir ${dataDir} holds ${files.length} file(s) (${sample}) but no tdekv encryption metadata for them. If ${META_DIR}/ was lost, restore it from a backup: these may be encrypted files. If they are plaintext files that tdekv should take over, open once with \`tdekv init --adopt-plaintext-files\` (embedded: adoptPlaintextFiles: true). Nothing was changed.`,
+  );
 }
 
 function infoOf(e: FileEntry): FileInfo {
   return { method: e.method, keyId: e.keyId, iv: e.iv };
+}
+
+async function sameFile(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([stat(a).catch(() => undefined), stat(b).catch(() => undefined)]);
+  return sa !== undefined && sb !== undefined && sa.dev === sb.dev && sa.ino === sb.ino;
 }
 
 async function exists(path: string): Promise<boolean> {

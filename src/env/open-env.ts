@@ -7,6 +7,8 @@ import { EncryptedEnv } from './encrypted-env.js';
 export interface OpenEnvOptions {
   logger?: Logger;
   readOnly?: boolean;
+  /** See EnvOptions.adoptPlaintextFiles. */
+  adoptPlaintextFiles?: boolean;
 }
 
 /** Opens the env a configuration describes; the master keys are released with the env. */
@@ -32,6 +34,7 @@ export async function openEnv(dataDir: string, enc: EncryptionConfig, options: O
       fileDictionaryRewriteThreshold: enc.fileDictionaryRewriteThreshold,
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.readOnly !== undefined ? { readOnly: options.readOnly } : {}),
+      ...(options.adoptPlaintextFiles !== undefined ? { adoptPlaintextFiles: options.adoptPlaintextFiles } : {}),
     });
     // The previous key is only needed to open; once re-sealed it can go.
     previous?.close();

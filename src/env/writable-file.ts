@@ -24,11 +24,14 @@ export class EncryptedWritableFile {
   #inFlightBytes = 0;
   #error: unknown;
   #closed = false;
+  /** The new name is durable only once its directory is synced: done at the first sync(). */
+  #syncDir: (() => Promise<void>) | undefined;
 
-  constructor(path: string, fh: FileHandle, stream: StreamTransform) {
+  constructor(path: string, fh: FileHandle, stream: StreamTransform, syncDir?: () => Promise<void>) {
     this.path = path;
     this.#fh = fh;
     this.#stream = stream;
+    this.#syncDir = syncDir;
   }
 
   /** Bytes appended so far (the plaintext size, which equals the ciphertext size). */
@@ -65,6 +68,10 @@ export class EncryptedWritableFile {
   async sync(): Promise<void> {
     await this.flush();
     await this.#fh.datasync();
+    if (this.#syncDir) {
+      await this.#syncDir();
+      this.#syncDir = undefined;
+    }
   }
 
   async close(): Promise<void> {

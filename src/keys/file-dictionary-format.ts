@@ -12,6 +12,9 @@ import { checksum32 } from './crc.js';
  * same generation; an older log was already folded into the snapshot (crash during
  * compaction) and is ignored.
  * record = u32 payload length | u32 crc32(length bytes + payload) | payload
+ * payload = u8 op (high bit: last record of a batch) | …
+ * The batch mark makes one apply() (one write) all-or-nothing: after a crash, records of a
+ * batch whose last record is missing or damaged are dropped together.
  */
 export const SNAPSHOT_MAGIC = Buffer.from('TDEFDICT');
 export const LOG_MAGIC = Buffer.from('TDEFDLOG');
@@ -43,6 +46,7 @@ export type FileRecord = { op: 'set'; path: string; entry: FileEntry } | { op: '
 
 const OP_SET = 1;
 const OP_REMOVE = 2;
+const BATCH_END = 0x80;
 
 export function encodeHeader(magic: Buffer, version: number, generation: number): Buffer {
   return new BinaryWriter().bytes(magic).u16(version).u64(generation).finish();
@@ -81,8 +85,9 @@ function readInfo(r: BinaryReader): FileInfo {
   return { method, keyId: r.u64(), iv: Buffer.from(r.bytes(16)) };
 }
 
-export function encodeRecord(rec: FileRecord): Buffer {
-  const w = new BinaryWriter().u8(rec.op === 'set' ? OP_SET : OP_REMOVE).string(rec.path);
+/** `batchEnd` marks the last record of one durable write. */
+export function encodeRecord(rec: FileRecord, batchEnd = true): Buffer {
+  const w = new BinaryWriter().u8((rec.op === 'set' ? OP_SET : OP_REMOVE) | (batchEnd ? BATCH_END : 0)).string(rec.path);
   if (rec.op === 'set') {
     writeInfo(w, rec.entry);
     const p = rec.entry.pending;
@@ -99,9 +104,18 @@ export function encodeRecord(rec: FileRecord): Buffer {
   return Buffer.concat([frame, payload]);
 }
 
+/** Encodes records written together: only the last carries the batch mark. */
+export function encodeBatch(records: readonly FileRecord[]): Buffer {
+  return Buffer.concat(records.map((r, i) => encodeRecord(r, i === records.length - 1)));
+}
+
+function isBatchEnd(payload: Buffer): boolean {
+  return payload.length > 0 && (payload[0]! & BATCH_END) !== 0;
+}
+
 function decodePayload(payload: Buffer): FileRecord {
   const r = new BinaryReader(payload);
-  const op = r.u8();
+  const op = r.u8() & ~BATCH_END;
   const path = r.string();
   let rec: FileRecord;
   if (op === OP_REMOVE) {
@@ -129,27 +143,39 @@ export interface DecodedRecords {
 }
 
 /**
- * Decodes records from `start`. With `allowTornTail`, an incomplete or zero-filled last
- * record is reported in `tornTail` (a crash mid-append); any other damage throws with the
- * offset, because dropping records before the tail would silently lose files' keys.
+ * Decodes records from `start`. With `allowTornTail`, damage after which no intact record
+ * follows (an incomplete, garbled or zero-filled last append) is reported in `tornTail`;
+ * any other damage throws with the offset, because dropping records before the tail would
+ * silently lose files' keys.
  */
 export function decodeRecords(buf: Buffer, start: number, allowTornTail: boolean): DecodedRecords {
   const records: FileRecord[] = [];
   let off = start;
+  // Where the last complete batch ends, and how many records it closes.
+  let committedEnd = start;
+  let committed = 0;
   while (off < buf.length) {
     const problem = recordProblem(buf, off);
     if (problem === null) {
       const len = buf.readUInt32LE(off);
+      const payload = buf.subarray(off + FRAME_LENGTH, off + FRAME_LENGTH + len);
       try {
-        records.push(decodePayload(buf.subarray(off + FRAME_LENGTH, off + FRAME_LENGTH + len)));
+        records.push(decodePayload(payload));
       } catch (err) {
         throw new DictionaryFormatError(off, `record has a valid checksum but cannot be decoded (${(err as Error).message})`);
       }
       off += FRAME_LENGTH + len;
+      if (isBatchEnd(payload)) {
+        committedEnd = off;
+        committed = records.length;
+      }
       continue;
     }
-    if (allowTornTail && isTornTail(buf, off)) return { records, end: off, tornTail: problem };
+    if (allowTornTail && !batchEndAfter(buf, off)) return { records: records.slice(0, committed), end: committedEnd, tornTail: problem };
     throw new DictionaryFormatError(off, problem);
+  }
+  if (allowTornTail && committed < records.length) {
+    return { records: records.slice(0, committed), end: committedEnd, tornTail: 'the last batch of records is incomplete' };
   }
   return { records, end: off };
 }
@@ -164,14 +190,14 @@ function recordProblem(buf: Buffer, off: number): string | null {
   return null;
 }
 
-/** A crash can only damage the last append: it runs past EOF, or the rest is zero-filled. */
-function isTornTail(buf: Buffer, off: number): boolean {
-  const rest = buf.subarray(off);
-  if (rest.every((b) => b === 0)) return true;
-  if (rest.length < FRAME_LENGTH) return true;
-  const len = rest.readUInt32LE(0);
-  if (len > MAX_RECORD_LENGTH) return false;
-  // Either cut short, or exactly one (garbled) record that ends at EOF.
-  return FRAME_LENGTH + len >= rest.length;
+/**
+ * A crash can only damage the last write, so damage at `off` is a torn tail only if no
+ * intact end of a batch follows it. A damaged length field in an earlier record (which can
+ * look like a record running past EOF) is then still reported as damage.
+ */
+function batchEndAfter(buf: Buffer, off: number): boolean {
+  for (let p = off + 1; p + FRAME_LENGTH <= buf.length; p++) {
+    if (recordProblem(buf, p) === null && isBatchEnd(buf.subarray(p + FRAME_LENGTH))) return true;
+  }
+  return false;
 }
-

@@ -13,6 +13,7 @@ import {
   decodeHeader,
   decodeRecords,
   encodeHeader,
+  encodeBatch,
   encodeRecord,
   type FileEntry,
   type FileRecord,
@@ -216,7 +217,7 @@ export class FileDictionary {
       this.#generation += 1;
       return;
     }
-    const bytes = Buffer.concat(records.map(encodeRecord));
+    const bytes = encodeBatch(records);
     try {
       await this.#log.write(bytes, 0, bytes.length, this.#logSize);
       await this.#log.datasync();
@@ -235,7 +236,10 @@ export class FileDictionary {
     if (this.#removesInLog > this.#options.rewriteThreshold) {
       const next = new Map(this.#entries);
       applyAll(next, records);
-      await this.#compact(next);
+      // The records are durable already: a failed compaction must not fail their caller.
+      await this.#compact(next).catch((err: unknown) => {
+        this.#options.logger.error({ err: String(err), dir: this.#options.dir }, 'file dictionary compaction failed; it is retried on the next change');
+      });
     }
   }
 
@@ -249,15 +253,26 @@ export class FileDictionary {
     }
   }
 
-  /** Snapshot first, then an empty log of the same generation: a crash between leaves a stale log, which load ignores. */
+  /**
+   * Snapshot first, then an empty log of the same generation: a crash between leaves a
+   * stale log, which load ignores. Once the new snapshot is in place the old log is stale
+   * too, so if the new log cannot be made, further changes are refused (appending to the
+   * stale log would lose them); reopening recovers.
+   */
   async #compact(state: Map<string, FileEntry>): Promise<void> {
     const generation = this.#generation + 1;
     await this.#writeSnapshot(state, generation);
     this.#generation = generation;
-    await this.#log?.close();
     const logPath = join(this.#options.dir, LOG_NAME);
-    await writeFileAtomic(logPath, encodeHeader(LOG_MAGIC, LOG_VERSION, generation));
-    this.#log = await open(logPath, 'r+');
+    try {
+      await writeFileAtomic(logPath, encodeHeader(LOG_MAGIC, LOG_VERSION, generation));
+      const next = await open(logPath, 'r+');
+      await this.#log?.close().catch(() => undefined);
+      this.#log = next;
+    } catch (err) {
+      this.#failure = new TdekvError('FILE_DICTIONARY_DAMAGED', `file dictionary log ${logPath} could not be recreated after compaction (${String(err)}); changes are refused until the database is reopened`);
+      throw err;
+    }
     this.#logSize = HEADER_LENGTH;
     this.#removesInLog = 0;
   }
@@ -305,6 +320,6 @@ function damaged(path: string, err: unknown): TdekvError {
   const where = err instanceof DictionaryFormatError ? `${err.reason} at offset ${err.offset}` : String(err);
   return new TdekvError(
     'FILE_DICTIONARY_DAMAGED',
-    `file dictionary ${path} is damaged: ${where}. Records before that point are intact; restore the file from a backup, or run \`tdekv ctl ... verify\` to see which data files are affected.`,
+    `file dictionary ${path} is damaged: ${where}. Records before that point are intact. Restore encryption-meta/ from a backup taken with the data files; nothing was changed on disk.`,
   );
 }
