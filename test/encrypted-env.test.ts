@@ -677,6 +677,21 @@ describe('EncryptedEnv', () => {
     await withEnv({ adoptPlaintextFiles: true }, async (env) => assert.equal((await env.readFile('preexisting')).toString(), 'plain'));
   });
 
+  test('an open reader keeps its own copy of the key: retiring keys or closing the env does not garble it', async () => {
+    const data = markedData(10_000);
+    const env = await open();
+    await env.writeFile('old', data);
+    const reader = await env.openRead('old');
+    await env.rotateDataKey();
+    await env.remove('old');
+    assert.equal((await env.retireUnusedKeys()).length, 1);
+    await env.close();
+    assert.ok(reader.readSync(0, data.length).equals(data));
+    assert.ok((await reader.read(5000, 100)).equals(data.subarray(5000, 5100)));
+    reader.close();
+    assert.throws(() => reader.readSync(0, 1), expectCode('CLOSED'));
+  });
+
   test('a closed env refuses everything with CLOSED', async () => {
     const env = await open();
     await env.writeFile('a', Buffer.from('a'));

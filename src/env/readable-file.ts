@@ -28,7 +28,8 @@ export class EncryptedReadableFile {
     this.#fd = openSync(absolutePath, 'r');
     this.size = fstatSync(this.#fd).size;
     this.#method = method;
-    this.#key = key;
+    // A private copy: the env may retire or wipe its keys while this reader is open.
+    this.#key = Buffer.from(key);
     this.#iv = iv;
   }
 
@@ -74,6 +75,8 @@ export class EncryptedReadableFile {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#key.fill(0);
+    this.#stream = undefined;
     closeSync(this.#fd);
   }
 }
