@@ -3,6 +3,8 @@ import { TdekvError } from '../errors.js';
 import { ctrStreamAt, type StreamTransform } from '../crypto/ctr.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 
+const SCRATCH_LIMIT = 1 << 20;
+
 /**
  * Random-access reads of one file: read the ciphertext at an offset, decrypt it with the
  * keystream positioned at that offset. A read that starts where the last one ended
@@ -21,6 +23,7 @@ export class EncryptedReadableFile {
   readonly #iv: Buffer;
   #stream: StreamTransform | undefined;
   #streamAt = -1;
+  #scratch: Buffer = Buffer.alloc(0);
   #closed = false;
 
   constructor(path: string, absolutePath: string, method: EncryptionMethod, key: Buffer, iv: Buffer) {
@@ -35,7 +38,9 @@ export class EncryptedReadableFile {
 
   /** Up to `length` bytes from `offset`; fewer only at end of file. */
   readSync(offset: number, length: number): Buffer {
-    const buf = this.#buffer(offset, length);
+    // Ciphertext only lives until it is decrypted into a new buffer, so synchronous reads
+    // can share one scratch buffer (async reads may overlap, so they cannot).
+    const buf = this.#method === 'plaintext' ? this.#buffer(offset, length) : this.#scratchFor(offset, length);
     let got = 0;
     while (got < buf.length) {
       const n = readSync(this.#fd, buf, got, buf.length - got, offset + got);
@@ -56,12 +61,25 @@ export class EncryptedReadableFile {
     return this.#decrypt(buf, offset, got);
   }
 
+  #scratchFor(offset: number, length: number): Buffer {
+    const want = this.#wanted(offset, length);
+    // Keep at most 1 MiB per open file; bigger reads are rare and get their own buffer.
+    if (want > SCRATCH_LIMIT) return Buffer.allocUnsafe(want);
+    if (this.#scratch.length < want) this.#scratch = Buffer.allocUnsafe(Math.max(want, 4096));
+    return this.#scratch.subarray(0, want);
+  }
+
   #buffer(offset: number, length: number): Buffer {
+    return Buffer.allocUnsafe(this.#wanted(offset, length));
+  }
+
+  /** Validates a read and returns how many bytes it can return (fewer at end of file). */
+  #wanted(offset: number, length: number): number {
     if (this.#closed) throw new TdekvError('CLOSED', `file ${this.path} is closed`);
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0) {
       throw new TdekvError('INVALID_ARGUMENT', `read of ${this.path}: offset and length must be non-negative integers (got ${offset}, ${length})`);
     }
-    return Buffer.allocUnsafe(Math.max(0, Math.min(length, this.size - offset)));
+    return Math.max(0, Math.min(length, this.size - offset));
   }
 
   #decrypt(buf: Buffer, offset: number, got: number): Buffer {
