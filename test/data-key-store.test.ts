@@ -2,7 +2,6 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { syncBuiltinESMExports } from 'node:module';
-import { createServer, type AddressInfo } from 'node:net';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
@@ -14,15 +13,8 @@ import { KmsMasterKey } from '../src/masterkey/kms.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { PlaintextMasterKey } from '../src/masterkey/plaintext.js';
 import { silentLogger, type Logger } from '../src/log/logger.js';
-import { FakeKms } from './support/fake-kms.js';
+import { FakeKms, closedPort } from './support/fake-kms.js';
 import { captureLogger, cleanup, expectCode, newFileMasterKey, tempDir, writeKeyFile } from './support/fs-helpers.js';
-
-// The SDK's credential chain must find these and never wait on instance metadata.
-process.env.AWS_ACCESS_KEY_ID = 'AKIDTDEKVTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'tdekv-test-secret';
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_PROFILE;
 
 const KMS_A = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-00000000000a';
 const KMS_B = 'arn:aws:kms:eu-west-1:111122223333:key/bbbbbbbb-0000-0000-0000-00000000000b';
@@ -76,14 +68,6 @@ function snapshotKeys(s: DataKeyStore): Array<{ id: number; method: string; crea
     .exportKeys()
     .map((k) => ({ id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed, key: k.key.toString('hex') }))
     .sort((a, b) => a.id - b.id);
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** A dictionary with three keys sealed under `mk`; returns its bytes. */
@@ -461,9 +445,10 @@ describe('DataKeyStore', () => {
     const newKey = await newFileMasterKey(dir, 'new.key');
     await populate(oldKey);
     const keys = await withStore(oldKey, async (s) => {
-      const k = snapshotKeys(s);
+      const before = snapshotKeys(s);
       await s.rotateMasterKey(newKey);
       assert.equal(s.masterKey, newKey);
+      assert.deepEqual(snapshotKeys(s), before, 'the data keys themselves do not change');
       // Still usable after the rotation, and later changes are sealed under the new key.
       await s.rotate('aes192-ctr');
       return snapshotKeys(s);

@@ -1,7 +1,6 @@
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDecipheriv, randomBytes, randomInt } from 'node:crypto';
-import { createServer, type AddressInfo } from 'node:net';
 import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { opensslCipherOf, type EncryptionMethod } from '../src/crypto/method.js';
@@ -10,16 +9,10 @@ import { META_DIR } from '../src/env/paths.js';
 import { DataKeyStore } from '../src/keys/data-key-store.js';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME } from '../src/keys/file-dictionary.js';
 import { silentLogger } from '../src/log/logger.js';
-import { FileMasterKey } from '../src/masterkey/file.js';
 import { KmsMasterKey } from '../src/masterkey/kms.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
+import { closedPort } from './support/fake-kms.js';
 import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir } from './support/fs-helpers.js';
-
-process.env.AWS_ACCESS_KEY_ID = 'AKIDTDEKVTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'tdekv-test-secret';
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_PROFILE;
 
 const DAY = 24 * 3600 * 1000;
 const MARKER = Buffer.from('TDEKV-PLAINTEXT-MARKER-7f3a9c');
@@ -77,14 +70,6 @@ function loadDictionary(): Promise<FileDictionary> {
 
 function trackedNames(env: EncryptedEnv): string[] {
   return env.files().map(([p]) => p);
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 class SimulatedCrash extends Error {}

@@ -81,6 +81,20 @@ function sampleRecords(n: number): FileRecord[][] {
   return out;
 }
 
+/** Applies sampleRecords(n) one batch at a time; returns the log size after each batch. */
+async function writeLog(n: number): Promise<{ batches: FileRecord[][]; boundaries: number[]; logPath: string }> {
+  const d = await openDict(options(true));
+  const batches = sampleRecords(n);
+  const boundaries: number[] = [];
+  const logPath = join(dir, LOG_NAME);
+  for (const b of batches) {
+    await d.apply(b);
+    boundaries.push((await stat(logPath)).size);
+  }
+  await d.close();
+  return { batches, boundaries, logPath };
+}
+
 beforeEach(async () => {
   root = await tempDir();
   dir = join(root, 'encryption-meta');
@@ -180,15 +194,7 @@ describe('FileDictionary', () => {
   });
 
   test('crash at any byte of the last three records: loads, keeps complete records, drops only the torn one with a warning', async () => {
-    const d = await openDict(options(true));
-    const batches = sampleRecords(14);
-    const boundaries: number[] = [];
-    const logPath = join(dir, LOG_NAME);
-    for (const b of batches) {
-      await d.apply(b);
-      boundaries.push((await stat(logPath)).size);
-    }
-    await d.close();
+    const { batches, boundaries, logPath } = await writeLog(14);
     const snapshot = await readFile(join(dir, SNAPSHOT_NAME));
     const log = await readFile(logPath);
     assert.equal(boundaries.at(-1), log.length);
@@ -264,15 +270,7 @@ describe('FileDictionary', () => {
   });
 
   test('a damaged length field before an intact last write is damage, not a torn tail', async () => {
-    const d = await openDict(options(true));
-    const batches = sampleRecords(5);
-    const boundaries: number[] = [];
-    const logPath = join(dir, LOG_NAME);
-    for (const b of batches) {
-      await d.apply(b);
-      boundaries.push((await stat(logPath)).size);
-    }
-    await d.close();
+    const { boundaries, logPath } = await writeLog(5);
     const bad = await readFile(logPath);
     // The second-to-last record now claims to run past the end of the file.
     const at = boundaries[2]!;
@@ -304,15 +302,7 @@ describe('FileDictionary', () => {
   });
 
   test('damage before the tail refuses to load, naming the file and the offset, and changes nothing', async () => {
-    const d = await openDict(options(true));
-    const batches = sampleRecords(8);
-    const boundaries: number[] = [];
-    const logPath = join(dir, LOG_NAME);
-    for (const b of batches) {
-      await d.apply(b);
-      boundaries.push((await stat(logPath)).size);
-    }
-    await d.close();
+    const { boundaries, logPath } = await writeLog(8);
     const good = await readFile(logPath);
 
     // Records 2, 3 and 5 (0-based): a payload byte, a CRC byte, the last payload byte.

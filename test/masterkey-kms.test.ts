@@ -1,20 +1,10 @@
-// The SDK's default credential chain must find these before anything else, and must not
-// wait on an instance metadata service that does not exist here.
-process.env.AWS_ACCESS_KEY_ID = 'AKIDTDEKVTEST';
-process.env.AWS_SECRET_ACCESS_KEY = 'tdekv-test-secret';
-process.env.AWS_EC2_METADATA_DISABLED = 'true';
-delete process.env.AWS_SESSION_TOKEN;
-delete process.env.AWS_PROFILE;
-
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
-import type { AddressInfo } from 'node:net';
 import type { KmsMasterKeyConfig } from '../src/config/types.js';
 import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { KmsMasterKey, kmsCallDeadlineMs } from '../src/masterkey/kms.js';
-import { FakeKms } from './support/fake-kms.js';
+import { FakeKms, closedPort } from './support/fake-kms.js';
 
 const KEY_A = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-000000000001';
 const KEY_B = 'arn:aws:kms:eu-west-1:111122223333:key/bbbbbbbb-0000-0000-0000-000000000002';
@@ -39,14 +29,6 @@ function expectCode(code: TdekvErrorCode, ...mustMention: string[]): (err: unkno
     for (const text of mustMention) assert.ok(err.message.includes(text), `message should mention ${text}: ${err.message}`);
     return true;
   };
-}
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 describe('KmsMasterKey against a fake KMS', () => {

@@ -1,12 +1,29 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 
 /**
  * Just enough of the AWS KMS JSON protocol for tests: the real SDK talks to it, so the
  * production client code (signing, retries, timeouts, error parsing) is what gets tested.
  * Signatures are not checked.
  */
+// Importing the fake KMS means testing against it: the SDK's default credential chain must
+// find these first and never wait on an instance metadata service that does not exist here.
+process.env.AWS_ACCESS_KEY_ID = 'AKIDTDEKVTEST';
+process.env.AWS_SECRET_ACCESS_KEY = 'tdekv-test-secret';
+process.env.AWS_EC2_METADATA_DISABLED = 'true';
+delete process.env.AWS_SESSION_TOKEN;
+delete process.env.AWS_PROFILE;
+
+/** A loopback port that was just free and is now closed: connecting to it is refused. */
+export async function closedPort(): Promise<number> {
+  const server = createTcpServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 export type FakeKmsOperation = 'GenerateDataKey' | 'Decrypt' | 'Encrypt';
 
 const OPERATIONS: readonly FakeKmsOperation[] = ['GenerateDataKey', 'Decrypt', 'Encrypt'];
