@@ -176,3 +176,36 @@ test('init refuses a data dir holding unknown files until --adopt-plaintext-file
   const dump = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file']);
   assert.match(dump.stdout, /^old\.log\tmethod=plaintext\tkey-id=0\t/);
 });
+
+test('data-key rotate and retire: new files use the new key, unused keys go, a running writer blocks both', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const keysBefore = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
+  assert.equal(keysBefore.length, 1);
+  const oldId = keysBefore[0]!.split('\t')[0]!;
+
+  const rotated = await runCli(['data-key', 'rotate', '--config', config]);
+  assert.equal(rotated.code, 0, rotated.stderr);
+  const m = /data key rotated: (\d+) -> (\d+) \(aes256-ctr\)/.exec(rotated.stdout);
+  assert.ok(m, rotated.stdout);
+  assert.equal(m[1], oldId);
+  const newId = m[2]!;
+  assert.notEqual(newId, oldId);
+
+  const nothing = await runCli(['data-key', 'retire', '--config', config]);
+  assert.equal(nothing.code, 0, nothing.stderr);
+  assert.match(nothing.stdout, /no data key to retire/);
+
+  // Once no file uses the old key, it can go.
+  const managed = await openEnvFromConfig(await loadConfig(config));
+  for (const [path] of managed.env.files()) await managed.env.remove(path);
+  const retireWhileOpen = await runCli(['data-key', 'retire', '--config', config]);
+  assert.equal(retireWhileOpen.code, 1);
+  assert.match(retireWhileOpen.stderr, /data dir is in use/);
+  await managed.close();
+  const retired = await runCli(['data-key', 'retire', '--config', config]);
+  assert.equal(retired.code, 0, retired.stderr);
+  assert.equal(retired.stdout.trim(), `retired data keys: ${oldId}`);
+  const keysAfter = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
+  assert.deepEqual(keysAfter.map((l) => l.split('\t')[0]), [newId]);
+});

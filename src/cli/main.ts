@@ -4,6 +4,7 @@ import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { decryptFile, dumpFile, dumpKey, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
+import { retireDataKeys, rotateDataKey } from './maintenance.js';
 import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
 
 const io: Output = {
@@ -39,6 +40,18 @@ function program(): Command {
     .action(async (opts: { config: string; generateMasterKey?: boolean; adoptPlaintextFiles?: boolean }) => {
       await init(opts, io, createLogger());
     });
+
+  const keys = root.command('data-key').description('data key maintenance on a stopped database (takes the data dir lock)');
+  keys
+    .command('rotate')
+    .description('make a new current data key now; files keep their key until rewritten')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .action(async (opts: { config: string }) => rotateDataKey(opts, io, createLogger()));
+  keys
+    .command('retire')
+    .description('drop data keys that no file uses and that are not current')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .action(async (opts: { config: string }) => retireDataKeys(opts, io, createLogger()));
 
   const ctl = root
     .command('ctl')
