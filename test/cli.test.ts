@@ -209,3 +209,23 @@ test('data-key rotate and retire: new files use the new key, unused keys go, a r
   const keysAfter = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
   assert.deepEqual(keysAfter.map((l) => l.split('\t')[0]), [newId]);
 });
+
+test('ctl encryption-meta status shows keys, ages and file counts, never key material', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const secrets = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout;
+  const keyHex = /key=([0-9a-f]{64})/.exec(secrets)![1]!;
+  const text = await runCli(['ctl', '--config', config, 'encryption-meta', 'status']);
+  assert.equal(text.code, 0, text.stderr);
+  assert.match(text.stdout, /method\s+aes256-ctr/);
+  assert.match(text.stdout, /files\s+2 \(aes256-ctr: 2\)/);
+  assert.match(text.stdout, /key \d+\taes256-ctr\tcreated \S+\t2 file\(s\)\tcurrent/);
+  const json = await runCli(['ctl', '--config', config, 'encryption-meta', 'status', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  const s = JSON.parse(json.stdout) as { encrypted: boolean; masterKey: { type: string }; currentDataKey: { id: number }; dataKeys: Array<{ id: number; files: number }>; metaFileSizes: Record<string, number> };
+  assert.equal(s.encrypted, true);
+  assert.equal(s.masterKey.type, 'file');
+  assert.deepEqual(s.dataKeys.map((k) => [k.id, k.files]), [[s.currentDataKey.id, 2]]);
+  assert.ok(s.metaFileSizes['key.dict']! > 0 && s.metaFileSizes['file.dict']! > 0);
+  for (const out of [text.stdout, json.stdout, text.stderr]) assert.ok(!out.includes(keyHex), 'no key material in status');
+});

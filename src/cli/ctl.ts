@@ -7,6 +7,8 @@ import { zeroize } from '../crypto/random.js';
 import type { FileInfo } from '../keys/file-dictionary-format.js';
 import { silentLogger } from '../log/logger.js';
 import { askConsent } from './consent.js';
+import { encryptionStatus } from '../env/encryption-status.js';
+import { formatStatus } from './status-format.js';
 
 export interface CtlTarget {
   config: string;
@@ -62,6 +64,14 @@ export async function dumpFile(target: CtlTarget, opts: { path?: string; json?: 
     } else {
       for (const [path, info] of files) io.out(describe(path, info));
     }
+  });
+}
+
+export async function status(target: CtlTarget, opts: { json?: boolean }, io: Output): Promise<void> {
+  await withEnv(target, async ({ env }) => {
+    const s = await encryptionStatus(env);
+    if (opts.json) io.out(JSON.stringify(s, null, 2));
+    else for (const line of formatStatus(s)) io.out(line);
   });
 }
 

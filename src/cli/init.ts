@@ -1,7 +1,8 @@
 import { access } from 'node:fs/promises';
 import { loadConfig } from '../config/config.js';
-import { formatDuration } from '../config/duration.js';
+import { encryptionStatus } from '../env/encryption-status.js';
 import { openEnvFromConfig } from '../env/open-env.js';
+import { formatStatus } from './status-format.js';
 import type { Logger } from '../log/logger.js';
 import { writeMasterKeyFile } from './keygen.js';
 import type { Output } from './ctl.js';
@@ -22,15 +23,7 @@ export async function init(opts: { config: string; generateMasterKey?: boolean; 
   }
   const managed = await openEnvFromConfig(config, { logger, adoptPlaintextFiles: opts.adoptPlaintextFiles ?? false });
   try {
-    const { env } = managed;
-    const current = env.currentDataKey();
-    const stats = env.stats();
-    io.out(`data dir        ${env.dataDir}`);
-    io.out(`method          ${env.method}`);
-    io.out(`master key      ${env.masterKey.description}`);
-    io.out(`data key        ${current ? `id ${current.id}, age ${formatDuration(Math.max(0, Date.now() - current.createdAtMs))}${current.exposed ? ', EXPOSED' : ''}` : 'none (plaintext)'}`);
-    io.out(`data keys       ${env.dataKeys().length}`);
-    io.out(`files           ${stats.files} (${Object.entries(stats.byMethod).map(([m, n]) => `${m}: ${n}`).join(', ') || 'none yet'})`);
+    for (const line of formatStatus(await encryptionStatus(managed.env))) io.out(line);
   } finally {
     await managed.close();
   }

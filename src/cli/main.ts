@@ -2,7 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
-import { decryptFile, dumpFile, dumpKey, type CtlTarget, type Output } from './ctl.js';
+import { decryptFile, dumpFile, dumpKey, status, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
 import { retireDataKeys, rotateDataKey } from './maintenance.js';
 import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
@@ -64,6 +64,11 @@ function program(): Command {
   };
 
   const meta = ctl.command('encryption-meta').description('encryption metadata: file dictionary and data keys');
+  meta
+    .command('status')
+    .description('method, master key, data keys with their age and file counts, dictionary sizes (no secrets)')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => status(target(), opts, io));
   meta
     .command('dump-file')
     .description('method, data key id and IV of every file, or of one')
