@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
@@ -12,9 +13,12 @@ const io: Output = {
   err: (line) => process.stderr.write(line + '\n'),
 };
 
+const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
 function program(): Command {
   const root = new Command('tdekv')
     .description('tdekv: a key-value database that encrypts every byte at rest')
+    .version(VERSION)
     .exitOverride()
     .showHelpAfterError();
 
