@@ -10,9 +10,10 @@ import { syncDir } from '../keys/atomic-file.js';
 import { DataKeyStore } from '../keys/data-key-store.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
 import { FileDictionary } from '../keys/file-dictionary.js';
-import type { FileEntry, FileInfo, FileRecord } from '../keys/file-dictionary-format.js';
+import type { FileEntry, FileInfo } from '../keys/file-dictionary-format.js';
 import { DirLock, LOCK_NAME } from './dir-lock.js';
 import { META_DIR, normalizeDir, normalizeRelative } from './paths.js';
+import { infoOf, reconcile, untrackedFiles, untrackedFilesError } from './reconcile.js';
 import { EncryptedReadableFile } from './readable-file.js';
 import { EncryptedWritableFile } from './writable-file.js';
 
@@ -122,7 +123,7 @@ export class EncryptedEnv {
       );
     }
     // Files present before tdekv tracked anything: checked before key.dict can be created.
-    const untracked = !readOnly && dict.size === 0 ? await untrackedFiles(options.dataDir, dict, '') : [];
+    const untracked = !readOnly && dict.size === 0 ? await untrackedFiles(options.dataDir, (rel) => dict.has(rel)) : [];
     if (untracked.length > 0 && !keyDictExisted && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, untracked);
     const keys = await DataKeyStore.open({
       path: keyDictPath,
@@ -413,21 +414,7 @@ export class EncryptedEnv {
 
   /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts `adopt` as plaintext. */
   async #recover(adopt: readonly string[]): Promise<void> {
-    const records: FileRecord[] = [];
-    for (const [path, entry] of this.#dict.entries()) {
-      const here = await exists(this.#abs(path));
-      if (entry.pending) {
-        const { from, previous } = entry.pending;
-        if (await exists(this.#abs(from))) {
-          // The rename never happened: `to` is still the old file, or nothing.
-          records.push(previous && here ? { op: 'set', path, entry: previous } : { op: 'remove', path });
-        } else {
-          records.push({ op: 'remove', path: from }, { op: 'set', path, entry: infoOf(entry) });
-        }
-      } else if (!here) {
-        records.push({ op: 'remove', path });
-      }
-    }
+    const records = await reconcile(this.#dict.entries(), (rel) => exists(this.#abs(rel)));
     for (const path of adopt) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv() } });
     if (adopt.length > 0) this.#logger.info({ files: adopt.length }, 'adopted existing files as plaintext; new files use the configured method');
     if (records.length > 0) {
@@ -435,38 +422,6 @@ export class EncryptedEnv {
       this.#logger.info({ records: records.length }, 'file dictionary reconciled with the data dir');
     }
   }
-
-}
-
-/** Regular files under the data dir (outside encryption-meta/) that `dict` does not track. */
-async function untrackedFiles(dataDir: string, dict: FileDictionary, dir: string): Promise<string[]> {
-  const out: string[] = [];
-  let entries;
-  try {
-    entries = await readdir(dir === '' ? dataDir : join(dataDir, dir), { withFileTypes: true });
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return out;
-    throw err;
-  }
-  for (const d of entries) {
-    const rel = dir === '' ? d.name : `${dir}/${d.name}`;
-    if (rel === META_DIR) continue;
-    if (d.isDirectory()) out.push(...(await untrackedFiles(dataDir, dict, rel)));
-    else if (d.isFile() && !dict.has(rel)) out.push(rel);
-  }
-  return out;
-}
-
-function untrackedFilesError(dataDir: string, files: readonly string[]): TdekvError {
-  const sample = files.slice(0, 3).join(', ') + (files.length > 3 ? ', …' : '');
-  return new TdekvError(
-    'FILE_NOT_TRACKED',
-    `data dir ${dataDir} holds ${files.length} file(s) (${sample}) but no tdekv encryption metadata for them. If ${META_DIR}/ was lost, restore it from a backup: these may be encrypted files. If they are plaintext files that tdekv should take over, open once with \`tdekv init --adopt-plaintext-files\` (embedded: adoptPlaintextFiles: true). Nothing was changed.`,
-  );
-}
-
-function infoOf(e: FileEntry): FileInfo {
-  return { method: e.method, keyId: e.keyId, iv: e.iv };
 }
 
 async function sameFile(a: string, b: string): Promise<boolean> {
