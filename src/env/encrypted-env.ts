@@ -1,4 +1,4 @@
-import { access, link, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { access, link, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import { ctrStreamAt } from '../crypto/ctr.js';
@@ -6,7 +6,7 @@ import type { EncryptionMethod } from '../crypto/method.js';
 import { freshIv } from '../crypto/random.js';
 import type { MasterKey } from '../masterkey/master-key.js';
 import { silentLogger, type Logger } from '../log/logger.js';
-import { syncDir } from '../keys/atomic-file.js';
+import { mkdirDurable, syncDir } from '../keys/atomic-file.js';
 import { DataKeyStore } from '../keys/data-key-store.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
 import { FileDictionary } from '../keys/file-dictionary.js';
@@ -91,7 +91,7 @@ export class EncryptedEnv {
       });
       return EncryptedEnv.#openLocked(options, undefined);
     }
-    const createdMetaDir = await mkdir(metaDir, { recursive: true, mode: 0o700 });
+    const createdMetaDir = await mkdirDurable(metaDir);
     const lock = options.exclusive === false ? undefined : await DirLock.acquire(join(metaDir, LOCK_NAME));
     try {
       return await EncryptedEnv.#openLocked(options, lock);
@@ -294,7 +294,7 @@ export class EncryptedEnv {
 
   async mkdir(dir: string): Promise<void> {
     this.#checkWritable();
-    await mkdir(this.#abs(normalizeDir(dir)), { recursive: true });
+    await mkdirDurable(this.#abs(normalizeDir(dir)), 0o755);
   }
 
   /** Method, key id and IV of a tracked file; never key material. */

@@ -1,5 +1,5 @@
-import { open, rename, readdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir, open, rename, readdir, rm } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
 
 export const TMP_SUFFIX = '.tmp';
 
@@ -11,6 +11,22 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * mkdir -p whose result survives a crash: the entry of every directory it creates is
+ * synced into its parent. Returns the first directory created, if any.
+ */
+export async function mkdirDurable(path: string, mode = 0o700): Promise<string | undefined> {
+  const first = await mkdir(path, { recursive: true, mode });
+  if (first === undefined) return undefined;
+  await syncDir(dirname(first));
+  let dir = first;
+  for (const part of relative(first, path).split(sep).filter(Boolean)) {
+    await syncDir(dir);
+    dir = join(dir, part);
+  }
+  return first;
 }
 
 /**

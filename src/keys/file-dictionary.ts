@@ -1,8 +1,8 @@
-import { mkdir, open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { removeStrayTmpFiles, writeFileAtomic } from './atomic-file.js';
+import { mkdirDurable, removeStrayTmpFiles, writeFileAtomic } from './atomic-file.js';
 import {
   DictionaryFormatError,
   HEADER_LENGTH,
@@ -119,7 +119,7 @@ export class FileDictionary {
    * compact form (which also drops any torn tail). Call only once opening has succeeded.
    */
   async beginWrites(): Promise<void> {
-    await mkdir(this.#options.dir, { recursive: true });
+    await mkdirDurable(this.#options.dir);
     await removeStrayTmpFiles(this.#options.dir);
     await this.#rewrite();
     this.#writable = true;
