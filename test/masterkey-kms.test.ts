@@ -2,8 +2,9 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KmsMasterKeyConfig } from '../src/config/types.js';
 import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { KmsMasterKey, kmsCallDeadlineMs } from '../src/masterkey/kms.js';
+import { EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
+import { randomBytes } from 'node:crypto';
+import { KMS_ENCRYPTION_CONTEXT, KmsMasterKey, kmsCallDeadlineMs } from '../src/masterkey/kms.js';
 import { FakeKms, closedPort } from './support/fake-kms.js';
 
 const KEY_A = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-000000000001';
@@ -72,6 +73,24 @@ describe('KmsMasterKey against a fake KMS', () => {
       assert.deepEqual(recovered, key);
       assert.deepEqual(kms.calls, { GenerateDataKey: 1, Decrypt: 1, Encrypt: 0 });
     });
+  });
+
+  test('the envelope is bound to tdekv\'s encryption context: a blob made for anything else is refused', async () => {
+    reset();
+    // Under the same KMS key, but without tdekv's context (e.g. another application's data key).
+    const client = new KMSClient({ region: 'eu-west-1', endpoint: kms.url });
+    try {
+      const foreign = await client.send(new EncryptCommand({ KeyId: KEY_A, Plaintext: randomBytes(32) }));
+      await withKey(config(kms.url), async (mk) => {
+        await assert.rejects(mk.recoverWrappingKey(Buffer.from(foreign.CiphertextBlob!)), expectCode('MASTER_KEY_WRONG', KEY_A));
+        // And tdekv's own envelope still opens, so the context is what made the difference.
+        const { key, envelope } = await mk.newWrappingKey();
+        assert.deepEqual(await mk.recoverWrappingKey(envelope), key);
+      });
+    } finally {
+      client.destroy();
+    }
+    assert.deepEqual(KMS_ENCRYPTION_CONTEXT, { purpose: 'tdekv-key-dictionary' });
   });
 
   test('a fresh client (a later open) recovers the key from the envelope alone', async () => {

@@ -11,6 +11,13 @@ const UNCHANGED = 'nothing on disk was changed';
 
 type KmsOperation = 'GenerateDataKey' | 'Decrypt';
 
+/**
+ * Bound to the envelope as KMS additional authenticated data: a ciphertext blob made for
+ * something else under the same KMS key does not decrypt here, and CloudTrail shows what
+ * each call was for.
+ */
+export const KMS_ENCRYPTION_CONTEXT: Readonly<Record<string, string>> = { purpose: 'tdekv-key-dictionary' };
+
 /** Decrypt answers these when the ciphertext belongs to another key (or is not a KMS ciphertext at all). */
 const WRONG_KEY_ERRORS = new Set(['IncorrectKeyException', 'InvalidCiphertextException']);
 
@@ -102,7 +109,7 @@ export class KmsMasterKey implements MasterKey {
 
   async newWrappingKey(): Promise<WrappingKey> {
     const out = await this.#call('GenerateDataKey', (abortSignal) =>
-      this.#client.send(new GenerateDataKeyCommand({ KeyId: this.#keyId, KeySpec: 'AES_256' }), { abortSignal }),
+      this.#client.send(new GenerateDataKeyCommand({ KeyId: this.#keyId, KeySpec: 'AES_256', EncryptionContext: { ...KMS_ENCRYPTION_CONTEXT } }), { abortSignal }),
     );
     const key = this.#takeKey('GenerateDataKey', out.Plaintext);
     if (!out.CiphertextBlob || out.CiphertextBlob.length === 0) {
@@ -121,7 +128,7 @@ export class KmsMasterKey implements MasterKey {
       );
     }
     const out = await this.#call('Decrypt', (abortSignal) =>
-      this.#client.send(new DecryptCommand({ KeyId: this.#keyId, CiphertextBlob: envelope }), { abortSignal }),
+      this.#client.send(new DecryptCommand({ KeyId: this.#keyId, CiphertextBlob: envelope, EncryptionContext: { ...KMS_ENCRYPTION_CONTEXT } }), { abortSignal }),
     );
     return this.#takeKey('Decrypt', out.Plaintext);
   }

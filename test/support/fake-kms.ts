@@ -126,15 +126,15 @@ export class FakeKms {
           throw new KmsFault('ValidationException', 'KeySpec or NumberOfBytes is required');
         }
         const plaintext = randomBytes(size);
-        return { KeyId: keyId, Plaintext: plaintext.toString('base64'), CiphertextBlob: this.#seal(keyId, plaintext).toString('base64') };
+        return { KeyId: keyId, Plaintext: plaintext.toString('base64'), CiphertextBlob: this.#seal(keyId, plaintext, body.EncryptionContext).toString('base64') };
       }
       case 'Encrypt': {
         const keyId = this.#knownKey(body.KeyId);
         const plaintext = base64Field(body, 'Plaintext');
-        return { KeyId: keyId, CiphertextBlob: this.#seal(keyId, plaintext).toString('base64'), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
+        return { KeyId: keyId, CiphertextBlob: this.#seal(keyId, plaintext, body.EncryptionContext).toString('base64'), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
       }
       case 'Decrypt': {
-        const { keyId, plaintext } = this.#open(base64Field(body, 'CiphertextBlob'), body.KeyId);
+        const { keyId, plaintext } = this.#open(base64Field(body, 'CiphertextBlob'), body.KeyId, body.EncryptionContext);
         return { KeyId: keyId, Plaintext: plaintext.toString('base64'), EncryptionAlgorithm: 'SYMMETRIC_DEFAULT' };
       }
     }
@@ -146,17 +146,20 @@ export class FakeKms {
     return keyId;
   }
 
-  /** version | key id length | key id | nonce | tag | ciphertext; the key id is also the AAD. */
-  #seal(keyId: string, plaintext: Buffer): Buffer {
+  /**
+   * version | key id length | key id | nonce | tag | ciphertext. The AAD is the key id plus
+   * the encryption context, which (as in KMS) is not stored: Decrypt must present it again.
+   */
+  #seal(keyId: string, plaintext: Buffer, context: unknown): Buffer {
     const id = Buffer.from(keyId, 'utf8');
     const nonce = randomBytes(NONCE_BYTES);
     const cipher = createCipheriv('aes-256-gcm', this.#keys.get(keyId)!, nonce);
-    cipher.setAAD(id);
+    cipher.setAAD(Buffer.concat([id, contextBytes(context)]));
     const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
     return Buffer.concat([Buffer.from([BLOB_VERSION, id.length]), id, nonce, cipher.getAuthTag(), body]);
   }
 
-  #open(blob: Buffer, requestedKeyId: unknown): { keyId: string; plaintext: Buffer } {
+  #open(blob: Buffer, requestedKeyId: unknown, context: unknown): { keyId: string; plaintext: Buffer } {
     const invalid = new KmsFault('InvalidCiphertextException', 'The ciphertext is invalid');
     if (blob.length < 2 || blob[0] !== BLOB_VERSION) throw invalid;
     const idEnd = 2 + blob[1]!;
@@ -171,7 +174,7 @@ export class FakeKms {
     const nonce = blob.subarray(idEnd, idEnd + NONCE_BYTES);
     const tag = blob.subarray(idEnd + NONCE_BYTES, idEnd + NONCE_BYTES + TAG_BYTES);
     const decipher = createDecipheriv('aes-256-gcm', secret, nonce);
-    decipher.setAAD(id);
+    decipher.setAAD(Buffer.concat([id, contextBytes(context)]));
     decipher.setAuthTag(tag);
     try {
       const plaintext = Buffer.concat([decipher.update(blob.subarray(idEnd + NONCE_BYTES + TAG_BYTES)), decipher.final()]);
@@ -180,6 +183,14 @@ export class FakeKms {
       throw invalid;
     }
   }
+}
+
+/** Canonical bytes of an EncryptionContext (a string map; key order does not matter). */
+function contextBytes(context: unknown): Buffer {
+  if (context === undefined) return Buffer.alloc(0);
+  if (typeof context !== 'object' || context === null) throw new KmsFault('ValidationException', 'EncryptionContext must be a map');
+  const entries = Object.entries(context as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : 1));
+  return Buffer.from(JSON.stringify(entries), 'utf8');
 }
 
 function isOperation(op: string): op is FakeKmsOperation {
