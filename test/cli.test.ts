@@ -229,3 +229,23 @@ test('ctl encryption-meta status shows keys, ages and file counts, never key mat
   assert.ok(s.metaFileSizes['key.dict']! > 0 && s.metaFileSizes['file.dict']! > 0);
   for (const out of [text.stdout, json.stdout, text.stderr]) assert.ok(!out.includes(keyHex), 'no key material in status');
 });
+
+test('data-key reencrypt --retire moves every file to the current key, with progress, and drops the old key', async (t) => {
+  const dir = await tempDir(t);
+  const { config, content } = await fixture(dir);
+  assert.equal((await runCli(['data-key', 'rotate', '--config', config])).code, 0);
+  const r = await runCli(['data-key', 'reencrypt', '--config', config, '--retire']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /re-encrypted 1\/2 files/);
+  assert.match(r.stderr, /re-encrypted 2\/2 files \(3\.0 MiB\)/);
+  const m = /2 file\(s\) re-encrypted; every file now uses aes256-ctr with data key (\d+)/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  assert.match(r.stdout, /retired data keys: \d+/);
+  const keys = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
+  assert.deepEqual(keys.map((l) => l.split('\t')[0]), [m[1]]);
+  const out = join(dir, 'plain');
+  assert.equal((await runCli(['ctl', '--config', config, 'encryption-meta', 'decrypt-file', '--path', 'db/000001.sst', '--out-file', out])).code, 0);
+  assert.deepEqual(await readFile(out), content);
+  const again = await runCli(['data-key', 'reencrypt', '--config', config]);
+  assert.match(again.stdout, /^0 file\(s\) re-encrypted/);
+});

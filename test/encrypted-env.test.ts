@@ -662,6 +662,65 @@ describe('EncryptedEnv', () => {
     await withEnv({ adoptPlaintextFiles: true }, async (env) => assert.equal((await env.readFile('preexisting')).toString(), 'plain'));
   });
 
+  test('reencrypt moves files onto the current key and method, content unchanged; then the old key retires', async () => {
+    const files = new Map([
+      ['a', markedData(3 * 1024 * 1024 + 5)],
+      ['sub/b', markedData(100)],
+      ['empty', Buffer.alloc(0)],
+    ]);
+    await withEnv({ method: 'plaintext' }, async (env) => {
+      await env.mkdir('sub');
+      for (const [p, d] of files) await env.writeFile(p, d);
+    });
+    await withEnv({}, async (env) => {
+      await env.writeFile('new', markedData(10));
+      const oldKey = env.currentDataKey()!.id;
+      await env.rotateDataKey();
+      const current = env.currentDataKey()!.id;
+      assert.deepEqual(env.filesNotOnCurrentKey().sort(), ['a', 'empty', 'new', 'sub/b']);
+      let bytes = 0;
+      for (const p of env.filesNotOnCurrentKey()) assert.equal(await env.reencrypt(p, (n) => (bytes += n)), true);
+      assert.equal(bytes, [...files.values()].reduce((n, d) => n + d.length, 0) + 10);
+      assert.deepEqual(env.filesNotOnCurrentKey(), []);
+      assert.equal(await env.reencrypt('a'), false, 'already on the current key');
+      for (const [p, d] of files) {
+        assert.deepEqual({ method: env.fileInfo(p)!.method, keyId: env.fileInfo(p)!.keyId }, { method: 'aes256-ctr', keyId: current });
+        assert.ok((await env.readFile(p)).equals(d));
+        const onDisk = await readFile(join(dataDir, p));
+        if (d.length > 0) assert.equal(onDisk.indexOf(MARKER), -1, `${p} is ciphertext now`);
+      }
+      assert.deepEqual(await env.retireUnusedKeys(), [oldKey]);
+      assert.deepEqual(await namesOnDisk(), ['a', 'empty', 'new', 'sub/b']);
+    });
+  });
+
+  test('a crash during reencrypt leaves the original intact and no leftover copy after reopening', async () => {
+    const data = markedData(200_000);
+    await withEnv({}, async (env) => {
+      await env.writeFile('f', data);
+      await env.rotateDataKey();
+    });
+    for (const [op, step] of [
+      ['reencrypt', 'copied'],
+      ['rename', 'entry-linked'],
+      ['rename', 'renamed'],
+    ] as const) {
+      const crashed = await open({ exclusive: false, faults: crashAt(op, step) });
+      const before = crashed.fileInfo('f')!;
+      await assert.rejects(crashed.reencrypt('f'), SimulatedCrash, `${op}/${step}`);
+      await withEnv({}, async (env) => {
+        assert.ok((await env.readFile('f')).equals(data), `${op}/${step}: content`);
+        assert.deepEqual(await namesOnDisk(), ['f'], `${op}/${step}: no leftover copy`);
+        assert.deepEqual(trackedNames(env), ['f']);
+        const after = env.fileInfo('f')!;
+        // Before the rename took effect the old file stays; after it, the new one is complete.
+        if (step === 'renamed') assert.notDeepEqual(after.iv, before.iv);
+        else assert.deepEqual(after, before);
+      });
+      await crashed.close();
+    }
+  });
+
   test('an open reader keeps its own copy of the key: retiring keys or closing the env does not garble it', async () => {
     const data = markedData(10_000);
     const env = await open();

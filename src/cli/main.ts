@@ -5,7 +5,7 @@ import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { decryptFile, dumpFile, dumpKey, status, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
-import { retireDataKeys, rotateDataKey } from './maintenance.js';
+import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
 import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
 
 const io: Output = {
@@ -51,6 +51,12 @@ function program(): Command {
     .description('make a new current data key now; files keep their key until rewritten')
     .requiredOption('--config <file>', 'TOML configuration')
     .action(async (opts: { config: string }) => rotateDataKey(opts, io, createLogger()));
+  keys
+    .command('reencrypt')
+    .description('rewrite every file that is not under the current method and data key')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .option('--retire', 'then retire the data keys no file uses any more')
+    .action(async (opts: { config: string; retire?: boolean }) => reencryptAll(opts, io, createLogger()));
   keys
     .command('retire')
     .description('drop data keys that no file uses and that are not current')

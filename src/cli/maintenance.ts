@@ -32,3 +32,24 @@ export async function retireDataKeys(opts: { config: string }, io: Output, logge
     io.out(retired.length === 0 ? 'no data key to retire: every key is current or used by a file' : `retired data keys: ${retired.join(', ')}`);
   });
 }
+
+/**
+ * Rewrites every file that is not under the current method and data key (the offline
+ * counterpart of SQL Server's encryption scan), then optionally retires freed keys.
+ */
+export async function reencryptAll(opts: { config: string; retire?: boolean }, io: Output, logger: Logger): Promise<void> {
+  await withWritableEnv(opts.config, logger, async ({ env }) => {
+    const todo = env.filesNotOnCurrentKey();
+    let bytes = 0;
+    for (const [i, path] of todo.entries()) {
+      await env.reencrypt(path, (n) => (bytes += n));
+      io.err(`re-encrypted ${i + 1}/${todo.length} files (${(bytes / 1048576).toFixed(1)} MiB): ${path}`);
+    }
+    const target = env.currentDataKey();
+    io.out(`${todo.length} file(s) re-encrypted; every file now uses ${target ? `${target.method} with data key ${target.id}` : 'plaintext'}`);
+    if (opts.retire) {
+      const retired = await env.retireUnusedKeys();
+      io.out(retired.length === 0 ? 'no data key to retire' : `retired data keys: ${retired.join(', ')}`);
+    }
+  });
+}

@@ -18,6 +18,9 @@ import { EncryptedReadableFile } from './readable-file.js';
 import { EncryptedWritableFile } from './writable-file.js';
 
 export const KEY_DICT_NAME = 'key.dict';
+/** Reserved suffix of reencrypt()'s copies; leftovers of a crash are removed at open. */
+export const REENCRYPT_SUFFIX = '.tdekv-reencrypt';
+const REENCRYPT_CHUNK = 1 << 20;
 
 export interface EnvOptions {
   dataDir: string;
@@ -221,6 +224,50 @@ export class EncryptedEnv {
   }
 
   /**
+   * Rewrites a file under the current method and data key (SQL Server's encryption scan,
+   * one file at a time): a copy is written under a reserved temporary name, synced, and
+   * renamed over the original, so a crash leaves either the old file or the new one.
+   * Returns false when the file already uses the current key and method.
+   */
+  async reencrypt(path: string, onProgress?: (bytes: number) => void): Promise<boolean> {
+    this.#checkWritable();
+    const rel = normalizeRelative(path);
+    const entry = this.#entry(rel);
+    const current = await this.#keys.current(this.#policy());
+    const target = current ? { method: current.method, keyId: current.id } : { method: 'plaintext' as const, keyId: 0 };
+    if (entry.method === target.method && entry.keyId === target.keyId) return false;
+    const tmp = rel + REENCRYPT_SUFFIX;
+    if (await exists(this.#abs(tmp))) await this.remove(tmp);
+    const src = await this.openRead(rel);
+    try {
+      const out = await this.create(tmp);
+      try {
+        for (let off = 0; off < src.size; off += REENCRYPT_CHUNK) {
+          const chunk = await src.read(off, REENCRYPT_CHUNK);
+          await out.append(chunk);
+          onProgress?.(chunk.length);
+        }
+        await out.sync();
+      } finally {
+        await out.close();
+      }
+    } finally {
+      src.close();
+    }
+    this.#fault('reencrypt', 'copied');
+    await this.rename(tmp, rel);
+    return true;
+  }
+
+  /** Files whose method or data key is not the current one: what reencrypt() would rewrite. */
+  filesNotOnCurrentKey(): string[] {
+    const current = this.currentDataKey();
+    return this.files()
+      .filter(([, i]) => (current ? i.method !== current.method || i.keyId !== current.id : i.method !== 'plaintext'))
+      .map(([p]) => p);
+  }
+
+  /**
    * Renames a file, replacing `to` if it exists. The entry for `to` is written first with a
    * note of the rename in flight; at open, whether `from` still exists tells if the rename
    * happened, so a crash at any step leaves both names readable (invariant 4).
@@ -415,6 +462,15 @@ export class EncryptedEnv {
   /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts `adopt` as plaintext. */
   async #recover(adopt: readonly string[]): Promise<void> {
     const records = await reconcile(this.#dict.entries(), (rel) => exists(this.#abs(rel)));
+    // Half-made copies of an interrupted reencrypt(): the original is intact.
+    for (const [path] of this.#dict.entries()) {
+      if (path.endsWith(REENCRYPT_SUFFIX) && !this.#dict.get(path)?.pending) {
+        await unlink(this.#abs(path)).catch((err: unknown) => {
+          if (errnoCode(err) !== 'ENOENT') throw err;
+        });
+        records.push({ op: 'remove', path });
+      }
+    }
     for (const path of adopt) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv() } });
     if (adopt.length > 0) this.#logger.info({ files: adopt.length }, 'adopted existing files as plaintext; new files use the configured method');
     if (records.length > 0) {
