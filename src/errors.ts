@@ -17,6 +17,7 @@ export type TdekvErrorCode =
   | 'INVALID_PATH'
   | 'INVALID_ARGUMENT'
   | 'DATA_DIR_LOCKED'
+  | 'IO_FAILED'
   | 'CLOSED';
 
 export class TdekvError extends Error {

@@ -113,7 +113,8 @@ export class EncryptedWritableFile {
     this.#inFlightBytes += length;
     const p: Promise<void> = writeFully(this.#fh, bufs, position)
       .catch((err: unknown) => {
-        this.#error ??= new TdekvError('INVALID_ARGUMENT', `write to ${this.path} failed at offset ${position}: ${String(err)}`, { cause: err });
+        // Later appends cannot be made contiguous after a failed write: the file is done for.
+        this.#error ??= new TdekvError('IO_FAILED', `write to ${this.path} failed at offset ${position} (${String(err)}); the file is unusable, write it again under a new name`, { cause: err });
       })
       .finally(() => {
         this.#inFlight.delete(p);
