@@ -9,10 +9,11 @@ import { META_DIR } from '../src/env/paths.js';
 import { DataKeyStore } from '../src/keys/data-key-store.js';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME } from '../src/keys/file-dictionary.js';
 import { silentLogger } from '../src/log/logger.js';
+import { FileMasterKey } from '../src/masterkey/file.js';
 import { KmsMasterKey } from '../src/masterkey/kms.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { closedPort } from './support/fake-kms.js';
-import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir } from './support/fs-helpers.js';
+import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 const DAY = 24 * 3600 * 1000;
 const MARKER = Buffer.from('TDEKV-PLAINTEXT-MARKER-7f3a9c');
@@ -719,6 +720,34 @@ describe('EncryptedEnv', () => {
       });
       await crashed.close();
     }
+  });
+
+  test('no key material and no file content ever reaches the logs or error messages (invariant 8)', async () => {
+    const cap = captureLogger();
+    const data = markedData(5000);
+    const next = await writeKeyFile(root, 'next.key');
+    const errors: string[] = [];
+    await withEnv({ logger: cap.logger }, async (env) => {
+      await env.writeFile('f', data);
+      await env.rotateDataKey();
+      await env.reencrypt('f');
+      await env.retireUnusedKeys();
+      await env.rotateMasterKey(await FileMasterKey.load(next.path));
+      await env.readFile('nope').catch((e: Error) => errors.push(e.message));
+      await env.create('f').catch((e: Error) => errors.push(e.message));
+    });
+    const wrongKey = await newFileMasterKey(root, 'wrong.key');
+    await open({ masterKey: wrongKey, logger: cap.logger }).catch((e: Error) => errors.push(e.message));
+    const secrets = (await withEnv({ masterKey: await FileMasterKey.load(next.path) }, async (env) => env.exportDataKeys())).map((k) => k.key.toString('hex'));
+    const masterHexes = [next.hex, (await readFile(join(root, 'master.key'), 'latin1')).trim()];
+    const text = JSON.stringify(cap.lines) + errors.join('\n');
+    assert.ok(cap.lines.length >= 4, 'the lifecycle was logged');
+    assert.ok(errors.length === 3, errors.join(' | '));
+    for (const secret of [...secrets, ...masterHexes]) {
+      assert.equal(text.includes(secret), false, 'a key in the logs');
+      assert.equal(text.includes(Buffer.from(secret, 'hex').toString('base64')), false, 'a key in base64 in the logs');
+    }
+    assert.equal(text.includes(MARKER.toString()), false, 'file content in the logs');
   });
 
   test('an open reader keeps its own copy of the key: retiring keys or closing the env does not garble it', async () => {
