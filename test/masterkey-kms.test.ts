@@ -1,11 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { KmsMasterKeyConfig } from '../src/config/types.js';
-import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
 import { EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { randomBytes } from 'node:crypto';
 import { KMS_ENCRYPTION_CONTEXT, KmsMasterKey, kmsCallDeadlineMs } from '../src/masterkey/kms.js';
 import { FakeKms, closedPort } from './support/fake-kms.js';
+import { expectCode } from './support/fs-helpers.js';
 
 const KEY_A = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-000000000001';
 const KEY_B = 'arn:aws:kms:eu-west-1:111122223333:key/bbbbbbbb-0000-0000-0000-000000000002';
@@ -22,14 +22,6 @@ async function withKey<T>(cfg: KmsMasterKeyConfig, fn: (mk: KmsMasterKey) => Pro
   } finally {
     mk.close();
   }
-}
-
-function expectCode(code: TdekvErrorCode, ...mustMention: string[]): (err: unknown) => boolean {
-  return (err) => {
-    assert.ok(isTdekvError(err, code), `expected TdekvError ${code}, got ${String(err)}`);
-    for (const text of mustMention) assert.ok(err.message.includes(text), `message should mention ${text}: ${err.message}`);
-    return true;
-  };
 }
 
 describe('KmsMasterKey against a fake KMS', () => {

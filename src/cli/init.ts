@@ -1,9 +1,9 @@
-import { access } from 'node:fs/promises';
 import { loadConfig } from '../config/config.js';
 import { encryptionStatus } from '../env/encryption-status.js';
 import { openEnvFromConfig } from '../env/open-env.js';
 import { formatStatus } from './status-format.js';
 import type { Logger } from '../log/logger.js';
+import { pathExists } from '../keys/atomic-file.js';
 import { writeMasterKeyFile } from './keygen.js';
 import type { Output } from './ctl.js';
 
@@ -14,7 +14,7 @@ import type { Output } from './ctl.js';
 export async function init(opts: { config: string; generateMasterKey?: boolean; adoptPlaintextFiles?: boolean }, io: Output, logger: Logger): Promise<void> {
   const config = await loadConfig(opts.config);
   const mk = config.security.encryption.masterKey;
-  if (mk.type === 'file' && opts.generateMasterKey && !(await exists(mk.path))) {
+  if (mk.type === 'file' && opts.generateMasterKey && !(await pathExists(mk.path))) {
     await writeMasterKeyFile(mk.path);
     logger.warn(
       { path: mk.path },
@@ -27,11 +27,4 @@ export async function init(opts: { config: string; generateMasterKey?: boolean; 
   } finally {
     await managed.close();
   }
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }

@@ -6,7 +6,7 @@ import type { EncryptionMethod } from '../crypto/method.js';
 import { freshIv } from '../crypto/random.js';
 import type { MasterKey } from '../masterkey/master-key.js';
 import { silentLogger, type Logger } from '../log/logger.js';
-import { mkdirDurable, syncDir } from '../keys/atomic-file.js';
+import { mkdirDurable, pathExists as exists, syncDir } from '../keys/atomic-file.js';
 import { DataKeyStore } from '../keys/data-key-store.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
 import { FileDictionary } from '../keys/file-dictionary.js';
@@ -485,12 +485,3 @@ async function sameFile(a: string, b: string): Promise<boolean> {
   return sa !== undefined && sb !== undefined && sa.dev === sb.dev && sa.ino === sb.ino;
 }
 
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return false;
-    throw err;
-  }
-}

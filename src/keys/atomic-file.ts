@@ -1,7 +1,19 @@
-import { mkdir, open, rename, readdir, rm } from 'node:fs/promises';
+import { access, mkdir, open, rename, readdir, rm } from 'node:fs/promises';
+import { errnoCode } from '../errors.js';
 import { dirname, join, relative, sep } from 'node:path';
 
 export const TMP_SUFFIX = '.tmp';
+
+/** False only when the path does not exist; other failures (permissions, I/O) are raised. */
+export async function pathExists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
 
 /** fsync a directory so a rename or create in it is durable. */
 export async function syncDir(dir: string): Promise<void> {
