@@ -18,6 +18,7 @@ export type TdekvErrorCode =
   | 'INVALID_ARGUMENT'
   | 'DATA_DIR_LOCKED'
   | 'IO_FAILED'
+  | 'DATA_CORRUPTED'
   | 'CLOSED';
 
 export class TdekvError extends Error {

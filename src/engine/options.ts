@@ -1,0 +1,55 @@
+import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { Logger } from '../log/logger.js';
+
+/**
+ * Tuning of the LSM tree. Names follow TiKV's RocksDB settings (camelCase here, kebab-case
+ * in TOML's [engine] section). Memory is bounded by these numbers, not by data size:
+ * memtables (writeBufferSize × 2), block cache, open tables.
+ */
+export interface EngineTuning {
+  /** Memtable size that triggers a flush to a level-0 table (bytes). */
+  writeBufferSize: number;
+  /** Uncompressed data block size target (bytes). */
+  blockSize: number;
+  /** Keys between restart points in a block (prefix compression resets there). */
+  blockRestartInterval: number;
+  /** Bloom filter bits per key; 0 turns filters off. */
+  bloomFilterBitsPerKey: number;
+  /** Decrypted, checksum-verified blocks kept in memory (bytes). */
+  blockCacheSize: number;
+  /** Open SSTables kept (each holds a descriptor, its index and its filter). */
+  maxOpenFiles: number;
+  /** Level-1 size limit (bytes); each deeper level is maxBytesForLevelMultiplier times bigger. */
+  maxBytesForLevelBase: number;
+  maxBytesForLevelMultiplier: number;
+  /** Compaction output files are cut at this size (bytes). */
+  targetFileSizeBase: number;
+  level0FileNumCompactionTrigger: number;
+  /** Writes are delayed 1 ms each once level 0 has this many files... */
+  level0SlowdownWritesTrigger: number;
+  /** ...and wait for compaction at this many. */
+  level0StopWritesTrigger: number;
+  numLevels: number;
+}
+
+export const DEFAULT_ENGINE_TUNING: EngineTuning = {
+  writeBufferSize: 16 * 1024 * 1024,
+  blockSize: 4096,
+  blockRestartInterval: 16,
+  bloomFilterBitsPerKey: 10,
+  blockCacheSize: 64 * 1024 * 1024,
+  maxOpenFiles: 1000,
+  maxBytesForLevelBase: 64 * 1024 * 1024,
+  maxBytesForLevelMultiplier: 10,
+  targetFileSizeBase: 8 * 1024 * 1024,
+  level0FileNumCompactionTrigger: 4,
+  level0SlowdownWritesTrigger: 20,
+  level0StopWritesTrigger: 36,
+  numLevels: 7,
+};
+
+export interface EngineOptions extends Partial<EngineTuning> {
+  /** The encrypted env every engine file goes through. The engine does not close it. */
+  env: EncryptedEnv;
+  logger?: Logger;
+}
