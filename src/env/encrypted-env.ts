@@ -191,6 +191,14 @@ export class EncryptedEnv {
 
   /** Opens an existing file for random-access reads. */
   async openRead(path: string): Promise<EncryptedReadableFile> {
+    return this.openReadSync(path);
+  }
+
+  /**
+   * The same, synchronously: the engine opens tables on its synchronous read path (a
+   * getSync that misses the table cache), where an await is not possible.
+   */
+  openReadSync(path: string): EncryptedReadableFile {
     this.#checkOpen();
     const rel = normalizeRelative(path);
     const entry = this.#entry(rel);
