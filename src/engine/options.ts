@@ -1,3 +1,4 @@
+import { TdekvError } from '../errors.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import type { Logger } from '../log/logger.js';
 
@@ -53,3 +54,37 @@ export interface EngineOptions extends Partial<EngineTuning> {
   env: EncryptedEnv;
   logger?: Logger;
 }
+
+/** Defaults filled in and every number checked, naming the option at fault. */
+export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
+  const t: EngineTuning = { ...DEFAULT_ENGINE_TUNING };
+  for (const name of Object.keys(DEFAULT_ENGINE_TUNING) as Array<keyof EngineTuning>) {
+    const v = partial[name];
+    if (v === undefined) continue;
+    const min = MINIMUMS[name];
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+      throw new TdekvError('CONFIG_INVALID', `engine option ${name} must be an integer >= ${min} (got ${JSON.stringify(v)})`);
+    }
+    t[name] = v;
+  }
+  if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
+    throw new TdekvError('CONFIG_INVALID', `engine option level0SlowdownWritesTrigger (${t.level0SlowdownWritesTrigger}) must not exceed level0StopWritesTrigger (${t.level0StopWritesTrigger})`);
+  }
+  return t;
+}
+
+const MINIMUMS: Record<keyof EngineTuning, number> = {
+  writeBufferSize: 4096,
+  blockSize: 256,
+  blockRestartInterval: 1,
+  bloomFilterBitsPerKey: 0,
+  blockCacheSize: 0,
+  maxOpenFiles: 8,
+  maxBytesForLevelBase: 4096,
+  maxBytesForLevelMultiplier: 2,
+  targetFileSizeBase: 4096,
+  level0FileNumCompactionTrigger: 1,
+  level0SlowdownWritesTrigger: 1,
+  level0StopWritesTrigger: 1,
+  numLevels: 2,
+};

@@ -1,0 +1,649 @@
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
+import { TdekvError } from '../errors.js';
+import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { EncryptedWritableFile } from '../env/writable-file.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import { Mutex } from '../util/mutex.js';
+import type { Block } from './block.js';
+import { isBottommostFor, planFor, pickSizeCompaction, type CompactionPlan } from './compaction-picker.js';
+import { ConcatIterator } from './concat-iterator.js';
+import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
+import { parseFileName, tableName, walName } from './file-names.js';
+import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
+import type { InternalIterator } from './iterator.js';
+import { readLog } from './log-reader.js';
+import { LogWriter } from './log-writer.js';
+import { LruCache } from './lru-cache.js';
+import { Memtable } from './memtable.js';
+import { MergingIterator } from './merging-iterator.js';
+import { resolveTuning, type EngineOptions, type EngineTuning } from './options.js';
+import { SnapshotList } from './snapshot-list.js';
+import { TableCache } from './table-cache.js';
+import { TableOutput, type TableOutputContext } from './table-output.js';
+import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
+import { compareUserKeyOf, type Version } from './version.js';
+import { emptyEdit, type FileMeta } from './version-edit.js';
+import { VersionSet } from './version-set.js';
+import { decodeBatch, encodeBatch } from './write-batch.js';
+
+export interface EngineStats {
+  levels: Array<{ level: number; files: number; bytes: number }>;
+  memtableBytes: number;
+  immutableMemtable: boolean;
+  lastSequence: number;
+  liveSnapshots: number;
+  blockCache: { usage: number; capacity: number };
+  flushes: number;
+  compactions: number;
+  compactionBytesRead: number;
+  compactionBytesWritten: number;
+  writeSlowdowns: number;
+  writeStops: number;
+  backgroundError?: string;
+}
+
+type QueueItem =
+  | { kind: 'write'; ops: readonly BatchOp[]; sync: boolean; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'flush'; resolve: (p: { done: Promise<void> }) => void; reject: (e: unknown) => void };
+
+/** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
+const MAX_GROUP_OPS = 64 * 1024;
+/** Entries merged between checks for a pending memtable flush and a turn of the event loop. */
+const COMPACTION_YIELD_EVERY = 2048;
+
+/**
+ * An LSM tree on the encrypted env: a write-ahead log and memtable in front, sorted tables
+ * in levels behind, merged by background compaction. Every file goes through the env, so
+ * it is encrypted under the current data key when written; compaction rewrites old files
+ * and so moves data to the current key over time.
+ */
+export class Engine {
+  readonly env: EncryptedEnv;
+  readonly tuning: EngineTuning;
+  readonly #logger: Logger;
+  readonly #versions: VersionSet;
+  readonly #blockCache: LruCache<Block>;
+  readonly #tables: TableCache;
+  readonly #snapshots = new SnapshotList();
+  readonly #compactionMutex = new Mutex();
+  readonly #pendingOutputs = new Set<number>();
+  readonly #compactPointers = new Map<number, Buffer>();
+  #mem = new Memtable();
+  #imm: Memtable | undefined;
+  #wal!: { number: number; file: EncryptedWritableFile; writer: LogWriter };
+  #lastSeq = 0;
+  #queue: QueueItem[] = [];
+  #writing = false;
+  #bg: Promise<void> | undefined;
+  #bgError: unknown;
+  #bgWaiters: Array<() => void> = [];
+  #flushing: Promise<void> | undefined;
+  #closing = false;
+  #closed = false;
+  readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
+
+  private constructor(env: EncryptedEnv, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
+    this.env = env;
+    this.#logger = logger;
+    this.tuning = tuning;
+    this.#versions = versions;
+    this.#blockCache = new LruCache<Block>(tuning.blockCacheSize);
+    this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
+  }
+
+  static async open(options: EngineOptions): Promise<Engine> {
+    const { env, logger: givenLogger, ...partial } = options;
+    const tuning = resolveTuning(partial);
+    const logger = givenLogger ?? silentLogger();
+    const { versions, existed } = await VersionSet.recover(env, tuning.numLevels, logger);
+    const engine = new Engine(env, logger, tuning, versions);
+    try {
+      await engine.#recover(existed);
+    } catch (err) {
+      await engine.#releaseResources();
+      throw err;
+    }
+    engine.#scheduleBackgroundWork();
+    return engine;
+  }
+
+  // ---------------------------------------------------------------- reads
+
+  getSync(key: Uint8Array, options?: ReadOptions): Buffer | undefined {
+    this.#checkOpen();
+    const k = asBuffer(key);
+    const seq = options?.snapshot?.sequence ?? this.#lastSeq;
+    let r = this.#mem.get(k, seq) ?? this.#imm?.get(k, seq);
+    if (!r) {
+      const v = this.#versions.current;
+      for (const f of v.levels[0]!) {
+        if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
+        r = this.#tables.get(f.number).get(k, seq);
+        if (r) break;
+      }
+      for (let level = 1; !r && level < v.levels.length; level++) {
+        const f = v.fileFor(level, k);
+        if (f) r = this.#tables.get(f.number).get(k, seq);
+      }
+    }
+    return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
+  }
+
+  async get(key: Uint8Array, options?: ReadOptions): Promise<Buffer | undefined> {
+    return this.getSync(key, options);
+  }
+
+  snapshot(): Snapshot {
+    this.#checkOpen();
+    return this.#snapshots.create(this.#lastSeq);
+  }
+
+  iterator(options: IteratorOptions = {}): EngineIterator {
+    this.#checkOpen();
+    const seq = options.snapshot?.sequence ?? this.#lastSeq;
+    const version = this.#versions.acquire();
+    const children = this.#internalIterators(version);
+    return new DbIterator(new MergingIterator(children), seq, toUserRange(options), options.reverse ?? false, options.limit ?? -1, () => this.#versions.release(version));
+  }
+
+  // ---------------------------------------------------------------- writes
+
+  /** Applies the operations atomically, in order; later operations on a key win. */
+  write(ops: readonly BatchOp[], options: WriteOptions = {}): Promise<void> {
+    try {
+      this.#checkOpen();
+      for (const op of ops) {
+        if (!(op.key instanceof Uint8Array)) throw new TdekvError('INVALID_ARGUMENT', `batch operation key must be a Buffer or Uint8Array (got ${typeof op.key})`);
+        if (op.type === 'put' && !(op.value instanceof Uint8Array)) throw new TdekvError('INVALID_ARGUMENT', `put value must be a Buffer or Uint8Array (got ${typeof op.value})`);
+        if (op.type !== 'put' && op.type !== 'del') throw new TdekvError('INVALID_ARGUMENT', `batch operation type must be "put" or "del" (got ${JSON.stringify((op as { type: unknown }).type)})`);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (ops.length === 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ kind: 'write', ops, sync: options.sync === true, resolve, reject });
+      if (!this.#writing) void this.#drainQueue();
+    });
+  }
+
+  put(key: Uint8Array, value: Uint8Array, options?: WriteOptions): Promise<void> {
+    return this.write([{ type: 'put', key, value }], options);
+  }
+
+  del(key: Uint8Array, options?: WriteOptions): Promise<void> {
+    return this.write([{ type: 'del', key }], options);
+  }
+
+  /** Writes the memtable out to a level-0 table (waits for it). */
+  async flush(): Promise<void> {
+    this.#checkOpen();
+    // The switch is queued behind earlier writes; the flush itself is awaited outside the queue.
+    const { done } = await new Promise<{ done: Promise<void> }>((resolve, reject) => {
+      this.#queue.push({ kind: 'flush', resolve, reject });
+      if (!this.#writing) void this.#drainQueue();
+    });
+    await done;
+  }
+
+  /**
+   * Rewrites every table overlapping [start, end] (inclusive; undefined = unbounded) down
+   * the levels, dropping deleted and overwritten data. Output goes under the current data
+   * key and method, so compacting everything moves the whole database to the current key.
+   */
+  async compactRange(start?: Uint8Array, end?: Uint8Array): Promise<void> {
+    await this.flush();
+    const lo = start && asBuffer(start);
+    const hi = end && asBuffer(end);
+    const v = this.#versions.current;
+    let maxLevel = 0;
+    for (let l = 0; l < v.levels.length; l++) if (v.overlapping(l, lo, hi).length > 0) maxLevel = l;
+    for (let level = 0; level <= maxLevel; level++) {
+      this.#checkOpen();
+      const outputLevel = Math.min(level + 1, this.tuning.numLevels - 1);
+      await this.#compactOnce((cur) => {
+        // Level 0 files overlap each other: moving some but not older ones down would let a stale value shadow a newer one.
+        const first = level === 0 ? (cur.overlapping(0, lo, hi).length > 0 ? [...cur.levels[0]!] : []) : cur.overlapping(level, lo, hi);
+        return first.length > 0 ? planFor(cur, level, outputLevel, first, 'manual') : undefined;
+      });
+    }
+  }
+
+  /** Waits until no flush or compaction is pending (for tests and benchmarks). */
+  async waitForBackgroundWork(): Promise<void> {
+    while (this.#bg) await this.#bg;
+    this.#throwIfBackgroundFailed();
+  }
+
+  stats(): EngineStats {
+    const v = this.#versions.current;
+    const s: EngineStats = {
+      levels: v.levels.map((files, level) => ({ level, files: files.length, bytes: v.levelBytes(level) })),
+      memtableBytes: this.#mem.approximateBytes + (this.#imm?.approximateBytes ?? 0),
+      immutableMemtable: this.#imm !== undefined,
+      lastSequence: this.#lastSeq,
+      liveSnapshots: this.#snapshots.size,
+      blockCache: { usage: this.#blockCache.usage, capacity: this.#blockCache.capacity },
+      ...this.#stats,
+    };
+    if (this.#bgError) s.backgroundError = String(this.#bgError);
+    return s;
+  }
+
+  /** Table files of the current version per level: for verification and tests. */
+  liveTables(): Array<{ level: number; number: number; name: string; size: number }> {
+    return this.#versions.current.levels.flatMap((files, level) => files.map((f) => ({ level, number: f.number, name: tableName(f.number), size: f.size })));
+  }
+
+  /** Waits for queued writes, flushes the memtable, stops background work and closes files. The env stays open. */
+  async close(): Promise<void> {
+    if (this.#closed || this.#closing) return;
+    try {
+      if (!this.#bgError && this.#mem.entries > 0) await this.flush();
+    } catch (err) {
+      this.#logger.warn({ err }, 'flushing the memtable at close failed; its writes stay in the write-ahead log');
+    }
+    this.#closing = true;
+    while (this.#writing) await sleep(1);
+    while (this.#bg) await this.#bg.catch(() => undefined);
+    await this.#compactionMutex.run(async () => undefined);
+    this.#closed = true;
+    await this.#releaseResources();
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  async #recover(existed: boolean): Promise<void> {
+    const names = await this.env.list('');
+    const engineFiles = names.map((n) => ({ name: n, parsed: parseFileName(n) })).filter((f) => f.parsed !== undefined);
+    if (!existed) {
+      // A first open that crashed before CURRENT was written leaves only a manifest; data files without CURRENT are a damaged dir.
+      const data = engineFiles.filter((f) => f.parsed!.kind !== 'manifest');
+      if (data.length > 0) {
+        throw new TdekvError(
+          'DATA_CORRUPTED',
+          `${this.env.dataDir} holds database files (${data.slice(0, 3).map((f) => f.name).join(', ')}${data.length > 3 ? ', …' : ''}) but no CURRENT file naming its manifest: the data dir is damaged; restore it from a backup`,
+        );
+      }
+    }
+    for (const f of engineFiles) this.#versions.markFileNumberUsed(f.parsed!.number);
+    const wals = engineFiles
+      .filter((f) => f.parsed!.kind === 'wal' && f.parsed!.number >= this.#versions.logNumber)
+      .sort((a, b) => a.parsed!.number - b.parsed!.number);
+    const edit = emptyEdit();
+    let lastSeq = this.#versions.lastSequence;
+    const ctx = this.#outputContext();
+    for (const wal of wals) {
+      let mem = new Memtable();
+      const file = this.env.openReadSync(wal.name);
+      let records;
+      try {
+        records = readLog(file, this.#logger).records;
+      } finally {
+        file.close();
+      }
+      for (const r of records) {
+        let info;
+        try {
+          info = decodeBatch(r.payload, (seq, kind, key, value) => mem.add(seq, kind, key, value));
+        } catch (err) {
+          throw new TdekvError('DATA_CORRUPTED', `${wal.name} in ${this.env.dataDir}: the record at offset ${r.offset} passes its checksum but is not a valid write batch; the write-ahead log is damaged: restore the data dir from a backup`, { cause: err });
+        }
+        if (info.count > 0) lastSeq = Math.max(lastSeq, info.firstSeq + info.count - 1);
+        if (mem.approximateBytes >= this.tuning.writeBufferSize) {
+          edit.newFiles.push(...(await writeMemtable(ctx, mem)).map((file) => ({ level: 0, file })));
+          mem = new Memtable();
+        }
+      }
+      if (mem.entries > 0) edit.newFiles.push(...(await writeMemtable(ctx, mem)).map((file) => ({ level: 0, file })));
+      if (records.length > 0) this.#logger.info({ wal: wal.name, records: records.length }, 'replayed write-ahead log');
+    }
+    this.#lastSeq = lastSeq;
+    await this.#openNewWal();
+    edit.logNumber = this.#wal.number;
+    edit.lastSequence = lastSeq;
+    await this.#versions.logAndApply(edit);
+    this.#pendingOutputs.clear();
+    await this.#deleteObsoleteFiles();
+  }
+
+  async #openNewWal(): Promise<void> {
+    const number = this.#versions.newFileNumber();
+    const file = await this.env.create(walName(number));
+    this.#wal = { number, file, writer: new LogWriter(file) };
+  }
+
+  // ---------------------------------------------------------------- write queue
+
+  async #drainQueue(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const head = this.#queue[0]!;
+        if (head.kind === 'flush') {
+          this.#queue.shift();
+          try {
+            head.resolve(await this.#switchForFlush());
+          } catch (err) {
+            head.reject(err);
+          }
+          continue;
+        }
+        const group: Array<Extract<QueueItem, { kind: 'write' }>> = [];
+        let ops = 0;
+        while (this.#queue.length > 0 && this.#queue[0]!.kind === 'write' && (group.length === 0 || ops < MAX_GROUP_OPS)) {
+          const w = this.#queue.shift() as Extract<QueueItem, { kind: 'write' }>;
+          group.push(w);
+          ops += w.ops.length;
+        }
+        try {
+          await this.#writeGroup(group);
+          for (const w of group) w.resolve();
+        } catch (err) {
+          for (const w of group) w.reject(err);
+        }
+      }
+    } finally {
+      this.#writing = false;
+    }
+  }
+
+  async #writeGroup(group: ReadonlyArray<Extract<QueueItem, { kind: 'write' }>>): Promise<void> {
+    if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
+    await this.#makeRoomForWrite();
+    const ops = group.length === 1 ? group[0]!.ops : group.flatMap((w) => w.ops);
+    const first = this.#lastSeq + 1;
+    const sync = group.some((w) => w.sync);
+    await this.#wal.writer.addRecord(encodeBatch(ops, first));
+    // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
+    if (sync) await this.#wal.writer.sync();
+    else await this.#wal.file.flush();
+    let seq = first;
+    for (const op of ops) {
+      if (op.type === 'put') this.#mem.add(seq++, ValueKind.Value, op.key, op.value);
+      else this.#mem.add(seq++, ValueKind.Deletion, op.key, EMPTY);
+    }
+    this.#lastSeq = seq - 1;
+  }
+
+  /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */
+  async #makeRoomForWrite(): Promise<void> {
+    let delayed = false;
+    for (;;) {
+      this.#throwIfBackgroundFailed();
+      const l0 = this.#versions.current.fileCount(0);
+      if (!delayed && l0 >= this.tuning.level0SlowdownWritesTrigger) {
+        this.#stats.writeSlowdowns++;
+        delayed = true;
+        await sleep(1);
+        continue;
+      }
+      if (this.#mem.approximateBytes < this.tuning.writeBufferSize) return;
+      if (this.#imm || l0 >= this.tuning.level0StopWritesTrigger) {
+        this.#stats.writeStops++;
+        await this.#waitForBackgroundProgress();
+        continue;
+      }
+      await this.#switchMemtable();
+    }
+  }
+
+  async #switchForFlush(): Promise<{ done: Promise<void> }> {
+    if (this.#mem.entries > 0) {
+      while (this.#imm) {
+        this.#throwIfBackgroundFailed();
+        await this.#waitForBackgroundProgress();
+      }
+      await this.#switchMemtable();
+    }
+    const done = this.#waitForImmFlushed();
+    done.catch(() => undefined);
+    return { done };
+  }
+
+  async #waitForImmFlushed(): Promise<void> {
+    while (this.#imm) {
+      this.#throwIfBackgroundFailed();
+      await this.#waitForBackgroundProgress();
+    }
+    this.#throwIfBackgroundFailed();
+  }
+
+  /** A new WAL for a new memtable; the full one becomes immutable and is flushed in the background. */
+  async #switchMemtable(): Promise<void> {
+    const old = this.#wal;
+    await this.#openNewWal();
+    this.#imm = this.#mem;
+    this.#mem = new Memtable();
+    await old.writer.close();
+    this.#scheduleBackgroundWork();
+  }
+
+  // ---------------------------------------------------------------- background work
+
+  #scheduleBackgroundWork(): void {
+    if (this.#bg || this.#closed || this.#bgError) return;
+    this.#bg = this.#backgroundLoop().finally(() => {
+      this.#bg = undefined;
+      this.#notifyBackgroundProgress();
+    });
+  }
+
+  async #backgroundLoop(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#imm) {
+          await this.#flushImmutable();
+          continue;
+        }
+        if (this.#closing) return;
+        const did = await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers));
+        if (!did) return;
+      }
+    } catch (err) {
+      this.#bgError ??= err;
+      this.#logger.error({ err }, 'background flush or compaction failed; writes are refused until the database is reopened');
+    }
+  }
+
+  #notifyBackgroundProgress(): void {
+    const waiters = this.#bgWaiters;
+    this.#bgWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #waitForBackgroundProgress(): Promise<void> {
+    const p = new Promise<void>((resolve) => this.#bgWaiters.push(resolve));
+    this.#scheduleBackgroundWork();
+    if (!this.#bg) this.#notifyBackgroundProgress();
+    return p;
+  }
+
+  #throwIfBackgroundFailed(): void {
+    if (this.#bgError) {
+      const e = this.#bgError;
+      if (e instanceof TdekvError) throw new TdekvError(e.code, `a background flush or compaction failed earlier: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
+      throw new TdekvError('IO_FAILED', `a background flush or compaction failed earlier (${String(e)}); reopen the database after fixing the cause`, { cause: e });
+    }
+  }
+
+  #flushImmutable(): Promise<void> {
+    this.#flushing ??= (async () => {
+      const imm = this.#imm!;
+      const files = await writeMemtable(this.#outputContext(), imm);
+      const edit = emptyEdit();
+      edit.newFiles = files.map((file) => ({ level: 0, file }));
+      // Everything in WALs older than the current one is now in tables.
+      edit.logNumber = this.#wal.number;
+      edit.lastSequence = this.#lastSeq;
+      await this.#versions.logAndApply(edit);
+      for (const f of files) this.#pendingOutputs.delete(f.number);
+      this.#imm = undefined;
+      this.#stats.flushes++;
+      this.#notifyBackgroundProgress();
+      await this.#deleteObsoleteFiles();
+    })().finally(() => {
+      this.#flushing = undefined;
+    });
+    return this.#flushing;
+  }
+
+  /** Runs one compaction chosen by `pick` against the current version; false if there was none. */
+  #compactOnce(pick: (v: Version) => CompactionPlan | undefined): Promise<boolean> {
+    return this.#compactionMutex.run(async () => {
+      if (this.#closed) return false;
+      const plan = pick(this.#versions.current);
+      if (!plan) return false;
+      await this.#runCompaction(plan);
+      return true;
+    });
+  }
+
+  async #runCompaction(plan: CompactionPlan): Promise<void> {
+    const [first, second] = plan.inputs;
+    const edit = emptyEdit();
+    for (const f of first) edit.deletedFiles.push({ level: plan.level, number: f.number });
+    for (const f of second) edit.deletedFiles.push({ level: plan.outputLevel, number: f.number });
+    const last = first[first.length - 1]!;
+    if (plan.reason === 'size' && first.length === 1 && second.length === 0 && plan.level > 0 && this.#onCurrentKey(last.number)) {
+      // Nothing to merge with: move the file down without rewriting it.
+      edit.newFiles.push({ level: plan.outputLevel, file: last });
+      await this.#versions.logAndApply(edit);
+      this.#compactPointers.set(plan.level, last.largest);
+      return;
+    }
+    const version = this.#versions.acquire();
+    const ctx = this.#outputContext();
+    const out = new TableOutput(ctx, this.tuning.targetFileSizeBase);
+    const input = new MergingIterator([
+      ...(plan.level === 0 ? first.map((f) => this.#tables.iterator(f.number)) : [this.#levelIterator(first)]),
+      ...(second.length > 0 ? [this.#levelIterator(second)] : []),
+    ]);
+    try {
+      const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
+      let current: Buffer | undefined;
+      let lastSeqForKey = MAX_SEQUENCE;
+      let n = 0;
+      for (input.seekToFirst(); input.valid(); input.next()) {
+        if (++n % COMPACTION_YIELD_EVERY === 0) {
+          await out.drain();
+          if (this.#imm) await this.#flushImmutable();
+          await yieldToEventLoop();
+          if (this.#closed) throw new TdekvError('CLOSED', 'the database was closed during a compaction');
+        }
+        const key = input.userKey();
+        const seq = input.seq();
+        const kind = input.kind();
+        if (current === undefined || !key.equals(current)) {
+          current = key;
+          lastSeqForKey = MAX_SEQUENCE;
+        }
+        // A newer version of this key is visible to every snapshot: this one can never be read.
+        let drop = lastSeqForKey <= smallestSnapshot;
+        // A tombstone with nothing older left below it hides nothing.
+        if (!drop && kind === ValueKind.Deletion && seq <= smallestSnapshot && isBottommostFor(version, plan.outputLevel, key)) drop = true;
+        lastSeqForKey = seq;
+        if (drop) continue;
+        if (out.needsOpen(key)) await out.open();
+        out.add(key, seq, kind, input.value());
+      }
+      const files = await out.finish();
+      for (const file of files) edit.newFiles.push({ level: plan.outputLevel, file });
+      await this.#versions.logAndApply(edit);
+      for (const f of files) this.#pendingOutputs.delete(f.number);
+      this.#compactPointers.set(plan.level, last.largest);
+      this.#stats.compactions++;
+      this.#stats.compactionBytesRead += [...first, ...second].reduce((s, f) => s + f.size, 0);
+      this.#stats.compactionBytesWritten += files.reduce((s, f) => s + f.size, 0);
+      this.#logger.debug({ level: plan.level, outputLevel: plan.outputLevel, inputs: first.length + second.length, outputs: files.length, reason: plan.reason }, 'compaction done');
+    } catch (err) {
+      await out.abandon();
+      throw err;
+    } finally {
+      input.close();
+      this.#versions.release(version);
+    }
+    await this.#deleteObsoleteFiles();
+  }
+
+  #onCurrentKey(tableNumber: number): boolean {
+    const info = this.env.fileInfo(tableName(tableNumber));
+    const current = this.env.currentDataKey();
+    return info !== undefined && (current ? info.method === current.method && info.keyId === current.id : info.method === 'plaintext');
+  }
+
+  /** Removes WALs, manifests and tables no live version needs, and leftovers of interrupted writes. */
+  async #deleteObsoleteFiles(): Promise<void> {
+    const live = this.#versions.liveTableNumbers();
+    for (const n of this.#pendingOutputs) live.add(n);
+    for (const name of await this.env.list('')) {
+      const p = parseFileName(name);
+      let obsolete = false;
+      if (p?.kind === 'wal') obsolete = p.number < this.#versions.logNumber && p.number !== this.#wal.number;
+      else if (p?.kind === 'table') obsolete = !live.has(p.number);
+      else if (p?.kind === 'manifest') obsolete = p.number !== this.#versions.manifestNumber;
+      if (!obsolete) continue;
+      if (p?.kind === 'table') this.#tables.evict(p.number);
+      await this.env.remove(name).catch((err: unknown) => this.#logger.warn({ err, file: name }, 'could not remove an obsolete file; it will be retried'));
+    }
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  #internalIterators(version: Version): InternalIterator[] {
+    const children: InternalIterator[] = [this.#mem.iterator()];
+    if (this.#imm) children.push(this.#imm.iterator());
+    for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number));
+    for (let level = 1; level < version.levels.length; level++) {
+      const files = version.levels[level]!;
+      if (files.length > 0) children.push(this.#levelIterator(files));
+    }
+    return children;
+  }
+
+  #levelIterator(files: readonly FileMeta[]): InternalIterator {
+    return new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number));
+  }
+
+  #outputContext(): TableOutputContext {
+    return {
+      env: this.env,
+      tuning: this.tuning,
+      newFileNumber: () => this.#versions.newFileNumber(),
+      pendingOutputs: this.#pendingOutputs,
+    };
+  }
+
+  #checkOpen(): void {
+    if (this.#closed || this.#closing) throw new TdekvError('CLOSED', 'the database is closed');
+  }
+
+  async #releaseResources(): Promise<void> {
+    await this.#wal?.writer.close().catch(() => undefined);
+    await this.#versions.close().catch(() => undefined);
+    this.#tables.close();
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Writes a memtable's entries, in order, into one level-0 table. */
+async function writeMemtable(ctx: TableOutputContext, mem: Memtable): Promise<FileMeta[]> {
+  const out = new TableOutput(ctx, Infinity);
+  const it = mem.iterator();
+  try {
+    let n = 0;
+    for (it.seekToFirst(); it.valid(); it.next()) {
+      if (out.needsOpen(it.userKey())) await out.open();
+      out.add(it.userKey(), it.seq(), it.kind(), it.value());
+      if (++n % 4096 === 0) await out.drain();
+    }
+    return await out.finish();
+  } catch (err) {
+    await out.abandon();
+    throw err;
+  } finally {
+    it.close();
+  }
+}
+

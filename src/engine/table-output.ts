@@ -1,0 +1,92 @@
+import type { EncryptedEnv } from '../env/encrypted-env.js';
+import { tableName } from './file-names.js';
+import type { EngineTuning } from './options.js';
+import { TableBuilder } from './table-builder.js';
+import type { FileMeta } from './version-edit.js';
+import type { ValueKind } from './internal-key.js';
+
+export interface TableOutputContext {
+  env: EncryptedEnv;
+  tuning: EngineTuning;
+  newFileNumber(): number;
+  /** Numbers being written: obsolete-file collection must not remove them. */
+  pendingOutputs: Set<number>;
+}
+
+/**
+ * Writes a sorted stream of entries into one or more new tables (created through the env,
+ * so under the current data key and method), cutting a new file at `targetSize` but never
+ * between two versions of one user key.
+ */
+export class TableOutput {
+  readonly #ctx: TableOutputContext;
+  readonly #targetSize: number;
+  #builder: TableBuilder | undefined;
+  #number = 0;
+  #lastKey: Buffer | undefined;
+  readonly files: FileMeta[] = [];
+
+  constructor(ctx: TableOutputContext, targetSize: number) {
+    this.#ctx = ctx;
+    this.#targetSize = targetSize;
+  }
+
+  /** Whether the next add() must be preceded by `await open()` (no file, or the current one is full at a key boundary). */
+  needsOpen(userKey: Buffer): boolean {
+    if (!this.#builder) return true;
+    return this.#builder.approximateSize >= this.#targetSize && this.#lastKey !== undefined && !userKey.equals(this.#lastKey);
+  }
+
+  async open(): Promise<void> {
+    if (this.#builder) await this.#finishCurrent();
+    this.#number = this.#ctx.newFileNumber();
+    this.#ctx.pendingOutputs.add(this.#number);
+    const file = await this.#ctx.env.create(tableName(this.#number));
+    const t = this.#ctx.tuning;
+    this.#builder = new TableBuilder(file, { blockSize: t.blockSize, blockRestartInterval: t.blockRestartInterval, bloomFilterBitsPerKey: t.bloomFilterBitsPerKey });
+  }
+
+  add(userKey: Buffer, seq: number, kind: ValueKind, value: Buffer): void {
+    this.#builder!.add(userKey, seq, kind, value);
+    this.#lastKey = userKey;
+  }
+
+  /** Backpressure: waits for the current file's queued writes. */
+  async drain(): Promise<void> {
+    await this.#builder?.drain();
+  }
+
+  async finish(): Promise<FileMeta[]> {
+    if (this.#builder) await this.#finishCurrent();
+    return this.files;
+  }
+
+  /** On failure: closes and removes what was written. */
+  async abandon(): Promise<void> {
+    const numbers = [...this.files.map((f) => f.number), ...(this.#builder ? [this.#number] : [])];
+    await this.#builder?.abandon().catch(() => undefined);
+    this.#builder = undefined;
+    for (const n of numbers) {
+      await this.#ctx.env.remove(tableName(n)).catch(() => undefined);
+      this.#ctx.pendingOutputs.delete(n);
+    }
+  }
+
+  /** Numbers of the files written, to release from pendingOutputs once installed. */
+  numbers(): number[] {
+    return this.files.map((f) => f.number);
+  }
+
+  async #finishCurrent(): Promise<void> {
+    const b = this.#builder!;
+    this.#builder = undefined;
+    const props = await b.finish();
+    this.#lastKey = undefined;
+    if (props.entries > 0) {
+      this.files.push({ number: this.#number, size: props.fileSize, smallest: props.smallest, largest: props.largest, entries: props.entries });
+    } else {
+      await this.#ctx.env.remove(tableName(this.#number));
+      this.#ctx.pendingOutputs.delete(this.#number);
+    }
+  }
+}
