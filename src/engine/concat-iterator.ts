@@ -1,0 +1,142 @@
+import { TRAILER_BYTES, trailerSeq, type ValueKind } from './internal-key.js';
+import type { InternalIterator } from './iterator.js';
+
+export interface FileBounds {
+  /** Internal keys (user key ++ trailer) of the file's first and last entries. */
+  readonly smallest: Buffer;
+  readonly largest: Buffer;
+}
+
+/**
+ * One level's files (sorted, not overlapping) as one iterator. A seek binary-searches the
+ * files' bounds and opens only the file it lands in; moving past a file's end closes it and
+ * opens the neighbour, so at most one file is pinned at a time.
+ */
+export class ConcatIterator implements InternalIterator {
+  readonly #files: ReadonlyArray<FileBounds>;
+  readonly #open: (index: number) => InternalIterator;
+  #index = -1;
+  #child: InternalIterator | undefined;
+
+  constructor(files: ReadonlyArray<FileBounds>, open: (index: number) => InternalIterator) {
+    this.#files = files;
+    this.#open = open;
+  }
+
+  valid(): boolean {
+    return this.#child !== undefined && this.#child.valid();
+  }
+
+  seekToFirst(): void {
+    if (!this.#moveTo(0)) return;
+    this.#child!.seekToFirst();
+    this.#skipForward();
+  }
+
+  seekToLast(): void {
+    if (!this.#moveTo(this.#files.length - 1)) return;
+    this.#child!.seekToLast();
+    this.#skipBackward();
+  }
+
+  seek(userKey: Uint8Array, seq: number): void {
+    // The first file whose largest entry is at or after the target.
+    let lo = 0;
+    let hi = this.#files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareToTarget(this.#files[mid]!.largest, userKey, seq) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    if (!this.#moveTo(lo)) return;
+    this.#child!.seek(userKey, seq);
+    this.#skipForward();
+  }
+
+  seekForPrev(userKey: Uint8Array, seq: number): void {
+    // The last file whose smallest entry is at or before the target.
+    let lo = 0;
+    let hi = this.#files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareToTarget(this.#files[mid]!.smallest, userKey, seq) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    if (!this.#moveTo(lo - 1)) return;
+    this.#child!.seekForPrev(userKey, seq);
+    this.#skipBackward();
+  }
+
+  next(): void {
+    this.#at().next();
+    this.#skipForward();
+  }
+
+  prev(): void {
+    this.#at().prev();
+    this.#skipBackward();
+  }
+
+  userKey(): Buffer {
+    return this.#at().userKey();
+  }
+
+  seq(): number {
+    return this.#at().seq();
+  }
+
+  kind(): ValueKind {
+    return this.#at().kind();
+  }
+
+  value(): Buffer {
+    return this.#at().value();
+  }
+
+  close(): void {
+    this.#moveTo(-1);
+  }
+
+  #at(): InternalIterator {
+    if (this.#child === undefined || !this.#child.valid()) throw new RangeError('level iterator is not positioned on an entry');
+    return this.#child;
+  }
+
+  /** Makes file `index` the open one (closing the previous); false, with none open, when out of range. */
+  #moveTo(index: number): boolean {
+    if (index === this.#index && this.#child !== undefined) return true;
+    const prev = this.#child;
+    // Cleared first: should open() throw, the iterator is invalid rather than half-moved.
+    this.#child = undefined;
+    this.#index = -1;
+    prev?.close();
+    if (index < 0 || index >= this.#files.length) return false;
+    this.#child = this.#open(index);
+    this.#index = index;
+    return true;
+  }
+
+  /** Past the end of a file (or in one with nothing at or after the target): on to the next. */
+  #skipForward(): void {
+    while (this.#child !== undefined && !this.#child.valid()) {
+      if (!this.#moveTo(this.#index + 1)) return;
+      this.#child.seekToFirst();
+    }
+  }
+
+  #skipBackward(): void {
+    while (this.#child !== undefined && !this.#child.valid()) {
+      if (!this.#moveTo(this.#index - 1)) return;
+      this.#child.seekToLast();
+    }
+  }
+}
+
+/** Sign of internal key `ikey` against (userKey, seq) in internal order (kind ignored). */
+function compareToTarget(ikey: Buffer, userKey: Uint8Array, seq: number): number {
+  const t = ikey.length - TRAILER_BYTES;
+  const c = ikey.compare(userKey, 0, userKey.length, 0, t);
+  if (c !== 0) return c;
+  const s = trailerSeq(ikey, t);
+  return s > seq ? -1 : s < seq ? 1 : 0;
+}

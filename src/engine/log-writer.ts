@@ -1,0 +1,53 @@
+import type { EncryptedWritableFile } from '../env/writable-file.js';
+import { DEFAULT_RECORD_TYPE, encodeRecord } from './log-format.js';
+
+/**
+ * Appends records (see log-format.ts) to a fresh file. Never append to a log that was read
+ * back after a crash: its torn tail would then sit before intact records and read as damage.
+ * Write a new file instead (files are written once anyway, invariant 1).
+ */
+export class LogWriter {
+  readonly file: EncryptedWritableFile;
+
+  constructor(file: EncryptedWritableFile) {
+    this.file = file;
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  /** Bytes written so far, headers included. */
+  get size(): number {
+    return this.file.size;
+  }
+
+  /**
+   * Appends one record. The record's place in the file is fixed when this is called, so
+   * callers may issue several before awaiting any; the promise settles like the file's
+   * append (the bytes are with the file, not yet durable: see sync()).
+   */
+  addRecord(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE): Promise<void> {
+    let record: Buffer;
+    try {
+      record = encodeRecord(payload, type);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.file.append(record);
+  }
+
+  /** Waits until every record has reached the OS (survives a process crash). */
+  flush(): Promise<void> {
+    return this.file.flush();
+  }
+
+  /** Makes every record durable (survives a power loss). */
+  sync(): Promise<void> {
+    return this.file.sync();
+  }
+
+  close(): Promise<void> {
+    return this.file.close();
+  }
+}

@@ -1,0 +1,105 @@
+import { getVarint, putVarint, readU64, varintLength, writeU64 } from './coding.js';
+import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
+import type { BatchOp } from './types.js';
+
+/**
+ * A write batch as the write-ahead log holds it (one log record per batch, so a batch is
+ * replayed whole or not at all):
+ *
+ *   [first sequence:8 LE][count:4 LE] then per op [kind:1][varint key length][key]
+ *   and, for puts only, [varint value length][value].
+ *
+ * Op i gets sequence first + i, so sequences need not be stored per op.
+ */
+export const BATCH_HEADER_BYTES = 12;
+const MAX_COUNT = 0xffff_ffff;
+
+/** Exact encoded size of a batch of `ops`. */
+export function batchByteSize(ops: readonly BatchOp[]): number {
+  let size = BATCH_HEADER_BYTES;
+  for (const op of ops) {
+    size += 1 + varintLength(op.key.length) + op.key.length;
+    if (op.type === 'put') size += varintLength(op.value.length) + op.value.length;
+  }
+  return size;
+}
+
+export function encodeBatch(ops: readonly BatchOp[], firstSeq: number): Buffer {
+  checkSequences(firstSeq, ops.length);
+  const out = Buffer.allocUnsafe(batchByteSize(ops));
+  writeU64(out, 0, firstSeq);
+  out.writeUInt32LE(ops.length, 8);
+  let off = BATCH_HEADER_BYTES;
+  for (const op of ops) {
+    if (op.type === 'put') {
+      out[off++] = ValueKind.Value;
+      off = putVarint(out, off, op.key.length);
+      out.set(op.key, off);
+      off += op.key.length;
+      off = putVarint(out, off, op.value.length);
+      out.set(op.value, off);
+      off += op.value.length;
+    } else {
+      out[off++] = ValueKind.Deletion;
+      off = putVarint(out, off, op.key.length);
+      out.set(op.key, off);
+      off += op.key.length;
+    }
+  }
+  return out;
+}
+
+/**
+ * Calls `visit` for each op in order, with keys and values as views of `payload` (copy them
+ * to keep them past the payload's life; Memtable.add copies). Throws RangeError on malformed
+ * input, possibly after visiting the ops before the bad one: a batch that fails to decode
+ * means the log is damaged, and the caller refuses the whole replay.
+ */
+export function decodeBatch(payload: Buffer, visit: (seq: number, kind: ValueKind, key: Buffer, value: Buffer) => void): { firstSeq: number; count: number } {
+  if (payload.length < BATCH_HEADER_BYTES) throw new RangeError(`write batch of ${payload.length} bytes is shorter than its ${BATCH_HEADER_BYTES}-byte header`);
+  const firstSeq = readU64(payload, 0);
+  const count = payload.readUInt32LE(8);
+  checkSequences(firstSeq, count);
+  const pos = { offset: BATCH_HEADER_BYTES };
+  const end = payload.length;
+  for (let i = 0; i < count; i++) {
+    if (pos.offset >= end) throw new RangeError(`write batch ends after ${i} of ${count} ops`);
+    const kind = payload[pos.offset++]!;
+    if (kind !== ValueKind.Value && kind !== ValueKind.Deletion) throw new RangeError(`write batch op ${i} has unknown kind ${kind}`);
+    const key = lengthPrefixed(payload, pos, end, i, 'key');
+    const value = kind === ValueKind.Value ? lengthPrefixed(payload, pos, end, i, 'value') : EMPTY;
+    visit(firstSeq + i, kind, key, value);
+  }
+  if (pos.offset !== end) throw new RangeError(`write batch has ${end - pos.offset} bytes after its ${count} ops`);
+  return { firstSeq, count };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function lengthPrefixed(buf: Buffer, pos: { offset: number }, end: number, op: number, what: string): Buffer {
+  const len = getLength(buf, pos, end, op, what);
+  const start = pos.offset;
+  if (len > end - start) throw new RangeError(`write batch op ${op}: ${what} of ${len} bytes runs past the end of the batch`);
+  pos.offset = start + len;
+  return buf.subarray(start, start + len);
+}
+
+function getLength(buf: Buffer, pos: { offset: number }, end: number, op: number, what: string): number {
+  // Inline fast path for one-byte lengths (keys and small values), the common case.
+  const b = pos.offset < end ? buf[pos.offset]! : 0x80;
+  if (b < 0x80) {
+    pos.offset++;
+    return b;
+  }
+  try {
+    return getVarint(buf, pos, end);
+  } catch (err) {
+    throw new RangeError(`write batch op ${op}: ${what} length is malformed (${(err as Error).message})`);
+  }
+}
+
+function checkSequences(firstSeq: number, count: number): void {
+  if (!Number.isSafeInteger(firstSeq) || firstSeq < 0) throw new RangeError(`write batch first sequence must be a non-negative safe integer, got ${firstSeq}`);
+  if (count > MAX_COUNT) throw new RangeError(`write batch of ${count} ops exceeds the ${MAX_COUNT}-op limit`);
+  if (count > 0 && count - 1 > MAX_SEQUENCE - firstSeq) throw new RangeError(`write batch sequences ${firstSeq}.. run past the largest sequence number`);
+}

@@ -1,0 +1,246 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { open as openFile, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from '../src/log/logger.js';
+import { EncryptedEnv } from '../src/env/encrypted-env.js';
+import { silentLogger } from '../src/log/logger.js';
+import type { MasterKey } from '../src/masterkey/master-key.js';
+import { crc32c } from '../src/engine/crc32c.js';
+import { RECORD_HEADER_BYTES } from '../src/engine/log-format.js';
+import { LogReader, readLog, type LogContents } from '../src/engine/log-reader.js';
+import { LogWriter } from '../src/engine/log-writer.js';
+import { captureLogger, cleanup, expectCode, newFileMasterKey, tempDir } from './support/fs-helpers.js';
+
+const MARKER = Buffer.from('TDEKV-LOG-MARKER-5d1e');
+
+let root: string;
+let env: EncryptedEnv;
+let masterKey: MasterKey;
+let fileNo = 0;
+
+before(async () => {
+  root = await tempDir();
+  masterKey = await newFileMasterKey(root);
+  env = await EncryptedEnv.open({
+    dataDir: join(root, 'data'),
+    method: 'aes256-ctr',
+    rotationPeriodMs: 7 * 24 * 3600 * 1000,
+    masterKey,
+    fileDictionaryLog: true,
+    fileDictionaryRewriteThreshold: 1_000_000,
+    logger: silentLogger(),
+  });
+});
+
+after(async () => {
+  await env.close();
+  await cleanup(root);
+});
+
+interface Written {
+  name: string;
+  abs: string;
+  payloads: Buffer[];
+  types: number[];
+  /** Offset of each record's header; offsets[payloads.length] is the file size. */
+  offsets: number[];
+}
+
+/** Writes records without awaiting each append (their order is fixed at call time). */
+async function writeLog(payloads: Buffer[], types: number[] = payloads.map(() => 1)): Promise<Written> {
+  const name = `${String(++fileNo).padStart(6, '0')}.log`;
+  const writer = new LogWriter(await env.create(name));
+  const pending = payloads.map((p, i) => writer.addRecord(p, types[i]));
+  await Promise.all(pending);
+  await writer.sync();
+  const offsets = [0];
+  for (const p of payloads) offsets.push(offsets.at(-1)! + RECORD_HEADER_BYTES + p.length);
+  assert.equal(writer.size, offsets.at(-1));
+  await writer.close();
+  return { name, abs: join(env.dataDir, name), payloads, types, offsets };
+}
+
+type Reader = (name: string, logger?: Logger) => Promise<LogContents>;
+
+/** The whole-file reader, and the streaming one with chunks small enough that records straddle them. */
+const READERS: Array<[string, Reader]> = [
+  ['readLog', (name, logger) => withFile(name, (f) => readLog(f, logger))],
+  [
+    'LogReader',
+    (name, logger) =>
+      withFile(name, (f) => {
+        const reader = new LogReader(f, logger, 16);
+        const records = [...reader];
+        return reader.tornTailAt === undefined ? { records } : { records, tornTailAt: reader.tornTailAt };
+      }),
+  ],
+];
+
+async function withFile<T>(name: string, fn: (f: Awaited<ReturnType<EncryptedEnv['openRead']>>) => T): Promise<T> {
+  const f = await env.openRead(name);
+  try {
+    return fn(f);
+  } finally {
+    f.close();
+  }
+}
+
+function assertRecords(got: LogContents, w: Written, count: number, what: string): void {
+  assert.equal(got.records.length, count, `${what}: record count`);
+  got.records.forEach((r, i) => {
+    assert.ok(r.payload.equals(w.payloads[i]!), `${what}: payload ${i}`);
+    assert.equal(r.type, w.types[i], `${what}: type ${i}`);
+    assert.equal(r.offset, w.offsets[i], `${what}: offset ${i}`);
+  });
+}
+
+function randomPayloads(n: number, maxLength: number): Buffer[] {
+  return Array.from({ length: n }, () => randomBytes(Math.floor(Math.random() * (maxLength + 1))));
+}
+
+async function flipByte(abs: string, offset: number): Promise<void> {
+  const fh = await openFile(abs, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, offset);
+    b[0]! ^= 0x10;
+    await fh.write(b, 0, 1, offset);
+  } finally {
+    await fh.close();
+  }
+}
+
+describe('record log', () => {
+  test('records round-trip in order, with their types and offsets, through an encrypted file', async () => {
+    const payloads = [...randomPayloads(200, 300), Buffer.alloc(0), randomBytes(3 << 20), randomBytes(1 << 20), ...randomPayloads(20, 50)];
+    payloads[7] = Buffer.concat([MARKER, MARKER]);
+    const types = payloads.map((_, i) => i % 256);
+    const w = await writeLog(payloads, types);
+    const raw = await readFile(w.abs);
+    assert.equal(raw.length, w.offsets.at(-1));
+    assert.equal(raw.indexOf(MARKER), -1, 'the payload is not on disk in plaintext');
+    for (const [label, read] of READERS) {
+      const got = await read(w.name);
+      assertRecords(got, w, payloads.length, label);
+      assert.equal(got.tornTailAt, undefined, label);
+    }
+  });
+
+  test('an empty log holds no records', async () => {
+    const w = await writeLog([]);
+    for (const [label, read] of READERS) assert.deepEqual(await read(w.name), { records: [] }, label);
+  });
+
+  test('the checksum covers length, type and payload', async () => {
+    const w = await writeLog([Buffer.from('abc')], [7]);
+    const f = await env.openRead(w.name);
+    const plain = f.readSync(0, f.size);
+    f.close();
+    assert.equal(plain.readUInt32LE(0), crc32c(plain.subarray(4)));
+    assert.equal(plain.readUInt32LE(4), 3);
+    assert.equal(plain[8], 7);
+  });
+
+  test('an invalid record type is refused', async () => {
+    const writer = new LogWriter(await env.create('bad-type.log'));
+    await assert.rejects(writer.addRecord(Buffer.from('x'), 256), RangeError);
+    await assert.rejects(writer.addRecord(Buffer.from('x'), -1), RangeError);
+    await writer.close();
+  });
+
+  test('a log cut at any byte of a record keeps the records before it and reports the torn tail', async () => {
+    const w = await writeLog(randomPayloads(8, 40).map((p, i) => (i === 3 ? Buffer.alloc(0) : p)));
+    const raw = await readFile(w.abs);
+    const n = w.payloads.length;
+    for (const k of [0, 3, 5, n - 1]) {
+      for (let cut = w.offsets[k]!; cut < w.offsets[k + 1]!; cut++) {
+        await writeFile(w.abs, raw.subarray(0, cut));
+        for (const [label, read] of READERS) {
+          const capture = captureLogger();
+          const got = await read(w.name, capture.logger);
+          const what = `${label}, record ${k} cut at ${cut}`;
+          assertRecords(got, w, k, what);
+          if (cut === w.offsets[k]) {
+            assert.equal(got.tornTailAt, undefined, what);
+            assert.equal(capture.warnings().length, 0, what);
+          } else {
+            assert.equal(got.tornTailAt, w.offsets[k], what);
+            const warnings = capture.warnings();
+            assert.equal(warnings.length, 1, what);
+            assert.equal(warnings[0]!.file, w.name, what);
+            assert.equal(warnings[0]!.offset, w.offsets[k], what);
+          }
+        }
+      }
+    }
+  });
+
+  test('a flipped byte in a middle record is damage: DATA_CORRUPTED naming the file and offset', async () => {
+    const w = await writeLog(randomPayloads(6, 60).map((p) => Buffer.concat([Buffer.from('x'), p])));
+    const raw = await readFile(w.abs);
+    for (const k of [0, 2, 4]) {
+      const start = w.offsets[k]!;
+      const end = w.offsets[k + 1]!;
+      // crc, length, type, and every payload byte.
+      for (const at of [start, start + 3, start + 4, start + 7, start + 8, ...Array.from({ length: end - start - 9 }, (_, i) => start + 9 + i)]) {
+        await writeFile(w.abs, raw);
+        await flipByte(w.abs, at);
+        for (const [label, read] of READERS) {
+          await assert.rejects(read(w.name), expectCode('DATA_CORRUPTED', w.name, `offset ${start}`, 'restore'), `${label}: flip at ${at}`);
+        }
+      }
+    }
+  });
+
+  test('a flipped byte in the last record is a torn tail', async () => {
+    const w = await writeLog(randomPayloads(5, 60).map((p) => Buffer.concat([Buffer.from('y'), p])));
+    const raw = await readFile(w.abs);
+    const last = w.payloads.length - 1;
+    for (let at = w.offsets[last]!; at < w.offsets[last + 1]!; at++) {
+      await writeFile(w.abs, raw);
+      await flipByte(w.abs, at);
+      for (const [label, read] of READERS) {
+        const capture = captureLogger();
+        const got = await read(w.name, capture.logger);
+        assertRecords(got, w, last, `${label}: flip at ${at}`);
+        assert.equal(got.tornTailAt, w.offsets[last]);
+        assert.equal(capture.warnings().length, 1);
+      }
+    }
+  });
+
+  test('garbage after the last record (a crash that extended the file but not its data) is a torn tail', async () => {
+    const w = await writeLog(randomPayloads(4, 100));
+    const raw = await readFile(w.abs);
+    await writeFile(w.abs, Buffer.concat([raw, Buffer.alloc(4096)]));
+    for (const [label, read] of READERS) {
+      const got = await read(w.name);
+      assertRecords(got, w, 4, label);
+      assert.equal(got.tornTailAt, w.offsets[4], label);
+    }
+  });
+
+  test('the torn-tail warning names the file and offset but never the record bytes', async () => {
+    const secret = Buffer.from('user-secret-value-0123456789');
+    const w = await writeLog([randomBytes(10), Buffer.concat([secret, secret])]);
+    const raw = await readFile(w.abs);
+    await writeFile(w.abs, raw.subarray(0, raw.length - 5));
+    const capture = captureLogger();
+    await READERS[0]![1](w.name, capture.logger);
+    const text = JSON.stringify(capture.lines);
+    assert.ok(text.includes(w.name) && text.includes(String(w.offsets[1])), text);
+    for (const enc of ['utf8', 'hex', 'base64'] as const) assert.ok(!text.includes(secret.subarray(0, 12).toString(enc)), `no ${enc} payload in ${text}`);
+  });
+
+  test('the damage message says the file is damaged and what to do', async () => {
+    const w = await writeLog([randomBytes(20), randomBytes(20), randomBytes(20)]);
+    await flipByte(w.abs, w.offsets[1]! + 12);
+    const err = await READERS[0]![1](w.name).then(
+      () => assert.fail('expected an error'),
+      (e: unknown) => e as Error,
+    );
+    assert.match(err.message, new RegExp(`^${w.name.replace('.', '\\.')} is damaged at offset ${w.offsets[1]}: .*later records .*intact.*restore the data dir from a backup`));
+  });
+});

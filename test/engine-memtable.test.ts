@@ -1,0 +1,285 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import fc from 'fast-check';
+import { compareKeySeq, ValueKind } from '../src/engine/internal-key.js';
+import type { InternalIterator } from '../src/engine/iterator.js';
+import { ENTRY_OVERHEAD_BYTES, Memtable } from '../src/engine/memtable.js';
+
+interface Entry {
+  key: Buffer;
+  seq: number;
+  kind: ValueKind;
+  value: Buffer;
+}
+
+const cmp = (a: { key: Uint8Array; seq: number }, b: { key: Uint8Array; seq: number }): number => compareKeySeq(a.key, a.seq, b.key, b.seq);
+
+/** Keys that stress the comparisons: shared prefixes up to and past 16 bytes, zero bytes, high bytes, the empty key. */
+const keyArb: fc.Arbitrary<Buffer> = fc
+  .oneof(
+    fc.uint8Array({ maxLength: 6 }).map((a) => a.map((b) => [0, 1, 0x61, 0x7f, 0x80, 0xff][b % 6]!)),
+    fc.tuple(fc.constantFrom(0, 4, 8, 12, 15, 16, 17, 24), fc.uint8Array({ maxLength: 3 })).map(([shared, tail]) => {
+      const k = new Uint8Array(shared + tail.length).fill(0x6b, 0, shared);
+      k.set(tail.map((b) => b % 3), shared);
+      return k;
+    }),
+    fc.uint8Array({ minLength: 0, maxLength: 40 }),
+  )
+  .map((a) => Buffer.from(a));
+
+/** The model: entries sorted in internal order. */
+class Model {
+  readonly entries: Entry[] = [];
+
+  add(e: Entry): void {
+    let i = 0;
+    while (i < this.entries.length && cmp(this.entries[i]!, e) < 0) i++;
+    this.entries.splice(i, 0, e);
+  }
+
+  has(key: Buffer, seq: number): boolean {
+    return this.entries.some((e) => e.seq === seq && e.key.equals(key));
+  }
+
+  indexOf(e: { key: Buffer; seq: number }): number {
+    return this.entries.findIndex((x) => cmp(x, e) === 0);
+  }
+
+  get(key: Buffer, seq: number): Entry | undefined {
+    return this.entries.find((e) => e.key.equals(key) && e.seq <= seq);
+  }
+}
+
+function lastWhere<T>(items: readonly T[], pred: (item: T) => boolean): T | undefined {
+  for (let i = items.length - 1; i >= 0; i--) if (pred(items[i]!)) return items[i];
+  return undefined;
+}
+
+function assertAt(it: InternalIterator, expected: Entry | undefined, what: string): void {
+  assert.equal(it.valid(), expected !== undefined, `${what}: valid`);
+  if (!expected) return;
+  assert.ok(it.userKey().equals(expected.key), `${what}: key ${it.userKey().toString('hex')} != ${expected.key.toString('hex')}`);
+  assert.equal(it.seq(), expected.seq, `${what}: seq`);
+  assert.equal(it.kind(), expected.kind, `${what}: kind`);
+  assert.ok(it.value().equals(expected.value), `${what}: value`);
+}
+
+type Step =
+  | { op: 'add'; key: Buffer; kind: ValueKind; value: Buffer }
+  | { op: 'first' | 'last' | 'next' | 'prev' }
+  | { op: 'seek' | 'seekForPrev'; key: Buffer; seq: number };
+
+const stepArb: fc.Arbitrary<Step> = fc.oneof(
+  { weight: 3, arbitrary: fc.record({ op: fc.constant('add' as const), key: keyArb, kind: fc.constantFrom(ValueKind.Value, ValueKind.Deletion), value: fc.uint8Array({ maxLength: 30 }).map((a) => Buffer.from(a)) }) },
+  { weight: 1, arbitrary: fc.record({ op: fc.constantFrom('first' as const, 'last' as const) }) },
+  { weight: 4, arbitrary: fc.record({ op: fc.constantFrom('next' as const, 'prev' as const) }) },
+  { weight: 2, arbitrary: fc.record({ op: fc.constantFrom('seek' as const, 'seekForPrev' as const), key: keyArb, seq: fc.nat(60) }) },
+);
+
+describe('memtable', () => {
+  test('iterates in internal order (key ascending, newest first) in both directions', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(keyArb, fc.boolean(), fc.uint8Array({ maxLength: 20 })), { maxLength: 120 }), fc.boolean(), (adds, shuffle) => {
+        const mem = new Memtable();
+        const model = new Model();
+        // Sequences in write order, or shuffled (replay order must not matter).
+        const seqs = adds.map((_, i) => i + 1);
+        if (shuffle) seqs.reverse();
+        adds.forEach(([key, put, value], i) => {
+          const e: Entry = { key, seq: seqs[i]!, kind: put ? ValueKind.Value : ValueKind.Deletion, value: put ? Buffer.from(value) : Buffer.alloc(0) };
+          mem.add(e.seq, e.kind, key, value);
+          model.add(e);
+        });
+        assert.equal(mem.entries, adds.length);
+        const it = mem.iterator();
+        it.seekToFirst();
+        for (const [i, e] of model.entries.entries()) {
+          assertAt(it, e, `forward ${i}`);
+          it.next();
+        }
+        assert.equal(it.valid(), false);
+        it.seekToLast();
+        for (let i = model.entries.length - 1; i >= 0; i--) {
+          assertAt(it, model.entries[i], `backward ${i}`);
+          it.prev();
+        }
+        assert.equal(it.valid(), false);
+      }),
+    );
+  });
+
+  test('get returns the newest version at or below the snapshot sequence, deletions included', () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(keyArb, fc.boolean()), { maxLength: 80 }), fc.array(fc.tuple(keyArb, fc.nat(90)), { maxLength: 40 }), (adds, probes) => {
+        const mem = new Memtable();
+        const model = new Model();
+        adds.forEach(([key, put], i) => {
+          const value = Buffer.from(`v${i}`);
+          const kind = put ? ValueKind.Value : ValueKind.Deletion;
+          mem.add(i + 1, kind, key, value);
+          model.add({ key, seq: i + 1, kind, value: put ? value : Buffer.alloc(0) });
+        });
+        // Probe keys that were written, at every snapshot, and keys that were not.
+        const keys = [...adds.map(([k]) => k), ...probes.map(([k]) => k)];
+        for (const key of keys) {
+          for (const seq of [0, ...probes.map(([, s]) => s), adds.length, Number.MAX_SAFE_INTEGER]) {
+            const want = model.get(key, seq);
+            const got = mem.get(key, seq);
+            if (!want) {
+              assert.equal(got, undefined, `get ${key.toString('hex')}@${seq}`);
+            } else {
+              assert.ok(got, `get ${key.toString('hex')}@${seq}`);
+              assert.equal(got.seq, want.seq);
+              assert.equal(got.kind, want.kind);
+              assert.ok(got.value.equals(want.value));
+            }
+          }
+        }
+      }),
+    );
+  });
+
+  test('random walks with seeks, direction switches and inserts match a sorted-array model', () => {
+    fc.assert(
+      fc.property(fc.array(stepArb, { maxLength: 150 }), (steps) => {
+        const mem = new Memtable();
+        const model = new Model();
+        // Made before any entry exists: it must see everything added later.
+        const it = mem.iterator();
+        let at: Entry | undefined;
+        let nextSeq = 1;
+        for (const [i, s] of steps.entries()) {
+          const what = `step ${i} (${s.op})`;
+          switch (s.op) {
+            case 'add': {
+              const seq = nextSeq++;
+              mem.add(seq, s.kind, s.key, s.value);
+              model.add({ key: s.key, seq, kind: s.kind, value: s.kind === ValueKind.Value ? s.value : Buffer.alloc(0) });
+              break;
+            }
+            case 'first':
+              it.seekToFirst();
+              at = model.entries[0];
+              break;
+            case 'last':
+              it.seekToLast();
+              at = model.entries.at(-1);
+              break;
+            case 'seek':
+              it.seek(s.key, s.seq);
+              at = model.entries.find((e) => cmp(e, s) >= 0);
+              break;
+            case 'seekForPrev':
+              it.seekForPrev(s.key, s.seq);
+              at = lastWhere(model.entries, (e) => cmp(e, s) <= 0);
+              break;
+            case 'next':
+            case 'prev': {
+              if (!at) continue;
+              const idx = model.indexOf(at);
+              if (s.op === 'next') it.next();
+              else it.prev();
+              at = model.entries[s.op === 'next' ? idx + 1 : idx - 1];
+              break;
+            }
+          }
+          assertAt(it, at, what);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('seekForPrev to an exact entry lands on it; seeks between versions land on the right version', () => {
+    const mem = new Memtable();
+    const k = Buffer.from('key');
+    for (const seq of [10, 20, 30]) mem.add(seq, ValueKind.Value, k, Buffer.from(`v${seq}`));
+    const it = mem.iterator();
+    it.seekForPrev(k, 20);
+    assert.equal(it.seq(), 20);
+    it.seekForPrev(k, 25);
+    assert.equal(it.seq(), 30, 'the entry before (key, 25) in internal order is the newer version');
+    it.seek(k, 25);
+    assert.equal(it.seq(), 20);
+    it.seek(k, 5);
+    assert.equal(it.valid(), false);
+    it.seekForPrev(k, 35);
+    assert.equal(it.valid(), false);
+  });
+
+  test('keys and values are copied: callers may reuse their buffers', () => {
+    const mem = new Memtable();
+    const key = Buffer.from('abcdefghijklmnopqrstuvwxyz');
+    const value = Buffer.from('value-bytes');
+    mem.add(1, ValueKind.Value, key, value);
+    key.fill(0);
+    value.fill(0);
+    assert.equal(mem.get(Buffer.from('abcdefghijklmnopqrstuvwxyz'), 1)?.value.toString(), 'value-bytes');
+    assert.equal(mem.get(key, 1), undefined);
+    const it = mem.iterator();
+    it.seekToFirst();
+    assert.equal(it.userKey().toString(), 'abcdefghijklmnopqrstuvwxyz');
+  });
+
+  test('buffers returned earlier stay valid as the memtable grows', () => {
+    const mem = new Memtable();
+    const first = Buffer.from('first-key-with-some-length');
+    mem.add(1, ValueKind.Value, first, Buffer.from('first-value'));
+    const it = mem.iterator();
+    it.seekToFirst();
+    const key = it.userKey();
+    const value = mem.get(first, 1)!.value;
+    // Enough to grow every internal array and the key arena several times over.
+    for (let i = 2; i < 20_000; i++) mem.add(i, ValueKind.Value, randomBytes(40), randomBytes(8));
+    assert.equal(key.toString(), 'first-key-with-some-length');
+    assert.equal(value.toString(), 'first-value');
+    assert.equal(mem.get(first, 1)!.value.toString(), 'first-value');
+  });
+
+  test('large entries, many entries and long keys survive arena growth intact', () => {
+    const mem = new Memtable();
+    const model = new Model();
+    for (let i = 1; i <= 4000; i++) {
+      const key = randomBytes(i % 50 === 0 ? 1000 + (i % 7) : 1 + (i % 30));
+      const value = randomBytes(i % 500 === 0 ? 100_000 + i : i % 120);
+      mem.add(i, ValueKind.Value, key, value);
+      model.add({ key, seq: i, kind: ValueKind.Value, value });
+    }
+    const it = mem.iterator();
+    it.seekToFirst();
+    for (const e of model.entries) {
+      assertAt(it, e, `seq ${e.seq}`);
+      it.next();
+    }
+    assert.equal(it.valid(), false);
+  });
+
+  test('counts entries and approximate bytes (keys, values and a per-entry overhead)', () => {
+    const mem = new Memtable();
+    assert.equal(mem.entries, 0);
+    assert.equal(mem.approximateBytes, 0);
+    mem.add(1, ValueKind.Value, Buffer.from('abc'), Buffer.alloc(100));
+    mem.add(2, ValueKind.Deletion, Buffer.from('abc'), Buffer.alloc(100));
+    assert.equal(mem.entries, 2);
+    assert.equal(mem.approximateBytes, 3 + 100 + 3 + 2 * ENTRY_OVERHEAD_BYTES, 'a deletion stores no value');
+    assert.equal(mem.get(Buffer.from('abc'), 2)?.value.length, 0);
+  });
+
+  test('adding the same (key, seq) twice is refused', () => {
+    const mem = new Memtable();
+    mem.add(7, ValueKind.Value, Buffer.from('k'), Buffer.from('a'));
+    assert.throws(() => mem.add(7, ValueKind.Deletion, Buffer.from('k'), Buffer.alloc(0)), RangeError);
+    assert.equal(mem.entries, 1);
+    mem.add(7, ValueKind.Value, Buffer.from('k2'), Buffer.from('b'));
+    assert.equal(mem.entries, 2);
+  });
+
+  test('an unpositioned iterator refuses to read', () => {
+    const it = new Memtable().iterator();
+    it.seekToFirst();
+    assert.equal(it.valid(), false);
+    assert.throws(() => it.userKey(), RangeError);
+    assert.throws(() => it.next(), RangeError);
+  });
+});
