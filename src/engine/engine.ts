@@ -267,6 +267,7 @@ export class Engine {
       }
     }
     for (const f of engineFiles) this.#versions.markFileNumberUsed(f.parsed!.number);
+    if (existed) this.#checkRecoveredFilesExist(engineFiles.map((f) => f.name));
     const wals = engineFiles
       .filter((f) => f.parsed!.kind === 'wal' && f.parsed!.number >= this.#versions.logNumber)
       .sort((a, b) => a.parsed!.number - b.parsed!.number);
@@ -305,6 +306,25 @@ export class Engine {
     await this.#versions.logAndApply(edit);
     this.#pendingOutputs.clear();
     await this.#deleteObsoleteFiles();
+  }
+
+  /**
+   * The WAL the manifest names as current always exists in a consistent data dir (it is
+   * removed only after a later edit names a newer one), and so does every table of the
+   * version. Either missing means edits or files were lost — for example a damaged last
+   * manifest record read as a torn tail — and opening would silently drop data.
+   */
+  #checkRecoveredFilesExist(names: readonly string[]): void {
+    const present = new Set(names);
+    const manifest = `the manifest (CURRENT in ${this.env.dataDir})`;
+    const logNumber = this.#versions.logNumber;
+    if (logNumber > 0 && !present.has(walName(logNumber))) {
+      throw new TdekvError('DATA_CORRUPTED', `${manifest} names write-ahead log ${walName(logNumber)}, which is gone: the manifest lost edits or the log was removed; restore the data dir from a backup`);
+    }
+    const missing = this.#versions.current.allFiles().filter((f) => !present.has(tableName(f.number)));
+    if (missing.length > 0) {
+      throw new TdekvError('DATA_CORRUPTED', `${manifest} lists table ${tableName(missing[0]!.number)}${missing.length > 1 ? ` and ${missing.length - 1} more` : ''}, which is not in the data dir: restore the data dir from a backup`);
+    }
   }
 
   async #openNewWal(): Promise<void> {
