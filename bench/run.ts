@@ -40,6 +40,7 @@ export interface Bench {
 /** In run order. `load` is lazy so a filtered run does not import the other benches. */
 const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'env', load: async () => (await import('./env-bench.js')).bench },
+  { name: 'engine', load: async () => (await import('./engine-bench.js')).bench },
 ];
 
 const liveTempDirs = new Set<string>();

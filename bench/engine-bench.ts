@@ -1,0 +1,318 @@
+/**
+ * `npm run bench -- engine`: the storage engine against its peers (classic-level, lmdb with
+ * encryption, SQLite with SQLite3MultipleCiphers), 16-byte random-looking keys and 100-byte
+ * values: batched puts, random gets, full scan and a 90/10 read/write mix; the write
+ * workloads both without fsync ("nosync") and with an fsync per acknowledged write ("sync").
+ *
+ * Every engine runs in its own child process (engine-child.ts) on a fresh temp dir, one
+ * after another, so peak RSS is per engine and no two compete for the cores. In each child:
+ * the nosync load of all keys (empty → N), bytes on disk, gets, scan, the nosync mix; then
+ * every write switches to fsync: batched puts of further new keys into the loaded store
+ * (a full sync reload would take minutes for the B-tree peers) and the sync mix.
+ *
+ * Sizes (env): TDEKV_BENCH_KEYS (default 1000000) keys loaded; TDEKV_BENCH_BATCH (1000) puts
+ * per batch; TDEKV_BENCH_GETS (1000000) random gets; TDEKV_BENCH_SYNC_KEYS (min(keys,
+ * 200000)) keys put with sync, at most TDEKV_BENCH_SYNC_SECONDS (60); TDEKV_BENCH_MIX_OPS
+ * (500000) and TDEKV_BENCH_MIX_SECONDS (5) bound each mix, whichever comes first.
+ * TDEKV_BENCH_ENGINES (comma list, default all: see ENGINES in engine-driver.ts);
+ * TDEKV_BENCH_SQLITE_CIPHER (default chacha20). One timed run per number (a load is the
+ * measurement; there are no rounds).
+ */
+import { fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
+import { ENGINES, SUBJECT, type EngineName } from './engine-driver.js';
+import { sqliteCipher } from './engine-peers.js';
+import type { Bench, BenchContext } from './run.js';
+
+const MiB = 1024 * 1024;
+const CHILD = fileURLToPath(new URL('./engine-child.js', import.meta.url));
+
+interface Config {
+  keys: number;
+  batch: number;
+  gets: number;
+  mixOps: number;
+  mixSeconds: number;
+  syncKeys: number;
+  syncSeconds: number;
+  engines: EngineName[];
+  childTimeoutSeconds: number;
+}
+
+function intFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name}=${raw} is not a positive integer; unset it for the default (${fallback})`);
+  return n;
+}
+
+function listFromEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
+  const raw = process.env[name];
+  if (raw === undefined || raw.trim() === '') return [...allowed];
+  const wanted = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const unknown = wanted.filter((w) => !(allowed as readonly string[]).includes(w));
+  if (unknown.length > 0) throw new Error(`${name}: unknown ${unknown.join(', ')}; allowed: ${allowed.join(', ')}`);
+  return allowed.filter((a) => wanted.includes(a));
+}
+
+function config(): Config {
+  const keys = intFromEnv('TDEKV_BENCH_KEYS', 1_000_000);
+  return {
+    keys,
+    batch: intFromEnv('TDEKV_BENCH_BATCH', 1000),
+    gets: intFromEnv('TDEKV_BENCH_GETS', 1_000_000),
+    mixOps: intFromEnv('TDEKV_BENCH_MIX_OPS', 500_000),
+    mixSeconds: intFromEnv('TDEKV_BENCH_MIX_SECONDS', 5),
+    syncKeys: intFromEnv('TDEKV_BENCH_SYNC_KEYS', Math.min(keys, 200_000)),
+    syncSeconds: intFromEnv('TDEKV_BENCH_SYNC_SECONDS', 60),
+    engines: listFromEnv('TDEKV_BENCH_ENGINES', ENGINES),
+    childTimeoutSeconds: intFromEnv('TDEKV_BENCH_CHILD_TIMEOUT_SECONDS', 600),
+  };
+}
+
+function label(engine: EngineName): string {
+  switch (engine) {
+    case 'tdekv-plaintext':
+      return 'tdekv plaintext';
+    case 'tdekv-aes256-ctr':
+      return 'tdekv aes256-ctr';
+    case 'tdekv-sm4-ctr':
+      return 'tdekv sm4-ctr';
+    case 'classic-level':
+      return 'classic-level (no encryption)';
+    case 'lmdb-encrypted':
+      return 'lmdb encrypted (chacha8)';
+    case 'sqlite-encrypted':
+      return `sqlite3mc encrypted (${sqliteCipher()})`;
+  }
+}
+
+function encryption(engine: EngineName): string {
+  switch (engine) {
+    case 'tdekv-plaintext':
+      return 'none (tdekv method plaintext)';
+    case 'tdekv-aes256-ctr':
+      return 'AES-256-CTR, per-file IV';
+    case 'tdekv-sm4-ctr':
+      return 'SM4-CTR, per-file IV';
+    case 'classic-level':
+      return 'none';
+    case 'lmdb-encrypted':
+      return 'ChaCha8 per page';
+    case 'sqlite-encrypted':
+      return `SQLite3MultipleCiphers ${sqliteCipher()} per page`;
+  }
+}
+
+/** Runs one child to completion; rejects with the child's own error message when it fails. */
+function runChild(ctx: BenchContext, job: ChildJob, timeoutSeconds: number): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = fork(CHILD, [JSON.stringify(job)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: ChildResult | undefined;
+    let failure: string | undefined;
+    const timer = setTimeout(() => {
+      failure = `no result after ${timeoutSeconds} s (TDEKV_BENCH_CHILD_TIMEOUT_SECONDS); killed`;
+      child.kill('SIGKILL');
+    }, timeoutSeconds * 1000);
+    child.on('message', (m: ChildMessage) => {
+      if (m.type === 'progress') ctx.progress(m.text);
+      else if (m.type === 'result') result = m.result;
+      else failure = m.message;
+    });
+    child.on('error', (err) => {
+      failure ??= err.message;
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (result && code === 0) resolve(result);
+      else reject(new Error(failure ?? `child exited with ${signal ?? `code ${code}`} and no result`));
+    });
+  });
+}
+
+type Workload = 'load-nosync' | 'load-sync' | 'gets' | 'scan' | 'mix-nosync' | 'mix-sync';
+
+interface Outcome {
+  results: Map<EngineName, ChildResult>;
+  errors: Map<EngineName, string>;
+}
+
+function measurement(o: Outcome, engine: EngineName, w: Workload): { ops: number; ms: number; note: string } | undefined {
+  const r = o.results.get(engine);
+  if (!r) return undefined;
+  const limited = (m: { timedOut: boolean }): string => (m.timedOut ? ' †' : '');
+  switch (w) {
+    case 'load-nosync':
+      return { ...r.load, note: '' };
+    case 'load-sync':
+      return { ...r.syncLoad, note: limited(r.syncLoad).trim() };
+    case 'gets':
+      return { ...r.gets, note: '' };
+    case 'scan':
+      return { ...r.scan, note: '' };
+    case 'mix-nosync':
+      return { ...r.mix, note: `${r.mix.writes.toLocaleString('en-US')} puts${limited(r.mix)}` };
+    case 'mix-sync':
+      return { ...r.syncMix, note: `${r.syncMix.writes.toLocaleString('en-US')} puts${limited(r.syncMix)}` };
+  }
+}
+
+const opsPerSecond = (m: { ops: number; ms: number }): number => m.ops / (m.ms / 1000);
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+const fmtMiB = (bytes: number): string => (bytes / MiB).toFixed(1);
+
+async function run(ctx: BenchContext): Promise<void> {
+  const cfg = config();
+  const outcome: Outcome = { results: new Map(), errors: new Map() };
+  const n = (x: number): string => x.toLocaleString('en-US');
+
+  for (const engine of cfg.engines) {
+    const dir = await ctx.tempDir(`engine-${engine}`);
+    const job: ChildJob = {
+      engine,
+      dir,
+      keys: cfg.keys,
+      batch: cfg.batch,
+      gets: cfg.gets,
+      mixOps: cfg.mixOps,
+      mixSeconds: cfg.mixSeconds,
+      syncKeys: cfg.syncKeys,
+      syncSeconds: cfg.syncSeconds,
+    };
+    const t = performance.now();
+    try {
+      outcome.results.set(engine, await runChild(ctx, job, cfg.childTimeoutSeconds));
+      ctx.progress(`${engine}: done in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      outcome.errors.set(engine, message);
+      ctx.progress(`${engine}: FAILED: ${message.split('\n')[0]}`);
+    } finally {
+      await ctx.removeTempDir(dir);
+    }
+  }
+
+  const workloads: Array<{ w: Workload; title: string }> = [
+    { w: 'load-nosync', title: `batched puts, nosync` },
+    { w: 'load-sync', title: `batched puts, sync` },
+    { w: 'gets', title: 'random gets' },
+    { w: 'scan', title: 'full scan' },
+    { w: 'mix-nosync', title: '90/10 mix, nosync' },
+    { w: 'mix-sync', title: '90/10 mix, sync' },
+  ];
+
+  const rows: string[][] = [];
+  for (const { w, title } of workloads) {
+    const subject = measurement(outcome, SUBJECT, w);
+    for (const engine of cfg.engines) {
+      const m = measurement(outcome, engine, w);
+      if (!m) {
+        rows.push([title, label(engine), '', '', outcome.errors.has(engine) ? 'failed' : '-', '', '']);
+        continue;
+      }
+      rows.push([
+        title,
+        label(engine),
+        fmtInt(m.ops),
+        (m.ms / 1000).toFixed(2),
+        fmtInt(opsPerSecond(m)),
+        subject ? `${(opsPerSecond(subject) / opsPerSecond(m)).toFixed(2)}` : '-',
+        m.note,
+      ]);
+    }
+  }
+  ctx.table({
+    title: `storage engine vs peers — ${n(cfg.keys)} keys`,
+    notes: [
+      `${n(cfg.keys)} keys of 16 bytes (a hashed counter: loaded in random key order), 100-byte random values. Each engine`,
+      `  in its own process on a fresh dir under the OS temp dir, engines one after another; one timed run per number.`,
+      `nosync = no fsync (tdekv/classic-level { sync: false }, lmdb noSync, SQLite synchronous=OFF);`,
+      `  sync = every acknowledged write fsynced (tdekv/classic-level { sync: true }, lmdb commit + db.flushed,`,
+      `  SQLite synchronous=FULL). SQLite runs journal_mode=WAL.`,
+      `batched puts: atomic batches of ${cfg.batch} puts, each awaited before the next (tdekv Engine.write, classic-level batch,`,
+      `  lmdb ${cfg.batch} puts in one event turn = one transaction, SQLite one transaction of prepared INSERT OR REPLACE).`,
+      `  nosync: all ${n(cfg.keys)} keys into the empty store; sync: ${n(cfg.syncKeys)} further new keys into the loaded store`,
+      `  (at most ${cfg.syncSeconds} s; † = ended by the time limit).`,
+      `random gets: ${n(cfg.gets)} seeded random loaded keys right after the nosync load (no manual compaction): tdekv getSync,`,
+      `  classic-level getSync, lmdb get, SQLite prepared SELECT. Scan: tdekv iterator, classic-level iterator.nextv(1000),`,
+      `  lmdb getRange, SQLite SELECT ... ORDER BY k. Reads do not depend on durability and are measured once.`,
+      `mix: one op at a time over the loaded keys, 90% random gets / 10% single-put overwrites (each its own write or`,
+      `  transaction, awaited; lmdb nosync uses putSync), at most ${n(cfg.mixOps)} ops or ${cfg.mixSeconds} s (†: the time limit ended it).`,
+      `memory: classic-level gets tdekv's defaults (16 MiB write buffer, 64 MiB block cache), SQLite a 64 MiB page cache;`,
+      `  lmdb reads through its memory map. Encryption: lmdb encryptionKey (a 32-character key, ChaCha8); SQLite PRAGMA`,
+      `  cipher + PRAGMA key; tdekv a file master key. classic-level has no encryption (LevelDB + Snappy; values do not compress).`,
+      `"aes256 ×" = tdekv aes256-ctr ops/s ÷ this engine's ops/s (above 1: tdekv aes256-ctr is faster).`,
+    ],
+    columns: ['workload', 'engine', 'ops', 'time s', 'ops/s', 'aes256 ×', 'mix puts'],
+    rows,
+  });
+
+  const resourceRows: string[][] = [];
+  for (const engine of cfg.engines) {
+    const r = outcome.results.get(engine);
+    if (!r) {
+      resourceRows.push([label(engine), encryption(engine), 'failed', '', '', '', '', '']);
+      continue;
+    }
+    resourceRows.push([
+      label(engine),
+      encryption(engine),
+      fmtMiB(r.maxRssKiB * 1024),
+      fmtMiB(r.disk.bytes),
+      fmtMiB(r.disk.apparentBytes),
+      String(r.disk.files),
+      (r.openMs / 1000).toFixed(2),
+      (r.closeMs / 1000).toFixed(2),
+    ]);
+  }
+  ctx.table({
+    title: 'memory and disk per engine',
+    notes: [
+      `peak RSS = process.resourceUsage().maxRSS of the engine's process over its whole run (includes Node itself and the`,
+      `  ${fmtMiB((cfg.keys + cfg.syncKeys) * 16)} MiB key array every process holds). disk = the database's files right after the nosync load of`,
+      `  ${n(cfg.keys)} keys (${fmtMiB(cfg.keys * 116)} MiB of keys + values): allocated (st_blocks × 512) and apparent (file sizes);`,
+      `  tdekv counts its data dir including encryption-meta, not the master key file. close s: after all workloads.`,
+    ],
+    columns: ['engine', 'encryption at rest', 'peak RSS MiB', 'disk MiB', 'apparent MiB', 'files', 'open s', 'close s'],
+    rows: resourceRows,
+  });
+
+  for (const [engine, message] of outcome.errors) ctx.line(`FAILED ${engine}: ${message.split('\n').slice(0, 3).join(' | ')}`);
+
+  verdicts(ctx, outcome, workloads);
+}
+
+function verdicts(ctx: BenchContext, o: Outcome, workloads: Array<{ w: Workload; title: string }>): void {
+  ctx.line();
+  ctx.line('targets (from the storage engine issue):');
+  const rate = (engine: EngineName, w: Workload): number | undefined => {
+    const m = measurement(o, engine, w);
+    return m && opsPerSecond(m);
+  };
+  const check = (what: string, w: Workload, peer: EngineName, factor: number): void => {
+    const a = rate(SUBJECT, w);
+    const b = rate(peer, w);
+    if (a === undefined || b === undefined) {
+      ctx.line(`n/a   ${what}: ${a === undefined ? label(SUBJECT) : label(peer)} has no result`);
+      return;
+    }
+    const ratio = a / b;
+    ctx.line(`${ratio >= factor ? 'PASS' : 'MISS'}  ${what}: ${ratio.toFixed(2)}× (target ≥ ${factor})`);
+  };
+  for (const mode of ['nosync', 'sync'] as const) {
+    const w: Workload = `load-${mode}`;
+    check(`batched puts ${mode}: aes256-ctr ≥ classic-level`, w, 'classic-level', 1);
+    check(`batched puts ${mode}: aes256-ctr ≥ 5× lmdb encrypted`, w, 'lmdb-encrypted', 5);
+    check(`batched puts ${mode}: aes256-ctr ≥ 5× sqlite encrypted`, w, 'sqlite-encrypted', 5);
+  }
+  check('random gets (getSync): aes256-ctr ≥ lmdb encrypted', 'gets', 'lmdb-encrypted', 1);
+  for (const { w, title } of workloads) check(`${title}: aes256-ctr within 10% of tdekv plaintext`, w, 'tdekv-plaintext', 0.9);
+}
+
+export const bench: Bench = {
+  name: 'engine',
+  description: 'storage engine (tdekv per cipher) against classic-level, lmdb encrypted and SQLite encrypted',
+  run,
+};

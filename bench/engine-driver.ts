@@ -1,0 +1,52 @@
+/**
+ * What the engine benchmark needs from a key-value store, and the stores it knows. Every
+ * driver is the store's natural fast path for the operation (see the notes printed with
+ * the table); `sync` decides whether an acknowledged write has been fsynced.
+ */
+
+export interface Driver {
+  /** One atomic batch of puts; with sync, durable (fsynced) when the promise resolves. */
+  writeBatch(keys: readonly Buffer[], values: readonly Buffer[]): Promise<void> | void;
+  /** One put on its own (its own transaction / WAL record). */
+  put(key: Buffer, value: Buffer): Promise<void> | void;
+  /** A synchronous point read. */
+  get(key: Buffer): Uint8Array | undefined;
+  /** Every entry in key order; resolves with the number of entries seen. */
+  scan(visit: (key: Uint8Array, value: Uint8Array) => void): Promise<number> | number;
+  /** Switches durability for the writes that follow (lmdb reopens its env: noSync is an env flag). */
+  setSync(sync: boolean): Promise<void> | void;
+  close(): Promise<void> | void;
+  /** The directory whose files make up the database (bytes on disk are counted under it). */
+  readonly dataDir: string;
+}
+
+export interface DriverOptions {
+  /** A fresh, empty directory the driver owns. */
+  dir: string;
+  /** fsync every acknowledged write (batch or put); see Driver.setSync. */
+  sync: boolean;
+}
+
+export const ENGINES = ['tdekv-plaintext', 'tdekv-aes256-ctr', 'tdekv-sm4-ctr', 'classic-level', 'lmdb-encrypted', 'sqlite-encrypted'] as const;
+export type EngineName = (typeof ENGINES)[number];
+
+/** The engine every ratio and target is about. */
+export const SUBJECT: EngineName = 'tdekv-aes256-ctr';
+
+/** Opens a driver; imports only that engine's modules, so a child's RSS is its engine's. */
+export async function openDriver(engine: EngineName, options: DriverOptions): Promise<Driver> {
+  switch (engine) {
+    case 'tdekv-plaintext':
+      return (await import('./engine-tdekv.js')).openTdekv('plaintext', options);
+    case 'tdekv-aes256-ctr':
+      return (await import('./engine-tdekv.js')).openTdekv('aes256-ctr', options);
+    case 'tdekv-sm4-ctr':
+      return (await import('./engine-tdekv.js')).openTdekv('sm4-ctr', options);
+    case 'classic-level':
+      return (await import('./engine-peers.js')).openClassicLevel(options);
+    case 'lmdb-encrypted':
+      return (await import('./engine-peers.js')).openLmdb(options);
+    case 'sqlite-encrypted':
+      return (await import('./engine-peers.js')).openSqlite(options);
+  }
+}
