@@ -14,3 +14,4 @@ export { EncryptedReadableFile } from './env/readable-file.js';
 export { openEnv, openEnvFromConfig, ManagedEnv } from './env/open-env.js';
 export type { DataKeyInfo } from './keys/data-key.js';
 export type { FileInfo } from './keys/file-dictionary-format.js';
+export { TdekvLevel, type TdekvLevelOptions, type MasterKeyOption, type TdekvWriteOptions } from './level/tdekv-level.js';

@@ -2,12 +2,14 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
+import { DEFAULT_ENGINE_TUNING, type EngineTuning } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 import {
   DEFAULT_ENCRYPTION,
   DEFAULT_KMS_MAX_ATTEMPTS,
   DEFAULT_KMS_TIMEOUT_MS,
+  type EncryptionConfig,
   type MasterKeyConfig,
   type TdekvConfig,
 } from './types.js';
@@ -54,6 +56,10 @@ interface Validator<K extends Kind = Kind> {
   readonly secret?: boolean;
   /** A value of the right TOML type → the config value; throws a plain Error saying why not. */
   convert(value: TomlKinds[K], ctx: Context): unknown;
+  /** JS options only: what is accepted there, when it differs from `allowed`. */
+  readonly optionAllowed?: string;
+  /** JS options only: a JS number is accepted too (durations: milliseconds); throws like `convert`. */
+  fromNumber?(value: number): unknown;
 }
 
 interface Field extends Validator {
@@ -117,13 +123,20 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER): Validator<'integer
 }
 
 function duration(minMs: number): Validator<'string'> {
+  const allowed = `a duration of at least ${formatDuration(minMs)}, e.g. "168h", "7d", "30m", "90s", "1h30m"`;
   return {
     kind: 'string',
-    allowed: `a duration of at least ${formatDuration(minMs)}, e.g. "168h", "7d", "30m", "90s", "1h30m"`,
+    allowed,
+    optionAllowed: `${allowed}, or a number of milliseconds >= ${minMs}`,
     convert: (v) => {
       const ms = parseDuration(v);
       if (ms < minMs) throw new Error(`shorter than ${formatDuration(minMs)}`);
       return ms;
+    },
+    fromNumber: (n) => {
+      if (!Number.isSafeInteger(n)) throw new Error('not a whole number of milliseconds');
+      if (n < minMs) throw new Error(`shorter than ${formatDuration(minMs)}`);
+      return n;
     },
   };
 }
@@ -132,6 +145,7 @@ function localPath(): Validator<'string'> {
   return {
     kind: 'string',
     allowed: "a path; a relative path is relative to the config file's directory",
+    optionAllowed: "a path; a relative path is relative to the process's current directory",
     convert: (v, ctx) => {
       if (v === '') throw new Error('must not be empty');
       if (v.includes('\0')) throw new Error('contains a NUL character');
@@ -493,4 +507,237 @@ function editDistance(a: string, b: string): number {
     prev = row;
   }
   return prev[b.length]!;
+}
+
+// ---- JS options (embedded use) ----------------------------------------------------------
+
+/**
+ * Engine tuning (src/engine/options.ts), checked with the same validators. Named as a TOML
+ * `[engine]` section would name them; that section is not in SCHEMA (yet), so these are
+ * only reachable as JS options.
+ */
+const ENGINE_FIELDS: Fields = {
+  // Minimums as the engine's resolveTuning (src/engine/options.ts), which checks them again.
+  'write-buffer-size': { prop: 'writeBufferSize', ...integer(4096) },
+  'block-size': { prop: 'blockSize', ...integer(256) },
+  'block-restart-interval': { prop: 'blockRestartInterval', ...integer(1) },
+  'bloom-filter-bits-per-key': { prop: 'bloomFilterBitsPerKey', ...integer(0, 64) },
+  'block-cache-size': { prop: 'blockCacheSize', ...integer(0) },
+  'max-open-files': { prop: 'maxOpenFiles', ...integer(8) },
+  'max-bytes-for-level-base': { prop: 'maxBytesForLevelBase', ...integer(4096) },
+  'max-bytes-for-level-multiplier': { prop: 'maxBytesForLevelMultiplier', ...integer(2) },
+  'target-file-size-base': { prop: 'targetFileSizeBase', ...integer(4096) },
+  'level0-file-num-compaction-trigger': { prop: 'level0FileNumCompactionTrigger', ...integer(1) },
+  'level0-slowdown-writes-trigger': { prop: 'level0SlowdownWritesTrigger', ...integer(1) },
+  'level0-stop-writes-trigger': { prop: 'level0StopWritesTrigger', ...integer(1) },
+  'num-levels': { prop: 'numLevels', ...integer(2, 20) },
+};
+
+/** What `configFromOptions` returns: the env's settings and the tuning options that were given. */
+export interface OptionsConfig {
+  encryption: EncryptionConfig;
+  /** Only the options given; the engine fills in the rest from DEFAULT_ENGINE_TUNING. */
+  engine: Partial<EngineTuning>;
+}
+
+const ENCRYPTION_SECTION = 'security.encryption';
+const MASTER_KEY_OPTIONS: Readonly<Record<string, string>> = {
+  masterKey: 'security.encryption.master-key',
+  previousMasterKey: 'security.encryption.previous-master-key',
+};
+
+const MASTER_KEY_OPTION_EXAMPLE =
+  "masterKey: { type: 'file', path: '/run/tdekv/master.key' } (64 hex characters and a newline), " +
+  "or { type: 'kms', keyId, region }";
+
+const OPTION_KIND_NAMES: Record<Kind, string> = {
+  string: 'a string',
+  boolean: 'a boolean (true or false)',
+  integer: 'an integer',
+};
+
+/** TOML kebab-case key → JS option camelCase name ("key-id" → "keyId"). */
+export function optionName(tomlKey: string): string {
+  return tomlKey.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** How configFromOptions treats option names that are not its own. */
+export interface OptionNamesPolicy {
+  /** Names the caller handles itself (e.g. abstract-level's `keyEncoding`): ignored. */
+  passthrough?: readonly string[];
+  /**
+   * 'reject' (default): any other name is an error. 'near-misses': only a name within a
+   * typo of one of ours is (for callers that forward unknown options elsewhere by design,
+   * as abstract-level forwards them to open hooks).
+   */
+  unknown?: 'reject' | 'near-misses';
+}
+
+/** Every option name configFromOptions reads. */
+export function configOptionNames(): string[] {
+  const names = (fields: Fields) => Object.keys(fields).map(optionName);
+  return [...names(SCHEMA[ENCRYPTION_SECTION]!.fields), ...Object.keys(MASTER_KEY_OPTIONS), ...names(ENGINE_FIELDS)];
+}
+
+/**
+ * The embedded API's options (camelCase, as `new TdekvLevel(dir, options)` takes them),
+ * validated by the same schema and validators as the TOML file: the same settings, the same
+ * defaults, the same rules, and CONFIG_INVALID errors that name the option (in camelCase) and
+ * what is allowed. `dataKeyRotationPeriod` and a KMS `timeout` also take a number of
+ * milliseconds; relative paths resolve against the process's current directory. Options
+ * whose value is `undefined` count as absent.
+ */
+export function configFromOptions(options: Readonly<Record<string, unknown>>, where: string, policy: OptionNamesPolicy = {}): OptionsConfig {
+  const ctx: Context = { baseDir: process.cwd() };
+  const encFields = SCHEMA[ENCRYPTION_SECTION]!.fields;
+  const known = configOptionNames();
+  const passthrough = policy.passthrough ?? [];
+  for (const [key, value] of Object.entries(options)) {
+    if (value === undefined || known.includes(key) || passthrough.includes(key)) continue;
+    if (policy.unknown === 'near-misses' && closest(key, [...known, ...passthrough]) === undefined) continue;
+    unknownOption(key, '', [...known, ...passthrough], 'in the options', where);
+  }
+
+  const enc = readOptionFields(encFields, options, '', 'in the options', ctx, where, true);
+  for (const [option, section] of Object.entries(MASTER_KEY_OPTIONS)) {
+    const raw = own(options, option);
+    if (raw !== undefined) enc[SCHEMA[section]!.into.at(-1)!] = readMasterKeyOption(option, SCHEMA[section]!, raw, ctx, where);
+  }
+  const engine = readOptionFields(ENGINE_FIELDS, options, '', 'in the options', ctx, where, false) as Partial<EngineTuning>;
+
+  const encryption = enc as unknown as EncryptionConfig;
+  if ((encryption.masterKey as MasterKeyConfig | undefined) === undefined) {
+    if (encryption.dataEncryptionMethod !== 'plaintext') {
+      fail(
+        `${where}: dataEncryptionMethod = "${encryption.dataEncryptionMethod}" needs a master key, but there is no masterKey option. ` +
+          `Add one, for example ${MASTER_KEY_OPTION_EXAMPLE}.`,
+      );
+    }
+    if (encryption.previousMasterKey !== undefined) {
+      fail(
+        `${where}: previousMasterKey is set without masterKey; while rotating, previousMasterKey is the old key and masterKey the new one. ` +
+          `Add masterKey, for example ${MASTER_KEY_OPTION_EXAMPLE}.`,
+      );
+    }
+    encryption.masterKey = { type: 'plaintext' };
+  }
+
+  const effective = { ...DEFAULT_ENGINE_TUNING, ...engine };
+  if (effective.level0SlowdownWritesTrigger > effective.level0StopWritesTrigger) {
+    fail(
+      `${where}: level0SlowdownWritesTrigger (${effective.level0SlowdownWritesTrigger}) must not exceed level0StopWritesTrigger ` +
+        `(${effective.level0StopWritesTrigger}); defaults ${DEFAULT_ENGINE_TUNING.level0SlowdownWritesTrigger} and ${DEFAULT_ENGINE_TUNING.level0StopWritesTrigger}.`,
+    );
+  }
+  return { encryption, engine };
+}
+
+function readMasterKeyOption(option: string, section: Section, raw: unknown, ctx: Context, where: string): Record<string, unknown> {
+  if (!isPlainObject(raw)) {
+    return fail(`${where}: ${option} must be an object, but is ${describeOption(raw, true)}. For example ${MASTER_KEY_OPTION_EXAMPLE}.`);
+  }
+  const variants = section.variants ?? {};
+  const tags = Object.keys(variants);
+  const typeField = section.fields['type']!;
+  const rawType = own(raw, 'type');
+  if (rawType === undefined) return fail(`${where}: ${option}.type is required. Allowed: ${tags.map((t) => `'${t}'`).join(' | ')}.`);
+  const tag = convertOption(`${option}.type`, typeField, rawType, ctx, where) as string;
+  const fields = { ...section.fields, ...own(variants, tag) };
+  const scope = `in ${option} with type '${tag}'`;
+  const allowed = Object.keys(fields).map(optionName);
+  for (const [key, value] of Object.entries(raw)) {
+    if (value === undefined || allowed.includes(key)) continue;
+    const owner = Object.entries(variants).find(([, f]) => Object.keys(f).map(optionName).includes(key));
+    const note = owner === undefined ? '' : ` (${key} belongs to type '${owner[0]}')`;
+    unknownOption(key, option, allowed, scope, where, note);
+  }
+  return readOptionFields(fields, raw, `${option}.`, scope, ctx, where, true);
+}
+
+function readOptionFields(
+  fields: Fields,
+  options: Readonly<Record<string, unknown>>,
+  prefix: string,
+  scope: string,
+  ctx: Context,
+  where: string,
+  defaults: boolean,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [tomlKey, field] of Object.entries(fields)) {
+    const name = prefix + optionName(tomlKey);
+    const raw = own(options, optionName(tomlKey));
+    if (raw !== undefined) out[field.prop] = convertOption(name, field, raw, ctx, where);
+    else if (field.required === true) fail(`${where}: ${name} is required ${scope}. Allowed: ${field.optionAllowed ?? field.allowed}.`);
+    else if (defaults && field.default !== undefined) out[field.prop] = field.default(ctx);
+  }
+  return out;
+}
+
+function convertOption(name: string, field: Field, raw: unknown, ctx: Context, where: string): unknown {
+  const allowed = field.optionAllowed ?? field.allowed;
+  const shown = field.secret === true ? `${name} (value not shown)` : `${name} = ${showOption(raw)}`;
+  let value: unknown = raw;
+  if (field.kind === 'integer' && typeof raw === 'number' && Number.isInteger(raw)) value = BigInt(raw);
+  else if (typeof raw === 'number' && field.fromNumber !== undefined) {
+    try {
+      return field.fromNumber(raw);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      return fail(`${where}: ${shown} is invalid: ${reason}. Allowed: ${allowed}.`);
+    }
+  }
+  const kind = typeof value === 'bigint' ? 'integer' : typeof value;
+  if (kind !== field.kind) {
+    const expected = OPTION_KIND_NAMES[field.kind] + (field.fromNumber !== undefined ? ' or a number' : '');
+    fail(`${where}: ${name} must be ${expected}, but is ${describeOption(raw, field.secret)}. Allowed: ${allowed}.`);
+  }
+  try {
+    return field.convert(value as never, ctx);
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return fail(`${where}: ${shown} is invalid: ${reason}. Allowed: ${allowed}.`);
+  }
+}
+
+function unknownOption(key: string, parent: string, allowed: readonly string[], scope: string, where: string, note = ''): never {
+  const full = parent === '' ? key : `${parent}.${key}`;
+  const guess = closest(key, allowed);
+  const hint = guess === undefined || note !== '' ? '' : ` Did you mean ${guess}?`;
+  // As in the TOML reader, the value is not echoed.
+  return fail(`${where}: unknown option ${full}${note}.${hint} Allowed ${scope}: ${allowed.join(', ') || '(nothing else)'}.`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value) as unknown;
+  return proto === Object.prototype || proto === null;
+}
+
+function describeOption(value: unknown, secret: boolean | undefined): string {
+  const hide = secret === true;
+  switch (typeof value) {
+    case 'string':
+      return hide ? 'a string' : `the string ${showOption(value)}`;
+    case 'number':
+      return hide ? 'a number' : `the number ${value}`;
+    case 'bigint':
+      return hide ? 'a bigint' : `the bigint ${value}`;
+    case 'boolean':
+      return hide ? 'a boolean' : `the boolean ${value}`;
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
+    default:
+      if (value === null) return 'null';
+      if (Array.isArray(value)) return 'an array';
+      return 'an object';
+  }
+}
+
+function showOption(value: unknown): string {
+  if (typeof value === 'string') return show(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean') return String(value);
+  return describeOption(value, true);
 }

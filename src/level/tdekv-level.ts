@@ -1,0 +1,622 @@
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  AbstractIterator,
+  AbstractKeyIterator,
+  AbstractLevel,
+  AbstractSnapshot,
+  AbstractValueIterator,
+  type AbstractBatchOperation,
+  type AbstractBatchOptions,
+  type AbstractChainedBatch,
+  type AbstractDatabaseOptions,
+  type AbstractDelOptions,
+  type AbstractPutOptions,
+} from 'abstract-level';
+import { configFromOptions, configOptionNames, type OptionsConfig } from '../config/config.js';
+import type { EncryptionMethod } from '../crypto/method.js';
+import { Engine } from '../engine/engine.js';
+import type { EngineTuning } from '../engine/options.js';
+import type { BatchOp, EngineIterator, IteratorOptions, Snapshot } from '../engine/types.js';
+import { openEnv, type ManagedEnv } from '../env/open-env.js';
+import { META_DIR } from '../env/paths.js';
+import { TdekvError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+
+/*
+ * The embedded API: abstract-level v3 on top of the engine, over the encrypted env.
+ *
+ * Formats: the private API speaks 'buffer', 'view' and 'utf8' natively; abstract-level
+ * transcodes every other encoding (json, hex, ...) to one of them. utf8 is native so a
+ * string key or value goes to and from the engine's bytes in one step. The engine returns
+ * fresh copies of keys and values (never views of its memtable or block cache), so they
+ * are handed to the caller as they are.
+ */
+
+/** A master key as an option; the same settings as TOML's [security.encryption.master-key], in camelCase. */
+export type MasterKeyOption =
+  | { type: 'file'; /** 64 hex characters and a newline; relative to the current directory. */ path: string }
+  | {
+      type: 'kms';
+      keyId: string;
+      region: string;
+      endpoint?: string;
+      /** Per attempt: a duration ("10s") or milliseconds. */
+      timeout?: string | number;
+      maxAttempts?: number;
+    }
+  | { type: 'plaintext' };
+
+/**
+ * Options of `new TdekvLevel(location, options)`. The encryption settings have the TOML
+ * config's names in camelCase and are validated by the same code (bad values throw
+ * TdekvError CONFIG_INVALID naming the option); the tuning options are the engine's.
+ */
+export interface TdekvLevelOptions<K = string, V = string>
+  extends AbstractDatabaseOptions<K, V>, Partial<EngineTuning> {
+  /** Method for new files. Default 'plaintext'; any other needs `masterKey`. */
+  dataEncryptionMethod?: EncryptionMethod;
+  /** A duration such as "168h" or "7d", or milliseconds. Default "7d". */
+  dataKeyRotationPeriod?: string | number;
+  /** Default true. */
+  enableFileDictionaryLog?: boolean;
+  /** Default 1000000. */
+  fileDictionaryRewriteThreshold?: number;
+  masterKey?: MasterKeyOption;
+  /** Only while rotating the master key: the old one. */
+  previousMasterKey?: MasterKeyOption;
+  /** A pino logger; default: silent. */
+  logger?: Logger;
+  /** On the first open of a directory that already holds files, track them as plaintext. */
+  adoptPlaintextFiles?: boolean;
+}
+
+/** This class's options beyond the config schema's. */
+const OWN_OPTIONS = ['logger', 'adoptPlaintextFiles'];
+/** abstract-level's constructor and open() options. */
+const LEVEL_OPTIONS = ['keyEncoding', 'valueEncoding', 'createIfMissing', 'errorIfExists', 'passive'];
+/** Every tdekv option: read by the constructor and kept from abstract-level (which forwards the rest to open() and its hooks). */
+const TDEKV_OPTIONS = new Set([...configOptionNames(), ...OWN_OPTIONS]);
+
+/**
+ * What the class needs of the engine (src/engine/engine.ts). Keys and values it returns
+ * must be the caller's to keep and change.
+ */
+export interface LevelEngine {
+  getSync(key: Uint8Array, options?: { snapshot?: Snapshot }): Buffer | undefined;
+  write(ops: readonly BatchOp[], options?: { sync?: boolean }): Promise<void>;
+  snapshot(): Snapshot;
+  iterator(options?: IteratorOptions): EngineIterator;
+  close(): Promise<void>;
+}
+
+/**
+ * What the private API implements. `getSync` is not in level-supports' manifest type but
+ * abstract-level's suite and users read it from `db.supports`.
+ */
+const MANIFEST = {
+  encodings: { buffer: true, view: true, utf8: true },
+  permanence: true,
+  seek: true,
+  implicitSnapshots: true,
+  explicitSnapshots: true,
+  has: true,
+  getSync: true,
+  createIfMissing: true,
+  errorIfExists: true,
+  deferredOpen: true,
+  streams: false,
+  signals: { iterators: false },
+} as const;
+
+/** Keys deleted per atomic engine write by clear(). */
+const CLEAR_CHUNK = 1000;
+
+type Format = 'buffer' | 'view' | 'utf8';
+type Data = Buffer | Uint8Array | string;
+
+interface EncodingOptions {
+  keyEncoding?: Format;
+  valueEncoding?: Format;
+  snapshot?: unknown;
+  sync?: boolean;
+}
+
+interface RangeReadOptions extends EncodingOptions {
+  gt?: Data;
+  gte?: Data;
+  lt?: Data;
+  lte?: Data;
+  reverse: boolean;
+  limit: number;
+  keys?: boolean;
+  values?: boolean;
+}
+
+type PrivateOp =
+  | { type: 'put'; key: Data; value: Data; keyEncoding: Format; valueEncoding: Format }
+  | { type: 'del'; key: Data; keyEncoding: Format };
+
+/** Write options beyond abstract-level's. */
+export interface TdekvWriteOptions {
+  /** Acknowledge only once the write-ahead log is fsynced (default false: survives a process crash, not a power loss). */
+  sync?: boolean;
+}
+
+/** Declares `sync` on the write methods (abstract-level passes options through to the private API). */
+export interface TdekvLevel<KDefault, VDefault> {
+  put(key: KDefault, value: VDefault): Promise<void>;
+  put<K = KDefault, V = VDefault>(key: K, value: V, options: AbstractPutOptions<K, V> & TdekvWriteOptions): Promise<void>;
+  del(key: KDefault): Promise<void>;
+  del<K = KDefault>(key: K, options: AbstractDelOptions<K> & TdekvWriteOptions): Promise<void>;
+  batch(operations: Array<AbstractBatchOperation<this, KDefault, VDefault>>): Promise<void>;
+  batch<K = KDefault, V = VDefault>(
+    operations: Array<AbstractBatchOperation<this, K, V>>,
+    options: AbstractBatchOptions<K, V> & TdekvWriteOptions,
+  ): Promise<void>;
+  batch(): AbstractChainedBatch<this, KDefault, VDefault>;
+}
+
+export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLevel<Data, KDefault, VDefault> {
+  readonly #location: string;
+  readonly #where: string;
+  readonly #settings: Settings;
+  #env: ManagedEnv | undefined;
+  #engine: LevelEngine | undefined;
+  /** clear() calls in progress: close() stops them between chunks and waits for them. */
+  readonly #clears = new Set<Promise<void>>();
+
+  constructor(location: string, options: TdekvLevelOptions<KDefault, VDefault> = {}) {
+    if (typeof location !== 'string' || location === '') {
+      throw new TdekvError('CONFIG_INVALID', 'TdekvLevel: the first argument, location, must be a non-empty string (the data directory)');
+    }
+    const where = `TdekvLevel options (${location})`;
+    // Validated before abstract-level starts opening, so a bad option throws right here.
+    const settings = readSettings(options as Readonly<Record<string, unknown>>, where);
+    // Other options are abstract-level's or the application's: abstract-level passes them to
+    // open hooks. A name within a typo of one of ours is refused (readSettings) rather than
+    // silently passed on.
+    const forward = Object.fromEntries(Object.entries(options).filter(([k]) => !TDEKV_OPTIONS.has(k)));
+    super(MANIFEST, forward);
+    this.#location = location;
+    this.#where = where;
+    this.#settings = settings;
+  }
+
+  /** The data directory. */
+  get location(): string {
+    return this.#location;
+  }
+
+  /**
+   * Opens the engine. Tests replace it to run the class over another engine; the default
+   * is the real one on the env that `_open` opened.
+   */
+  protected async openEngine(env: ManagedEnv, logger: Logger | undefined, tuning: Partial<EngineTuning>): Promise<LevelEngine> {
+    return Engine.open({ env: env.env, ...(logger ? { logger } : {}), ...tuning });
+  }
+
+  /** @internal abstract-level: open options are the constructor's, overlaid with open()'s. */
+  async _open(options: Record<string, unknown> & { createIfMissing: boolean; errorIfExists: boolean }): Promise<void> {
+    const misplaced = Object.keys(options).filter((k) => TDEKV_OPTIONS.has(k) && options[k] !== undefined);
+    if (misplaced.length > 0) {
+      throw new TdekvError('CONFIG_INVALID', `${this.#where}: ${misplaced.join(', ')} can only be given to the constructor, not to open(). Allowed in open(): createIfMissing, errorIfExists, passive.`);
+    }
+    const { config, logger, adoptPlaintextFiles } = this.#settings;
+    const meta = join(this.#location, META_DIR);
+    const exists = await access(meta).then(
+      () => true,
+      () => false,
+    );
+    if (!exists && !options.createIfMissing) {
+      throw new TdekvError(
+        'FILE_NOT_FOUND',
+        `${meta} does not exist: ${this.#location} is not a tdekv database, and createIfMissing is false. Check the location, or open with createIfMissing: true to create one.`,
+      );
+    }
+    if (exists && options.errorIfExists) {
+      throw new TdekvError('FILE_EXISTS', `${this.#location} already exists as a tdekv database (it has ${META_DIR}/), and errorIfExists is true.`);
+    }
+    const env = await openEnv(this.#location, config.encryption, {
+      ...(logger ? { logger } : {}),
+      ...(adoptPlaintextFiles !== undefined ? { adoptPlaintextFiles } : {}),
+    });
+    try {
+      this.#engine = await this.openEngine(env, logger, config.engine);
+    } catch (err) {
+      await env.close().catch((closeErr: unknown) => logger?.warn({ err: closeErr }, 'closing the env after a failed engine open failed'));
+      throw err;
+    }
+    this.#env = env;
+  }
+
+  /** @internal */
+  async _close(): Promise<void> {
+    await Promise.allSettled(this.#clears);
+    const engine = this.#engine;
+    const env = this.#env;
+    this.#engine = undefined;
+    this.#env = undefined;
+    try {
+      await engine?.close();
+    } finally {
+      await env?.close();
+    }
+  }
+
+  #open(): LevelEngine {
+    if (this.#engine === undefined) throw new TdekvError('CLOSED', `TdekvLevel ${this.#location} is not open`);
+    return this.#engine;
+  }
+
+  #read(key: Data, options: EncodingOptions): Buffer | undefined {
+    const snapshot = engineSnapshotOf(options.snapshot, this);
+    return this.#open().getSync(toBytes(key), snapshot ? { snapshot } : undefined);
+  }
+
+  /** @internal */
+  async _get(key: Data, options: EncodingOptions): Promise<Data | undefined> {
+    return this._getSync(key, options);
+  }
+
+  /** @internal Reads are synchronous in the engine, so _get and _getMany see one point in time. */
+  _getSync(key: Data, options: EncodingOptions): Data | undefined {
+    const value = this.#read(key, options);
+    return value === undefined ? undefined : fromBytes(value, options.valueEncoding);
+  }
+
+  /** @internal */
+  async _getMany(keys: Data[], options: EncodingOptions): Promise<(Data | undefined)[]> {
+    return keys.map((key) => this._getSync(key, options));
+  }
+
+  /** @internal */
+  async _has(key: Data, options: EncodingOptions): Promise<boolean> {
+    return this.#read(key, options) !== undefined;
+  }
+
+  /** @internal */
+  async _hasMany(keys: Data[], options: EncodingOptions): Promise<boolean[]> {
+    return keys.map((key) => this.#read(key, options) !== undefined);
+  }
+
+  /** @internal */
+  async _put(key: Data, value: Data, options: EncodingOptions): Promise<void> {
+    await this.#open().write([{ type: 'put', key: toBytes(key), value: toBytes(value) }], writeOptions(options));
+  }
+
+  /** @internal */
+  async _del(key: Data, options: EncodingOptions): Promise<void> {
+    await this.#open().write([{ type: 'del', key: toBytes(key) }], writeOptions(options));
+  }
+
+  /** @internal One atomic engine write. */
+  async _batch(operations: PrivateOp[], options: EncodingOptions): Promise<void> {
+    const ops: BatchOp[] = operations.map((op) =>
+      op.type === 'put' ? { type: 'put', key: toBytes(op.key), value: toBytes(op.value) } : { type: 'del', key: toBytes(op.key) },
+    );
+    await this.#open().write(ops, writeOptions(options));
+  }
+
+  /**
+   * @internal Deletes the range as read from a snapshot (the explicit one, or one taken now),
+   * so writes made after clear() was called are kept. Each chunk of keys is one atomic
+   * write; the clear as a whole is not atomic: a crash in the middle leaves a prefix of
+   * the range deleted.
+   */
+  async _clear(options: RangeReadOptions): Promise<void> {
+    const clearing = this.#clearRange(this.#open(), options);
+    this.#clears.add(clearing);
+    try {
+      await clearing;
+    } finally {
+      this.#clears.delete(clearing);
+    }
+  }
+
+  async #clearRange(engine: LevelEngine, options: RangeReadOptions): Promise<void> {
+    const cursor = new Cursor(this, engine, options);
+    try {
+      let remaining = options.limit < 0 ? Infinity : options.limit;
+      while (remaining > 0) {
+        const ops: BatchOp[] = [];
+        while (ops.length < CLEAR_CHUNK && remaining > 0) {
+          const entry = cursor.next();
+          if (entry === undefined) break;
+          ops.push({ type: 'del', key: entry[0] });
+          remaining--;
+        }
+        if (ops.length === 0) break;
+        await engine.write(ops, writeOptions(options));
+        if (ops.length < CLEAR_CHUNK) break;
+        if (this.status !== 'open') {
+          throw new TdekvError('CLOSED', `TdekvLevel ${this.#location} was closed during clear(): part of the range was deleted, the rest was not`);
+        }
+      }
+    } finally {
+      cursor.close();
+    }
+  }
+
+  /** @internal */
+  _iterator(options: RangeReadOptions): TdekvIterator {
+    return new TdekvIterator(this, options, new Cursor(this, this.#open(), options));
+  }
+
+  /** @internal */
+  _keys(options: RangeReadOptions): TdekvKeyIterator {
+    return new TdekvKeyIterator(this, options, new Cursor(this, this.#open(), options));
+  }
+
+  /** @internal */
+  _values(options: RangeReadOptions): TdekvValueIterator {
+    return new TdekvValueIterator(this, options, new Cursor(this, this.#open(), options));
+  }
+
+  /** @internal */
+  _snapshot(options: { owner: unknown }): TdekvSnapshot {
+    return new TdekvSnapshot(this.#open().snapshot(), this, options);
+  }
+}
+
+interface Settings {
+  config: OptionsConfig;
+  logger: Logger | undefined;
+  adoptPlaintextFiles: boolean | undefined;
+}
+
+function readSettings(options: Readonly<Record<string, unknown>>, where: string): Settings {
+  const config = configFromOptions(options, where, { passthrough: [...OWN_OPTIONS, ...LEVEL_OPTIONS], unknown: 'near-misses' });
+  const logger = options['logger'];
+  if (logger !== undefined && !isLogger(logger)) {
+    throw new TdekvError('CONFIG_INVALID', `${where}: logger must be a pino Logger (an object with trace, debug, info, warn and error methods). Allowed: a pino Logger, or leave it out for no logs.`);
+  }
+  const adopt = options['adoptPlaintextFiles'];
+  if (adopt !== undefined && typeof adopt !== 'boolean') {
+    throw new TdekvError('CONFIG_INVALID', `${where}: adoptPlaintextFiles must be a boolean (true or false), but is ${typeof adopt}. Allowed: true | false.`);
+  }
+  return { config, logger, adoptPlaintextFiles: adopt };
+}
+
+function isLogger(value: unknown): value is Logger {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Record<string, unknown>;
+  return ['trace', 'debug', 'info', 'warn', 'error'].every((m) => typeof v[m] === 'function');
+}
+
+function writeOptions(options: EncodingOptions): { sync?: boolean } {
+  return options.sync === true ? { sync: true } : {};
+}
+
+function toBytes(data: Data): Uint8Array {
+  return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+}
+
+/** Engine bytes → the requested format. The engine returns fresh copies, so no copy here. */
+function fromBytes(bytes: Buffer, format: Format | undefined): Data {
+  if (format === 'utf8') return bytes.toString('utf8');
+  if (format === 'view') return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return bytes;
+}
+
+// ---- snapshots --------------------------------------------------------------------------
+
+/** abstract-level's d.ts omits the constructor's `{ owner }` options argument. */
+const SnapshotBase = AbstractSnapshot as unknown as new (options: { owner: unknown }) => AbstractSnapshot;
+
+/**
+ * An explicit snapshot: an engine snapshot, released when it is closed. abstract-level
+ * holds a reference during each read that uses it and refuses reads once it is closed, so
+ * no read can reach a released engine snapshot.
+ */
+export class TdekvSnapshot extends SnapshotBase {
+  readonly #inner: Snapshot;
+  readonly #db: object;
+  #released = false;
+
+  constructor(inner: Snapshot, db: object, options: { owner: unknown }) {
+    try {
+      super(options);
+    } catch (err) {
+      inner.release();
+      throw err;
+    }
+    this.#inner = inner;
+    this.#db = db;
+  }
+
+  /** The engine snapshot, or undefined once released. */
+  engineSnapshot(db: object): Snapshot | undefined {
+    if (db !== this.#db) throw new TdekvError('INVALID_ARGUMENT', 'snapshot belongs to another TdekvLevel database');
+    return this.#released ? undefined : this.#inner;
+  }
+
+  /** @internal */
+  async _close(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    this.#inner.release();
+  }
+}
+
+/** The engine snapshot of an explicit snapshot option (abstract-level has checked that it is open). */
+function engineSnapshotOf(snapshot: unknown, db: object): Snapshot | undefined {
+  if (snapshot === undefined || snapshot === null) return undefined;
+  if (!(snapshot instanceof TdekvSnapshot)) throw new TdekvError('INVALID_ARGUMENT', 'snapshot is not a TdekvLevel snapshot');
+  const inner = snapshot.engineSnapshot(db);
+  if (inner === undefined) throw new TdekvError('CLOSED', 'snapshot is closed');
+  return inner;
+}
+
+// ---- iterators --------------------------------------------------------------------------
+
+/**
+ * An engine iterator over the range at one snapshot: the explicit one, or one taken when
+ * the iterator is created (abstract-level's implicit snapshot). Engine calls are
+ * synchronous, so a batch of entries is read in one go.
+ */
+class Cursor {
+  readonly #it: EngineIterator | undefined;
+  #release: (() => void) | undefined;
+
+  constructor(db: object, engine: LevelEngine, options: RangeReadOptions) {
+    let snapshot: Snapshot | undefined;
+    if (options.snapshot != null) {
+      if (!(options.snapshot instanceof TdekvSnapshot)) throw new TdekvError('INVALID_ARGUMENT', 'snapshot is not a TdekvLevel snapshot');
+      snapshot = options.snapshot.engineSnapshot(db);
+      // Closed: abstract-level refuses every read with LEVEL_SNAPSHOT_NOT_OPEN, so no cursor is needed.
+      if (snapshot === undefined) return;
+    } else {
+      const implicit = engine.snapshot();
+      snapshot = implicit;
+      this.#release = () => implicit.release();
+    }
+    const range: IteratorOptions = { reverse: options.reverse, snapshot };
+    // abstract-level: gte wins over gt, lte over lt.
+    if (options.gte !== undefined) range.gte = toBytes(options.gte);
+    else if (options.gt !== undefined) range.gt = toBytes(options.gt);
+    if (options.lte !== undefined) range.lte = toBytes(options.lte);
+    else if (options.lt !== undefined) range.lt = toBytes(options.lt);
+    try {
+      this.#it = engine.iterator(range);
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  next(): [Buffer, Buffer] | undefined {
+    return this.#it?.next();
+  }
+
+  seek(target: Data): void {
+    this.#it?.seek(toBytes(target));
+  }
+
+  close(): void {
+    try {
+      this.#it?.close();
+    } finally {
+      const release = this.#release;
+      this.#release = undefined;
+      release?.();
+    }
+  }
+}
+
+/** Entries left before the iterator's limit. */
+function remaining(it: { count: number; limit: number }): number {
+  return it.limit - it.count;
+}
+
+class TdekvIterator extends AbstractIterator<object, Data, Data> {
+  readonly #cursor: Cursor;
+  readonly #keys: boolean;
+  readonly #values: boolean;
+  readonly #keyFormat: Format | undefined;
+  readonly #valueFormat: Format | undefined;
+
+  constructor(db: object, options: RangeReadOptions, cursor: Cursor) {
+    super(db, options as never);
+    this.#cursor = cursor;
+    this.#keys = options.keys !== false;
+    this.#values = options.values !== false;
+    this.#keyFormat = options.keyEncoding;
+    this.#valueFormat = options.valueEncoding;
+  }
+
+  #entry(e: [Buffer, Buffer]): [Data, Data] {
+    return [this.#keys ? fromBytes(e[0], this.#keyFormat) : (undefined as never), this.#values ? fromBytes(e[1], this.#valueFormat) : (undefined as never)];
+  }
+
+  async _next(): Promise<[Data, Data] | undefined> {
+    const e = this.#cursor.next();
+    return e === undefined ? undefined : this.#entry(e);
+  }
+
+  async _nextv(size: number): Promise<[Data, Data][]> {
+    const out: [Data, Data][] = [];
+    for (let e; out.length < size && (e = this.#cursor.next()) !== undefined; ) out.push(this.#entry(e));
+    return out;
+  }
+
+  async _all(): Promise<[Data, Data][]> {
+    return this._nextv(remaining(this));
+  }
+
+  _seek(target: Data): void {
+    this.#cursor.seek(target);
+  }
+
+  async _close(): Promise<void> {
+    this.#cursor.close();
+  }
+}
+
+class TdekvKeyIterator extends AbstractKeyIterator<object, Data> {
+  readonly #cursor: Cursor;
+  readonly #format: Format | undefined;
+
+  constructor(db: object, options: RangeReadOptions, cursor: Cursor) {
+    super(db, options as never);
+    this.#cursor = cursor;
+    this.#format = options.keyEncoding;
+  }
+
+  async _next(): Promise<Data | undefined> {
+    const e = this.#cursor.next();
+    return e === undefined ? undefined : fromBytes(e[0], this.#format);
+  }
+
+  async _nextv(size: number): Promise<Data[]> {
+    const out: Data[] = [];
+    for (let e; out.length < size && (e = this.#cursor.next()) !== undefined; ) out.push(fromBytes(e[0], this.#format));
+    return out;
+  }
+
+  async _all(): Promise<Data[]> {
+    return this._nextv(remaining(this));
+  }
+
+  _seek(target: Data): void {
+    this.#cursor.seek(target);
+  }
+
+  async _close(): Promise<void> {
+    this.#cursor.close();
+  }
+}
+
+class TdekvValueIterator extends AbstractValueIterator<object, Data, Data> {
+  readonly #cursor: Cursor;
+  readonly #format: Format | undefined;
+
+  constructor(db: object, options: RangeReadOptions, cursor: Cursor) {
+    super(db, options as never);
+    this.#cursor = cursor;
+    this.#format = options.valueEncoding;
+  }
+
+  async _next(): Promise<Data | undefined> {
+    const e = this.#cursor.next();
+    return e === undefined ? undefined : fromBytes(e[1], this.#format);
+  }
+
+  async _nextv(size: number): Promise<Data[]> {
+    const out: Data[] = [];
+    for (let e; out.length < size && (e = this.#cursor.next()) !== undefined; ) out.push(fromBytes(e[1], this.#format));
+    return out;
+  }
+
+  async _all(): Promise<Data[]> {
+    return this._nextv(remaining(this));
+  }
+
+  _seek(target: Data): void {
+    this.#cursor.seek(target);
+  }
+
+  async _close(): Promise<void> {
+    this.#cursor.close();
+  }
+}
