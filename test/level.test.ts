@@ -190,6 +190,30 @@ describe('TdekvLevel', () => {
     });
   });
 
+  it('stores what a write was given, even if the caller reuses the buffers right after', async () => {
+    await withTempDir(async (dir) => {
+      const db = new TdekvLevel<Buffer, Buffer>(join(dir, 'db'), { ...(await encrypted(dir)), keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      await db.open();
+      const key = Buffer.from('k1');
+      const value = Buffer.from('first');
+      const writes = [db.put(key, value)];
+      key.write('k2');
+      value.write('other');
+      writes.push(db.batch([{ type: 'put', key, value }]));
+      key.fill(0);
+      value.fill(0);
+      await Promise.all(writes);
+      assert.deepEqual(
+        (await db.iterator().all()).map(([k, v]) => [k.toString(), v.toString()]),
+        [
+          ['k1', 'first'],
+          ['k2', 'other'],
+        ],
+      );
+      await db.close();
+    });
+  });
+
   for (const method of ['aes256-ctr', 'plaintext'] as const) {
     it(`${method === 'plaintext' ? 'leaves markers readable with plaintext (control)' : 'leaves no key or value in plaintext on disk with aes256-ctr'}`, async () => {
       await withTempDir(async (dir) => {
