@@ -85,6 +85,22 @@ describe('engine basics', () => {
     await db.close();
   });
 
+  test('a caller may reuse its buffers once write() has returned', async () => {
+    const { open } = await fresh('reuse');
+    let db = await open();
+    const key = b('a');
+    const value = b('first');
+    const p = db.engine.write([{ type: 'put', key, value }]);
+    value.fill(0x58);
+    key.fill(0x59);
+    await p;
+    assert.equal(db.engine.getSync(b('a'))?.toString(), 'first');
+    await db.managed.close();
+    db = await open();
+    assert.equal(db.engine.getSync(b('a'))?.toString(), 'first', 'the WAL holds the original bytes too');
+    await db.close();
+  });
+
   test('atomic batches: later operations on a key win, and the whole batch is visible at once', async () => {
     const { open } = await fresh('batch');
     const db = await open();

@@ -24,7 +24,7 @@ import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, W
 import { compareUserKeyOf, type Version } from './version.js';
 import { emptyEdit, type FileMeta } from './version-edit.js';
 import { VersionSet } from './version-set.js';
-import { decodeBatch, encodeBatch } from './write-batch.js';
+import { batchCount, concatBatches, decodeBatch, encodeBatch, setBatchSequence } from './write-batch.js';
 
 export interface EngineStats {
   levels: Array<{ level: number; files: number; bytes: number }>;
@@ -43,7 +43,7 @@ export interface EngineStats {
 }
 
 type QueueItem =
-  | { kind: 'write'; ops: readonly BatchOp[]; sync: boolean; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'write'; batch: Buffer; sync: boolean; resolve: () => void; reject: (e: unknown) => void }
   | { kind: 'flush'; resolve: (p: { done: Promise<void> }) => void; reject: (e: unknown) => void };
 
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
@@ -161,8 +161,10 @@ export class Engine {
       return Promise.reject(err);
     }
     if (ops.length === 0) return Promise.resolve();
+    // Encoded now: the caller may reuse its buffers as soon as write() returns.
+    const batch = encodeBatch(ops, 0);
     return new Promise((resolve, reject) => {
-      this.#queue.push({ kind: 'write', ops, sync: options.sync === true, resolve, reject });
+      this.#queue.push({ kind: 'write', batch, sync: options.sync === true, resolve, reject });
       if (!this.#writing) void this.#drainQueue();
     });
   }
@@ -354,7 +356,7 @@ export class Engine {
         while (this.#queue.length > 0 && this.#queue[0]!.kind === 'write' && (group.length === 0 || ops < MAX_GROUP_OPS)) {
           const w = this.#queue.shift() as Extract<QueueItem, { kind: 'write' }>;
           group.push(w);
-          ops += w.ops.length;
+          ops += batchCount(w.batch);
         }
         try {
           await this.#writeGroup(group);
@@ -371,19 +373,17 @@ export class Engine {
   async #writeGroup(group: ReadonlyArray<Extract<QueueItem, { kind: 'write' }>>): Promise<void> {
     if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
     await this.#makeRoomForWrite();
-    const ops = group.length === 1 ? group[0]!.ops : group.flatMap((w) => w.ops);
+    const batch = group.length === 1 ? group[0]!.batch : concatBatches(group.map((w) => w.batch));
     const first = this.#lastSeq + 1;
+    setBatchSequence(batch, first);
     const sync = group.some((w) => w.sync);
-    await this.#wal.writer.addRecord(encodeBatch(ops, first));
+    await this.#wal.writer.addRecord(batch);
     // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
     if (sync) await this.#wal.writer.sync();
     else await this.#wal.file.flush();
-    let seq = first;
-    for (const op of ops) {
-      if (op.type === 'put') this.#mem.add(seq++, ValueKind.Value, op.key, op.value);
-      else this.#mem.add(seq++, ValueKind.Deletion, op.key, EMPTY);
-    }
-    this.#lastSeq = seq - 1;
+    const mem = this.#mem;
+    const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
+    this.#lastSeq = first + count - 1;
   }
 
   /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */
@@ -645,7 +645,6 @@ export class Engine {
   }
 }
 
-const EMPTY = Buffer.alloc(0);
 
 /** Writes a memtable's entries, in order, into one level-0 table. */
 async function writeMemtable(ctx: TableOutputContext, mem: Memtable): Promise<FileMeta[]> {

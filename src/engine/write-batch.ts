@@ -103,3 +103,30 @@ function checkSequences(firstSeq: number, count: number): void {
   if (count > MAX_COUNT) throw new RangeError(`write batch of ${count} ops exceeds the ${MAX_COUNT}-op limit`);
   if (count > 0 && count - 1 > MAX_SEQUENCE - firstSeq) throw new RangeError(`write batch sequences ${firstSeq}.. run past the largest sequence number`);
 }
+
+/** Sets the first sequence of an encoded batch (batches are encoded when submitted, numbered when logged). */
+export function setBatchSequence(batch: Buffer, firstSeq: number): void {
+  checkSequences(firstSeq, batch.readUInt32LE(8));
+  writeU64(batch, 0, firstSeq);
+}
+
+export function batchCount(batch: Buffer): number {
+  return batch.readUInt32LE(8);
+}
+
+/** One batch holding the ops of `batches` in order (a commit group becomes one log record). */
+export function concatBatches(batches: readonly Buffer[]): Buffer {
+  let count = 0;
+  let size = BATCH_HEADER_BYTES;
+  for (const b of batches) {
+    count += b.readUInt32LE(8);
+    size += b.length - BATCH_HEADER_BYTES;
+  }
+  if (count > MAX_COUNT) throw new RangeError(`write batch of ${count} ops exceeds the ${MAX_COUNT}-op limit`);
+  const out = Buffer.allocUnsafe(size);
+  writeU64(out, 0, 0);
+  out.writeUInt32LE(count, 8);
+  let off = BATCH_HEADER_BYTES;
+  for (const b of batches) off += b.copy(out, off, BATCH_HEADER_BYTES);
+  return out;
+}

@@ -282,18 +282,18 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
 
   /** @internal */
   async _put(key: Data, value: Data, options: EncodingOptions): Promise<void> {
-    await this.#open().write([{ type: 'put', key: ownBytes(key), value: ownBytes(value) }], writeOptions(options));
+    await this.#open().write([{ type: 'put', key: toBytes(key), value: toBytes(value) }], writeOptions(options));
   }
 
   /** @internal */
   async _del(key: Data, options: EncodingOptions): Promise<void> {
-    await this.#open().write([{ type: 'del', key: ownBytes(key) }], writeOptions(options));
+    await this.#open().write([{ type: 'del', key: toBytes(key) }], writeOptions(options));
   }
 
   /** @internal One atomic engine write. */
   async _batch(operations: PrivateOp[], options: EncodingOptions): Promise<void> {
     const ops: BatchOp[] = operations.map((op) =>
-      op.type === 'put' ? { type: 'put', key: ownBytes(op.key), value: ownBytes(op.value) } : { type: 'del', key: ownBytes(op.key) },
+      op.type === 'put' ? { type: 'put', key: toBytes(op.key), value: toBytes(op.value) } : { type: 'del', key: toBytes(op.key) },
     );
     await this.#open().write(ops, writeOptions(options));
   }
@@ -390,16 +390,6 @@ function writeOptions(options: EncodingOptions): { sync?: boolean } {
 
 function toBytes(data: Data): Uint8Array {
   return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-}
-
-/**
- * Bytes for a write that the caller cannot change afterwards. The engine reads a write's
- * buffers when the queued write is committed, after an await, so a caller reusing a buffer
- * right after put() (legal with classic-level, which copies at the call) would change what
- * is stored. Strings become fresh buffers anyway.
- */
-function ownBytes(data: Data): Uint8Array {
-  return typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
 }
 
 /** Engine bytes → the requested format. The engine returns fresh copies, so no copy here. */
