@@ -8,6 +8,7 @@ import { loadConfig, parseConfig } from '../src/config/config.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
 import type { TdekvConfig } from '../src/config/types.js';
 import { isTdekvError } from '../src/errors.js';
+import { expectCode } from './support/fs-helpers.js';
 
 const OPTS = { source: '/etc/tdekv/tdekv.toml', baseDir: '/etc/tdekv' };
 
@@ -108,6 +109,7 @@ describe('parseConfig', () => {
           },
         },
       },
+      engine: {},
     } satisfies TdekvConfig);
   });
 
@@ -123,7 +125,16 @@ describe('parseConfig', () => {
           masterKey: { type: 'plaintext' },
         },
       },
+      engine: {},
     } satisfies TdekvConfig);
+  });
+
+  it('reads the [engine] section with TiKV-style names and checks each value', () => {
+    const config = parse('[engine]\nwrite-buffer-size = 67108864\nblock-cache-size = 268435456\nbloom-filter-bits-per-key = 12\nmax-bytes-for-level-multiplier = 8');
+    assert.deepEqual(config.engine, { writeBufferSize: 67108864, blockCacheSize: 268435456, bloomFilterBitsPerKey: 12, maxBytesForLevelMultiplier: 8 });
+    assert.throws(() => parse('[engine]\nwrite-buffer-size = 10'), expectCode('CONFIG_INVALID', 'engine.write-buffer-size', '4096'));
+    assert.throws(() => parse('[engine]\nblock-cache = 10'), expectCode('CONFIG_INVALID', 'block-cache'));
+    assert.throws(() => parse('[engine]\nlevel0-slowdown-writes-trigger = 40\nlevel0-stop-writes-trigger = 30'), expectCode('CONFIG_INVALID', 'level0-slowdown-writes-trigger'));
   });
 
   it('reads every duration form for data-key-rotation-period', () => {

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
-import { DEFAULT_ENGINE_TUNING, type EngineTuning } from '../engine/options.js';
+import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, type EngineTuning } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 import {
@@ -197,6 +197,26 @@ function masterKeySection(prop: string): Section {
   };
 }
 
+/**
+ * Engine tuning (src/engine/options.ts): the TOML [engine] section, and the same names in
+ * camelCase as embedded options. Names follow TiKV's RocksDB settings. Sizes are bytes.
+ */
+const ENGINE_FIELDS: Fields = {
+  'write-buffer-size': { prop: 'writeBufferSize', ...integer(ENGINE_MINIMUMS.writeBufferSize) },
+  'block-size': { prop: 'blockSize', ...integer(ENGINE_MINIMUMS.blockSize) },
+  'block-restart-interval': { prop: 'blockRestartInterval', ...integer(ENGINE_MINIMUMS.blockRestartInterval) },
+  'bloom-filter-bits-per-key': { prop: 'bloomFilterBitsPerKey', ...integer(ENGINE_MINIMUMS.bloomFilterBitsPerKey, 64) },
+  'block-cache-size': { prop: 'blockCacheSize', ...integer(ENGINE_MINIMUMS.blockCacheSize) },
+  'max-open-files': { prop: 'maxOpenFiles', ...integer(ENGINE_MINIMUMS.maxOpenFiles) },
+  'max-bytes-for-level-base': { prop: 'maxBytesForLevelBase', ...integer(ENGINE_MINIMUMS.maxBytesForLevelBase) },
+  'max-bytes-for-level-multiplier': { prop: 'maxBytesForLevelMultiplier', ...integer(ENGINE_MINIMUMS.maxBytesForLevelMultiplier) },
+  'target-file-size-base': { prop: 'targetFileSizeBase', ...integer(ENGINE_MINIMUMS.targetFileSizeBase) },
+  'level0-file-num-compaction-trigger': { prop: 'level0FileNumCompactionTrigger', ...integer(ENGINE_MINIMUMS.level0FileNumCompactionTrigger) },
+  'level0-slowdown-writes-trigger': { prop: 'level0SlowdownWritesTrigger', ...integer(ENGINE_MINIMUMS.level0SlowdownWritesTrigger) },
+  'level0-stop-writes-trigger': { prop: 'level0StopWritesTrigger', ...integer(ENGINE_MINIMUMS.level0StopWritesTrigger) },
+  'num-levels': { prop: 'numLevels', ...integer(ENGINE_MINIMUMS.numLevels, 20) },
+};
+
 const DEFAULT_DATA_DIR = './data';
 
 /** Dotted TOML section name → its keys. Sections are read in this order. */
@@ -234,6 +254,7 @@ const SCHEMA: Readonly<Record<string, Section>> = {
   },
   'security.encryption.master-key': masterKeySection('masterKey'),
   'security.encryption.previous-master-key': masterKeySection('previousMasterKey'),
+  engine: { into: ['engine'], fields: ENGINE_FIELDS },
 };
 
 const MASTER_KEY_EXAMPLE =
@@ -259,6 +280,12 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
       );
     }
     enc.masterKey = { type: 'plaintext' };
+  },
+  (config, where) => {
+    const t = { ...DEFAULT_ENGINE_TUNING, ...config.engine };
+    if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
+      throw invalid(`${where}: engine.level0-slowdown-writes-trigger (${t.level0SlowdownWritesTrigger}) must not exceed engine.level0-stop-writes-trigger (${t.level0StopWritesTrigger})`);
+    }
   },
 ];
 
@@ -510,28 +537,6 @@ function editDistance(a: string, b: string): number {
 }
 
 // ---- JS options (embedded use) ----------------------------------------------------------
-
-/**
- * Engine tuning (src/engine/options.ts), checked with the same validators. Named as a TOML
- * `[engine]` section would name them; that section is not in SCHEMA (yet), so these are
- * only reachable as JS options.
- */
-const ENGINE_FIELDS: Fields = {
-  // Minimums as the engine's resolveTuning (src/engine/options.ts), which checks them again.
-  'write-buffer-size': { prop: 'writeBufferSize', ...integer(4096) },
-  'block-size': { prop: 'blockSize', ...integer(256) },
-  'block-restart-interval': { prop: 'blockRestartInterval', ...integer(1) },
-  'bloom-filter-bits-per-key': { prop: 'bloomFilterBitsPerKey', ...integer(0, 64) },
-  'block-cache-size': { prop: 'blockCacheSize', ...integer(0) },
-  'max-open-files': { prop: 'maxOpenFiles', ...integer(8) },
-  'max-bytes-for-level-base': { prop: 'maxBytesForLevelBase', ...integer(4096) },
-  'max-bytes-for-level-multiplier': { prop: 'maxBytesForLevelMultiplier', ...integer(2) },
-  'target-file-size-base': { prop: 'targetFileSizeBase', ...integer(4096) },
-  'level0-file-num-compaction-trigger': { prop: 'level0FileNumCompactionTrigger', ...integer(1) },
-  'level0-slowdown-writes-trigger': { prop: 'level0SlowdownWritesTrigger', ...integer(1) },
-  'level0-stop-writes-trigger': { prop: 'level0StopWritesTrigger', ...integer(1) },
-  'num-levels': { prop: 'numLevels', ...integer(2, 20) },
-};
 
 /** What `configFromOptions` returns: the env's settings and the tuning options that were given. */
 export interface OptionsConfig {

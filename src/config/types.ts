@@ -1,9 +1,12 @@
+import type { EngineTuning } from '../engine/options.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 
 /** Parsed, validated configuration. TOML names are kebab-case; these are camelCase. */
 export interface TdekvConfig {
   storage: StorageConfig;
   security: SecurityConfig;
+  /** `[engine]`: only the settings given; the engine's defaults fill in the rest. */
+  engine: Partial<EngineTuning>;
 }
 
 export interface StorageConfig {

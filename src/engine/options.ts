@@ -61,7 +61,7 @@ export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
   for (const name of Object.keys(DEFAULT_ENGINE_TUNING) as Array<keyof EngineTuning>) {
     const v = partial[name];
     if (v === undefined) continue;
-    const min = MINIMUMS[name];
+    const min = ENGINE_MINIMUMS[name];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
       throw new TdekvError('CONFIG_INVALID', `engine option ${name} must be an integer >= ${min} (got ${JSON.stringify(v)})`);
     }
@@ -73,7 +73,8 @@ export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
   return t;
 }
 
-const MINIMUMS: Record<keyof EngineTuning, number> = {
+/** Smallest accepted value of each setting (the config schema checks the same bounds). */
+export const ENGINE_MINIMUMS: Readonly<Record<keyof EngineTuning, number>> = {
   writeBufferSize: 4096,
   blockSize: 256,
   blockRestartInterval: 1,
