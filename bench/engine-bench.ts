@@ -11,7 +11,7 @@
  * (a full sync reload would take minutes for the B-tree peers) and the sync mix.
  *
  * Sizes (env): TDEKV_BENCH_KEYS (default 1000000) keys loaded; TDEKV_BENCH_BATCH (1000) puts
- * per batch; TDEKV_BENCH_GETS (1000000) random gets; TDEKV_BENCH_SYNC_KEYS (min(keys,
+ * per batch; TDEKV_BENCH_GETS (500000) random gets; TDEKV_BENCH_SYNC_KEYS (min(keys,
  * 200000)) keys put with sync, at most TDEKV_BENCH_SYNC_SECONDS (60); TDEKV_BENCH_MIX_OPS
  * (500000) and TDEKV_BENCH_MIX_SECONDS (5) bound each mix, whichever comes first.
  * TDEKV_BENCH_ENGINES (comma list, default all: see ENGINES in engine-driver.ts);
@@ -19,6 +19,7 @@
  * measurement; there are no rounds).
  */
 import { fork } from 'node:child_process';
+import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
 import { ENGINES, SUBJECT, type EngineName } from './engine-driver.js';
@@ -62,7 +63,7 @@ function config(): Config {
   return {
     keys,
     batch: intFromEnv('TDEKV_BENCH_BATCH', 1000),
-    gets: intFromEnv('TDEKV_BENCH_GETS', 1_000_000),
+    gets: intFromEnv('TDEKV_BENCH_GETS', 500_000),
     mixOps: intFromEnv('TDEKV_BENCH_MIX_OPS', 500_000),
     mixSeconds: intFromEnv('TDEKV_BENCH_MIX_SECONDS', 5),
     syncKeys: intFromEnv('TDEKV_BENCH_SYNC_KEYS', Math.min(keys, 200_000)),
@@ -137,6 +138,8 @@ type Workload = 'load-nosync' | 'load-sync' | 'gets' | 'scan' | 'mix-nosync' | '
 interface Outcome {
   results: Map<EngineName, ChildResult>;
   errors: Map<EngineName, string>;
+  /** 1-minute load average when each engine's process started and ended: other work on the machine skews numbers. */
+  load: Map<EngineName, [number, number]>;
 }
 
 function measurement(o: Outcome, engine: EngineName, w: Workload): { ops: number; ms: number; note: string } | undefined {
@@ -159,13 +162,17 @@ function measurement(o: Outcome, engine: EngineName, w: Workload): { ops: number
   }
 }
 
+const loadCell = (o: Outcome, engine: EngineName): string => {
+  const l = o.load.get(engine);
+  return l ? `${l[0].toFixed(1)} → ${l[1].toFixed(1)}` : '';
+};
 const opsPerSecond = (m: { ops: number; ms: number }): number => m.ops / (m.ms / 1000);
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const fmtMiB = (bytes: number): string => (bytes / MiB).toFixed(1);
 
 async function run(ctx: BenchContext): Promise<void> {
   const cfg = config();
-  const outcome: Outcome = { results: new Map(), errors: new Map() };
+  const outcome: Outcome = { results: new Map(), errors: new Map(), load: new Map() };
   const n = (x: number): string => x.toLocaleString('en-US');
 
   for (const engine of cfg.engines) {
@@ -182,6 +189,7 @@ async function run(ctx: BenchContext): Promise<void> {
       syncSeconds: cfg.syncSeconds,
     };
     const t = performance.now();
+    const loadBefore = loadavg()[0]!;
     try {
       outcome.results.set(engine, await runChild(ctx, job, cfg.childTimeoutSeconds));
       ctx.progress(`${engine}: done in ${((performance.now() - t) / 1000).toFixed(1)} s`);
@@ -190,6 +198,7 @@ async function run(ctx: BenchContext): Promise<void> {
       outcome.errors.set(engine, message);
       ctx.progress(`${engine}: FAILED: ${message.split('\n')[0]}`);
     } finally {
+      outcome.load.set(engine, [loadBefore, loadavg()[0]!]);
       await ctx.removeTempDir(dir);
     }
   }
@@ -253,7 +262,7 @@ async function run(ctx: BenchContext): Promise<void> {
   for (const engine of cfg.engines) {
     const r = outcome.results.get(engine);
     if (!r) {
-      resourceRows.push([label(engine), encryption(engine), 'failed', '', '', '', '', '']);
+      resourceRows.push([label(engine), encryption(engine), 'failed', '', '', '', '', '', loadCell(outcome, engine)]);
       continue;
     }
     resourceRows.push([
@@ -265,6 +274,7 @@ async function run(ctx: BenchContext): Promise<void> {
       String(r.disk.files),
       (r.openMs / 1000).toFixed(2),
       (r.closeMs / 1000).toFixed(2),
+      loadCell(outcome, engine),
     ]);
   }
   ctx.table({
@@ -274,8 +284,10 @@ async function run(ctx: BenchContext): Promise<void> {
       `  ${fmtMiB((cfg.keys + cfg.syncKeys) * 16)} MiB key array every process holds). disk = the database's files right after the nosync load of`,
       `  ${n(cfg.keys)} keys (${fmtMiB(cfg.keys * 116)} MiB of keys + values): allocated (st_blocks × 512) and apparent (file sizes);`,
       `  tdekv counts its data dir including encryption-meta, not the master key file. close s: after all workloads.`,
+      `loadavg = the machine's 1-minute load average when the engine's process started → ended (${availableParallelism()} cores): well above`,
+      `  0 means other work shared the CPU and that engine's numbers are low by an unknown amount.`,
     ],
-    columns: ['engine', 'encryption at rest', 'peak RSS MiB', 'disk MiB', 'apparent MiB', 'files', 'open s', 'close s'],
+    columns: ['engine', 'encryption at rest', 'peak RSS MiB', 'disk MiB', 'apparent MiB', 'files', 'open s', 'close s', 'loadavg'],
     rows: resourceRows,
   });
 
