@@ -9,6 +9,7 @@ import { silentLogger } from '../log/logger.js';
 import { askConsent } from './consent.js';
 import { encryptionStatus } from '../env/encryption-status.js';
 import { formatStatus } from './status-format.js';
+import { formatVerifyReport, verifyDataDir } from './verify.js';
 
 export interface CtlTarget {
   config: string;
@@ -133,5 +134,24 @@ export async function decryptFile(target: CtlTarget, opts: { path: string; outFi
       await out.close();
     }
     io.err(`decrypted ${rel} (${src.size} bytes) to ${opts.outFile}`);
+  });
+}
+
+/**
+ * Checks every file of the data dir end to end (see verify.ts) and prints one line per
+ * file and a summary. Damage, untracked or missing files make it fail (exit status 1).
+ */
+export async function verify(target: CtlTarget, opts: { json?: boolean }, io: Output): Promise<void> {
+  await withEnv(target, async ({ env }) => {
+    const report = await verifyDataDir(env);
+    if (opts.json) io.out(JSON.stringify(report, null, 2));
+    else for (const line of formatVerifyReport(report)) io.out(line);
+    if (report.damaged > 0) {
+      const bad = [...report.files.filter((f) => !f.ok).map((f) => f.path), ...report.problems];
+      throw new TdekvError(
+        'DATA_CORRUPTED',
+        `verify found ${report.damaged} problem(s) in ${env.dataDir}: ${bad.slice(0, 5).join('; ')}${bad.length > 5 ? '; …' : ''}. Restore damaged or missing files from a backup (encryption-meta/ from the same one); see each line above for the reason`,
+      );
+    }
   });
 }

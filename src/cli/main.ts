@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
-import { decryptFile, dumpFile, dumpKey, status, type CtlTarget, type Output } from './ctl.js';
+import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
 import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
@@ -97,6 +97,12 @@ function program(): Command {
     .requiredOption('--path <path>', 'the data file, relative to the data dir or absolute')
     .requiredOption('--out-file <file>', 'where to write the plaintext (must not exist)')
     .action(async (opts: { path: string; outFile: string }) => decryptFile(target(), opts, io));
+
+  ctl
+    .command('verify')
+    .description('check every file of the data dir: table blocks, log records, CURRENT, manifest, file dictionary coverage')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => verify(target(), opts, io));
 
   return root;
 }
