@@ -238,7 +238,6 @@ describe('engine encryption at rest', () => {
 
   test(
     'rotation without a restart: compactRange also moves MANIFEST and CURRENT to the new key, so the old key retires while the database runs',
-    { todo: 'engine: the manifest (and CURRENT) are rewritten only at open or past 4 MiB, so they keep the old key until a restart' },
     async (t) => {
       const { dataDir, config } = await setup(t);
       const db = await openDb(dataDir, config('aes256-ctr'));

@@ -8,7 +8,7 @@ import type { Block } from './block.js';
 import { isBottommostFor, planFor, pickSizeCompaction, type CompactionPlan } from './compaction-picker.js';
 import { ConcatIterator } from './concat-iterator.js';
 import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
-import { parseFileName, tableName, walName } from './file-names.js';
+import { manifestName, parseFileName, tableName, walName } from './file-names.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import { readLog } from './log-reader.js';
@@ -318,7 +318,7 @@ export class Engine {
    */
   #checkRecoveredFilesExist(names: readonly string[]): void {
     const present = new Set(names);
-    const manifest = `the manifest (CURRENT in ${this.env.dataDir})`;
+    const manifest = `${manifestName(this.#versions.manifestNumber)} (the manifest CURRENT names in ${this.env.dataDir})`;
     const logNumber = this.#versions.logNumber;
     if (logNumber > 0 && !present.has(walName(logNumber))) {
       throw new TdekvError('DATA_CORRUPTED', `${manifest} names write-ahead log ${walName(logNumber)}, which is gone: the manifest lost edits or the log was removed; restore the data dir from a backup`);

@@ -116,7 +116,7 @@ export class VersionSet {
       edit.lastSequence ??= this.lastSequence;
       edit.logNumber ??= this.logNumber;
       const levels = applyEdit(this.#current.levels, edit, this.numLevels, 'a new version edit');
-      if (!this.#manifest || this.#manifest.file.size > MANIFEST_ROLLOVER_BYTES) {
+      if (!this.#manifest || this.#manifest.file.size > MANIFEST_ROLLOVER_BYTES || !this.#onCurrentKey(manifestName(this.manifestNumber))) {
         await this.#startManifest(levels, edit);
       } else {
         await this.#manifest.writer.addRecord(encodeEdit(edit));
@@ -167,6 +167,13 @@ export class VersionSet {
     if (previousNumber > 0 && previousNumber !== number) {
       await this.#env.remove(manifestName(previousNumber)).catch((err: unknown) => this.#logger.warn({ err }, 'could not remove an old manifest'));
     }
+  }
+
+  /** A manifest under an old data key is replaced, so that key can be retired after a rotation. */
+  #onCurrentKey(name: string): boolean {
+    const info = this.#env.fileInfo(name);
+    const current = this.#env.currentDataKey();
+    return info !== undefined && (current ? info.method === current.method && info.keyId === current.id : info.method === 'plaintext');
   }
 
   #install(v: Version): void {

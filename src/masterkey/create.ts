@@ -1,6 +1,5 @@
 import type { MasterKeyConfig } from '../config/types.js';
 import { FileMasterKey } from './file.js';
-import { KmsMasterKey } from './kms.js';
 import type { MasterKey } from './master-key.js';
 import { PlaintextMasterKey } from './plaintext.js';
 
@@ -11,7 +10,10 @@ export async function createMasterKey(config: MasterKeyConfig): Promise<MasterKe
       return new PlaintextMasterKey();
     case 'file':
       return FileMasterKey.load(config.path);
-    case 'kms':
+    case 'kms': {
+      // Loaded on demand: the AWS SDK takes ~0.5 s to load, which every command would pay.
+      const { KmsMasterKey } = await import('./kms.js');
       return new KmsMasterKey(config);
+    }
   }
 }
