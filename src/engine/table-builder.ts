@@ -1,0 +1,219 @@
+import { TdekvError } from '../errors.js';
+import type { EncryptedWritableFile } from '../env/writable-file.js';
+import { BlockBuilder } from './block-builder.js';
+import { BloomHashCollector, buildBloom } from './bloom.js';
+import { MAX_SEQUENCE, TRAILER_BYTES, ValueKind, writeTrailer } from './internal-key.js';
+import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, type BlockHandle, type TableProperties } from './table-format.js';
+
+export interface TableBuilderOptions {
+  blockSize: number;
+  blockRestartInterval: number;
+  /** 0: no filter block. */
+  bloomFilterBitsPerKey: number;
+}
+
+/** Queued blocks are handed to the file in appends of up to this many bytes. */
+const APPEND_BATCH_BYTES = 1 << 20;
+/** Past this many bytes not yet handed to the file, needsDrain asks the caller to await drain(). */
+const HIGH_WATER_BYTES = 4 << 20;
+
+/**
+ * Writes one SSTable (layout in table-format.ts) from entries given in internal-key order.
+ *
+ * add() is synchronous because flush and compaction call it once per entry. Finished blocks
+ * go to a queue that one pump feeds to file.append(), awaiting each append, so at most one
+ * append is ever parked in the file's backpressure (many concurrent un-awaited appends each
+ * re-race the file's in-flight writes, which costs quadratic time once the disk falls
+ * behind). The pump starts when the caller yields; its failure is remembered and thrown by
+ * the next add(), drain() or finish(), so no promise is ever left rejected and unhandled.
+ */
+export class TableBuilder {
+  readonly #file: EncryptedWritableFile;
+  readonly #blockSize: number;
+  readonly #bitsPerKey: number;
+  readonly #data: BlockBuilder;
+  /** One entry per data block, so a seek lands on its block by binary search alone. */
+  readonly #index = new BlockBuilder(1);
+  readonly #hashes: BloomHashCollector | undefined;
+  /** Blocks (with trailers) not yet handed to the file, in file order. */
+  #queue: Buffer[] = [];
+  #queuedBytes = 0;
+  #pump: Promise<void> | undefined;
+  #error: unknown;
+  #offset = 0;
+  #dataBytes = 0;
+  #entries = 0;
+  #deletions = 0;
+  /** The key being added and the previous one; swapped after each add, so neither is copied. */
+  #key: Buffer = Buffer.allocUnsafe(256);
+  #prev: Buffer = Buffer.allocUnsafe(256);
+  #prevLength = 0;
+  #prevSeq = 0;
+  #smallest: Buffer | undefined;
+  readonly #handleScratch = Buffer.allocUnsafe(20);
+  #state: 'open' | 'finishing' | 'done' = 'open';
+
+  constructor(file: EncryptedWritableFile, options: TableBuilderOptions) {
+    if (!(options.blockSize > 0)) throw new TdekvError('INVALID_ARGUMENT', `blockSize must be positive (got ${options.blockSize})`);
+    if (!Number.isInteger(options.blockRestartInterval) || options.blockRestartInterval < 1) {
+      throw new TdekvError('INVALID_ARGUMENT', `blockRestartInterval must be a positive integer (got ${options.blockRestartInterval})`);
+    }
+    if (!(options.bloomFilterBitsPerKey >= 0)) throw new TdekvError('INVALID_ARGUMENT', `bloomFilterBitsPerKey must be 0 or more (got ${options.bloomFilterBitsPerKey})`);
+    this.#file = file;
+    this.#blockSize = options.blockSize;
+    this.#bitsPerKey = options.bloomFilterBitsPerKey;
+    this.#data = new BlockBuilder(options.blockRestartInterval, options.blockSize + 1024);
+    this.#hashes = options.bloomFilterBitsPerKey > 0 ? new BloomHashCollector() : undefined;
+  }
+
+  get entries(): number {
+    return this.#entries;
+  }
+
+  get path(): string {
+    return this.#file.path;
+  }
+
+  /** Bytes handed to the file so far plus the block being built: where compaction cuts files. */
+  get approximateSize(): number {
+    return this.#offset + this.#data.currentSizeEstimate();
+  }
+
+  add(userKey: Buffer, seq: number, kind: ValueKind, value: Buffer): void {
+    if (this.#state !== 'open') throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: add() after finish() or abandon()`);
+    if (this.#error !== undefined) throw this.#error;
+    if (!(seq >= 0 && seq <= MAX_SEQUENCE) || (kind !== ValueKind.Value && kind !== ValueKind.Deletion)) {
+      throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: invalid entry (seq ${seq}, kind ${kind})`);
+    }
+    const n = userKey.length;
+    let newUserKey = true;
+    if (this.#entries > 0) {
+      const c = userKey.compare(this.#prev, 0, this.#prevLength - TRAILER_BYTES);
+      if (c < 0 || (c === 0 && seq >= this.#prevSeq)) {
+        throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: entries must be added in internal-key order (user key ascending, sequence descending); entry ${this.#entries} (seq ${seq}) is not after the previous one (seq ${this.#prevSeq})`);
+      }
+      newUserKey = c !== 0;
+    }
+    if (this.#key.length < n + TRAILER_BYTES) this.#key = Buffer.allocUnsafe(Math.max(n + TRAILER_BYTES, this.#key.length * 2));
+    userKey.copy(this.#key, 0);
+    writeTrailer(this.#key, n, seq, kind);
+    const ikey = this.#key.subarray(0, n + TRAILER_BYTES);
+    if (this.#entries === 0) this.#smallest = Buffer.from(ikey);
+    // Versions of one key share a filter entry: the filter answers for user keys.
+    if (newUserKey) this.#hashes?.add(userKey);
+    this.#data.add(ikey, value);
+    this.#entries++;
+    if (kind === ValueKind.Deletion) this.#deletions++;
+
+    const swap = this.#prev;
+    this.#prev = this.#key;
+    this.#key = swap;
+    this.#prevLength = n + TRAILER_BYTES;
+    this.#prevSeq = seq;
+
+    if (this.#data.currentSizeEstimate() >= this.#blockSize) this.#flushDataBlock();
+  }
+
+  /** Bytes of finished blocks the file has not accepted yet (memory held by the queue). */
+  get pendingBytes(): number {
+    return this.#queuedBytes;
+  }
+
+  /** True when the caller should `await drain()` before adding more (the queue holds over 4 MiB). */
+  get needsDrain(): boolean {
+    return this.#queuedBytes >= HIGH_WATER_BYTES;
+  }
+
+  /**
+   * Waits until the file has accepted every finished block (its own write-behind and
+   * backpressure apply from there). Long flushes and compactions await it whenever
+   * needsDrain is true: until the caller yields, finished blocks only queue in memory.
+   */
+  async drain(): Promise<void> {
+    while (this.#pump !== undefined) await this.#pump;
+    if (this.#error !== undefined) throw this.#error;
+  }
+
+  /** Writes the rest of the table, makes it durable and closes the file. */
+  async finish(): Promise<TableProperties> {
+    if (this.#state !== 'open') throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: finish() called twice or after abandon()`);
+    if (this.#error !== undefined) throw this.#error;
+    this.#state = 'finishing';
+    if (!this.#data.empty) this.#flushDataBlock();
+    this.#dataBytes = this.#offset;
+
+    let filter: BlockHandle = { offset: 0, size: 0 };
+    if (this.#hashes) filter = this.#writeBlock(buildBloom(this.#hashes.hashes(), this.#bitsPerKey));
+    const smallest = this.#smallest ?? Buffer.alloc(0);
+    const largest = this.#entries > 0 ? Buffer.from(this.#prev.subarray(0, this.#prevLength)) : Buffer.alloc(0);
+    const stored = { entries: this.#entries, deletions: this.#deletions, dataBytes: this.#dataBytes, smallest, largest };
+    const properties = this.#writeBlock(encodeProperties(stored));
+    const index = this.#writeBlock(this.#index.finish());
+    this.#append(encodeFooter({ filter, index, properties }));
+
+    await this.drain();
+    await this.#file.sync();
+    await this.#file.close();
+    this.#state = 'done';
+    return { ...stored, fileSize: this.#offset };
+  }
+
+  /** Closes the file without completing the table; the caller removes it. */
+  async abandon(): Promise<void> {
+    this.#state = 'done';
+    // Blocks not handed to the file yet are dropped rather than written for nothing.
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    while (this.#pump !== undefined) await this.#pump;
+    try {
+      await this.#file.close();
+    } catch {
+      // The file is being thrown away: a failed write in it changes nothing.
+    }
+  }
+
+  #flushDataBlock(): void {
+    const handle = this.#writeBlock(this.#data.finish());
+    this.#data.reset();
+    // Keyed by the block's last key: the first block whose key is >= a target holds it.
+    const end = putBlockHandle(this.#handleScratch, 0, handle);
+    this.#index.add(this.#prev.subarray(0, this.#prevLength), this.#handleScratch.subarray(0, end));
+  }
+
+  #writeBlock(contents: Buffer): BlockHandle {
+    const handle = { offset: this.#offset, size: contents.length };
+    this.#append(blockWithTrailer(contents));
+    return handle;
+  }
+
+  #append(bytes: Buffer): void {
+    this.#offset += bytes.length;
+    this.#queue.push(bytes);
+    this.#queuedBytes += bytes.length;
+    this.#pump ??= this.#runPump();
+  }
+
+  /** Never rejects: a failure is kept in #error for the caller's next call. */
+  async #runPump(): Promise<void> {
+    // Starts after the synchronous caller yields, so many small blocks make one append.
+    await undefined;
+    try {
+      while (this.#queue.length > 0 && this.#error === undefined) await this.#file.append(this.#takeBatch());
+    } catch (err) {
+      this.#error ??= err;
+      this.#queue = [];
+      this.#queuedBytes = 0;
+    } finally {
+      this.#pump = undefined;
+    }
+  }
+
+  #takeBatch(): Buffer {
+    let n = 0;
+    let bytes = 0;
+    while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.length <= APPEND_BATCH_BYTES)) bytes += this.#queue[n++]!.length;
+    const parts = this.#queue.splice(0, n);
+    this.#queuedBytes -= bytes;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+  }
+}

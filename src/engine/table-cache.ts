@@ -1,0 +1,105 @@
+import { TdekvError } from '../errors.js';
+import type { EncryptedReadableFile } from '../env/readable-file.js';
+import type { Block } from './block.js';
+import type { InternalIterator } from './iterator.js';
+import { LruCache } from './lru-cache.js';
+import { TableReader, blockCachePrefix } from './table-reader.js';
+
+/**
+ * Opens a table file synchronously. The engine supplies it: gets and iterators are
+ * synchronous, so a table that is not open yet must be opened without awaiting.
+ */
+export type TableOpener = (fileNumber: number) => EncryptedReadableFile;
+
+export interface TableCacheOptions {
+  /** Open tables kept (at least 1 is always kept: the one just opened is in use). */
+  maxOpenFiles: number;
+  blockCache: LruCache<Block>;
+}
+
+/**
+ * Bounds the number of open tables (each holds a descriptor, its index and its filter).
+ * Iterators pin their table: a table evicted while an iterator reads it is closed when the
+ * last such iterator closes, not under it.
+ */
+export class TableCache {
+  readonly #openFile: TableOpener;
+  readonly #blockCache: LruCache<Block>;
+  readonly #tables: LruCache<TableReader>;
+  /** Open iterators per table. */
+  readonly #pins = new Map<TableReader, number>();
+  /** Tables dropped from the cache while pinned: closed at their last unpin. */
+  readonly #retired = new Set<TableReader>();
+  #closed = false;
+
+  constructor(openFile: TableOpener, options: TableCacheOptions) {
+    this.#openFile = openFile;
+    this.#blockCache = options.blockCache;
+    this.#tables = new LruCache<TableReader>(Math.max(1, options.maxOpenFiles), (_key, reader) => this.#dropped(reader));
+  }
+
+  /** Tables held open by the cache (pinned tables already evicted not included). */
+  get openTables(): number {
+    return this.#tables.size;
+  }
+
+  /**
+   * The open table, opening it on a miss. Use the reader synchronously: a later call may
+   * evict and close it. For reads that span awaits, use iterator().
+   */
+  get(fileNumber: number): TableReader {
+    this.#check();
+    const key = String(fileNumber);
+    const cached = this.#tables.get(key);
+    if (cached !== undefined) return cached;
+    const reader = TableReader.open(this.#openFile(fileNumber), fileNumber, this.#blockCache);
+    this.#tables.set(key, reader, 1);
+    return reader;
+  }
+
+  /** A cursor over the table that keeps it open until the cursor is closed. */
+  iterator(fileNumber: number): InternalIterator {
+    const reader = this.get(fileNumber);
+    this.#pins.set(reader, (this.#pins.get(reader) ?? 0) + 1);
+    return reader.iterator(() => this.#unpin(reader));
+  }
+
+  /**
+   * Forgets a table whose file is being deleted: closes it (once unpinned) and drops its
+   * blocks from the block cache. Scans the block cache, so call it per deleted file, not
+   * per read.
+   */
+  evict(fileNumber: number): void {
+    this.#tables.delete(String(fileNumber));
+    this.#blockCache.deleteWhere(blockCachePrefix(fileNumber));
+  }
+
+  /** Closes every table, pinned or not: close iterators first. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#tables.clear();
+    for (const reader of this.#retired) reader.close();
+    this.#retired.clear();
+    this.#pins.clear();
+  }
+
+  #dropped(reader: TableReader): void {
+    if (this.#pins.has(reader)) this.#retired.add(reader);
+    else reader.close();
+  }
+
+  #unpin(reader: TableReader): void {
+    const n = (this.#pins.get(reader) ?? 1) - 1;
+    if (n > 0) {
+      this.#pins.set(reader, n);
+      return;
+    }
+    this.#pins.delete(reader);
+    if (this.#retired.delete(reader)) reader.close();
+  }
+
+  #check(): void {
+    if (this.#closed) throw new TdekvError('CLOSED', 'the table cache is closed');
+  }
+}

@@ -1,0 +1,321 @@
+import type { EncryptedReadableFile } from '../env/readable-file.js';
+import { Block, BlockIterator } from './block.js';
+import { bloomMayContain } from './bloom.js';
+import { compareInternalKeys, ValueKind, TRAILER_BYTES } from './internal-key.js';
+import type { InternalIterator } from './iterator.js';
+import type { LruCache } from './lru-cache.js';
+import {
+  BLOCK_TRAILER_BYTES,
+  FOOTER_BYTES,
+  decodeBlockHandle,
+  decodeFooter,
+  decodeProperties,
+  tableCorrupted,
+  verifyBlock,
+  type BlockHandle,
+  type Footer,
+  type TableProperties,
+} from './table-format.js';
+
+export interface TableGetResult {
+  kind: ValueKind;
+  value: Buffer;
+  seq: number;
+}
+
+/** An empty block (one restart point at 0, no entries): what a table cursor holds between blocks. */
+const EMPTY_BLOCK = new Block(Buffer.from([0, 0, 0, 0, 1, 0, 0, 0]), '(none)', 0);
+
+/**
+ * An open SSTable. The footer, index, filter and properties are read and verified once at
+ * open and kept; data blocks are read on demand through the shared block cache. Reads are
+ * synchronous preads of page-cached files (see EncryptedReadableFile.readSync): a get
+ * costs a bloom probe, two binary searches and at most one block read.
+ */
+export class TableReader {
+  readonly file: EncryptedReadableFile;
+  readonly fileNumber: number;
+  readonly properties: TableProperties;
+  readonly #footer: Footer;
+  readonly #index: Block;
+  readonly #filter: Buffer | undefined;
+  readonly #blockCache: LruCache<Block>;
+  readonly #cachePrefix: string;
+  /** Where data blocks must end: a handle past it is damage, not a read past the data. */
+  readonly #dataLimit: number;
+  /** Cursors reused by get(), which is synchronous and so never re-entered. */
+  readonly #indexCursor: BlockIterator;
+  readonly #dataCursor: BlockIterator;
+
+  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: LruCache<Block>, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties) {
+    this.file = file;
+    this.fileNumber = fileNumber;
+    this.#blockCache = blockCache;
+    this.#cachePrefix = blockCachePrefix(fileNumber);
+    this.#footer = footer;
+    this.#index = index;
+    this.#filter = filter;
+    this.properties = properties;
+    this.#dataLimit = file.size - FOOTER_BYTES;
+    this.#indexCursor = index.iterator();
+    this.#dataCursor = EMPTY_BLOCK.iterator();
+  }
+
+  /** Opens a table; takes ownership of `file` (closed here if the table cannot be opened). */
+  static open(file: EncryptedReadableFile, fileNumber: number, blockCache: LruCache<Block>): TableReader {
+    try {
+      if (file.size < FOOTER_BYTES) throw tableCorrupted(file.path, `it is ${file.size} bytes, too small to be a table (the footer alone is ${FOOTER_BYTES})`);
+      const footer = decodeFooter(file.readSync(file.size - FOOTER_BYTES, FOOTER_BYTES), file.size, file.path);
+      const index = new Block(readVerified(file, footer.index), file.path, footer.index.offset);
+      const filter = footer.filter.size > 0 ? readVerified(file, footer.filter) : undefined;
+      const stored = decodeProperties(readVerified(file, footer.properties), file.path);
+      return new TableReader(file, fileNumber, blockCache, footer, index, filter, { ...stored, fileSize: file.size });
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  get path(): string {
+    return this.file.path;
+  }
+
+  /** False: the table certainly has no entry for `userKey`. */
+  mayContain(userKey: Uint8Array): boolean {
+    return this.#filter === undefined || bloomMayContain(this.#filter, userKey);
+  }
+
+  /**
+   * The newest entry for `userKey` with sequence <= seq, deletions included (a deletion
+   * here hides older versions in deeper levels).
+   */
+  get(userKey: Uint8Array, seq: number): TableGetResult | undefined {
+    if (this.#filter !== undefined && !bloomMayContain(this.#filter, userKey)) return undefined;
+    const idx = this.#indexCursor;
+    idx.seek(userKey, seq);
+    if (!idx.valid()) return undefined;
+    const it = this.#dataCursor;
+    it.reset(this.readBlock(this.handleAt(idx)));
+    it.seek(userKey, seq);
+    if (!it.valid() || it.compareUserKey(userKey) !== 0) return undefined;
+    return { kind: it.kind(), value: it.value(), seq: it.seq() };
+  }
+
+  /** A data block, from the block cache or read, verified and cached. */
+  readBlock(handle: BlockHandle): Block {
+    const key = this.#cachePrefix + handle.offset;
+    const cached = this.#blockCache.get(key);
+    if (cached !== undefined) return cached;
+    const block = this.#readDataBlock(handle);
+    this.#blockCache.set(key, block, block.size);
+    return block;
+  }
+
+  /** The data block handle held by an index cursor's current entry. */
+  handleAt(indexCursor: BlockIterator): BlockHandle {
+    const start = indexCursor.valueOffset;
+    return decodeBlockHandle(indexCursor.block.data, start, start + indexCursor.valueLength, this.file.path, `the index entry at offset ${start} of the index block`);
+  }
+
+  /** A two-level cursor: index entries select data blocks. `onClose` runs once, at close(). */
+  iterator(onClose?: () => void): InternalIterator {
+    return new TableIterator(this, this.#index.iterator(), onClose);
+  }
+
+  /**
+   * Reads every block past the cache and checks checksums, key order (within and across
+   * blocks), index keys, the filter and the properties: for `tdekv ctl verify`.
+   */
+  verifyAll(): { blocks: number; entries: number } {
+    const path = this.file.path;
+    const footer = decodeFooter(this.file.readSync(this.file.size - FOOTER_BYTES, FOOTER_BYTES), this.file.size, path);
+    const index = new Block(readVerified(this.file, footer.index), path, footer.index.offset);
+    const filter = footer.filter.size > 0 ? readVerified(this.file, footer.filter) : undefined;
+    const props = decodeProperties(readVerified(this.file, footer.properties), path);
+    const metaBlocks = filter ? 3 : 2;
+    let dataBlocks = 0;
+    let entries = 0;
+    let deletions = 0;
+    let expectedOffset = 0;
+    let prevKey: Buffer | undefined;
+    let prevIndexKey: Buffer | undefined;
+    let smallest: Buffer | undefined;
+    const idx = index.iterator();
+    for (idx.seekToFirst(); idx.valid(); idx.next()) {
+      const indexKey = Buffer.from(idx.internalKeyView());
+      if (prevIndexKey && compareInternalKeys(prevIndexKey, indexKey) >= 0) throw tableCorrupted(path, `index entries are out of order at data block ${dataBlocks}`);
+      const handle = this.handleAt(idx);
+      if (handle.offset !== expectedOffset) throw tableCorrupted(path, `the index points at a block at offset ${handle.offset} where the next data block is at ${expectedOffset}`);
+      const block = this.#readDataBlock(handle);
+      expectedOffset = handle.offset + handle.size + BLOCK_TRAILER_BYTES;
+      const it = block.iterator();
+      let inBlock = 0;
+      for (it.seekToFirst(); it.valid(); it.next()) {
+        const key = Buffer.from(it.internalKeyView());
+        const kind = it.kind();
+        if (kind !== ValueKind.Value && kind !== ValueKind.Deletion) throw tableCorrupted(path, `block at offset ${handle.offset} holds an entry of unknown kind ${kind}`);
+        if (prevKey && compareInternalKeys(prevKey, key) >= 0) throw tableCorrupted(path, `block at offset ${handle.offset}: keys are out of order`);
+        if (prevIndexKey && inBlock === 0 && compareInternalKeys(prevIndexKey, key) >= 0) throw tableCorrupted(path, `block at offset ${handle.offset} starts before its index entry's predecessor`);
+        if (filter && !bloomMayContain(filter, key.subarray(0, key.length - TRAILER_BYTES))) throw tableCorrupted(path, `the filter misses a key of block at offset ${handle.offset}`);
+        smallest ??= key;
+        prevKey = key;
+        if (kind === ValueKind.Deletion) deletions++;
+        inBlock++;
+        entries++;
+      }
+      if (inBlock === 0) throw tableCorrupted(path, `block at offset ${handle.offset} is empty`);
+      if (compareInternalKeys(prevKey!, indexKey) > 0) throw tableCorrupted(path, `block at offset ${handle.offset} holds keys past its index entry`);
+      prevIndexKey = indexKey;
+      dataBlocks++;
+    }
+    // Keys are user data: messages name what differs, never the bytes.
+    const mismatch = (what: string): never => {
+      throw tableCorrupted(path, `its properties disagree with its blocks about ${what}`);
+    };
+    if (props.entries !== entries) mismatch(`the entry count (${props.entries} stored, ${entries} found)`);
+    if (props.deletions !== deletions) mismatch(`the deletion count (${props.deletions} stored, ${deletions} found)`);
+    if (props.dataBytes !== expectedOffset) mismatch(`the data size (${props.dataBytes} stored, ${expectedOffset} found)`);
+    if (!props.smallest.equals(smallest ?? Buffer.alloc(0))) mismatch('the smallest key');
+    if (!props.largest.equals(prevKey ?? Buffer.alloc(0))) mismatch('the largest key');
+    return { blocks: metaBlocks + dataBlocks, entries };
+  }
+
+  close(): void {
+    this.file.close();
+  }
+
+  /** Handles of the metadata blocks (for tools). */
+  get footer(): Footer {
+    return this.#footer;
+  }
+
+  #readDataBlock(handle: BlockHandle): Block {
+    if (handle.offset + handle.size + BLOCK_TRAILER_BYTES > this.#dataLimit) {
+      throw tableCorrupted(this.file.path, `the index points at a block (offset ${handle.offset}, ${handle.size} bytes) outside the file`);
+    }
+    return new Block(readVerified(this.file, handle), this.file.path, handle.offset);
+  }
+}
+
+/** Block cache keys of a table start with this, so evicting a table can drop its blocks. */
+export function blockCachePrefix(fileNumber: number): string {
+  return `${fileNumber}:`;
+}
+
+function readVerified(file: EncryptedReadableFile, handle: BlockHandle): Buffer {
+  // readSync returns a fresh buffer (decryption writes a new one), so the block may keep it.
+  return verifyBlock(file.readSync(handle.offset, handle.size + BLOCK_TRAILER_BYTES), handle, file.path);
+}
+
+/**
+ * Index entries select data blocks; one block cursor is re-pointed from block to block.
+ * Invariant after every move: the data cursor is valid, or the index cursor is not.
+ */
+class TableIterator implements InternalIterator {
+  readonly #table: TableReader;
+  readonly #index: BlockIterator;
+  readonly #data: BlockIterator;
+  #blockOffset = -1;
+  #onClose: (() => void) | undefined;
+
+  constructor(table: TableReader, index: BlockIterator, onClose: (() => void) | undefined) {
+    this.#table = table;
+    this.#index = index;
+    this.#data = EMPTY_BLOCK.iterator();
+    this.#onClose = onClose;
+  }
+
+  valid(): boolean {
+    return this.#data.valid();
+  }
+
+  seekToFirst(): void {
+    this.#index.seekToFirst();
+    if (this.#load()) this.#data.seekToFirst();
+    this.#skipForward();
+  }
+
+  seekToLast(): void {
+    this.#index.seekToLast();
+    if (this.#load()) this.#data.seekToLast();
+    this.#skipBackward();
+  }
+
+  seek(userKey: Uint8Array, seq: number): void {
+    this.#index.seek(userKey, seq);
+    if (this.#load()) this.#data.seek(userKey, seq);
+    this.#skipForward();
+  }
+
+  seekForPrev(userKey: Uint8Array, seq: number): void {
+    // The first block whose last key is >= the target holds the answer, or its predecessor does.
+    this.#index.seek(userKey, seq);
+    if (!this.#index.valid()) this.#index.seekToLast();
+    if (this.#load()) this.#data.seekForPrev(userKey, seq);
+    this.#skipBackward();
+  }
+
+  next(): void {
+    this.#data.next();
+    this.#skipForward();
+  }
+
+  prev(): void {
+    this.#data.prev();
+    this.#skipBackward();
+  }
+
+  userKey(): Buffer {
+    return this.#data.userKey();
+  }
+
+  seq(): number {
+    return this.#data.seq();
+  }
+
+  kind(): ValueKind {
+    return this.#data.kind();
+  }
+
+  value(): Buffer {
+    return this.#data.value();
+  }
+
+  close(): void {
+    this.#index.close();
+    this.#data.reset(EMPTY_BLOCK);
+    this.#blockOffset = -1;
+    const onClose = this.#onClose;
+    this.#onClose = undefined;
+    onClose?.();
+  }
+
+  /** Points the data cursor at the index cursor's block; false when the index cursor is done. */
+  #load(): boolean {
+    if (!this.#index.valid()) {
+      this.#data.reset(EMPTY_BLOCK);
+      this.#blockOffset = -1;
+      return false;
+    }
+    const handle = this.#table.handleAt(this.#index);
+    if (handle.offset !== this.#blockOffset) {
+      this.#data.reset(this.#table.readBlock(handle));
+      this.#blockOffset = handle.offset;
+    }
+    return true;
+  }
+
+  #skipForward(): void {
+    while (!this.#data.valid() && this.#index.valid()) {
+      this.#index.next();
+      if (this.#load()) this.#data.seekToFirst();
+    }
+  }
+
+  #skipBackward(): void {
+    while (!this.#data.valid() && this.#index.valid()) {
+      this.#index.prev();
+      if (this.#load()) this.#data.seekToLast();
+    }
+  }
+}
