@@ -2,7 +2,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { BlockBuilder } from '../src/engine/block-builder.js';
-import { Block, BlockIterator, compareBytes } from '../src/engine/block.js';
+import { Block, BlockIterator } from '../src/engine/block.js';
+import { compareBytes } from '../src/engine/compare-bytes.js';
 import { compareKeySeq, encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/internal-key.js';
 import { expectCode } from './support/fs-helpers.js';
 

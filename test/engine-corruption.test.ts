@@ -6,7 +6,7 @@ import type { EncryptionConfig } from '../src/config/types.js';
 import { Block } from '../src/engine/block.js';
 import { Engine } from '../src/engine/engine.js';
 import { RECORD_HEADER_BYTES } from '../src/engine/log-format.js';
-import { LruCache } from '../src/engine/lru-cache.js';
+import { BlockCache } from '../src/engine/block-cache.js';
 import type { EngineTuning } from '../src/engine/options.js';
 import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, verifyBlock } from '../src/engine/table-format.js';
 import { TableReader } from '../src/engine/table-reader.js';
@@ -121,7 +121,7 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     // The block layout, to name each case's region and to check that the sample covers them all.
     const regions: Array<{ name: string; start: number; end: number }> = [];
     {
-      const reader = TableReader.open(env.openReadSync(table), Number(table.slice(0, 6)), new LruCache<Block>(0));
+      const reader = TableReader.open(env.openReadSync(table), Number(table.slice(0, 6)), new BlockCache(0));
       try {
         const { footer, file } = reader;
         const index = new Block(verifyBlock(file.readSync(footer.index.offset, footer.index.size + BLOCK_TRAILER_BYTES), footer.index, table), table, footer.index.offset);

@@ -7,8 +7,7 @@ import { TdekvError } from '../errors.js';
 import type { FileInfo } from '../keys/file-dictionary-format.js';
 import { CURRENT, parseFileName, tableName } from '../engine/file-names.js';
 import { readLog } from '../engine/log-reader.js';
-import { LruCache } from '../engine/lru-cache.js';
-import type { Block } from '../engine/block.js';
+import { BlockCache } from '../engine/block-cache.js';
 import { TableReader } from '../engine/table-reader.js';
 import { decodeEdit, type FileMeta } from '../engine/version-edit.js';
 import { decodeBatch } from '../engine/write-batch.js';
@@ -89,7 +88,7 @@ function checkFile(env: EncryptedEnv, verdict: FileVerdict, info: FileInfo, mani
   const parsed = parseFileName(verdict.path);
   switch (verdict.kind) {
     case 'table': {
-      const reader = TableReader.open(env.openReadSync(verdict.path), parsed!.number, new LruCache<Block>(0));
+      const reader = TableReader.open(env.openReadSync(verdict.path), parsed!.number, new BlockCache(0));
       try {
         const { blocks, entries } = reader.verifyAll();
         return `${blocks} blocks, ${entries} entries`;

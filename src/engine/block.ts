@@ -2,6 +2,7 @@ import type { TdekvError } from '../errors.js';
 import { TRAILER_BYTES, trailerSeq, type ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import { tableCorrupted } from './table-format.js';
+import { compareBytes } from './compare-bytes.js';
 
 /**
  * A parsed block (see BlockBuilder for the layout): its contents, already checksum-verified,
@@ -53,28 +54,6 @@ export class Block {
   corrupt(detail: string): TdekvError {
     return tableCorrupted(this.path, `block at offset ${this.offset}: ${detail}`);
   }
-}
-
-/** Bytes compared in JS before handing the rest to the native compare. */
-const JS_COMPARE_BYTES = 32;
-
-/**
- * Bytewise order of buf[start, end) against target, without allocating. Buffer#compare
- * costs ~150 ns of call overhead, several times a JS loop over a typical key's first
- * differing bytes, and a get makes ~25 comparisons; long equal prefixes still go native.
- */
-export function compareBytes(buf: Buffer, start: number, end: number, target: Uint8Array): number {
-  const n1 = end - start;
-  const n2 = target.length;
-  const n = n1 < n2 ? n1 : n2;
-  const m = n < JS_COMPARE_BYTES ? n : JS_COMPARE_BYTES;
-  for (let i = 0; i < m; i++) {
-    const a = buf[start + i]!;
-    const b = target[i]!;
-    if (a !== b) return a < b ? -1 : 1;
-  }
-  if (n > JS_COMPARE_BYTES) return buf.compare(target, JS_COMPARE_BYTES, n2, start + JS_COMPARE_BYTES, end);
-  return n1 < n2 ? -1 : n1 > n2 ? 1 : 0;
 }
 
 /** Set by varintAt: the offset after the varint it decoded (saves an object per decode). */

@@ -4,7 +4,7 @@ import type { EncryptedEnv } from '../env/encrypted-env.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
-import type { Block } from './block.js';
+import { BlockCache } from './block-cache.js';
 import { isBottommostFor, planFor, pickSizeCompaction, type CompactionPlan } from './compaction-picker.js';
 import { ConcatIterator } from './concat-iterator.js';
 import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
@@ -13,7 +13,6 @@ import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import { readLog } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
-import { LruCache } from './lru-cache.js';
 import { Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
 import { resolveTuning, type EngineOptions, type EngineTuning } from './options.js';
@@ -62,7 +61,7 @@ export class Engine {
   readonly tuning: EngineTuning;
   readonly #logger: Logger;
   readonly #versions: VersionSet;
-  readonly #blockCache: LruCache<Block>;
+  readonly #blockCache: BlockCache;
   readonly #tables: TableCache;
   readonly #snapshots = new SnapshotList();
   readonly #compactionMutex = new Mutex();
@@ -87,7 +86,7 @@ export class Engine {
     this.#logger = logger;
     this.tuning = tuning;
     this.#versions = versions;
-    this.#blockCache = new LruCache<Block>(tuning.blockCacheSize);
+    this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
   }
 

@@ -1,9 +1,9 @@
 import { TdekvError } from '../errors.js';
 import type { EncryptedReadableFile } from '../env/readable-file.js';
-import type { Block } from './block.js';
 import type { InternalIterator } from './iterator.js';
 import { LruCache } from './lru-cache.js';
-import { TableReader, blockCachePrefix } from './table-reader.js';
+import { TableReader } from './table-reader.js';
+import type { BlockCache } from './block-cache.js';
 
 /**
  * Opens a table file synchronously. The engine supplies it: gets and iterators are
@@ -14,7 +14,7 @@ export type TableOpener = (fileNumber: number) => EncryptedReadableFile;
 export interface TableCacheOptions {
   /** Open tables kept (at least 1 is always kept: the one just opened is in use). */
   maxOpenFiles: number;
-  blockCache: LruCache<Block>;
+  blockCache: BlockCache;
 }
 
 /**
@@ -24,7 +24,7 @@ export interface TableCacheOptions {
  */
 export class TableCache {
   readonly #openFile: TableOpener;
-  readonly #blockCache: LruCache<Block>;
+  readonly #blockCache: BlockCache;
   readonly #tables: LruCache<TableReader>;
   /** Open iterators per table. */
   readonly #pins = new Map<TableReader, number>();
@@ -71,7 +71,7 @@ export class TableCache {
    */
   evict(fileNumber: number): void {
     this.#tables.delete(String(fileNumber));
-    this.#blockCache.deleteWhere(blockCachePrefix(fileNumber));
+    this.#blockCache.evictFile(fileNumber);
   }
 
   /** Closes every table, pinned or not: close iterators first. */

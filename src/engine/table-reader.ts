@@ -3,7 +3,7 @@ import { Block, BlockIterator } from './block.js';
 import { bloomMayContain } from './bloom.js';
 import { compareInternalKeys, ValueKind, TRAILER_BYTES } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
-import type { LruCache } from './lru-cache.js';
+import type { BlockCache } from './block-cache.js';
 import {
   BLOCK_TRAILER_BYTES,
   FOOTER_BYTES,
@@ -39,19 +39,17 @@ export class TableReader {
   readonly #footer: Footer;
   readonly #index: Block;
   readonly #filter: Buffer | undefined;
-  readonly #blockCache: LruCache<Block>;
-  readonly #cachePrefix: string;
+  readonly #blockCache: BlockCache;
   /** Where data blocks must end: a handle past it is damage, not a read past the data. */
   readonly #dataLimit: number;
   /** Cursors reused by get(), which is synchronous and so never re-entered. */
   readonly #indexCursor: BlockIterator;
   readonly #dataCursor: BlockIterator;
 
-  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: LruCache<Block>, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties) {
+  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties) {
     this.file = file;
     this.fileNumber = fileNumber;
     this.#blockCache = blockCache;
-    this.#cachePrefix = blockCachePrefix(fileNumber);
     this.#footer = footer;
     this.#index = index;
     this.#filter = filter;
@@ -62,7 +60,7 @@ export class TableReader {
   }
 
   /** Opens a table; takes ownership of `file` (closed here if the table cannot be opened). */
-  static open(file: EncryptedReadableFile, fileNumber: number, blockCache: LruCache<Block>): TableReader {
+  static open(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache): TableReader {
     try {
       if (file.size < FOOTER_BYTES) throw tableCorrupted(file.path, `it is ${file.size} bytes, too small to be a table (the footer alone is ${FOOTER_BYTES})`);
       const footer = decodeFooter(file.readSync(file.size - FOOTER_BYTES, FOOTER_BYTES), file.size, file.path);
@@ -103,11 +101,10 @@ export class TableReader {
 
   /** A data block, from the block cache or read, verified and cached. */
   readBlock(handle: BlockHandle): Block {
-    const key = this.#cachePrefix + handle.offset;
-    const cached = this.#blockCache.get(key);
+    const cached = this.#blockCache.get(this.fileNumber, handle.offset);
     if (cached !== undefined) return cached;
     const block = this.#readDataBlock(handle);
-    this.#blockCache.set(key, block, block.size);
+    this.#blockCache.set(this.fileNumber, handle.offset, block, block.size);
     return block;
   }
 
@@ -197,10 +194,6 @@ export class TableReader {
   }
 }
 
-/** Block cache keys of a table start with this, so evicting a table can drop its blocks. */
-export function blockCachePrefix(fileNumber: number): string {
-  return `${fileNumber}:`;
-}
 
 function readVerified(file: EncryptedReadableFile, handle: BlockHandle): Buffer {
   // readSync returns a fresh buffer (decryption writes a new one), so the block may keep it.

@@ -1,14 +1,15 @@
+import { compareBytes } from './compare-bytes.js';
 import { TRAILER_BYTES } from './internal-key.js';
 import type { FileMeta } from './version-edit.js';
 
 /** Bytewise compare of the user-key part of an internal key against a user key. */
 export function compareUserKeyOf(ikey: Buffer, userKey: Buffer): number {
-  return -userKey.compare(ikey, 0, ikey.length - TRAILER_BYTES);
+  return compareBytes(ikey, 0, ikey.length - TRAILER_BYTES, userKey);
 }
 
 /** Compare of two internal keys' user-key parts. */
 export function compareUserParts(a: Buffer, b: Buffer): number {
-  return a.compare(b, 0, b.length - TRAILER_BYTES, 0, a.length - TRAILER_BYTES);
+  return compareBytes(a, 0, a.length - TRAILER_BYTES, b.subarray(0, b.length - TRAILER_BYTES));
 }
 
 /**
