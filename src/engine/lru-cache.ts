@@ -12,14 +12,14 @@ interface Entry<V> {
  * replaced, deleted, cleared, or refused because it alone exceeds the capacity), so a
  * cache of open tables can close exactly the readers it drops.
  */
-export class LruCache<V> {
-  readonly #map = new Map<string, Entry<V>>();
+export class LruCache<V, K extends string | number = string> {
+  readonly #map = new Map<K, Entry<V>>();
   readonly #capacity: number;
-  readonly #onEvict: ((key: string, value: V) => void) | undefined;
+  readonly #onEvict: ((key: K, value: V) => void) | undefined;
   #usage = 0;
 
   /** A capacity of 0 disables caching: set() keeps nothing. */
-  constructor(capacity: number, onEvict?: (key: string, value: V) => void) {
+  constructor(capacity: number, onEvict?: (key: K, value: V) => void) {
     if (!(capacity >= 0)) throw new RangeError(`cache capacity must be non-negative (got ${capacity})`);
     this.#capacity = capacity;
     this.#onEvict = onEvict;
@@ -38,7 +38,7 @@ export class LruCache<V> {
     return this.#map.size;
   }
 
-  get(key: string): V | undefined {
+  get(key: K): V | undefined {
     const e = this.#map.get(key);
     if (e === undefined) return undefined;
     this.#map.delete(key);
@@ -47,15 +47,15 @@ export class LruCache<V> {
   }
 
   /** Lookup without making the entry more recent. */
-  peek(key: string): V | undefined {
+  peek(key: K): V | undefined {
     return this.#map.get(key)?.value;
   }
 
-  has(key: string): boolean {
+  has(key: K): boolean {
     return this.#map.has(key);
   }
 
-  set(key: string, value: V, charge: number): void {
+  set(key: K, value: V, charge: number): void {
     const old = this.#map.get(key);
     if (old !== undefined) {
       this.#map.delete(key);
@@ -78,7 +78,7 @@ export class LruCache<V> {
     }
   }
 
-  delete(key: string): boolean {
+  delete(key: K): boolean {
     const e = this.#map.get(key);
     if (e === undefined) return false;
     this.#map.delete(key);
@@ -88,9 +88,9 @@ export class LruCache<V> {
   }
 
   /** Drops every entry whose key starts with `prefix` (or satisfies `predicate`); returns how many. */
-  deleteWhere(match: string | ((key: string, value: V) => boolean)): number {
-    const test = typeof match === 'string' ? (k: string) => k.startsWith(match) : match;
-    const doomed: string[] = [];
+  deleteWhere(match: string | ((key: K, value: V) => boolean)): number {
+    const test = typeof match === 'string' ? (k: K) => String(k).startsWith(match) : match;
+    const doomed: K[] = [];
     for (const [k, e] of this.#map) if (test(k, e.value)) doomed.push(k);
     for (const k of doomed) this.delete(k);
     return doomed.length;
@@ -103,7 +103,7 @@ export class LruCache<V> {
     for (const [k, e] of entries) this.#onEvict?.(k, e.value);
   }
 
-  keys(): IterableIterator<string> {
+  keys(): IterableIterator<K> {
     return this.#map.keys();
   }
 }

@@ -25,7 +25,7 @@ export interface TableCacheOptions {
 export class TableCache {
   readonly #openFile: TableOpener;
   readonly #blockCache: BlockCache;
-  readonly #tables: LruCache<TableReader>;
+  readonly #tables: LruCache<TableReader, number>;
   /** Open iterators per table. */
   readonly #pins = new Map<TableReader, number>();
   /** Tables dropped from the cache while pinned: closed at their last unpin. */
@@ -35,7 +35,7 @@ export class TableCache {
   constructor(openFile: TableOpener, options: TableCacheOptions) {
     this.#openFile = openFile;
     this.#blockCache = options.blockCache;
-    this.#tables = new LruCache<TableReader>(Math.max(1, options.maxOpenFiles), (_key, reader) => this.#dropped(reader));
+    this.#tables = new LruCache<TableReader, number>(Math.max(1, options.maxOpenFiles), (_key, reader) => this.#dropped(reader));
   }
 
   /** Tables held open by the cache (pinned tables already evicted not included). */
@@ -49,11 +49,10 @@ export class TableCache {
    */
   get(fileNumber: number): TableReader {
     this.#check();
-    const key = String(fileNumber);
-    const cached = this.#tables.get(key);
+    const cached = this.#tables.get(fileNumber);
     if (cached !== undefined) return cached;
     const reader = TableReader.open(this.#openFile(fileNumber), fileNumber, this.#blockCache);
-    this.#tables.set(key, reader, 1);
+    this.#tables.set(fileNumber, reader, 1);
     return reader;
   }
 
@@ -70,7 +69,7 @@ export class TableCache {
    * per read.
    */
   evict(fileNumber: number): void {
-    this.#tables.delete(String(fileNumber));
+    this.#tables.delete(fileNumber);
     this.#blockCache.evictFile(fileNumber);
   }
 
