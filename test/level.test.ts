@@ -250,6 +250,27 @@ describe('TdekvLevel', () => {
     });
   }
 
+  it('compactRange() after turning encryption on rewrites every table under the new method', async () => {
+    await withTempDir(async (dir) => {
+      const location = join(dir, 'db');
+      const marker = 'PLAIN-MARKER-0123456789';
+      const options = await encrypted(dir);
+      const plain = new TdekvLevel(location, { ...options, dataEncryptionMethod: 'plaintext' });
+      await plain.open();
+      for (let i = 0; i < 300; i++) await plain.put(`k${i}`, `${marker}-${i}`);
+      await plain.close();
+      assert.ok((await allFiles(location)).some((f) => f.bytes.includes(marker)), 'control: plaintext tables hold the marker');
+      const db = new TdekvLevel(location, options);
+      await db.open();
+      await db.compactRange();
+      await db.flush();
+      assert.equal(await db.get('k7'), `${marker}-7`);
+      await db.close();
+      const leaks = (await allFiles(location)).filter((f) => f.bytes.includes(marker)).map((f) => f.path);
+      assert.deepEqual(leaks, [], 'no file holds plaintext after compactRange');
+    });
+  });
+
   it('reads old values from a snapshot, across flushes and compactions', async () => {
     await withTempDir(async (dir) => {
       const db = new ProbeLevel(join(dir, 'db'), await encrypted(dir));

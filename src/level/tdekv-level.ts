@@ -87,6 +87,8 @@ export interface LevelEngine {
   write(ops: readonly BatchOp[], options?: { sync?: boolean }): Promise<void>;
   snapshot(): Snapshot;
   iterator(options?: IteratorOptions): EngineIterator;
+  compactRange(start?: Uint8Array, end?: Uint8Array): Promise<void>;
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -242,6 +244,21 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     } finally {
       await env?.close();
     }
+  }
+
+  /**
+   * Rewrites the tables holding keys in [start, end] (inclusive; omitted = unbounded),
+   * dropping overwritten and deleted data, under the current data key and method: after a
+   * data key rotation, `compactRange()` moves everything to the new key so the old one can
+   * be retired. Strings are taken as UTF-8 bytes.
+   */
+  async compactRange(start?: string | Uint8Array, end?: string | Uint8Array): Promise<void> {
+    await this.#open().compactRange(start === undefined ? undefined : toBytes(start), end === undefined ? undefined : toBytes(end));
+  }
+
+  /** Writes the memtable to a table now (it is also flushed at close). */
+  async flush(): Promise<void> {
+    await this.#open().flush();
   }
 
   #open(): LevelEngine {

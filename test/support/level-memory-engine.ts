@@ -105,6 +105,11 @@ export class MemoryEngine implements LevelEngine {
     };
   }
 
+  /** Nothing to merge in memory: the model's data is always compact. */
+  async compactRange(): Promise<void> {}
+
+  async flush(): Promise<void> {}
+
   async close(): Promise<void> {
     this.#closed = true;
   }
