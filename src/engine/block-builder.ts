@@ -1,4 +1,5 @@
 import { ByteSink, putVarint } from './coding.js';
+import { copyBytes } from './compare-bytes.js';
 
 /**
  * Builds one block of sorted entries (LevelDB's layout). Consecutive internal keys share
@@ -55,8 +56,8 @@ export class BlockBuilder {
     let at = putVarint(sink.buf, sink.length, shared);
     at = putVarint(sink.buf, at, unshared);
     at = putVarint(sink.buf, at, value.length);
-    at += internalKey.copy(sink.buf, at, shared);
-    at += value.copy(sink.buf, at);
+    at += copyBytes(internalKey, shared, internalKey.length, sink.buf, at);
+    at += copyBytes(value, 0, value.length, sink.buf, at);
     sink.length = at;
 
     if (this.#lastKey.length < internalKey.length) {
@@ -64,7 +65,7 @@ export class BlockBuilder {
       this.#lastKey.copy(grown, 0, 0, shared);
       this.#lastKey = grown;
     }
-    internalKey.copy(this.#lastKey, shared, shared);
+    copyBytes(internalKey, shared, internalKey.length, this.#lastKey, shared);
     this.#lastKeyLength = internalKey.length;
     this.#counter++;
     this.#entries++;

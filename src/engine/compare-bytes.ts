@@ -19,3 +19,17 @@ export function compareBytes(buf: Buffer, start: number, end: number, target: Ui
   if (n > JS_COMPARE_BYTES) return buf.compare(target, JS_COMPARE_BYTES, n2, start + JS_COMPARE_BYTES, end);
   return n1 < n2 ? -1 : n1 > n2 ? 1 : 0;
 }
+
+/** Bytes below which a JS loop beats Buffer#copy's native call. */
+const JS_COPY_BYTES = 64;
+
+/** src[start, end) into dst at `at`; returns the bytes copied. For the small keys of hot loops. */
+export function copyBytes(src: Uint8Array, start: number, end: number, dst: Uint8Array, at: number): number {
+  const n = end - start;
+  if (n <= JS_COPY_BYTES) {
+    for (let i = 0; i < n; i++) dst[at + i] = src[start + i]!;
+  } else {
+    dst.set(src.subarray(start, end), at);
+  }
+  return n;
+}

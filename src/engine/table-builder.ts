@@ -1,6 +1,7 @@
 import { TdekvError } from '../errors.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { BlockBuilder } from './block-builder.js';
+import { compareBytes, copyBytes } from './compare-bytes.js';
 import { BloomHashCollector, buildBloom } from './bloom.js';
 import { MAX_SEQUENCE, TRAILER_BYTES, ValueKind, writeTrailer } from './internal-key.js';
 import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, type BlockHandle, type TableProperties } from './table-format.js';
@@ -88,14 +89,14 @@ export class TableBuilder {
     const n = userKey.length;
     let newUserKey = true;
     if (this.#entries > 0) {
-      const c = userKey.compare(this.#prev, 0, this.#prevLength - TRAILER_BYTES);
+      const c = -compareBytes(this.#prev, 0, this.#prevLength - TRAILER_BYTES, userKey);
       if (c < 0 || (c === 0 && seq >= this.#prevSeq)) {
         throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: entries must be added in internal-key order (user key ascending, sequence descending); entry ${this.#entries} (seq ${seq}) is not after the previous one (seq ${this.#prevSeq})`);
       }
       newUserKey = c !== 0;
     }
     if (this.#key.length < n + TRAILER_BYTES) this.#key = Buffer.allocUnsafe(Math.max(n + TRAILER_BYTES, this.#key.length * 2));
-    userKey.copy(this.#key, 0);
+    copyBytes(userKey, 0, n, this.#key, 0);
     writeTrailer(this.#key, n, seq, kind);
     const ikey = this.#key.subarray(0, n + TRAILER_BYTES);
     if (this.#entries === 0) this.#smallest = Buffer.from(ikey);
