@@ -98,6 +98,21 @@ afterEach(async () => {
 
 describe('EncryptedEnv', () => {
   for (const method of ['plaintext', ...ENCRYPTING] as EncryptionMethod[]) {
+    test(`${method}: appendSync hands each record to the OS at once and round-trips; mixing it with pending async appends is refused`, async () => {
+      const env = await open({ method });
+      const f = await env.create('000002.log');
+      const parts = [markedData(10), markedData(5000), markedData(1), markedData(70_000)];
+      for (const p of parts) f.appendSync(p);
+      // Readable before any flush or close: the bytes are with the OS already.
+      const r = await env.openRead('000002.log');
+      assert.ok(r.readSync(0, r.size).equals(Buffer.concat(parts)));
+      r.close();
+      void f.append(markedData(10));
+      assert.throws(() => f.appendSync(markedData(3)), expectCode('INVALID_ARGUMENT', 'appendSync'));
+      await f.close();
+      await env.close();
+    });
+
     test(`${method}: appends of every size round-trip through sequential and random reads`, async () => {
       const env = await open({ method });
       const chunks: Buffer[] = [];

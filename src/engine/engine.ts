@@ -48,7 +48,7 @@ type QueueItem =
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
 const MAX_GROUP_OPS = 64 * 1024;
 /** Entries merged between checks for a pending memtable flush and a turn of the event loop. */
-const COMPACTION_YIELD_EVERY = 2048;
+const COMPACTION_YIELD_EVERY = 256;
 
 /**
  * An LSM tree on the encrypted env: a write-ahead log and memtable in front, sorted tables
@@ -376,10 +376,9 @@ export class Engine {
     const first = this.#lastSeq + 1;
     setBatchSequence(batch, first);
     const sync = group.some((w) => w.sync);
-    await this.#wal.writer.addRecord(batch);
     // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
+    this.#wal.writer.addRecordSync(batch);
     if (sync) await this.#wal.writer.sync();
-    else await this.#wal.file.flush();
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
@@ -654,7 +653,10 @@ async function writeMemtable(ctx: TableOutputContext, mem: Memtable): Promise<Fi
     for (it.seekToFirst(); it.valid(); it.next()) {
       if (out.needsOpen(it.userKey())) await out.open();
       out.add(it.userKey(), it.seq(), it.kind(), it.value());
-      if (++n % 4096 === 0) await out.drain();
+      if (++n % COMPACTION_YIELD_EVERY === 0) {
+        await out.drain();
+        await yieldToEventLoop();
+      }
     }
     return await out.finish();
   } catch (err) {

@@ -37,6 +37,11 @@ export class LogWriter {
     return this.file.append(record);
   }
 
+  /** Appends one record and hands it to the OS before returning (see EncryptedWritableFile.appendSync). */
+  addRecordSync(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE): void {
+    this.file.appendSync(encodeRecord(payload, type));
+  }
+
   /** Waits until every record has reached the OS (survives a process crash). */
   flush(): Promise<void> {
     return this.file.flush();
