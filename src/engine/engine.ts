@@ -5,6 +5,7 @@ import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { BlockCache } from './block-cache.js';
+import { bloomHash } from './bloom.js';
 import { isBottommostFor, planFor, pickSizeCompaction, type CompactionPlan } from './compaction-picker.js';
 import { ConcatIterator } from './concat-iterator.js';
 import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
@@ -112,17 +113,20 @@ export class Engine {
     this.#checkOpen();
     const k = asBuffer(key);
     const seq = options?.snapshot?.sequence ?? this.#lastSeq;
-    let r = this.#mem.get(k, seq) ?? this.#imm?.get(k, seq);
+    // One hash serves the memtables' filters and every table's bloom filter.
+    const hash = bloomHash(k);
+    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
+    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
     if (!r) {
       const v = this.#versions.current;
       for (const f of v.levels[0]!) {
         if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
-        r = this.#tables.get(f.number).get(k, seq);
+        r = this.#tables.get(f.number).get(k, seq, hash);
         if (r) break;
       }
       for (let level = 1; !r && level < v.levels.length; level++) {
         const f = v.fileFor(level, k);
-        if (f) r = this.#tables.get(f.number).get(k, seq);
+        if (f) r = this.#tables.get(f.number).get(k, seq, hash);
       }
     }
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;

@@ -1,5 +1,6 @@
 import type { InternalIterator } from './iterator.js';
 import { ValueKind } from './internal-key.js';
+import { hash32 } from './bloom.js';
 
 const MAX_HEIGHT = 12;
 /**
@@ -257,8 +258,18 @@ function grow<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T):
  * versioned entries in internal-key order. Single-threaded JS needs no locks; inserts only
  * relink nodes, so iterators made earlier stay valid and see entries added after them.
  */
+/**
+ * Bits of the memtable's key filter. A get that misses the memtable (most of them, once
+ * data lives in tables) then costs a hash and a few bit tests instead of a skip-list
+ * search through cold memory. 2^20 bits (128 KiB) keep false positives under 1% up to
+ * ~100k distinct keys, a 16 MiB memtable of small entries; beyond that they only rise.
+ */
+const FILTER_BITS = 1 << 20;
+const FILTER_PROBES = 6;
+
 export class Memtable {
   readonly #list = new SkipList();
+  readonly #filter = new Uint32Array(FILTER_BITS / 32);
   #bytes = 0;
   /** xorshift32: heights need speed, not quality. */
   #rng = 0x9e3779b9;
@@ -312,6 +323,31 @@ export class Memtable {
       links[p] = n;
     }
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
+    this.#addToFilter(hash32(key));
+  }
+
+  /** False: no version of the key with this hash32 is here (see bloom.ts). */
+  mayContainHash(hash: number): boolean {
+    const f = this.#filter;
+    let h = hash;
+    const delta = ((h >>> 17) | (h << 15)) >>> 0;
+    for (let j = 0; j < FILTER_PROBES; j++) {
+      const bit = h & (FILTER_BITS - 1);
+      if ((f[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
+      h = (h + delta) >>> 0;
+    }
+    return true;
+  }
+
+  #addToFilter(hash: number): void {
+    const f = this.#filter;
+    let h = hash;
+    const delta = ((h >>> 17) | (h << 15)) >>> 0;
+    for (let j = 0; j < FILTER_PROBES; j++) {
+      const bit = h & (FILTER_BITS - 1);
+      f[bit >>> 5]! |= 1 << (bit & 31);
+      h = (h + delta) >>> 0;
+    }
   }
 
   /** The newest version of `key` with a sequence ≤ `seq` (deletions included), or undefined. */

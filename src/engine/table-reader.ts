@@ -1,6 +1,6 @@
 import type { EncryptedReadableFile } from '../env/readable-file.js';
 import { Block, BlockIterator } from './block.js';
-import { bloomMayContain } from './bloom.js';
+import { bloomHash, bloomMayContain, bloomMayContainHash } from './bloom.js';
 import { compareInternalKeys, ValueKind, TRAILER_BYTES } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import type { BlockCache } from './block-cache.js';
@@ -87,8 +87,8 @@ export class TableReader {
    * The newest entry for `userKey` with sequence <= seq, deletions included (a deletion
    * here hides older versions in deeper levels).
    */
-  get(userKey: Uint8Array, seq: number): TableGetResult | undefined {
-    if (this.#filter !== undefined && !bloomMayContain(this.#filter, userKey)) return undefined;
+  get(userKey: Uint8Array, seq: number, hash?: number): TableGetResult | undefined {
+    if (this.#filter !== undefined && !bloomMayContainHash(this.#filter, hash ?? bloomHash(userKey))) return undefined;
     const idx = this.#indexCursor;
     idx.seek(userKey, seq);
     if (!idx.valid()) return undefined;
