@@ -22,7 +22,7 @@ import { fork } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
-import { ENGINES, SUBJECT, type EngineName } from './engine-driver.js';
+import { BENCH_CACHE_BYTES, ENGINES, SUBJECT, type EngineName } from './engine-driver.js';
 import { sqliteCipher } from './engine-peers.js';
 import type { Bench, BenchContext } from './run.js';
 
@@ -249,7 +249,8 @@ async function run(ctx: BenchContext): Promise<void> {
       `  lmdb getRange, SQLite SELECT ... ORDER BY k. Reads do not depend on durability and are measured once.`,
       `mix: one op at a time over the loaded keys, 90% random gets / 10% single-put overwrites (each its own write or`,
       `  transaction, awaited; lmdb nosync uses putSync), at most ${n(cfg.mixOps)} ops or ${cfg.mixSeconds} s (†: the time limit ended it).`,
-      `memory: classic-level gets tdekv's defaults (16 MiB write buffer, 64 MiB block cache), SQLite a 64 MiB page cache;`,
+      `memory: tdekv and classic-level a 16 MiB write buffer and a ${BENCH_CACHE_BYTES / 1048576} MiB block cache, SQLite a page cache of that size`,
+      `  (TDEKV_BENCH_CACHE_MB; tdekv's default cache is 64 MiB);`,
       `  lmdb reads through its memory map. Encryption: lmdb encryptionKey (a 32-character key, ChaCha8); SQLite PRAGMA`,
       `  cipher + PRAGMA key; tdekv a file master key. classic-level has no encryption (LevelDB + Snappy; values do not compress).`,
       `"aes256 ×" = tdekv aes256-ctr ops/s ÷ this engine's ops/s (above 1: tdekv aes256-ctr is faster).`,

@@ -20,6 +20,12 @@ export interface Driver {
   readonly dataDir: string;
 }
 
+/**
+ * Block/page cache of every engine that has one (TDEKV_BENCH_CACHE_MB, default 256 MiB: the
+ * 1M-key data set fits, as it does in lmdb's memory map; tdekv's own default is 64 MiB).
+ */
+export const BENCH_CACHE_BYTES = Number(process.env['TDEKV_BENCH_CACHE_MB'] ?? 256) * 1024 * 1024;
+
 export interface DriverOptions {
   /** A fresh, empty directory the driver owns. */
   dir: string;

@@ -3,8 +3,8 @@
  * durability as tdekv in each mode (sync: every acknowledged write fsynced; nosync: none):
  *
  * - classic-level (LevelDB, no encryption): batch(ops, { sync }), put(k, v, { sync }),
- *   getSync, iterator().nextv(1000). Given tdekv's memory budget: 16 MiB write buffer,
- *   64 MiB block cache (its defaults are 4 MiB and 8 MiB).
+ *   getSync, iterator().nextv(1000). Given tdekv's memory budget: 16 MiB write buffer and
+ *   the same block cache (BENCH_CACHE_BYTES; its defaults are 4 MiB and 8 MiB).
  * - lmdb (lmdb-js, `encryptionKey`: ChaCha8 page encryption, a 32-character key string): a
  *   batch is N `put`s issued in one event turn (one transaction, committed on lmdb's write
  *   thread), awaited together; sync: lmdb's defaults (fsync per commit, overlapping sync)
@@ -14,16 +14,16 @@
  * - SQLite (better-sqlite3-multiple-ciphers, SQLite3MultipleCiphers' default cipher
  *   chacha20-poly1305, or TDEKV_BENCH_SQLITE_CIPHER): WITHOUT ROWID table (k BLOB PRIMARY KEY,
  *   v BLOB), journal_mode=WAL, synchronous=FULL (sync) or OFF (nosync), a batch is one
- *   transaction of prepared INSERT OR REPLACE, 64 MiB page cache.
+ *   transaction of prepared INSERT OR REPLACE, the same page cache size.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Driver, DriverOptions } from './engine-driver.js';
+import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 
 const MiB = 1024 * 1024;
-/** tdekv's defaults, given to the peers that have the same knobs. */
+/** tdekv's default write buffer, and the bench's cache size, given to the peers that have the same knobs. */
 const WRITE_BUFFER_BYTES = 16 * MiB;
-const CACHE_BYTES = 64 * MiB;
+const CACHE_BYTES = BENCH_CACHE_BYTES;
 const SCAN_CHUNK = 1000;
 
 export async function openClassicLevel(options: DriverOptions): Promise<Driver> {

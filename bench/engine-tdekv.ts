@@ -10,7 +10,7 @@ import { DEFAULT_ENCRYPTION } from '../src/config/types.js';
 import type { EncryptionMethod } from '../src/crypto/method.js';
 import type { BatchOp } from '../src/engine/types.js';
 import { openEnv } from '../src/env/open-env.js';
-import type { Driver, DriverOptions } from './engine-driver.js';
+import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 
 export async function openTdekv(method: EncryptionMethod, options: DriverOptions): Promise<Driver> {
   const { Engine } = await import('../src/engine/engine.js');
@@ -19,7 +19,7 @@ export async function openTdekv(method: EncryptionMethod, options: DriverOptions
   const dataDir = join(options.dir, 'data');
   await mkdir(dataDir);
   const managed = await openEnv(dataDir, { ...DEFAULT_ENCRYPTION, dataEncryptionMethod: method, masterKey: { type: 'file', path: keyPath } });
-  const engine = await Engine.open({ env: managed.env }).catch(async (err: unknown) => {
+  const engine = await Engine.open({ env: managed.env, blockCacheSize: BENCH_CACHE_BYTES }).catch(async (err: unknown) => {
     await managed.close();
     throw err;
   });
