@@ -17,6 +17,10 @@ test('block cache: least recently used blocks leave first, bounded by total char
   assert.ok(c.get(2, 0));
   assert.equal(c.usage, 80);
   assert.equal(c.size, 2);
+  // Replacing the only cached block of a file keeps it findable.
+  c.set(3, 0, block(4), 10);
+  c.set(3, 0, block(5), 10);
+  assert.ok(c.get(3, 0));
 });
 
 test('block cache: evictFile drops only that file; capacity 0 keeps nothing; oversize blocks are not kept', () => {

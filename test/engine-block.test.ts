@@ -4,36 +4,9 @@ import fc from 'fast-check';
 import { BlockBuilder } from '../src/engine/block-builder.js';
 import { Block, BlockIterator } from '../src/engine/block.js';
 import { compareBytes } from '../src/engine/compare-bytes.js';
-import { compareKeySeq, encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/internal-key.js';
+import { encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/internal-key.js';
 import { expectCode } from './support/fs-helpers.js';
-
-interface ModelEntry {
-  key: Buffer;
-  seq: number;
-  kind: ValueKind;
-  value: Buffer;
-}
-
-/** Sorts into internal order and drops duplicate (key, seq) pairs, as a memtable would. */
-function normalize(entries: ModelEntry[]): ModelEntry[] {
-  const sorted = [...entries].sort((a, b) => compareKeySeq(a.key, a.seq, b.key, b.seq));
-  return sorted.filter((e, i) => i === 0 || compareKeySeq(sorted[i - 1]!.key, sorted[i - 1]!.seq, e.key, e.seq) !== 0);
-}
-
-/** Index of the first entry at or after (key, seq); model.length when none. */
-function lowerBound(model: ModelEntry[], key: Uint8Array, seq: number): number {
-  let i = 0;
-  while (i < model.length && compareKeySeq(model[i]!.key, model[i]!.seq, key, seq) < 0) i++;
-  return i;
-}
-
-/** Index of the last entry at or before (key, seq); -1 when none. */
-function upperBoundPrev(model: ModelEntry[], key: Uint8Array, seq: number): number {
-  let i = model.length - 1;
-  while (i >= 0 && compareKeySeq(model[i]!.key, model[i]!.seq, key, seq) > 0) i--;
-  return i;
-}
-
+import { assertAt, normalize, walkProbes, type ModelEntry, type Step } from './support/iterator-model.js';
 /** Small alphabets, so keys share prefixes and repeat (several versions of one key). */
 const arbKey = fc.oneof(
   fc.uint8Array({ minLength: 0, maxLength: 6 }).map((a) => Buffer.from(a.map((b) => b % 4))),
@@ -49,30 +22,8 @@ const arbEntry: fc.Arbitrary<ModelEntry> = fc.record({
 /** A target for seeks: near a model entry or anywhere. */
 const arbTarget = fc.record({ key: arbKey, seq: arbSeq });
 
-type Op = 'next' | 'prev';
-const arbOps = fc.array(fc.constantFrom<Op>('next', 'prev'), { maxLength: 40 });
+const arbOps = fc.array(fc.constantFrom<Step>('next', 'prev'), { maxLength: 40 });
 
-interface CursorLike {
-  valid(): boolean;
-  userKey(): Buffer;
-  seq(): number;
-  kind(): ValueKind;
-  value(): Buffer;
-}
-
-/** Asserts the cursor sits on model[i] (or is invalid when i is out of range). */
-function assertAt(it: CursorLike, model: ModelEntry[], i: number, what: string): void {
-  if (i < 0 || i >= model.length) {
-    assert.equal(it.valid(), false, `${what}: expected the end, cursor is valid`);
-    return;
-  }
-  assert.equal(it.valid(), true, `${what}: expected entry ${i}, cursor is not valid`);
-  const e = model[i]!;
-  assert.deepEqual(it.userKey(), e.key, `${what}: key of entry ${i}`);
-  assert.equal(it.seq(), e.seq, `${what}: seq of entry ${i}`);
-  assert.equal(it.kind(), e.kind, `${what}: kind of entry ${i}`);
-  assert.deepEqual(it.value(), e.value, `${what}: value of entry ${i}`);
-}
 
 function buildBlock(model: ModelEntry[], restartInterval: number): Block {
   const b = new BlockBuilder(restartInterval);
@@ -110,28 +61,7 @@ describe('block', () => {
       fc.property(fc.array(arbEntry, { maxLength: 80 }), fc.integer({ min: 1, max: 20 }), fc.array(fc.tuple(arbTarget, fc.boolean(), arbOps), { maxLength: 10 }), (raw, interval, probes) => {
         const model = normalize(raw);
         const it = buildBlock(model, interval).iterator();
-        for (const [target, forPrev, ops] of probes) {
-          let i: number;
-          if (forPrev) {
-            it.seekForPrev(target.key, target.seq);
-            i = upperBoundPrev(model, target.key, target.seq);
-          } else {
-            it.seek(target.key, target.seq);
-            i = lowerBound(model, target.key, target.seq);
-          }
-          assertAt(it, model, i, forPrev ? 'seekForPrev' : 'seek');
-          for (const op of ops) {
-            if (i < 0 || i >= model.length) break;
-            if (op === 'next') {
-              it.next();
-              i++;
-            } else {
-              it.prev();
-              i--;
-            }
-            assertAt(it, model, i, op);
-          }
-        }
+        walkProbes(it, model, probes);
       }),
       { numRuns: 300 },
     );

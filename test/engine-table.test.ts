@@ -5,8 +5,7 @@ import { open as openFs, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { crc32c } from '../src/engine/crc32c.js';
-import { compareKeySeq, encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/internal-key.js';
-import type { InternalIterator } from '../src/engine/iterator.js';
+import { encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/internal-key.js';
 import { BlockCache } from '../src/engine/block-cache.js';
 import { TableBuilder, type TableBuilderOptions } from '../src/engine/table-builder.js';
 import { TableCache } from '../src/engine/table-cache.js';
@@ -19,42 +18,9 @@ import { isTdekvError } from '../src/errors.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { cleanup, expectCode, newFileMasterKey, tempDir } from './support/fs-helpers.js';
+import { assertAt, lowerBound, normalize, walkProbes, type ModelEntry } from './support/iterator-model.js';
 
 // ---- a sorted-array model of a table (the block tests have their own copy) ----
-
-interface ModelEntry {
-  key: Buffer;
-  seq: number;
-  kind: ValueKind;
-  value: Buffer;
-}
-
-function normalize(entries: ModelEntry[]): ModelEntry[] {
-  const sorted = [...entries].sort((a, b) => compareKeySeq(a.key, a.seq, b.key, b.seq));
-  return sorted.filter((e, i) => i === 0 || compareKeySeq(sorted[i - 1]!.key, sorted[i - 1]!.seq, e.key, e.seq) !== 0);
-}
-
-function lowerBound(model: ModelEntry[], key: Uint8Array, seq: number): number {
-  let lo = 0;
-  let hi = model.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compareKeySeq(model[mid]!.key, model[mid]!.seq, key, seq) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-function upperBoundPrev(model: ModelEntry[], key: Uint8Array, seq: number): number {
-  let lo = 0;
-  let hi = model.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (compareKeySeq(model[mid]!.key, model[mid]!.seq, key, seq) <= 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo - 1;
-}
 
 /** What get(key, seq) must return: the newest version at or below seq, deletions included. */
 function expectedGet(model: ModelEntry[], key: Buffer, seq: number): ModelEntry | undefined {
@@ -62,18 +28,6 @@ function expectedGet(model: ModelEntry[], key: Buffer, seq: number): ModelEntry 
   return e && e.key.equals(key) ? e : undefined;
 }
 
-function assertAt(it: InternalIterator, model: ModelEntry[], i: number, what: string): void {
-  if (i < 0 || i >= model.length) {
-    assert.equal(it.valid(), false, `${what}: expected the end, cursor is valid`);
-    return;
-  }
-  assert.equal(it.valid(), true, `${what}: expected entry ${i}, cursor is not valid`);
-  const e = model[i]!;
-  assert.deepEqual(it.userKey(), e.key, `${what}: key of entry ${i}`);
-  assert.equal(it.seq(), e.seq, `${what}: seq of entry ${i}`);
-  assert.equal(it.kind(), e.kind, `${what}: kind of entry ${i}`);
-  assert.deepEqual(it.value(), e.value, `${what}: value of entry ${i}`);
-}
 
 const arbKey = fc.oneof(
   fc.uint8Array({ minLength: 0, maxLength: 5 }).map((a) => Buffer.from(a.map((b) => b % 3))),
@@ -189,28 +143,7 @@ describe('SSTable', () => {
             assert.deepEqual(t.properties, props);
             checkTable(t, model, probes.map(([p]) => p));
             const it = t.iterator();
-            for (const [target, forPrev, ops] of probes) {
-              let i: number;
-              if (forPrev) {
-                it.seekForPrev(target.key, target.seq);
-                i = upperBoundPrev(model, target.key, target.seq);
-              } else {
-                it.seek(target.key, target.seq);
-                i = lowerBound(model, target.key, target.seq);
-              }
-              assertAt(it, model, i, forPrev ? 'seekForPrev' : 'seek');
-              for (const op of ops) {
-                if (i < 0 || i >= model.length) break;
-                if (op === 'next') {
-                  it.next();
-                  i++;
-                } else {
-                  it.prev();
-                  i--;
-                }
-                assertAt(it, model, i, op);
-              }
-            }
+            walkProbes(it, model, probes);
             it.close();
           } finally {
             t.close();

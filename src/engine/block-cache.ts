@@ -50,9 +50,10 @@ export class BlockCache {
 
   set(file: number, offset: number, block: Block, charge: number): void {
     if (charge > this.capacity) return;
-    let blocks = this.#files.get(file);
-    const old = blocks?.get(offset);
+    const old = this.#files.get(file)?.get(offset);
+    // Removing the old node may drop the file's (then empty) map: look it up afterwards.
     if (old) this.#remove(old);
+    let blocks = this.#files.get(file);
     if (!blocks) this.#files.set(file, (blocks = new Map()));
     const node: Node = { file, offset, block, charge, prev: undefined, next: undefined };
     blocks.set(offset, node);

@@ -1,5 +1,5 @@
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { TdekvError } from '../errors.js';
+import { TdekvError, isTdekvError } from '../errors.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { silentLogger, type Logger } from '../log/logger.js';
@@ -463,6 +463,7 @@ export class Engine {
         if (!did) return;
       }
     } catch (err) {
+      if (this.#closing && isTdekvError(err, 'CLOSED')) return;
       this.#bgError ??= err;
       this.#logger.error({ err }, 'background flush or compaction failed; writes are refused until the database is reopened');
     }
@@ -551,7 +552,8 @@ export class Engine {
           await out.drain();
           if (this.#imm) await this.#flushImmutable();
           await yieldToEventLoop();
-          if (this.#closed) throw new TdekvError('CLOSED', 'the database was closed during a compaction');
+          // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
+          if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
         }
         const key = input.userKey();
         const seq = input.seq();
