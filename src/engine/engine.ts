@@ -401,7 +401,10 @@ export class Engine {
         continue;
       }
       if (this.#mem.approximateBytes < this.tuning.writeBufferSize) return;
-      if (this.#imm || l0 >= this.tuning.level0StopWritesTrigger) {
+      // Waiting on level 0 helps only when the background will compact it: from the compaction
+      // trigger on, and not once close() has begun (otherwise the wait loop never ends).
+      const l0Stop = !this.#closing && l0 >= Math.max(this.tuning.level0StopWritesTrigger, this.tuning.level0FileNumCompactionTrigger);
+      if (this.#imm || l0Stop) {
         this.#stats.writeStops++;
         await this.#waitForBackgroundProgress();
         continue;
@@ -598,14 +601,17 @@ export class Engine {
 
   /** Removes WALs, manifests and tables no live version needs, and leftovers of interrupted writes. */
   async #deleteObsoleteFiles(): Promise<void> {
+    const names = await this.env.list('');
+    // Live set taken after the listing: a table listed was registered as a pending output before it was created.
     const live = this.#versions.liveTableNumbers();
     for (const n of this.#pendingOutputs) live.add(n);
-    for (const name of await this.env.list('')) {
+    for (const name of names) {
       const p = parseFileName(name);
       let obsolete = false;
       if (p?.kind === 'wal') obsolete = p.number < this.#versions.logNumber && p.number !== this.#wal.number;
       else if (p?.kind === 'table') obsolete = !live.has(p.number);
-      else if (p?.kind === 'manifest') obsolete = p.number !== this.#versions.manifestNumber;
+      // A newer manifest may be being written by a concurrent edit, before CURRENT names it.
+      else if (p?.kind === 'manifest') obsolete = p.number < this.#versions.manifestNumber;
       if (!obsolete) continue;
       if (p?.kind === 'table') this.#tables.evict(p.number);
       await this.env.remove(name).catch((err: unknown) => this.#logger.warn({ err, file: name }, 'could not remove an obsolete file; it will be retried'));
