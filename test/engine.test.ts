@@ -134,6 +134,18 @@ describe('engine basics', () => {
     await db.close();
   });
 
+  test('close() called twice at once closes once, after flushing the memtable', async () => {
+    const { open } = await fresh('double-close');
+    let db = await open();
+    await db.engine.put(b('k'), b('v'));
+    await Promise.all([db.engine.close(), db.engine.close()]);
+    await db.managed.close();
+    db = await open();
+    assert.equal(db.engine.getSync(b('k'))?.toString(), 'v');
+    assert.ok(db.engine.liveTables().length > 0, 'the memtable was flushed at close');
+    await db.close();
+  });
+
   test('bad arguments are refused with INVALID_ARGUMENT; a closed engine with CLOSED', async () => {
     const { open } = await fresh('args');
     const db = await open();

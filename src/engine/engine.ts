@@ -80,6 +80,7 @@ export class Engine {
   #flushing: Promise<void> | undefined;
   #closing = false;
   #closed = false;
+  #closePromise: Promise<void> | undefined;
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
   private constructor(env: EncryptedEnv, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
@@ -145,7 +146,14 @@ export class Engine {
     this.#checkOpen();
     const seq = options.snapshot?.sequence ?? this.#lastSeq;
     const version = this.#versions.acquire();
-    const children = this.#internalIterators(version);
+    let children: InternalIterator[];
+    try {
+      children = this.#internalIterators(version);
+    } catch (err) {
+      // A table that cannot be opened (damaged, missing): do not leave its version pinned.
+      this.#versions.release(version);
+      throw err;
+    }
     return new DbIterator(new MergingIterator(children), seq, toUserRange(options), options.reverse ?? false, options.limit ?? -1, () => this.#versions.release(version));
   }
 
@@ -241,8 +249,13 @@ export class Engine {
   }
 
   /** Waits for queued writes, flushes the memtable, stops background work and closes files. The env stays open. */
-  async close(): Promise<void> {
-    if (this.#closed || this.#closing) return;
+  close(): Promise<void> {
+    // Concurrent calls share one close.
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
     try {
       if (!this.#bgError && this.#mem.entries > 0) await this.flush();
     } catch (err) {
@@ -382,7 +395,7 @@ export class Engine {
     const sync = group.some((w) => w.sync);
     // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
     this.#wal.writer.addRecordSync(batch);
-    if (sync) await this.#wal.writer.sync();
+    if (sync) await this.#syncWal();
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
@@ -435,8 +448,25 @@ export class Engine {
   }
 
   /** A new WAL for a new memtable; the full one becomes immutable and is flushed in the background. */
+  /**
+   * After a failed fsync the state of the log on disk is unknown (the kernel may have
+   * dropped the dirty pages): refuse further writes until the database is reopened rather
+   * than acknowledge writes that may follow a hole.
+   */
+  async #syncWal(): Promise<void> {
+    try {
+      await this.#wal.writer.sync();
+    } catch (err) {
+      this.#bgError ??= new TdekvError('IO_FAILED', `fsync of the write-ahead log ${this.#wal.writer.path} failed (${String(err)}); writes are refused until the database is reopened`, { cause: err });
+      throw err;
+    }
+  }
+
   async #switchMemtable(): Promise<void> {
     const old = this.#wal;
+    // Synced before it is closed, so a later sync write never survives a power loss that
+    // loses earlier, unsynced writes of the previous log (RocksDB does the same).
+    await this.#syncWal();
     await this.#openNewWal();
     this.#imm = this.#mem;
     this.#mem = new Memtable();
@@ -545,6 +575,7 @@ export class Engine {
       ...(plan.level === 0 ? first.map((f) => this.#tables.iterator(f.number)) : [this.#levelIterator(first)]),
       ...(second.length > 0 ? [this.#levelIterator(second)] : []),
     ]);
+    let applying = false;
     try {
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let current: Buffer | undefined;
@@ -576,6 +607,9 @@ export class Engine {
       }
       const files = await out.finish();
       for (const file of files) edit.newFiles.push({ level: plan.outputLevel, file });
+      // From here the edit may reach the manifest even if logAndApply fails: keep the
+      // outputs (unreferenced ones are removed as obsolete later), never delete them.
+      applying = true;
       await this.#versions.logAndApply(edit);
       for (const f of files) this.#pendingOutputs.delete(f.number);
       this.#compactPointers.set(plan.level, last.largest);
@@ -584,7 +618,7 @@ export class Engine {
       this.#stats.compactionBytesWritten += files.reduce((s, f) => s + f.size, 0);
       this.#logger.debug({ level: plan.level, outputLevel: plan.outputLevel, inputs: first.length + second.length, outputs: files.length, reason: plan.reason }, 'compaction done');
     } catch (err) {
-      await out.abandon();
+      if (!applying) await out.abandon();
       throw err;
     } finally {
       input.close();

@@ -119,8 +119,17 @@ export class VersionSet {
       if (!this.#manifest || this.#manifest.file.size > MANIFEST_ROLLOVER_BYTES || !this.#onCurrentKey(manifestName(this.manifestNumber))) {
         await this.#startManifest(levels, edit);
       } else {
-        await this.#manifest.writer.addRecord(encodeEdit(edit));
-        await this.#manifest.writer.sync();
+        try {
+          await this.#manifest.writer.addRecord(encodeEdit(edit));
+          await this.#manifest.writer.sync();
+        } catch (err) {
+          // The edit may be on disk or not: never append after it. The next edit starts a
+          // new manifest from the versions in memory, which do not include this one.
+          const broken = this.#manifest;
+          this.#manifest = undefined;
+          await broken.writer.close().catch(() => undefined);
+          throw err;
+        }
       }
       this.logNumber = edit.logNumber;
       if (edit.lastSequence > this.lastSequence) this.lastSequence = edit.lastSequence;
