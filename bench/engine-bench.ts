@@ -25,6 +25,7 @@ import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
 import { BENCH_CACHE_BYTES, ENGINES, SUBJECT, type EngineName } from './engine-driver.js';
 import { sqliteCipher } from './engine-peers.js';
 import type { Bench, BenchContext } from './run.js';
+import { intFromEnv } from './bench-env.js';
 
 const MiB = 1024 * 1024;
 const CHILD = fileURLToPath(new URL('./engine-child.js', import.meta.url));
@@ -41,13 +42,6 @@ interface Config {
   childTimeoutSeconds: number;
 }
 
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name}=${raw} is not a positive integer; unset it for the default (${fallback})`);
-  return n;
-}
 
 function listFromEnv<T extends string>(name: string, allowed: readonly T[]): T[] {
   const raw = process.env[name];

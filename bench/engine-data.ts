@@ -5,6 +5,7 @@
  * engine's process); values are windows into a 1 MiB seeded random pool, so nothing has to
  * be materialized per key and the bytes do not compress.
  */
+import { prng } from './bench-env.js';
 
 export const KEY_BYTES = 16;
 export const VALUE_BYTES = 100;
@@ -12,17 +13,6 @@ const POOL_BYTES = 1024 * 1024;
 const KEY_SEED = 0x9e37_79b9;
 const POOL_SEED = 0x00c0_ffee;
 
-/** mulberry32: small, fast, seeded; the same sequence on every engine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** MurmurHash3's 32-bit finalizer: a bijection on 32-bit integers. */
 function fmix32(x: number): number {

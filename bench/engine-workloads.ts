@@ -10,7 +10,8 @@
  * Results are checked as they come (a missing key, a short value, a wrong count or order
  * throws), so no engine can win by skipping work.
  */
-import { DataSet, VALUE_BYTES, prng } from './engine-data.js';
+import { prng } from './bench-env.js';
+import { DataSet, VALUE_BYTES } from './engine-data.js';
 import type { Driver } from './engine-driver.js';
 
 export interface Measurement {

@@ -22,6 +22,7 @@ import { ENCRYPTION_METHODS, type EncryptionMethod } from '../src/crypto/method.
 import { EncryptedEnv } from '../src/env/encrypted-env.js';
 import { PlaintextMasterKey } from '../src/masterkey/plaintext.js';
 import type { Bench, BenchContext } from './run.js';
+import { intFromEnv, prng } from './bench-env.js';
 
 const MiB = 1024 * 1024;
 const PAGE = 4096;
@@ -42,13 +43,6 @@ interface Config {
   writeRounds: number;
 }
 
-function intFromEnv(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw.trim() === '') return fallback;
-  const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`${name}=${raw} is not a positive integer; unset it for the default (${fallback})`);
-  return n;
-}
 
 function config(): Config {
   const mb = intFromEnv('TDEKV_BENCH_MB', 256);
@@ -64,17 +58,6 @@ function config(): Config {
   };
 }
 
-/** mulberry32: small, fast, seeded; the same sequence on every engine. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pageOffsets(seed: number, count: number, spanBytes: number): Float64Array {
   const next = prng(seed);

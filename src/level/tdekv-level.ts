@@ -1,4 +1,3 @@
-import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   AbstractIterator,
@@ -20,6 +19,7 @@ import type { EngineTuning } from '../engine/options.js';
 import type { BatchOp, EngineIterator, IteratorOptions, Snapshot } from '../engine/types.js';
 import { openEnv, type ManagedEnv } from '../env/open-env.js';
 import { META_DIR } from '../env/paths.js';
+import { pathExists } from '../keys/atomic-file.js';
 import { TdekvError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
@@ -206,10 +206,7 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     }
     const { config, logger, adoptPlaintextFiles } = this.#settings;
     const meta = join(this.#location, META_DIR);
-    const exists = await access(meta).then(
-      () => true,
-      () => false,
-    );
+    const exists = await pathExists(meta);
     if (!exists && !options.createIfMissing) {
       throw new TdekvError(
         'FILE_NOT_FOUND',
