@@ -447,7 +447,6 @@ export class Engine {
     this.#throwIfBackgroundFailed();
   }
 
-  /** A new WAL for a new memtable; the full one becomes immutable and is flushed in the background. */
   /**
    * After a failed fsync the state of the log on disk is unknown (the kernel may have
    * dropped the dirty pages): refuse further writes until the database is reopened rather
@@ -462,6 +461,7 @@ export class Engine {
     }
   }
 
+  /** A new WAL for a new memtable; the full one becomes immutable and is flushed in the background. */
   async #switchMemtable(): Promise<void> {
     const old = this.#wal;
     // Synced before it is closed, so a later sync write never survives a power loss that
