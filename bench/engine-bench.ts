@@ -30,14 +30,8 @@ import { intFromEnv } from './bench-env.js';
 const MiB = 1024 * 1024;
 const CHILD = fileURLToPath(new URL('./engine-child.js', import.meta.url));
 
-interface Config {
-  keys: number;
-  batch: number;
-  gets: number;
-  mixOps: number;
-  mixSeconds: number;
-  syncKeys: number;
-  syncSeconds: number;
+/** The workload sizes every child gets, plus what only the parent needs. */
+interface Config extends Omit<ChildJob, 'engine' | 'dir'> {
   engines: EngineName[];
   childTimeoutSeconds: number;
 }

@@ -6,7 +6,7 @@ import { Block, BlockIterator } from '../src/engine/block.js';
 import { compareBytes } from '../src/engine/compare-bytes.js';
 import { encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/internal-key.js';
 import { expectCode } from './support/fs-helpers.js';
-import { assertAt, normalize, walkProbes, type ModelEntry, type Step } from './support/iterator-model.js';
+import { assertAt, assertEmptyEverywhere, normalize, walkProbes, type ModelEntry, type Step } from './support/iterator-model.js';
 /** Small alphabets, so keys share prefixes and repeat (several versions of one key). */
 const arbKey = fc.oneof(
   fc.uint8Array({ minLength: 0, maxLength: 6 }).map((a) => Buffer.from(a.map((b) => b % 4))),
@@ -88,14 +88,7 @@ describe('block', () => {
     assert.equal(b.empty, true);
     const block = new Block(Buffer.from(b.finish()), 'x.sst', 0);
     const it = block.iterator();
-    it.seekToFirst();
-    assert.equal(it.valid(), false);
-    it.seekToLast();
-    assert.equal(it.valid(), false);
-    it.seek(Buffer.from('a'), 1);
-    assert.equal(it.valid(), false);
-    it.seekForPrev(Buffer.from('a'), 1);
-    assert.equal(it.valid(), false);
+    assertEmptyEverywhere(it);
   });
 
   test('the size estimate is the finished size, and reset starts a new block', () => {

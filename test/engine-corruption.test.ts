@@ -299,20 +299,23 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     }
   });
 
-  test('MANIFEST: damage before its last record refuses to open naming it', async (t) => {
-    const { root, dataDir, enc } = await fixture(t);
-    {
-      const { managed, engine } = await openEngine(dataDir, enc);
-      // Each flush appends one version edit to the manifest.
-      for (let round = 0; round < 5; round++) {
-        await engine.write(Array.from({ length: 20 }, (_, j) => ({ type: 'put' as const, key: keyOf(round * 20 + j), value: valueOf(round * 20 + j) })));
-        await engine.flush();
-      }
-      await engine.close();
-      await managed.close();
+  /** Five rounds of 20 keys, each flushed (one version edit each); returns the manifest's name. */
+  async function manifestAfterFlushes(dataDir: string, enc: Parameters<typeof openEngine>[1]): Promise<string> {
+    const { managed, engine } = await openEngine(dataDir, enc);
+    for (let round = 0; round < 5; round++) {
+      await engine.write(Array.from({ length: 20 }, (_, j) => ({ type: 'put' as const, key: keyOf(round * 20 + j), value: valueOf(round * 20 + j) })));
+      await engine.flush();
     }
+    await engine.close();
+    await managed.close();
     const [manifest] = await engineFiles(dataDir, /^MANIFEST-\d+$/);
     assert.ok(manifest);
+    return manifest;
+  }
+
+  test('MANIFEST: damage before its last record refuses to open naming it', async (t) => {
+    const { root, dataDir, enc } = await fixture(t);
+    const manifest = await manifestAfterFlushes(dataDir, enc);
     const reader = await openEnv(dataDir, enc, { readOnly: true });
     const plain = await reader.env.readFile(manifest);
     await reader.close();
@@ -351,17 +354,7 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     'MANIFEST: damage inside its last, complete record never loses flushed writes silently',
     async (t) => {
       const { dataDir, enc } = await fixture(t);
-      {
-        const { managed, engine } = await openEngine(dataDir, enc);
-        for (let round = 0; round < 5; round++) {
-          await engine.write(Array.from({ length: 20 }, (_, j) => ({ type: 'put' as const, key: keyOf(round * 20 + j), value: valueOf(round * 20 + j) })));
-          await engine.flush();
-        }
-        await engine.close();
-        await managed.close();
-      }
-      const [manifest] = await engineFiles(dataDir, /^MANIFEST-\d+$/);
-      assert.ok(manifest);
+      const manifest = await manifestAfterFlushes(dataDir, enc);
       const reader = await openEnv(dataDir, enc, { readOnly: true });
       const records = recordsOf(await reader.env.readFile(manifest));
       await reader.close();

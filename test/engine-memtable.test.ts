@@ -2,18 +2,13 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
-import { compareKeySeq, ValueKind } from '../src/engine/internal-key.js';
+import { ValueKind } from '../src/engine/internal-key.js';
 import type { InternalIterator } from '../src/engine/iterator.js';
 import { ENTRY_OVERHEAD_BYTES, Memtable } from '../src/engine/memtable.js';
+import { compareEntries, type ModelEntry } from './support/iterator-model.js';
 
-interface Entry {
-  key: Buffer;
-  seq: number;
-  kind: ValueKind;
-  value: Buffer;
-}
-
-const cmp = (a: { key: Uint8Array; seq: number }, b: { key: Uint8Array; seq: number }): number => compareKeySeq(a.key, a.seq, b.key, b.seq);
+type Entry = ModelEntry;
+const cmp = compareEntries;
 
 /** Keys that stress the comparisons: shared prefixes up to and past 16 bytes, zero bytes, high bytes, the empty key. */
 const keyArb: fc.Arbitrary<Buffer> = fc

@@ -2,19 +2,14 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ConcatIterator } from '../src/engine/concat-iterator.js';
-import { compareKeySeq, encodeInternalKey, ValueKind } from '../src/engine/internal-key.js';
+import { encodeInternalKey, ValueKind } from '../src/engine/internal-key.js';
 import type { InternalIterator } from '../src/engine/iterator.js';
 import { Memtable } from '../src/engine/memtable.js';
 import { MergingIterator } from '../src/engine/merging-iterator.js';
+import { assertEmptyEverywhere, compareEntries, type ModelEntry } from './support/iterator-model.js';
 
-interface Entry {
-  key: Buffer;
-  seq: number;
-  kind: ValueKind;
-  value: Buffer;
-}
-
-const cmp = (a: { key: Uint8Array; seq: number }, b: { key: Uint8Array; seq: number }): number => compareKeySeq(a.key, a.seq, b.key, b.seq);
+type Entry = ModelEntry;
+const cmp = compareEntries;
 
 function lastWhere<T>(items: readonly T[], pred: (item: T) => boolean): T | undefined {
   for (let i = items.length - 1; i >= 0; i--) if (pred(items[i]!)) return items[i];
@@ -270,13 +265,6 @@ describe('concat iterator', () => {
 
   test('an empty level is never valid', () => {
     const it = new ConcatIterator([], () => assert.fail('nothing to open'));
-    it.seekToFirst();
-    assert.equal(it.valid(), false);
-    it.seekToLast();
-    assert.equal(it.valid(), false);
-    it.seek(Buffer.from('a'), 1);
-    assert.equal(it.valid(), false);
-    it.seekForPrev(Buffer.from('a'), 1);
-    assert.equal(it.valid(), false);
+    assertEmptyEverywhere(it);
   });
 });

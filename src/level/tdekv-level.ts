@@ -518,6 +518,13 @@ class Cursor {
   }
 }
 
+/** Up to `size` cursor entries, each mapped: the body of every iterator kind's _nextv. */
+function take<T>(cursor: Cursor, size: number, map: (e: [Buffer, Buffer]) => T): T[] {
+  const out: T[] = [];
+  for (let e; out.length < size && (e = cursor.next()) !== undefined; ) out.push(map(e));
+  return out;
+}
+
 /** Entries left before the iterator's limit. */
 function remaining(it: { count: number; limit: number }): number {
   return it.limit - it.count;
@@ -549,9 +556,7 @@ class TdekvIterator extends AbstractIterator<object, Data, Data> {
   }
 
   async _nextv(size: number): Promise<[Data, Data][]> {
-    const out: [Data, Data][] = [];
-    for (let e; out.length < size && (e = this.#cursor.next()) !== undefined; ) out.push(this.#entry(e));
-    return out;
+    return take(this.#cursor, size, (e) => this.#entry(e));
   }
 
   async _all(): Promise<[Data, Data][]> {
@@ -583,9 +588,7 @@ class TdekvKeyIterator extends AbstractKeyIterator<object, Data> {
   }
 
   async _nextv(size: number): Promise<Data[]> {
-    const out: Data[] = [];
-    for (let e; out.length < size && (e = this.#cursor.next()) !== undefined; ) out.push(fromBytes(e[0], this.#format));
-    return out;
+    return take(this.#cursor, size, (e) => fromBytes(e[0], this.#format));
   }
 
   async _all(): Promise<Data[]> {
@@ -617,9 +620,7 @@ class TdekvValueIterator extends AbstractValueIterator<object, Data, Data> {
   }
 
   async _nextv(size: number): Promise<Data[]> {
-    const out: Data[] = [];
-    for (let e; out.length < size && (e = this.#cursor.next()) !== undefined; ) out.push(fromBytes(e[1], this.#format));
-    return out;
+    return take(this.#cursor, size, (e) => fromBytes(e[1], this.#format));
   }
 
   async _all(): Promise<Data[]> {

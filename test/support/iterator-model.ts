@@ -22,6 +22,23 @@ export interface CursorLike {
   prev(): void;
 }
 
+/** Internal order of two model entries (or seek targets): key ascending, then seq descending. */
+export function compareEntries(a: { key: Uint8Array; seq: number }, b: { key: Uint8Array; seq: number }): number {
+  return compareKeySeq(a.key, a.seq, b.key, b.seq);
+}
+
+/** Asserts a cursor over nothing is invalid after every kind of positioning. */
+export function assertEmptyEverywhere(it: Pick<CursorLike, 'valid' | 'seek' | 'seekForPrev'> & { seekToFirst(): void; seekToLast(): void }): void {
+  it.seekToFirst();
+  assert.equal(it.valid(), false, 'seekToFirst');
+  it.seekToLast();
+  assert.equal(it.valid(), false, 'seekToLast');
+  it.seek(Buffer.from('a'), 1);
+  assert.equal(it.valid(), false, 'seek');
+  it.seekForPrev(Buffer.from('a'), 1);
+  assert.equal(it.valid(), false, 'seekForPrev');
+}
+
 /** Sorts into internal order and drops duplicate (key, seq) pairs, as a memtable would. */
 export function normalize(entries: ModelEntry[]): ModelEntry[] {
   const sorted = [...entries].sort((a, b) => compareKeySeq(a.key, a.seq, b.key, b.seq));
