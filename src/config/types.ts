@@ -7,15 +7,57 @@ export interface TdekvConfig {
   security: SecurityConfig;
   /** `[engine]`: only the settings given; the engine's defaults fill in the rest. */
   engine: Partial<EngineTuning>;
+  /** `[server]`: the Redis-protocol server and its HTTP status endpoint. */
+  server: ServerConfig;
+  /** `[log]` */
+  log: LogConfig;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ServerConfig {
+  /** `addr`, "host:port" (default 127.0.0.1:6380). Port 0 picks a free port. */
+  addr: HostPort;
+  /** `status-addr`: HTTP /metrics, /status, /healthz (default 127.0.0.1:20180). Port 0 picks a free port. */
+  statusAddr: HostPort;
+  /** `max-clients` (default 10000): connections beyond it get an error and are closed. */
+  maxClients: number;
+  /** `max-request-size` in bytes (default 512 MiB): the largest bulk string and the largest whole request. */
+  maxRequestSize: number;
+}
+
+export type SyncWrites = 'always' | 'everysec' | 'no';
+
+export interface LogConfig {
+  /** `level`: pino level (default "info"). */
+  level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export interface TlsConfig {
+  /** Absolute paths. With `caPath`, clients must present a certificate signed by that CA (mutual TLS). */
+  caPath?: string;
+  certPath: string;
+  keyPath: string;
 }
 
 export interface StorageConfig {
   /** Absolute path (relative paths in a file resolve against the config file's directory). */
   dataDir: string;
+  /** `sync-writes` (server only, default "everysec"): fsync the WAL before every reply, once a second, or never (the OS decides). */
+  syncWrites: SyncWrites;
 }
 
 export interface SecurityConfig {
   encryption: EncryptionConfig;
+  /** `requirepass`: clients must AUTH with it before any other command. Never logged. */
+  requirepass?: string;
+  /** `redact-info-log`: keys and values never appear in logs (default: on when encryption is on). */
+  redactInfoLog: boolean;
+  /** TLS for the Redis port: set when `cert-path` and `key-path` are given (`ca-path` optional). */
+  tls?: TlsConfig;
 }
 
 export interface EncryptionConfig {

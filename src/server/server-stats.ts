@@ -1,0 +1,41 @@
+/**
+ * Plain counters the server bumps on its hot path. Metrics (`src/metrics/`) and INFO read
+ * them when asked, so a command costs a few integer additions rather than metric-library calls.
+ */
+export interface CommandStat {
+  calls: number;
+  /** Calls that replied with an error. */
+  failed: number;
+  /** Total microseconds spent executing (not waiting for the disk). */
+  usec: number;
+}
+
+export class ServerStats {
+  readonly startedAt = Date.now();
+  connectedClients = 0;
+  totalConnections = 0;
+  rejectedConnections = 0;
+  totalCommands = 0;
+  /** Lower-case command name → counters. */
+  readonly commands = new Map<string, CommandStat>();
+  keyspaceHits = 0;
+  keyspaceMisses = 0;
+  expiredKeys = 0;
+  netInputBytes = 0;
+  netOutputBytes = 0;
+  /** Write batches committed to the engine, and the user operations in them. */
+  writeBatches = 0;
+  protocolErrors = 0;
+  /** Set by the server: current key and expiring-key counts (DBSIZE, INFO keyspace). */
+  keys: () => number = () => 0;
+  expires: () => number = () => 0;
+
+  command(name: string): CommandStat {
+    let s = this.commands.get(name);
+    if (s === undefined) {
+      s = { calls: 0, failed: 0, usec: 0 };
+      this.commands.set(name, s);
+    }
+    return s;
+  }
+}
