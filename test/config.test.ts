@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { loadConfig, parseConfig } from '../src/config/config.js';
+import { DEFAULT_SERVER, loadConfig, parseConfig } from '../src/config/config.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
+import { formatHostPort, parseHostPort } from '../src/config/host-port.js';
+import { formatSize, parseSize } from '../src/config/size.js';
 import type { TdekvConfig } from '../src/config/types.js';
 import { isTdekvError } from '../src/errors.js';
 import { expectCode } from './support/fs-helpers.js';
@@ -32,6 +34,13 @@ function rejects(text: string, ...fragments: (string | RegExp)[]): string {
   }
   return message;
 }
+
+const SERVER_DEFAULTS = {
+  addr: { host: '127.0.0.1', port: 6380 },
+  statusAddr: { host: '127.0.0.1', port: 20180 },
+  maxClients: 10_000,
+  maxRequestSize: 512 * 1024 * 1024,
+};
 
 const DESIGN_EXAMPLE = `
 [storage]
@@ -91,8 +100,9 @@ describe('parseDuration / formatDuration', () => {
 describe('parseConfig', () => {
   it('parses the full example from DESIGN.md', () => {
     assert.deepEqual(parse(DESIGN_EXAMPLE), {
-      storage: { dataDir: '/etc/tdekv/data' },
+      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec' },
       security: {
+        redactInfoLog: true,
         encryption: {
           dataEncryptionMethod: 'aes256-ctr',
           dataKeyRotationPeriodMs: 7 * 24 * 3_600_000,
@@ -110,13 +120,16 @@ describe('parseConfig', () => {
         },
       },
       engine: {},
+      server: SERVER_DEFAULTS,
+      log: { level: 'info' },
     } satisfies TdekvConfig);
   });
 
   it('fills every default for an empty file', () => {
     assert.deepEqual(parse(''), {
-      storage: { dataDir: '/etc/tdekv/data' },
+      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec' },
       security: {
+        redactInfoLog: false,
         encryption: {
           dataEncryptionMethod: 'plaintext',
           dataKeyRotationPeriodMs: 604_800_000,
@@ -126,6 +139,8 @@ describe('parseConfig', () => {
         },
       },
       engine: {},
+      server: SERVER_DEFAULTS,
+      log: { level: 'info' },
     } satisfies TdekvConfig);
   });
 
@@ -169,7 +184,7 @@ describe('parseConfig', () => {
   });
 
   it('rejects an unknown top-level section, listing the sections', () => {
-    rejects('[server]\nport = 6379', 'unknown section [server]', '[storage]', '[security]');
+    rejects('[serve]\naddr = "127.0.0.1:6379"', 'unknown section [serve]', '[storage]', '[security]', '[server]', '[log]', 'Did you mean server?');
     rejects('port = 6379', 'unknown key port', '[storage]', '[security]');
     rejects('[security.tls]\nca = "x"', 'unknown section [security.tls]', '[security.encryption]');
   });
@@ -245,6 +260,193 @@ describe('parseConfig', () => {
   it('never echoes a value put where a section belongs', () => {
     const msg = rejects('[security.encryption]\nmaster-key = "00112233445566778899aabbccddeeff"', 'security.encryption.master-key must be a section');
     assert.ok(!msg.includes('00112233'), msg);
+  });
+});
+
+describe('parseSize / parseHostPort', () => {
+  it('reads sizes as bytes, KB and KiB alike meaning 1024', () => {
+    const cases: Record<string, number> = {
+      '0': 0,
+      '1048576': 1_048_576,
+      '100B': 100,
+      '64MiB': 64 * 2 ** 20,
+      '512MB': 512 * 2 ** 20,
+      '512mb': 512 * 2 ** 20,
+      '1GiB': 2 ** 30,
+      '1G': 2 ** 30,
+      '1.5GiB': 1.5 * 2 ** 30,
+      '4k': 4096,
+      ' 2 MiB ': 2 * 2 ** 20,
+    };
+    for (const [text, bytes] of Object.entries(cases)) assert.equal(parseSize(text), bytes, text);
+    for (const bad of ['', 'MiB', '-1MiB', '5 parsecs', '1.MiB', '1e3', '0x10']) {
+      assert.throws(() => parseSize(bad), /expected an integer number of bytes, or a number and a unit .*"64MiB"/, `should reject ${JSON.stringify(bad)}`);
+    }
+  });
+
+  it('formats sizes in the largest exact binary unit', () => {
+    assert.equal(formatSize(512 * 2 ** 20), '512MiB');
+    assert.equal(formatSize(1024), '1KiB');
+    assert.equal(formatSize(1000), '1000B');
+    fc.assert(fc.property(fc.nat({ max: 2 ** 50 }), (n) => parseSize(formatSize(n)) === n));
+  });
+
+  it('reads IPv4, hostname and bracketed IPv6 addresses with ports 0 to 65535', () => {
+    assert.deepEqual(parseHostPort('127.0.0.1:6380'), { host: '127.0.0.1', port: 6380 });
+    assert.deepEqual(parseHostPort('0.0.0.0:0'), { host: '0.0.0.0', port: 0 });
+    assert.deepEqual(parseHostPort('[::1]:65535'), { host: '::1', port: 65535 });
+    assert.deepEqual(parseHostPort('[fe80::1]:6380'), { host: 'fe80::1', port: 6380 });
+    assert.deepEqual(parseHostPort('localhost:6380'), { host: 'localhost', port: 6380 });
+    assert.deepEqual(parseHostPort('db-1.example.internal:6380'), { host: 'db-1.example.internal', port: 6380 });
+    assert.equal(formatHostPort({ host: '::1', port: 1 }), '[::1]:1');
+    assert.equal(formatHostPort({ host: 'localhost', port: 1 }), 'localhost:1');
+    const bad: Record<string, RegExp> = {
+      '127.0.0.1': /no ":port"/,
+      '127.0.0.1:': /no port/,
+      ':6380': /no host/,
+      '127.0.0.1:65536': /above 65535/,
+      '127.0.0.1:-1': /not a number/,
+      '127.0.0.1:http': /not a number/,
+      '::1:6380': /IPv6 address must be in brackets/,
+      '[::1]6380': /no ":port"/,
+      '[::1:6380': /closing/,
+      '[localhost]:6380': /not an IPv6 address/,
+      '256.0.0.1:6380': /not an IPv4 address or a hostname/,
+      'bad_host:6380': /not an IPv4 address or a hostname/,
+      '-dash.example:6380': /not an IPv4 address or a hostname/,
+    };
+    for (const [text, why] of Object.entries(bad)) {
+      assert.throws(() => parseHostPort(text), (err: Error) => why.test(err.message) && err.message.includes('"[::1]:6380"'), text);
+    }
+  });
+});
+
+describe('parseConfig: server, storage, security and log settings', () => {
+  it('reads a full [server], [storage], [security] and [log] example', () => {
+    const config = parseConfig(
+      `[server]
+addr = "0.0.0.0:6379"
+status-addr = "[::1]:0"
+max-clients = 500
+max-request-size = "64MiB"
+
+[storage]
+sync-writes = "always"
+
+[security]
+requirepass = "correct horse battery staple"
+redact-info-log = false
+cert-path = "tls/server.crt"
+key-path = "tls/server.key"
+ca-path = "/etc/ssl/clients-ca.pem"
+
+[log]
+level = "debug"
+`,
+      OPTS,
+    );
+    assert.deepEqual(config.server, { addr: { host: '0.0.0.0', port: 6379 }, statusAddr: { host: '::1', port: 0 }, maxClients: 500, maxRequestSize: 64 * 2 ** 20 });
+    assert.equal(config.storage.syncWrites, 'always');
+    assert.deepEqual(config.security, {
+      requirepass: 'correct horse battery staple',
+      redactInfoLog: false,
+      tls: { certPath: '/etc/tdekv/tls/server.crt', keyPath: '/etc/tdekv/tls/server.key', caPath: '/etc/ssl/clients-ca.pem' },
+      encryption: parse('').security.encryption,
+    });
+    assert.deepEqual(config.log, { level: 'debug' });
+  });
+
+  it('fills the [server] defaults', () => {
+    assert.deepEqual(parse('[server]').server, DEFAULT_SERVER);
+    assert.deepEqual(parse('[server]\nmax-clients = 1').server, { ...DEFAULT_SERVER, maxClients: 1 });
+  });
+
+  it('checks server.addr and server.status-addr, naming the key and the accepted forms', () => {
+    rejects('[server]\naddr = "127.0.0.1"', 'server.addr = "127.0.0.1" is invalid', 'no ":port"', '"[::1]:6380"');
+    rejects('[server]\naddr = "127.0.0.1:70000"', 'server.addr', 'above 65535');
+    rejects('[server]\nstatus-addr = "::1:20180"', 'server.status-addr', 'brackets');
+    rejects('[server]\naddr = 6380', 'server.addr must be a string', 'the integer 6380', '"host:port"');
+    rejects('[server]\naddr = "127.0.0.1:7000"\nstatus-addr = "127.0.0.1:7000"', 'server.addr and server.status-addr are both 127.0.0.1:7000');
+    // Port 0 twice is two different free ports.
+    assert.equal(parse('[server]\naddr = "127.0.0.1:0"\nstatus-addr = "127.0.0.1:0"').server.addr.port, 0);
+  });
+
+  it('checks server.max-clients', () => {
+    rejects('[server]\nmax-clients = 0', 'server.max-clients = 0 is invalid', 'an integer >= 1');
+    rejects('[server]\nmax-clients = "many"', 'server.max-clients must be an integer');
+  });
+
+  it('reads server.max-request-size as bytes or a size string, and says which forms are accepted', () => {
+    assert.equal(parse('[server]\nmax-request-size = 1048576').server.maxRequestSize, 1_048_576);
+    assert.equal(parse('[server]\nmax-request-size = "512MB"').server.maxRequestSize, 512 * 2 ** 20);
+    assert.equal(parse('[server]\nmax-request-size = "1GiB"').server.maxRequestSize, 2 ** 30);
+    rejects('[server]\nmax-request-size = "lots"', 'server.max-request-size = "lots" is invalid', 'an integer number of bytes', '"64MiB"', '"512MB"', '"1GiB"');
+    rejects('[server]\nmax-request-size = 100', 'server.max-request-size', 'out of range', 'from 1KiB to');
+    rejects('[server]\nmax-request-size = "64TiB"', 'server.max-request-size', 'out of range');
+    rejects('[server]\nmax-request-size = -5', 'server.max-request-size', 'negative');
+    rejects('[server]\nmax-request-size = 1.5', 'server.max-request-size must be a string or an integer', 'the float 1.5');
+  });
+
+  it('reads storage.sync-writes', () => {
+    assert.equal(parse('[storage]\nsync-writes = "no"').storage.syncWrites, 'no');
+    assert.equal(parse('[storage]\nsync-writes = "everysec"').storage.syncWrites, 'everysec');
+    rejects('[storage]\nsync-writes = "sometimes"', 'storage.sync-writes = "sometimes"', 'always | everysec | no');
+    rejects('[storage]\nsync-writes = true', 'storage.sync-writes must be a string', 'always | everysec | no');
+  });
+
+  it('reads log.level', () => {
+    for (const level of ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) assert.equal(parse(`[log]\nlevel = "${level}"`).log.level, level);
+    rejects('[log]\nlevel = "verbose"', 'log.level = "verbose"', 'fatal | error | warn | info | debug | trace | silent');
+    rejects('[log]\nlevl = "info"', 'log.levl', 'Did you mean level?');
+  });
+
+  it('defaults redact-info-log to on exactly when data is encrypted', () => {
+    const encrypted = '[security.encryption]\ndata-encryption-method = "aes128-ctr"\n[security.encryption.master-key]\ntype = "file"\npath = "k"\n';
+    assert.equal(parse(encrypted).security.redactInfoLog, true);
+    assert.equal(parse('').security.redactInfoLog, false);
+    assert.equal(parse('[security]\nredact-info-log = true').security.redactInfoLog, true);
+    assert.equal(parse('[security]\nredact-info-log = false\n' + encrypted).security.redactInfoLog, false);
+    rejects('[security]\nredact-info-log = "yes"', 'security.redact-info-log must be a boolean');
+  });
+
+  it('takes TLS paths together, resolving them against the config directory', () => {
+    assert.deepEqual(parse('[security]\ncert-path = "a.crt"\nkey-path = "/k/a.key"').security.tls, { certPath: '/etc/tdekv/a.crt', keyPath: '/k/a.key' });
+    assert.equal(parse('').security.tls, undefined);
+    assert.ok(!('tlsCertPath' in parse('[security]\ncert-path = "a"\nkey-path = "b"').security));
+    rejects('[security]\ncert-path = "a.crt"', 'security.cert-path is set without security.key-path');
+    rejects('[security]\nkey-path = "a.key"', 'security.key-path is set without security.cert-path');
+    rejects('[security]\nca-path = "ca.pem"', 'security.ca-path is set without security.cert-path and security.key-path');
+    rejects('[security]\ncert-path = ""\nkey-path = "b"', 'security.cert-path', 'must not be empty');
+  });
+
+  it('keeps [security] strict: unknown keys and sections are errors with a suggestion', () => {
+    rejects('[security]\nrequire-pass = "x"', 'unknown key security.require-pass', 'Did you mean requirepass?', 'redact-info-log', '[security.encryption]');
+    rejects('[security]\ncert_path = "x"', 'security.cert_path', 'Did you mean cert-path?');
+    rejects('[security.tls]\nca = "x"', 'unknown section [security.tls]', 'cert-path', '[security.encryption]');
+  });
+
+  it('never puts requirepass in an error message', () => {
+    const secret = 'Tr0ub4dor&3-do-not-print';
+    const cases = [
+      `[security]\nrequirepass = ""`,
+      `[security]\nrequirepass = 1234567890123`,
+      `[security]\nrequirepass = ["${secret}"]`,
+      `[security]\nrequirepas = "${secret}"`,
+      `[security]\nrequirepass = "${secret}"\ncert-path = "a"`,
+      `[security]\nrequirepass = "${secret}"\nredact-info-log = "no"`,
+      `[security]\nrequirepass = "${secret}"\nrequirepass = "${secret}"`,
+      `[security]\nrequirepass = "${secret}\n`,
+      `[security]\nrequirepass = "${secret}"\n[security.encryption]\ndata-encryption-method = "aes256-ctr"`,
+      `[server]\nrequirepass = "${secret}"`,
+      `requirepass = "${secret}"`,
+    ];
+    for (const text of cases) {
+      const message = rejects(text);
+      assert.ok(!message.includes(secret) && !message.includes('1234567890123'), `${JSON.stringify(text)} leaked: ${message}`);
+    }
+    assert.equal(parse(`[security]\nrequirepass = "${secret}"`).security.requirepass, secret);
+    const empty = rejects('[security]\nrequirepass = ""', 'security.requirepass (value not shown) is invalid', 'must not be empty');
+    assert.ok(!empty.includes('""'), empty);
   });
 });
 

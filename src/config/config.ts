@@ -1,3 +1,4 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
@@ -5,14 +6,32 @@ import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, type EngineTuning } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
+import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from './host-port.js';
+import { SIZE_FORMS, SizeError, formatSize, parseSize } from './size.js';
 import {
   DEFAULT_ENCRYPTION,
   DEFAULT_KMS_MAX_ATTEMPTS,
   DEFAULT_KMS_TIMEOUT_MS,
   type EncryptionConfig,
+  type LogConfig,
   type MasterKeyConfig,
+  type ServerConfig,
+  type SyncWrites,
   type TdekvConfig,
+  type TlsConfig,
 } from './types.js';
+
+/** `[server]` defaults: Redis's port + 1 (so a local redis-server can run beside it) and TiKV's status port. */
+export const DEFAULT_SERVER: Readonly<ServerConfig> = Object.freeze({
+  addr: Object.freeze({ host: '127.0.0.1', port: 6380 }),
+  statusAddr: Object.freeze({ host: '127.0.0.1', port: 20180 }),
+  maxClients: 10_000,
+  maxRequestSize: 512 * 2 ** 20,
+});
+export const DEFAULT_SYNC_WRITES: SyncWrites = 'everysec';
+export const SYNC_WRITES: readonly SyncWrites[] = ['always', 'everysec', 'no'];
+export const DEFAULT_LOG: Readonly<LogConfig> = Object.freeze({ level: 'info' });
+export const LOG_LEVELS: ReadonlyArray<LogConfig['level']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /*
  * The TOML configuration. Everything the file may contain is described by the SCHEMA table
@@ -60,6 +79,8 @@ interface Validator<K extends Kind = Kind> {
   readonly optionAllowed?: string;
   /** JS options only: a JS number is accepted too (durations: milliseconds); throws like `convert`. */
   fromNumber?(value: number): unknown;
+  /** A string key that takes a TOML integer too (sizes: bytes); throws like `convert`. */
+  fromInteger?(value: bigint): unknown;
 }
 
 interface Field extends Validator {
@@ -141,6 +162,35 @@ function duration(minMs: number): Validator<'string'> {
   };
 }
 
+/** A byte size: an integer of bytes or a string such as "512MiB" (src/config/size.ts). */
+function size(min: number, max: number): Validator<'string'> {
+  const range = `from ${formatSize(min)} to ${formatSize(max)}`;
+  const check = (bytes: number): number => {
+    if (bytes < min || bytes > max) throw new Error(`${formatSize(bytes)} is out of range`);
+    return bytes;
+  };
+  return {
+    kind: 'string',
+    allowed: `${SIZE_FORMS}; ${range}`,
+    convert: (v) => {
+      try {
+        return check(parseSize(v));
+      } catch (err) {
+        // `allowed` already lists the forms; the message need not say them twice.
+        throw err instanceof SizeError ? new Error(err.why) : err;
+      }
+    },
+    fromInteger: (v) => {
+      if (v < 0n) throw new Error('negative sizes are not allowed');
+      return check(v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v));
+    },
+  };
+}
+
+function hostPort(): Validator<'string'> {
+  return { kind: 'string', allowed: HOST_PORT_FORMS, convert: (v) => parseHostPort(v) };
+}
+
 function localPath(): Validator<'string'> {
   return {
     kind: 'string',
@@ -219,12 +269,41 @@ const ENGINE_FIELDS: Fields = {
 
 const DEFAULT_DATA_DIR = './data';
 
+/** A request must fit one Buffer; newer Node.js allows more than 4 GiB, but no sane request needs it. */
+const MAX_REQUEST_SIZE_LIMIT = Math.min(bufferConstants.MAX_LENGTH, 2 ** 32);
+
+// TLS paths are read flat from [security] and gathered into `security.tls` by a rule.
+const TLS_PROPS = { 'cert-path': 'tlsCertPath', 'key-path': 'tlsKeyPath', 'ca-path': 'tlsCaPath' } as const;
+
 /** Dotted TOML section name → its keys. Sections are read in this order. */
 const SCHEMA: Readonly<Record<string, Section>> = {
   storage: {
     into: ['storage'],
     fields: {
       'data-dir': { prop: 'dataDir', default: (ctx) => resolve(ctx.baseDir, DEFAULT_DATA_DIR), ...localPath() },
+      'sync-writes': { prop: 'syncWrites', default: () => DEFAULT_SYNC_WRITES, ...oneOf(SYNC_WRITES) },
+    },
+  },
+  server: {
+    into: ['server'],
+    fields: {
+      addr: { prop: 'addr', default: () => ({ ...DEFAULT_SERVER.addr }), ...hostPort() },
+      'status-addr': { prop: 'statusAddr', default: () => ({ ...DEFAULT_SERVER.statusAddr }), ...hostPort() },
+      'max-clients': { prop: 'maxClients', default: () => DEFAULT_SERVER.maxClients, ...integer(1) },
+      'max-request-size': { prop: 'maxRequestSize', default: () => DEFAULT_SERVER.maxRequestSize, ...size(1024, MAX_REQUEST_SIZE_LIMIT) },
+    },
+  },
+  // Before [security.encryption]: each section's object is set at its `into` path, and this
+  // one must not replace the encryption object read into it.
+  security: {
+    into: ['security'],
+    fields: {
+      requirepass: { prop: 'requirepass', secret: true, ...text('a non-empty string (clients send it with AUTH)') },
+      // Its default depends on the encryption method: set by a rule once every section is read.
+      'redact-info-log': { prop: 'redactInfoLog', ...flag() },
+      'cert-path': { prop: TLS_PROPS['cert-path'], ...localPath() },
+      'key-path': { prop: TLS_PROPS['key-path'], ...localPath() },
+      'ca-path': { prop: TLS_PROPS['ca-path'], ...localPath() },
     },
   },
   'security.encryption': {
@@ -255,6 +334,12 @@ const SCHEMA: Readonly<Record<string, Section>> = {
   'security.encryption.master-key': masterKeySection('masterKey'),
   'security.encryption.previous-master-key': masterKeySection('previousMasterKey'),
   engine: { into: ['engine'], fields: ENGINE_FIELDS },
+  log: {
+    into: ['log'],
+    fields: {
+      level: { prop: 'level', default: () => DEFAULT_LOG.level, ...oneOf(LOG_LEVELS) },
+    },
+  },
 };
 
 const MASTER_KEY_EXAMPLE =
@@ -280,6 +365,39 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
       );
     }
     enc.masterKey = { type: 'plaintext' };
+  },
+  (config) => {
+    // TiKV's redact-info-log is opt-in; here whoever encrypts the data would not want its
+    // keys and values written to logs in clear, so encryption turns redaction on by default.
+    const security = config.security as Partial<typeof config.security>;
+    security.redactInfoLog ??= config.security.encryption.dataEncryptionMethod !== 'plaintext';
+  },
+  (config, where) => {
+    const flat = config.security as unknown as Record<string, string | undefined>;
+    const paths: Partial<Record<keyof typeof TLS_PROPS, string>> = {};
+    for (const [key, prop] of Object.entries(TLS_PROPS) as Array<[keyof typeof TLS_PROPS, string]>) {
+      if (flat[prop] !== undefined) paths[key] = flat[prop];
+      delete flat[prop];
+    }
+    const { 'cert-path': certPath, 'key-path': keyPath, 'ca-path': caPath } = paths;
+    if (certPath !== undefined && keyPath !== undefined) {
+      config.security.tls = { certPath, keyPath, ...(caPath !== undefined ? { caPath } : {}) } satisfies TlsConfig;
+      return;
+    }
+    const given = Object.keys(paths).map((k) => `security.${k}`);
+    if (given.length === 0) return;
+    const missing = (['cert-path', 'key-path'] as const).filter((k) => paths[k] === undefined).map((k) => `security.${k}`);
+    throw invalid(
+      `${where}: ${given.join(' and ')} ${given.length === 1 ? 'is' : 'are'} set without ${missing.join(' and ')}. ` +
+        'TLS needs cert-path (the server certificate, PEM) and key-path (its private key, PEM) together; ' +
+        'ca-path (PEM) is optional and makes clients present a certificate signed by that CA.',
+    );
+  },
+  (config, where) => {
+    const { addr, statusAddr } = config.server;
+    if (addr.port !== 0 && addr.port === statusAddr.port && addr.host === statusAddr.host) {
+      throw invalid(`${where}: server.addr and server.status-addr are both ${formatHostPort(addr)}; give them different ports (or port 0 for a free one).`);
+    }
   },
   (config, where) => {
     const t = { ...DEFAULT_ENGINE_TUNING, ...config.engine };
@@ -381,7 +499,7 @@ function readSection(name: string, section: Section, table: TomlTable, ctx: Cont
   return out;
 }
 
-/** Tables that only hold sections (the top level, `[security]`): every key must be a known section. */
+/** Tables that only hold sections (the top level): every key must be a known section. */
 function checkContainer(table: TomlTable, name: string, where: string): void {
   for (const [key, value] of Object.entries(table)) {
     const full = name === '' ? key : `${name}.${key}`;
@@ -395,10 +513,13 @@ function checkContainer(table: TomlTable, name: string, where: string): void {
 }
 
 function convertValue(full: string, field: Field, raw: TomlValue, ctx: Context, where: string): unknown {
-  if (kindOf(raw) !== field.kind) {
-    fail(`${where}: ${full} must be ${KIND_NAMES[field.kind]}, but is ${describe(raw, field.secret)}. Allowed: ${field.allowed}.`);
+  const viaInteger = field.fromInteger !== undefined && typeof raw === 'bigint';
+  if (kindOf(raw) !== field.kind && !viaInteger) {
+    const expected = KIND_NAMES[field.kind] + (field.fromInteger !== undefined ? ' or an integer' : '');
+    fail(`${where}: ${full} must be ${expected}, but is ${describe(raw, field.secret)}. Allowed: ${field.allowed}.`);
   }
   try {
+    if (viaInteger) return field.fromInteger!(raw);
     return field.convert(raw as never, ctx);
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
