@@ -1,0 +1,415 @@
+/**
+ * `npm run bench -- server`: `redis-benchmark` (Debian redis-tools) against `tdekv serve` with
+ * aes256-ctr and against Debian's redis-server with `appendonly yes`, `appendfsync everysec`
+ * (the durability tdekv's default `sync-writes = "everysec"` matches): SET and GET, 50
+ * clients, without and with `-P 16`. Target (from the server issue): tdekv at least half of
+ * redis-server's ops/s on every line.
+ *
+ * Each server runs alone (never both: the machine's cores are shared with redis-benchmark),
+ * on 127.0.0.1, a free port and a fresh temp dir; it counts as ready when it answers PING.
+ * Against each: one unreported warm-up (SET then GET, so tdekv's JIT is warm, as redis-server
+ * needs none), then SET, GET, SET -P16, GET -P16, each its own redis-benchmark run with the
+ * same arguments for both servers; every GET follows the SETs that filled its keyspace.
+ * Then SIGTERM, and the exit is reported: a server that cannot stop cleanly under load is a
+ * finding too.
+ *
+ * Sizes (env): TDEKV_BENCH_REDIS_REQUESTS (default 200000) per line without pipelining,
+ * TDEKV_BENCH_REDIS_PIPELINED_REQUESTS (1000000) per pipelined line, TDEKV_BENCH_REDIS_PIPELINE
+ * (16), TDEKV_BENCH_REDIS_CLIENTS (50), TDEKV_BENCH_REDIS_KEYSPACE (100000, redis-benchmark
+ * -r), TDEKV_BENCH_REDIS_VALUE_SIZE (3 bytes, redis-benchmark's own default -d),
+ * TDEKV_BENCH_REDIS_WARMUP (50000 requests per warm-up test). Limits: TDEKV_BENCH_SERVER_START_SECONDS
+ * (60), TDEKV_BENCH_SERVER_STOP_SECONDS (30), TDEKV_BENCH_REDIS_TIMEOUT_SECONDS (300 per run).
+ *
+ * TDEKV_BENCH_SERVER_CPU_PROF=DIR: afterwards, one more tdekv server under `node --cpu-prof`
+ * (profile kept in DIR) for a warm-up and a SET -P16 run, summarised as self time per
+ * function and per area. Separate from the measured run because profiling slows the server.
+ * TDEKV_BENCH_SERVER_STANDIN=redis-server: a second redis-server stands in for tdekv, for
+ * working on this harness without a server build.
+ */
+import { execFile } from 'node:child_process';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Bench, BenchContext } from './run.js';
+import { intFromEnv } from './bench-env.js';
+import {
+  describeExit,
+  freePorts,
+  procStats,
+  runRedisBenchmark,
+  startServer,
+  stopServer,
+  toolVersion,
+  type BenchLine,
+  type RunningServer,
+} from './server-process.js';
+import { summariseProfile, type SelfTime } from './server-profile.js';
+
+const DIST_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
+/** tdekv ÷ redis-server ops/s that meets the issue's target. */
+const TARGET_RATIO = 0.5;
+const PROFILE_TOP = 25;
+
+interface Config {
+  requests: number;
+  pipelinedRequests: number;
+  pipeline: number;
+  clients: number;
+  keyspace: number;
+  valueSize: number;
+  warmup: number;
+  startSeconds: number;
+  stopSeconds: number;
+  benchTimeoutSeconds: number;
+  standIn: boolean;
+  cpuProfDir: string | undefined;
+}
+
+function config(): Config {
+  const standIn = process.env.TDEKV_BENCH_SERVER_STANDIN;
+  if (standIn !== undefined && standIn !== '' && standIn !== 'redis-server') {
+    throw new Error(`TDEKV_BENCH_SERVER_STANDIN=${standIn}: only "redis-server" is supported`);
+  }
+  const prof = process.env.TDEKV_BENCH_SERVER_CPU_PROF;
+  return {
+    requests: intFromEnv('TDEKV_BENCH_REDIS_REQUESTS', 200_000),
+    pipelinedRequests: intFromEnv('TDEKV_BENCH_REDIS_PIPELINED_REQUESTS', 1_000_000),
+    pipeline: intFromEnv('TDEKV_BENCH_REDIS_PIPELINE', 16),
+    clients: intFromEnv('TDEKV_BENCH_REDIS_CLIENTS', 50),
+    keyspace: intFromEnv('TDEKV_BENCH_REDIS_KEYSPACE', 100_000),
+    valueSize: intFromEnv('TDEKV_BENCH_REDIS_VALUE_SIZE', 3),
+    warmup: intFromEnv('TDEKV_BENCH_REDIS_WARMUP', 50_000),
+    startSeconds: intFromEnv('TDEKV_BENCH_SERVER_START_SECONDS', 60),
+    stopSeconds: intFromEnv('TDEKV_BENCH_SERVER_STOP_SECONDS', 30),
+    benchTimeoutSeconds: intFromEnv('TDEKV_BENCH_REDIS_TIMEOUT_SECONDS', 300),
+    standIn: standIn === 'redis-server',
+    cpuProfDir: prof !== undefined && prof.trim() !== '' ? resolve(prof) : undefined,
+  };
+}
+
+interface Line {
+  label: string;
+  /** redis-benchmark -t name; its CSV names the test in upper case. */
+  test: 'set' | 'get';
+  pipelined: boolean;
+}
+
+function lines(cfg: Config): Line[] {
+  const p = `-P${cfg.pipeline}`;
+  return [
+    { label: 'SET', test: 'set', pipelined: false },
+    { label: 'GET', test: 'get', pipelined: false },
+    { label: `SET ${p}`, test: 'set', pipelined: true },
+    { label: `GET ${p}`, test: 'get', pipelined: true },
+  ];
+}
+
+function benchmarkArgs(cfg: Config, port: string, tests: string, requests: number, pipelined: boolean): string[] {
+  return [
+    ...['-h', '127.0.0.1', '-p', port, '-c', String(cfg.clients), '-n', String(requests)],
+    ...['-r', String(cfg.keyspace), '-d', String(cfg.valueSize)],
+    ...(pipelined ? ['-P', String(cfg.pipeline)] : []),
+    ...['-t', tests, '--csv'],
+  ];
+}
+
+const lineArgs = (cfg: Config, port: string, line: Line): string[] =>
+  benchmarkArgs(cfg, port, line.test, line.pipelined ? cfg.pipelinedRequests : cfg.requests, line.pipelined);
+const warmupArgs = (cfg: Config, port: string): string[] => benchmarkArgs(cfg, port, 'set,get', cfg.warmup, false);
+
+/** How to start one server in `dir`; `display` is the command with $PORT/$DIR for the report. */
+interface Launch {
+  command: string;
+  args: string[];
+  display: string[];
+}
+
+interface Target {
+  key: string;
+  label: string;
+  /** For column headings. */
+  short: string;
+  prepare(dir: string, port: number, statusPort: number, nodeFlags: string[]): Promise<Launch>;
+}
+
+function redisArgs(port: string, dir: string): string[] {
+  return ['--port', port, '--bind', '127.0.0.1', '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--dir', dir];
+}
+
+const quoteEmpty = (args: string[]): string[] => args.map((a) => (a === '' ? '""' : a));
+
+function redisTarget(key: string, label: string, short: string): Target {
+  return {
+    key,
+    label,
+    short,
+    prepare: async (dir, port) => ({
+      command: 'redis-server',
+      args: redisArgs(String(port), dir),
+      display: ['redis-server', ...quoteEmpty(redisArgs('$PORT', '$DIR'))],
+    }),
+  };
+}
+
+function tdekvToml(dir: string, port: string, statusPort: string): string {
+  return [
+    '[server]',
+    `addr = "127.0.0.1:${port}"`,
+    `status-addr = "127.0.0.1:${statusPort}"`,
+    '[storage]',
+    `data-dir = "${dir}/data"`,
+    'sync-writes = "everysec"',
+    '[security.encryption]',
+    'data-encryption-method = "aes256-ctr"',
+    '[security.encryption.master-key]',
+    'type = "file"',
+    `path = "${dir}/master.key"`,
+    '[log]',
+    'level = "warn"',
+    '',
+  ].join('\n');
+}
+
+const tdekvTarget: Target = {
+  key: 'tdekv',
+  label: 'tdekv aes256-ctr',
+  short: 'tdekv',
+  async prepare(dir, port, statusPort, nodeFlags) {
+    await promisify(execFile)(process.execPath, [CLI, 'keygen', '--out', join(dir, 'master.key')]);
+    const configFile = join(dir, 'tdekv.toml');
+    await writeFile(configFile, tdekvToml(dir, String(port), String(statusPort)));
+    return {
+      command: process.execPath,
+      args: [...nodeFlags, CLI, 'serve', '--config', configFile],
+      display: ['node', ...nodeFlags, 'dist/src/cli/main.js', 'serve', '--config', '$DIR/tdekv.toml'],
+    };
+  },
+};
+
+interface LineResult extends BenchLine {
+  seconds: number;
+  /** The server's CPU time during the run ÷ wall time (100 = one core busy). */
+  cpuPercent: number | undefined;
+}
+
+interface ServerResult {
+  label: string;
+  short: string;
+  display: string[];
+  lines: Map<string, LineResult>;
+  startSeconds?: number;
+  readyBy?: string;
+  peakRssKiB?: number;
+  stopSeconds?: number;
+  exit?: string;
+  /** Clean means exit code 0 after SIGTERM (or redis-server's own clean shutdown). */
+  cleanExit?: boolean;
+  outputTail?: string;
+  pid?: number;
+  error?: string;
+}
+
+/** Starts `target` in a fresh dir, runs the warm-up and `runLines`, stops it. Never throws. */
+async function measure(ctx: BenchContext, cfg: Config, target: Target, runLines: Line[], nodeFlags: string[] = []): Promise<ServerResult> {
+  const dir = await ctx.tempDir(`server-${target.key}`);
+  const result: ServerResult = { label: target.label, short: target.short, display: [], lines: new Map() };
+  let server: RunningServer | undefined;
+  try {
+    const [port, statusPort] = (await freePorts(2)) as [number, number];
+    const launch = await target.prepare(dir, port, statusPort, nodeFlags);
+    result.display = launch.display;
+    ctx.progress(`${target.label}: starting on 127.0.0.1:${port}`);
+    server = await startServer({ name: target.label, command: launch.command, args: launch.args, port, cwd: dir, startTimeoutSeconds: cfg.startSeconds });
+    result.pid = server.pid;
+    result.startSeconds = server.startSeconds;
+    result.readyBy = server.readyBy;
+    ctx.progress(`${target.label}: ready after ${server.startSeconds.toFixed(2)} s (${server.readyBy}); warm-up`);
+    await runRedisBenchmark(warmupArgs(cfg, String(port)), cfg.benchTimeoutSeconds);
+    for (const line of runLines) {
+      const before = await procStats(server.pid);
+      const t = performance.now();
+      const csv = await runRedisBenchmark(lineArgs(cfg, String(port), line), cfg.benchTimeoutSeconds);
+      const seconds = (performance.now() - t) / 1000;
+      const after = await procStats(server.pid);
+      const r = csv.get(line.test.toUpperCase());
+      if (!r) throw new Error(`redis-benchmark printed no ${line.test.toUpperCase()} line (got ${[...csv.keys()].join(', ')})`);
+      const cpuPercent = before && after ? ((after.cpuSeconds - before.cpuSeconds) / seconds) * 100 : undefined;
+      result.lines.set(line.label, { ...r, seconds, cpuPercent });
+      ctx.progress(`${target.label}: ${line.label} ${fmtInt(r.rps)} ops/s, p50 ${r.p50Ms} ms, ${seconds.toFixed(1)} s`);
+    }
+  } catch (err) {
+    result.error = err instanceof Error ? err.message : String(err);
+    ctx.progress(`${target.label}: FAILED: ${result.error.split('\n')[0]}`);
+  } finally {
+    if (server) {
+      result.peakRssKiB = (await procStats(server.pid))?.peakRssKiB;
+      const stopped = await stopServer(server, cfg.stopSeconds);
+      result.stopSeconds = stopped.seconds;
+      result.cleanExit = !stopped.killed && stopped.exit.code === 0;
+      result.exit = `${describeExit(stopped.exit)}${stopped.killed ? ` (SIGKILL: no exit ${cfg.stopSeconds} s after SIGTERM)` : ''}`;
+      if (!result.cleanExit || result.error) result.outputTail = server.output();
+    }
+    await ctx.removeTempDir(dir);
+  }
+  return result;
+}
+
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+const fmtMs = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '' : n.toFixed(3));
+const lastLines = (text: string, n: number): string[] => text.trimEnd().split('\n').slice(-n);
+
+async function run(ctx: BenchContext): Promise<void> {
+  const cfg = config();
+  const [redisVersion, benchmarkVersion] = await Promise.all([toolVersion('redis-server'), toolVersion('redis-benchmark')]);
+  const missing = [redisVersion ? '' : 'redis-server', benchmarkVersion ? '' : 'redis-benchmark'].filter((m) => m !== '');
+  if (missing.length > 0) {
+    throw new Error(
+      `${missing.join(' and ')} not found on PATH; the server benchmark needs both. On Debian/Ubuntu: ` +
+        `apt-get install redis-tools redis-server (redis-tools has redis-benchmark), then stop the service it starts ` +
+        `(systemctl disable --now redis-server): the benchmark starts its own.`,
+    );
+  }
+  ctx.line(`  redis-server     ${redisVersion}`);
+  ctx.line(`  redis-benchmark  ${benchmarkVersion}`);
+
+  const all = lines(cfg);
+  const subject = cfg.standIn ? redisTarget('standin', 'stand-in redis-server', 'stand-in') : tdekvTarget;
+  const peer = redisTarget('redis', 'redis-server', 'redis');
+  const peerResult = await measure(ctx, cfg, peer, all);
+  const subjectResult = await measure(ctx, cfg, subject, all);
+
+  report(ctx, cfg, all, peerResult, subjectResult);
+  if (cfg.cpuProfDir !== undefined) {
+    if (cfg.standIn) ctx.line('TDEKV_BENCH_SERVER_CPU_PROF ignored: the subject is a redis-server stand-in');
+    else await profile(ctx, cfg, cfg.cpuProfDir, all[2]!);
+  }
+}
+
+function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult, subject: ServerResult): void {
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const rows = all.map((line) => {
+    const a = subject.lines.get(line.label);
+    const b = peer.lines.get(line.label);
+    const ratio = a && b ? a.rps / b.rps : undefined;
+    return [
+      line.label,
+      ratio === undefined ? 'n/a' : ratio >= TARGET_RATIO ? 'PASS' : 'MISS',
+      b ? fmtInt(b.rps) : '-',
+      a ? fmtInt(a.rps) : '-',
+      ratio === undefined ? '-' : ratio.toFixed(2),
+      fmtMs(b?.p50Ms),
+      fmtMs(a?.p50Ms),
+      fmtMs(b?.p99Ms),
+      fmtMs(a?.p99Ms),
+    ];
+  });
+  ctx.table({
+    title: `redis-benchmark: ${subject.label} vs ${peer.label} (appendonly yes, appendfsync everysec)`,
+    notes: [
+      `${cfg.clients} clients, ${n(cfg.requests)} requests per line (${n(cfg.pipelinedRequests)} with -P${cfg.pipeline}), random keys from a keyspace of`,
+      `  ${n(cfg.keyspace)} (-r), ${cfg.valueSize}-byte values (-d). Servers one at a time on 127.0.0.1, each in a fresh temp dir;`,
+      `  per server an unreported warm-up (${n(cfg.warmup)} SET + GET), then the lines top to bottom, one redis-benchmark run each.`,
+      `ratio = ${subject.label} ops/s ÷ ${peer.label} ops/s; target ≥ ${TARGET_RATIO.toFixed(2)} (PASS/MISS). Latencies are redis-benchmark's, per request`,
+      `  (with -P a request waits for its whole pipeline). redis-benchmark shares the machine's cores with the server.`,
+    ],
+    columns: ['line', 'target', `${peer.label} ops/s`, `${subject.label} ops/s`, 'ratio', `p50 ms ${peer.short}`, `p50 ms ${subject.short}`, `p99 ms ${peer.short}`, `p99 ms ${subject.short}`],
+    rows,
+  });
+
+  const cpu = (r: ServerResult, line: Line): string => {
+    const p = r.lines.get(line.label)?.cpuPercent;
+    return p === undefined ? '' : p.toFixed(0);
+  };
+  ctx.table({
+    title: 'servers',
+    notes: [
+      `CPU % = the server process's user + system CPU time during a line ÷ the line's wall time (100 = one core busy).`,
+      `peak RSS = VmHWM just before SIGTERM. exit: after SIGTERM (tdekv should drain, fsync and exit 0).`,
+    ],
+    columns: ['server', 'ready by', 'start s', ...all.map((l) => `CPU % ${l.label}`), 'peak RSS MiB', 'stop s', 'exit'],
+    rows: [peer, subject].map((r) => [
+      r.label,
+      r.readyBy ?? '',
+      r.startSeconds === undefined ? '' : r.startSeconds.toFixed(2),
+      ...all.map((l) => cpu(r, l)),
+      r.peakRssKiB === undefined ? '' : (r.peakRssKiB / 1024).toFixed(1),
+      r.stopSeconds === undefined ? '' : r.stopSeconds.toFixed(2),
+      r.exit ?? 'not started',
+    ]),
+  });
+
+  ctx.line();
+  ctx.line('commands ($PORT: a free port per server, $DIR: a fresh temp dir per server):');
+  const port = '$PORT';
+  ctx.line(`  ${peer.display.join(' ') || 'redis-server (not started)'}`);
+  if (!subject.display.includes('redis-server')) {
+    ctx.line(`  node dist/src/cli/main.js keygen --out $DIR/master.key`);
+  }
+  ctx.line(`  ${subject.display.join(' ') || `${subject.label} (not started)`}`);
+  ctx.line(`  redis-benchmark ${warmupArgs(cfg, port).join(' ')}    # warm-up, not reported`);
+  for (const line of all) ctx.line(`  redis-benchmark ${lineArgs(cfg, port, line).join(' ')}`);
+  if (!cfg.standIn) {
+    ctx.line('$DIR/tdekv.toml ($STATUS_PORT: another free port):');
+    for (const l of tdekvToml('$DIR', port, '$STATUS_PORT').trimEnd().split('\n')) ctx.line(`  ${l}`);
+  }
+
+  ctx.line();
+  ctx.line(`targets (from the server issue): ${subject.label} ≥ ${TARGET_RATIO}× ${peer.label} ops/s on every line`);
+  for (const row of rows) {
+    const what = row[1] === 'n/a' ? 'no result from both servers' : `${row[4]}×`;
+    ctx.line(`${row[1]!.padEnd(4)}  ${row[0]}: ${what} (target ≥ ${TARGET_RATIO})`);
+  }
+  for (const r of [peer, subject]) {
+    if (r.error) ctx.line(`FAILED ${r.label}: ${r.error.split('\n').slice(0, 3).join(' | ')}`);
+    if (r.outputTail && r.outputTail.trim() !== '') {
+      ctx.line(`${r.label} output (last lines):`);
+      for (const l of lastLines(r.outputTail, 15)) ctx.line(`  | ${l}`);
+    }
+  }
+}
+
+/** One more subject server under --cpu-prof for a warm-up and `line`; the profile stays in `dir`. */
+async function profile(ctx: BenchContext, cfg: Config, dir: string, line: Line): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const flags = ['--cpu-prof', `--cpu-prof-dir=${dir}`];
+  const r = await measure(ctx, cfg, tdekvTarget, [line], flags);
+  ctx.line();
+  const measured = r.lines.get(line.label);
+  if (!measured || r.pid === undefined) {
+    ctx.line(`cpu profile: the profiled run failed: ${r.error ?? 'no result'}`);
+    return;
+  }
+  // Node names profiles CPU.<date>.<time>.<pid>.<thread>.<seq>.cpuprofile.
+  const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile') && f.split('.')[3] === String(r.pid));
+  if (!file) {
+    ctx.line(`cpu profile: none written to ${dir} (${r.exit ?? ''}); Node writes it only when the process exits on its own, not when killed by a signal`);
+    return;
+  }
+  const summary = await summariseProfile(join(dir, file), DIST_ROOT);
+  // The table left-aligns its second column, so the area table pads its numbers itself.
+  const pct = (x: SelfTime): string => (x.share * 100).toFixed(1).padStart(5);
+  const notes = [
+    `${join(dir, file)}: the whole server process (start, warm-up, ${line.label} at ${fmtInt(measured.rps)} ops/s under the profiler, shutdown),`,
+    `  ${summary.samples.toLocaleString('en-US')} samples over ${(summary.totalMs / 1000).toFixed(1)} s. Self time: time in the function itself, not its callees;`,
+    `  native work (crypto, fs, sockets) counts under the JS function that called into it or as (program).`,
+  ];
+  ctx.table({
+    title: 'tdekv CPU profile, self time by area',
+    notes,
+    columns: ['area', 'self %', 'self ms'],
+    rows: summary.areas.slice(0, PROFILE_TOP).map((x) => [x.name, pct(x), x.ms.toFixed(0)]),
+  });
+  ctx.table({
+    title: `tdekv CPU profile, top ${PROFILE_TOP} functions by self time`,
+    columns: ['function', 'where', 'self %', 'self ms'],
+    rows: summary.functions.slice(0, PROFILE_TOP).map((x) => [x.name, x.where, pct(x).trim(), x.ms.toFixed(0)]),
+  });
+}
+
+export const bench: Bench = {
+  name: 'server',
+  description: 'redis-benchmark SET/GET against tdekv serve (aes256-ctr) and redis-server (appendfsync everysec)',
+  run,
+};
