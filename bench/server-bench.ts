@@ -28,6 +28,7 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -209,12 +210,15 @@ interface ServerResult {
   outputTail?: string;
   pid?: number;
   error?: string;
+  /** 1-minute load average when the server started → stopped. */
+  load?: [number, number];
 }
 
 /** Starts `target` in a fresh dir, runs the warm-up and `runLines`, stops it. Never throws. */
 async function measure(ctx: BenchContext, cfg: Config, target: Target, runLines: Line[], nodeFlags: string[] = []): Promise<ServerResult> {
   const dir = await ctx.tempDir(`server-${target.key}`);
   const result: ServerResult = { label: target.label, short: target.short, display: [], lines: new Map() };
+  const loadBefore = loadavg()[0]!;
   let server: RunningServer | undefined;
   try {
     const [port, statusPort] = (await freePorts(2)) as [number, number];
@@ -251,6 +255,7 @@ async function measure(ctx: BenchContext, cfg: Config, target: Target, runLines:
       result.exit = `${describeExit(stopped.exit)}${stopped.killed ? ` (SIGKILL: no exit ${cfg.stopSeconds} s after SIGTERM)` : ''}`;
       if (!result.cleanExit || result.error) result.outputTail = server.output();
     }
+    result.load = [loadBefore, loadavg()[0]!];
     await ctx.removeTempDir(dir);
   }
   return result;
@@ -327,8 +332,10 @@ function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult,
     notes: [
       `CPU % = the server process's user + system CPU time during a line ÷ the line's wall time (100 = one core busy).`,
       `peak RSS = VmHWM just before SIGTERM. exit: after SIGTERM (tdekv should drain, fsync and exit 0).`,
+      `loadavg = the machine's 1-minute load average at start → stop: the server and redis-benchmark account for about 2;`,
+      `  more means other work shared the cores and both ops/s and the ratio are unreliable.`,
     ],
-    columns: ['server', 'ready by', 'start s', ...all.map((l) => `CPU % ${l.label}`), 'peak RSS MiB', 'stop s', 'exit'],
+    columns: ['server', 'ready by', 'start s', ...all.map((l) => `CPU % ${l.label}`), 'peak RSS MiB', 'stop s', 'loadavg', 'exit'],
     rows: [peer, subject].map((r) => [
       r.label,
       r.readyBy ?? '',
@@ -336,6 +343,7 @@ function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult,
       ...all.map((l) => cpu(r, l)),
       r.peakRssKiB === undefined ? '' : (r.peakRssKiB / 1024).toFixed(1),
       r.stopSeconds === undefined ? '' : r.stopSeconds.toFixed(2),
+      r.load ? `${r.load[0].toFixed(1)} → ${r.load[1].toFixed(1)}` : '',
       r.exit ?? 'not started',
     ]),
   });
@@ -358,11 +366,16 @@ function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult,
   ctx.line();
   ctx.line(`targets (from the server issue): ${subject.label} ≥ ${TARGET_RATIO}× ${peer.label} ops/s on every line`);
   for (const row of rows) {
-    const what = row[1] === 'n/a' ? 'no result from both servers' : `${row[4]}×`;
+    const what = row[1] === 'n/a' ? 'no result (a server failed)' : `${row[4]}×`;
     ctx.line(`${row[1]!.padEnd(4)}  ${row[0]}: ${what} (target ≥ ${TARGET_RATIO})`);
   }
   for (const r of [peer, subject]) {
-    if (r.error) ctx.line(`FAILED ${r.label}: ${r.error.split('\n').slice(0, 3).join(' | ')}`);
+    if (r.error) {
+      // A start failure carries the server's output in the message: keep its end, where the error is.
+      const [first, ...rest] = r.error.trimEnd().split('\n');
+      ctx.line(`FAILED ${r.label}: ${first}`);
+      for (const l of rest.slice(-15)) ctx.line(`  | ${l}`);
+    }
     if (r.outputTail && r.outputTail.trim() !== '') {
       ctx.line(`${r.label} output (last lines):`);
       for (const l of lastLines(r.outputTail, 15)) ctx.line(`  | ${l}`);
