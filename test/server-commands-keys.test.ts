@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, test } from 'node:test';
+import type { Redis } from 'ioredis';
+import { rejectsWith, startTarget, waitUntil, type ServerHandle } from './support/server-process.js';
+
+let server: ServerHandle | undefined;
+let c: Redis;
+
+before(async () => {
+  server = await startTarget();
+  c = server.client();
+});
+after(async () => {
+  await server?.stop();
+});
+beforeEach(async () => {
+  await c.flushall();
+});
+
+const sorted = (xs: unknown): string[] => [...(xs as string[])].sort();
+
+async function ttl(key: string): Promise<number> {
+  return (await c.call('TTL', key)) as number;
+}
+async function pttl(key: string): Promise<number> {
+  return (await c.call('PTTL', key)) as number;
+}
+
+/** Follows SCAN to cursor "0"; returns every key seen and the number of calls. */
+async function scanAll(...args: string[]): Promise<{ keys: string[]; calls: number }> {
+  const keys: string[] = [];
+  let cursor = '0';
+  let calls = 0;
+  do {
+    const [next, batch] = (await c.call('SCAN', cursor, ...args)) as [string, string[]];
+    assert.equal(typeof next, 'string', 'the cursor is a bulk string');
+    assert.ok(Array.isArray(batch));
+    keys.push(...batch);
+    cursor = next;
+    calls++;
+    assert.ok(calls < 10_000, 'SCAN terminates');
+  } while (cursor !== '0');
+  return { keys, calls };
+}
+
+test('DEL and UNLINK count the keys removed', async () => {
+  await c.call('MSET', 'a', '1', 'b', '2', 'c', '3');
+  await c.call('HSET', 'h', 'f', 'v');
+  assert.equal(await c.call('DEL', 'a', 'missing', 'a', 'h'), 2, 'a duplicate is removed once');
+  assert.equal(await c.call('EXISTS', 'a', 'h'), 0);
+  assert.equal(await c.call('UNLINK', 'b', 'c', 'nope'), 2);
+  assert.equal(await c.call('DBSIZE'), 0);
+  assert.equal(await c.call('DEL', 'missing'), 0);
+  await rejectsWith(c.call('DEL'), "ERR wrong number of arguments for 'del' command");
+});
+
+test('EXISTS counts every argument, duplicates included', async () => {
+  await c.call('MSET', 'a', '1', 'b', '2');
+  await c.call('HSET', 'h', 'f', 'v');
+  assert.equal(await c.call('EXISTS', 'a'), 1);
+  assert.equal(await c.call('EXISTS', 'missing'), 0);
+  assert.equal(await c.call('EXISTS', 'a', 'a', 'b', 'missing', 'h', 'a'), 5);
+});
+
+test('TYPE', async () => {
+  await c.call('SET', 's', 'v');
+  await c.call('HSET', 'h', 'f', 'v');
+  assert.equal(await c.call('TYPE', 's'), 'string');
+  assert.equal(await c.call('TYPE', 'h'), 'hash');
+  assert.equal(await c.call('TYPE', 'missing'), 'none');
+  const raw = await (server as ServerHandle).raw();
+  assert.equal(await raw.command('TYPE', 'h'), '+hash\r\n', 'a status reply');
+});
+
+const GLOB_KEYS = ['hello', 'hallo', 'hxllo', 'hllo', 'heeeello', 'hbllo', 'h[llo', 'h*x', 'hax', 'user:1', 'user:2', 'user:10', 'a\\b'];
+
+test('KEYS glob patterns', async () => {
+  await c.call('MSET', ...GLOB_KEYS.flatMap((k) => [k, 'v']));
+  const cases: [string, string[]][] = [
+    ['*', GLOB_KEYS],
+    ['h?llo', ['hello', 'hallo', 'hxllo', 'hbllo', 'h[llo']],
+    ['h*llo', ['hello', 'hallo', 'hxllo', 'hllo', 'heeeello', 'hbllo', 'h[llo']],
+    ['h[ae]llo', ['hello', 'hallo']],
+    ['h[^e]llo', ['hallo', 'hxllo', 'hbllo', 'h[llo']],
+    ['h[a-b]llo', ['hallo', 'hbllo']],
+    ['h\\[llo', ['h[llo']],
+    ['h\\*x', ['h*x']],
+    ['h*x', ['h*x', 'hax']],
+    ['user:?', ['user:1', 'user:2']],
+    ['user:*', ['user:1', 'user:2', 'user:10']],
+    ['a\\\\b', ['a\\b']],
+    ['hello', ['hello']],
+    ['nomatch*', []],
+  ];
+  for (const [pattern, expected] of cases) {
+    assert.deepEqual(sorted(await c.call('KEYS', pattern)), [...expected].sort(), `KEYS ${pattern}`);
+  }
+});
+
+test('SCAN visits exactly the key set', async () => {
+  const strings = Array.from({ length: 300 }, (_, i) => `s:${i}`);
+  const hashes = Array.from({ length: 40 }, (_, i) => `h:${i}`);
+  await c.call('MSET', ...strings.flatMap((k) => [k, 'v']));
+  for (const h of hashes) await c.call('HSET', h, 'f', 'v');
+  const all = await scanAll('COUNT', '10');
+  assert.deepEqual([...new Set(all.keys)].sort(), [...strings, ...hashes].sort());
+  assert.ok(all.calls > 1, 'COUNT 10 over 340 keys takes several calls');
+  const one = (await c.call('SCAN', '0', 'COUNT', '1000')) as [string, string[]];
+  assert.ok(one[1].length <= 340);
+
+  const matched = await scanAll('MATCH', 'h:*', 'COUNT', '50');
+  assert.deepEqual([...new Set(matched.keys)].sort(), [...hashes].sort());
+  const typed = await scanAll('TYPE', 'hash', 'COUNT', '25');
+  assert.deepEqual([...new Set(typed.keys)].sort(), [...hashes].sort());
+  const typedStrings = await scanAll('TYPE', 'string', 'MATCH', 's:1*');
+  assert.deepEqual([...new Set(typedStrings.keys)].sort(), strings.filter((k) => k.startsWith('s:1')).sort());
+  assert.deepEqual((await scanAll('MATCH', 'none:*')).keys, []);
+});
+
+test('SCAN on an empty database and argument errors', async () => {
+  assert.deepEqual(await c.call('SCAN', '0'), ['0', []]);
+  await rejectsWith(c.call('SCAN', 'abc'), 'ERR invalid cursor');
+  await rejectsWith(c.call('SCAN', '0', 'COUNT', '0'), 'ERR syntax error');
+  await rejectsWith(c.call('SCAN', '0', 'COUNT', 'x'), 'ERR value is not an integer or out of range');
+  await rejectsWith(c.call('SCAN', '0', 'MATCH'), 'ERR syntax error');
+  await rejectsWith(c.call('SCAN', '0', 'BOGUS', 'x'), 'ERR syntax error');
+});
+
+test('ioredis scanStream sees every key once the stream ends', async () => {
+  const keys = Array.from({ length: 1000 }, (_, i) => `k:${i}`);
+  await c.call('MSET', ...keys.flatMap((k) => [k, String(k.length)]));
+  await c.call('MSET', 'other:1', 'x', 'other:2', 'y');
+  const seen = new Set<string>();
+  for await (const batch of c.scanStream({ match: 'k:*', count: 100 })) for (const k of batch as string[]) seen.add(k);
+  assert.equal(seen.size, keys.length);
+  assert.deepEqual([...seen].sort(), [...keys].sort());
+});
+
+test('RENAME moves the value and its TTL', async () => {
+  await c.call('SET', 'a', 'v', 'EX', '100');
+  assert.equal(await c.call('RENAME', 'a', 'b'), 'OK');
+  assert.equal(await c.call('EXISTS', 'a'), 0);
+  assert.equal(await c.call('GET', 'b'), 'v');
+  assert.ok((await ttl('b')) > 90);
+  await c.call('HSET', 'h', 'f', 'v');
+  assert.equal(await c.call('RENAME', 'h', 'b'), 'OK', 'RENAME replaces a destination of another type');
+  assert.equal(await c.call('TYPE', 'b'), 'hash');
+  assert.equal(await ttl('b'), -1, 'the destination takes the source TTL (none)');
+  assert.equal(await c.call('RENAME', 'b', 'b'), 'OK');
+  assert.equal(await c.call('HGET', 'b', 'f'), 'v');
+  await rejectsWith(c.call('RENAME', 'missing', 'x'), 'ERR no such key');
+  assert.equal(await c.call('EXISTS', 'x'), 0);
+});
+
+test('RENAMENX only renames onto a missing key', async () => {
+  await c.call('MSET', 'a', '1', 'b', '2');
+  assert.equal(await c.call('RENAMENX', 'a', 'b'), 0);
+  assert.deepEqual(await c.call('MGET', 'a', 'b'), ['1', '2']);
+  assert.equal(await c.call('RENAMENX', 'a', 'c'), 1);
+  assert.deepEqual(await c.call('MGET', 'a', 'c'), [null, '1']);
+  await rejectsWith(c.call('RENAMENX', 'missing', 'z'), 'ERR no such key');
+});
+
+test('EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL, PERSIST', async () => {
+  assert.equal(await ttl('missing'), -2);
+  assert.equal(await pttl('missing'), -2);
+  assert.equal(await c.call('EXPIRE', 'missing', '10'), 0);
+  await c.call('SET', 'k', 'v');
+  assert.equal(await ttl('k'), -1);
+  assert.equal(await pttl('k'), -1);
+  assert.equal(await c.call('EXPIRE', 'k', '100'), 1);
+  let t = await ttl('k');
+  assert.ok(t > 98 && t <= 100, `TTL ${t}`);
+  assert.equal(await c.call('PEXPIRE', 'k', '200000'), 1);
+  t = await pttl('k');
+  assert.ok(t > 198_000 && t <= 200_000, `PTTL ${t}`);
+  assert.equal(await c.call('EXPIREAT', 'k', String(Math.floor(Date.now() / 1000) + 300)), 1);
+  t = await ttl('k');
+  assert.ok(t > 297 && t <= 300, `TTL ${t}`);
+  assert.equal(await c.call('PEXPIREAT', 'k', String(Date.now() + 400_000)), 1);
+  t = await pttl('k');
+  assert.ok(t > 397_000 && t <= 400_000, `PTTL ${t}`);
+  assert.equal(await c.call('PERSIST', 'k'), 1);
+  assert.equal(await ttl('k'), -1);
+  assert.equal(await c.call('PERSIST', 'k'), 0);
+  assert.equal(await c.call('PERSIST', 'missing'), 0);
+  await c.call('HSET', 'h', 'f', 'v');
+  assert.equal(await c.call('EXPIRE', 'h', '50'), 1);
+  assert.ok((await ttl('h')) > 45, 'hashes expire too');
+});
+
+test('EXPIRE with zero, negative or past times deletes the key', async () => {
+  await c.call('MSET', 'a', '1', 'b', '2', 'c', '3', 'd', '4');
+  assert.equal(await c.call('EXPIRE', 'a', '0'), 1);
+  assert.equal(await c.call('PEXPIRE', 'b', '-10'), 1);
+  assert.equal(await c.call('EXPIREAT', 'c', '1'), 1);
+  assert.equal(await c.call('PEXPIREAT', 'd', String(Date.now() - 5000)), 1);
+  assert.deepEqual(await c.call('MGET', 'a', 'b', 'c', 'd'), [null, null, null, null]);
+  assert.equal(await c.call('DBSIZE'), 0);
+});
+
+test('EXPIRE argument errors', async () => {
+  await c.call('SET', 'k', 'v');
+  await rejectsWith(c.call('EXPIRE', 'k', 'soon'), 'ERR value is not an integer or out of range');
+  await rejectsWith(c.call('PEXPIRE', 'k', '1.5'), 'ERR value is not an integer or out of range');
+  await rejectsWith(c.call('EXPIRE', 'k', '9223372036854775807'), "ERR invalid expire time in 'expire' command");
+  await rejectsWith(c.call('EXPIREAT', 'k', '9223372036854775807'), "ERR invalid expire time in 'expireat' command");
+  await rejectsWith(c.call('PEXPIRE', 'k', '9223372036854775000'), "ERR invalid expire time in 'pexpire' command");
+  await rejectsWith(c.call('EXPIRE', 'k', '10', 'BOGUS'), 'ERR Unsupported option BOGUS');
+  assert.equal(await ttl('k'), -1);
+});
+
+test('EXPIRE NX / XX / GT / LT', async () => {
+  await c.call('SET', 'k', 'v');
+  assert.equal(await c.call('EXPIRE', 'k', '100', 'XX'), 0, 'XX: no TTL yet');
+  assert.equal(await c.call('EXPIRE', 'k', '100', 'GT'), 0, 'GT: no TTL counts as infinite');
+  assert.equal(await ttl('k'), -1);
+  assert.equal(await c.call('EXPIRE', 'k', '100', 'NX'), 1);
+  assert.equal(await c.call('EXPIRE', 'k', '200', 'NX'), 0);
+  assert.equal(await c.call('EXPIRE', 'k', '200', 'XX'), 1);
+  assert.ok((await ttl('k')) > 190);
+  assert.equal(await c.call('EXPIRE', 'k', '100', 'GT'), 0);
+  assert.equal(await c.call('EXPIRE', 'k', '300', 'GT'), 1);
+  assert.ok((await ttl('k')) > 290);
+  assert.equal(await c.call('EXPIRE', 'k', '400', 'LT'), 0);
+  assert.equal(await c.call('PEXPIRE', 'k', '150000', 'LT'), 1);
+  const t = await ttl('k');
+  assert.ok(t > 140 && t <= 150, `TTL ${t}`);
+  await c.call('SET', 'p', 'v');
+  assert.equal(await c.call('EXPIRE', 'p', '100', 'LT'), 1, 'LT: any TTL is below infinite');
+  assert.equal(await c.call('EXPIREAT', 'p', String(Math.floor(Date.now() / 1000) + 1000), 'GT'), 1);
+  assert.equal(await c.call('PEXPIREAT', 'p', String(Date.now() + 10_000), 'gt'), 0);
+  await rejectsWith(c.call('EXPIRE', 'k', '10', 'NX', 'XX'), 'ERR NX and XX, GT or LT options at the same time are not compatible');
+  await rejectsWith(c.call('EXPIRE', 'k', '10', 'NX', 'GT'), 'ERR NX and XX, GT or LT options at the same time are not compatible');
+  await rejectsWith(c.call('EXPIRE', 'k', '10', 'GT', 'LT'), 'ERR GT and LT options at the same time are not compatible');
+});
+
+test('keys disappear once their TTL passes', async () => {
+  await c.call('SET', 'short', 'v', 'PX', '50');
+  await c.call('HSET', 'hshort', 'f', 'v');
+  await c.call('PEXPIRE', 'hshort', '50');
+  await c.call('SET', 'long', 'v', 'EX', '3600');
+  await c.call('SET', 'forever', 'v');
+  // Expiry is ~50 ms away: if this already failed, the TTL was ignored or far too short.
+  assert.equal(await c.call('EXISTS', 'short', 'hshort'), 2);
+  await waitUntil(async () => (await c.call('EXISTS', 'short', 'hshort')) === 0, 'short-TTL keys to expire', 3_000);
+  assert.equal(await c.call('GET', 'short'), null);
+  assert.deepEqual(await c.call('HGETALL', 'hshort'), []);
+  assert.equal(await ttl('short'), -2);
+  assert.equal(await c.call('TYPE', 'hshort'), 'none');
+  assert.deepEqual(sorted(await c.call('KEYS', '*')), ['forever', 'long']);
+  assert.deepEqual([...new Set((await scanAll()).keys)].sort(), ['forever', 'long']);
+  assert.equal(await c.call('GET', 'long'), 'v');
+});
+
+test('expired keys leave DBSIZE without being touched', async () => {
+  const keys = Array.from({ length: 20 }, (_, i) => `e:${i}`);
+  for (const k of keys) await c.call('SET', k, 'v', 'PX', '30');
+  await c.call('SET', 'stay', 'v');
+  // Nothing reads the expiring keys again, so only the server's own expiry can shrink DBSIZE.
+  await waitUntil(async () => (await c.call('DBSIZE')) === 1, 'DBSIZE to drop to 1', 5_000, 50);
+});
