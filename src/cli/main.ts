@@ -5,6 +5,7 @@ import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
+import { serve } from './serve.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
 import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
 
@@ -44,6 +45,13 @@ function program(): Command {
     .action(async (opts: { config: string; generateMasterKey?: boolean; adoptPlaintextFiles?: boolean }) => {
       await init(opts, io, createLogger());
     });
+
+  root
+    .command('serve')
+    .description('run the Redis-protocol server (and the HTTP status port) until SIGTERM or SIGINT')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .option('--generate-master-key', 'create the master key file named in the config if it does not exist (quickstart only)')
+    .action(async (opts: { config: string; generateMasterKey?: boolean }) => serve(opts));
 
   const keys = root.command('data-key').description('data key maintenance on a stopped database (takes the data dir lock)');
   keys

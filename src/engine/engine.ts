@@ -44,7 +44,8 @@ export interface EngineStats {
 
 type QueueItem =
   | { kind: 'write'; batch: Buffer; sync: boolean; resolve: () => void; reject: (e: unknown) => void }
-  | { kind: 'flush'; resolve: (p: { done: Promise<void> }) => void; reject: (e: unknown) => void };
+  | { kind: 'flush'; resolve: (p: { done: Promise<void> }) => void; reject: (e: unknown) => void }
+  | { kind: 'sync'; resolve: () => void; reject: (e: unknown) => void };
 
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
 const MAX_GROUP_OPS = 64 * 1024;
@@ -186,6 +187,23 @@ export class Engine {
 
   del(key: Uint8Array, options?: WriteOptions): Promise<void> {
     return this.write([{ type: 'del', key }], options);
+  }
+
+  /**
+   * Fsyncs the WAL, making every write acknowledged so far survive a power loss. Queued behind
+   * earlier writes, so it never races a memtable switch closing the log (the server's
+   * `sync-writes = "everysec"` calls it once a second).
+   */
+  syncWal(): Promise<void> {
+    try {
+      this.#checkOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ kind: 'sync', resolve, reject });
+      if (!this.#writing) void this.#drainQueue();
+    });
   }
 
   /** Writes the memtable out to a level-0 table (waits for it). */
@@ -362,6 +380,16 @@ export class Engine {
           this.#queue.shift();
           try {
             head.resolve(await this.#switchForFlush());
+          } catch (err) {
+            head.reject(err);
+          }
+          continue;
+        }
+        if (head.kind === 'sync') {
+          this.#queue.shift();
+          try {
+            await this.#syncWal();
+            head.resolve();
           } catch (err) {
             head.reject(err);
           }

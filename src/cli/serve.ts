@@ -1,0 +1,45 @@
+import { loadConfig } from '../config/config.js';
+import { pathExists } from '../keys/atomic-file.js';
+import { createLogger, type Logger } from '../log/logger.js';
+import { TdekvServer } from '../server/server.js';
+import { writeMasterKeyFile } from './keygen.js';
+
+/**
+ * `tdekv serve`: runs the server until SIGTERM or SIGINT, then shuts down cleanly (writes
+ * received are applied and acknowledged, the memtable is flushed). A second signal while
+ * stopping exits at once; the WAL still holds every acknowledged write.
+ */
+export async function serve(opts: { config: string; generateMasterKey?: boolean }): Promise<void> {
+  const config = await loadConfig(opts.config);
+  const logger = createLogger({ level: config.log.level, redactUserData: config.security.redactInfoLog });
+  await generateQuickstartKey(config.security.encryption.masterKey, opts.generateMasterKey === true, logger);
+  const server = await TdekvServer.start(config, logger);
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals): void => {
+      signals++;
+      if (signals > 1) {
+        logger.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(130);
+      }
+      logger.info({ signal }, 'shutting down');
+      server.stop().then(resolve, (err: unknown) => {
+        logger.error({ err: err instanceof Error ? err.message : String(err) }, 'shutdown failed');
+        process.exitCode = 1;
+        resolve();
+      });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+  logger.flush();
+}
+
+async function generateQuickstartKey(mk: { type: string; path?: string }, generate: boolean, logger: Logger): Promise<void> {
+  if (mk.type !== 'file' || mk.path === undefined || !generate || (await pathExists(mk.path))) return;
+  await writeMasterKeyFile(mk.path);
+  logger.warn(
+    { path: mk.path },
+    'generated a master key file for this quickstart. Production master keys belong on tmpfs or in a KMS, never on the same disk as the data: whoever has both can read everything.',
+  );
+}

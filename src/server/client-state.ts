@@ -1,0 +1,27 @@
+/** Per-connection state the commands read and change. */
+export class ClientState {
+  readonly id: number;
+  readonly addr: string;
+  readonly connectedAt = Date.now();
+  name: Buffer | undefined;
+  libName: string | undefined;
+  libVersion: string | undefined;
+  authenticated: boolean;
+  /** Commands queued by MULTI, or undefined outside a transaction. */
+  multi: Buffer[][] | undefined;
+  /** An error while queueing: EXEC must abort. */
+  multiFailed = false;
+  /** Keys this client WATCHes (latin1 → key). */
+  readonly watched = new Map<string, Buffer>();
+  /** A watched key changed: the next EXEC fails. */
+  dirty = false;
+  /** Close the connection once the replies so far are sent (QUIT, protocol errors). */
+  closeAfterReply = false;
+  lastCommand = '';
+
+  constructor(id: number, addr: string, authenticated: boolean) {
+    this.id = id;
+    this.addr = addr;
+    this.authenticated = authenticated;
+  }
+}

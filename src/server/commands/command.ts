@@ -1,0 +1,64 @@
+import type { ReplyWriter } from '../resp/reply-writer.js';
+import type { Keyspace } from '../keyspace/keyspace.js';
+import type { ServerContext } from '../server-context.js';
+import type { ClientState } from '../client-state.js';
+
+/** What a command sees: the data, its connection, the server, and where its reply goes. */
+export interface CommandContext {
+  ks: Keyspace;
+  out: ReplyWriter;
+  client: ClientState;
+  server: ServerContext;
+}
+
+/** Runs a command synchronously; args[0] is the command name as sent. */
+export type CommandHandler = (ctx: CommandContext, args: Buffer[]) => void;
+
+export type CommandFlag = 'write' | 'readonly' | 'denyoom' | 'admin' | 'pubsub' | 'noscript' | 'fast' | 'loading' | 'stale' | 'no_auth' | 'no_multi' | 'allow_busy';
+
+export interface CommandSpec {
+  /** Lower case. */
+  name: string;
+  /** Redis's convention: positive = exactly that many arguments (name included), negative = at least -arity. */
+  arity: number;
+  flags: CommandFlag[];
+  firstKey: number;
+  lastKey: number;
+  step: number;
+  /** Redis's command group, for COMMAND DOCS. */
+  group: 'connection' | 'server' | 'string' | 'generic' | 'hash' | 'transactions';
+  summary: string;
+  handler: CommandHandler;
+  /** Subcommands (CLIENT, CONFIG, COMMAND): lower-case name → spec. */
+  subcommands?: Map<string, CommandSpec>;
+}
+
+/** A reply that is an error; the text includes Redis's prefix (ERR, WRONGTYPE, ...). */
+export class ReplyError extends Error {}
+
+export const SYNTAX_ERROR = 'ERR syntax error';
+export const NOT_INTEGER = 'ERR value is not an integer or out of range';
+export const NOT_FLOAT = 'ERR value is not a valid float';
+
+export function replyError(message: string): never {
+  throw new ReplyError(message);
+}
+
+/** Case-insensitive comparison of an argument with a lower-case ASCII word. */
+export function isWord(arg: Buffer, lower: string): boolean {
+  if (arg.length !== lower.length) return false;
+  for (let i = 0; i < arg.length; i++) {
+    const c = arg[i]!;
+    if ((c >= 0x41 && c <= 0x5a ? c + 32 : c) !== lower.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+export function lowerName(arg: Buffer): string {
+  return arg.toString('latin1').toLowerCase();
+}
+
+/** Shorthand for building specs. */
+export function spec(name: string, arity: number, flags: CommandFlag[], keys: [number, number, number], group: CommandSpec['group'], summary: string, handler: CommandHandler): CommandSpec {
+  return { name, arity, flags, firstKey: keys[0], lastKey: keys[1], step: keys[2], group, summary, handler };
+}

@@ -1,0 +1,149 @@
+import { formatDouble } from '../resp/format-number.js';
+import { checkedInt64, floatArg, int64Arg, storedInt64 } from './args.js';
+import { replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { cursorArg, scanOptions } from './scan-args.js';
+
+function hset(ctx: CommandContext, args: Buffer[]): void {
+  if ((args.length - 2) % 2 !== 0) replyError(`ERR wrong number of arguments for '${args[0]!.toString('latin1').toLowerCase()}' command`);
+  const pairs: Array<[Buffer, Buffer]> = [];
+  for (let i = 2; i < args.length; i += 2) pairs.push([args[i]!, args[i + 1]!]);
+  const added = ctx.ks.hashSet(args[1]!, pairs);
+  if (args[0]!.length === 5) ctx.out.simple('OK'); // HMSET
+  else ctx.out.integer(added);
+}
+
+function hsetnx(ctx: CommandContext, args: Buffer[]): void {
+  ctx.out.integer(ctx.ks.hashSet(args[1]!, [[args[2]!, args[3]!]], { onlyNew: true }));
+}
+
+function hget(ctx: CommandContext, args: Buffer[]): void {
+  const v = ctx.ks.getHash(args[1]!) === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
+  if (v === undefined) ctx.out.nullBulk();
+  else ctx.out.bulk(v);
+}
+
+function hmget(ctx: CommandContext, args: Buffer[]): void {
+  const exists = ctx.ks.getHash(args[1]!) !== undefined;
+  ctx.out.arrayHeader(args.length - 2);
+  for (let i = 2; i < args.length; i++) {
+    const v = exists ? ctx.ks.hashGet(args[1]!, args[i]!) : undefined;
+    if (v === undefined) ctx.out.nullBulk();
+    else ctx.out.bulk(v);
+  }
+}
+
+function hdel(ctx: CommandContext, args: Buffer[]): void {
+  const r = ctx.ks.getHash(args[1]!);
+  ctx.out.integer(r === undefined ? 0 : ctx.ks.hashDelete(args[1]!, r, args.slice(2)));
+}
+
+function hgetall(what: 'all' | 'keys' | 'values') {
+  return (ctx: CommandContext, args: Buffer[]): void => {
+    const r = ctx.ks.getHash(args[1]!);
+    const items: Buffer[] = [];
+    if (r !== undefined) {
+      for (const [f, v] of ctx.ks.hashEntries(args[1]!)) {
+        if (what !== 'values') items.push(f);
+        if (what !== 'keys') items.push(v);
+      }
+    }
+    if (what === 'all') {
+      ctx.out.mapHeader(items.length / 2);
+      for (const b of items) ctx.out.bulk(b);
+    } else {
+      ctx.out.bulkArray(items);
+    }
+  };
+}
+
+function hlen(ctx: CommandContext, args: Buffer[]): void {
+  ctx.out.integer(ctx.ks.getHash(args[1]!)?.fields ?? 0);
+}
+
+function hexists(ctx: CommandContext, args: Buffer[]): void {
+  const exists = ctx.ks.getHash(args[1]!) !== undefined && ctx.ks.hashGet(args[1]!, args[2]!) !== undefined;
+  ctx.out.integer(exists ? 1 : 0);
+}
+
+function hstrlen(ctx: CommandContext, args: Buffer[]): void {
+  const v = ctx.ks.getHash(args[1]!) === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
+  ctx.out.integer(v?.length ?? 0);
+}
+
+function hincrby(ctx: CommandContext, args: Buffer[]): void {
+  const by = int64Arg(args[3]!);
+  const r = ctx.ks.getHash(args[1]!);
+  const raw = r === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
+  let current: bigint;
+  try {
+    current = storedInt64(raw);
+  } catch {
+    replyError('ERR hash value is not an integer');
+  }
+  const next = checkedInt64(current + by);
+  ctx.ks.hashSet(args[1]!, [[args[2]!, Buffer.from(next.toString(), 'latin1')]]);
+  ctx.out.integer(next);
+}
+
+function hincrbyfloat(ctx: CommandContext, args: Buffer[]): void {
+  const by = floatArg(args[3]!);
+  const r = ctx.ks.getHash(args[1]!);
+  const raw = r === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
+  const current = raw === undefined ? 0 : floatArg(raw, 'ERR hash value is not a float');
+  const next = current + by;
+  if (!Number.isFinite(next)) replyError('ERR increment would produce NaN or Infinity');
+  const text = formatDouble(next);
+  ctx.ks.hashSet(args[1]!, [[args[2]!, Buffer.from(text, 'latin1')]]);
+  ctx.out.bulk(text);
+}
+
+function hscan(ctx: CommandContext, args: Buffer[]): void {
+  const key = args[1]!;
+  const cursor = cursorArg(args[2]!);
+  const o = scanOptions(args, 3, { noValues: true });
+  const scope = 'h' + key.toString('latin1');
+  const from = ctx.server.cursors.resume(scope, cursor);
+  if (from === 'unknown') replyError('ERR invalid cursor');
+  const r = ctx.ks.getHash(key);
+  const items: Buffer[] = [];
+  let examined = 0;
+  let last: Buffer | undefined;
+  let more = false;
+  if (r !== undefined) {
+    for (const [f, v] of ctx.ks.hashEntries(key, from === 'start' ? undefined : from)) {
+      if (examined === o.count) {
+        more = true;
+        break;
+      }
+      examined++;
+      last = f;
+      if (o.match !== undefined && !o.match(f)) continue;
+      items.push(f);
+      if (!o.noValues) items.push(v);
+    }
+  }
+  ctx.out.arrayHeader(2);
+  ctx.out.bulk(more && last !== undefined ? String(ctx.server.cursors.save(scope, last)) : '0');
+  ctx.out.bulkArray(items);
+}
+
+const W = ['write', 'denyoom', 'fast'] as const;
+const K1: [number, number, number] = [1, 1, 1];
+
+export const HASH_COMMANDS: CommandSpec[] = [
+  spec('hset', -4, [...W], K1, 'hash', 'Creates or modifies the value of a field in a hash.', hset),
+  spec('hmset', -4, [...W], K1, 'hash', 'Sets the values of multiple fields.', hset),
+  spec('hsetnx', 4, [...W], K1, 'hash', 'Sets the value of a field in a hash only when the field does not exist.', hsetnx),
+  spec('hget', 3, ['readonly', 'fast'], K1, 'hash', 'Returns the value of a field in a hash.', hget),
+  spec('hmget', -3, ['readonly', 'fast'], K1, 'hash', 'Returns the values of all fields in a hash.', hmget),
+  spec('hdel', -3, ['write', 'fast'], K1, 'hash', 'Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.', hdel),
+  spec('hgetall', 2, ['readonly'], K1, 'hash', 'Returns all fields and values in a hash.', hgetall('all')),
+  spec('hkeys', 2, ['readonly'], K1, 'hash', 'Returns all fields in a hash.', hgetall('keys')),
+  spec('hvals', 2, ['readonly'], K1, 'hash', 'Returns all values in a hash.', hgetall('values')),
+  spec('hlen', 2, ['readonly', 'fast'], K1, 'hash', 'Returns the number of fields in a hash.', hlen),
+  spec('hexists', 3, ['readonly', 'fast'], K1, 'hash', 'Determines whether a field exists in a hash.', hexists),
+  spec('hstrlen', 3, ['readonly', 'fast'], K1, 'hash', 'Returns the length of the value of a field.', hstrlen),
+  spec('hincrby', 4, [...W], K1, 'hash', 'Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field does not exist.', hincrby),
+  spec('hincrbyfloat', 4, [...W], K1, 'hash', 'Increments the floating point value of a field by a number. Uses 0 as initial value if the field does not exist.', hincrbyfloat),
+  spec('hscan', -3, ['readonly'], K1, 'hash', 'Iterates over fields and values of a hash.', hscan),
+];

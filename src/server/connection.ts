@@ -1,0 +1,165 @@
+import type { Socket } from 'node:net';
+import type { Logger } from '../log/logger.js';
+import { ClientState } from './client-state.js';
+import type { CommandContext } from './commands/command.js';
+import { ProtocolError, RequestParser } from './resp/request-parser.js';
+import { ReplyWriter } from './resp/reply-writer.js';
+
+/** What a connection needs from the server. */
+export interface ConnectionHost {
+  readonly maxRequestSize: number;
+  readonly logger: Logger;
+  execute(ctx: CommandContext, args: Buffer[]): void;
+  /** Called after a burst of commands, so their writes go to the engine together. */
+  scheduleCommit(): void;
+  /** The batch a reply written now depends on (0: none pending). */
+  dependency(): number;
+  /** This connection holds replies until a batch is applied. */
+  holding(conn: Connection): void;
+  closed(conn: Connection): void;
+  context(conn: Connection): Omit<CommandContext, 'out' | 'client'>;
+  countOutput(bytes: number): void;
+  countInput(bytes: number): void;
+  protocolError(conn: Connection, message: string): void;
+}
+
+/** Replies held back past this many bytes pause reading from the client (backpressure). */
+const MAX_HELD_BYTES = 8 * 1024 * 1024;
+
+/**
+ * One client connection: parses requests, runs them, and sends replies in order. A reply
+ * that may depend on a write not yet in the WAL is held until that write's batch is applied.
+ */
+export class Connection {
+  readonly socket: Socket;
+  readonly client: ClientState;
+  readonly out = new ReplyWriter();
+  readonly #parser: RequestParser;
+  readonly #host: ConnectionHost;
+  readonly #ctx: CommandContext;
+  /** Replies waiting for their batch, in order. */
+  #held: Array<{ data: Buffer; until: number }> = [];
+  #heldBytes = 0;
+  #paused = false;
+  #closed = false;
+
+  constructor(socket: Socket, id: number, authenticated: boolean, host: ConnectionHost) {
+    this.socket = socket;
+    this.#host = host;
+    this.client = new ClientState(id, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, authenticated);
+    this.#parser = new RequestParser({ maxBulkLength: host.maxRequestSize });
+    this.#ctx = { ...host.context(this), out: this.out, client: this.client };
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('error', (err) => host.logger.debug({ client: this.client.id, err: err.message }, 'client socket error'));
+    socket.on('close', () => this.#onClose());
+    socket.on('drain', () => this.#maybeResume());
+  }
+
+  #onData(chunk: Buffer): void {
+    this.#host.countInput(chunk.length);
+    try {
+      this.#parser.push(chunk, (args) => {
+        if (!this.client.closeAfterReply) this.#host.execute(this.#ctx, args);
+      });
+      if (this.#parser.pendingBytes > this.#host.maxRequestSize) throw new ProtocolError('Protocol error: too big request');
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err;
+      this.out.error(`ERR ${err.message}`);
+      this.client.closeAfterReply = true;
+      this.#host.protocolError(this, err.message);
+    }
+    this.#host.scheduleCommit();
+    this.flush();
+  }
+
+  /** Sends (or holds) what the commands so far have written. */
+  flush(): void {
+    if (this.#closed) return;
+    if (this.out.length > 0) {
+      const data = this.out.take();
+      const until = this.#host.dependency();
+      if (until === 0 && this.#held.length === 0) this.#send(data);
+      else {
+        this.#held.push({ data, until: Math.max(until, this.#held.at(-1)?.until ?? 0) });
+        this.#heldBytes += data.length;
+        this.#host.holding(this);
+      }
+    }
+    this.#afterOutput();
+  }
+
+  /** A batch was applied: sends the replies that waited for it. Returns whether any remain held. */
+  release(applied: number): boolean {
+    let n = 0;
+    while (n < this.#held.length && this.#held[n]!.until <= applied) n++;
+    if (n > 0) {
+      const ready = this.#held.splice(0, n);
+      for (const h of ready) this.#heldBytes -= h.data.length;
+      this.#send(ready.length === 1 ? ready[0]!.data : Buffer.concat(ready.map((h) => h.data)));
+      this.#afterOutput();
+    }
+    return this.#held.length > 0;
+  }
+
+  /** A batch this connection's replies depend on failed: the replies must not be sent as successes. */
+  failHeld(failed: number): boolean {
+    if (this.#held.length === 0 || this.#held[0]!.until > failed) return this.#held.length > 0;
+    this.#held = [];
+    this.#heldBytes = 0;
+    this.destroy();
+    return false;
+  }
+
+  #send(data: Buffer): void {
+    if (this.#closed) return;
+    this.#host.countOutput(data.length);
+    this.socket.write(data);
+  }
+
+  #afterOutput(): void {
+    if (this.client.closeAfterReply && this.#held.length === 0) {
+      this.#pause();
+      this.socket.end();
+      return;
+    }
+    if (this.#heldBytes > MAX_HELD_BYTES || this.socket.writableLength > MAX_HELD_BYTES) this.#pause();
+    else this.#maybeResume();
+  }
+
+  #pause(): void {
+    if (this.#paused) return;
+    this.#paused = true;
+    this.socket.pause();
+  }
+
+  #maybeResume(): void {
+    if (!this.#paused || this.client.closeAfterReply || this.#heldBytes > MAX_HELD_BYTES / 2 || this.socket.writableLength > MAX_HELD_BYTES / 2) return;
+    this.#paused = false;
+    this.socket.resume();
+  }
+
+  /** Stops reading requests (server shutdown); replies already due are still sent. */
+  stopReading(): void {
+    this.client.closeAfterReply = true;
+    this.#pause();
+  }
+
+  get hasHeld(): boolean {
+    return this.#held.length > 0;
+  }
+
+  end(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  #onClose(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#host.closed(this);
+  }
+}

@@ -1,0 +1,165 @@
+import type { Engine } from '../../engine/engine.js';
+import type { BatchOp } from '../../engine/types.js';
+
+/** A pending write: the value, or null for a delete, and the batch that carries it. */
+interface Pending {
+  value: Buffer | null;
+  batch: number;
+}
+
+export interface StoreRange {
+  gte: Buffer;
+  lt: Buffer;
+}
+
+/** Called when a batch has been applied (or has failed); batches settle in id order. */
+export type BatchListener = (batch: number, error?: unknown) => void;
+
+/**
+ * The server's view of the engine: every command runs synchronously against it, and its
+ * writes are gathered into one engine batch per turn of the event loop.
+ *
+ * A write is visible to the next command at once (through the overlay of pending writes)
+ * even though the engine applies it only when its WAL record is written. The server holds
+ * replies until the batch that a reply may depend on has been applied, so nothing is
+ * acknowledged before it is in the WAL (and fsynced, with `sync`).
+ */
+export class BatchingStore {
+  readonly #engine: Engine;
+  readonly #sync: boolean;
+  /** latin1(key) → newest pending write; latin1 keeps byte order under string comparison. */
+  readonly #overlay = new Map<string, Pending>();
+  #ops: BatchOp[] = [];
+  /** Overlay keys written by each batch not yet settled, so settling costs its own size. */
+  #keys: string[] = [];
+  readonly #inFlightKeys = new Map<number, string[]>();
+  /** Id of the batch being gathered; lower ids are in flight or applied. */
+  #current = 1;
+  #lastApplied = 0;
+  /** While a flush of everything is in flight, the engine's older contents are hidden. */
+  #hideEngineUntil = 0;
+  #failure: unknown;
+  #listener: BatchListener = () => undefined;
+  readonly #idle: Array<() => void> = [];
+
+  constructor(engine: Engine, options: { sync: boolean }) {
+    this.#engine = engine;
+    this.#sync = options.sync;
+  }
+
+  onBatchSettled(listener: BatchListener): void {
+    this.#listener = listener;
+  }
+
+  /** Set after a batch failed to apply: the engine refuses writes until reopened. */
+  get failure(): unknown {
+    return this.#failure;
+  }
+
+  get(key: Buffer): Buffer | undefined {
+    const p = this.#overlay.get(key.toString('latin1'));
+    if (p !== undefined) return p.value ?? undefined;
+    if (this.#hideEngineUntil > this.#lastApplied) return undefined;
+    return this.#engine.getSync(key);
+  }
+
+  put(key: Buffer, value: Buffer): void {
+    this.#ops.push({ type: 'put', key, value });
+    this.#remember(key.toString('latin1'), value);
+  }
+
+  del(key: Buffer): void {
+    this.#ops.push({ type: 'del', key });
+    this.#remember(key.toString('latin1'), null);
+  }
+
+  #remember(k: string, value: Buffer | null): void {
+    this.#overlay.set(k, { value, batch: this.#current });
+    this.#keys.push(k);
+  }
+
+  /** Deletes every key in the store, atomically with the rest of the current batch. */
+  clear(range: StoreRange): void {
+    for (const [key] of this.entries(range)) this.#ops.push({ type: 'del', key });
+    this.#overlay.clear();
+    this.#hideEngineUntil = this.#current;
+  }
+
+  /** Entries with gte <= key < lt in key order, pending writes included. Synchronous. */
+  *entries(range: StoreRange): Generator<[Buffer, Buffer]> {
+    const lo = range.gte.toString('latin1');
+    const hi = range.lt.toString('latin1');
+    const pending: Array<[string, Pending]> = [];
+    for (const e of this.#overlay) if (e[0] >= lo && e[0] < hi) pending.push(e);
+    pending.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    const it = this.#hideEngineUntil > this.#lastApplied ? undefined : this.#engine.iterator({ gte: range.gte, lt: range.lt });
+    try {
+      let e = it?.next();
+      let i = 0;
+      for (;;) {
+        const p = pending[i];
+        if (e === undefined && p === undefined) return;
+        const pk = p === undefined ? undefined : Buffer.from(p[0], 'latin1');
+        const c = e === undefined ? 1 : pk === undefined ? -1 : Buffer.compare(e[0], pk);
+        if (c < 0) {
+          yield e!;
+          e = it!.next();
+          continue;
+        }
+        if (c === 0) e = it!.next();
+        i++;
+        if (p![1].value !== null) yield [pk!, p![1].value];
+      }
+    } finally {
+      it?.close();
+    }
+  }
+
+  /** Operations gathered for the next batch. */
+  get pendingOps(): number {
+    return this.#ops.length;
+  }
+
+  /** Writes pending in the overlay (gathered or in flight). */
+  get pendingKeys(): number {
+    return this.#overlay.size;
+  }
+
+  /** The batch a reply produced now depends on, or 0 when everything is applied. */
+  get dependency(): number {
+    if (this.#ops.length > 0) return this.#current;
+    return this.#current - 1 > this.#lastApplied ? this.#current - 1 : 0;
+  }
+
+  /** Sends the gathered operations to the engine as one atomic batch. */
+  commit(): void {
+    if (this.#ops.length === 0) return;
+    const id = this.#current++;
+    const ops = this.#ops;
+    this.#ops = [];
+    this.#inFlightKeys.set(id, this.#keys);
+    this.#keys = [];
+    this.#engine.write(ops, { sync: this.#sync }).then(
+      () => this.#settle(id),
+      (err: unknown) => {
+        this.#failure ??= err;
+        this.#settle(id, err);
+      },
+    );
+  }
+
+  /** Resolves when every batch committed so far has settled. */
+  async drain(): Promise<void> {
+    this.commit();
+    if (this.#lastApplied >= this.#current - 1) return;
+    await new Promise<void>((resolve) => this.#idle.push(resolve));
+  }
+
+  #settle(id: number, err?: unknown): void {
+    this.#lastApplied = id;
+    for (const k of this.#inFlightKeys.get(id) ?? []) if (this.#overlay.get(k)?.batch === id) this.#overlay.delete(k);
+    this.#inFlightKeys.delete(id);
+    this.#listener(id, err);
+    if (id === this.#current - 1) for (const resolve of this.#idle.splice(0)) resolve();
+  }
+}

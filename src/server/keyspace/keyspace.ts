@@ -1,0 +1,304 @@
+import { TdekvError } from '../../errors.js';
+import type { BatchingStore } from './batching-store.js';
+import { RECORD_RANGE, STATS_KEY, decodeExpiryKey, expiryKey, expiryRangeUntil, fieldKey, fieldOf, fieldRange, recordKey, recordRangeWithPrefix, userKeyOf } from './key-codec.js';
+import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
+
+/** Thrown by typed accessors; the command layer turns it into Redis's WRONGTYPE reply. */
+export class WrongTypeError extends Error {
+  constructor() {
+    super('WRONGTYPE Operation against a key holding the wrong kind of value');
+  }
+}
+
+export type KeyType = KeyRecord['type'];
+
+export interface KeyspaceEvents {
+  /** A key was written, deleted or expired (WATCH marks its watchers dirty). */
+  touched(key: Buffer): void;
+  /** A key was removed because its expiry passed. */
+  expired(key: Buffer): void;
+}
+
+/** Everything the whole database can be cleared of (FLUSHDB). */
+const EVERYTHING = { gte: Buffer.from([0x00]), lt: Buffer.from([0xff]) };
+
+/**
+ * The Redis data model on the batching store: strings and hashes with millisecond expiry.
+ * Synchronous: a command reads and writes it without yielding, so each command (and each
+ * MULTI/EXEC block) is atomic, and all writes of an event-loop turn share one WAL record.
+ *
+ * Expired keys are removed when touched (lazy) and by `expireCycle` walking the expiry index
+ * in time order (active), as Redis does; expiry times are stored with the key, so they
+ * survive a restart.
+ */
+export class Keyspace {
+  readonly #store: BatchingStore;
+  readonly #events: KeyspaceEvents;
+  #keys = 0;
+  #expires = 0;
+  #statsDirty = false;
+  now: () => number = Date.now;
+
+  constructor(store: BatchingStore, events: KeyspaceEvents) {
+    this.#store = store;
+    this.#events = events;
+    const stats = store.get(STATS_KEY);
+    if (stats !== undefined && stats.length >= 16) {
+      this.#keys = stats.readUInt32BE(0) * 0x1_0000_0000 + stats.readUInt32BE(4);
+      this.#expires = stats.readUInt32BE(8) * 0x1_0000_0000 + stats.readUInt32BE(12);
+    }
+  }
+
+  get keyCount(): number {
+    return this.#keys;
+  }
+
+  get expiresCount(): number {
+    return this.#expires;
+  }
+
+  /** Adds the key counts to the batch when they changed; call before each commit. */
+  beforeCommit(): void {
+    if (!this.#statsDirty) return;
+    this.#statsDirty = false;
+    const b = Buffer.allocUnsafe(16);
+    b.writeUInt32BE(Math.floor(this.#keys / 0x1_0000_0000), 0);
+    b.writeUInt32BE(this.#keys % 0x1_0000_0000, 4);
+    b.writeUInt32BE(Math.floor(this.#expires / 0x1_0000_0000), 8);
+    b.writeUInt32BE(this.#expires % 0x1_0000_0000, 12);
+    this.#store.put(STATS_KEY, b);
+  }
+
+  // ------------------------------------------------------------------ records
+
+  /** The key's record, or undefined when it does not exist or has expired (then it is removed). */
+  lookup(key: Buffer): KeyRecord | undefined {
+    const raw = this.#store.get(recordKey(key));
+    if (raw === undefined) return undefined;
+    const r = decodeRecordChecked(raw, key);
+    if (r.expireAt !== 0 && r.expireAt <= this.now()) {
+      this.#remove(key, r);
+      this.#events.expired(key);
+      return undefined;
+    }
+    return r;
+  }
+
+  /** The string at `key`; throws WrongTypeError for another type. */
+  getString(key: Buffer): Buffer | undefined {
+    const r = this.lookup(key);
+    if (r === undefined) return undefined;
+    if (r.type !== 'string') throw new WrongTypeError();
+    return r.value;
+  }
+
+  /**
+   * Sets a string, replacing any value of any type. `expireAt` 0 clears the expiry;
+   * 'keep' keeps the current one (SET KEEPTTL, APPEND, INCR...).
+   */
+  setString(key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyRecord | undefined = this.lookup(key)): void {
+    const at = expireAt === 'keep' ? (existing?.expireAt ?? 0) : expireAt;
+    if (existing?.type === 'hash') this.#deleteFields(key);
+    this.#writeRecord(key, { type: 'string', expireAt: at, value }, existing);
+  }
+
+  /** Deletes the key; returns whether it existed. */
+  delete(key: Buffer): boolean {
+    const r = this.lookup(key);
+    if (r === undefined) return false;
+    this.#remove(key, r);
+    this.#events.touched(key);
+    return true;
+  }
+
+  /** Sets or clears (0) the expiry of an existing key. */
+  setExpiry(key: Buffer, r: KeyRecord, expireAt: number): void {
+    if (expireAt !== 0 && expireAt <= this.now()) {
+      this.#remove(key, r);
+      this.#events.touched(key);
+      return;
+    }
+    this.#writeRecord(key, { ...r, expireAt }, r);
+  }
+
+  /** Moves a key's value and expiry to `to`, replacing it (RENAME). */
+  rename(from: Buffer, r: KeyRecord, to: Buffer): void {
+    if (from.equals(to)) return;
+    const target = this.lookup(to);
+    if (target !== undefined) this.#remove(to, target);
+    if (r.type === 'hash') {
+      for (const [field, value] of this.hashEntries(from)) this.#store.put(fieldKey(to, field), value);
+    }
+    this.#remove(from, r);
+    this.#writeRecord(to, r, undefined);
+    this.#events.touched(from);
+  }
+
+  // ------------------------------------------------------------------ hashes
+
+  /** The hash at `key`; throws WrongTypeError for another type. */
+  getHash(key: Buffer): Extract<KeyRecord, { type: 'hash' }> | undefined {
+    const r = this.lookup(key);
+    if (r === undefined) return undefined;
+    if (r.type !== 'hash') throw new WrongTypeError();
+    return r;
+  }
+
+  hashGet(key: Buffer, field: Buffer): Buffer | undefined {
+    return this.#store.get(fieldKey(key, field));
+  }
+
+  /** Sets fields of the hash (created if absent); returns how many fields were new. */
+  hashSet(key: Buffer, pairs: ReadonlyArray<readonly [Buffer, Buffer]>, options: { onlyNew?: boolean } = {}): number {
+    const r = this.getHash(key);
+    let added = 0;
+    for (const [field, value] of pairs) {
+      const fk = fieldKey(key, field);
+      const exists = this.#store.get(fk) !== undefined;
+      if (exists && options.onlyNew === true) continue;
+      if (!exists) added++;
+      this.#store.put(fk, value);
+    }
+    if (r === undefined || added > 0) this.#writeRecord(key, { type: 'hash', expireAt: r?.expireAt ?? 0, fields: (r?.fields ?? 0) + added }, r);
+    else this.#events.touched(key);
+    return added;
+  }
+
+  /** Deletes fields; the hash goes when its last field does. Returns how many were removed. */
+  hashDelete(key: Buffer, r: Extract<KeyRecord, { type: 'hash' }>, fields: readonly Buffer[]): number {
+    let removed = 0;
+    for (const field of fields) {
+      const fk = fieldKey(key, field);
+      if (this.#store.get(fk) === undefined) continue;
+      this.#store.del(fk);
+      removed++;
+    }
+    if (removed === 0) return 0;
+    const left = r.fields - removed;
+    if (left <= 0) this.#remove(key, r);
+    else this.#writeRecord(key, { ...r, fields: left }, r);
+    this.#events.touched(key);
+    return removed;
+  }
+
+  /** Fields in byte order, from `after` (exclusive) when given. */
+  *hashEntries(key: Buffer, after?: Buffer): Generator<[Buffer, Buffer]> {
+    const range = fieldRange(key);
+    const gte = after === undefined ? range.gte : Buffer.concat([fieldKey(key, after), Buffer.from([0])]);
+    for (const [fk, value] of this.#store.entries({ gte, lt: range.lt })) yield [fieldOf(fk, key.length), value];
+  }
+
+  // ------------------------------------------------------------------ keyspace walks
+
+  /** Live keys in byte order, from `after` (exclusive), restricted to a prefix when given. */
+  *keys(options: { after?: Buffer; prefix?: Buffer } = {}): Generator<[Buffer, KeyRecord]> {
+    const range = options.prefix !== undefined && options.prefix.length > 0 ? recordRangeWithPrefix(options.prefix) : RECORD_RANGE;
+    let gte = range.gte;
+    if (options.after !== undefined) {
+      const from = Buffer.concat([recordKey(options.after), Buffer.from([0])]);
+      if (Buffer.compare(from, gte) > 0) gte = from;
+    }
+    const now = this.now();
+    const expired: Array<[Buffer, KeyRecord]> = [];
+    try {
+      for (const [rk, raw] of this.#store.entries({ gte, lt: range.lt })) {
+        const key = userKeyOf(rk);
+        const r = decodeRecordChecked(raw, key);
+        if (r.expireAt !== 0 && r.expireAt <= now) {
+          expired.push([Buffer.from(key), r]);
+          continue;
+        }
+        yield [key, r];
+      }
+    } finally {
+      // Removed after the walk: the walk's iterator must not see its own deletes midway.
+      for (const [key, r] of expired) {
+        this.#remove(key, r);
+        this.#events.expired(key);
+      }
+    }
+  }
+
+  /** Removes every key (FLUSHDB / FLUSHALL). */
+  clear(): void {
+    this.#store.clear(EVERYTHING);
+    this.#keys = 0;
+    this.#expires = 0;
+    this.#statsDirty = true;
+  }
+
+  /**
+   * Active expiry: removes up to `limit` keys whose expiry has passed, oldest first.
+   * Returns how many index entries it looked at (the caller repeats while it is `limit`).
+   */
+  expireCycle(limit: number): number {
+    const now = this.now();
+    const due: Array<{ at: number; key: Buffer; indexKey: Buffer }> = [];
+    for (const [k] of this.#store.entries(expiryRangeUntil(now))) {
+      const { at, key } = decodeExpiryKey(k);
+      due.push({ at, key: Buffer.from(key), indexKey: k });
+      if (due.length >= limit) break;
+    }
+    for (const { at, key, indexKey } of due) {
+      const raw = this.#store.get(recordKey(key));
+      const r = raw === undefined ? undefined : decodeRecordChecked(raw, key);
+      if (r !== undefined && r.expireAt === at) {
+        this.#remove(key, r);
+        this.#events.expired(key);
+      } else {
+        // A stale index entry (the expiry changed without its old entry being found): drop it.
+        this.#store.del(indexKey);
+      }
+    }
+    return due.length;
+  }
+
+  // ------------------------------------------------------------------ internals
+
+  #writeRecord(key: Buffer, r: KeyRecord, previous: KeyRecord | undefined): void {
+    if (previous === undefined) {
+      this.#keys++;
+      this.#statsDirty = true;
+    }
+    const before = previous?.expireAt ?? 0;
+    if (before !== r.expireAt) {
+      if (before !== 0) {
+        this.#store.del(expiryKey(before, key));
+        this.#expires--;
+      }
+      if (r.expireAt !== 0) {
+        this.#store.put(expiryKey(r.expireAt, key), EMPTY);
+        this.#expires++;
+      }
+      this.#statsDirty = true;
+    }
+    this.#store.put(recordKey(key), encodeRecord(r));
+    this.#events.touched(key);
+  }
+
+  #remove(key: Buffer, r: KeyRecord): void {
+    if (r.type === 'hash') this.#deleteFields(key);
+    if (r.expireAt !== 0) {
+      this.#store.del(expiryKey(r.expireAt, key));
+      this.#expires--;
+    }
+    this.#store.del(recordKey(key));
+    this.#keys--;
+    this.#statsDirty = true;
+  }
+
+  #deleteFields(key: Buffer): void {
+    const keys: Buffer[] = [];
+    for (const [fk] of this.#store.entries(fieldRange(key))) keys.push(fk);
+    for (const fk of keys) this.#store.del(fk);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function decodeRecordChecked(raw: Buffer, key: Buffer): KeyRecord {
+  if (raw.length < 9 || raw[0]! > 1) {
+    throw new TdekvError('DATA_CORRUPTED', `the record of a key (${key.length} bytes) is damaged (${raw.length} bytes, type ${raw[0]}); run \`tdekv ctl verify\` and restore from a backup`);
+  }
+  return decodeRecord(raw);
+}

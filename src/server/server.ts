@@ -1,0 +1,406 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import type { TdekvConfig } from '../config/types.js';
+import { Engine } from '../engine/engine.js';
+import { TdekvError, errnoCode } from '../errors.js';
+import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
+import type { Logger } from '../log/logger.js';
+import { createMetricsRegistry } from '../metrics/registry.js';
+import { ClientState } from './client-state.js';
+import { ReplyError, type CommandContext, type CommandSpec } from './commands/command.js';
+import { REDIS_COMPAT_VERSION } from './commands/connection.js';
+import { Connection, type ConnectionHost } from './connection.js';
+import { Dispatcher } from './dispatcher.js';
+import { startStatusServer, type StatusServer } from './http/status-server.js';
+import { infoText } from './info.js';
+import { BatchingStore } from './keyspace/batching-store.js';
+import { Keyspace } from './keyspace/keyspace.js';
+import { ScanCursors } from './scan-cursors.js';
+import type { ServerContext } from './server-context.js';
+import { ServerStats } from './server-stats.js';
+import { statusReport } from './status-report.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** Active expiry: how often, how many keys per step, and the time budget of one run. */
+const EXPIRE_INTERVAL_MS = 100;
+const EXPIRE_STEP = 200;
+const EXPIRE_BUDGET_MS = 10;
+/** How long shutdown waits for clients to read their last replies before cutting them off. */
+const CLOSE_GRACE_MS = 2000;
+
+export interface ServerAddresses {
+  addr: AddressInfo;
+  statusAddr: AddressInfo;
+}
+
+/**
+ * The Redis-protocol server: an engine on the encrypted env, the keyspace on top, client
+ * connections (TCP or TLS), and the HTTP status endpoint.
+ */
+export class TdekvServer implements ServerContext, ConnectionHost {
+  readonly config: TdekvConfig;
+  readonly logger: Logger;
+  readonly stats = new ServerStats();
+  readonly cursors = new ScanCursors();
+  readonly runId = randomBytes(20).toString('hex');
+  readonly version = VERSION;
+  readonly maxRequestSize: number;
+  readonly #managed: ManagedEnv;
+  readonly #engine: Engine;
+  readonly #store: BatchingStore;
+  readonly #ks: Keyspace;
+  readonly #dispatcher: Dispatcher;
+  readonly #connections = new Set<Connection>();
+  readonly #holding = new Set<Connection>();
+  readonly #watchers = new Map<string, Set<ClientState>>();
+  #listener: NetServer | undefined;
+  #status: StatusServer | undefined;
+  #nextClientId = 1;
+  #commitScheduled = false;
+  #writesSinceSync = false;
+  #timers: NodeJS.Timeout[] = [];
+  #stopping: Promise<void> | undefined;
+
+  private constructor(config: TdekvConfig, logger: Logger, managed: ManagedEnv, engine: Engine) {
+    this.config = config;
+    this.logger = logger;
+    this.maxRequestSize = config.server.maxRequestSize;
+    this.#managed = managed;
+    this.#engine = engine;
+    this.#store = new BatchingStore(engine, { sync: config.storage.syncWrites === 'always' });
+    this.#store.onBatchSettled((id, err) => this.#onBatchSettled(id, err));
+    this.#ks = new Keyspace(this.#store, {
+      touched: (key) => this.touch(key),
+      expired: (key) => {
+        this.stats.expiredKeys++;
+        this.touch(key);
+      },
+    });
+    this.#dispatcher = new Dispatcher(logger);
+    this.stats.keys = () => this.#ks.keyCount;
+    this.stats.expires = () => this.#ks.expiresCount;
+  }
+
+  /** Opens the data dir and starts listening; resolves once both ports accept connections. */
+  static async start(config: TdekvConfig, logger: Logger): Promise<TdekvServer> {
+    const managed = await openEnvFromConfig(config, { logger });
+    let engine: Engine;
+    try {
+      engine = await Engine.open({ env: managed.env, logger, ...config.engine });
+    } catch (err) {
+      await managed.close();
+      throw err;
+    }
+    const server = new TdekvServer(config, logger, managed, engine);
+    try {
+      await server.#listen();
+    } catch (err) {
+      await server.stop();
+      throw err;
+    }
+    return server;
+  }
+
+  get commands(): ReadonlyMap<string, CommandSpec> {
+    return this.#dispatcher.table;
+  }
+
+  addresses(): ServerAddresses {
+    return { addr: this.#listener!.address() as AddressInfo, statusAddr: { address: this.#status!.host, port: this.#status!.port, family: 'IPv4' } };
+  }
+
+  // ------------------------------------------------------------------ listening
+
+  async #listen(): Promise<void> {
+    const { addr, statusAddr } = this.config.server;
+    const tls = this.config.security.tls;
+    const onSocket = (socket: Socket): void => this.#accept(socket);
+    const server = tls
+      ? createTlsServer(
+          {
+            cert: readConfiguredFile(tls.certPath, 'security.cert-path'),
+            key: readConfiguredFile(tls.keyPath, 'security.key-path'),
+            ...(tls.caPath !== undefined ? { ca: readConfiguredFile(tls.caPath, 'security.ca-path'), requestCert: true, rejectUnauthorized: true } : {}),
+          },
+          onSocket,
+        )
+      : createNetServer(onSocket);
+    server.on('tlsClientError', (err: Error) => this.logger.info({ err: err.message }, 'TLS handshake failed'));
+    this.#listener = server;
+    await listenOn(server, addr.host, addr.port, 'server.addr');
+    const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats });
+    this.#status = await startStatusServer({
+      host: statusAddr.host,
+      port: statusAddr.port,
+      registry,
+      status: () => statusReport(this.#managed.env, this.#engine, this.stats),
+      healthy: () => this.#health(),
+      logger: this.logger,
+    });
+    this.#timers.push(setInterval(() => this.#expireCycle(), EXPIRE_INTERVAL_MS));
+    if (this.config.storage.syncWrites === 'everysec') this.#timers.push(setInterval(() => this.#syncEverySecond(), 1000));
+    for (const t of this.#timers) t.unref();
+    const a = this.addresses();
+    this.logger.info(
+      { addr: `${a.addr.address}:${a.addr.port}`, statusAddr: `${a.statusAddr.address}:${a.statusAddr.port}`, tls: tls !== undefined, syncWrites: this.config.storage.syncWrites, method: this.#managed.env.method, keyCount: this.#ks.keyCount },
+      'ready',
+    );
+  }
+
+  #health(): { ok: boolean; reason?: string } {
+    const failure = this.#store.failure ?? this.#engine.stats().backgroundError;
+    if (failure !== undefined) return { ok: false, reason: `writes are failing: ${errorMessage(failure)}` };
+    if (this.#stopping !== undefined) return { ok: false, reason: 'shutting down' };
+    return { ok: true };
+  }
+
+  #accept(socket: Socket): void {
+    if (this.#stopping !== undefined) {
+      socket.destroy();
+      return;
+    }
+    if (this.#connections.size >= this.config.server.maxClients) {
+      this.stats.rejectedConnections++;
+      socket.end('-ERR max number of clients reached\r\n');
+      return;
+    }
+    const conn = new Connection(socket, this.#nextClientId++, this.config.security.requirepass === undefined, this);
+    this.#connections.add(conn);
+    this.stats.connectedClients = this.#connections.size;
+    this.stats.totalConnections++;
+    this.logger.debug({ client: conn.client.id, addr: conn.client.addr }, 'client connected');
+  }
+
+  // ------------------------------------------------------------------ ConnectionHost
+
+  execute(ctx: CommandContext, args: Buffer[]): void {
+    this.#dispatcher.execute(ctx, args);
+  }
+
+  context(): Omit<CommandContext, 'out' | 'client'> {
+    return { ks: this.#ks, server: this };
+  }
+
+  scheduleCommit(): void {
+    if (this.#commitScheduled || this.#store.pendingOps === 0) return;
+    this.#commitScheduled = true;
+    // After every socket read of this loop turn: one batch, one WAL record, for all of them.
+    setImmediate(() => {
+      this.#commitScheduled = false;
+      this.#commit();
+    });
+  }
+
+  #commit(): void {
+    if (this.#store.pendingOps === 0) return;
+    this.#ks.beforeCommit();
+    this.#store.commit();
+    this.stats.writeBatches++;
+    this.#writesSinceSync = true;
+  }
+
+  dependency(): number {
+    return this.#store.dependency;
+  }
+
+  holding(conn: Connection): void {
+    this.#holding.add(conn);
+  }
+
+  closed(conn: Connection): void {
+    this.#connections.delete(conn);
+    this.#holding.delete(conn);
+    this.unwatch(conn.client);
+    this.stats.connectedClients = this.#connections.size;
+    this.logger.debug({ client: conn.client.id }, 'client disconnected');
+  }
+
+  countInput(bytes: number): void {
+    this.stats.netInputBytes += bytes;
+  }
+
+  countOutput(bytes: number): void {
+    this.stats.netOutputBytes += bytes;
+  }
+
+  protocolError(conn: Connection, message: string): void {
+    this.stats.protocolErrors++;
+    // The message is one of the parser's fixed texts: it carries no request bytes.
+    this.logger.info({ client: conn.client.id, addr: conn.client.addr, error: message }, 'protocol error; closing the connection');
+  }
+
+  #onBatchSettled(id: number, err: unknown): void {
+    if (err !== undefined) {
+      this.logger.error({ err: errorMessage(err) }, 'a write batch failed; its clients are disconnected and writes are refused until restart');
+    }
+    for (const conn of this.#holding) {
+      const still = err === undefined ? conn.release(id) : conn.failHeld(id);
+      if (!still) this.#holding.delete(conn);
+    }
+  }
+
+  // ------------------------------------------------------------------ ServerContext
+
+  checkWritable(): void {
+    const failure = this.#store.failure;
+    if (failure !== undefined) throw new ReplyError(`ERR tdekv cannot write: ${errorMessage(failure)}. Fix the cause (disk full or failing?) and restart the server`);
+  }
+
+  run(ctx: CommandContext, args: Buffer[]): void {
+    const spec = this.#dispatcher.table.get(args[0]!.toString('latin1').toLowerCase());
+    if (spec !== undefined) this.#dispatcher.run(ctx, spec, args);
+  }
+
+  touch(key: Buffer): void {
+    if (this.#watchers.size === 0) return;
+    const set = this.#watchers.get(key.toString('latin1'));
+    if (set !== undefined) for (const c of set) c.dirty = true;
+  }
+
+  touchAll(): void {
+    for (const set of this.#watchers.values()) for (const c of set) c.dirty = true;
+  }
+
+  watch(client: ClientState, key: Buffer): void {
+    const k = key.toString('latin1');
+    if (client.watched.has(k)) return;
+    client.watched.set(k, Buffer.from(key));
+    let set = this.#watchers.get(k);
+    if (set === undefined) {
+      set = new Set();
+      this.#watchers.set(k, set);
+    }
+    set.add(client);
+    // Redis also fails EXEC when a watched key expires before it: check now, in case it is already due.
+    this.#ks.lookup(key);
+  }
+
+  unwatch(client: ClientState): void {
+    for (const k of client.watched.keys()) {
+      const set = this.#watchers.get(k);
+      set?.delete(client);
+      if (set?.size === 0) this.#watchers.delete(k);
+    }
+    client.watched.clear();
+    client.dirty = false;
+  }
+
+  *clients(): Iterable<ClientState> {
+    for (const c of this.#connections) yield c.client;
+  }
+
+  info(sections: string[]): string {
+    const env = this.#managed.env;
+    return infoText(
+      {
+        config: this.config,
+        stats: this.stats,
+        engine: this.#engine,
+        env,
+        runId: this.runId,
+        version: this.version,
+        redisVersion: REDIS_COMPAT_VERSION,
+        port: (this.#listener?.address() as AddressInfo | null)?.port ?? 0,
+        encryption: () => {
+          const s = env.stats();
+          const current = env.currentDataKey();
+          return [
+            ['encryption_method', env.method],
+            ['encryption_enabled', env.method === 'plaintext' ? 0 : 1],
+            ['master_key_type', env.masterKey.type],
+            ['current_data_key_id', current?.id ?? 0],
+            ['current_data_key_age_seconds', current ? Math.floor((Date.now() - current.createdAtMs) / 1000) : 0],
+            ['data_keys', env.dataKeys().length],
+            ['encrypted_files', s.files - (s.byMethod.plaintext ?? 0)],
+            ['files', s.files],
+            ...Object.entries(s.byMethod).map(([m, n]): [string, number] => [`files_${m.replace(/-/g, '_')}`, n ?? 0]),
+            ['sync_writes', this.config.storage.syncWrites],
+            ['redact_info_log', this.config.security.redactInfoLog ? 'yes' : 'no'],
+          ];
+        },
+      },
+      sections,
+    );
+  }
+
+  // ------------------------------------------------------------------ background
+
+  #expireCycle(): void {
+    if (this.#stopping !== undefined || this.#store.failure !== undefined) return;
+    const deadline = performance.now() + EXPIRE_BUDGET_MS;
+    try {
+      while (this.#ks.expireCycle(EXPIRE_STEP) === EXPIRE_STEP && performance.now() < deadline);
+    } catch (err) {
+      this.logger.error({ err: errorMessage(err) }, 'active expiry failed');
+    }
+    this.scheduleCommit();
+  }
+
+  #syncEverySecond(): void {
+    if (!this.#writesSinceSync || this.#stopping !== undefined) return;
+    this.#writesSinceSync = false;
+    this.#engine.syncWal().catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'fsync of the write-ahead log failed'));
+  }
+
+  // ------------------------------------------------------------------ shutdown
+
+  /**
+   * Stops accepting, stops reading requests, lets every write already received reach the
+   * WAL and its reply reach the client, flushes the memtable, and closes the data dir.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    const listener = this.#listener;
+    const closedListener = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
+    for (const conn of this.#connections) conn.stopReading();
+    this.#commit();
+    await this.#store.drain();
+    for (const conn of this.#connections) conn.end();
+    const grace = setTimeout(() => {
+      for (const conn of this.#connections) conn.destroy();
+    }, CLOSE_GRACE_MS);
+    await closedListener;
+    clearTimeout(grace);
+    await this.#status?.close();
+    try {
+      if (this.#store.failure === undefined) await this.#engine.flush();
+    } finally {
+      await this.#engine.close();
+      await this.#managed.close();
+    }
+    this.logger.info('stopped');
+  }
+}
+
+function readConfiguredFile(path: string, setting: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new TdekvError('CONFIG_INVALID', `${setting} = "${path}" cannot be read (${errnoCode(err) ?? String(err)}); check the path and its permissions`);
+  }
+}
+
+function listenOn(server: NetServer, host: string, port: number, setting: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      reject(new TdekvError('CONFIG_INVALID', `cannot listen on ${setting} = "${host}:${port}" (${errnoCode(err) ?? err.message}); pick a free port or another address`));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
