@@ -95,7 +95,8 @@ function select(ctx: CommandContext, args: Buffer[]): void {
 
 function checkedName(name: Buffer): Buffer {
   for (const c of name) if (c < 0x21 || c > 0x7e) replyError('ERR Client names cannot contain spaces, newlines or special characters.');
-  return name;
+  // A copy: arguments are views of the socket's read buffer, which the name would pin.
+  return Buffer.from(name);
 }
 
 /** One line of CLIENT LIST / CLIENT INFO. */
