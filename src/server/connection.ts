@@ -64,10 +64,12 @@ export class Connection {
       });
       if (this.#parser.pendingBytes > this.#host.maxRequestSize) throw new ProtocolError('Protocol error: too big request');
     } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err;
-      this.out.error(`ERR ${err.message}`);
+      // A bug must cost this connection, not the server and every other client.
+      const message = err instanceof ProtocolError ? err.message : 'internal error; closing the connection';
+      if (!(err instanceof ProtocolError)) this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'unexpected error while serving a client');
+      this.out.error(`ERR ${message}`);
       this.client.closeAfterReply = true;
-      this.#host.protocolError(this, err.message);
+      if (err instanceof ProtocolError) this.#host.protocolError(this, err.message);
     }
     this.#host.scheduleCommit();
     this.flush();
