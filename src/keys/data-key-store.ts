@@ -7,6 +7,7 @@ import type { MasterKey, WrappingKey } from '../masterkey/master-key.js';
 import type { Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { writeFileAtomic } from './atomic-file.js';
+import { timeMetaFile } from './meta-file-timing.js';
 import { generateDataKey, infoOf, rotationReason, type DataKey, type DataKeyInfo, type RotationPolicy, type RotationReason } from './data-key.js';
 import {
   KeyDictFormatError,
@@ -60,7 +61,7 @@ export class DataKeyStore {
     const readOnly = options.readOnly ?? false;
     let raw: Buffer;
     try {
-      raw = await readFile(path);
+      raw = await timeMetaFile('read', path, () => readFile(path));
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
       if (readOnly) {
@@ -255,7 +256,8 @@ export class DataKeyStore {
     const aad = sealedHeader(this.#masterKey.type, this.#wrapping.envelope);
     const content = encodeContent(this.#dict);
     try {
-      await writeFileAtomic(this.path, encodeSealedFile(aad, seal(this.#wrapping.key, content, aad)));
+      const sealed = encodeSealedFile(aad, seal(this.#wrapping.key, content, aad));
+      await timeMetaFile('write', this.path, () => writeFileAtomic(this.path, sealed));
     } finally {
       zeroize(content);
     }

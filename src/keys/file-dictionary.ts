@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { mkdirDurable, removeStrayTmpFiles, writeFileAtomic } from './atomic-file.js';
+import { timeMetaFile } from './meta-file-timing.js';
 import {
   DictionaryFormatError,
   HEADER_LENGTH,
@@ -218,9 +219,12 @@ export class FileDictionary {
       return;
     }
     const bytes = encodeBatch(records);
+    const log = this.#log;
     try {
-      await this.#log.write(bytes, 0, bytes.length, this.#logSize);
-      await this.#log.datasync();
+      await timeMetaFile('write', LOG_NAME, async () => {
+        await log.write(bytes, 0, bytes.length, this.#logSize);
+        await log.datasync();
+      });
     } catch (err) {
       // A partial append must not stay in front of later records: cut it off, or refuse
       // all further changes if even that fails (reopening then drops it as a torn tail).
@@ -265,7 +269,7 @@ export class FileDictionary {
     this.#generation = generation;
     const logPath = join(this.#options.dir, LOG_NAME);
     try {
-      await writeFileAtomic(logPath, encodeHeader(LOG_MAGIC, LOG_VERSION, generation));
+      await timeMetaFile('write', logPath, () => writeFileAtomic(logPath, encodeHeader(LOG_MAGIC, LOG_VERSION, generation)));
       const next = await open(logPath, 'r+');
       await this.#log?.close().catch(() => undefined);
       this.#log = next;
@@ -280,7 +284,8 @@ export class FileDictionary {
   async #writeSnapshot(state: Map<string, FileEntry>, generation: number): Promise<void> {
     const parts = [encodeHeader(SNAPSHOT_MAGIC, SNAPSHOT_VERSION, generation)];
     for (const [path, entry] of state) parts.push(encodeRecord({ op: 'set', path, entry }));
-    await writeFileAtomic(join(this.#options.dir, SNAPSHOT_NAME), Buffer.concat(parts));
+    const path = join(this.#options.dir, SNAPSHOT_NAME);
+    await timeMetaFile('write', path, () => writeFileAtomic(path, Buffer.concat(parts)));
   }
 }
 
@@ -293,7 +298,7 @@ function applyAll(entries: Map<string, FileEntry>, records: readonly FileRecord[
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
-    return await readFile(path);
+    return await timeMetaFile('read', path, () => readFile(path));
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
     throw err;

@@ -1,25 +1,74 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
+import type { LogConfig } from '../config/types.js';
 
 export type { Logger };
 
-/**
- * Structured logs on stderr. Fields that could carry user data or secrets are redacted by
- * path, so a careless `log.info({ key })` cannot leak them.
- */
-export const REDACTED_FIELDS = ['key', 'value', 'keys', 'values', 'secret', 'password', 'masterKey', 'dataKey', '*.key', '*.value', '*.secret'];
+/** Fields that may hold secrets: always censored. */
+export const SECRET_FIELDS = ['secret', 'password', 'requirepass', 'masterKey', 'dataKey', '*.secret', '*.password'];
 
-export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+/** Fields that may hold user keys and values: censored while user data is redacted (`redact-info-log`). */
+export const USER_DATA_FIELDS = ['key', 'value', 'keys', 'values', '*.key', '*.value'];
+
+/**
+ * Everything censored by default. Structured logs go to stderr; fields that could carry
+ * user data or secrets are redacted by path, so a careless `log.info({ key })` cannot leak them.
+ */
+export const REDACTED_FIELDS = [...USER_DATA_FIELDS, ...SECRET_FIELDS];
+
+export interface LoggerOptions {
+  /** `[log] level`; else TDEKV_LOG_LEVEL; else "info". */
+  level?: LogConfig['level'] | string;
+  name?: string;
+  /**
+   * `[security] redact-info-log` (default true): censor the user-data fields. Off, they are
+   * logged, Buffers as escaped text (redactBytes). Secret fields are censored either way.
+   */
+  redactUserData?: boolean;
+  /** Where the JSON lines go (default stderr): tests capture them here. */
+  destination?: DestinationStream;
+}
+
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const redactUserData = options.redactUserData ?? true;
   return pino(
     {
       name: options.name ?? 'tdekv',
       level: options.level ?? process.env['TDEKV_LOG_LEVEL'] ?? 'info',
-      redact: { paths: REDACTED_FIELDS, censor: '[redacted]' },
+      redact: { paths: redactUserData ? REDACTED_FIELDS : SECRET_FIELDS, censor: '[redacted]' },
+      // Unredacted keys and values would otherwise print as {"type":"Buffer","data":[…]}.
+      ...(redactUserData ? {} : { serializers: { key: userData, value: userData } }),
     },
-    pino.destination(2),
+    options.destination ?? pino.destination(2),
   );
 }
 
 /** For library use and tests that do not want output. */
 export function silentLogger(): Logger {
   return pino({ level: 'silent' });
+}
+
+/** Longest escaped form redactBytes returns before cutting it with "...". */
+export const REDACT_MAX_CHARS = 64;
+
+/**
+ * A user key or value for a log line or an error message: "?" while user data is redacted
+ * (TiKV's redact-info-log prints "?" too), else a printable form — the bytes as latin1,
+ * JSON-escaped so control bytes and quotes cannot forge log lines, cut at REDACT_MAX_CHARS
+ * with a "..." suffix.
+ */
+export function redactBytes(bytes: Uint8Array | string, on: boolean): string {
+  if (on) return '?';
+  const text = typeof bytes === 'string' ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+  let out = '';
+  // Escaped a character at a time, so the cut never splits an escape sequence.
+  for (const ch of text) {
+    const escaped = JSON.stringify(ch).slice(1, -1);
+    if (out.length + escaped.length > REDACT_MAX_CHARS) return `${out}...`;
+    out += escaped;
+  }
+  return out;
+}
+
+function userData(v: unknown): unknown {
+  return v instanceof Uint8Array || typeof v === 'string' ? redactBytes(v, false) : v;
 }

@@ -138,7 +138,8 @@ export function masterKeyStatus({ type, description, protectsKeys }: { type: Mas
     const [keyId, region, endpoint] = [field('key-id'), field('region'), field('endpoint')];
     if (keyId !== undefined) out.keyId = keyId;
     if (region !== undefined) out.region = region;
-    if (endpoint !== undefined) out.endpoint = endpoint;
+    // "default": the SDK's endpoint for the region, not a URL.
+    if (endpoint !== undefined && endpoint !== 'default') out.endpoint = endpoint;
   }
   return out;
 }

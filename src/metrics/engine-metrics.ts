@@ -1,0 +1,64 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Engine, EngineStats } from '../engine/engine.js';
+import { setCounter, setGauges } from './scrape-values.js';
+
+/** Registers the storage engine's metrics, read from `engine.stats()` at scrape time. */
+export function registerEngineMetrics(registry: Registry, engine: Engine): void {
+  const registers = [registry];
+  const stats = (): EngineStats => engine.stats();
+
+  const gauge = (name: string, help: string, value: (s: EngineStats) => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value(stats()));
+      },
+    });
+  };
+  const counter = (name: string, help: string, value: (s: EngineStats) => number): void => {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        setCounter(this, value(stats()));
+      },
+    });
+  };
+
+  new Gauge({
+    name: 'tdekv_engine_level_files',
+    help: 'Table files per LSM level',
+    labelNames: ['level'],
+    registers,
+    collect() {
+      setGauges(this, stats().levels.map((l) => [{ level: String(l.level) }, l.files]));
+    },
+  });
+  new Gauge({
+    name: 'tdekv_engine_level_bytes',
+    help: 'Bytes of table files per LSM level',
+    labelNames: ['level'],
+    registers,
+    collect() {
+      setGauges(this, stats().levels.map((l) => [{ level: String(l.level) }, l.bytes]));
+    },
+  });
+
+  gauge('tdekv_engine_memtable_bytes', 'Approximate bytes in the memtables (active and the one being flushed)', (s) => s.memtableBytes);
+  gauge('tdekv_engine_immutable_memtable', 'Whether a full memtable is waiting to be flushed: 1 or 0', (s) => (s.immutableMemtable ? 1 : 0));
+  gauge('tdekv_engine_last_sequence', 'Sequence number of the last write', (s) => s.lastSequence);
+  gauge('tdekv_engine_live_snapshots', 'Open snapshots (each pins old versions of keys until released)', (s) => s.liveSnapshots);
+  gauge('tdekv_engine_block_cache_usage_bytes', 'Decrypted blocks held in the block cache', (s) => s.blockCache.usage);
+  gauge('tdekv_engine_block_cache_capacity_bytes', 'Block cache capacity (engine block-cache-size)', (s) => s.blockCache.capacity);
+  gauge('tdekv_engine_background_error', 'Whether a background flush or compaction failed and writes are refused until reopen: 1 or 0', (s) => (s.backgroundError !== undefined ? 1 : 0));
+
+  counter('tdekv_engine_flushes_total', 'Memtables flushed to level-0 tables', (s) => s.flushes);
+  counter('tdekv_engine_compactions_total', 'Compactions completed', (s) => s.compactions);
+  counter('tdekv_engine_compaction_read_bytes_total', 'Bytes of table files read by compactions', (s) => s.compactionBytesRead);
+  counter('tdekv_engine_compaction_written_bytes_total', 'Bytes of table files written by compactions', (s) => s.compactionBytesWritten);
+  counter('tdekv_engine_write_slowdowns_total', 'Writes delayed 1 ms because level 0 reached level0-slowdown-writes-trigger', (s) => s.writeSlowdowns);
+  counter('tdekv_engine_write_stops_total', 'Times writes stopped to wait for the background: the memtable was full while another was being flushed, or level 0 reached level0-stop-writes-trigger', (s) => s.writeStops);
+}

@@ -1,0 +1,58 @@
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { ServerStats } from '../server/server-stats.js';
+import { setCounter, setCounters } from './scrape-values.js';
+
+/** Registers the Redis-protocol server's metrics, read from the counters it bumps. */
+export function registerServerMetrics(registry: Registry, stats: ServerStats, now: () => number = Date.now): void {
+  const registers = [registry];
+  const gauge = (name: string, help: string, value: () => number): void => {
+    new Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(value());
+      },
+    });
+  };
+  const counter = (name: string, help: string, value: () => number): void => {
+    new Counter({
+      name,
+      help,
+      registers,
+      collect() {
+        setCounter(this, value());
+      },
+    });
+  };
+  const perCommand = (name: string, help: string, value: (s: { calls: number; failed: number; usec: number }) => number): void => {
+    new Counter({
+      name,
+      help,
+      labelNames: ['command'],
+      registers,
+      collect() {
+        setCounters(this, [...stats.commands].map(([command, s]) => [{ command }, value(s)]));
+      },
+    });
+  };
+
+  gauge('tdekv_server_uptime_seconds', 'Seconds since the server started', () => Math.max(0, now() - stats.startedAt) / 1000);
+  gauge('tdekv_server_connected_clients', 'Open client connections', () => stats.connectedClients);
+  gauge('tdekv_server_keys', 'Keys in the database (DBSIZE)', () => stats.keys());
+  gauge('tdekv_server_expiring_keys', 'Keys with a time to live', () => stats.expires());
+
+  counter('tdekv_server_connections_total', 'Client connections accepted', () => stats.totalConnections);
+  counter('tdekv_server_rejected_connections_total', 'Client connections refused because of max-clients', () => stats.rejectedConnections);
+  counter('tdekv_server_commands_processed_total', 'Commands processed, known or not', () => stats.totalCommands);
+  perCommand('tdekv_server_commands_total', 'Calls per command', (s) => s.calls);
+  perCommand('tdekv_server_command_errors_total', 'Calls per command that replied with an error', (s) => s.failed);
+  perCommand('tdekv_server_command_duration_seconds_total', 'Seconds spent executing each command (not waiting for the disk)', (s) => s.usec / 1e6);
+  counter('tdekv_server_keyspace_hits_total', 'Lookups that found their key', () => stats.keyspaceHits);
+  counter('tdekv_server_keyspace_misses_total', 'Lookups that did not find their key', () => stats.keyspaceMisses);
+  counter('tdekv_server_expired_keys_total', 'Keys removed because their time to live ran out', () => stats.expiredKeys);
+  counter('tdekv_server_net_input_bytes_total', 'Bytes read from clients', () => stats.netInputBytes);
+  counter('tdekv_server_net_output_bytes_total', 'Bytes written to clients', () => stats.netOutputBytes);
+  counter('tdekv_server_write_batches_total', 'Write batches committed to the engine', () => stats.writeBatches);
+  counter('tdekv_server_protocol_errors_total', 'Malformed requests (the connection is closed)', () => stats.protocolErrors);
+}
