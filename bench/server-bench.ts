@@ -416,8 +416,9 @@ async function profile(ctx: BenchContext, cfg: Config, dir: string, line: Line):
   });
   ctx.table({
     title: `tdekv CPU profile, top ${PROFILE_TOP} functions by self time`,
-    columns: ['function', 'where', 'self %', 'self ms'],
-    rows: summary.functions.slice(0, PROFILE_TOP).map((x) => [x.name, x.where, pct(x).trim(), x.ms.toFixed(0)]),
+    // A rank first: the table blanks a first cell equal to the one above, and names repeat.
+    columns: ['#', 'function', 'where', 'self %', 'self ms'],
+    rows: summary.functions.slice(0, PROFILE_TOP).map((x, i) => [String(i + 1), x.name, x.where, pct(x).trim(), x.ms.toFixed(0)]),
   });
 }
 

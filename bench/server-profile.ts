@@ -14,6 +14,7 @@ interface CallFrame {
 interface ProfileNode {
   id: number;
   callFrame: CallFrame;
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -55,6 +56,18 @@ export async function summariseProfile(file: string, distRoot: string): Promise<
   }
   const totalUs = [...selfUs.values()].reduce((a, b) => a + b, 0) || 1;
 
+  const parentOf = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parentOf.set(c, n.id);
+  // A native builtin (a binding such as writeBuffer) has no script: name the JS frame that
+  // called it, or "writeBuffer" alone would not say whether sockets or the WAL wrote.
+  const jsCaller = (id: number): CallFrame | undefined => {
+    for (let p = parentOf.get(id); p !== undefined; p = parentOf.get(p)) {
+      const frame = byId.get(p)?.callFrame;
+      if (frame && frame.url !== '') return frame;
+    }
+    return undefined;
+  };
+
   const functions = new Map<string, SelfTime>();
   const areas = new Map<string, SelfTime>();
   const add = (into: Map<string, SelfTime>, key: string, name: string, where: string, us: number): void => {
@@ -63,14 +76,23 @@ export async function summariseProfile(file: string, distRoot: string): Promise<
     entry.share += us / totalUs;
     into.set(key, entry);
   };
+  const at = (frame: CallFrame): string => `${location(frame.url, distRoot)}:${frame.lineNumber + 1}`;
   for (const [id, us] of selfUs) {
     const frame = byId.get(id)?.callFrame;
     if (!frame) continue;
-    const where = location(frame.url, distRoot);
+    const pseudo = frame.functionName.startsWith('(');
+    if (frame.url === '' && !pseudo) {
+      const caller = jsCaller(id);
+      const where = caller ? `native, called by ${caller.functionName || '(anonymous)'} ${at(caller)}` : 'native';
+      add(functions, `${frame.functionName}\0${where}`, frame.functionName, where, us);
+      const area = caller ? areaOf(caller.functionName, location(caller.url, distRoot)) : 'node internals';
+      add(areas, `${area} (native)`, `${area}: native calls`, '', us);
+      continue;
+    }
     const name = frame.functionName || (frame.url ? '(anonymous)' : '(unknown)');
-    const at = where ? `${where}:${frame.lineNumber + 1}` : '';
-    add(functions, `${name}\0${at}`, name, at, us);
-    const area = areaOf(name, where);
+    const where = frame.url === '' ? '' : at(frame);
+    add(functions, `${name}\0${where}`, name, where, us);
+    const area = areaOf(name, location(frame.url, distRoot));
     add(areas, area, area, '', us);
   }
   const sorted = (m: Map<string, SelfTime>): SelfTime[] => [...m.values()].sort((a, b) => b.ms - a.ms);
