@@ -203,10 +203,16 @@ test('EXPIRE argument errors', async () => {
   await c.call('SET', 'k', 'v');
   await rejectsWith(c.call('EXPIRE', 'k', 'soon'), 'ERR value is not an integer or out of range');
   await rejectsWith(c.call('PEXPIRE', 'k', '1.5'), 'ERR value is not an integer or out of range');
+  await rejectsWith(c.call('EXPIRE', 'k', '10', 'BOGUS'), 'ERR Unsupported option BOGUS');
+  assert.equal(await ttl('k'), -1);
+});
+
+test('EXPIRE with a time that overflows milliseconds', async () => {
+  await c.call('SET', 'k', 'v');
+  // Valid 64-bit integers whose millisecond deadline does not fit in 64 bits.
   await rejectsWith(c.call('EXPIRE', 'k', '9223372036854775807'), "ERR invalid expire time in 'expire' command");
   await rejectsWith(c.call('EXPIREAT', 'k', '9223372036854775807'), "ERR invalid expire time in 'expireat' command");
   await rejectsWith(c.call('PEXPIRE', 'k', '9223372036854775000'), "ERR invalid expire time in 'pexpire' command");
-  await rejectsWith(c.call('EXPIRE', 'k', '10', 'BOGUS'), 'ERR Unsupported option BOGUS');
   assert.equal(await ttl('k'), -1);
 });
 

@@ -61,7 +61,8 @@ describe('redis-cli', { skip: NO_CLI }, () => {
     assert.equal(await out('GET', 'greeting'), 'hello world');
     assert.equal(await out('GET', 'missing'), '');
     assert.equal(await out('HSET', 'user:1', 'name', 'Ada', 'lang', 'en'), '2');
-    assert.equal(await out('HGETALL', 'user:1'), 'name\nAda\nlang\nen');
+    const fields = (await out('HGETALL', 'user:1')).split('\n');
+    assert.deepEqual([fields.slice(0, 2), fields.slice(2, 4)].sort(), [['lang', 'en'], ['name', 'Ada']], 'field order is the server\'s business');
     assert.equal(await out('INCR', 'visits'), '1');
     assert.equal(await out('INCR', 'visits'), '2');
     assert.equal(await out('TTL', 'greeting'), '-1');
@@ -77,7 +78,8 @@ describe('redis-cli', { skip: NO_CLI }, () => {
     const r = await run('INCR', 'h');
     assert.match(r.stdout + r.stderr, /WRONGTYPE Operation against a key holding the wrong kind of value/);
     const u = await run('NOSUCHCMD');
-    assert.match(u.stdout + u.stderr, /ERR unknown command 'NOSUCHCMD'/);
+    // tdekv leaves the name out of the error while redact-info-log is on (docs/server.md).
+    assert.match(u.stdout + u.stderr, /ERR unknown command '(NOSUCHCMD|\?)'/);
   });
 
   test('--scan --pattern', async () => {

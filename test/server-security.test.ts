@@ -155,7 +155,8 @@ describe('TLS', { skip: !hasOpenssl() && 'openssl is not installed' }, () => {
   });
 });
 
-describe('bad configuration', { skip: target() !== 'tdekv' && 'tdekv only' }, () => {
+// Each case is a process that starts and exits on its own, so they run side by side.
+describe('bad configuration', { skip: target() !== 'tdekv' && 'tdekv only', concurrency: true }, () => {
   /** Runs `tdekv serve`, which must exit on its own; returns its exit code and log. */
   async function mustExit(options: Parameters<typeof launchTdekv>[0]): Promise<{ code: number | null; stderr: string }> {
     const p = await launchTdekv(options);

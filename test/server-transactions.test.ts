@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { rejectsWith, startTarget, type ServerHandle } from './support/server-process.js';
+import { rejectsWith, startTarget, target, type ServerHandle } from './support/server-process.js';
 
 let server: ServerHandle | undefined;
 let c: Redis;
@@ -63,7 +63,8 @@ test('an error while queueing aborts the whole transaction', async () => {
   const raw = await srv().raw();
   await raw.command('MULTI');
   assert.equal(await raw.command('SET', 'a', '1'), '+QUEUED\r\n');
-  assert.equal(await raw.command('NOSUCHCMD', 'x'), "-ERR unknown command 'NOSUCHCMD', with args beginning with: 'x' \r\n");
+  // tdekv leaves the request out of this error while redact-info-log is on (docs/server.md).
+  assert.match(await raw.command('NOSUCHCMD', 'x'), target() === 'redis' ? /^-ERR unknown command 'NOSUCHCMD', with args beginning with: 'x' \r\n$/ : /^-ERR unknown command '(NOSUCHCMD|\?)', with args beginning with: \r\n$/);
   assert.equal(await raw.command('GET'), "-ERR wrong number of arguments for 'get' command\r\n");
   assert.equal(await raw.command('SET', 'b', '2'), '+QUEUED\r\n');
   assert.equal(await raw.command('EXEC'), '-EXECABORT Transaction discarded because of previous errors.\r\n');
