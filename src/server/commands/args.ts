@@ -1,5 +1,6 @@
-import { parseRedisDouble, parseRedisInteger } from '../resp/format-number.js';
-import { NOT_FLOAT, NOT_INTEGER, replyError } from './command.js';
+import { parseRedisInteger } from '../resp/format-number.js';
+import { NOT_INTEGER, replyError } from './command.js';
+import { parseDecimalFloat, type DecimalFloat } from './decimal-float.js';
 
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
@@ -18,11 +19,14 @@ export function intArg(arg: Buffer, message = NOT_INTEGER): number {
   return n;
 }
 
-export function floatArg(arg: Buffer, message = NOT_FLOAT): number {
-  const n = parseRedisDouble(arg);
-  if (n === undefined) replyError(message);
-  return n;
+/** A float argument or stored value, read exactly (see decimal-float.ts). */
+export function decimalArg(arg: Buffer, message: string): DecimalFloat {
+  const d = parseDecimalFloat(arg);
+  if (d === undefined) replyError(message);
+  return d;
 }
+
+export const ZERO: DecimalFloat = { kind: 'finite', digits: 0n, exp: 0 };
 
 /** A stored value read as an integer for INCR and friends; absent counts as 0. */
 export function storedInt64(value: Buffer | undefined): bigint {

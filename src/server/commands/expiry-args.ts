@@ -1,5 +1,5 @@
-import { intArg } from './args.js';
-import { isWord, replyError, SYNTAX_ERROR } from './command.js';
+import { parseRedisInteger } from '../resp/format-number.js';
+import { isWord, NOT_INTEGER, replyError, SYNTAX_ERROR } from './command.js';
 
 /** Largest expiry Redis accepts in milliseconds since the epoch (it checks for overflow of ms). */
 const MAX_MS = 2 ** 53 - 1;
@@ -8,7 +8,11 @@ export type ExpiryUnit = 'ex' | 'px' | 'exat' | 'pxat';
 
 /** An absolute expiry time in ms from an EX/PX/EXAT/PXAT amount; errors name the command as Redis does. */
 export function expireAtFrom(unit: ExpiryUnit, arg: Buffer, now: number, command: string, allowNonPositive = false): number {
-  const n = intArg(arg);
+  const raw = parseRedisInteger(arg);
+  if (raw === undefined) replyError(NOT_INTEGER);
+  // In the 64-bit range but beyond what a millisecond time can hold: Redis's overflow check.
+  if (typeof raw === 'bigint') replyError(`ERR invalid expire time in '${command}' command`);
+  const n = raw;
   if (!allowNonPositive && n <= 0) replyError(`ERR invalid expire time in '${command}' command`);
   const ms = unit === 'ex' || unit === 'exat' ? n * 1000 : n;
   const at = unit === 'ex' || unit === 'px' ? now + ms : ms;

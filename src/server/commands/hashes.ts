@@ -1,6 +1,6 @@
-import { formatDouble } from '../resp/format-number.js';
-import { checkedInt64, floatArg, int64Arg, storedInt64 } from './args.js';
-import { replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { checkedInt64, decimalArg, int64Arg, storedInt64, ZERO } from './args.js';
+import { NOT_FLOAT, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
 import { cursorArg, scanOptions } from './scan-args.js';
 
 function hset(ctx: CommandContext, args: Buffer[]): void {
@@ -86,13 +86,14 @@ function hincrby(ctx: CommandContext, args: Buffer[]): void {
 }
 
 function hincrbyfloat(ctx: CommandContext, args: Buffer[]): void {
-  const by = floatArg(args[3]!);
+  const by = decimalArg(args[3]!, NOT_FLOAT);
+  if (by.kind === 'inf') replyError('ERR value is NaN or Infinity');
   const r = ctx.ks.getHash(args[1]!);
   const raw = r === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
-  const current = raw === undefined ? 0 : floatArg(raw, 'ERR hash value is not a float');
-  const next = current + by;
-  if (!Number.isFinite(next)) replyError('ERR increment would produce NaN or Infinity');
-  const text = formatDouble(next);
+  const current = raw === undefined ? ZERO : decimalArg(raw, 'ERR hash value is not a float');
+  const next = addDecimalFloats(current, by);
+  if (next === undefined) replyError('ERR increment would produce NaN or Infinity');
+  const text = formatDecimalFloat(next);
   ctx.ks.hashSet(args[1]!, [[args[2]!, Buffer.from(text, 'latin1')]]);
   ctx.out.bulk(text);
 }

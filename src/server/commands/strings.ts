@@ -1,6 +1,6 @@
-import { formatDouble } from '../resp/format-number.js';
-import { checkedInt64, floatArg, int64Arg, intArg, storedInt64 } from './args.js';
-import { isWord, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
+import { checkedInt64, decimalArg, int64Arg, intArg, storedInt64, ZERO } from './args.js';
+import { isWord, NOT_FLOAT, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
+import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
 import { expireAtFrom, expiryUnit, needValue } from './expiry-args.js';
 
 /** Redis's proto-max-bulk-len default: the largest string SETRANGE/APPEND may build. */
@@ -193,13 +193,13 @@ function incrBy(ctx: CommandContext, key: Buffer, by: bigint): void {
 
 function incrbyfloat(ctx: CommandContext, args: Buffer[]): void {
   const key = args[1]!;
-  const by = floatArg(args[2]!);
   const existing = ctx.ks.lookup(key);
   const raw = existing === undefined ? undefined : ctx.ks.getString(key);
-  const current = raw === undefined ? 0 : floatArg(raw);
-  const next = current + by;
-  if (!Number.isFinite(next)) replyError('ERR increment would produce NaN or Infinity');
-  const text = formatDouble(next);
+  const by = decimalArg(args[2]!, NOT_FLOAT);
+  const current = raw === undefined ? ZERO : decimalArg(raw, NOT_FLOAT);
+  const next = addDecimalFloats(current, by);
+  if (next === undefined) replyError('ERR increment would produce NaN or Infinity');
+  const text = formatDecimalFloat(next);
   ctx.ks.setString(key, Buffer.from(text, 'latin1'), 'keep', existing);
   ctx.out.bulk(text);
 }
