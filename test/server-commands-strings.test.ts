@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, beforeEach, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { rejectsWith, startTarget, target, type ServerHandle } from './support/server-process.js';
+import { rejectsWith, startTarget, type ServerHandle } from './support/server-process.js';
 
 let server: ServerHandle | undefined;
 let c: Redis;
@@ -353,9 +353,14 @@ test('INCRBYFLOAT formats like Redis', async () => {
   assert.equal(await c.call('INCR', 'int'), 2, 'an integral float result is stored as an integer string');
 });
 
-test('INCRBYFLOAT 0.1 + 0.2: Redis adds in long double, tdekv in double (a documented difference)', async () => {
+test('INCRBYFLOAT 0.1 + 0.2 is "0.3" (Redis adds in long double and prints 17 fractional digits)', async () => {
   await c.call('SET', 'f', '0.1');
-  assert.equal(await c.call('INCRBYFLOAT', 'f', '0.2'), target() === 'redis' ? '0.3' : '0.30000000000000004');
+  assert.equal(await c.call('INCRBYFLOAT', 'f', '0.2'), '0.3');
+  await c.call('SET', 'g', '1.1');
+  assert.equal(await c.call('INCRBYFLOAT', 'g', '2.2'), '3.3');
+  await c.call('SET', 'h', '0');
+  assert.equal(await c.call('INCRBYFLOAT', 'h', '1e-17'), '0.00000000000000001');
+  assert.equal(await c.call('INCRBYFLOAT', 'h', '-1e-17'), '0');
 });
 
 test('INCRBYFLOAT errors', async () => {

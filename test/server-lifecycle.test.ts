@@ -1,20 +1,19 @@
 /** tdekv only: restarts, crash durability, and what reaches the disk and the log. */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { encodeCommand, startTdekv, target, waitUntil, type ServerHandle, type TdekvOptions } from './support/server-process.js';
+import { encodeCommand, makeTempDir, removeTempDir, startTdekv, target, waitUntil, type ServerHandle, type TdekvOptions } from './support/server-process.js';
 
 describe('server lifecycle', { skip: target() !== 'tdekv' && 'tdekv only' }, () => {
   const servers: ServerHandle[] = [];
   const dirs: string[] = [];
   after(async () => {
     for (const s of servers) await s.kill();
-    for (const d of dirs) await rm(d, { recursive: true, force: true });
+    for (const d of dirs) await removeTempDir(d);
   });
   async function start(options: TdekvOptions): Promise<ServerHandle> {
     const s = await startTdekv(options);
@@ -22,7 +21,7 @@ describe('server lifecycle', { skip: target() !== 'tdekv' && 'tdekv only' }, () 
     return s;
   }
   async function newDir(): Promise<string> {
-    const d = await mkdtemp(join(tmpdir(), 'tdekv-it-life-'));
+    const d = await makeTempDir('tdekv-it-life-');
     dirs.push(d);
     return d;
   }

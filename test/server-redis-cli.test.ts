@@ -2,12 +2,10 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { encodeCommand, hasOpenssl, makeCerts, REDIS_CLI, startTarget, type ServerHandle, type TestCerts } from './support/server-process.js';
+import { encodeCommand, hasOpenssl, makeCerts, makeTempDir, removeTempDir, REDIS_CLI, startTarget, type ServerHandle, type TestCerts } from './support/server-process.js';
 
 const NO_CLI = !existsSync(REDIS_CLI) && `${REDIS_CLI} is not installed (apt-get install redis-tools)`;
 
@@ -108,13 +106,13 @@ describe('redis-cli', { skip: NO_CLI }, () => {
     let certDir: string | undefined;
     let certs: TestCerts;
     before(async () => {
-      certDir = await mkdtemp(join(tmpdir(), 'tdekv-it-certs-'));
+      certDir = await makeTempDir('tdekv-it-certs-');
       certs = await makeCerts(certDir);
       tlsServer = await startTarget({ tls: { certPath: certs.serverCertPath, keyPath: certs.serverKeyPath } });
     });
     after(async () => {
       await tlsServer?.stop();
-      if (certDir !== undefined) await rm(certDir, { recursive: true, force: true });
+      if (certDir !== undefined) await removeTempDir(certDir);
     });
 
     test('--tls --cacert', async () => {

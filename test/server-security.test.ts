@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import {
   hasOpenssl,
+  makeTempDir,
+  removeTempDir,
   launchTdekv,
   makeCerts,
   rejectsWith,
@@ -106,7 +105,7 @@ describe('TLS', { skip: !hasOpenssl() && 'openssl is not installed' }, () => {
   let mutual: ServerHandle | undefined;
 
   before(async () => {
-    certDir = await mkdtemp(join(tmpdir(), 'tdekv-it-certs-'));
+    certDir = await makeTempDir('tdekv-it-certs-');
     certs = await makeCerts(certDir);
     [serverOnly, mutual] = await Promise.all([
       startTarget({ tls: { certPath: certs.serverCertPath, keyPath: certs.serverKeyPath } }),
@@ -115,7 +114,7 @@ describe('TLS', { skip: !hasOpenssl() && 'openssl is not installed' }, () => {
   });
   after(async () => {
     await Promise.all([serverOnly?.stop(), mutual?.stop()]);
-    if (certDir !== undefined) await rm(certDir, { recursive: true, force: true });
+    if (certDir !== undefined) await removeTempDir(certDir);
   });
 
   test('cert + key: a client that trusts the CA talks TLS', async () => {

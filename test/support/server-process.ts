@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
@@ -120,7 +120,9 @@ export function defaultTdekvSettings(): TomlObject {
 
 /** Live children, killed synchronously if the test process exits without stopping them. */
 const live = new Set<ChildProcess>();
-process.on('exit', () => {
+/** Temp dirs still to remove; whatever is left when the process exits goes with it. */
+const tempDirs = new Set<string>();
+function killLive(): void {
   for (const c of live) {
     try {
       c.kill('SIGKILL');
@@ -128,7 +130,30 @@ process.on('exit', () => {
       // already gone
     }
   }
-});
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+}
+
+/** A fresh temp dir, removed by `removeTempDir` or, failing that, when the process exits. */
+export async function makeTempDir(prefix = 'tdekv-it-'): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), prefix));
+  tempDirs.add(d);
+  return d;
+}
+
+export async function removeTempDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+process.on('exit', killLive);
+// A test process interrupted by a signal (Ctrl-C, a runner giving up) would otherwise leave
+// its servers running with no parent. Not SIGPIPE: Node ignores it so that writes to closed
+// sockets, which these tests provoke, fail with EPIPE instead.
+for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  process.once(signal, () => {
+    killLive();
+    process.exit(code);
+  });
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -231,7 +256,7 @@ function makeHandle(
       return await sp.exited;
     } finally {
       clearTimeout(timer);
-      if (fields.ownsDir) await rm(fields.dir, { recursive: true, force: true });
+      if (fields.ownsDir) await removeTempDir(fields.dir);
     }
   };
   return {
@@ -277,7 +302,7 @@ async function ownDir(dir: string | undefined, prefix: string): Promise<{ dir: s
     await mkdir(dir, { recursive: true });
     return { dir, ownsDir: false };
   }
-  return { dir: await mkdtemp(join(tmpdir(), prefix)), ownsDir: true };
+  return { dir: await makeTempDir(prefix), ownsDir: true };
 }
 
 /** The settings a common option implies for tdekv. */
@@ -310,7 +335,7 @@ export async function prepareTdekv(options: TdekvOptions = {}): Promise<{ dir: s
     const dd = String((settings['storage'] as TomlObject | undefined)?.['data-dir'] ?? 'data');
     return { dir, ownsDir, configPath, dataDir: isAbsolute(dd) ? dd : join(dir, dd) };
   } catch (err) {
-    if (ownsDir) await rm(dir, { recursive: true, force: true });
+    if (ownsDir) await removeTempDir(dir);
     throw err;
   }
 }
@@ -323,7 +348,7 @@ export async function launchTdekv(options: TdekvOptions = {}): Promise<{ exited:
   const prep = await prepareTdekv(options);
   const sp = spawnTracked(process.execPath, [CLI, 'serve', '--config', prep.configPath], prep.dir, options.env);
   const exited = sp.exited.then(async (code) => {
-    if (prep.ownsDir) await rm(prep.dir, { recursive: true, force: true });
+    if (prep.ownsDir) await removeTempDir(prep.dir);
     return code;
   });
   return { exited, stderr: sp.log, kill: () => sp.child.kill('SIGKILL'), dir: prep.dir };
@@ -350,7 +375,7 @@ export async function startTdekv(options: TdekvOptions = {}): Promise<ServerHand
   try {
     line = await sp.waitForLine(isReady, options.readyTimeoutMs ?? 20_000, 'tdekv serve');
   } catch (err) {
-    if (prep.ownsDir) await rm(prep.dir, { recursive: true, force: true });
+    if (prep.ownsDir) await removeTempDir(prep.dir);
     throw err;
   }
   const ready = JSON.parse(line) as { addr?: unknown; statusAddr?: unknown };
@@ -397,7 +422,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Serv
       if (!/Address already in use/.test(sp.log())) break;
     }
   }
-  if (ownsDir) await rm(dir, { recursive: true, force: true });
+  if (ownsDir) await removeTempDir(dir);
   throw lastError;
 }
 
