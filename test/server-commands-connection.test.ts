@@ -117,6 +117,28 @@ test('HELLO 3 switches the connection to RESP3: map, null and map-typed replies'
   assert.equal(await raw.command('HGETALL', 'h'), '*4\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\nb\r\n$1\r\n2\r\n');
 });
 
+test('RESP3: verbatim INFO, bulk-string floats, nulls in EXEC and after an aborted EXEC', async () => {
+  const raw = await srv().raw();
+  await raw.command('HELLO', '3');
+  const info = await raw.command('INFO', 'keyspace');
+  assert.match(info, /^=\d+\r\ntxt:# Keyspace\r\n/, 'INFO is a verbatim string of type txt');
+  assert.equal(await raw.command('SET', 'f', '1.5'), '+OK\r\n');
+  assert.equal(await raw.command('INCRBYFLOAT', 'f', '1'), '$3\r\n2.5\r\n', 'INCRBYFLOAT stays a bulk string');
+  assert.equal(await raw.command('HINCRBYFLOAT', 'h', 'x', '1.5'), '$3\r\n1.5\r\n');
+  assert.equal(await raw.command('COMMAND', 'INFO', 'nosuchcommand'), '*1\r\n_\r\n');
+  assert.equal(await raw.command('CLIENT', 'GETNAME'), '_\r\n');
+  assert.equal(await raw.command('SET', 'k', 'v', 'GET'), '_\r\n');
+  await raw.command('MULTI');
+  await raw.command('HGETALL', 'h');
+  await raw.command('GET', 'nope');
+  assert.equal(await raw.command('EXEC'), '*2\r\n%1\r\n$1\r\nx\r\n$3\r\n1.5\r\n_\r\n');
+  assert.equal(await raw.command('WATCH', 'f'), '+OK\r\n');
+  await c.call('SET', 'f', '2');
+  await raw.command('MULTI');
+  await raw.command('GET', 'f');
+  assert.equal(await raw.command('EXEC'), '_\r\n', 'an aborted EXEC is the RESP3 null');
+});
+
 test('HELLO 3 SETNAME names the connection', async () => {
   const raw = await srv().raw();
   const hello = await raw.command('HELLO', '3', 'SETNAME', 'resp3-conn');

@@ -43,6 +43,64 @@ async function scanAll(...args: string[]): Promise<{ keys: string[]; calls: numb
   return { keys, calls };
 }
 
+test('keys that are prefixes of one another, empty, or hold NUL and 0xff bytes stay separate', async () => {
+  const b = (...parts: (string | number[])[]): Buffer => Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+  const strings = [b(''), b([0]), b('a', [0]), b('a', [0], 'b'), b('ab'), b('a', [0xff]), b([0xff]), b([0xff, 0xff]), b('h', [0], 'f')];
+  const hashFields = [b(''), b([0]), b('b'), b('b', [0]), b([0xff])];
+  for (const k of strings) await c.callBuffer('SET', k, `value of ${k.toString('hex')}`);
+  for (const f of hashFields) await c.callBuffer('HSET', 'a', f, `field ${f.toString('hex')}`);
+  await c.callBuffer('HSET', 'h', 'f', 'hash h');
+  const hex = (xs: unknown): string[] => (xs as Buffer[]).map((x) => x.toString('hex')).sort();
+  const allKeys = [...strings, b('a'), b('h')].map((k) => k.toString('hex')).sort();
+
+  for (const k of strings) assert.equal(String(await c.callBuffer('GET', k)), `value of ${k.toString('hex')}`, `GET ${k.toString('hex')}`);
+  const fields = (await c.callBuffer('HGETALL', 'a')) as Buffer[];
+  assert.deepEqual(hex(fields.filter((_, i) => i % 2 === 0)), hashFields.map((f) => f.toString('hex')).sort());
+  assert.deepEqual(await c.call('HGETALL', 'h'), ['f', 'hash h']);
+  assert.equal(await c.call('DBSIZE'), allKeys.length);
+  assert.deepEqual(hex(await c.callBuffer('KEYS', '*')), allKeys);
+  const scanned: Buffer[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = (await c.callBuffer('SCAN', cursor, 'COUNT', '3')) as [Buffer, Buffer[]];
+    scanned.push(...batch);
+    cursor = next.toString();
+  } while (cursor !== '0');
+  assert.deepEqual([...new Set(scanned.map((k) => k.toString('hex')))].sort(), allKeys);
+  assert.deepEqual(hex(await c.callBuffer('KEYS', 'a*')), [b('a'), b('a', [0]), b('a', [0], 'b'), b('ab'), b('a', [0xff])].map((k) => k.toString('hex')).sort());
+
+  assert.equal(await c.call('DEL', 'a'), 1);
+  assert.equal(await c.call('DBSIZE'), allKeys.length - 1, 'deleting hash "a" removed nothing else');
+  for (const k of strings) assert.equal(await c.callBuffer('EXISTS', k), 1);
+  assert.equal(await c.call('DEL', ''), 1);
+  assert.equal(await c.callBuffer('GET', b([0])).then(String), `value of 00`);
+  assert.equal(await c.call('HLEN', 'a'), 0);
+  await c.call('SET', 'a', 'now a string');
+  await rejectsWith(c.call('HGET', 'a', 'b'), 'WRONGTYPE Operation against a key holding the wrong kind of value');
+  assert.equal(await c.callBuffer('GET', b('a', [0], 'b')).then(String), `value of ${b('a', [0], 'b').toString('hex')}`);
+});
+
+test('SCAN returns every key that exists for the whole iteration while others come and go', async () => {
+  const stable = Array.from({ length: 400 }, (_, i) => `stable:${String(i).padStart(3, '0')}`);
+  await c.call('MSET', ...stable.flatMap((k) => [k, 'v']));
+  const seen = new Set<string>();
+  let cursor = '0';
+  let round = 0;
+  do {
+    const [next, batch] = (await c.call('SCAN', cursor, 'COUNT', '20')) as [string, string[]];
+    for (const k of batch) seen.add(k);
+    cursor = next;
+    // Churn on both sides of the keys still to come.
+    await c.call('SET', `churn:${round}`, 'x');
+    await c.call('SET', `a-churn:${round}`, 'x');
+    await c.call('SET', `zz-churn:${round}`, 'x');
+    if (round > 0) await c.call('DEL', `churn:${round - 1}`, `zz-churn:${round - 1}`);
+    round++;
+  } while (cursor !== '0');
+  for (const k of stable) assert.ok(seen.has(k), `SCAN missed ${k}`);
+  for (const k of seen) assert.match(k, /^(stable|churn|a-churn|zz-churn):/);
+});
+
 test('DEL and UNLINK count the keys removed', async () => {
   await c.call('MSET', 'a', '1', 'b', '2', 'c', '3');
   await c.call('HSET', 'h', 'f', 'v');

@@ -48,6 +48,19 @@ test('GET and SET, binary-safe', async () => {
   assert.equal(await c.call('GET', 'ключ 🔑'), 'значение ✓');
 });
 
+test('the empty key and a 64 KiB key', async () => {
+  assert.equal(await c.call('SET', '', 'empty key'), 'OK');
+  assert.equal(await c.call('GET', ''), 'empty key');
+  assert.equal(await c.call('EXISTS', ''), 1);
+  const long = 'k'.repeat(64 * 1024);
+  assert.equal(await c.call('SET', long, 'long key'), 'OK');
+  assert.equal(await c.call('APPEND', long, '!'), 9);
+  assert.equal(await c.call('GET', long), 'long key!');
+  assert.deepEqual(((await c.call('KEYS', 'k*')) as string[]).map((k) => k.length), [long.length]);
+  assert.equal(await c.call('DEL', '', long), 2);
+  assert.equal(await c.call('DBSIZE'), 0);
+});
+
 test('SET and GET a 2 MiB value', async () => {
   const big = randomBytes(2 * 1024 * 1024);
   assert.equal(await c.callBuffer('SET', 'big', big).then(String), 'OK');

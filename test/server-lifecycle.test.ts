@@ -6,7 +6,8 @@ import { join, relative } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { encodeCommand, makeTempDir, removeTempDir, startTdekv, target, waitUntil, type ServerHandle, type TdekvOptions } from './support/server-process.js';
+import { assertSameTree, snapshotTree, writeKeyFile } from './support/fs-helpers.js';
+import { encodeCommand, makeTempDir, removeTempDir, runTdekvToExit, startTdekv, target, waitUntil, type ServerHandle, type TdekvOptions } from './support/server-process.js';
 
 describe('server lifecycle', { skip: target() !== 'tdekv' && 'tdekv only' }, () => {
   const servers: ServerHandle[] = [];
@@ -120,6 +121,93 @@ describe('server lifecycle', { skip: target() !== 'tdekv' && 'tdekv only' }, () 
     const lost = acked.filter((n, i) => values[i] !== `value-${n}`);
     assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged writes lost`);
     assert.equal(await s2.stop(), 0);
+  });
+
+  test('deletes, FLUSHALL, overwrites, PERSIST and RENAME stay done across SIGINT and SIGKILL restarts', async () => {
+    const dir = await newDir();
+    const settings = { storage: { 'sync-writes': 'always' } };
+    const state = async (c: Redis, keys: string[], strings: Record<string, string>, hashes: Record<string, Record<string, string>>): Promise<void> => {
+      assert.deepEqual(((await c.call('KEYS', '*')) as string[]).sort(), [...keys].sort());
+      for (const [k, v] of Object.entries(strings)) assert.equal(await c.call('GET', k), v, `GET ${k}`);
+      for (const [k, fields] of Object.entries(hashes)) {
+        const flat = (await c.call('HGETALL', k)) as string[];
+        const got: Record<string, string> = {};
+        for (let i = 0; i < flat.length; i += 2) got[flat[i]!] = flat[i + 1]!;
+        assert.deepEqual(got, fields, `HGETALL ${k}`);
+      }
+    };
+
+    const s1 = await start({ dir, settings });
+    const c1 = s1.client();
+    await c1.call('MSET', ...Array.from({ length: 100 }, (_, i) => [`old:${i}`, 'x']).flat());
+    await c1.call('HSET', 'old-hash', 'a', '1', 'b', '2');
+    await c1.call('FLUSHALL');
+    await c1.call('MSET', 'k1', 'v1', 'k2', 'v2', 'k3', 'v3', 'k4', 'v4');
+    await c1.call('HSET', 'h', 'a', '1', 'b', '2', 'c', '3');
+    await c1.call('HDEL', 'h', 'b');
+    await c1.call('DEL', 'k2');
+    await c1.call('SET', 'k3', 'v3-new');
+    await c1.call('SET', 'k4', 'v4', 'EX', '3600');
+    await c1.call('PERSIST', 'k4');
+    await c1.call('RENAME', 'k1', 'k1-renamed');
+    const phase1 = { keys: ['k1-renamed', 'k3', 'k4', 'h'], strings: { 'k1-renamed': 'v1', k3: 'v3-new', k4: 'v4' }, hashes: { h: { a: '1', c: '3' } } };
+    await state(c1, phase1.keys, phase1.strings, phase1.hashes);
+    assert.equal(await s1.stop('SIGINT'), 0, 'SIGINT also shuts down cleanly');
+
+    const s2 = await start({ dir, settings });
+    const c2 = s2.client();
+    await state(c2, phase1.keys, phase1.strings, phase1.hashes);
+    assert.equal(await c2.call('TTL', 'k4'), -1, 'PERSIST survived');
+    // Now the same kinds of change over data that is on disk, then a crash: WAL replay must
+    // apply the deletions too.
+    await c2.call('DEL', 'k3');
+    await c2.call('HDEL', 'h', 'a');
+    await c2.call('RENAME', 'k1-renamed', 'k1');
+    await c2.call('SET', 'k5', 'v5');
+    await c2.call('HSET', 'h2', 'x', '1');
+    await c2.call('EXPIRE', 'k4', '3600');
+    await s2.kill();
+
+    const s3 = await start({ dir, settings });
+    const c3 = s3.client();
+    await state(c3, ['k1', 'k4', 'k5', 'h', 'h2'], { k1: 'v1', k4: 'v4', k5: 'v5' }, { h: { c: '3' }, h2: { x: '1' } });
+    assert.ok(((await c3.call('TTL', 'k4')) as number) > 3500);
+    await c3.call('FLUSHALL');
+    await c3.call('SET', 'only', '1');
+    await s3.kill();
+
+    const s4 = await start({ dir, settings });
+    await state(s4.client(), ['only'], { only: '1' }, {});
+    assert.equal(await s4.stop(), 0);
+  });
+
+  test('a wrong master key: the server refuses to start, says why, and changes nothing on disk', async () => {
+    const dir = await newDir();
+    const s1 = await start({ dir });
+    await s1.client().call('SET', 'k', 'v');
+    assert.equal(await s1.stop(), 0);
+    const oldHex = (await readFile(join(dir, 'master.key'), 'utf8')).trim();
+    const { hex: newHex } = await writeKeyFile(dir, 'master.key');
+    const before = await snapshotTree(s1.dataDir!);
+    const r = await runTdekvToExit({ dir });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /MASTER_KEY_WRONG|wrong master key/i);
+    assert.doesNotMatch(r.stderr, /"msg":"ready"/);
+    assert.ok(!r.stderr.includes(oldHex) && !r.stderr.includes(newHex), 'no key material in the log');
+    assertSameTree(await snapshotTree(s1.dataDir!), before, 'data dir after the refused start');
+  });
+
+  test('a second server on the same data dir is refused while the first keeps serving', async () => {
+    const dir = await newDir();
+    const s1 = await start({ dir });
+    const c1 = s1.client();
+    await c1.call('SET', 'k', 'v');
+    const r = await runTdekvToExit({ dir });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /DATA_DIR_LOCKED|lock/i);
+    assert.equal(await c1.call('GET', 'k'), 'v');
+    await c1.call('SET', 'k2', 'v2');
+    assert.equal(await s1.stop(), 0);
   });
 
   /** Every file under `root` whose raw bytes contain `needle`. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { after, before, beforeEach, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { encodeCommand, startTarget, type ServerHandle } from './support/server-process.js';
+import { encodeCommand, parseInfo, startTarget, waitUntil, type ServerHandle } from './support/server-process.js';
 
 let server: ServerHandle | undefined;
 let c: Redis;
@@ -118,4 +118,71 @@ test('replies queued before the protocol error are still delivered', async () =>
   const got = await raw.readUntilClosed();
   assert.match(got, /^\+OK\r\n\$1\r\n1\r\n-ERR Protocol error[^\r\n]*\r\n$/);
   assert.equal(await c.call('GET', 'before'), '1');
+});
+
+async function connectedClients(c: Redis): Promise<number> {
+  return Number(parseInfo((await c.call('INFO', 'clients')) as string).get('clients')?.get('connected_clients'));
+}
+
+test('many clients at once: every increment counted, every write readable', async () => {
+  const clients = Array.from({ length: 20 }, () => srv().client());
+  await Promise.all(
+    clients.map(async (k, i) => {
+      for (let j = 0; j < 100; j++) {
+        await k.call('INCR', 'shared');
+        await k.call('HINCRBY', 'per-client', `c${i}`, '1');
+      }
+      await k.call('SET', `own:${i}`, String(i));
+    }),
+  );
+  assert.equal(await c.call('GET', 'shared'), '2000');
+  const per = (await c.call('HGETALL', 'per-client')) as string[];
+  assert.equal(per.length, 40);
+  for (let i = 1; i < per.length; i += 2) assert.equal(per[i], '100');
+  assert.deepEqual(await c.call('MGET', ...clients.map((_, i) => `own:${i}`)), clients.map((_, i) => String(i)));
+});
+
+test('a client that disconnects inside MULTI leaves no trace', async () => {
+  const before = await connectedClients(c);
+  const raw = await srv().raw();
+  await raw.command('MULTI');
+  assert.equal(await raw.command('SET', 'tx', 'never'), '+QUEUED\r\n');
+  await waitUntil(async () => (await connectedClients(c)) === before + 1, 'the raw connection to be counted');
+  raw.destroy();
+  await waitUntil(async () => (await connectedClients(c)) === before, 'the server to notice the disconnect');
+  assert.equal(await c.call('EXISTS', 'tx'), 0);
+});
+
+describe('limits', () => {
+  let limited: ServerHandle | undefined;
+  before(async () => {
+    // Redis accepts no smaller bulk limit than 1 MiB.
+    limited = await startTarget({ maxClients: 4, maxBulkBytes: 1024 * 1024 });
+  });
+  after(async () => {
+    await limited?.stop();
+  });
+
+  test('a bulk string above the limit is a protocol error; one below it is fine', async () => {
+    const k = limited!.client();
+    const fits = Buffer.alloc(1024 * 1024 - 100, 0x61);
+    assert.equal(String(await k.callBuffer('SET', 'fits', fits)), 'OK');
+    assert.equal(await k.call('STRLEN', 'fits'), fits.length);
+    const raw = await limited!.raw();
+    raw.send(`*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${2 * 1024 * 1024}\r\n`);
+    assert.match(await raw.readUntilClosed(), /^-ERR Protocol error[^\r\n]*\r\n$/);
+    assert.equal(await k.call('EXISTS', 'big'), 0);
+    await k.quit();
+  });
+
+  test('connections beyond max clients are refused with an error', async () => {
+    const held = [limited!.client(), limited!.client(), limited!.client(), limited!.client()];
+    for (const h of held) assert.equal(await h.call('PING'), 'PONG');
+    const extra = await limited!.raw();
+    assert.equal(await extra.readUntilClosed(), '-ERR max number of clients reached\r\n');
+    const freed = held.pop()!;
+    await freed.quit();
+    await waitUntil(async () => (await connectedClients(held[0]!)) === 3, 'the freed slot');
+    assert.equal(await limited!.client().call('PING'), 'PONG', 'a freed slot can be used again');
+  });
 });

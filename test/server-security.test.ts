@@ -6,9 +6,9 @@ import {
   hasOpenssl,
   makeTempDir,
   removeTempDir,
-  launchTdekv,
   makeCerts,
   rejectsWith,
+  runTdekvToExit,
   startTarget,
   target,
   tdekvOnly,
@@ -156,38 +156,21 @@ describe('TLS', { skip: !hasOpenssl() && 'openssl is not installed' }, () => {
 
 // Each case is a process that starts and exits on its own, so they run side by side.
 describe('bad configuration', { skip: target() !== 'tdekv' && 'tdekv only', concurrency: true }, () => {
-  /** Runs `tdekv serve`, which must exit on its own; returns its exit code and log. */
-  async function mustExit(options: Parameters<typeof launchTdekv>[0]): Promise<{ code: number | null; stderr: string }> {
-    const p = await launchTdekv(options);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), 15_000);
-    });
-    const code = await Promise.race([p.exited, timeout]);
-    clearTimeout(timer);
-    if (code === 'timeout') {
-      p.kill();
-      await p.exited;
-      assert.fail(`tdekv serve kept running with a bad config; log:\n${p.stderr()}`);
-    }
-    return { code, stderr: p.stderr() };
-  }
-
   test('an unparsable server.addr', async () => {
-    const r = await mustExit({ settings: { server: { addr: 'nonsense' } } });
+    const r = await runTdekvToExit({ settings: { server: { addr: 'nonsense' } } });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /server\.addr/);
     assert.doesNotMatch(r.stderr, /"msg":"ready"/);
   });
 
   test('an unknown [server] setting', async () => {
-    const r = await mustExit({ settings: { server: { 'no-such-setting': 1 } } });
+    const r = await runTdekvToExit({ settings: { server: { 'no-such-setting': 1 } } });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /no-such-setting/);
   });
 
   test('a TLS certificate that does not exist', async () => {
-    const r = await mustExit({ settings: { security: { 'cert-path': '/nonexistent/server.pem', 'key-path': '/nonexistent/server.key' } } });
+    const r = await runTdekvToExit({ settings: { security: { 'cert-path': '/nonexistent/server.pem', 'key-path': '/nonexistent/server.key' } } });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /cert-path|\/nonexistent\/server\.pem/);
   });
@@ -197,7 +180,7 @@ describe('bad configuration', { skip: target() !== 'tdekv' && 'tdekv only', conc
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     try {
       const port = (blocker.address() as { port: number }).port;
-      const r = await mustExit({ settings: { server: { addr: `127.0.0.1:${port}` } } });
+      const r = await runTdekvToExit({ settings: { server: { addr: `127.0.0.1:${port}` } } });
       assert.notEqual(r.code, 0);
       assert.match(r.stderr, new RegExp(`EADDRINUSE|in use|127\\.0\\.0\\.1:${port}`));
     } finally {

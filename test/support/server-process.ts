@@ -45,6 +45,10 @@ export interface CommonOptions {
   env?: NodeJS.ProcessEnv;
   requirepass?: string;
   tls?: ServerTls;
+  /** tdekv `server.max-clients`, redis `--maxclients`. */
+  maxClients?: number;
+  /** The largest bulk string: tdekv `server.max-request-size`, redis `--proto-max-bulk-len` (at least 1 MiB there). */
+  maxBulkBytes?: number;
   /** Milliseconds to wait for readiness. */
   readyTimeoutMs?: number;
 }
@@ -78,8 +82,8 @@ export interface ServerHandle {
   stderr(): string;
   /** Resolves with the exit code (null after a signal) once the process is gone. */
   exited: Promise<number | null>;
-  /** SIGTERM, await exit, return the exit code; disconnects every client made by `client()`. */
-  stop(): Promise<number | null>;
+  /** SIGTERM (or `signal`), await exit, return the exit code; disconnects every client made by `client()`. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** SIGKILL and await exit. */
   kill(): Promise<void>;
   /** An ioredis client (no reconnects), disconnected by stop()/kill(). */
@@ -270,7 +274,7 @@ function makeHandle(
     pid: sp.child.pid ?? -1,
     stderr: sp.log,
     exited: sp.exited,
-    stop: () => (stopping ??= finish('SIGTERM')),
+    stop: (signal: NodeJS.Signals = 'SIGTERM') => (stopping ??= finish(signal)),
     kill: async () => {
       await (stopping ??= finish('SIGKILL'));
     },
@@ -307,6 +311,11 @@ async function ownDir(dir: string | undefined, prefix: string): Promise<{ dir: s
 
 /** The settings a common option implies for tdekv. */
 function tdekvCommonSettings(options: CommonOptions): TomlObject {
+  const out: TomlObject = {};
+  const server: TomlObject = {};
+  if (options.maxClients !== undefined) server['max-clients'] = options.maxClients;
+  if (options.maxBulkBytes !== undefined) server['max-request-size'] = options.maxBulkBytes;
+  if (Object.keys(server).length > 0) out['server'] = server;
   const security: TomlObject = {};
   if (options.requirepass !== undefined) security['requirepass'] = options.requirepass;
   if (options.tls !== undefined) {
@@ -314,7 +323,8 @@ function tdekvCommonSettings(options: CommonOptions): TomlObject {
     security['key-path'] = options.tls.keyPath;
     if (options.tls.caPath !== undefined) security['ca-path'] = options.tls.caPath;
   }
-  return Object.keys(security).length > 0 ? { security } : {};
+  if (Object.keys(security).length > 0) out['security'] = security;
+  return out;
 }
 
 /** Writes the config (and the master key if the dir has none) without starting anything. */
@@ -352,6 +362,23 @@ export async function launchTdekv(options: TdekvOptions = {}): Promise<{ exited:
     return code;
   });
   return { exited, stderr: sp.log, kill: () => sp.child.kill('SIGKILL'), dir: prep.dir };
+}
+
+/** Runs `tdekv serve`, which must exit on its own (bad config, locked dir, wrong key). */
+export async function runTdekvToExit(options: TdekvOptions, timeoutMs = 15_000): Promise<{ code: number | null; stderr: string }> {
+  const p = await launchTdekv(options);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const code = await Promise.race([p.exited, timeout]);
+  clearTimeout(timer);
+  if (code === 'timeout') {
+    p.kill();
+    await p.exited;
+    assert.fail(`tdekv serve was expected to exit but kept running; log:\n${p.stderr()}`);
+  }
+  return { code, stderr: p.stderr() };
 }
 
 function parsePort(addr: unknown, what: string, log: string): number {
@@ -410,6 +437,8 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Serv
       args.push('--port', String(port));
     }
     if (options.requirepass !== undefined) args.push('--requirepass', options.requirepass);
+    if (options.maxClients !== undefined) args.push('--maxclients', String(options.maxClients));
+    if (options.maxBulkBytes !== undefined) args.push('--proto-max-bulk-len', String(options.maxBulkBytes));
     args.push(...(options.args ?? []));
     const sp = spawnTracked(REDIS_SERVER, args, dir, options.env);
     try {
