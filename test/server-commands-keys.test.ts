@@ -228,16 +228,16 @@ test('EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, TTL, PTTL, PERSIST', async () => {
   assert.equal(await pttl('k'), -1);
   assert.equal(await c.call('EXPIRE', 'k', '100'), 1);
   let t = await ttl('k');
-  assert.ok(t > 98 && t <= 100, `TTL ${t}`);
+  assert.ok(t > 90 && t <= 100, `TTL ${t}`);
   assert.equal(await c.call('PEXPIRE', 'k', '200000'), 1);
   t = await pttl('k');
-  assert.ok(t > 198_000 && t <= 200_000, `PTTL ${t}`);
+  assert.ok(t > 190_000 && t <= 200_000, `PTTL ${t}`);
   assert.equal(await c.call('EXPIREAT', 'k', String(Math.floor(Date.now() / 1000) + 300)), 1);
   t = await ttl('k');
-  assert.ok(t > 297 && t <= 300, `TTL ${t}`);
+  assert.ok(t > 290 && t <= 300, `TTL ${t}`);
   assert.equal(await c.call('PEXPIREAT', 'k', String(Date.now() + 400_000)), 1);
   t = await pttl('k');
-  assert.ok(t > 397_000 && t <= 400_000, `PTTL ${t}`);
+  assert.ok(t > 390_000 && t <= 400_000, `PTTL ${t}`);
   assert.equal(await c.call('PERSIST', 'k'), 1);
   assert.equal(await ttl('k'), -1);
   assert.equal(await c.call('PERSIST', 'k'), 0);
@@ -300,13 +300,12 @@ test('EXPIRE NX / XX / GT / LT', async () => {
 });
 
 test('keys disappear once their TTL passes', async () => {
-  await c.call('SET', 'short', 'v', 'PX', '50');
-  await c.call('HSET', 'hshort', 'f', 'v');
-  await c.call('PEXPIRE', 'hshort', '50');
   await c.call('SET', 'long', 'v', 'EX', '3600');
   await c.call('SET', 'forever', 'v');
-  // Expiry is ~50 ms away: if this already failed, the TTL was ignored or far too short.
-  assert.equal(await c.call('EXISTS', 'short', 'hshort'), 2);
+  // One transaction, so the keys are checked at the instant they get their 50 ms TTL,
+  // however slow the machine: a TTL that is ignored or far too short shows up here.
+  const created = await c.multi().set('short', 'v', 'PX', 50).hset('hshort', 'f', 'v').pexpire('hshort', 50).exists('short', 'hshort').exec();
+  assert.deepEqual(created?.[3], [null, 2]);
   await waitUntil(async () => (await c.call('EXISTS', 'short', 'hshort')) === 0, 'short-TTL keys to expire', 3_000);
   assert.equal(await c.call('GET', 'short'), null);
   assert.deepEqual(await c.call('HGETALL', 'hshort'), []);

@@ -42,10 +42,10 @@ describe('server lifecycle', { skip: target() !== 'tdekv' && 'tdekv only' }, () 
     const binVal = randomBytes(100_000);
     await c1.callBuffer('SET', binKey, binVal);
     for (let i = 0; i < 5; i++) await c1.call('INCR', 'counter');
-    await c1.call('SET', 'short:string', 'v', 'PX', '400');
+    await c1.call('SET', 'short:string', 'v', 'PX', '1000');
     await c1.call('HSET', 'short:hash', 'f', 'v');
-    await c1.call('PEXPIRE', 'short:hash', '400');
-    const shortDeadline = Date.now() + 400;
+    await c1.call('PEXPIRE', 'short:hash', '1000');
+    const shortDeadline = Date.now() + 1000;
     await c1.call('SET', 'deleted', 'x');
     await c1.call('DEL', 'deleted');
     assert.equal(await c1.call('EXISTS', 'short:string', 'short:hash'), 2);

@@ -241,7 +241,7 @@ function spawnTracked(cmd: string, args: string[], cwd: string, env?: NodeJS.Pro
 function makeHandle(
   kind: TargetKind,
   sp: Spawned,
-  fields: { port: number; statusPort?: number; dir: string; ownsDir: boolean; dataDir?: string; configPath?: string; tls?: boolean },
+  fields: { port: number; statusPort?: number; dir: string; ownsDir: boolean; dataDir?: string; configPath?: string },
 ): ServerHandle {
   const clients = new Set<Redis>();
   const raws = new Set<RawConnection>();
@@ -413,7 +413,6 @@ export async function startTdekv(options: TdekvOptions = {}): Promise<ServerHand
     ownsDir: prep.ownsDir,
     dataDir: prep.dataDir,
     configPath: prep.configPath,
-    tls: options.tls !== undefined,
   });
 }
 
@@ -443,7 +442,7 @@ export async function startRedis(options: RedisServerOptions = {}): Promise<Serv
     const sp = spawnTracked(REDIS_SERVER, args, dir, options.env);
     try {
       await sp.waitForLine((l) => l.includes('Ready to accept connections'), options.readyTimeoutMs ?? 10_000, 'redis-server');
-      return makeHandle('redis', sp, { port, dir, ownsDir, tls: options.tls !== undefined });
+      return makeHandle('redis', sp, { port, dir, ownsDir });
     } catch (err) {
       lastError = err;
       sp.child.kill('SIGKILL');
