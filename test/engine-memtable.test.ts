@@ -104,6 +104,23 @@ describe('memtable', () => {
     );
   });
 
+  test('get finds every key through the point-lookup index as it grows, at every version', () => {
+    const mem = new Memtable();
+    const n = 20_000; // past several doublings of the index
+    for (let i = 0; i < n; i++) mem.add(i + 1, ValueKind.Value, Buffer.from(`key-${i % 7000}`), Buffer.from(`v${i}`));
+    for (let k = 0; k < 7000; k++) {
+      const key = Buffer.from(`key-${k}`);
+      // Versions of key k were written at sequences k+1, k+7001, k+14001 (the last only for k < 6000).
+      const newest = k < 6000 ? k + 14001 : k + 7001;
+      assert.equal(mem.get(key, Number.MAX_SAFE_INTEGER)?.seq, newest);
+      assert.equal(mem.get(key, k + 7001)?.seq, k + 7001, 'an older snapshot sees the older version');
+      assert.equal(mem.get(key, k + 1)?.value.toString(), `v${k}`);
+      assert.equal(mem.get(key, k), undefined, 'nothing before the first version');
+    }
+    assert.equal(mem.get(Buffer.from('key-7000'), Number.MAX_SAFE_INTEGER), undefined);
+    assert.equal(mem.get(Buffer.from('key-'), Number.MAX_SAFE_INTEGER), undefined);
+  });
+
   test('get returns the newest version at or below the snapshot sequence, deletions included', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(keyArb, fc.boolean()), { maxLength: 80 }), fc.array(fc.tuple(keyArb, fc.nat(90)), { maxLength: 40 }), (adds, probes) => {

@@ -108,7 +108,7 @@ function section(src: InfoSources, name: string): Array<[string, string | number
     case 'encryption':
       return src.encryption();
     case 'commandstats':
-      return [...s.commands].map(([cmd, c]) => [`cmdstat_${cmd}`, `calls=${c.calls},usec=${c.usec},usec_per_call=${c.calls === 0 ? 0 : (c.usec / c.calls).toFixed(2)},rejected_calls=0,failed_calls=${c.failed}`]);
+      return [...s.commands].filter(([, c]) => c.calls > 0).map(([cmd, c]) => [`cmdstat_${cmd}`, `calls=${c.calls},usec=${c.usec},usec_per_call=${c.calls === 0 ? 0 : (c.usec / c.calls).toFixed(2)},rejected_calls=0,failed_calls=${c.failed}`]);
     case 'engine': {
       const e = src.engine.stats();
       return [...e.levels.map((l): [string, string] => [`level${l.level}`, `files=${l.files},bytes=${l.bytes}`]), ['write_slowdowns', e.writeSlowdowns], ['write_stops', e.writeStops]];

@@ -79,7 +79,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
         this.touch(key);
       },
     });
-    this.#dispatcher = new Dispatcher(logger);
+    this.#dispatcher = new Dispatcher(logger, this.stats);
     this.stats.keys = () => this.#ks.keyCount;
     this.stats.expires = () => this.#ks.expiresCount;
   }
@@ -250,8 +250,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   }
 
   run(ctx: CommandContext, args: Buffer[]): void {
-    const spec = this.#dispatcher.table.get(args[0]!.toString('latin1').toLowerCase());
-    if (spec !== undefined) this.#dispatcher.run(ctx, spec, args);
+    this.#dispatcher.run(ctx, args);
   }
 
   touch(key: Buffer): void {

@@ -115,7 +115,11 @@ function config(ctx: CommandContext, args: Buffer[]): void {
   }
   if (sub === 'set') replyError('ERR CONFIG SET is not supported by tdekv: change the TOML config file and restart the server');
   if (sub === 'resetstat') {
-    ctx.server.stats.commands.clear();
+    for (const s of ctx.server.stats.commands.values()) {
+      s.calls = 0;
+      s.failed = 0;
+      s.usec = 0;
+    }
     ctx.server.stats.keyspaceHits = 0;
     ctx.server.stats.keyspaceMisses = 0;
     return ctx.out.simple('OK');

@@ -57,8 +57,10 @@ export class BatchingStore {
   }
 
   get(key: Buffer): Buffer | undefined {
-    const p = this.#overlay.get(key.toString('latin1'));
-    if (p !== undefined) return p.value ?? undefined;
+    if (this.#overlay.size > 0) {
+      const p = this.#overlay.get(key.toString('latin1'));
+      if (p !== undefined) return p.value ?? undefined;
+    }
     if (this.#hideEngineUntil > this.#lastApplied) return undefined;
     return this.#engine.getSync(key);
   }
