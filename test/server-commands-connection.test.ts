@@ -260,6 +260,23 @@ test('INFO clients counts connections', async () => {
   assert.equal(during, before + 1);
 });
 
+test('INFO stats counts keyspace hits and misses', async () => {
+  const stats = async (): Promise<Map<string, string>> => parseInfo((await c.call('INFO', 'stats')) as string).get('stats')!;
+  await c.call('SET', 'k', 'v');
+  await c.call('HSET', 'h', 'f', 'v');
+  const before = await stats();
+  await c.call('GET', 'k');
+  await c.call('GET', 'missing');
+  await c.call('HGET', 'h', 'f');
+  await c.call('HGET', 'nope', 'f');
+  await c.call('MGET', 'k', 'missing');
+  const after = await stats();
+  const delta = (name: string): number => Number(after.get(name)) - Number(before.get(name));
+  assert.equal(delta('keyspace_hits'), 3);
+  assert.equal(delta('keyspace_misses'), 3);
+  assert.ok(delta('total_commands_processed') >= 6);
+});
+
 test('INFO has an Encryption section', tdekvOnly(), async () => {
   const all = parseInfo((await c.call('INFO')) as string);
   assert.equal(all.get('encryption')?.get('encryption_method'), 'aes256-ctr');

@@ -323,3 +323,90 @@ test('expired keys leave DBSIZE without being touched', async () => {
   // Nothing reads the expiring keys again, so only the server's own expiry can shrink DBSIZE.
   await waitUntil(async () => (await c.call('DBSIZE')) === 1, 'DBSIZE to drop to 1', 5_000, 50);
 });
+
+/**
+ * Gives `key` a 30 ms TTL through `setup` and returns once it has passed, judged by a
+ * sentinel key with the same TTL so that `key` itself is never touched before the check.
+ */
+async function expireUntouched(setup: (m: ReturnType<Redis['multi']>) => void): Promise<void> {
+  const m = c.multi();
+  setup(m);
+  m.set('sentinel', 'x', 'PX', 30);
+  await m.exec();
+  await waitUntil(async () => (await c.call('EXISTS', 'sentinel')) === 0, 'the sentinel to expire', 3_000);
+}
+
+test('writes to an expired key start from nothing', async () => {
+  await expireUntouched((m) => m.hset('h', 'a', '1', 'b', '2').pexpire('h', 30));
+  assert.equal(await c.call('HSET', 'h', 'c', '3'), 1);
+  assert.deepEqual(await c.call('HGETALL', 'h'), ['c', '3'], 'no field of the expired hash comes back');
+  assert.equal(await c.call('TTL', 'h'), -1, 'nor its TTL');
+
+  await expireUntouched((m) => m.set('s', 'old', 'PX', 30));
+  assert.equal(await c.call('APPEND', 's', 'new'), 3);
+  assert.equal(await c.call('GET', 's'), 'new');
+
+  await expireUntouched((m) => m.set('n', '41', 'PX', 30));
+  assert.equal(await c.call('INCR', 'n'), 1);
+  assert.equal(await c.call('TTL', 'n'), -1);
+
+  await expireUntouched((m) => m.hset('hn', 'f', '41').pexpire('hn', 30));
+  assert.equal(await c.call('HINCRBY', 'hn', 'f', '1'), 1);
+  assert.equal(await c.call('HLEN', 'hn'), 1);
+
+  await expireUntouched((m) => m.set('r', 'abcdef', 'PX', 30));
+  assert.equal(await c.call('SETRANGE', 'r', '2', 'X'), 3);
+  assert.deepEqual(await c.callBuffer('GET', 'r'), Buffer.from([0, 0, 0x58]));
+
+  await expireUntouched((m) => m.set('hs', 'string', 'PX', 30));
+  assert.equal(await c.call('HSET', 'hs', 'f', 'v'), 1, 'an expired string does not make HSET a WRONGTYPE');
+});
+
+test('an expired key counts as missing everywhere', async () => {
+  await expireUntouched((m) => m.set('a', '1', 'PX', 30).set('b', '1', 'PX', 30).set('c', '1', 'PX', 30).set('d', '1', 'PX', 30).set('e', '1', 'PX', 30).set('src', '1', 'PX', 30).hset('h', 'f', 'v').pexpire('h', 30));
+  assert.equal(await c.call('EXPIRE', 'a', '100'), 0);
+  assert.equal(await c.call('PERSIST', 'a'), 0);
+  assert.equal(await c.call('TTL', 'a'), -2);
+  assert.equal(await c.call('GETEX', 'a', 'PERSIST'), null);
+  assert.equal(await c.call('SETNX', 'b', 'new'), 1);
+  assert.equal(await c.call('SET', 'c', 'new', 'NX'), 'OK');
+  assert.equal(await c.call('SET', 'd', 'new', 'XX'), null);
+  assert.equal(await c.call('MSETNX', 'e', 'new', 'z', 'new'), 1);
+  await rejectsWith(c.call('RENAME', 'src', 'dst'), 'ERR no such key');
+  await c.call('SET', 'live', 'v');
+  await expireUntouched((m) => m.set('dst2', 'x', 'PX', 30));
+  assert.equal(await c.call('RENAMENX', 'live', 'dst2'), 1, 'an expired destination does not block RENAMENX');
+  assert.equal(await c.call('HLEN', 'h'), 0);
+  assert.equal(await c.call('HEXISTS', 'h', 'f'), 0);
+  assert.equal(await c.call('STRLEN', 'a'), 0);
+  assert.equal(await c.call('EXISTS', 'a', 'h', 'src'), 0);
+  assert.deepEqual(((await c.call('KEYS', '*')) as string[]).sort(), ['b', 'c', 'dst2', 'e', 'z']);
+});
+
+test('a SCAN cursor can be continued on another connection', async () => {
+  // Connection pools send successive SCAN calls over whichever connection is free.
+  const keys = Array.from({ length: 200 }, (_, i) => `pool:${i}`);
+  await c.call('MSET', ...keys.flatMap((k) => [k, 'v']));
+  const conns = [c, (server as ServerHandle).client(), (server as ServerHandle).client()];
+  const seen = new Set<string>();
+  let cursor = '0';
+  let i = 0;
+  do {
+    const [next, batch] = (await conns[i++ % conns.length]!.call('SCAN', cursor, 'COUNT', '15')) as [string, string[]];
+    for (const k of batch) seen.add(k);
+    cursor = next;
+  } while (cursor !== '0');
+  assert.ok(i > 3);
+  assert.deepEqual([...seen].sort(), [...keys].sort());
+});
+
+test('MSET and MGET with 10,000 keys in one command', async () => {
+  const keys = Array.from({ length: 10_000 }, (_, i) => `bulk:${i}`);
+  assert.equal(await c.call('MSET', ...keys.flatMap((k, i) => [k, `v${i}`])), 'OK');
+  assert.equal(await c.call('DBSIZE'), 10_000);
+  const values = (await c.call('MGET', ...keys)) as string[];
+  assert.equal(values.length, 10_000);
+  values.forEach((v, i) => assert.equal(v, `v${i}`));
+  assert.equal(await c.call('DEL', ...keys), 10_000);
+  assert.equal(await c.call('DBSIZE'), 0);
+});

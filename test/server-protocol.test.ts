@@ -61,6 +61,24 @@ test('in a pipeline each read sees the write before it', async () => {
   assert.equal(j, r.length);
 });
 
+test('errors inside a pipeline stay in their place', async () => {
+  await c.call('HSET', 'h', 'f', 'v');
+  const p = c.pipeline();
+  for (let i = 0; i < 1_000; i++) {
+    if (i % 3 === 0) p.incr('h');
+    else if (i % 3 === 1) p.incr('n');
+    else p.call('NOSUCHCMD');
+  }
+  const r = await p.exec();
+  assert.ok(r);
+  let n = 0;
+  r.forEach(([err, v], i) => {
+    if (i % 3 === 0) assert.equal(err?.message, 'WRONGTYPE Operation against a key holding the wrong kind of value', `#${i}`);
+    else if (i % 3 === 1) assert.deepEqual([err, v], [null, ++n], `#${i}`);
+    else assert.match(String(err?.message), /^ERR unknown command/, `#${i}`);
+  });
+});
+
 test('many commands in one TCP write, and one command split across many writes', async () => {
   const raw = await srv().raw();
   const batch = Buffer.concat(Array.from({ length: 500 }, (_, i) => encodeCommand('SET', `k${i}`, `v${i}`)));
