@@ -417,8 +417,9 @@ async function profile(ctx: BenchContext, cfg: Config, dir: string, line: Line):
   ctx.table({
     title: `tdekv CPU profile, top ${PROFILE_TOP} functions by self time`,
     // A rank first: the table blanks a first cell equal to the one above, and names repeat.
-    columns: ['#', 'function', 'where', 'self %', 'self ms'],
-    rows: summary.functions.slice(0, PROFILE_TOP).map((x, i) => [String(i + 1), x.name, x.where, pct(x).trim(), x.ms.toFixed(0)]),
+    // Name and place share the other left-aligned column.
+    columns: ['#', 'function  where', 'self %', 'self ms'],
+    rows: summary.functions.slice(0, PROFILE_TOP).map((x, i) => [String(i + 1), `${x.name}  ${x.where}`.trimEnd(), pct(x).trim(), x.ms.toFixed(0)]),
   });
 }
 
