@@ -100,7 +100,7 @@ describe('parseDuration / formatDuration', () => {
 describe('parseConfig', () => {
   it('parses the full example from DESIGN.md', () => {
     assert.deepEqual(parse(DESIGN_EXAMPLE), {
-      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec' },
+      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec', rowCacheSize: 64 * 1024 * 1024 },
       security: {
         redactInfoLog: true,
         encryption: {
@@ -127,7 +127,7 @@ describe('parseConfig', () => {
 
   it('fills every default for an empty file', () => {
     assert.deepEqual(parse(''), {
-      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec' },
+      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec', rowCacheSize: 64 * 1024 * 1024 },
       security: {
         redactInfoLog: false,
         encryption: {
@@ -385,6 +385,13 @@ level = "debug"
     rejects('[server]\nmax-request-size = "64TiB"', 'server.max-request-size', 'out of range');
     rejects('[server]\nmax-request-size = -5', 'server.max-request-size', 'negative');
     rejects('[server]\nmax-request-size = 1.5', 'server.max-request-size must be a string or an integer', 'the float 1.5');
+  });
+
+  it('reads storage.row-cache-size (0 turns the cache off)', () => {
+    assert.equal(parse('').storage.rowCacheSize, 64 * 2 ** 20);
+    assert.equal(parse('[storage]\nrow-cache-size = "1GiB"').storage.rowCacheSize, 2 ** 30);
+    assert.equal(parse('[storage]\nrow-cache-size = 0').storage.rowCacheSize, 0);
+    rejects('[storage]\nrow-cache-size = "lots"', 'storage.row-cache-size');
   });
 
   it('reads storage.sync-writes', () => {

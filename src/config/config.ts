@@ -267,6 +267,9 @@ const ENGINE_FIELDS: Fields = {
   'num-levels': { prop: 'numLevels', ...integer(ENGINE_MINIMUMS.numLevels, 20) },
 };
 
+/** Server row cache (RocksDB's row_cache): hot keys without a walk through the engine. */
+const DEFAULT_ROW_CACHE_SIZE = 64 * 1024 * 1024;
+
 const DEFAULT_DATA_DIR = './data';
 
 /** A request must fit one Buffer; newer Node.js allows more than 4 GiB, but no sane request needs it. */
@@ -282,6 +285,7 @@ const SCHEMA: Readonly<Record<string, Section>> = {
     fields: {
       'data-dir': { prop: 'dataDir', default: (ctx) => resolve(ctx.baseDir, DEFAULT_DATA_DIR), ...localPath() },
       'sync-writes': { prop: 'syncWrites', default: () => DEFAULT_SYNC_WRITES, ...oneOf(SYNC_WRITES) },
+      'row-cache-size': { prop: 'rowCacheSize', default: () => DEFAULT_ROW_CACHE_SIZE, ...size(0, 2 ** 40) },
     },
   },
   server: {

@@ -48,6 +48,8 @@ export interface StorageConfig {
   dataDir: string;
   /** `sync-writes` (server only, default "everysec"): fsync the WAL before every reply, once a second, or never (the OS decides). */
   syncWrites: SyncWrites;
+  /** `row-cache-size` in bytes (server only, default 64 MiB; 0 turns it off): recently used keys' records kept decrypted in memory. */
+  rowCacheSize: number;
 }
 
 export interface SecurityConfig {

@@ -70,13 +70,17 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.maxRequestSize = config.server.maxRequestSize;
     this.#managed = managed;
     this.#engine = engine;
-    this.#store = new BatchingStore(engine, { sync: config.storage.syncWrites === 'always' });
+    this.#store = new BatchingStore(engine, { sync: config.storage.syncWrites === 'always', rowCacheBytes: config.storage.rowCacheSize });
     this.#store.onBatchSettled((id, err) => this.#onBatchSettled(id, err));
     this.#ks = new Keyspace(this.#store, {
       touched: (key) => this.touch(key),
       expired: (key) => {
         this.stats.expiredKeys++;
         this.touch(key);
+      },
+      read: (hit) => {
+        if (hit) this.stats.keyspaceHits++;
+        else this.stats.keyspaceMisses++;
       },
     });
     this.#dispatcher = new Dispatcher(logger, this.stats);

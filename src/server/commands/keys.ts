@@ -12,12 +12,12 @@ function del(ctx: CommandContext, args: Buffer[]): void {
 
 function exists(ctx: CommandContext, args: Buffer[]): void {
   let n = 0;
-  for (let i = 1; i < args.length; i++) if (ctx.ks.lookup(args[i]!) !== undefined) n++;
+  for (let i = 1; i < args.length; i++) if (ctx.ks.read(args[i]!) !== undefined) n++;
   ctx.out.integer(n);
 }
 
 function type(ctx: CommandContext, args: Buffer[]): void {
-  ctx.out.simple(ctx.ks.lookup(args[1]!)?.type ?? 'none');
+  ctx.out.simple(ctx.ks.read(args[1]!)?.type ?? 'none');
 }
 
 function keys(ctx: CommandContext, args: Buffer[]): void {
@@ -99,7 +99,7 @@ function expire(unit: ExpiryUnit, name: string) {
 
 function ttl(ms: boolean) {
   return (ctx: CommandContext, args: Buffer[]): void => {
-    const r: KeyRecord | undefined = ctx.ks.lookup(args[1]!);
+    const r: KeyRecord | undefined = ctx.ks.read(args[1]!);
     if (r === undefined) return ctx.out.integer(-2);
     if (r.expireAt === 0) return ctx.out.integer(-1);
     const left = Math.max(0, r.expireAt - ctx.ks.now());

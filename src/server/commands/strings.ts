@@ -8,14 +8,8 @@ const MAX_STRING = 512 * 1024 * 1024;
 
 function get(ctx: CommandContext, args: Buffer[]): void {
   const v = ctx.ks.getString(args[1]!);
-  hitOrMiss(ctx, v);
   if (v === undefined) ctx.out.nullBulk();
   else ctx.out.bulk(v);
-}
-
-function hitOrMiss(ctx: CommandContext, v: unknown): void {
-  if (v === undefined) ctx.server.stats.keyspaceMisses++;
-  else ctx.server.stats.keyspaceHits++;
 }
 
 function set(ctx: CommandContext, args: Buffer[]): void {
@@ -84,7 +78,7 @@ function setexCommand(unit: 'ex' | 'px', name: string) {
 function mget(ctx: CommandContext, args: Buffer[]): void {
   ctx.out.arrayHeader(args.length - 1);
   for (let i = 1; i < args.length; i++) {
-    const r = ctx.ks.lookup(args[i]!);
+    const r = ctx.ks.read(args[i]!);
     if (r?.type === 'string') ctx.out.bulk(r.value);
     else ctx.out.nullBulk();
   }

@@ -1,5 +1,6 @@
 import type { Engine } from '../../engine/engine.js';
 import type { BatchOp } from '../../engine/types.js';
+import { RowCache } from './row-cache.js';
 
 /** A pending write: the value, or null for a delete, and the batch that carries it. */
 interface Pending {
@@ -42,9 +43,12 @@ export class BatchingStore {
   #listener: BatchListener = () => undefined;
   readonly #idle: Array<() => void> = [];
 
-  constructor(engine: Engine, options: { sync: boolean }) {
+  readonly cache: RowCache;
+
+  constructor(engine: Engine, options: { sync: boolean; rowCacheBytes?: number }) {
     this.#engine = engine;
     this.#sync = options.sync;
+    this.cache = new RowCache(options.rowCacheBytes ?? 0);
   }
 
   onBatchSettled(listener: BatchListener): void {
@@ -57,10 +61,20 @@ export class BatchingStore {
   }
 
   get(key: Buffer): Buffer | undefined {
-    if (this.#overlay.size > 0) {
-      const p = this.#overlay.get(key.toString('latin1'));
-      if (p !== undefined) return p.value ?? undefined;
-    }
+    const cache = this.cache.enabled;
+    if (!cache && this.#overlay.size === 0) return this.#fromEngine(key);
+    const k = key.toString('latin1');
+    const p = this.#overlay.get(k);
+    if (p !== undefined) return p.value ?? undefined;
+    if (!cache) return this.#fromEngine(key);
+    const cached = this.cache.get(k);
+    if (cached !== undefined) return cached ?? undefined;
+    const value = this.#fromEngine(key);
+    this.cache.set(k, value ?? null);
+    return value;
+  }
+
+  #fromEngine(key: Buffer): Buffer | undefined {
     if (this.#hideEngineUntil > this.#lastApplied) return undefined;
     return this.#engine.getSync(key);
   }
@@ -78,12 +92,15 @@ export class BatchingStore {
   #remember(k: string, value: Buffer | null): void {
     this.#overlay.set(k, { value, batch: this.#current });
     this.#keys.push(k);
+    // Write-through: the cache then never holds a value older than the engine's.
+    this.cache.set(k, value);
   }
 
   /** Deletes every key in the store, atomically with the rest of the current batch. */
   clear(range: StoreRange): void {
     for (const [key] of this.entries(range)) this.#ops.push({ type: 'del', key });
     this.#overlay.clear();
+    this.cache.clear();
     this.#hideEngineUntil = this.#current;
   }
 
@@ -145,6 +162,8 @@ export class BatchingStore {
       () => this.#settle(id),
       (err: unknown) => {
         this.#failure ??= err;
+        // The cache may hold values of the failed batch, which the engine does not have.
+        this.cache.clear();
         this.#settle(id, err);
       },
     );

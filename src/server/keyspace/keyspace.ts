@@ -17,6 +17,8 @@ export interface KeyspaceEvents {
   touched(key: Buffer): void;
   /** A key was removed because its expiry passed. */
   expired(key: Buffer): void;
+  /** A command read a key (INFO keyspace_hits / keyspace_misses). */
+  read(hit: boolean): void;
 }
 
 /** Everything the whole database can be cleared of (FLUSHDB). */
@@ -84,9 +86,16 @@ export class Keyspace {
     return r;
   }
 
+  /** `lookup` for a command that reads the key: counted as a keyspace hit or miss. */
+  read(key: Buffer): KeyRecord | undefined {
+    const r = this.lookup(key);
+    this.#events.read(r !== undefined);
+    return r;
+  }
+
   /** The string at `key`; throws WrongTypeError for another type. */
   getString(key: Buffer): Buffer | undefined {
-    const r = this.lookup(key);
+    const r = this.read(key);
     if (r === undefined) return undefined;
     if (r.type !== 'string') throw new WrongTypeError();
     return r.value;
@@ -138,7 +147,7 @@ export class Keyspace {
 
   /** The hash at `key`; throws WrongTypeError for another type. */
   getHash(key: Buffer): Extract<KeyRecord, { type: 'hash' }> | undefined {
-    const r = this.lookup(key);
+    const r = this.read(key);
     if (r === undefined) return undefined;
     if (r.type !== 'hash') throw new WrongTypeError();
     return r;
