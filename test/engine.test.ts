@@ -233,6 +233,31 @@ function sortedEntries(model: Map<string, string>): Array<[string, string]> {
   return [...model.entries()].sort(([a], [c]) => Buffer.compare(Buffer.from(a, 'latin1'), Buffer.from(c, 'latin1')));
 }
 
+describe('flush drops hidden versions', () => {
+  test('a flush writes only the newest version of a key, except versions a snapshot still reads', async () => {
+    const { open } = await fresh('flush-dedupe');
+    const db = await open();
+    try {
+      for (let i = 0; i < 50; i++) await db.engine.put(b('hot'), b(`v${i}`.padEnd(200, '.')));
+      await db.engine.put(b('held'), b('old'));
+      const snap = db.engine.snapshot();
+      await db.engine.put(b('held'), b('new'));
+      await db.engine.put(b('held'), b('newer'));
+      await db.engine.flush();
+      assert.equal(db.engine.getSync(b('hot'))?.toString(), 'v49'.padEnd(200, '.'));
+      assert.equal(db.engine.getSync(b('held'), { snapshot: snap })?.toString(), 'old', 'the version the snapshot reads was kept');
+      assert.equal(db.engine.getSync(b('held'))?.toString(), 'newer');
+      const table = db.engine.liveTables()[0]!;
+      assert.equal(collect(db.engine.iterator()).length, 2);
+      // 50 versions of `hot` are 10 KB of values; one is 200 bytes.
+      assert.ok(table.size < 2048, `the flushed table holds one version of hot (${table.size} bytes)`);
+      snap.release();
+    } finally {
+      await db.close();
+    }
+  });
+});
+
 describe('engine against a model', () => {
   test('gets, iterators (both directions, ranges, limits, seeks) and snapshots match a sorted map', async () => {
     let run = 0;

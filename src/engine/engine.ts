@@ -328,11 +328,11 @@ export class Engine {
         }
         if (info.count > 0) lastSeq = Math.max(lastSeq, info.firstSeq + info.count - 1);
         if (mem.approximateBytes >= this.tuning.writeBufferSize) {
-          edit.newFiles.push(...(await writeMemtable(ctx, mem)).map((file) => ({ level: 0, file })));
+          edit.newFiles.push(...(await writeMemtable(ctx, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));
           mem = new Memtable();
         }
       }
-      if (mem.entries > 0) edit.newFiles.push(...(await writeMemtable(ctx, mem)).map((file) => ({ level: 0, file })));
+      if (mem.entries > 0) edit.newFiles.push(...(await writeMemtable(ctx, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));
       if (records.length > 0) this.#logger.info({ wal: wal.name, records: records.length }, 'replayed write-ahead log');
     }
     this.#lastSeq = lastSeq;
@@ -554,7 +554,7 @@ export class Engine {
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
-      const files = await writeMemtable(this.#outputContext(), imm);
+      const files = await writeMemtable(this.#outputContext(), imm, this.#snapshots.oldest(this.#lastSeq));
       const edit = emptyEdit();
       edit.newFiles = files.map((file) => ({ level: 0, file }));
       // Everything in WALs older than the current one is now in tables.
@@ -719,14 +719,28 @@ export class Engine {
 
 
 /** Writes a memtable's entries, in order, into one level-0 table. */
-async function writeMemtable(ctx: TableOutputContext, mem: Memtable): Promise<FileMeta[]> {
+/**
+ * Writes a memtable to level-0 tables. Versions that a newer version of the same key hides
+ * from every snapshot are left out (RocksDB's flush does the same): a key overwritten many
+ * times between flushes is written once, not once per write.
+ */
+async function writeMemtable(ctx: TableOutputContext, mem: Memtable, smallestSnapshot: number): Promise<FileMeta[]> {
   const out = new TableOutput(ctx, Infinity);
   const it = mem.iterator();
   try {
     let n = 0;
+    let previous: Buffer | undefined;
+    let previousSeq = MAX_SEQUENCE;
     for (it.seekToFirst(); it.valid(); it.next()) {
-      if (out.needsOpen(it.userKey())) await out.open();
-      out.add(it.userKey(), it.seq(), it.kind(), it.value());
+      const key = it.userKey();
+      const seq = it.seq();
+      const sameKey = previous !== undefined && key.equals(previous);
+      const hidden = sameKey && previousSeq <= smallestSnapshot;
+      if (!sameKey) previous = key;
+      previousSeq = seq;
+      if (hidden) continue;
+      if (out.needsOpen(key)) await out.open();
+      out.add(key, seq, it.kind(), it.value());
       if (++n % COMPACTION_YIELD_EVERY === 0) {
         await out.drain();
         await yieldToEventLoop();
