@@ -288,8 +288,9 @@ export class Memtable {
    * hottest function. Versions of a key are adjacent in the list, newest first, so older
    * ones are reached by walking forward.
    */
-  #index = new Int32Array(1 << 12);
-  #indexBits = 12;
+  // 128 KiB to start, like the key filter: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
+  #index = new Int32Array(1 << 15);
+  #indexBits = 15;
   #indexUsed = 0;
   #bytes = 0;
   /** xorshift32: heights need speed, not quality. */
