@@ -1,26 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { parseInfo, parseResp, rejectsWith, serverVersion, startTarget, startTdekv, target, tdekvOnly, type RespValue, type ServerHandle } from './support/server-process.js';
+import { parseInfo, parseResp, rejectsWith, serverVersion, sharedServer, startTdekv, target, tdekvOnly, type RespValue, type ServerHandle } from './support/server-process.js';
 
-let server: ServerHandle | undefined;
 let c: Redis;
-
-before(async () => {
-  server = await startTarget();
-  c = server.client();
-});
-after(async () => {
-  await server?.stop();
-});
-beforeEach(async () => {
-  await c.flushall();
+const shared = sharedServer((_, client) => {
+  c = client;
 });
 
-function srv(): ServerHandle {
-  assert.ok(server, 'server did not start');
-  return server;
-}
+const srv = (): ServerHandle => shared.server;
 
 function mapKeys(v: RespValue): string[] {
   assert.equal(v.t, 'map');

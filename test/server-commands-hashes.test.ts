@@ -1,20 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { rejectsWith, startTarget, type ServerHandle } from './support/server-process.js';
+import { rejectsWith, sharedServer } from './support/server-process.js';
 
-let server: ServerHandle | undefined;
 let c: Redis;
-
-before(async () => {
-  server = await startTarget();
-  c = server.client();
-});
-after(async () => {
-  await server?.stop();
-});
-beforeEach(async () => {
-  await c.flushall();
+sharedServer((_, client) => {
+  c = client;
 });
 
 const WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value';

@@ -1,20 +1,11 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { rejectsWith, startTarget, waitUntil, type ServerHandle } from './support/server-process.js';
+import { rejectsWith, sharedServer, waitUntil } from './support/server-process.js';
 
-let server: ServerHandle | undefined;
 let c: Redis;
-
-before(async () => {
-  server = await startTarget();
-  c = server.client();
-});
-after(async () => {
-  await server?.stop();
-});
-beforeEach(async () => {
-  await c.flushall();
+const shared = sharedServer((_, client) => {
+  c = client;
 });
 
 const sorted = (xs: unknown): string[] => [...(xs as string[])].sort();
@@ -126,7 +117,7 @@ test('TYPE', async () => {
   assert.equal(await c.call('TYPE', 's'), 'string');
   assert.equal(await c.call('TYPE', 'h'), 'hash');
   assert.equal(await c.call('TYPE', 'missing'), 'none');
-  const raw = await (server as ServerHandle).raw();
+  const raw = await shared.server.raw();
   assert.equal(await raw.command('TYPE', 'h'), '+hash\r\n', 'a status reply');
 });
 
@@ -387,7 +378,7 @@ test('a SCAN cursor can be continued on another connection', async () => {
   // Connection pools send successive SCAN calls over whichever connection is free.
   const keys = Array.from({ length: 200 }, (_, i) => `pool:${i}`);
   await c.call('MSET', ...keys.flatMap((k) => [k, 'v']));
-  const conns = [c, (server as ServerHandle).client(), (server as ServerHandle).client()];
+  const conns = [c, shared.server.client(), shared.server.client()];
   const seen = new Set<string>();
   let cursor = '0';
   let i = 0;

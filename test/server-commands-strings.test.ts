@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { rejectsWith, startTarget, type ServerHandle } from './support/server-process.js';
+import { rejectsWith, sharedServer } from './support/server-process.js';
 
-let server: ServerHandle | undefined;
 let c: Redis;
-
-before(async () => {
-  server = await startTarget();
-  c = server.client();
-});
-after(async () => {
-  await server?.stop();
-});
-beforeEach(async () => {
-  await c.flushall();
+const shared = sharedServer((_, client) => {
+  c = client;
 });
 
 const INT64_MAX = '9223372036854775807';
@@ -345,7 +336,7 @@ test('INCR family: 64-bit overflow', async () => {
   await c.call('SET', 'n', '0');
   await rejectsWith(c.call('DECRBY', 'n', INT64_MIN), 'ERR decrement would overflow');
   // ioredis turns integers above 2^53 into strings only with stringNumbers, so read exact bytes.
-  const raw = await (server as ServerHandle).raw();
+  const raw = await shared.server.raw();
   assert.equal(await raw.command('SET', 'n', '9223372036854775806'), '+OK\r\n');
   assert.equal(await raw.command('INCR', 'n'), `:${INT64_MAX}\r\n`);
   assert.equal(await raw.command('INCRBY', 'm', INT64_MIN), `:${INT64_MIN}\r\n`);

@@ -1,26 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { encodeCommand, parseInfo, startTarget, waitUntil, type ServerHandle } from './support/server-process.js';
+import { encodeCommand, parseInfo, sharedServer, startTarget, waitUntil, type ServerHandle } from './support/server-process.js';
 
-let server: ServerHandle | undefined;
 let c: Redis;
-
-before(async () => {
-  server = await startTarget();
-  c = server.client();
-});
-after(async () => {
-  await server?.stop();
-});
-beforeEach(async () => {
-  await c.flushall();
+const shared = sharedServer((_, client) => {
+  c = client;
 });
 
-function srv(): ServerHandle {
-  assert.ok(server, 'server did not start');
-  return server;
-}
+const srv = (): ServerHandle => shared.server;
 
 test('10,000 commands in one pipeline come back in order', async () => {
   const p = c.pipeline();

@@ -1,28 +1,16 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import type { Redis } from 'ioredis';
-import { rejectsWith, startTarget, target, type ServerHandle } from './support/server-process.js';
+import { rejectsWith, sharedServer, target, type ServerHandle } from './support/server-process.js';
 
-let server: ServerHandle | undefined;
 let c: Redis;
 let other: Redis;
-
-before(async () => {
-  server = await startTarget();
-  c = server.client();
+const shared = sharedServer((server, client) => {
+  c = client;
   other = server.client();
 });
-after(async () => {
-  await server?.stop();
-});
-beforeEach(async () => {
-  await c.flushall();
-});
 
-function srv(): ServerHandle {
-  assert.ok(server, 'server did not start');
-  return server;
-}
+const srv = (): ServerHandle => shared.server;
 
 test('MULTI queues, EXEC runs and returns every reply in order', async () => {
   const raw = await srv().raw();

@@ -1,5 +1,5 @@
 import type { EncryptionMethod } from '../crypto/method.js';
-import type { Engine } from '../engine/engine.js';
+import type { Engine, EngineStats } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { encryptionStatus } from '../env/encryption-status.js';
 import type { MasterKeyType } from '../masterkey/master-key.js';
@@ -37,22 +37,8 @@ export interface StatusReport {
     /** File name → bytes: key.dict, file.dict, file.dict.log. */
     metaFileSizes: Record<string, number>;
   };
-  engine?: {
-    levels: Array<{ level: number; files: number; bytes: number }>;
-    memtableBytes: number;
-    immutableMemtable: boolean;
-    lastSequence: number;
-    liveSnapshots: number;
-    blockCache: { usage: number; capacity: number };
-    flushes: number;
-    compactions: number;
-    compactionBytesRead: number;
-    compactionBytesWritten: number;
-    writeSlowdowns: number;
-    writeStops: number;
-    /** Set when a background flush or compaction failed: writes are refused until reopen. */
-    backgroundError?: string;
-  };
+  /** engine.stats(); `backgroundError` is set when a flush or compaction failed (writes are refused until reopen). */
+  engine?: EngineStats;
   server?: {
     startedAt: string;
     uptimeSeconds: number;

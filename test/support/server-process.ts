@@ -4,6 +4,7 @@
  * hold tdekv to the same replies (TDEKV_IT_TARGET=redis|tdekv, default tdekv).
  */
 import assert from 'node:assert/strict';
+import { after, before, beforeEach } from 'node:test';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -753,4 +754,35 @@ export async function rejectsWith(p: Promise<unknown>, message: string | RegExp)
     return;
   }
   assert.fail(`expected error ${JSON.stringify(String(message))}, got reply ${JSON.stringify(value)}`);
+}
+
+/**
+ * One server (the TDEKV_IT_TARGET kind) for a whole test file, with a client, emptied
+ * before each test; stopped after the file. Register at the top level of a test file;
+ * `onStart` receives the server and client once they are up.
+ */
+export function sharedServer(onStart: (server: ServerHandle, client: Redis) => void = () => undefined): { readonly server: ServerHandle; readonly client: Redis } {
+  let server: ServerHandle | undefined;
+  let client: Redis | undefined;
+  before(async () => {
+    server = await startTarget();
+    client = server.client();
+    onStart(server, client);
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  beforeEach(async () => {
+    await client?.flushall();
+  });
+  return {
+    get server(): ServerHandle {
+      assert.ok(server, 'server did not start');
+      return server;
+    },
+    get client(): Redis {
+      assert.ok(client, 'server did not start');
+      return client;
+    },
+  };
 }

@@ -1,7 +1,7 @@
 import { checkedInt64, decimalArg, int64Arg, storedInt64, ZERO } from './args.js';
 import { NOT_FLOAT, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
 import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
-import { cursorArg, scanOptions } from './scan-args.js';
+import { replyScanPage, resumeAfter, scanOptions } from './scan-args.js';
 
 function hset(ctx: CommandContext, args: Buffer[]): void {
   if ((args.length - 2) % 2 !== 0) replyError(`ERR wrong number of arguments for '${args[0]!.toString('latin1').toLowerCase()}' command`);
@@ -100,32 +100,14 @@ function hincrbyfloat(ctx: CommandContext, args: Buffer[]): void {
 
 function hscan(ctx: CommandContext, args: Buffer[]): void {
   const key = args[1]!;
-  const cursor = cursorArg(args[2]!);
-  const o = scanOptions(args, 3, { noValues: true });
   const scope = 'h' + key.toString('latin1');
-  const from = ctx.server.cursors.resume(scope, cursor);
-  if (from === 'unknown') replyError('ERR invalid cursor');
-  const r = ctx.ks.getHash(key);
-  const items: Buffer[] = [];
-  let examined = 0;
-  let last: Buffer | undefined;
-  let more = false;
-  if (r !== undefined) {
-    for (const [f, v] of ctx.ks.hashEntries(key, from === 'start' ? undefined : from)) {
-      if (examined === o.count) {
-        more = true;
-        break;
-      }
-      examined++;
-      last = f;
-      if (o.match !== undefined && !o.match(f)) continue;
-      items.push(f);
-      if (!o.noValues) items.push(v);
-    }
-  }
-  ctx.out.arrayHeader(2);
-  ctx.out.bulk(more && last !== undefined ? String(ctx.server.cursors.save(scope, last)) : '0');
-  ctx.out.bulkArray(items);
+  const after = resumeAfter(ctx, scope, args[2]!);
+  const o = scanOptions(args, 3, { noValues: true });
+  const fields = ctx.ks.getHash(key) === undefined ? [] : ctx.ks.hashEntries(key, after);
+  replyScanPage(ctx, scope, fields, o, (field, value, items) => {
+    items.push(field);
+    if (!o.noValues) items.push(value);
+  });
 }
 
 const W = ['write', 'denyoom', 'fast'] as const;

@@ -2,7 +2,7 @@ import { globMatcher, globPrefix } from '../glob.js';
 import type { KeyRecord } from '../keyspace/record.js';
 import { isWord, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
 import { expireAtFrom, type ExpiryUnit } from './expiry-args.js';
-import { cursorArg, scanOptions } from './scan-args.js';
+import { replyScanPage, resumeAfter, scanOptions } from './scan-args.js';
 
 function del(ctx: CommandContext, args: Buffer[]): void {
   let n = 0;
@@ -28,29 +28,12 @@ function keys(ctx: CommandContext, args: Buffer[]): void {
 }
 
 function scan(ctx: CommandContext, args: Buffer[]): void {
-  const cursor = cursorArg(args[1]!);
+  const after = resumeAfter(ctx, 'scan', args[1]!);
   const o = scanOptions(args, 2, { type: true });
-  const scope = 'scan';
-  const from = ctx.server.cursors.resume(scope, cursor);
-  if (from === 'unknown') replyError('ERR invalid cursor');
-  const found: Buffer[] = [];
-  let examined = 0;
-  let last: Buffer | undefined;
-  let more = false;
-  for (const [key, r] of ctx.ks.keys({ ...(from !== 'start' ? { after: from } : {}), ...(o.prefix !== undefined ? { prefix: o.prefix } : {}) })) {
-    if (examined === o.count) {
-      more = true;
-      break;
-    }
-    examined++;
-    last = key;
-    if (o.match !== undefined && !o.match(key)) continue;
-    if (o.type !== undefined && r.type !== o.type) continue;
-    found.push(Buffer.from(key));
-  }
-  ctx.out.arrayHeader(2);
-  ctx.out.bulk(more && last !== undefined ? String(ctx.server.cursors.save(scope, last)) : '0');
-  ctx.out.bulkArray(found);
+  const keys = ctx.ks.keys({ ...(after !== undefined ? { after } : {}), ...(o.prefix !== undefined ? { prefix: o.prefix } : {}) });
+  replyScanPage(ctx, 'scan', keys, o, (key, r, items) => {
+    if (o.type === undefined || r.type === o.type) items.push(Buffer.from(key));
+  });
 }
 
 function rename(nx: boolean) {

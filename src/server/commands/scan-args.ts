@@ -1,6 +1,6 @@
 import { globMatcher, globPrefix } from '../glob.js';
 import { intArg } from './args.js';
-import { isWord, replyError, SYNTAX_ERROR } from './command.js';
+import { isWord, replyError, SYNTAX_ERROR, type CommandContext } from './command.js';
 
 export interface ScanOptions {
   count: number;
@@ -42,4 +42,34 @@ export function scanOptions(args: Buffer[], from: number, allowed: { type?: bool
     }
   }
   return o;
+}
+
+/** Where a SCAN-style walk resumes: after this key, or from the start (undefined). */
+export function resumeAfter(ctx: CommandContext, scope: string, cursor: Buffer): Buffer | undefined {
+  const from = ctx.server.cursors.resume(scope, cursorArg(cursor));
+  if (from === 'unknown') replyError('ERR invalid cursor');
+  return from === 'start' ? undefined : from;
+}
+
+/**
+ * One page of a SCAN-style walk: examines up to COUNT entries, keeps those MATCH accepts
+ * (`emit` adds their reply items), and replies [next cursor, items]; cursor "0" at the end.
+ */
+export function replyScanPage<V>(ctx: CommandContext, scope: string, entries: Iterable<[Buffer, V]>, o: ScanOptions, emit: (key: Buffer, value: V, items: Buffer[]) => void): void {
+  const items: Buffer[] = [];
+  let examined = 0;
+  let last: Buffer | undefined;
+  let more = false;
+  for (const [key, value] of entries) {
+    if (examined === o.count) {
+      more = true;
+      break;
+    }
+    examined++;
+    last = key;
+    if (o.match === undefined || o.match(key)) emit(key, value, items);
+  }
+  ctx.out.arrayHeader(2);
+  ctx.out.bulk(more && last !== undefined ? String(ctx.server.cursors.save(scope, last)) : '0');
+  ctx.out.bulkArray(items);
 }
