@@ -119,6 +119,22 @@ describe('memtable', () => {
     }
     assert.equal(mem.get(Buffer.from('key-7000'), Number.MAX_SAFE_INTEGER), undefined);
     assert.equal(mem.get(Buffer.from('key-'), Number.MAX_SAFE_INTEGER), undefined);
+    // Overwrites take the no-search insert path most of the time: the list must stay in
+    // internal-key order (key ascending, newest version first) in both directions.
+    const it = mem.iterator();
+    let count = 0;
+    let last: { key: Buffer; seq: number } | undefined;
+    for (it.seekToFirst(); it.valid(); it.next()) {
+      const key = Buffer.from(it.userKey());
+      const c = last === undefined ? -1 : Buffer.compare(last.key, key);
+      assert.ok(c < 0 || (c === 0 && last!.seq > it.seq()), `order at entry ${count}`);
+      last = { key, seq: it.seq() };
+      count++;
+    }
+    assert.equal(count, n);
+    let back = 0;
+    for (it.seekToLast(); it.valid(); it.prev()) back++;
+    assert.equal(back, n);
   });
 
   test('get returns the newest version at or below the snapshot sequence, deletions included', () => {

@@ -58,6 +58,8 @@ class SkipList {
   keyOffs = new Int32Array(1 << 10);
   klens = new Int32Array(1 << 10);
   slabOf = new Int32Array(1 << 10);
+  /** Per entry: the node before its node at level 0 (the head is node 0). */
+  prev0 = new Int32Array(1 << 10);
   valueOffs = new Int32Array(1 << 10);
   vlens = new Int32Array(1 << 10);
   readonly slabs: Buffer[] = [];
@@ -191,6 +193,7 @@ class SkipList {
       this.keyOffs = grow(this.keyOffs, new Int32Array(cap));
       this.klens = grow(this.klens, new Int32Array(cap));
       this.slabOf = grow(this.slabOf, new Int32Array(cap));
+      this.prev0 = grow(this.prev0, new Int32Array(cap));
       this.valueOffs = grow(this.valueOffs, new Int32Array(cap));
       this.vlens = grow(this.vlens, new Int32Array(cap));
     }
@@ -315,9 +318,20 @@ export class Memtable {
   add(seq: number, kind: ValueKind, key: Uint8Array, value: Uint8Array): void {
     const list = this.#list;
     const prev = this.#prev;
-    const x = list.findBefore(key, seq, prev);
-    if (list.equals(list.next(x), key, seq)) {
-      throw new RangeError(`memtable already holds sequence ${seq} for this key: sequence numbers must be unique`);
+    const hash = hash32(key);
+    const height = this.#randomHeight();
+    // Fast path for a new version of a key already here that gets a one-level node (3 in 4
+    // do): it goes right before the newest version, whose level-0 predecessor is recorded,
+    // so no search is needed. Overwrites of hot keys are the common case for a server.
+    const newest = height === 1 ? this.#newestNode(key, hash) : NONE;
+    if (newest !== NONE && list.seqs[list.entry(newest)]! < seq) {
+      list.target(key);
+      prev[0] = list.prev0[list.entry(newest)]!;
+    } else {
+      const x = list.findBefore(key, seq, prev);
+      if (list.equals(list.next(x), key, seq)) {
+        throw new RangeError(`memtable already holds sequence ${seq} for this key: sequence numbers must be unique`);
+      }
     }
 
     const klen = key.length;
@@ -327,7 +341,6 @@ export class Memtable {
     list.kinds[e] = kind;
     list.store(e, key, value, vlen);
 
-    const height = this.#randomHeight();
     if (height > list.height) {
       for (let level = list.height; level < height; level++) prev[level] = HEAD;
       list.height = height;
@@ -344,10 +357,23 @@ export class Memtable {
       links[n + NEXT + level] = links[p]!;
       links[p] = n;
     }
+    const after = links[n + NEXT]!;
+    list.prev0[e] = prev[0]!;
+    if (after !== NONE) list.prev0[links[after + ENTRY]!] = n;
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
-    const hash = hash32(key);
     this.#addToFilter(hash);
     this.#indexNewest(n, key, hash, seq);
+  }
+
+  /** The node of the newest version of `key` here, or NONE. */
+  #newestNode(key: Uint8Array, hash: number): number {
+    const list = this.#list;
+    const index = this.#index;
+    const mask = index.length - 1;
+    for (let slot = this.#slotOf(hash); ; slot = (slot + 1) & mask) {
+      const m = index[slot]!;
+      if (m === NONE || list.sameKey(m, key)) return m;
+    }
   }
 
   #slotOf(hash: number): number {
@@ -418,17 +444,8 @@ export class Memtable {
    */
   get(key: Uint8Array, seq: number, hash = hash32(key)): { kind: ValueKind; value: Buffer; seq: number } | undefined {
     const list = this.#list;
-    const index = this.#index;
-    const mask = index.length - 1;
-    let n = NONE;
-    for (let slot = this.#slotOf(hash); ; slot = (slot + 1) & mask) {
-      const m = index[slot]!;
-      if (m === NONE) return undefined;
-      if (list.sameKey(m, key)) {
-        n = m;
-        break;
-      }
-    }
+    let n = this.#newestNode(key, hash);
+    if (n === NONE) return undefined;
     // Newer versions than the snapshot come first: skip them.
     while (list.seqs[list.entry(n)]! > seq) {
       n = list.next(n);
