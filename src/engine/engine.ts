@@ -11,6 +11,7 @@ import { ConcatIterator } from './concat-iterator.js';
 import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
 import { manifestName, parseFileName, tableName, walName } from './file-names.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
+import { compareBytes } from './compare-bytes.js';
 import type { InternalIterator } from './iterator.js';
 import { readLog } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
@@ -734,7 +735,7 @@ async function writeMemtable(ctx: TableOutputContext, mem: Memtable, smallestSna
     for (it.seekToFirst(); it.valid(); it.next()) {
       const key = it.userKey();
       const seq = it.seq();
-      const sameKey = previous !== undefined && key.equals(previous);
+      const sameKey = previous !== undefined && key.length === previous.length && compareBytes(key, 0, key.length, previous) === 0;
       const hidden = sameKey && previousSeq <= smallestSnapshot;
       if (!sameKey) previous = key;
       previousSeq = seq;

@@ -291,9 +291,9 @@ export class Memtable {
    * hottest function. Versions of a key are adjacent in the list, newest first, so older
    * ones are reached by walking forward.
    */
-  // 128 KiB to start, like the key filter: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
-  #index = new Int32Array(1 << 15);
-  #indexBits = 15;
+  // 256 KiB to start: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
+  #index = new Int32Array(1 << 16);
+  #indexBits = 16;
   #indexUsed = 0;
   #bytes = 0;
   /** xorshift32: heights need speed, not quality. */
