@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { PACKAGE_VERSION } from '../config/package-version.js';
 import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Output } from './ctl.js';
@@ -14,12 +14,11 @@ const io: Output = {
   err: (line) => process.stderr.write(line + '\n'),
 };
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 function program(): Command {
   const root = new Command('tdekv')
     .description('tdekv: a key-value database that encrypts every byte at rest')
-    .version(VERSION)
+    .version(PACKAGE_VERSION)
     .exitOverride()
     .showHelpAfterError();
 

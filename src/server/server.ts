@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
+import { PACKAGE_VERSION } from '../config/package-version.js';
+import { readTlsMaterial } from '../config/tls-material.js';
 import type { TdekvConfig } from '../config/types.js';
 import { Engine } from '../engine/engine.js';
 import { TdekvError, errnoCode } from '../errors.js';
@@ -22,7 +23,6 @@ import type { ServerContext } from './server-context.js';
 import { ServerStats } from './server-stats.js';
 import { statusReport } from './status-report.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Active expiry: how often, how many keys per step, and the time budget of one run. */
 const EXPIRE_INTERVAL_MS = 100;
@@ -46,7 +46,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   readonly stats = new ServerStats();
   readonly cursors = new ScanCursors();
   readonly runId = randomBytes(20).toString('hex');
-  readonly version = VERSION;
+  readonly version = PACKAGE_VERSION;
   readonly maxRequestSize: number;
   readonly #managed: ManagedEnv;
   readonly #engine: Engine;
@@ -124,11 +124,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     const onSocket = (socket: Socket): void => this.#accept(socket);
     const server = tls
       ? createTlsServer(
-          {
-            cert: readConfiguredFile(tls.certPath, 'security.cert-path'),
-            key: readConfiguredFile(tls.keyPath, 'security.key-path'),
-            ...(tls.caPath !== undefined ? { ca: readConfiguredFile(tls.caPath, 'security.ca-path'), requestCert: true, rejectUnauthorized: true } : {}),
-          },
+          // With a CA, clients must present a certificate it signed (mutual TLS, as TiKV does).
+          { ...readTlsMaterial(tls), ...(tls.caPath !== undefined ? { requestCert: true, rejectUnauthorized: true } : {}) },
           onSocket,
         )
       : createNetServer(onSocket);
@@ -380,14 +377,6 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       await this.#managed.close();
     }
     this.logger.info('stopped');
-  }
-}
-
-function readConfiguredFile(path: string, setting: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new TdekvError('CONFIG_INVALID', `${setting} = "${path}" cannot be read (${errnoCode(err) ?? String(err)}); check the path and its permissions`);
   }
 }
 
