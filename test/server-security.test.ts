@@ -85,6 +85,20 @@ describe('requirepass', () => {
     assert.ok(hello2.startsWith('*14\r\n'), hello2);
   });
 
+  test('before AUTH, requests are limited to 10 arguments of 16 KiB (Redis 7); after it, not', async () => {
+    const big = 'x'.repeat(20_000);
+    const raw = await srv().raw();
+    assert.equal(await raw.command('SET', 'k', big), '-ERR Protocol error: unauthenticated bulk length\r\n');
+    await raw.readUntilClosed();
+    const many = await srv().raw();
+    assert.equal(await many.command('DEL', ...Array.from({ length: 10 }, (_, i) => `k${i}`)), '-ERR Protocol error: unauthenticated multibulk length\r\n');
+    await many.readUntilClosed();
+    const authed = await srv().raw();
+    assert.equal(await authed.command('AUTH', 's3cret'), '+OK\r\n');
+    assert.equal(await authed.command('SET', 'k0', big), '+OK\r\n');
+    assert.equal(await authed.command('DEL', ...Array.from({ length: 10 }, (_, i) => `k${i}`)), ':1\r\n');
+  });
+
   test('QUIT works before AUTH', async () => {
     const raw = await srv().raw();
     assert.equal(await raw.command('QUIT'), '+OK\r\n');

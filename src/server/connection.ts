@@ -48,6 +48,7 @@ export class Connection {
     this.#host = host;
     this.client = new ClientState(id, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, authenticated);
     this.#parser = new RequestParser({ maxBulkLength: host.maxRequestSize });
+    this.#parser.restrictUnauthenticated(!authenticated);
     this.#ctx = { ...host.context(this), out: this.out, client: this.client };
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -60,7 +61,10 @@ export class Connection {
     this.#host.countInput(chunk.length);
     try {
       this.#parser.push(chunk, (args) => {
-        if (!this.client.closeAfterReply) this.#host.execute(this.#ctx, args);
+        if (this.client.closeAfterReply) return;
+        const wasAuthenticated = this.client.authenticated;
+        this.#host.execute(this.#ctx, args);
+        if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
       });
       if (this.#parser.pendingBytes > this.#host.maxRequestSize) throw new ProtocolError('Protocol error: too big request');
     } catch (err) {

@@ -46,6 +46,8 @@ function view(buf: Buffer, start: number, end: number): Buffer {
 
 const INVALID_MULTIBULK = 'Protocol error: invalid multibulk length';
 const INVALID_BULK = 'Protocol error: invalid bulk length';
+const UNAUTHENTICATED_MULTIBULK = 10;
+const UNAUTHENTICATED_BULK = 16 * 1024;
 
 function isSpace(c: number): boolean {
   // C's isspace: space, \t, \n, \v, \f, \r.
@@ -143,6 +145,8 @@ export function splitInlineArgs(line: Buffer, start: number, end: number): Buffe
 export class RequestParser {
   readonly #maxBulk: number;
   readonly #maxMultibulk: number;
+  /** Redis 7's tighter limits until the client authenticates (see restrictUnauthenticated). */
+  #unauthenticated = false;
   readonly #maxInline: number;
   /** Arguments the current multibulk command still expects; 0 between commands. */
   #remaining = 0;
@@ -159,6 +163,15 @@ export class RequestParser {
   /** The value of the last count line read by #countLine (avoids an object per line). */
   #count = 0;
   #failed: ProtocolError | undefined;
+
+  /**
+   * While on, requests are limited as Redis 7 limits a client that has not authenticated
+   * (at most 10 arguments of at most 16 KiB): without the password nobody can make the
+   * server buffer a request of max-request-size.
+   */
+  restrictUnauthenticated(on: boolean): void {
+    this.#unauthenticated = on;
+  }
 
   constructor(options: RequestParserOptions) {
     this.#maxBulk = options.maxBulkLength;
@@ -297,6 +310,7 @@ export class RequestParser {
         const next = this.#countLine(buf, pos + 1);
         if (next === 0) return this.#stash(buf, pos);
         if (next < 0 || this.#count > this.#maxMultibulk) throw new ProtocolError(INVALID_MULTIBULK);
+        if (this.#unauthenticated && this.#count > UNAUTHENTICATED_MULTIBULK) throw new ProtocolError('Protocol error: unauthenticated multibulk length');
         pos = next;
         // Zero and negative counts (*0, *-1) are empty commands that Redis skips.
         if (this.#count > 0) this.#remaining = this.#count;
@@ -312,6 +326,7 @@ export class RequestParser {
         const next = this.#countLine(buf, pos + 1);
         if (next === 0) return this.#stash(buf, pos);
         if (next < 0 || this.#count < 0 || this.#count > this.#maxBulk) throw new ProtocolError(INVALID_BULK);
+        if (this.#unauthenticated && this.#count > UNAUTHENTICATED_BULK) throw new ProtocolError('Protocol error: unauthenticated bulk length');
         this.#bulkLen = this.#count;
         pos = next;
       }
