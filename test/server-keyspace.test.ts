@@ -91,7 +91,7 @@ async function apply(h: Harness, model: Map<string, ModelValue>, o: Op): Promise
     case 'set': {
       const prev = alive(o.key);
       const expireAt = o.ttl === 'keep' ? (prev?.expireAt ?? 0) : o.ttl === 0 ? 0 : h.now + o.ttl;
-      h.ks.setString(B(o.key), B(o.value), o.ttl === 'keep' ? 'keep' : expireAt);
+      h.ks.setString(B(o.key), B(o.value), o.ttl === 'keep' ? 'keep' : expireAt, h.ks.lookup(B(o.key)));
       model.set(o.key, { type: 'string', value: o.value, expireAt });
       return;
     }
@@ -210,8 +210,8 @@ describe('server keyspace', () => {
     const h = new Harness();
     await h.open();
     try {
-      for (let i = 0; i < 10; i++) h.ks.setString(B(`k${i}`), B('v'), h.now + 10 + i);
-      h.ks.setString(B('forever'), B('v'), 0);
+      for (let i = 0; i < 10; i++) h.ks.setString(B(`k${i}`), B('v'), h.now + 10 + i, undefined);
+      h.ks.setString(B('forever'), B('v'), 0, undefined);
       await h.commit();
       h.now += 15; // k0..k5 are due
       assert.equal(h.ks.expireCycle(4), 4);
@@ -231,7 +231,7 @@ describe('server keyspace', () => {
     const h = new Harness();
     await h.open();
     try {
-      h.ks.setString(B('p'), B('1'), 0);
+      h.ks.setString(B('p'), B('1'), 0, undefined);
       assert.equal(h.ks.getString(B('p'))?.toString(), '1');
       assert.equal(h.db.engine.getSync(Buffer.from('kp')), undefined, 'not in the engine before commit');
       assert.ok(h.store.dependency > 0);

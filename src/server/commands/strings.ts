@@ -1,5 +1,6 @@
 import { checkedInt64, decimalArg, int64Arg, intArg, storedInt64, ZERO } from './args.js';
 import { isWord, NOT_FLOAT, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
+import type { KeyRecord } from '../keyspace/record.js';
 import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
 import { expireAtFrom, expiryUnit, needValue } from './expiry-args.js';
 
@@ -47,7 +48,7 @@ function set(ctx: CommandContext, args: Buffer[]): void {
 }
 
 /** Sets a string; an expiry already in the past deletes the key, as in Redis. */
-function writeString(ctx: CommandContext, key: Buffer, value: Buffer, expireAt: number | 'keep', existing = ctx.ks.lookup(key)): void {
+function writeString(ctx: CommandContext, key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyRecord | undefined): void {
   if (typeof expireAt === 'number' && expireAt !== 0 && expireAt <= ctx.ks.now()) {
     ctx.ks.delete(key);
     return;
@@ -70,7 +71,7 @@ function setnx(ctx: CommandContext, args: Buffer[]): void {
 function setexCommand(unit: 'ex' | 'px', name: string) {
   return (ctx: CommandContext, args: Buffer[]): void => {
     const at = expireAtFrom(unit, args[2]!, ctx.ks.now(), name);
-    writeString(ctx, args[1]!, args[3]!, at);
+    writeString(ctx, args[1]!, args[3]!, at, ctx.ks.lookup(args[1]!));
     ctx.out.simple('OK');
   };
 }
@@ -90,14 +91,14 @@ function pairsOf(args: Buffer[], name: string): void {
 
 function mset(ctx: CommandContext, args: Buffer[]): void {
   pairsOf(args, 'mset');
-  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0);
+  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0, ctx.ks.lookup(args[i]!));
   ctx.out.simple('OK');
 }
 
 function msetnx(ctx: CommandContext, args: Buffer[]): void {
   pairsOf(args, 'msetnx');
   for (let i = 1; i < args.length; i += 2) if (ctx.ks.lookup(args[i]!) !== undefined) return ctx.out.integer(0);
-  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0);
+  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0, ctx.ks.lookup(args[i]!));
   ctx.out.integer(1);
 }
 

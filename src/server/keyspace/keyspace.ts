@@ -103,9 +103,10 @@ export class Keyspace {
 
   /**
    * Sets a string, replacing any value of any type. `expireAt` 0 clears the expiry;
-   * 'keep' keeps the current one (SET KEEPTTL, APPEND, INCR...).
+   * 'keep' keeps the current one (SET KEEPTTL, APPEND, INCR...). `existing` is lookup(key),
+   * which the caller has always made already.
    */
-  setString(key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyRecord | undefined = this.lookup(key)): void {
+  setString(key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyRecord | undefined): void {
     const at = expireAt === 'keep' ? (existing?.expireAt ?? 0) : expireAt;
     if (existing?.type === 'hash') this.#deleteFields(key);
     this.#writeRecord(key, { type: 'string', expireAt: at, value }, existing);
