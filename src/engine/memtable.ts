@@ -60,6 +60,8 @@ class SkipList {
   slabOf = new Int32Array(1 << 10);
   /** Per entry: the node before its node at level 0 (the head is node 0). */
   prev0 = new Int32Array(1 << 10);
+  /** Per entry: hash32 of its key, so the point-lookup index grows without rehashing keys. */
+  hashes = new Int32Array(1 << 10);
   valueOffs = new Int32Array(1 << 10);
   vlens = new Int32Array(1 << 10);
   readonly slabs: Buffer[] = [];
@@ -194,6 +196,7 @@ class SkipList {
       this.klens = grow(this.klens, new Int32Array(cap));
       this.slabOf = grow(this.slabOf, new Int32Array(cap));
       this.prev0 = grow(this.prev0, new Int32Array(cap));
+      this.hashes = grow(this.hashes, new Int32Array(cap));
       this.valueOffs = grow(this.valueOffs, new Int32Array(cap));
       this.vlens = grow(this.vlens, new Int32Array(cap));
     }
@@ -323,7 +326,8 @@ export class Memtable {
     // Fast path for a new version of a key already here that gets a one-level node (3 in 4
     // do): it goes right before the newest version, whose level-0 predecessor is recorded,
     // so no search is needed. Overwrites of hot keys are the common case for a server.
-    const newest = height === 1 ? this.#newestNode(key, hash) : NONE;
+    // The key filter first: for a new key it usually answers without touching the index.
+    const newest = height === 1 && this.mayContainHash(hash) ? this.#newestNode(key, hash) : NONE;
     if (newest !== NONE && list.seqs[list.entry(newest)]! < seq) {
       list.target(key);
       prev[0] = list.prev0[list.entry(newest)]!;
@@ -359,6 +363,7 @@ export class Memtable {
     }
     const after = links[n + NEXT]!;
     list.prev0[e] = prev[0]!;
+    list.hashes[e] = hash;
     if (after !== NONE) list.prev0[links[after + ENTRY]!] = n;
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
     this.#addToFilter(hash);
@@ -407,7 +412,7 @@ export class Memtable {
     const mask = index.length - 1;
     for (const m of old) {
       if (m === NONE) continue;
-      let slot = this.#slotOf(hash32(list.keyOf(list.entry(m))));
+      let slot = this.#slotOf(list.hashes[list.entry(m)]! >>> 0);
       while (index[slot] !== NONE) slot = (slot + 1) & mask;
       index[slot] = m;
     }
