@@ -1,0 +1,86 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Engine } from '../src/engine/engine.js';
+import type { BatchOp } from '../src/engine/types.js';
+import { BatchingStore } from '../src/server/keyspace/batching-store.js';
+
+/**
+ * An engine whose writes succeed or fail on command: a failing disk cannot be produced on
+ * demand with real files, so this stands in for the engine's write() only.
+ */
+function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settle: (ok: boolean) => void } {
+  const applied = new Map<string, Buffer>();
+  const pending: Array<{ ops: readonly BatchOp[]; resolve: () => void; reject: (e: unknown) => void }> = [];
+  const engine = {
+    getSync: (key: Buffer) => applied.get(key.toString('latin1')),
+    iterator: () => ({ next: () => undefined, seek: () => undefined, close: () => undefined }),
+    write: (ops: readonly BatchOp[]) => new Promise<void>((resolve, reject) => pending.push({ ops, resolve, reject })),
+  } as unknown as Engine;
+  const settle = (ok: boolean): void => {
+    const p = pending.shift()!;
+    if (!ok) return p.reject(new Error('disk full'));
+    for (const op of p.ops) {
+      if (op.type === 'put') applied.set(Buffer.from(op.key).toString('latin1'), Buffer.from(op.value));
+      else applied.delete(Buffer.from(op.key).toString('latin1'));
+    }
+    p.resolve();
+  };
+  return { engine, applied, settle };
+}
+
+const B = (s: string): Buffer => Buffer.from(s);
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('batching store', () => {
+  for (const rowCacheBytes of [0, 1 << 20]) {
+    test(`a failed batch is reported, its writes disappear and the store refuses to pretend (row cache ${rowCacheBytes ? 'on' : 'off'})`, async () => {
+      const { engine, settle } = scriptedEngine();
+      const store = new BatchingStore(engine, { sync: false, rowCacheBytes });
+      const settled: Array<[number, unknown]> = [];
+      store.onBatchSettled((id, err) => settled.push([id, err]));
+
+      store.put(B('a'), B('1'));
+      store.commit();
+      settle(true);
+      await tick();
+      assert.deepEqual(settled, [[1, undefined]]);
+      assert.equal(store.dependency, 0);
+
+      store.put(B('a'), B('2'));
+      store.put(B('b'), B('x'));
+      assert.equal(store.get(B('a'))?.toString(), '2', 'pending writes are visible');
+      assert.equal(store.dependency, 2, 'a reply now waits for batch 2');
+      store.commit();
+      settle(false);
+      await tick();
+      assert.equal(settled.length, 2);
+      assert.equal(settled[1]![0], 2);
+      assert.match(String(settled[1]![1]), /disk full/);
+      assert.match(String(store.failure), /disk full/);
+      assert.equal(store.get(B('a'))?.toString(), '1', 'the failed batch is no longer visible');
+      assert.equal(store.get(B('b')), undefined);
+      assert.equal(store.pendingKeys, 0);
+    });
+  }
+
+  test('batches settle in order and drain() waits for the last one', async () => {
+    const { engine, applied, settle } = scriptedEngine();
+    const store = new BatchingStore(engine, { sync: false, rowCacheBytes: 1 << 20 });
+    const order: number[] = [];
+    store.onBatchSettled((id) => order.push(id));
+    store.put(B('k1'), B('v'));
+    store.commit();
+    store.put(B('k2'), B('v'));
+    let drained = false;
+    const d = store.drain().then(() => (drained = true));
+    await tick();
+    assert.equal(drained, false);
+    settle(true);
+    await tick();
+    assert.equal(drained, false, 'batch 2 is still in flight');
+    settle(true);
+    await d;
+    assert.deepEqual(order, [1, 2]);
+    assert.deepEqual([...applied.keys()].sort(), ['k1', 'k2']);
+  });
+});
