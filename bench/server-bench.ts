@@ -17,7 +17,8 @@
  * TDEKV_BENCH_REDIS_PIPELINED_REQUESTS (1000000) per pipelined line, TDEKV_BENCH_REDIS_PIPELINE
  * (16), TDEKV_BENCH_REDIS_CLIENTS (50), TDEKV_BENCH_REDIS_KEYSPACE (100000, redis-benchmark
  * -r), TDEKV_BENCH_REDIS_VALUE_SIZE (3 bytes, redis-benchmark's own default -d),
- * TDEKV_BENCH_REDIS_WARMUP (50000 requests per warm-up test). Limits: TDEKV_BENCH_SERVER_START_SECONDS
+ * TDEKV_BENCH_REDIS_WARMUP (50000 requests per warm-up test), TDEKV_BENCH_SERVER_ROUNDS (3 alternating
+ * rounds of both servers; each line reports its median run). Limits: TDEKV_BENCH_SERVER_START_SECONDS
  * (60), TDEKV_BENCH_SERVER_STOP_SECONDS (30), TDEKV_BENCH_REDIS_TIMEOUT_SECONDS (300 per run).
  *
  * TDEKV_BENCH_SERVER_CPU_PROF=DIR: afterwards, one more tdekv server under `node --cpu-prof`
@@ -66,6 +67,8 @@ interface Config {
   benchTimeoutSeconds: number;
   standIn: boolean;
   cpuProfDir: string | undefined;
+  /** Alternating runs of both servers; each line reports the median. */
+  rounds: number;
 }
 
 function config(): Config {
@@ -87,6 +90,7 @@ function config(): Config {
     benchTimeoutSeconds: intFromEnv('TDEKV_BENCH_REDIS_TIMEOUT_SECONDS', 300),
     standIn: standIn === 'redis-server',
     cpuProfDir: prof !== undefined && prof.trim() !== '' ? resolve(prof) : undefined,
+    rounds: intFromEnv('TDEKV_BENCH_SERVER_ROUNDS', 3),
   };
 }
 
@@ -282,14 +286,64 @@ async function run(ctx: BenchContext): Promise<void> {
   const all = lines(cfg);
   const subject = cfg.standIn ? redisTarget('standin', 'stand-in redis-server', 'stand-in') : tdekvTarget;
   const peer = redisTarget('redis', 'redis-server', 'redis');
-  const peerResult = await measure(ctx, cfg, peer, all);
-  const subjectResult = await measure(ctx, cfg, subject, all);
+  // Rounds alternate the servers, so a slow minute of a shared machine hits both, and the
+  // median per line drops a disturbed run (one run per line swung by 1.5× here).
+  const peerRuns: ServerResult[] = [];
+  const subjectRuns: ServerResult[] = [];
+  for (let round = 1; round <= cfg.rounds; round++) {
+    if (cfg.rounds > 1) ctx.progress(`round ${round} of ${cfg.rounds}`);
+    peerRuns.push(await measure(ctx, cfg, peer, all));
+    subjectRuns.push(await measure(ctx, cfg, subject, all));
+  }
 
-  report(ctx, cfg, all, peerResult, subjectResult);
+  report(ctx, cfg, all, medianOf(peerRuns, all), medianOf(subjectRuns, all));
+  if (cfg.rounds > 1) reportRounds(ctx, all, peerRuns, subjectRuns);
   if (cfg.cpuProfDir !== undefined) {
     if (cfg.standIn) ctx.line('TDEKV_BENCH_SERVER_CPU_PROF ignored: the subject is a redis-server stand-in');
     else await profile(ctx, cfg, cfg.cpuProfDir, all[2]!);
   }
+}
+
+/** One result per server: each line's median run by ops/s; the worst of stops and exits, the highest RSS. */
+function medianOf(runs: ServerResult[], all: Line[]): ServerResult {
+  const first = runs[0]!;
+  const last = runs.at(-1)!;
+  const lines = new Map<string, LineResult>();
+  for (const line of all) {
+    const results = runs.map((r) => r.lines.get(line.label)).filter((r): r is LineResult => r !== undefined);
+    results.sort((a, b) => a.rps - b.rps);
+    const median = results[Math.floor((results.length - 1) / 2)];
+    if (median) lines.set(line.label, median);
+  }
+  const failed = runs.find((r) => r.error !== undefined || r.cleanExit === false);
+  const rss = runs.map((r) => r.peakRssKiB).filter((x): x is number => x !== undefined);
+  return {
+    ...(failed ?? last),
+    lines,
+    ...(rss.length > 0 ? { peakRssKiB: Math.max(...rss) } : {}),
+    ...(first.load && last.load ? { load: [first.load[0], last.load[1]] as [number, number] } : {}),
+  };
+}
+
+/** Each round's ratio per line, so the spread behind the medians is visible. */
+function reportRounds(ctx: BenchContext, all: Line[], peerRuns: ServerResult[], subjectRuns: ServerResult[]): void {
+  ctx.table({
+    title: 'ratio per round (the table above reports each line\'s median run)',
+    notes: ['loadavg: at the first server start → the second server stop of the round.'],
+    columns: ['round', ...all.map((l) => l.label), 'loadavg'],
+    rows: peerRuns.map((peer, i) => {
+      const subject = subjectRuns[i]!;
+      return [
+        String(i + 1),
+        ...all.map((l) => {
+          const a = subject.lines.get(l.label);
+          const b = peer.lines.get(l.label);
+          return a && b ? (a.rps / b.rps).toFixed(2) : '-';
+        }),
+        peer.load && subject.load ? `${peer.load[0].toFixed(1)} → ${subject.load[1].toFixed(1)}` : '',
+      ];
+    }),
+  });
 }
 
 function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult, subject: ServerResult): void {
@@ -315,7 +369,8 @@ function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult,
     notes: [
       `${cfg.clients} clients, ${n(cfg.requests)} requests per line (${n(cfg.pipelinedRequests)} with -P${cfg.pipeline}), random keys from a keyspace of`,
       `  ${n(cfg.keyspace)} (-r), ${cfg.valueSize}-byte values (-d). Servers one at a time on 127.0.0.1, each in a fresh temp dir;`,
-      `  per server an unreported warm-up (${n(cfg.warmup)} SET + GET), then the lines top to bottom, one redis-benchmark run each.`,
+      `  per server an unreported warm-up (${n(cfg.warmup)} SET + GET), then the lines top to bottom, one redis-benchmark run each;`,
+      `  ${cfg.rounds} round(s) alternating the servers, each line showing its median run.`,
       `ratio = ${subject.label} ops/s ÷ ${peer.label} ops/s; target ≥ ${TARGET_RATIO.toFixed(2)} (PASS/MISS). Latencies are redis-benchmark's, per request`,
       `  (with -P a request waits for its whole pipeline). redis-benchmark shares the machine's cores with the server.`,
     ],
