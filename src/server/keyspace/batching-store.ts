@@ -63,7 +63,7 @@ export class BatchingStore {
   get(key: Buffer): Buffer | undefined {
     const cache = this.cache.enabled;
     if (!cache && this.#overlay.size === 0) return this.#fromEngine(key);
-    const k = key.toString('latin1');
+    const k = this.#mapKey(key);
     const p = this.#overlay.get(k);
     if (p !== undefined) return p.value ?? undefined;
     if (!cache) return this.#fromEngine(key);
@@ -74,6 +74,18 @@ export class BatchingStore {
     return value;
   }
 
+  /** latin1(key), remembered for the last Buffer: a read and a write of one record share it. */
+  #mapKey(key: Buffer): string {
+    if (key !== this.#lastKey) {
+      this.#lastKey = key;
+      this.#lastMapKey = key.toString('latin1');
+    }
+    return this.#lastMapKey;
+  }
+
+  #lastKey: Buffer | undefined;
+  #lastMapKey = '';
+
   #fromEngine(key: Buffer): Buffer | undefined {
     if (this.#hideEngineUntil > this.#lastApplied) return undefined;
     return this.#engine.getSync(key);
@@ -81,12 +93,12 @@ export class BatchingStore {
 
   put(key: Buffer, value: Buffer): void {
     this.#ops.push({ type: 'put', key, value });
-    this.#remember(key.toString('latin1'), value);
+    this.#remember(this.#mapKey(key), value);
   }
 
   del(key: Buffer): void {
     this.#ops.push({ type: 'del', key });
-    this.#remember(key.toString('latin1'), null);
+    this.#remember(this.#mapKey(key), null);
   }
 
   #remember(k: string, value: Buffer | null): void {

@@ -75,7 +75,7 @@ export class Keyspace {
 
   /** The key's record, or undefined when it does not exist or has expired (then it is removed). */
   lookup(key: Buffer): KeyRecord | undefined {
-    const raw = this.#store.get(recordKey(key));
+    const raw = this.#store.get(this.#recordKey(key));
     if (raw === undefined) return undefined;
     const r = decodeRecordChecked(raw, key);
     if (r.expireAt !== 0 && r.expireAt <= this.now()) {
@@ -265,6 +265,21 @@ export class Keyspace {
 
   // ------------------------------------------------------------------ internals
 
+  /**
+   * recordKey(key), remembered for the last key: a command reads a key's record and then
+   * writes it with the same argument Buffer, and the store keys its maps by the same bytes.
+   */
+  #recordKey(key: Buffer): Buffer {
+    if (key !== this.#lastKey) {
+      this.#lastKey = key;
+      this.#lastRecordKey = recordKey(key);
+    }
+    return this.#lastRecordKey;
+  }
+
+  #lastKey: Buffer | undefined;
+  #lastRecordKey: Buffer = Buffer.alloc(0);
+
   #writeRecord(key: Buffer, r: KeyRecord, previous: KeyRecord | undefined): void {
     if (previous === undefined) {
       this.#keys++;
@@ -282,7 +297,7 @@ export class Keyspace {
       }
       this.#statsDirty = true;
     }
-    this.#store.put(recordKey(key), encodeRecord(r));
+    this.#store.put(this.#recordKey(key), encodeRecord(r));
     this.#events.touched(key);
   }
 
@@ -292,7 +307,7 @@ export class Keyspace {
       this.#store.del(expiryKey(r.expireAt, key));
       this.#expires--;
     }
-    this.#store.del(recordKey(key));
+    this.#store.del(this.#recordKey(key));
     this.#keys--;
     this.#statsDirty = true;
   }
