@@ -23,7 +23,6 @@ import type { ServerContext } from './server-context.js';
 import { ServerStats } from './server-stats.js';
 import { statusReport } from './status-report.js';
 
-
 /** Active expiry: how often, how many keys per step, and the time budget of one run. */
 const EXPIRE_INTERVAL_MS = 100;
 const EXPIRE_STEP = 200;
