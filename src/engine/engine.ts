@@ -50,8 +50,33 @@ type QueueItem =
 
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
 const MAX_GROUP_OPS = 64 * 1024;
-/** Entries merged between checks for a pending memtable flush and a turn of the event loop. */
-const COMPACTION_YIELD_EVERY = 256;
+/** Entries between looks at the clock in flush and compaction loops. */
+const SLICE_CHECK_EVERY = 64;
+/** Background work runs in slices of this many ms between turns of the event loop... */
+const SLICE_MS = 1;
+/**
+ * ...and a flush in longer ones while the new memtable is past half full: otherwise, under a
+ * steady write load, the flush falls behind, the memtable fills, and writes stop until it ends.
+ */
+const URGENT_FLUSH_SLICE_MS = 4;
+
+/** Decides when a background loop should give the event loop a turn. */
+class WorkSlice {
+  #start = performance.now();
+  #n = 0;
+
+  constructor(private readonly budgetMs: () => number) {}
+
+  /** Call once per entry; true when the slice's time is up. */
+  due(): boolean {
+    if (++this.#n % SLICE_CHECK_EVERY !== 0) return false;
+    return performance.now() - this.#start >= this.budgetMs();
+  }
+
+  restart(): void {
+    this.#start = performance.now();
+  }
+}
 
 /**
  * An LSM tree on the encrypted env: a write-ahead log and memtable in front, sorted tables
@@ -555,7 +580,9 @@ export class Engine {
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
-      const files = await writeMemtable(this.#outputContext(), imm, this.#snapshots.oldest(this.#lastSeq));
+      const files = await writeMemtable(this.#outputContext(), imm, this.#snapshots.oldest(this.#lastSeq), () =>
+        this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS,
+      );
       const edit = emptyEdit();
       edit.newFiles = files.map((file) => ({ level: 0, file }));
       // Everything in WALs older than the current one is now in tables.
@@ -609,12 +636,13 @@ export class Engine {
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let current: Buffer | undefined;
       let lastSeqForKey = MAX_SEQUENCE;
-      let n = 0;
+      const slice = new WorkSlice(() => SLICE_MS);
       for (input.seekToFirst(); input.valid(); input.next()) {
-        if (++n % COMPACTION_YIELD_EVERY === 0) {
+        if (slice.due()) {
           await out.drain();
           if (this.#imm) await this.#flushImmutable();
           await yieldToEventLoop();
+          slice.restart();
           // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
           if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
         }
@@ -725,11 +753,11 @@ export class Engine {
  * from every snapshot are left out (RocksDB's flush does the same): a key overwritten many
  * times between flushes is written once, not once per write.
  */
-async function writeMemtable(ctx: TableOutputContext, mem: Memtable, smallestSnapshot: number): Promise<FileMeta[]> {
+async function writeMemtable(ctx: TableOutputContext, mem: Memtable, smallestSnapshot: number, sliceMs: () => number = () => SLICE_MS): Promise<FileMeta[]> {
   const out = new TableOutput(ctx, Infinity);
   const it = mem.iterator();
+  const slice = new WorkSlice(sliceMs);
   try {
-    let n = 0;
     let previous: Buffer | undefined;
     let previousSeq = MAX_SEQUENCE;
     for (it.seekToFirst(); it.valid(); it.next()) {
@@ -742,9 +770,10 @@ async function writeMemtable(ctx: TableOutputContext, mem: Memtable, smallestSna
       if (hidden) continue;
       if (out.needsOpen(key)) await out.open();
       out.add(key, seq, it.kind(), it.value());
-      if (++n % COMPACTION_YIELD_EVERY === 0) {
+      if (slice.due()) {
         await out.drain();
         await yieldToEventLoop();
+        slice.restart();
       }
     }
     return await out.finish();
