@@ -1,3 +1,4 @@
+import { hashOf } from '../keyspace/keyspace.js';
 import { checkedInt64, decimalArg, int64Arg, storedInt64, ZERO } from './args.js';
 import { NOT_FLOAT, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
 import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
@@ -70,10 +71,14 @@ function hstrlen(ctx: CommandContext, args: Buffer[]): void {
   ctx.out.integer(v?.length ?? 0);
 }
 
+/** The field an increment replaces: a write's lookup, not counted as a keyspace read. */
+function fieldToUpdate(ctx: CommandContext, key: Buffer, field: Buffer): Buffer | undefined {
+  return hashOf(ctx.ks.lookup(key)) === undefined ? undefined : ctx.ks.hashGet(key, field);
+}
+
 function hincrby(ctx: CommandContext, args: Buffer[]): void {
   const by = int64Arg(args[3]!);
-  const r = ctx.ks.getHash(args[1]!);
-  const raw = r === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
+  const raw = fieldToUpdate(ctx, args[1]!, args[2]!);
   let current: bigint;
   try {
     current = storedInt64(raw);
@@ -88,8 +93,7 @@ function hincrby(ctx: CommandContext, args: Buffer[]): void {
 function hincrbyfloat(ctx: CommandContext, args: Buffer[]): void {
   const by = decimalArg(args[3]!, NOT_FLOAT);
   if (by.kind === 'inf') replyError('ERR value is NaN or Infinity');
-  const r = ctx.ks.getHash(args[1]!);
-  const raw = r === undefined ? undefined : ctx.ks.hashGet(args[1]!, args[2]!);
+  const raw = fieldToUpdate(ctx, args[1]!, args[2]!);
   const current = raw === undefined ? ZERO : decimalArg(raw, 'ERR hash value is not a float');
   const next = addDecimalFloats(current, by);
   if (next === undefined) replyError('ERR increment would produce NaN or Infinity');

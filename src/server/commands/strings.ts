@@ -1,5 +1,6 @@
 import { checkedInt64, decimalArg, int64Arg, intArg, storedInt64, ZERO } from './args.js';
 import { isWord, NOT_FLOAT, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
+import { stringOf } from '../keyspace/keyspace.js';
 import type { KeyRecord } from '../keyspace/record.js';
 import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
 import { expireAtFrom, expiryUnit, needValue } from './expiry-args.js';
@@ -35,8 +36,7 @@ function set(ctx: CommandContext, args: Buffer[]): void {
     else replyError(SYNTAX_ERROR);
   }
   const existing = ctx.ks.lookup(key);
-  if (returnOld && existing !== undefined && existing.type !== 'string') ctx.ks.getString(key);
-  const old = existing?.type === 'string' ? existing.value : undefined;
+  const old = returnOld ? stringOf(existing) : undefined;
   if ((nx && existing !== undefined) || (xx && existing === undefined)) {
     if (returnOld) replyBulkOrNull(ctx, old);
     else ctx.out.nullBulk();
@@ -120,8 +120,7 @@ function getex(ctx: CommandContext, args: Buffer[]): void {
   }
   const r = ctx.ks.lookup(key);
   if (r === undefined) return ctx.out.nullBulk();
-  if (r.type !== 'string') ctx.ks.getString(key);
-  const value = (r as { value: Buffer }).value;
+  const value = stringOf(r)!;
   ctx.out.bulk(value);
   if (expireAt !== undefined) ctx.ks.setExpiry(key, r, expireAt);
   else if (persist && r.expireAt !== 0) ctx.ks.setExpiry(key, r, 0);
@@ -129,14 +128,14 @@ function getex(ctx: CommandContext, args: Buffer[]): void {
 
 function getset(ctx: CommandContext, args: Buffer[]): void {
   const existing = ctx.ks.lookup(args[1]!);
-  const old = existing === undefined ? undefined : ctx.ks.getString(args[1]!);
+  const old = stringOf(existing);
   ctx.ks.setString(args[1]!, args[2]!, 0, existing);
   replyBulkOrNull(ctx, old);
 }
 
 function append(ctx: CommandContext, args: Buffer[]): void {
   const existing = ctx.ks.lookup(args[1]!);
-  const old = existing === undefined ? undefined : ctx.ks.getString(args[1]!);
+  const old = stringOf(existing);
   const next = old === undefined ? Buffer.from(args[2]!) : Buffer.concat([old, args[2]!]);
   if (next.length > MAX_STRING) replyError('ERR string exceeds maximum allowed size (proto-max-bulk-len)');
   ctx.ks.setString(args[1]!, next, 'keep', existing);
@@ -168,7 +167,7 @@ function setrange(ctx: CommandContext, args: Buffer[]): void {
   const value = args[3]!;
   if (offset < 0) replyError('ERR offset is out of range');
   const existing = ctx.ks.lookup(key);
-  const old = existing === undefined ? Buffer.alloc(0) : ctx.ks.getString(key)!;
+  const old = stringOf(existing) ?? Buffer.alloc(0);
   if (value.length === 0) return ctx.out.integer(old.length);
   if (offset + value.length > MAX_STRING) replyError('ERR string exceeds maximum allowed size (proto-max-bulk-len)');
   const next = Buffer.alloc(Math.max(old.length, offset + value.length));
@@ -180,7 +179,7 @@ function setrange(ctx: CommandContext, args: Buffer[]): void {
 
 function incrBy(ctx: CommandContext, key: Buffer, by: bigint): void {
   const existing = ctx.ks.lookup(key);
-  const current = storedInt64(existing === undefined ? undefined : ctx.ks.getString(key));
+  const current = storedInt64(stringOf(existing));
   const next = checkedInt64(current + by);
   ctx.ks.setString(key, Buffer.from(next.toString(), 'latin1'), 'keep', existing);
   ctx.out.integer(next);
@@ -189,7 +188,7 @@ function incrBy(ctx: CommandContext, key: Buffer, by: bigint): void {
 function incrbyfloat(ctx: CommandContext, args: Buffer[]): void {
   const key = args[1]!;
   const existing = ctx.ks.lookup(key);
-  const raw = existing === undefined ? undefined : ctx.ks.getString(key);
+  const raw = stringOf(existing);
   const by = decimalArg(args[2]!, NOT_FLOAT);
   const current = raw === undefined ? ZERO : decimalArg(raw, NOT_FLOAT);
   const next = addDecimalFloats(current, by);

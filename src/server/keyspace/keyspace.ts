@@ -11,6 +11,21 @@ export class WrongTypeError extends Error {
 }
 
 export type KeyType = KeyRecord['type'];
+export type HashRecord = Extract<KeyRecord, { type: 'hash' }>;
+
+/** A record's string value (undefined when there is no record); WrongTypeError for a hash. */
+export function stringOf(r: KeyRecord | undefined): Buffer | undefined {
+  if (r === undefined) return undefined;
+  if (r.type !== 'string') throw new WrongTypeError();
+  return r.value;
+}
+
+/** A record as a hash (undefined when there is none); WrongTypeError for a string. */
+export function hashOf(r: KeyRecord | undefined): HashRecord | undefined {
+  if (r === undefined) return undefined;
+  if (r.type !== 'hash') throw new WrongTypeError();
+  return r;
+}
 
 export interface KeyspaceEvents {
   /** A key was written, deleted or expired (WATCH marks its watchers dirty). */
@@ -93,12 +108,9 @@ export class Keyspace {
     return r;
   }
 
-  /** The string at `key`; throws WrongTypeError for another type. */
+  /** The string at `key` (a counted read); throws WrongTypeError for another type. */
   getString(key: Buffer): Buffer | undefined {
-    const r = this.read(key);
-    if (r === undefined) return undefined;
-    if (r.type !== 'string') throw new WrongTypeError();
-    return r.value;
+    return stringOf(this.read(key));
   }
 
   /**
@@ -146,12 +158,9 @@ export class Keyspace {
 
   // ------------------------------------------------------------------ hashes
 
-  /** The hash at `key`; throws WrongTypeError for another type. */
-  getHash(key: Buffer): Extract<KeyRecord, { type: 'hash' }> | undefined {
-    const r = this.read(key);
-    if (r === undefined) return undefined;
-    if (r.type !== 'hash') throw new WrongTypeError();
-    return r;
+  /** The hash at `key` (a counted read); throws WrongTypeError for another type. */
+  getHash(key: Buffer): HashRecord | undefined {
+    return hashOf(this.read(key));
   }
 
   hashGet(key: Buffer, field: Buffer): Buffer | undefined {
@@ -160,7 +169,8 @@ export class Keyspace {
 
   /** Sets fields of the hash (created if absent); returns how many fields were new. */
   hashSet(key: Buffer, pairs: ReadonlyArray<readonly [Buffer, Buffer]>, options: { onlyNew?: boolean } = {}): number {
-    const r = this.getHash(key);
+    // A write: the key is looked up, not counted as a read (Redis's lookupKeyWrite).
+    const r = hashOf(this.lookup(key));
     let added = 0;
     for (const [field, value] of pairs) {
       const fk = fieldKey(key, field);
@@ -175,7 +185,7 @@ export class Keyspace {
   }
 
   /** Deletes fields; the hash goes when its last field does. Returns how many were removed. */
-  hashDelete(key: Buffer, r: Extract<KeyRecord, { type: 'hash' }>, fields: readonly Buffer[]): number {
+  hashDelete(key: Buffer, r: HashRecord, fields: readonly Buffer[]): number {
     let removed = 0;
     for (const field of fields) {
       const fk = fieldKey(key, field);
