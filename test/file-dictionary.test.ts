@@ -23,7 +23,7 @@ async function openDict(o: FileDictionaryOptions): Promise<FileDictionary> {
 
 let nextKeyId = 1000;
 function entry(method: FileEntry['method'] = 'aes256-ctr'): FileEntry {
-  return { method, keyId: method === 'plaintext' ? 0 : nextKeyId++, iv: randomBytes(16) };
+  return { method, keyId: method === 'plaintext' ? 0 : nextKeyId++, iv: randomBytes(16), authenticated: false };
 }
 
 /** A comparable view of a dictionary's contents. */

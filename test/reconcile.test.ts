@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { reconcile } from '../src/env/reconcile.js';
 import type { FileEntry, FileInfo } from '../src/keys/file-dictionary-format.js';
 
-const info = (keyId: number): FileInfo => ({ method: 'aes256-ctr', keyId, iv: randomBytes(16) });
+const info = (keyId: number): FileInfo => ({ method: 'aes256-ctr', keyId, iv: randomBytes(16), authenticated: true });
 
 async function run(entries: Record<string, FileEntry>, onDisk: string[]) {
   const disk = new Set(onDisk);

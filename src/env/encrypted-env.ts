@@ -174,7 +174,7 @@ export class EncryptedEnv {
       throw new TdekvError('FILE_EXISTS', `file ${rel} already exists in ${this.dataDir}: files are append-only and written once; write a new name and rename it over the old one`);
     }
     const key = await this.#keys.current(this.#policy());
-    const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv() } : { method: 'plaintext', keyId: 0, iv: freshIv() };
+    const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv(), authenticated: true } : { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false };
     // The entry is durable before the first byte (invariant 4).
     await this.#dict.set(rel, info);
     this.#fault('create', 'entry-durable');
@@ -479,7 +479,7 @@ export class EncryptedEnv {
         records.push({ op: 'remove', path });
       }
     }
-    for (const path of adopt) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv() } });
+    for (const path of adopt) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false } });
     if (adopt.length > 0) this.#logger.info({ files: adopt.length }, 'adopted existing files as plaintext; new files use the configured method');
     if (records.length > 0) {
       await this.#dict.apply(records);

@@ -31,7 +31,7 @@ export async function reconcile(entries: Iterable<[string, FileEntry]>, exists: 
 }
 
 export function infoOf(e: FileEntry): FileInfo {
-  return { method: e.method, keyId: e.keyId, iv: e.iv };
+  return { method: e.method, keyId: e.keyId, iv: e.iv, authenticated: e.authenticated };
 }
 
 /** Regular files under the data dir (outside encryption-meta/) that are not tracked. */

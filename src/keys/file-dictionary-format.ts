@@ -30,6 +30,15 @@ export interface FileInfo {
   /** 0 for plaintext files. */
   keyId: number;
   iv: Buffer;
+  /**
+   * True when the file's blocks and records carry tags under a key derived from its data key
+   * (see src/crypto/file-auth.ts). Set at create for every encrypting method; false only for
+   * plaintext files and for files written before tags existed ("unauthenticated" legacy
+   * files, read with their CRCs until compaction or `data-key reencrypt` rewrites them).
+   * Recorded in the authenticated dictionary, so a file cannot be downgraded to the legacy
+   * format by editing the disk.
+   */
+  authenticated: boolean;
 }
 
 /** A rename in flight: resolved at open by whether `from` still exists on disk. */
@@ -82,7 +91,8 @@ function readInfo(r: BinaryReader): FileInfo {
   const code = r.u8();
   const method = methodFromCode(code);
   if (!method) throw new Error(`unknown method code ${code}`);
-  return { method, keyId: r.u64(), iv: Buffer.from(r.bytes(16)) };
+  // Version 1 records predate tags: every file they describe is a legacy (unauthenticated) file.
+  return { method, keyId: r.u64(), iv: Buffer.from(r.bytes(16)), authenticated: false };
 }
 
 /** `batchEnd` marks the last record of one durable write. */
