@@ -100,7 +100,7 @@ describe('parseDuration / formatDuration', () => {
 describe('parseConfig', () => {
   it('parses the full example from DESIGN.md', () => {
     assert.deepEqual(parse(DESIGN_EXAMPLE), {
-      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec', rowCacheSize: 64 * 1024 * 1024 },
+      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec', rowCacheSize: 64 * 1024 * 1024, walRecoveryMode: 'absolute-consistency' },
       security: {
         redactInfoLog: true,
         encryption: {
@@ -127,7 +127,7 @@ describe('parseConfig', () => {
 
   it('fills every default for an empty file', () => {
     assert.deepEqual(parse(''), {
-      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec', rowCacheSize: 64 * 1024 * 1024 },
+      storage: { dataDir: '/etc/tdekv/data', syncWrites: 'everysec', rowCacheSize: 64 * 1024 * 1024, walRecoveryMode: 'absolute-consistency' },
       security: {
         redactInfoLog: false,
         encryption: {

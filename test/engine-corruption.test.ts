@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, open, readdir, rm } from 'node:fs/promises';
+import { cp, open, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EncryptionConfig } from '../src/config/types.js';
 import { Block } from '../src/engine/block.js';
@@ -8,16 +8,16 @@ import { Engine } from '../src/engine/engine.js';
 import { RECORD_HEADER_BYTES } from '../src/engine/log-format.js';
 import { BlockCache } from '../src/engine/block-cache.js';
 import type { EngineTuning } from '../src/engine/options.js';
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, verifyBlock } from '../src/engine/table-format.js';
+import { tableLayout, verifyBlock } from '../src/engine/table-format.js';
+import { TAG_BYTES } from '../src/crypto/file-auth.js';
 import { TableReader } from '../src/engine/table-reader.js';
 import { openEnv, type ManagedEnv } from '../src/env/open-env.js';
 import { isTdekvError } from '../src/errors.js';
 import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 // Every engine file is a CTR stream: flipping a ciphertext bit flips the same plaintext bit,
-// exactly what a bad disk or a careless edit does to a plaintext file. The engine's
-// checksums must turn every such flip into DATA_CORRUPTED naming the file, never into a
-// wrong value.
+// exactly what a bad disk or a careless edit does to a plaintext file. The engine's tags
+// must turn every such flip into DATA_CORRUPTED naming the file, never into a wrong value.
 
 interface Fixture {
   root: string;
@@ -67,11 +67,11 @@ async function engineFiles(dataDir: string, pattern: RegExp): Promise<string[]> 
   return (await readdir(dataDir)).filter((n) => pattern.test(n)).sort();
 }
 
-/** The plaintext offsets and sizes of every record of a log file (WAL or manifest). */
+/** The plaintext offsets and sizes of every record of an authenticated log file (WAL or manifest). */
 function recordsOf(plain: Buffer): Array<{ offset: number; size: number }> {
   const out: Array<{ offset: number; size: number }> = [];
   for (let off = 0; off < plain.length; ) {
-    const size = RECORD_HEADER_BYTES + plain.readUInt32LE(off + 4);
+    const size = RECORD_HEADER_BYTES + plain.readUInt32LE(off + 4) + TAG_BYTES;
     out.push({ offset: off, size });
     off += size;
   }
@@ -120,21 +120,24 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
 
     // The block layout, to name each case's region and to check that the sample covers them all.
     const regions: Array<{ name: string; start: number; end: number }> = [];
+    let layout = tableLayout(undefined);
     {
       const reader = TableReader.open(env.openReadSync(table), Number(table.slice(0, 6)), new BlockCache(0));
       try {
         const { footer, file } = reader;
-        const index = new Block(verifyBlock(file.readSync(footer.index.offset, footer.index.size + BLOCK_TRAILER_BYTES), footer.index, table), table, footer.index.offset);
+        assert.ok(reader.authenticated, 'an aes256-ctr table carries authentication tags');
+        layout = tableLayout(file.auth);
+        const index = new Block(verifyBlock(file.readSync(footer.index.offset, footer.index.size + layout.trailerBytes), footer.index, table, layout), table, footer.index.offset);
         const it = index.iterator();
         let n = 0;
         for (it.seekToFirst(); it.valid(); it.next()) {
           const h = reader.handleAt(it);
-          regions.push({ name: `data block ${n++}`, start: h.offset, end: h.offset + h.size + BLOCK_TRAILER_BYTES });
+          regions.push({ name: `data block ${n++}`, start: h.offset, end: h.offset + h.size + layout.trailerBytes });
         }
         for (const [name, h] of [['filter', footer.filter], ['properties', footer.properties], ['index', footer.index]] as const) {
-          if (h.size > 0) regions.push({ name, start: h.offset, end: h.offset + h.size + BLOCK_TRAILER_BYTES });
+          if (h.size > 0) regions.push({ name, start: h.offset, end: h.offset + h.size + layout.trailerBytes });
         }
-        regions.push({ name: 'footer', start: file.size - FOOTER_BYTES, end: file.size });
+        regions.push({ name: 'footer', start: file.size - layout.footerBytes, end: file.size });
         assert.ok(n >= 5, `only ${n} data blocks`);
         assert.ok(footer.filter.size > 0, 'the table has a bloom filter');
       } finally {
@@ -147,8 +150,8 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     const offsets = new Set<number>();
     for (let off = 0; off < size; off += 37) offsets.add(off);
     for (let off = size - 64; off < size; off++) offsets.add(off);
-    // Each block's first byte, its type byte and a checksum byte.
-    for (const r of regions) offsets.add(r.start).add(r.end - BLOCK_TRAILER_BYTES).add(r.end - 2);
+    // Each block's first byte, its type byte and a tag byte.
+    for (const r of regions) offsets.add(r.start).add(r.end - layout.trailerBytes).add(r.end - 2);
     const covered = new Set([...offsets].map(regionOf));
     assert.deepEqual([...covered].sort(), regions.map((r) => r.name).sort(), 'the sample hits every block');
 
@@ -196,8 +199,9 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
         } finally {
           await engine.close();
         }
-        // Every byte is under a checksum. Only in the bloom filter could a flip be harmless
-        // by design (a false positive costs a block read, never a wrong answer).
+        // Every byte is under a tag. Only in the bloom filter could a flip be harmless by
+        // design (the filter is read at open and verified then, so this never happens now;
+        // a false positive would cost a block read, never a wrong answer).
         if (regionOf(off) !== 'filter') assert.ok(detected > 0, `${where}: the damage went unnoticed`);
       } finally {
         await flipByte(tablePath, off, mask);
@@ -235,7 +239,7 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     }
   }
 
-  test('write-ahead log: damage before the last record refuses to open naming the file and offset; a damaged last record is dropped', async (t) => {
+  test('write-ahead log: a damaged record, even the last complete one, refuses to open naming the file and offset', async (t) => {
     const { root, dataDir, enc } = await fixture(t);
     const COUNT = 10;
     const pristine = join(root, 'pristine');
@@ -247,9 +251,10 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
       await cp(pristine, dataDir, { recursive: true });
     };
 
-    // Checksum, length (low and high byte), type, and payload bytes of a middle record.
-    const positions = (r: { offset: number; size: number }): number[] => [0, 3, 4, 7, 8, RECORD_HEADER_BYTES, Math.floor(r.size / 2), r.size - 1].map((p) => r.offset + p);
-    for (const index of [0, 4, COUNT - 2]) {
+    // Header checksum, length (low and high byte), type, payload and tag bytes: of a middle
+    // record and of the last one. Each was acknowledged with sync: none may vanish quietly.
+    const positions = (r: { offset: number; size: number }): number[] => [0, 3, 4, 7, 8, RECORD_HEADER_BYTES, Math.floor(r.size / 2), r.size - TAG_BYTES, r.size - 1].map((p) => r.offset + p);
+    for (const index of [0, 4, COUNT - 2, COUNT - 1]) {
       const rec = records[index]!;
       for (const [n, at] of positions(rec).entries()) {
         await restore();
@@ -263,28 +268,22 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
       }
     }
 
-    // The last record: a torn tail as far as anyone can tell; it is dropped, the rest replays.
+    // The explicit recovery mode opens at the point before the damage.
     const last = records[COUNT - 1]!;
-    for (const [n, at] of positions(last).entries()) {
-      await restore();
-      await flipByte(join(dataDir, wal), at, MASKS[n % MASKS.length]!);
-      const { managed, engine } = await openEngine(dataDir, enc);
+    await restore();
+    await flipByte(join(dataDir, wal), last.offset + RECORD_HEADER_BYTES + 2, 0x01);
+    {
+      const managed = await openEnv(dataDir, enc);
       try {
-        for (let i = 0; i < COUNT - 1; i++) assert.ok(engine.getSync(keyOf(i))?.equals(valueOf(i)), `byte ${at}: write ${i} lost`);
-        assert.equal(engine.getSync(keyOf(COUNT - 1)), undefined, `byte ${at}: the damaged last write was replayed`);
-        // The database goes on cleanly: new writes land in a new WAL, and the next open is clean.
-        await engine.put(keyOf(COUNT - 1), valueOf(COUNT - 1, 2), { sync: true });
+        const engine = await Engine.open({ env: managed.env, walRecoveryMode: 'point-in-time' });
+        try {
+          for (let i = 0; i < COUNT - 1; i++) assert.ok(engine.getSync(keyOf(i))?.equals(valueOf(i)), `write ${i} lost`);
+          assert.equal(engine.getSync(keyOf(COUNT - 1)), undefined, 'the damaged write was replayed');
+        } finally {
+          await engine.close();
+        }
       } finally {
-        await engine.close();
         await managed.close();
-      }
-      const again = await openEngine(dataDir, enc);
-      try {
-        assert.ok(again.engine.getSync(keyOf(COUNT - 1))?.equals(valueOf(COUNT - 1, 2)));
-        assert.ok(again.engine.getSync(keyOf(0))?.equals(valueOf(0)));
-      } finally {
-        await again.engine.close();
-        await again.managed.close();
       }
     }
 
@@ -296,6 +295,68 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     } finally {
       await engine.close();
       await managed.close();
+    }
+  });
+
+  test('write-ahead log: a last record cut short by a crash, or a zero-filled tail, is dropped and the rest replays', async (t) => {
+    const { root, dataDir, enc } = await fixture(t);
+    const COUNT = 6;
+    const pristine = join(root, 'pristine');
+    const { wal, plain } = await crashedWithWal(dataDir, pristine, enc, COUNT);
+    const last = recordsOf(plain)[COUNT - 1]!;
+    const walPath = join(dataDir, wal);
+    const cases: Array<[string, () => Promise<void>]> = [
+      ['cut inside the header', () => truncate(walPath, last.offset + 5)],
+      ['cut inside the payload', () => truncate(walPath, last.offset + RECORD_HEADER_BYTES + 2)],
+      ['cut inside the tag', () => truncate(walPath, last.offset + last.size - 3)],
+      [
+        'the record zero-filled from its payload on',
+        async () => {
+          const fh = await open(walPath, 'r+');
+          try {
+            await fh.write(Buffer.alloc(last.size - RECORD_HEADER_BYTES), 0, last.size - RECORD_HEADER_BYTES, last.offset + RECORD_HEADER_BYTES);
+          } finally {
+            await fh.close();
+          }
+        },
+      ],
+      [
+        'a preallocated zero tail after the last record',
+        async () => {
+          const size = (await stat(walPath)).size;
+          const fh = await open(walPath, 'r+');
+          try {
+            await fh.write(Buffer.alloc(4096), 0, 4096, size);
+          } finally {
+            await fh.close();
+          }
+        },
+      ],
+    ];
+    for (const [what, damage] of cases) {
+      await rm(dataDir, { recursive: true, force: true });
+      await cp(pristine, dataDir, { recursive: true });
+      await damage();
+      const { managed, engine } = await openEngine(dataDir, enc);
+      try {
+        for (let i = 0; i < COUNT - 1; i++) assert.ok(engine.getSync(keyOf(i))?.equals(valueOf(i)), `${what}: write ${i} lost`);
+        const lastValue = engine.getSync(keyOf(COUNT - 1));
+        if (what.startsWith('a preallocated')) assert.ok(lastValue?.equals(valueOf(COUNT - 1)), `${what}: the last write is intact and must replay`);
+        else assert.equal(lastValue, undefined, `${what}: a torn write was replayed`);
+        // The database goes on cleanly: new writes land in a new WAL, and the next open is clean.
+        await engine.put(keyOf(COUNT), valueOf(COUNT, 2), { sync: true });
+      } finally {
+        await engine.close();
+        await managed.close();
+      }
+      const again = await openEngine(dataDir, enc);
+      try {
+        assert.ok(again.engine.getSync(keyOf(COUNT))?.equals(valueOf(COUNT, 2)), what);
+        assert.ok(again.engine.getSync(keyOf(0))?.equals(valueOf(0)), what);
+      } finally {
+        await again.engine.close();
+        await again.managed.close();
+      }
     }
   });
 
@@ -351,7 +412,7 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
   });
 
   test(
-    'MANIFEST: damage inside its last, complete record never loses flushed writes silently',
+    'MANIFEST: damage inside its last, complete record refuses to open naming the file and offset',
     async (t) => {
       const { dataDir, enc } = await fixture(t);
       const manifest = await manifestAfterFlushes(dataDir, enc);
@@ -363,23 +424,19 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
       await flipByte(join(dataDir, manifest), last.offset + RECORD_HEADER_BYTES + 3, 0x01);
       const managed = await openEnv(dataDir, enc);
       try {
-        let engine: Engine;
-        try {
-          engine = await Engine.open({ env: managed.env });
-        } catch (err) {
-          // Refusing to open is a correct answer, if it names the damaged file.
-          assert.ok(isTdekvError(err, 'DATA_CORRUPTED'), String(err));
-          assert.ok(err.message.includes(manifest), `the error should name ${manifest}: ${err.message}`);
-          return;
-        }
-        try {
-          const lost = Array.from({ length: 100 }, (_, i) => i).filter((i) => !engine.getSync(keyOf(i))?.equals(valueOf(i)));
-          assert.deepEqual(lost, [], 'flushed writes lost after opening past a damaged manifest record');
-        } finally {
-          await engine.close();
-        }
+        await assert.rejects(Engine.open({ env: managed.env }), expectCode('DATA_CORRUPTED', manifest, `offset ${last.offset}`));
       } finally {
         await managed.close();
+      }
+      // Put back, the data dir opens with every flushed write.
+      await flipByte(join(dataDir, manifest), last.offset + RECORD_HEADER_BYTES + 3, 0x01);
+      const { managed: m2, engine } = await openEngine(dataDir, enc);
+      try {
+        const lost = Array.from({ length: 100 }, (_, i) => i).filter((i) => !engine.getSync(keyOf(i))?.equals(valueOf(i)));
+        assert.deepEqual(lost, [], 'flushed writes lost');
+      } finally {
+        await engine.close();
+        await m2.close();
       }
     },
   );

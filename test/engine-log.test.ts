@@ -9,6 +9,7 @@ import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { crc32c } from '../src/engine/crc32c.js';
 import { RECORD_HEADER_BYTES } from '../src/engine/log-format.js';
+import { AuthDomain, TAG_BYTES } from '../src/crypto/file-auth.js';
 import { LogReader, readLog, type LogContents } from '../src/engine/log-reader.js';
 import { LogWriter } from '../src/engine/log-writer.js';
 import { captureLogger, cleanup, expectCode, newFileMasterKey, tempDir } from './support/fs-helpers.js';
@@ -56,7 +57,7 @@ async function writeLog(payloads: Buffer[], types: number[] = payloads.map(() =>
   await Promise.all(pending);
   await writer.sync();
   const offsets = [0];
-  for (const p of payloads) offsets.push(offsets.at(-1)! + RECORD_HEADER_BYTES + p.length);
+  for (const p of payloads) offsets.push(offsets.at(-1)! + RECORD_HEADER_BYTES + p.length + TAG_BYTES);
   assert.equal(writer.size, offsets.at(-1));
   await writer.close();
   return { name, abs: join(env.dataDir, name), payloads, types, offsets };
@@ -133,14 +134,23 @@ describe('record log', () => {
     for (const [label, read] of READERS) assert.deepEqual(await read(w.name), { records: [] }, label);
   });
 
-  test('the checksum covers length, type and payload', async () => {
-    const w = await writeLog([Buffer.from('abc')], [7]);
+  test('the header checksum covers length and type; the tag covers them and the payload, bound to the offset', async () => {
+    const w = await writeLog([Buffer.from('abcd'), Buffer.from('abc')], [5, 7]);
     const f = await env.openRead(w.name);
     const plain = f.readSync(0, f.size);
-    f.close();
-    assert.equal(plain.readUInt32LE(0), crc32c(plain.subarray(4)));
-    assert.equal(plain.readUInt32LE(4), 3);
-    assert.equal(plain[8], 7);
+    try {
+      const at = w.offsets[1]!;
+      assert.equal(plain.readUInt32LE(at), crc32c(plain.subarray(at + 4, at + RECORD_HEADER_BYTES)));
+      assert.equal(plain.readUInt32LE(at + 4), 3);
+      assert.equal(plain[at + 8], 7);
+      const tag = plain.subarray(at + RECORD_HEADER_BYTES + 3, at + RECORD_HEADER_BYTES + 3 + TAG_BYTES);
+      assert.ok(f.auth!.verify(AuthDomain.LogRecord, at, plain.subarray(at + 4, at + RECORD_HEADER_BYTES + 3), tag));
+      // The same bytes at another offset, or as another kind of unit, do not verify.
+      assert.ok(!f.auth!.verify(AuthDomain.LogRecord, 0, plain.subarray(at + 4, at + RECORD_HEADER_BYTES + 3), tag));
+      assert.ok(!f.auth!.verify(AuthDomain.TableBlock, at, plain.subarray(at + 4, at + RECORD_HEADER_BYTES + 3), tag));
+    } finally {
+      f.close();
+    }
   });
 
   test('an invalid record type is refused', async () => {
@@ -183,7 +193,7 @@ describe('record log', () => {
     for (const k of [0, 2, 4]) {
       const start = w.offsets[k]!;
       const end = w.offsets[k + 1]!;
-      // crc, length, type, and every payload byte.
+      // header checksum, length, type, and every payload and tag byte.
       for (const at of [start, start + 3, start + 4, start + 7, start + 8, ...Array.from({ length: end - start - 9 }, (_, i) => start + 9 + i)]) {
         await writeFile(w.abs, raw);
         await flipByte(w.abs, at);
@@ -194,7 +204,7 @@ describe('record log', () => {
     }
   });
 
-  test('a flipped byte in the last record is a torn tail', async () => {
+  test('a flipped byte in the last, complete record is damage, not a torn tail (it may be an acknowledged write)', async () => {
     const w = await writeLog(randomPayloads(5, 60).map((p) => Buffer.concat([Buffer.from('y'), p])));
     const raw = await readFile(w.abs);
     const last = w.payloads.length - 1;
@@ -202,12 +212,12 @@ describe('record log', () => {
       await writeFile(w.abs, raw);
       await flipByte(w.abs, at);
       for (const [label, read] of READERS) {
-        const capture = captureLogger();
-        const got = await read(w.name, capture.logger);
-        assertRecords(got, w, last, `${label}: flip at ${at}`);
-        assert.equal(got.tornTailAt, w.offsets[last]);
-        assert.equal(capture.warnings().length, 1);
+        await assert.rejects(read(w.name), expectCode('DATA_CORRUPTED', w.name, `offset ${w.offsets[last]}`), `${label}: flip at ${at}`);
       }
+      // The explicit point-in-time mode stops there instead, keeping what came before.
+      const got = await withFile(w.name, (f) => readLog(f, undefined, { onDamage: 'stop' }));
+      assertRecords(got, w, last, `stop mode: flip at ${at}`);
+      assert.equal(got.damagedAt, w.offsets[last]);
     }
   });
 
@@ -241,6 +251,54 @@ describe('record log', () => {
       () => assert.fail('expected an error'),
       (e: unknown) => e as Error,
     );
-    assert.match(err.message, new RegExp(`^${w.name.replace('.', '\\.')} is damaged at offset ${w.offsets[1]}: .*later records .*intact.*restore the data dir from a backup`));
+    assert.match(err.message, new RegExp(`^${w.name.replace('.', '\\.')} is damaged at offset ${w.offsets[1]}: .*complete but it fails its authentication tag.*not cut short by a crash.*restore the data dir from a backup`));
+  });
+});
+
+describe('record log, format 1 (plaintext files: CRC-32C, no tag)', () => {
+  test('a torn last record is dropped; a complete record failing its checksum is damage, last or not', async () => {
+    const dir = join(root, 'plain');
+    const plainEnv = await EncryptedEnv.open({
+      dataDir: dir,
+      method: 'plaintext',
+      rotationPeriodMs: 7 * 24 * 3600 * 1000,
+      masterKey,
+      fileDictionaryLog: true,
+      fileDictionaryRewriteThreshold: 1_000_000,
+      logger: silentLogger(),
+    });
+    try {
+      const payloads = randomPayloads(5, 40).map((p) => Buffer.concat([Buffer.from('z'.repeat(20)), p]));
+      const writer = new LogWriter(await plainEnv.create('p.log'));
+      assert.equal(writer.file.auth, undefined, 'a plaintext file has no key to make tags with');
+      for (const p of payloads) await writer.addRecord(p);
+      await writer.sync();
+      await writer.close();
+      const abs = join(dir, 'p.log');
+      const raw = await readFile(abs);
+      const offsets = [0];
+      for (const p of payloads) offsets.push(offsets.at(-1)! + RECORD_HEADER_BYTES + p.length);
+      assert.equal(raw.length, offsets.at(-1), 'format 1 records carry no tag');
+      const last = payloads.length - 1;
+      const read = async (): Promise<LogContents> => {
+        const f = await plainEnv.openRead('p.log');
+        try {
+          return readLog(f);
+        } finally {
+          f.close();
+        }
+      };
+      await writeFile(abs, raw.subarray(0, offsets[last]! + 4));
+      const torn = await read();
+      assert.equal(torn.records.length, last);
+      assert.equal(torn.tornTailAt, offsets[last]);
+      for (const at of [offsets[1]! + 10, offsets[last]! + 10]) {
+        await writeFile(abs, raw);
+        await flipByte(abs, at);
+        await assert.rejects(read(), expectCode('DATA_CORRUPTED', 'p.log'), `flip at ${at}`);
+      }
+    } finally {
+      await plainEnv.close();
+    }
   });
 });

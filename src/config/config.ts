@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
-import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, type EngineTuning } from '../engine/options.js';
+import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from './host-port.js';
@@ -286,6 +286,7 @@ const SCHEMA: Readonly<Record<string, Section>> = {
       'data-dir': { prop: 'dataDir', default: (ctx) => resolve(ctx.baseDir, DEFAULT_DATA_DIR), ...localPath() },
       'sync-writes': { prop: 'syncWrites', default: () => DEFAULT_SYNC_WRITES, ...oneOf(SYNC_WRITES) },
       'row-cache-size': { prop: 'rowCacheSize', default: () => DEFAULT_ROW_CACHE_SIZE, ...size(0, 2 ** 40) },
+      'wal-recovery-mode': { prop: 'walRecoveryMode', default: () => 'absolute-consistency', ...oneOf(WAL_RECOVERY_MODES) },
     },
   },
   server: {

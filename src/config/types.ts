@@ -1,3 +1,4 @@
+import type { WalRecoveryMode } from '../engine/options.js';
 import type { EngineTuning } from '../engine/options.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 
@@ -50,6 +51,12 @@ export interface StorageConfig {
   syncWrites: SyncWrites;
   /** `row-cache-size` in bytes (server only, default 64 MiB; 0 turns it off): recently used keys' records kept decrypted in memory. */
   rowCacheSize: number;
+  /**
+   * `wal-recovery-mode` (default "absolute-consistency"): what opening does with a complete
+   * write-ahead log record that fails its checksum or tag: refuse, or ("point-in-time") open
+   * with the writes before it and drop it and everything after.
+   */
+  walRecoveryMode: WalRecoveryMode;
 }
 
 export interface SecurityConfig {

@@ -13,11 +13,11 @@ import { manifestName, parseFileName, tableName, walName } from './file-names.js
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import { compareBytes } from './compare-bytes.js';
 import type { InternalIterator } from './iterator.js';
-import { readLog } from './log-reader.js';
+import { readLog, type LogRecord } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
 import { Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
-import { resolveTuning, type EngineOptions, type EngineTuning } from './options.js';
+import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
 import { TableOutput, type TableOutputContext } from './table-output.js';
@@ -120,13 +120,16 @@ export class Engine {
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    const { env, logger: givenLogger, ...partial } = options;
+    const { env, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
     const tuning = resolveTuning(partial);
+    if (!(WAL_RECOVERY_MODES as readonly string[]).includes(walRecoveryMode)) {
+      throw new TdekvError('CONFIG_INVALID', `engine option walRecoveryMode must be one of ${WAL_RECOVERY_MODES.join(', ')} (got ${JSON.stringify(walRecoveryMode)})`);
+    }
     const logger = givenLogger ?? silentLogger();
     const { versions, existed } = await VersionSet.recover(env, tuning.numLevels, logger);
     const engine = new Engine(env, logger, tuning, versions);
     try {
-      await engine.#recover(existed);
+      await engine.#recover(existed, walRecoveryMode);
     } catch (err) {
       await engine.#releaseResources();
       throw err;
@@ -315,7 +318,7 @@ export class Engine {
 
   // ---------------------------------------------------------------- recovery
 
-  async #recover(existed: boolean): Promise<void> {
+  async #recover(existed: boolean, walRecoveryMode: WalRecoveryMode): Promise<void> {
     const names = await this.env.list('');
     const engineFiles = names.map((n) => ({ name: n, parsed: parseFileName(n) })).filter((f) => f.parsed !== undefined);
     if (!existed) {
@@ -333,25 +336,38 @@ export class Engine {
     const wals = engineFiles
       .filter((f) => f.parsed!.kind === 'wal' && f.parsed!.number >= this.#versions.logNumber)
       .sort((a, b) => a.parsed!.number - b.parsed!.number);
-    const edit = emptyEdit();
-    let lastSeq = this.#versions.lastSequence;
-    const ctx = this.#outputContext();
+    // Every log is read and checked before anything is written (invariant 11): a refused
+    // open must leave the data dir as it was, so restoring a damaged byte recovers it.
+    const logs: Array<{ name: string; records: LogRecord[] }> = [];
     for (const wal of wals) {
-      let mem = new Memtable();
       const file = this.env.openReadSync(wal.name);
-      let records;
+      let contents;
       try {
-        records = readLog(file, this.#logger).records;
+        contents = readLog(file, this.#logger, { onDamage: walRecoveryMode === 'point-in-time' ? 'stop' : 'throw' });
       } finally {
         file.close();
       }
-      for (const r of records) {
-        let info;
+      for (const r of contents.records) {
         try {
-          info = decodeBatch(r.payload, (seq, kind, key, value) => mem.add(seq, kind, key, value));
+          decodeBatch(r.payload, () => undefined);
         } catch (err) {
           throw new TdekvError('DATA_CORRUPTED', `${wal.name} in ${this.env.dataDir}: the record at offset ${r.offset} passes its checksum but is not a valid write batch; the write-ahead log is damaged: restore the data dir from a backup`, { cause: err });
         }
+      }
+      logs.push({ name: wal.name, records: contents.records });
+      if (contents.damagedAt !== undefined) {
+        const skipped = wals.slice(wals.indexOf(wal) + 1).map((w) => w.name);
+        this.#logger.error({ wal: wal.name, offset: contents.damagedAt, skippedLogs: skipped }, 'wal-recovery-mode = "point-in-time": replaying up to the damaged record; it and every later write are dropped');
+        break;
+      }
+    }
+    const edit = emptyEdit();
+    let lastSeq = this.#versions.lastSequence;
+    const ctx = this.#outputContext();
+    for (const { name, records } of logs) {
+      let mem = new Memtable();
+      for (const r of records) {
+        const info = decodeBatch(r.payload, (seq, kind, key, value) => mem.add(seq, kind, key, value));
         if (info.count > 0) lastSeq = Math.max(lastSeq, info.firstSeq + info.count - 1);
         if (mem.approximateBytes >= this.tuning.writeBufferSize) {
           edit.newFiles.push(...(await writeMemtable(ctx, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));
@@ -359,7 +375,7 @@ export class Engine {
         }
       }
       if (mem.entries > 0) edit.newFiles.push(...(await writeMemtable(ctx, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));
-      if (records.length > 0) this.#logger.info({ wal: wal.name, records: records.length }, 'replayed write-ahead log');
+      if (records.length > 0) this.#logger.info({ wal: name, records: records.length }, 'replayed write-ahead log');
     }
     this.#lastSeq = lastSeq;
     await this.#openNewWal();

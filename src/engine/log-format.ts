@@ -1,50 +1,94 @@
+import { AuthDomain, TAG_BYTES, type FileAuthenticator } from '../crypto/file-auth.js';
 import { crc32c } from './crc32c.js';
 
 /**
- * The record log under the write-ahead log and the manifest:
+ * The record log under the write-ahead log and the manifest. Two formats, chosen by the
+ * file (the file dictionary records whether a file is authenticated, see FileInfo):
  *
- *   [crc32c:4 LE][length:4 LE][type:1][payload: length bytes]
+ *   format 2 (authenticated): [hcrc:4][length:4][type:1][payload][tag:16]
+ *     hcrc is CRC-32C of length and type, so a damaged length reads as damage, not as a
+ *     record running past the end; the tag covers length, type and payload and is bound
+ *     to the record's offset under the file's MAC key (src/crypto/file-auth.ts).
+ *   format 1 (plaintext and legacy files): [crc32c:4][length:4][type:1][payload]
+ *     the checksum covers length, type and payload.
  *
- * The checksum covers length, type and payload, so a damaged length is caught too. Unlike
- * LevelDB there are no 32 KiB blocks: files are read whole (or streamed) and never
- * recycled, so a reader never has to resynchronise in the middle of a file. It only has to
- * tell a torn last append (a crash) from damage before it, which it does by looking for any
- * intact record after the bad one.
+ * Unlike LevelDB there are no 32 KiB blocks: files are read whole (or streamed) and never
+ * recycled, so a reader never has to resynchronise in the middle of a file. It has to tell
+ * a torn last append (a crash: the record runs past the end of the file, or the file
+ * system left its end zero-filled) from damage, which it refuses (log-reader.ts).
  */
 export const RECORD_HEADER_BYTES = 9;
 /** The type addRecord uses unless told otherwise; the log itself gives types no meaning. */
 export const DEFAULT_RECORD_TYPE = 1;
-export const MAX_RECORD_PAYLOAD = 0xffff_ffff;
+export const MAX_RECORD_PAYLOAD = 0xffff_ffff - TAG_BYTES;
 
-/** Header and payload in one buffer, so one append writes the whole record. */
-export function encodeRecord(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE): Buffer {
+/** How one file frames its records. */
+export interface LogLayout {
+  readonly auth: FileAuthenticator | undefined;
+  /** Bytes after the payload: the tag in format 2, none in format 1. */
+  readonly trailerBytes: number;
+}
+
+const FORMAT_1: LogLayout = { auth: undefined, trailerBytes: 0 };
+
+export function logLayout(auth: FileAuthenticator | undefined): LogLayout {
+  return auth ? { auth, trailerBytes: TAG_BYTES } : FORMAT_1;
+}
+
+/** Header, payload and tag in one buffer, so one append writes the whole record at `offset`. */
+export function encodeRecord(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE, layout: LogLayout = FORMAT_1, offset = 0): Buffer {
   if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new RangeError(`log record type must be an integer 0..255, got ${type}`);
   if (payload.length > MAX_RECORD_PAYLOAD) throw new RangeError(`log record payload of ${payload.length} bytes exceeds the 4 GiB limit`);
-  const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
+  const end = RECORD_HEADER_BYTES + payload.length;
+  const out = Buffer.allocUnsafe(end + layout.trailerBytes);
   out.writeUInt32LE(payload.length, 4);
   out[8] = type;
   out.set(payload, RECORD_HEADER_BYTES);
-  out.writeUInt32LE(crc32c(out.subarray(4)), 0);
+  if (layout.auth) {
+    out.writeUInt32LE(crc32c(out.subarray(4, RECORD_HEADER_BYTES)), 0);
+    layout.auth.tag(AuthDomain.LogRecord, offset, out.subarray(4, end)).copy(out, end);
+  } else {
+    out.writeUInt32LE(crc32c(out.subarray(4)), 0);
+  }
   return out;
 }
+
+/** What is wrong with the record at `off` of `buf` (which runs to the end of the file). */
+export type RecordProblem =
+  | { kind: 'short'; reason: string }
+  | { kind: 'header'; reason: string }
+  | { kind: 'past-end'; reason: string }
+  | { kind: 'check'; reason: string; end: number };
 
 /**
  * Why the record starting at `off` in `buf` is not intact, or null when it is. `buf` must
  * run to the end of the file, so that "runs past the end" means past the end of the file.
  */
-export function recordProblem(buf: Buffer, off: number): string | null {
+export function recordProblem(buf: Buffer, off: number, layout: LogLayout = FORMAT_1): RecordProblem | null {
   const left = buf.length - off;
-  if (left < RECORD_HEADER_BYTES) return `its header is cut short (${left} of ${RECORD_HEADER_BYTES} bytes)`;
+  if (left < RECORD_HEADER_BYTES) return { kind: 'short', reason: `its header is cut short (${left} of ${RECORD_HEADER_BYTES} bytes)` };
+  if (layout.auth && crc32c(buf.subarray(off + 4, off + RECORD_HEADER_BYTES)) !== buf.readUInt32LE(off)) {
+    return { kind: 'header', reason: 'its header (length and type) fails its checksum' };
+  }
   const len = buf.readUInt32LE(off + 4);
-  if (len > left - RECORD_HEADER_BYTES) return `its length (${len} bytes) runs past the end of the file (${left - RECORD_HEADER_BYTES} bytes left)`;
-  if (crc32c(buf.subarray(off + 4, off + RECORD_HEADER_BYTES + len)) !== buf.readUInt32LE(off)) return 'it fails its checksum';
+  const room = left - RECORD_HEADER_BYTES - layout.trailerBytes;
+  if (len > room) return { kind: 'past-end', reason: `its length (${len} bytes) runs past the end of the file (${Math.max(0, room)} bytes left)` };
+  const end = off + RECORD_HEADER_BYTES + len;
+  if (layout.auth) {
+    if (!layout.auth.verify(AuthDomain.LogRecord, off, buf.subarray(off + 4, end), buf.subarray(end, end + TAG_BYTES))) {
+      return { kind: 'check', reason: 'it fails its authentication tag', end: end + TAG_BYTES };
+    }
+  } else if (crc32c(buf.subarray(off + 4, end)) !== buf.readUInt32LE(off)) {
+    return { kind: 'check', reason: 'it fails its checksum', end };
+  }
   return null;
 }
 
 /**
  * Offset of the first intact record starting after `from` (at any byte, not just where
- * records would start if the bad one's length were right), or -1. A crash only tears the
- * last append, so a bad record followed by an intact one is damage, not a crash.
+ * records would start if the bad one's length were right), or -1. Format 1 only: a crash
+ * only tears the last append, so a bad record followed by an intact one is damage. (Format
+ * 2 needs no search: its header checksum already tells a damaged length from a torn one.)
  */
 export function findIntactRecordAfter(buf: Buffer, from: number): number {
   for (let p = from + 1; p + RECORD_HEADER_BYTES <= buf.length; p++) {
@@ -54,3 +98,12 @@ export function findIntactRecordAfter(buf: Buffer, from: number): number {
   }
   return -1;
 }
+
+/**
+ * A file system that crashed while extending a file can leave the new end zero-filled (the
+ * size was updated, the data never written). A record whose on-disk bytes end in such a
+ * run, reaching the end of the file, is an append cut short, not damage. The run must be at
+ * least a tag long: 16 zero bytes at the end of a record's ciphertext do not happen by
+ * chance, so real damage is never taken for a torn write.
+ */
+export const ZERO_TAIL_MIN_BYTES = 16;

@@ -1,7 +1,8 @@
 import type { EncryptedReadableFile } from '../env/readable-file.js';
 import { TdekvError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { findIntactRecordAfter, RECORD_HEADER_BYTES, recordProblem } from './log-format.js';
+import { AuthDomain, TAG_BYTES } from '../crypto/file-auth.js';
+import { ZERO_TAIL_MIN_BYTES, findIntactRecordAfter, logLayout, RECORD_HEADER_BYTES, recordProblem, type LogLayout, type RecordProblem } from './log-format.js';
 import { crc32c } from './crc32c.js';
 
 export interface LogRecord {
@@ -15,6 +16,18 @@ export interface LogContents {
   records: LogRecord[];
   /** Set when the file ended with a torn record (a crash during its append), which was dropped. */
   tornTailAt?: number;
+  /** With `onDamage: 'stop'`: where the first damaged record starts; nothing from there on was read. */
+  damagedAt?: number;
+}
+
+export interface LogReadOptions {
+  /**
+   * What a damaged record (a complete record whose checksum or tag fails) does: 'throw'
+   * (the default) refuses with DATA_CORRUPTED naming the file and offset; 'stop' ends the
+   * read there and reports `damagedAt`, for recovery modes that explicitly accept losing
+   * what follows (RocksDB's point-in-time recovery).
+   */
+  onDamage?: 'throw' | 'stop';
 }
 
 /** Reads are this big, so a 1 GiB log does not need 1 GiB at once (and the file's scratch buffer fits). */
@@ -26,11 +39,14 @@ const EMPTY = Buffer.alloc(0);
  * warning; damage before the end throws DATA_CORRUPTED naming the file and offset
  * (invariant 3). An empty file holds no records.
  */
-export function readLog(file: EncryptedReadableFile, logger?: Logger): LogContents {
-  const reader = new LogReader(file, logger);
+export function readLog(file: EncryptedReadableFile, logger?: Logger, options: LogReadOptions = {}): LogContents {
+  const reader = new LogReader(file, logger, CHUNK_BYTES, options);
   const records: LogRecord[] = [];
   for (let r = reader.read(); r !== undefined; r = reader.read()) records.push(r);
-  return reader.tornTailAt === undefined ? { records } : { records, tornTailAt: reader.tornTailAt };
+  const out: LogContents = { records };
+  if (reader.tornTailAt !== undefined) out.tornTailAt = reader.tornTailAt;
+  if (reader.damagedAt !== undefined) out.damagedAt = reader.damagedAt;
+  return out;
 }
 
 /**
@@ -40,6 +56,8 @@ export function readLog(file: EncryptedReadableFile, logger?: Logger): LogConten
 export class LogReader {
   readonly #file: EncryptedReadableFile;
   readonly #logger: Logger | undefined;
+  readonly #layout: LogLayout;
+  readonly #onDamage: 'throw' | 'stop';
   readonly #chunkBytes: number;
   /** The file's size when opened, lowered if reads find less (a file cut while open). */
   #size: number;
@@ -49,10 +67,13 @@ export class LogReader {
   #pos = 0;
   #done = false;
   #tornTailAt: number | undefined;
+  #damagedAt: number | undefined;
 
-  constructor(file: EncryptedReadableFile, logger?: Logger, chunkBytes = CHUNK_BYTES) {
+  constructor(file: EncryptedReadableFile, logger?: Logger, chunkBytes = CHUNK_BYTES, options: LogReadOptions = {}) {
     this.#file = file;
     this.#logger = logger;
+    this.#layout = logLayout(file.auth);
+    this.#onDamage = options.onDamage ?? 'throw';
     this.#chunkBytes = Math.max(RECORD_HEADER_BYTES, chunkBytes);
     this.#size = file.size;
   }
@@ -60,6 +81,11 @@ export class LogReader {
   /** Set once reading has reached a torn tail (which was dropped). */
   get tornTailAt(): number | undefined {
     return this.#tornTailAt;
+  }
+
+  /** Set once reading has stopped at a damaged record (only with `onDamage: 'stop'`). */
+  get damagedAt(): number | undefined {
+    return this.#damagedAt;
   }
 
   /** The next intact record, or undefined at the end (or at a dropped torn tail). */
@@ -71,13 +97,20 @@ export class LogReader {
       return undefined;
     }
     if (!this.#ensure(RECORD_HEADER_BYTES)) return this.#bad(offset);
+    const auth = this.#layout.auth;
+    if (auth && crc32c(this.#buf.subarray(this.#pos + 4, this.#pos + RECORD_HEADER_BYTES)) !== this.#buf.readUInt32LE(this.#pos)) return this.#bad(offset);
     const len = this.#buf.readUInt32LE(this.#pos + 4);
-    if (!this.#ensure(RECORD_HEADER_BYTES + len)) return this.#bad(offset);
+    if (!this.#ensure(RECORD_HEADER_BYTES + len + this.#layout.trailerBytes)) return this.#bad(offset);
     const buf = this.#buf;
     const at = this.#pos;
     const end = at + RECORD_HEADER_BYTES + len;
-    if (crc32c(buf.subarray(at + 4, end)) !== buf.readUInt32LE(at)) return this.#bad(offset);
-    this.#pos = end;
+    if (auth) {
+      if (!auth.verify(AuthDomain.LogRecord, offset, buf.subarray(at + 4, end), buf.subarray(end, end + TAG_BYTES))) return this.#bad(offset);
+      this.#pos = end + TAG_BYTES;
+    } else {
+      if (crc32c(buf.subarray(at + 4, end)) !== buf.readUInt32LE(at)) return this.#bad(offset);
+      this.#pos = end;
+    }
     return { type: buf[at + 8]!, payload: buf.subarray(at + RECORD_HEADER_BYTES, end), offset };
   }
 
@@ -99,23 +132,61 @@ export class LogReader {
     return this.#buf.length >= n;
   }
 
-  /** The record at `offset` is not intact: a torn tail to drop, or damage to refuse. */
+  /**
+   * The record at `offset` is not intact: a torn tail to drop, or damage to refuse. Torn
+   * means cut short by a crash: it runs past the end of the file, or the file ends in a
+   * zero-filled run that starts inside it. A complete record whose checksum or tag fails is
+   * damage (an edit or a media error), even as the last record: with sync-writes it may
+   * hold an acknowledged write, so dropping it would silently lose data.
+   */
   #bad(offset: number): undefined {
     this.#done = true;
     const rest = this.#file.readSync(offset, this.#size - offset);
-    const problem = recordProblem(rest, 0) ?? 'it could not be read';
-    const later = findIntactRecordAfter(rest, 0);
-    if (later >= 0) {
-      throw new TdekvError(
-        'DATA_CORRUPTED',
-        `${this.#file.path} is damaged at offset ${offset}: the record there ${problem}, but later records (from offset ${offset + later}) are intact, so this is damage to the file (a disk or media error, or an edit), not a write cut short by a crash. The records before offset ${offset} are intact; restore the data dir from a backup and keep the damaged copy for inspection.`,
-      );
+    const problem: RecordProblem = recordProblem(rest, 0, this.#layout) ?? { kind: 'check', reason: 'it could not be read', end: rest.length };
+    const path = this.#file.path;
+    if (!this.#layout.auth) {
+      const later = findIntactRecordAfter(rest, 0);
+      if (later >= 0) {
+        return this.#damaged(
+          offset,
+          `${path} is damaged at offset ${offset}: the record there ${problem.reason}, but later records (from offset ${offset + later}) are intact, so this is damage to the file (a disk or media error, or an edit), not a write cut short by a crash.`,
+        );
+      }
+    }
+    if (problem.kind === 'header' || problem.kind === 'check') {
+      const raw = this.#file.readRawSync(offset, this.#size - offset);
+      const zeros = trailingZeros(raw);
+      const recordEnd = problem.kind === 'check' ? problem.end : raw.length;
+      if ((zeros < ZERO_TAIL_MIN_BYTES && zeros < raw.length) || raw.length - zeros >= recordEnd) {
+        return this.#damaged(
+          offset,
+          `${path} is damaged at offset ${offset}: the record there is complete but ${problem.reason}, so it was changed after it was written (an edit, or a disk or media error), not cut short by a crash.`,
+        );
+      }
     }
     this.#tornTailAt = offset;
     this.#logger?.warn(
-      { file: this.#file.path, offset, droppedBytes: rest.length, reason: problem },
+      { file: path, offset, droppedBytes: rest.length, reason: problem.reason },
       'log ends with an incomplete record (a crash during its append); dropping it',
     );
     return undefined;
   }
+
+  #damaged(offset: number, what: string): undefined {
+    if (this.#onDamage === 'stop') {
+      this.#damagedAt = offset;
+      this.#logger?.error({ file: this.#file.path, offset }, 'log record damaged; recovery stops here as configured, and what follows it is not replayed');
+      return undefined;
+    }
+    throw new TdekvError(
+      'DATA_CORRUPTED',
+      `${what} The records before offset ${offset} are intact; restore the data dir from a backup and keep the damaged copy for inspection (for a write-ahead log, [storage] wal-recovery-mode = "point-in-time" opens with the writes before the damage and drops the rest).`,
+    );
+  }
+}
+
+function trailingZeros(raw: Uint8Array): number {
+  let n = 0;
+  for (let i = raw.length - 1; i >= 0 && raw[i] === 0; i--) n++;
+  return n;
 }

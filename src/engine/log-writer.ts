@@ -1,5 +1,5 @@
 import type { EncryptedWritableFile } from '../env/writable-file.js';
-import { DEFAULT_RECORD_TYPE, encodeRecord } from './log-format.js';
+import { DEFAULT_RECORD_TYPE, encodeRecord, logLayout, type LogLayout } from './log-format.js';
 
 /**
  * Appends records (see log-format.ts) to a fresh file. Never append to a log that was read
@@ -8,9 +8,11 @@ import { DEFAULT_RECORD_TYPE, encodeRecord } from './log-format.js';
  */
 export class LogWriter {
   readonly file: EncryptedWritableFile;
+  readonly #layout: LogLayout;
 
   constructor(file: EncryptedWritableFile) {
     this.file = file;
+    this.#layout = logLayout(file.auth);
   }
 
   get path(): string {
@@ -30,7 +32,7 @@ export class LogWriter {
   addRecord(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE): Promise<void> {
     let record: Buffer;
     try {
-      record = encodeRecord(payload, type);
+      record = encodeRecord(payload, type, this.#layout, this.file.size);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -39,7 +41,7 @@ export class LogWriter {
 
   /** Appends one record and hands it to the OS before returning (see EncryptedWritableFile.appendSync). */
   addRecordSync(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE): void {
-    this.file.appendSync(encodeRecord(payload, type));
+    this.file.appendSync(encodeRecord(payload, type, this.#layout, this.file.size));
   }
 
   /** Waits until every record has reached the OS (survives a process crash). */

@@ -49,10 +49,22 @@ export const DEFAULT_ENGINE_TUNING: EngineTuning = {
   numLevels: 7,
 };
 
+/**
+ * What opening does with a write-ahead log record that is complete but fails its checksum or
+ * tag (RocksDB's WAL recovery modes). A record cut short by a crash is always dropped.
+ * - 'absolute-consistency' (default): refuse to open, naming the file and offset: with
+ *   sync-writes the record may hold an acknowledged write.
+ * - 'point-in-time': replay up to the damaged record and drop it and everything after it
+ *   (later logs too), with an error in the log: the database opens at an earlier point.
+ */
+export const WAL_RECOVERY_MODES = ['absolute-consistency', 'point-in-time'] as const;
+export type WalRecoveryMode = (typeof WAL_RECOVERY_MODES)[number];
+
 export interface EngineOptions extends Partial<EngineTuning> {
   /** The encrypted env every engine file goes through. The engine does not close it. */
   env: EncryptedEnv;
   logger?: Logger;
+  walRecoveryMode?: WalRecoveryMode;
 }
 
 /** Defaults filled in and every number checked, naming the option at fault. */

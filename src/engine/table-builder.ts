@@ -4,7 +4,7 @@ import { BlockBuilder } from './block-builder.js';
 import { compareBytes, copyBytes } from './compare-bytes.js';
 import { BloomHashCollector, buildBloom } from './bloom.js';
 import { MAX_SEQUENCE, TRAILER_BYTES, ValueKind, writeTrailer } from './internal-key.js';
-import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, type BlockHandle, type TableProperties } from './table-format.js';
+import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, tableLayout, type BlockHandle, type TableLayout, type TableProperties } from './table-format.js';
 
 export interface TableBuilderOptions {
   blockSize: number;
@@ -30,6 +30,7 @@ const HIGH_WATER_BYTES = 4 << 20;
  */
 export class TableBuilder {
   readonly #file: EncryptedWritableFile;
+  readonly #layout: TableLayout;
   readonly #blockSize: number;
   readonly #bitsPerKey: number;
   readonly #data: BlockBuilder;
@@ -61,6 +62,7 @@ export class TableBuilder {
     }
     if (!(options.bloomFilterBitsPerKey >= 0)) throw new TdekvError('INVALID_ARGUMENT', `bloomFilterBitsPerKey must be 0 or more (got ${options.bloomFilterBitsPerKey})`);
     this.#file = file;
+    this.#layout = tableLayout(file.auth);
     this.#blockSize = options.blockSize;
     this.#bitsPerKey = options.bloomFilterBitsPerKey;
     this.#data = new BlockBuilder(options.blockRestartInterval, options.blockSize + 1024);
@@ -150,7 +152,7 @@ export class TableBuilder {
     const stored = { entries: this.#entries, deletions: this.#deletions, dataBytes: this.#dataBytes, smallest, largest };
     const properties = this.#writeBlock(encodeProperties(stored));
     const index = this.#writeBlock(this.#index.finish());
-    this.#append(encodeFooter({ filter, index, properties }));
+    this.#append(encodeFooter({ filter, index, properties }, this.#layout, this.#offset));
 
     await this.drain();
     await this.#file.sync();
@@ -183,7 +185,7 @@ export class TableBuilder {
 
   #writeBlock(contents: Buffer): BlockHandle {
     const handle = { offset: this.#offset, size: contents.length };
-    this.#append(blockWithTrailer(contents));
+    this.#append(blockWithTrailer(contents, this.#layout, this.#offset));
     return handle;
   }
 

