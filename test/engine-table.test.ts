@@ -9,7 +9,8 @@ import { encodeInternalKey, MAX_SEQUENCE, ValueKind } from '../src/engine/intern
 import { BlockCache } from '../src/engine/block-cache.js';
 import { TableBuilder, type TableBuilderOptions } from '../src/engine/table-builder.js';
 import { TableCache } from '../src/engine/table-cache.js';
-import { BLOCK_TRAILER_BYTES, FOOTER_BYTES, type TableProperties } from '../src/engine/table-format.js';
+import { tableLayout, verifyBlock, type BlockHandle, type TableProperties } from '../src/engine/table-format.js';
+import { AuthDomain, TAG_BYTES } from '../src/crypto/file-auth.js';
 import { TableReader } from '../src/engine/table-reader.js';
 import { EncryptedEnv } from '../src/env/encrypted-env.js';
 import type { EncryptedReadableFile } from '../src/env/readable-file.js';
@@ -356,7 +357,7 @@ describe('SSTable', () => {
       await fh.close();
     }
     assert.equal(failedAtOpen + failedAtRead, size);
-    assert.ok(failedAtRead > 0 && failedAtOpen > FOOTER_BYTES, `${failedAtOpen} at open, ${failedAtRead} at read`);
+    assert.ok(failedAtRead > 0 && failedAtOpen > 80, `${failedAtOpen} at open, ${failedAtRead} at read`);
     // Restored: the table reads again.
     const t = await openTable('flip.sst');
     checkTable(t, model);
@@ -366,26 +367,70 @@ describe('SSTable', () => {
   test('a table from a newer format is FORMAT_TOO_NEW with the fix', async () => {
     await writeTable('cur.sst', entriesOf(10));
     const plain = await env.readFile('cur.sst');
-    const footerAt = plain.length - FOOTER_BYTES;
-    const newer = Buffer.from(plain);
-    newer.writeUInt32LE(2, footerAt + 48);
-    newer.writeUInt32LE(crc32c(newer.subarray(footerAt, footerAt + 52)), footerAt + 52);
-    await env.writeFile('newer.sst', newer);
+    const t0 = await openTable('cur.sst');
+    const layout = tableLayout(t0.file.auth);
+    assert.equal(layout.version, 2);
+    const dataEnd = t0.properties.dataBytes;
+    // One data block (10 small entries): it starts at 0 and its trailer ends at dataEnd.
+    const { footer } = t0;
+    const handles = [footer.filter, footer.properties, footer.index, { offset: 0, size: dataEnd - layout.trailerBytes }].filter((h) => h.size > 0);
+    t0.close();
+    await writeRetagged('newer.sst', plain, handles, (b) => b.writeUInt32LE(3, b.length - 16));
     await assert.rejects(openTable('newer.sst'), expectCode('FORMAT_TOO_NEW', 'newer.sst', 'upgrade'));
 
-    // A block type this version does not know, under a valid checksum.
-    const typed = Buffer.from(plain);
-    const t0 = await openTable('cur.sst');
-    const dataEnd = t0.properties.dataBytes;
-    t0.close();
-    typed[dataEnd - BLOCK_TRAILER_BYTES] = 1;
-    typed.writeUInt32LE(crc32c(typed.subarray(0, dataEnd - 4)), dataEnd - 4);
-    await env.writeFile('typed.sst', typed);
+    // A block type this version does not know, under a valid tag.
+    await writeRetagged('typed.sst', plain, handles, (b) => {
+      b[dataEnd - layout.trailerBytes] = 1;
+    });
     const t = await openTable('typed.sst');
     try {
       assert.throws(() => t.verifyAll(), expectCode('FORMAT_TOO_NEW', 'typed.sst', 'upgrade'));
     } finally {
       t.close();
+    }
+  });
+
+  /**
+   * Writes `plain` (a table's plaintext) to a new file `name`, first letting `edit` change it
+   * and then re-making every tag under the new file's key, as only a writer holding the data
+   * key could.
+   */
+  async function writeRetagged(name: string, plain: Buffer, handles: BlockHandle[], edit: (b: Buffer) => void): Promise<void> {
+    const out = Buffer.from(plain);
+    edit(out);
+    const file = await env.create(name);
+    const auth = file.auth!;
+    for (const h of handles) auth.tag(AuthDomain.TableBlock, h.offset, out.subarray(h.offset, h.offset + h.size + 1)).copy(out, h.offset + h.size + 1);
+    const layout = tableLayout(auth);
+    const footerAt = out.length - layout.footerBytes;
+    const versionAt = out.length - 16;
+    const covered = Buffer.concat([out.subarray(footerAt, footerAt + 48), out.subarray(versionAt, versionAt + 4)]);
+    auth.tag(AuthDomain.TableFooter, footerAt, covered).copy(out, footerAt + 48);
+    out.writeUInt32LE(crc32c(out.subarray(footerAt, out.length - 12)), out.length - 12);
+    await file.append(out);
+    await file.sync();
+    await file.close();
+  }
+
+  test('forgery without the key: a table copied into another file, or a block replayed at another offset, fails its tag', async () => {
+    await writeTable('orig.sst', entriesOf(200), { blockSize: 512 });
+    const plain = await env.readFile('orig.sst');
+    assert.equal(tableLayout((await openTable('orig.sst')).file.auth).trailerBytes, 1 + TAG_BYTES);
+    // The same plaintext written as another file: its tags were made under orig.sst's key.
+    await env.writeFile('copy.sst', plain);
+    await assert.rejects(openTable('copy.sst'), expectCode('DATA_CORRUPTED', 'copy.sst', 'authentication tag'));
+    // A block with its valid tag, presented at another offset of the same file: refused.
+    const f = await env.openRead('orig.sst');
+    try {
+      const layout = tableLayout(f.auth);
+      const t = await openTable('orig.sst');
+      const { index } = t.footer;
+      t.close();
+      const raw = f.readSync(index.offset, index.size + layout.trailerBytes);
+      assert.equal(verifyBlock(raw, index, 'orig.sst', layout).length, index.size);
+      assert.throws(() => verifyBlock(raw, { offset: index.offset + 1, size: index.size }, 'orig.sst', layout), expectCode('DATA_CORRUPTED', 'orig.sst', 'authentication tag'));
+    } finally {
+      f.close();
     }
   });
 
@@ -408,7 +453,7 @@ describe('SSTable', () => {
     try {
       assert.throws(() => {
         for (const e of entriesOf(200)) t.get(e.key, MAX_SEQUENCE);
-      }, expectCode('DATA_CORRUPTED', 'dmg.sst', 'block at offset', 'checksum', 'restore the file from a backup'));
+      }, expectCode('DATA_CORRUPTED', 'dmg.sst', 'block at offset', 'authentication tag', 'restore the file from a backup'));
     } finally {
       t.close();
     }

@@ -140,7 +140,7 @@ test('verify: a flipped byte in a table fails, naming the file and the damage', 
   }
   const r = await verify(db);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=\\d+\\tDAMAGED\\t.*${table} is damaged: block at offset 0 .* fails its checksum`, 'm'));
+  assert.match(r.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=\\d+\\tDAMAGED\\t.*${table} is damaged: block at offset 0 .* fails its authentication tag`, 'm'));
   // Only that file.
   assert.equal(r.stdout.split('\n').filter((l) => l.includes('\tDAMAGED\t')).length, 1, r.stdout);
   assert.match(r.stdout, /^damaged: 1$/m);
