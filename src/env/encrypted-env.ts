@@ -99,8 +99,8 @@ export class EncryptedEnv {
     try {
       return await EncryptedEnv.#openLocked(options, lock);
     } catch (err) {
-      await lock?.release();
       // Opening failed: leave a new data dir as it was (invariant 7).
+      await lock?.release({ remove: createdMetaDir !== undefined });
       if (createdMetaDir) await rmdir(metaDir).catch(() => undefined);
       throw err;
     }
