@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { setImmediate as yieldTurn } from 'node:timers/promises';
 import { ctrTransformAt } from '../src/crypto/ctr.js';
 import { keyLengthOf } from '../src/crypto/method.js';
-import { EncryptedEnv, type EnvOptions } from '../src/env/encrypted-env.js';
+import { EncryptedEnv, KEY_DICT_NAME, type EnvOptions } from '../src/env/encrypted-env.js';
+import { DataKeyStore } from '../src/keys/data-key-store.js';
 import { isTdekvError } from '../src/errors.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
@@ -191,4 +192,29 @@ test('two concurrent creates of one name: one wins, the other gets FILE_EXISTS, 
   }
   await env.close();
   await assertAllReadBack(fx, written);
+});
+
+test('the key store hands out copies, leases keep a key from retirement, and a closed store serves no wiped key', async (t) => {
+  const fx = await fixture(t);
+  await (await fx.open()).close();
+  const store = await DataKeyStore.open({ path: join(fx.dataDir, 'encryption-meta', KEY_DICT_NAME), masterKey: fx.masterKey, logger: silentLogger() });
+  const policy = { method: 'aes256-ctr' as const, periodMs: 3600_000, masterKeyProtects: true };
+  const first = (await store.current(policy))!;
+  first.key.fill(0);
+  assert.ok(!store.get(first.id).key.equals(Buffer.alloc(32)), 'wiping a copy leaves the store\'s key intact');
+
+  const lease = (await store.lease(policy))!;
+  assert.equal(lease.key.id, first.id);
+  await store.rotate('aes256-ctr');
+  assert.deepEqual(await store.retireUnused(() => new Set()), [], 'a leased key is kept');
+  lease.release();
+  assert.ok(lease.key.key.equals(Buffer.alloc(32)), 'release wipes the lease\'s copy');
+  assert.deepEqual(await store.retireUnused(() => new Set()), [first.id], 'once released and unused, it goes');
+
+  const held = store.get(store.currentKeyId);
+  store.close();
+  assert.ok(!held.key.equals(Buffer.alloc(32)), 'close wipes the store\'s keys, not copies handed out');
+  assert.throws(() => store.get(held.id), (err) => isTdekvError(err, 'CLOSED'));
+  await assert.rejects(store.current(policy), (err) => isTdekvError(err, 'CLOSED'));
+  await assert.rejects(store.lease(policy), (err) => isTdekvError(err, 'CLOSED'));
 });

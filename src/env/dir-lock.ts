@@ -44,7 +44,7 @@ export class DirLock {
       const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
       let kept = false;
       try {
-        if (!nativeFs.tryLock(fh.fd)) throw heldError(path, await readOwner(fh));
+        if (!tryLock(fh.fd, path)) throw heldError(path, await readOwner(fh));
         if (!(await isInodeAt(fh, path))) continue;
         const owner = Buffer.from(`${process.pid}\n${hostname()}\n`);
         await fh.truncate(0);
@@ -80,6 +80,14 @@ export class DirLock {
       // Closing the descriptor releases the kernel lock.
       await fh.close();
     }
+  }
+}
+
+function tryLock(fd: number, path: string): boolean {
+  try {
+    return nativeFs.tryLock(fd);
+  } catch (err) {
+    throw new TdekvError('IO_FAILED', `cannot lock ${path} (${errnoCode(err) ?? String(err)}): the file system does not support advisory locks; put the data dir on a local file system`, { cause: err });
   }
 }
 
