@@ -4,9 +4,10 @@ import { TdekvError, errnoCode } from '../errors.js';
 import { ctrStreamAt } from '../crypto/ctr.js';
 import { FileAuthenticator } from '../crypto/file-auth.js';
 import type { EncryptionMethod } from '../crypto/method.js';
-import { freshIv } from '../crypto/random.js';
+import { freshIv, zeroize } from '../crypto/random.js';
 import type { MasterKey } from '../masterkey/master-key.js';
 import { silentLogger, type Logger } from '../log/logger.js';
+import { InFlight } from '../util/in-flight.js';
 import { mkdirDurable, pathExists as exists, syncDir } from '../keys/atomic-file.js';
 import { DataKeyStore } from '../keys/data-key-store.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
@@ -50,8 +51,12 @@ export interface EnvOptions {
    * invariant 5 forbids.
    */
   adoptPlaintextFiles?: boolean;
-  /** Test hook: called at each durability step; throwing simulates a crash there. */
-  faults?: (operation: string, step: string) => void;
+  /**
+   * Test hook: called at each durability step; throwing simulates a crash there. create()
+   * also awaits what it returns at 'key-chosen' (before its entry is written) and
+   * 'entry-durable', so a test can run other operations inside those windows.
+   */
+  faults?: (operation: string, step: string) => void | Promise<void>;
 }
 
 export interface EncryptionStats {
@@ -75,6 +80,11 @@ export class EncryptedEnv {
   readonly #logger: Logger;
   readonly #lock: DirLock | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
+  /** Operations that close() waits for: creates and key changes. */
+  readonly #inFlight = new InFlight();
+  /** Names being created: a second create() of one name must fail before it writes an entry. */
+  readonly #creating = new Set<string>();
 
   private constructor(options: EnvOptions, dict: FileDictionary, keys: DataKeyStore, logger: Logger, lock: DirLock | undefined) {
     this.dataDir = options.dataDir;
@@ -100,8 +110,8 @@ export class EncryptedEnv {
     try {
       return await EncryptedEnv.#openLocked(options, lock);
     } catch (err) {
-      await lock?.release();
       // Opening failed: leave a new data dir as it was (invariant 7).
+      await lock?.release({ remove: createdMetaDir !== undefined });
       if (createdMetaDir) await rmdir(metaDir).catch(() => undefined);
       throw err;
     }
@@ -156,7 +166,7 @@ export class EncryptedEnv {
       if (!readOnly) {
         await dict.beginWrites();
         await env.#recover(adopt);
-        await keys.current(env.#policy());
+        zeroize((await keys.current(env.#policy()))?.key);
       }
       return env;
     } catch (err) {
@@ -170,25 +180,43 @@ export class EncryptedEnv {
   async create(path: string): Promise<EncryptedWritableFile> {
     this.#checkWritable();
     const rel = normalizeRelative(path);
-    const abs = this.#abs(rel);
-    if (await exists(abs)) {
-      throw new TdekvError('FILE_EXISTS', `file ${rel} already exists in ${this.dataDir}: files are append-only and written once; write a new name and rename it over the old one`);
-    }
-    const key = await this.#keys.current(this.#policy());
-    const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv(), authenticated: true } : { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false };
-    // The entry is durable before the first byte (invariant 4).
-    await this.#dict.set(rel, info);
-    this.#fault('create', 'entry-durable');
-    let fh;
+    // Reserved before the first await: two creates of one name would both pass the exists
+    // check, and the loser's entry (its IV) would replace the winner's.
+    if (this.#creating.has(rel)) throw fileExists(rel, this.dataDir);
+    this.#creating.add(rel);
     try {
-      fh = await open(abs, 'wx', 0o600);
-    } catch (err) {
-      if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `file ${rel} was created concurrently by someone else`);
-      if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
-      throw err;
+      return await this.#inFlight.run(() => this.#create(rel));
+    } finally {
+      this.#creating.delete(rel);
     }
-    const auth = key ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
-    return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel), auth);
+  }
+
+  async #create(rel: string): Promise<EncryptedWritableFile> {
+    const abs = this.#abs(rel);
+    if (await exists(abs)) throw fileExists(rel, this.dataDir);
+    // Leased until the entry is in the dictionary, where retireUnusedKeys() can see it.
+    const lease = await this.#keys.lease(this.#policy());
+    try {
+      const key = lease?.key;
+      const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv(), authenticated: true } : { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false };
+      await this.#options.faults?.('create', 'key-chosen');
+      // The entry is durable before the first byte (invariant 4).
+      await this.#dict.set(rel, info);
+      await this.#options.faults?.('create', 'entry-durable');
+      let fh;
+      try {
+        fh = await open(abs, 'wx', 0o600);
+      } catch (err) {
+        if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `file ${rel} was created concurrently by someone else`);
+        if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
+        throw err;
+      }
+      const auth = key ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
+      return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel), auth);
+    } finally {
+      // The cipher and the authenticator hold their own keys by now.
+      lease?.release();
+    }
   }
 
   /** Opens an existing file for random-access reads. */
@@ -210,8 +238,12 @@ export class EncryptedEnv {
     try {
       return new EncryptedReadableFile(rel, this.#abs(rel), entry.method, key, entry.iv, auth);
     } catch (err) {
+      auth?.destroy();
       if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `file ${rel} is in the file dictionary but not on disk in ${this.dataDir}`);
       throw err;
+    } finally {
+      // The reader keeps its own copy.
+      zeroize(key);
     }
   }
 
@@ -246,6 +278,7 @@ export class EncryptedEnv {
     const rel = normalizeRelative(path);
     const entry = this.#entry(rel);
     const current = await this.#keys.current(this.#policy());
+    zeroize(current?.key);
     const target = current ? { method: current.method, keyId: current.id } : { method: 'plaintext' as const, keyId: 0 };
     if (entry.method === target.method && entry.keyId === target.keyId) return false;
     const tmp = rel + REENCRYPT_SUFFIX;
@@ -403,20 +436,25 @@ export class EncryptedEnv {
   /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
   async rotateDataKey(): Promise<DataKeyInfo> {
     this.#checkWritable();
-    const k = await this.#keys.rotate(this.#options.method);
+    const k = await this.#inFlight.run(() => this.#keys.rotate(this.#options.method));
+    zeroize(k.key);
     return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
   }
 
-  /** Drops data keys that no file uses any more. */
+  /**
+   * Drops data keys that no file uses any more. The used ids are read under the key store's
+   * lock (and keys leased to creates in flight are kept), so a file created meanwhile keeps
+   * its key.
+   */
   async retireUnusedKeys(): Promise<number[]> {
     this.#checkWritable();
-    return this.#keys.retireUnused(this.#dict.usedKeyIds());
+    return this.#inFlight.run(() => this.#keys.retireUnused(() => this.#dict.usedKeyIds()));
   }
 
   /** Online master-key rotation: re-seals the key dictionary under `next`. */
   async rotateMasterKey(next: MasterKey): Promise<void> {
     this.#checkWritable();
-    await this.#keys.rotateMasterKey(next);
+    await this.#inFlight.run(() => this.#keys.rotateMasterKey(next));
   }
 
   async metaFileSizes(): Promise<Record<string, number>> {
@@ -426,12 +464,20 @@ export class EncryptedEnv {
     return sizes;
   }
 
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    await this.#dict.close();
-    this.#keys.close();
-    await this.#lock?.release();
+  /**
+   * Refuses new operations at once, waits for creates and key changes in flight (their
+   * entries and keys must be on disk, and their ciphers built, before the keys are wiped),
+   * then closes. Files already created or opened keep working: each holds its own cipher.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed = true;
+      await this.#inFlight.drained();
+      await this.#dict.close();
+      this.#keys.close();
+      await this.#lock?.release();
+    })();
+    return this.#closing;
   }
 
   #policy() {
@@ -490,6 +536,10 @@ export class EncryptedEnv {
       this.#logger.info({ records: records.length }, 'file dictionary reconciled with the data dir');
     }
   }
+}
+
+function fileExists(rel: string, dataDir: string): TdekvError {
+  return new TdekvError('FILE_EXISTS', `file ${rel} already exists in ${dataDir}: files are append-only and written once; write a new name and rename it over the old one`);
 }
 
 async function sameFile(a: string, b: string): Promise<boolean> {

@@ -28,6 +28,15 @@ export interface DataKeyStoreOptions {
   readOnly?: boolean;
 }
 
+/**
+ * The current key handed to a file being created, and held against retirement until that
+ * file's dictionary entry exists. `release()` wipes the copy and lets the id go.
+ */
+export interface DataKeyLease {
+  readonly key: DataKey;
+  release(): void;
+}
+
 /** Why one master key could not open the dictionary. */
 interface Attempt {
   masterKey: MasterKey;
@@ -46,6 +55,12 @@ export class DataKeyStore {
   readonly #logger: Logger;
   readonly #readOnly: boolean;
   readonly #mutex = new Mutex();
+  /**
+   * Ids leased to creates whose dictionary entry is not in the file dictionary yet, with a
+   * count each: the file dictionary cannot see them, so retiring must.
+   */
+  readonly #leased = new Map<number, number>();
+  #closed = false;
 
   private constructor(path: string, dict: KeyDictionary, masterKey: MasterKey, wrapping: WrappingKey, logger: Logger, readOnly: boolean) {
     this.path = path;
@@ -133,8 +148,17 @@ export class DataKeyStore {
     return this.#dict.currentKeyId;
   }
 
-  /** The key for `id`; throws naming the id if the dictionary does not have it. */
+  /**
+   * A copy of the key for `id`, which the caller wipes once its cipher is built: the store
+   * wipes its own buffers on retire and close, and a shared one would leave the caller
+   * encrypting under an all-zero key. Throws naming the id if the dictionary does not have it.
+   */
   get(id: number): DataKey {
+    return copyOf(this.#get(id));
+  }
+
+  #get(id: number): DataKey {
+    this.#checkOpen();
     const k = this.#dict.keys.get(id);
     if (!k) {
       throw new TdekvError('DATA_KEY_MISSING', `data key ${id} is not in the key dictionary ${this.path}: the dictionary does not belong to these files, or it was restored from an older backup`);
@@ -154,33 +178,82 @@ export class DataKeyStore {
   exportKeys(ids?: readonly number[]): DataKey[] {
     const wanted = ids ?? [...this.#dict.keys.keys()];
     return wanted.map((id) => {
-      const k = this.get(id);
-      return { ...k, key: Buffer.from(k.key) };
+      return this.get(id);
     });
   }
 
-  /** Returns the key to encrypt a new file with, rotating first if the policy requires it. */
+  /**
+   * A copy of the key to encrypt a new file with (see get()), rotating first if the policy
+   * requires it. A file about to be created takes a lease() instead.
+   */
   async current(policy: RotationPolicy, nowMs = Date.now()): Promise<DataKey | undefined> {
+    const k = await this.#current(policy, nowMs, false);
+    return k && copyOf(k);
+  }
+
+  /**
+   * The current key for a new file, held against retirement until `release()`: call it once
+   * the file's dictionary entry is applied, which is when retireUnused() can see the id.
+   */
+  async lease(policy: RotationPolicy, nowMs = Date.now()): Promise<DataKeyLease | undefined> {
+    const k = await this.#current(policy, nowMs, true);
+    if (!k) return undefined;
+    const key = copyOf(k);
+    let held = true;
+    return {
+      key,
+      release: () => {
+        if (!held) return;
+        held = false;
+        zeroize(key.key);
+        const n = (this.#leased.get(key.id) ?? 1) - 1;
+        if (n === 0) this.#leased.delete(key.id);
+        else this.#leased.set(key.id, n);
+      },
+    };
+  }
+
+  /**
+   * The current key, leased (when `lease`) in the same synchronous step that chose it, so no
+   * retirement can run between the choice and the lease.
+   */
+  async #current(policy: RotationPolicy, nowMs: number, lease: boolean): Promise<DataKey | undefined> {
+    this.#checkOpen();
     if (policy.method === 'plaintext') return undefined;
+    const take = (k: DataKey): DataKey => {
+      if (lease) this.#leased.set(k.id, (this.#leased.get(k.id) ?? 0) + 1);
+      return k;
+    };
     const reason = rotationReason(this.#currentInfo(), { ...policy, masterKeyProtects: this.#masterKey.protectsKeys }, nowMs);
-    if (reason === null) return this.#dict.keys.get(this.#dict.currentKeyId);
+    if (reason === null) return take(this.#get(this.#dict.currentKeyId));
     return this.#mutex.run(async () => {
+      this.#checkOpen();
       // Another caller may have rotated while this one waited.
       const again = rotationReason(this.#currentInfo(), { ...policy, masterKeyProtects: this.#masterKey.protectsKeys }, nowMs);
-      return again === null ? this.get(this.#dict.currentKeyId) : this.#rotateLocked(policy.method, again, nowMs);
+      return take(again === null ? this.#get(this.#dict.currentKeyId) : await this.#rotateLocked(policy.method, again, nowMs));
     });
   }
 
   /** On-demand rotation: a new current key; old keys stay for the files that use them. */
   rotate(method: EncryptionMethod, nowMs = Date.now()): Promise<DataKey> {
     if (method === 'plaintext') throw new TdekvError('INVALID_ARGUMENT', 'cannot rotate the data key while data-encryption-method = "plaintext"');
-    return this.#mutex.run(() => this.#rotateLocked(method, 'requested', nowMs));
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      return copyOf(await this.#rotateLocked(method, 'requested', nowMs));
+    });
   }
 
-  /** Drops keys that are neither current nor used by any file. Returns the retired ids. */
-  retireUnused(usedIds: ReadonlySet<number>): Promise<number[]> {
+  /**
+   * Drops keys that are neither current, leased, nor used by any file. Returns the retired
+   * ids. `usedIds` is read under the store's lock, after every rotation queued before it, so
+   * pass a function reading the file dictionary as it is then, not a set computed earlier:
+   * a key that was current when the set was computed may be in use by now.
+   */
+  retireUnused(usedIds: ReadonlySet<number> | (() => ReadonlySet<number>)): Promise<number[]> {
     return this.#mutex.run(async () => {
-      const retired = [...this.#dict.keys.values()].filter((k) => k.id !== this.#dict.currentKeyId && !usedIds.has(k.id));
+      this.#checkOpen();
+      const used = typeof usedIds === 'function' ? usedIds() : usedIds;
+      const retired = [...this.#dict.keys.values()].filter((k) => k.id !== this.#dict.currentKeyId && !used.has(k.id) && !this.#leased.has(k.id));
       if (retired.length === 0) return [];
       const keys = new Map(this.#dict.keys);
       for (const k of retired) keys.delete(k.id);
@@ -213,9 +286,18 @@ export class DataKeyStore {
     });
   }
 
+  /**
+   * Wipes the keys. Every key handed out is a copy, so files already set up keep working;
+   * anything asked of the store afterwards is refused rather than served a wiped key.
+   */
   close(): void {
+    this.#closed = true;
     for (const k of this.#dict.keys.values()) zeroize(k.key);
     zeroize(this.#wrapping.key);
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new TdekvError('CLOSED', `key dictionary ${this.path} is closed`);
   }
 
   #currentInfo(): DataKeyInfo | undefined {
@@ -262,6 +344,13 @@ export class DataKeyStore {
       zeroize(content);
     }
   }
+}
+
+/** Buffer.alloc, not Buffer.from: small Buffer.from copies land in Node's shared pool. */
+function copyOf(k: DataKey): DataKey {
+  const key = Buffer.alloc(k.key.length);
+  k.key.copy(key);
+  return { ...k, key };
 }
 
 function parseSealed(raw: Buffer, path: string) {
