@@ -4,7 +4,11 @@ import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME, type FileDictionaryOptions } from '../src/keys/file-dictionary.js';
-import { HEADER_LENGTH, encodeBatch, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
+import { HEADER_LENGTH, LOG_PREAMBLE_LENGTH, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
+
+const macKey = randomBytes(32);
+/** Bytes one logged batch takes: its frame (length, checksum, MAC) and its records. */
+const batchLength = (records: readonly FileRecord[]) => 8 + 32 + records.reduce((n, r) => n + encodeRecord(r).length, 0);
 import { silentLogger, type Logger } from '../src/log/logger.js';
 import { captureLogger, cleanup, expectCode, snapshotTree, assertSameTree, tempDir } from './support/fs-helpers.js';
 
@@ -12,7 +16,7 @@ let root: string;
 let dir: string;
 
 function options(useLog: boolean, logger: Logger = silentLogger(), rewriteThreshold = 1_000_000, at = dir): FileDictionaryOptions {
-  return { dir: at, useLog, rewriteThreshold, logger };
+  return { dir: at, useLog, rewriteThreshold, logger, macKey };
 }
 
 async function openDict(o: FileDictionaryOptions): Promise<FileDictionary> {
@@ -138,12 +142,12 @@ describe('FileDictionary', () => {
     const snapBytes = await readFile(snapPath);
     const gen = await generationOf(SNAPSHOT_NAME);
     let logSize = (await stat(logPath)).size;
-    assert.equal(logSize, HEADER_LENGTH);
+    assert.equal(logSize, LOG_PREAMBLE_LENGTH);
     await new Promise((r) => setTimeout(r, 20)); // so that an mtime change would show
     for (const batch of sampleRecords(12)) {
       await d.apply(batch);
       const size = (await stat(logPath)).size;
-      assert.equal(size, logSize + encodeBatch(batch).length, 'the log grows by exactly the records');
+      assert.equal(size, logSize + batchLength(batch), 'the log grows by exactly the records');
       logSize = size;
     }
     const snapAfter = await stat(snapPath);
@@ -173,11 +177,11 @@ describe('FileDictionary', () => {
     assert.equal(await generationOf(LOG_NAME), gen);
     for (let i = 0; i < 3; i++) await d.remove(`f${i}`);
     assert.equal(await generationOf(SNAPSHOT_NAME), gen, 'three removes do not exceed a threshold of 3');
-    assert.ok((await stat(join(dir, LOG_NAME))).size > HEADER_LENGTH);
+    assert.ok((await stat(join(dir, LOG_NAME))).size > LOG_PREAMBLE_LENGTH);
     const expected = stateOf([...d.entries()].filter(([p]) => p !== 'f3'));
 
     await d.remove('f3');
-    assert.equal((await stat(join(dir, LOG_NAME))).size, HEADER_LENGTH);
+    assert.equal((await stat(join(dir, LOG_NAME))).size, LOG_PREAMBLE_LENGTH);
     assert.equal(await generationOf(SNAPSHOT_NAME), gen + 1n);
     assert.equal(await generationOf(LOG_NAME), gen + 1n);
     assert.deepEqual(stateOf(d.entries()), expected);
@@ -232,7 +236,7 @@ describe('FileDictionary', () => {
       const reloaded = await FileDictionary.load(options(true, cap2.logger));
       assert.deepEqual(stateOf(reloaded.entries()), expected, `offset ${offset} after beginWrites`);
       assert.equal(cap2.warnings().length, 0, `offset ${offset}: the torn tail is gone after beginWrites`);
-      assert.equal((await stat(logPath)).size, HEADER_LENGTH);
+      assert.equal((await stat(logPath)).size, LOG_PREAMBLE_LENGTH);
     }
     assert.ok(torn > 60, `only ${torn} torn offsets were tried`);
   });
@@ -292,7 +296,7 @@ describe('FileDictionary', () => {
     await d.close();
     const full = await readFile(logPath);
     // Cut exactly after the first record of the batch: a record boundary, yet incomplete.
-    const cut = before + encodeRecord(batch[0]!, false).length;
+    const cut = before + 8 + 32 + encodeRecord(batch[0]!).length;
     await writeFile(logPath, full.subarray(0, cut));
     const cap = captureLogger();
     const loaded = await FileDictionary.load(options(true, cap.logger));
@@ -433,7 +437,7 @@ describe('FileDictionary', () => {
     for (const b of sampleRecords(9)) await d.apply(b);
     const expected = stateOf(d.entries());
     await d.close();
-    assert.ok((await stat(join(dir, LOG_NAME))).size > HEADER_LENGTH);
+    assert.ok((await stat(join(dir, LOG_NAME))).size > LOG_PREAMBLE_LENGTH);
 
     const off = await openDict(options(false));
     assert.deepEqual(await readdir(dir), [SNAPSHOT_NAME]);
