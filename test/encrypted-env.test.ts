@@ -605,6 +605,7 @@ describe('EncryptedEnv', () => {
   test('a missing key.dict while file.dict lists encrypted files is KEY_DICTIONARY_DAMAGED, and nothing is written', async () => {
     await withEnv({}, async (env) => env.writeFile('enc', markedData(100)));
     await rm(join(dataDir, META_DIR, KEY_DICT_NAME));
+    await rm(join(dataDir, META_DIR, KEY_DICT_NAME + '.copy'));
     const before = await snapshotTree(root);
     await assert.rejects(open(), expectCode('KEY_DICTIONARY_DAMAGED', join(dataDir, META_DIR, KEY_DICT_NAME), 'restore'));
     await assert.rejects(open({ readOnly: true }), expectCode('KEY_DICTIONARY_DAMAGED'));

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME, type FileDictionaryOptions } from '../src/keys/file-dictionary.js';
 import { HEADER_LENGTH, LOG_PREAMBLE_LENGTH, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
 
@@ -226,7 +227,7 @@ describe('FileDictionary', () => {
         assert.equal(warnings[0]!['file'], logPath);
         assert.equal(warnings[0]!['offset'], boundaries[complete - 1]);
         assert.equal(warnings[0]!['droppedBytes'], offset - boundaries[complete - 1]!);
-        assert.match(warnings[0]!.msg, /incomplete record/);
+        assert.match(warnings[0]!.msg, /incomplete append/);
       }
       assert.ok((await readFile(logPath)).equals(cut), 'load must not change the log');
 
@@ -258,8 +259,8 @@ describe('FileDictionary', () => {
     assert.equal(cap.warnings()[0]!['offset'], good.length);
     assert.equal(cap.warnings()[0]!['file'], logPath);
 
-    // The last record's bytes zeroed in place: that record is dropped, the rest kept.
-    const lastLen = encodeRecord(batches.at(-1)![0]!).length;
+    // The last batch's bytes zeroed in place: that batch is dropped, the rest kept.
+    const lastLen = batchLength(batches.at(-1)!);
     const zeroed = Buffer.concat([good.subarray(0, good.length - lastLen), Buffer.alloc(lastLen)]);
     await writeFile(logPath, zeroed);
     cap = captureLogger();
@@ -348,9 +349,10 @@ describe('FileDictionary', () => {
     }
 
     const newer = Buffer.from(good);
-    newer.writeUInt16LE(2, 8);
+    newer.writeUInt16LE(3, 8);
+    newer.writeUInt32LE(crc32(newer.subarray(0, HEADER_LENGTH - 4)) >>> 0, HEADER_LENGTH - 4);
     await writeFile(snapPath, newer);
-    await assert.rejects(FileDictionary.load(options(false)), expectCode('FORMAT_TOO_NEW', snapPath, 'version 2'));
+    await assert.rejects(FileDictionary.load(options(false)), expectCode('FORMAT_TOO_NEW', snapPath, 'version 3'));
   });
 
   test('a log in a newer format is FORMAT_TOO_NEW and says how to downgrade', async () => {
@@ -360,6 +362,7 @@ describe('FileDictionary', () => {
     const logPath = join(dir, LOG_NAME);
     const log = await readFile(logPath);
     log.writeUInt16LE(log.readUInt16LE(8) + 1, 8);
+    log.writeUInt32LE(crc32(log.subarray(0, HEADER_LENGTH - 4)) >>> 0, HEADER_LENGTH - 4);
     await writeFile(logPath, log);
     await assert.rejects(FileDictionary.load(options(true)), expectCode('FORMAT_TOO_NEW', logPath, '`enable-file-dictionary-log = false`'));
   });

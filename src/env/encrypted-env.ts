@@ -116,6 +116,9 @@ export class EncryptedEnv {
     const metaDir = join(options.dataDir, META_DIR);
     const keyDictPath = join(metaDir, KEY_DICT_NAME);
     const keyDictExisted = (await exists(keyDictPath)) || (await exists(keyDictPath + COPY_SUFFIX));
+    if (readOnly && !keyDictExisted && (await exists(join(metaDir, SNAPSHOT_NAME)))) {
+      throw new TdekvError('KEY_DICTIONARY_DAMAGED', `key dictionary ${keyDictPath} (and its copy) is missing, but the file dictionary exists: restore ${KEY_DICT_NAME} from the same backup as the file dictionary.`);
+    }
     // key.dict first: it holds the MAC key the file dictionary is verified with.
     const keys = await DataKeyStore.load({
       path: keyDictPath,

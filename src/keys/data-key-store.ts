@@ -130,6 +130,8 @@ export class DataKeyStore {
     const results: Array<{ path: string; opened?: Opened; error?: TdekvError }> = [];
     for (const [p, raw] of [[path, primaryRaw], [copyPath, copyRaw]] as const) {
       if (!raw) continue;
+      // An identical copy needs no second unseal (with KMS: no second Decrypt call).
+      if (p === copyPath && primaryRaw?.equals(raw) && results[0]?.opened) continue;
       try {
         results.push({ path: p, opened: await openOne(p, raw, options) });
       } catch (err) {

@@ -10,6 +10,7 @@ import {
   LEGACY_VERSION,
   LOG_MAGIC,
   LOG_PREAMBLE_LENGTH,
+  LOG_VERSION,
   SNAPSHOT_MAGIC,
   SNAPSHOT_VERSION,
   decodeHeader,
@@ -396,6 +397,12 @@ function parseHeader(buf: Buffer, magic: Buffer, path: string, options: FileDict
   try {
     header = decodeHeader(buf, magic);
   } catch (err) {
+    if (err instanceof HeaderTooNew && magic === LOG_MAGIC) {
+      throw new TdekvError(
+        'FORMAT_TOO_NEW',
+        `file dictionary log ${path} was written by a newer tdekv (log ${err.message}; this build reads up to ${LOG_VERSION}). To downgrade, open the data dir once with the newer tdekv and \`enable-file-dictionary-log = false\`, which folds the log into ${SNAPSHOT_NAME} and removes it.`,
+      );
+    }
     if (err instanceof HeaderTooNew) {
       throw new TdekvError(
         'FORMAT_TOO_NEW',
