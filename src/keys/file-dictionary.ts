@@ -141,6 +141,8 @@ export class FileDictionary {
         keyDictGeneration = Math.max(keyDictGeneration, header.keyDictGeneration, applyAll(entries, decoded.records));
       } else {
         // An older generation was folded into the snapshot before a crash: nothing to replay.
+        // It must still be this data dir's own log: a foreign one is tampering, not a crash.
+        if (header.version !== LEGACY_VERSION) decodeOrThrow(() => decodeLog(log, options.macKey), logPath);
         notes.staleLog = true;
       }
     }
