@@ -53,6 +53,21 @@ export interface EnvOptions {
   faults?: (operation: string, step: string) => void;
 }
 
+export interface DictionaryState {
+  /** key.dict or the file dictionary is still in the legacy (version 1, unauthenticated) format. */
+  legacy: boolean;
+  keyDictGeneration: number;
+  fileDictGeneration: number;
+  /** A torn last append of file.dict.log, dropped at the next writable open. */
+  tornTail?: { file: string; offset: number; reason: string; droppedBytes: number };
+  staleLog: boolean;
+  /** A damaged, missing or out-of-date copy of key.dict (the other one was used). */
+  keyDictCopyProblems: string[];
+  plaintextEntries: string[];
+  /** Encrypted files written before tags existed. */
+  unauthenticatedFiles: string[];
+}
+
 export interface EncryptionStats {
   files: number;
   /** Files per method. */
@@ -397,6 +412,31 @@ export class EncryptedEnv {
   currentDataKey(): DataKeyInfo | undefined {
     const id = this.#keys.currentKeyId;
     return this.#options.method === 'plaintext' || id === 0 ? undefined : this.#keys.list().find((k) => k.id === id);
+  }
+
+  /**
+   * What the open found about the dictionaries themselves, for `ctl verify` and status: the
+   * key.dict generation (an outside anchor can record it to detect a rollback of the whole
+   * data dir), legacy (unauthenticated) state, and problems the next writable open repairs.
+   */
+  dictionaryState(): DictionaryState {
+    const notes = this.#dict.notes;
+    const plaintextEntries: string[] = [];
+    const unauthenticatedFiles: string[] = [];
+    for (const [path, e] of this.#dict.entries()) {
+      if (e.method === 'plaintext') plaintextEntries.push(path);
+      else if (!e.authenticated) unauthenticatedFiles.push(path);
+    }
+    return {
+      legacy: notes.legacy || this.#keys.legacy,
+      keyDictGeneration: this.#keys.generation,
+      fileDictGeneration: this.#dict.generation,
+      ...(notes.tornTail ? { tornTail: { ...notes.tornTail } } : {}),
+      staleLog: notes.staleLog,
+      keyDictCopyProblems: [...this.#keys.copyProblems],
+      plaintextEntries: plaintextEntries.sort(),
+      unauthenticatedFiles: unauthenticatedFiles.sort(),
+    };
   }
 
   dataKeys(): DataKeyInfo[] {
