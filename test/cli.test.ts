@@ -86,7 +86,9 @@ test('ctl dump-key prints keys only after "I consent" or --i-consent', async (t)
   const id = typed.stdout.split('\t')[0]!;
   const flag = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--ids', id, '--i-consent']);
   assert.equal(flag.code, 0, flag.stderr);
-  assert.equal(flag.stdout, typed.stdout);
+  // The first dump was recorded: the key now reads as exposed.
+  assert.equal(flag.stdout, typed.stdout.replace('exposed=false', 'exposed=true'));
+  assert.match(typed.stderr, /data-key-dumped/);
   const bad = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--ids', '1,x', '--i-consent']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--ids must be/);
@@ -177,12 +179,20 @@ test('init refuses a data dir holding unknown files until --adopt-plaintext-file
   assert.match(dump.stdout, /^old\.log\tmethod=plaintext\tkey-id=0\t/);
 });
 
+/** Data key ids, from `ctl encryption-meta status --json` (which never prints key material). */
+async function keyIds(config: string): Promise<string[]> {
+  const r = await runCli(['ctl', '--config', config, 'encryption-meta', 'status', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as { dataKeys: Array<{ id: number }> }).dataKeys.map((k) => String(k.id));
+}
+
 test('data-key rotate and retire: new files use the new key, unused keys go, a running writer blocks both', async (t) => {
   const dir = await tempDir(t);
   const { config } = await fixture(dir);
-  const keysBefore = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
+  // Key ids from status: dump-key would mark the key exposed (issue 9 item 16).
+  const keysBefore = await keyIds(config);
   assert.equal(keysBefore.length, 1);
-  const oldId = keysBefore[0]!.split('\t')[0]!;
+  const oldId = keysBefore[0]!;
 
   const rotated = await runCli(['data-key', 'rotate', '--config', config]);
   assert.equal(rotated.code, 0, rotated.stderr);
@@ -206,8 +216,7 @@ test('data-key rotate and retire: new files use the new key, unused keys go, a r
   const retired = await runCli(['data-key', 'retire', '--config', config]);
   assert.equal(retired.code, 0, retired.stderr);
   assert.equal(retired.stdout.trim(), `retired data keys: ${oldId}`);
-  const keysAfter = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
-  assert.deepEqual(keysAfter.map((l) => l.split('\t')[0]), [newId]);
+  assert.deepEqual(await keyIds(config), [newId]);
 });
 
 test('ctl encryption-meta status shows keys, ages and file counts, never key material', async (t) => {
@@ -219,7 +228,8 @@ test('ctl encryption-meta status shows keys, ages and file counts, never key mat
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /method\s+aes256-ctr/);
   assert.match(text.stdout, /files\s+2 \(aes256-ctr: 2\)/);
-  assert.match(text.stdout, /key \d+\taes256-ctr\tcreated \S+\t2 file\(s\)\tcurrent/);
+  // The dump above marked the key exposed.
+  assert.match(text.stdout, /key \d+\taes256-ctr\tcreated \S+\t2 file\(s\)\texposed\tcurrent/);
   const json = await runCli(['ctl', '--config', config, 'encryption-meta', 'status', '--json']);
   assert.equal(json.code, 0, json.stderr);
   const s = JSON.parse(json.stdout) as { encrypted: boolean; masterKey: { type: string }; currentDataKey: { id: number }; dataKeys: Array<{ id: number; files: number }>; metaFileSizes: Record<string, number> };
@@ -241,8 +251,7 @@ test('data-key reencrypt --retire moves every file to the current key, with prog
   const m = /2 file\(s\) re-encrypted; every file now uses aes256-ctr with data key (\d+)/.exec(r.stdout);
   assert.ok(m, r.stdout);
   assert.match(r.stdout, /retired data keys: \d+/);
-  const keys = (await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-key', '--i-consent'])).stdout.trim().split('\n');
-  assert.deepEqual(keys.map((l) => l.split('\t')[0]), [m[1]]);
+  assert.deepEqual(await keyIds(config), [m[1]]);
   const out = join(dir, 'plain');
   assert.equal((await runCli(['ctl', '--config', config, 'encryption-meta', 'decrypt-file', '--path', 'db/000001.sst', '--out-file', out])).code, 0);
   assert.deepEqual(await readFile(out), content);

@@ -62,6 +62,12 @@ async function withStore<T>(mk: MasterKey, fn: (s: DataKeyStore) => Promise<T>, 
   }
 }
 
+/** key.dict and its copy: both must be damaged before the dictionary is lost (issue 9 item 15). */
+async function writeBoth(bytes: Uint8Array): Promise<void> {
+  await writeFile(dictPath, bytes);
+  await writeFile(dictPath + '.copy', bytes);
+}
+
 /** Key material as a comparable, copied structure. */
 function snapshotKeys(s: DataKeyStore): Array<{ id: number; method: string; createdAtMs: number; exposed: boolean; key: string }> {
   return s
@@ -128,7 +134,7 @@ describe('DataKeyStore', () => {
     const wrong = await newFileMasterKey(dir, 'b.key');
     await assert.rejects(open(wrong), expectCode('MASTER_KEY_WRONG', dictPath, 'authentication failed', join(dir, 'b.key')));
     assert.ok((await readFile(dictPath)).equals(bytes));
-    assert.deepEqual((await readdir(dir)).sort(), ['a.key', 'b.key', 'key.dict']);
+    assert.deepEqual((await readdir(dir)).sort(), ['a.key', 'b.key', 'key.dict', 'key.dict.copy']);
   });
 
   test('a flipped byte anywhere in key.dict is KEY_DICTIONARY_DAMAGED, never a wrong key or a newer format', async () => {
@@ -142,7 +148,7 @@ describe('DataKeyStore', () => {
       for (const mask of [0x01, 0x80, 0xff]) {
         const bad = Buffer.from(good);
         bad[offset]! ^= mask;
-        await writeFile(dictPath, bad);
+        await writeBoth(bad);
         for (const key of [mk, wrong]) {
           await assert.rejects(open(key), (err) => {
             expectCode('KEY_DICTIONARY_DAMAGED', dictPath, 'not a wrong master key')(err);
@@ -152,7 +158,7 @@ describe('DataKeyStore', () => {
         assert.ok((await readFile(dictPath)).equals(bad), 'a failed open must not touch the file');
       }
     }
-    await writeFile(dictPath, good);
+    await writeBoth(good);
     await withStore(mk, async (s) => assert.equal(s.list().length, 3));
   });
 
@@ -161,10 +167,10 @@ describe('DataKeyStore', () => {
     const good = await populate(mk);
     const lengths = [0, 1, 8, 9, 10, 11, 15, 30, good.length - 20, good.length - 16, good.length - 5, good.length - 4, good.length - 1];
     for (const len of lengths) {
-      await writeFile(dictPath, good.subarray(0, len));
+      await writeBoth(good.subarray(0, len));
       await assert.rejects(open(mk), expectCode('KEY_DICTIONARY_DAMAGED', dictPath), `length ${len}`);
     }
-    await writeFile(dictPath, Buffer.concat([good, Buffer.of(0)]));
+    await writeBoth(Buffer.concat([good, Buffer.of(0)]));
     await assert.rejects(open(mk), expectCode('KEY_DICTIONARY_DAMAGED', dictPath));
   });
 
@@ -172,10 +178,10 @@ describe('DataKeyStore', () => {
     const mk = await newFileMasterKey(dir);
     const good = await populate(mk);
     const newer = Buffer.from(good);
-    newer.writeUInt16LE(2, 8);
+    newer.writeUInt16LE(3, 8);
     newer.writeUInt32LE(crc32(newer.subarray(0, newer.length - 4)) >>> 0, newer.length - 4);
-    await writeFile(dictPath, newer);
-    await assert.rejects(open(mk), expectCode('FORMAT_TOO_NEW', dictPath, 'version 2'));
+    await writeBoth(newer);
+    await assert.rejects(open(mk), expectCode('FORMAT_TOO_NEW', dictPath, 'version 3'));
     assert.ok((await readFile(dictPath)).equals(newer));
   });
 
@@ -516,7 +522,7 @@ describe('DataKeyStore', () => {
       const prev = await newFileMasterKey(dir);
       await assert.rejects(open(mk, prev), expectCode('MASTER_KEY_UNAVAILABLE'));
       assert.ok((await readFile(dictPath)).equals(bytes));
-      assert.deepEqual((await readdir(dir)).sort(), ['key.dict', 'master.key']);
+      assert.deepEqual((await readdir(dir)).sort(), ['key.dict', 'key.dict.copy', 'master.key']);
       kms.deny = false;
       await withStore(mk, async (s) => assert.equal(s.list().length, 3));
     } finally {

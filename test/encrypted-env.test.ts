@@ -65,8 +65,11 @@ async function namesOnDisk(dir = dataDir, prefix = ''): Promise<string[]> {
 }
 
 /** The file dictionary as it is on disk (load does not write). */
-function loadDictionary(): Promise<FileDictionary> {
-  return FileDictionary.load({ dir: join(dataDir, META_DIR), useLog: true, rewriteThreshold: 1_000_000, logger: silentLogger() });
+async function loadDictionary(): Promise<FileDictionary> {
+  const keys = await DataKeyStore.load({ path: join(dataDir, META_DIR, KEY_DICT_NAME), masterKey, logger: silentLogger(), readOnly: true });
+  const macKey = keys.dictMacKey()!;
+  keys.close();
+  return FileDictionary.load({ dir: join(dataDir, META_DIR), useLog: true, rewriteThreshold: 1_000_000, logger: silentLogger(), macKey });
 }
 
 function trackedNames(env: EncryptedEnv): string[] {
@@ -474,9 +477,10 @@ describe('EncryptedEnv', () => {
       const metaDir = join(dataDir, META_DIR);
       await mkdir(metaDir);
       const keys = await DataKeyStore.open({ path: join(metaDir, KEY_DICT_NAME), masterKey, logger: silentLogger() });
+      const macKey = keys.dictMacKey()!;
       keys.close();
       if (crashAfter === 'file.dict') {
-        const dict = await FileDictionary.load({ dir: metaDir, useLog: true, rewriteThreshold: 1_000_000, logger: silentLogger() });
+        const dict = await FileDictionary.load({ dir: metaDir, useLog: true, rewriteThreshold: 1_000_000, logger: silentLogger(), macKey });
         await dict.beginWrites();
         await dict.close();
       }
@@ -601,6 +605,7 @@ describe('EncryptedEnv', () => {
   test('a missing key.dict while file.dict lists encrypted files is KEY_DICTIONARY_DAMAGED, and nothing is written', async () => {
     await withEnv({}, async (env) => env.writeFile('enc', markedData(100)));
     await rm(join(dataDir, META_DIR, KEY_DICT_NAME));
+    await rm(join(dataDir, META_DIR, KEY_DICT_NAME + '.copy'));
     const before = await snapshotTree(root);
     await assert.rejects(open(), expectCode('KEY_DICTIONARY_DAMAGED', join(dataDir, META_DIR, KEY_DICT_NAME), 'restore'));
     await assert.rejects(open({ readOnly: true }), expectCode('KEY_DICTIONARY_DAMAGED'));

@@ -3,8 +3,13 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME, type FileDictionaryOptions } from '../src/keys/file-dictionary.js';
-import { HEADER_LENGTH, encodeBatch, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
+import { HEADER_LENGTH, LOG_PREAMBLE_LENGTH, encodeRecord, type FileEntry, type FileRecord } from '../src/keys/file-dictionary-format.js';
+
+const macKey = randomBytes(32);
+/** Bytes one logged batch takes: its frame (length, checksum, MAC) and its records. */
+const batchLength = (records: readonly FileRecord[]) => 8 + 32 + records.reduce((n, r) => n + encodeRecord(r).length, 0);
 import { silentLogger, type Logger } from '../src/log/logger.js';
 import { captureLogger, cleanup, expectCode, snapshotTree, assertSameTree, tempDir } from './support/fs-helpers.js';
 
@@ -12,7 +17,7 @@ let root: string;
 let dir: string;
 
 function options(useLog: boolean, logger: Logger = silentLogger(), rewriteThreshold = 1_000_000, at = dir): FileDictionaryOptions {
-  return { dir: at, useLog, rewriteThreshold, logger };
+  return { dir: at, useLog, rewriteThreshold, logger, macKey };
 }
 
 async function openDict(o: FileDictionaryOptions): Promise<FileDictionary> {
@@ -138,12 +143,12 @@ describe('FileDictionary', () => {
     const snapBytes = await readFile(snapPath);
     const gen = await generationOf(SNAPSHOT_NAME);
     let logSize = (await stat(logPath)).size;
-    assert.equal(logSize, HEADER_LENGTH);
+    assert.equal(logSize, LOG_PREAMBLE_LENGTH);
     await new Promise((r) => setTimeout(r, 20)); // so that an mtime change would show
     for (const batch of sampleRecords(12)) {
       await d.apply(batch);
       const size = (await stat(logPath)).size;
-      assert.equal(size, logSize + encodeBatch(batch).length, 'the log grows by exactly the records');
+      assert.equal(size, logSize + batchLength(batch), 'the log grows by exactly the records');
       logSize = size;
     }
     const snapAfter = await stat(snapPath);
@@ -173,11 +178,11 @@ describe('FileDictionary', () => {
     assert.equal(await generationOf(LOG_NAME), gen);
     for (let i = 0; i < 3; i++) await d.remove(`f${i}`);
     assert.equal(await generationOf(SNAPSHOT_NAME), gen, 'three removes do not exceed a threshold of 3');
-    assert.ok((await stat(join(dir, LOG_NAME))).size > HEADER_LENGTH);
+    assert.ok((await stat(join(dir, LOG_NAME))).size > LOG_PREAMBLE_LENGTH);
     const expected = stateOf([...d.entries()].filter(([p]) => p !== 'f3'));
 
     await d.remove('f3');
-    assert.equal((await stat(join(dir, LOG_NAME))).size, HEADER_LENGTH);
+    assert.equal((await stat(join(dir, LOG_NAME))).size, LOG_PREAMBLE_LENGTH);
     assert.equal(await generationOf(SNAPSHOT_NAME), gen + 1n);
     assert.equal(await generationOf(LOG_NAME), gen + 1n);
     assert.deepEqual(stateOf(d.entries()), expected);
@@ -222,7 +227,7 @@ describe('FileDictionary', () => {
         assert.equal(warnings[0]!['file'], logPath);
         assert.equal(warnings[0]!['offset'], boundaries[complete - 1]);
         assert.equal(warnings[0]!['droppedBytes'], offset - boundaries[complete - 1]!);
-        assert.match(warnings[0]!.msg, /incomplete record/);
+        assert.match(warnings[0]!.msg, /incomplete append/);
       }
       assert.ok((await readFile(logPath)).equals(cut), 'load must not change the log');
 
@@ -232,7 +237,7 @@ describe('FileDictionary', () => {
       const reloaded = await FileDictionary.load(options(true, cap2.logger));
       assert.deepEqual(stateOf(reloaded.entries()), expected, `offset ${offset} after beginWrites`);
       assert.equal(cap2.warnings().length, 0, `offset ${offset}: the torn tail is gone after beginWrites`);
-      assert.equal((await stat(logPath)).size, HEADER_LENGTH);
+      assert.equal((await stat(logPath)).size, LOG_PREAMBLE_LENGTH);
     }
     assert.ok(torn > 60, `only ${torn} torn offsets were tried`);
   });
@@ -254,8 +259,8 @@ describe('FileDictionary', () => {
     assert.equal(cap.warnings()[0]!['offset'], good.length);
     assert.equal(cap.warnings()[0]!['file'], logPath);
 
-    // The last record's bytes zeroed in place: that record is dropped, the rest kept.
-    const lastLen = encodeRecord(batches.at(-1)![0]!).length;
+    // The last batch's bytes zeroed in place: that batch is dropped, the rest kept.
+    const lastLen = batchLength(batches.at(-1)!);
     const zeroed = Buffer.concat([good.subarray(0, good.length - lastLen), Buffer.alloc(lastLen)]);
     await writeFile(logPath, zeroed);
     cap = captureLogger();
@@ -292,7 +297,7 @@ describe('FileDictionary', () => {
     await d.close();
     const full = await readFile(logPath);
     // Cut exactly after the first record of the batch: a record boundary, yet incomplete.
-    const cut = before + encodeRecord(batch[0]!, false).length;
+    const cut = before + 8 + 32 + encodeRecord(batch[0]!).length;
     await writeFile(logPath, full.subarray(0, cut));
     const cap = captureLogger();
     const loaded = await FileDictionary.load(options(true, cap.logger));
@@ -344,9 +349,10 @@ describe('FileDictionary', () => {
     }
 
     const newer = Buffer.from(good);
-    newer.writeUInt16LE(2, 8);
+    newer.writeUInt16LE(3, 8);
+    newer.writeUInt32LE(crc32(newer.subarray(0, HEADER_LENGTH - 4)) >>> 0, HEADER_LENGTH - 4);
     await writeFile(snapPath, newer);
-    await assert.rejects(FileDictionary.load(options(false)), expectCode('FORMAT_TOO_NEW', snapPath, 'version 2'));
+    await assert.rejects(FileDictionary.load(options(false)), expectCode('FORMAT_TOO_NEW', snapPath, 'version 3'));
   });
 
   test('a log in a newer format is FORMAT_TOO_NEW and says how to downgrade', async () => {
@@ -356,6 +362,7 @@ describe('FileDictionary', () => {
     const logPath = join(dir, LOG_NAME);
     const log = await readFile(logPath);
     log.writeUInt16LE(log.readUInt16LE(8) + 1, 8);
+    log.writeUInt32LE(crc32(log.subarray(0, HEADER_LENGTH - 4)) >>> 0, HEADER_LENGTH - 4);
     await writeFile(logPath, log);
     await assert.rejects(FileDictionary.load(options(true)), expectCode('FORMAT_TOO_NEW', logPath, '`enable-file-dictionary-log = false`'));
   });
@@ -433,7 +440,7 @@ describe('FileDictionary', () => {
     for (const b of sampleRecords(9)) await d.apply(b);
     const expected = stateOf(d.entries());
     await d.close();
-    assert.ok((await stat(join(dir, LOG_NAME))).size > HEADER_LENGTH);
+    assert.ok((await stat(join(dir, LOG_NAME))).size > LOG_PREAMBLE_LENGTH);
 
     const off = await openDict(options(false));
     assert.deepEqual(await readdir(dir), [SNAPSHOT_NAME]);

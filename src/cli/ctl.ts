@@ -1,11 +1,13 @@
 import { open } from 'node:fs/promises';
-import { isAbsolute, relative, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import { loadConfig } from '../config/config.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
 import { zeroize } from '../crypto/random.js';
 import type { FileInfo } from '../keys/file-dictionary-format.js';
-import { silentLogger } from '../log/logger.js';
+import { createLogger, silentLogger } from '../log/logger.js';
+import { DataKeyStore } from '../keys/data-key-store.js';
+import { KEY_DICT_NAME } from '../env/encrypted-env.js';
 import { askConsent } from './consent.js';
 import { encryptionStatus } from '../env/encryption-status.js';
 import { formatStatus } from './status-format.js';
@@ -91,7 +93,11 @@ export async function dumpKey(
     throw new TdekvError('INVALID_ARGUMENT', 'consent not given: nothing was printed. Type exactly "I consent", or pass --i-consent in scripts.');
   }
   await withEnv(target, async ({ env }) => {
-    for (const k of env.exportDataKeys(ids)) {
+    const keys = env.exportDataKeys(ids);
+    // Recorded (and audited) before a single key is printed: ctl is read-only, so the next
+    // writable open folds the note into key.dict and rotates away from an exposed current key.
+    await DataKeyStore.noteExposure(join(env.metaDir, KEY_DICT_NAME), keys.map((k) => k.id), createLogger({ name: 'tdekv-ctl' }));
+    for (const k of keys) {
       io.out(`${k.id}\tmethod=${k.method}\tcreated=${new Date(k.createdAtMs).toISOString()}\texposed=${k.exposed}\tkey=${k.key.toString('hex')}`);
       zeroize(k.key);
     }

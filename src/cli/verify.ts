@@ -35,6 +35,14 @@ export interface VerifyReport {
   byMethod: Partial<Record<EncryptionMethod, number>>;
   byKeyId: Record<number, number>;
   damaged: number;
+  /**
+   * About the dictionaries: what startup accepts but someone should know (a torn last append,
+   * a damaged copy of key.dict, legacy unauthenticated state, plaintext entries). Damage in
+   * the dictionaries never gets here: the read-only open runs the same check as startup and
+   * refuses, so verify and startup cannot disagree.
+   */
+  notes: string[];
+  keyDictGeneration: number;
 }
 
 /**
@@ -49,7 +57,8 @@ export async function verifyDataDir(env: EncryptedEnv): Promise<VerifyReport> {
   const onDisk = await filesOnDisk(env.dataDir);
   const tracked = new Map(env.files());
   const paths = [...new Set([...onDisk.keys(), ...tracked.keys()])].sort();
-  const report: VerifyReport = { dataDir: env.dataDir, files: [], problems: [], byMethod: {}, byKeyId: {}, damaged: 0 };
+  const state = env.dictionaryState();
+  const report: VerifyReport = { dataDir: env.dataDir, files: [], problems: [], byMethod: {}, byKeyId: {}, damaged: 0, notes: dictionaryNotes(env), keyDictGeneration: state.keyDictGeneration };
   const manifests = new Map<string, ManifestState>();
   const wals: FileVerdict[] = [];
 
@@ -81,6 +90,20 @@ export async function verifyDataDir(env: EncryptedEnv): Promise<VerifyReport> {
   checkCurrent(report, onDisk, manifests, wals);
   report.damaged = report.files.filter((f) => !f.ok).length + report.problems.length;
   return report;
+}
+
+function dictionaryNotes(env: EncryptedEnv): string[] {
+  const s = env.dictionaryState();
+  const notes: string[] = [];
+  if (s.tornTail) notes.push(`${s.tornTail.file} ends with an incomplete append at offset ${s.tornTail.offset} (${s.tornTail.droppedBytes} bytes: ${s.tornTail.reason}); a crash during an append, dropped at the next writable open`);
+  for (const p of s.keyDictCopyProblems) notes.push(`key dictionary copy: ${p}; the good copy is used and the other is rewritten at the next writable open`);
+  if (s.legacy) notes.push('the dictionaries are in the legacy, unauthenticated format (version 1): the next writable open migrates them');
+  if (s.plaintextEntries.length > 0 && env.method !== 'plaintext') {
+    notes.push(`${s.plaintextEntries.length} plaintext file(s) while encryption is on (${s.plaintextEntries.slice(0, 3).join(', ')}${s.plaintextEntries.length > 3 ? ', …' : ''}): adopted or written under plaintext; rewritten encrypted by compaction or \`tdekv data-key reencrypt\``);
+  }
+  if (s.unauthenticatedFiles.length > 0) notes.push(`${s.unauthenticatedFiles.length} encrypted file(s) written before tags existed (unauthenticated): rewritten by compaction or \`tdekv data-key reencrypt\``);
+  notes.push(`key dictionary generation ${s.keyDictGeneration} (record it outside the data dir to detect a rollback of the whole data dir)`);
+  return notes;
 }
 
 /** Per-file check by kind; returns what was verified, throws what is wrong. */
@@ -237,6 +260,7 @@ export function formatVerifyReport(r: VerifyReport): string[] {
     (f) => `${f.path}\t${f.kind}\tmethod=${f.method ?? '-'}\tkey-id=${f.keyId ?? '-'}\tsize=${f.size ?? '-'}\t${f.ok ? `ok\t${f.detail}` : `DAMAGED\t${f.detail}`}`,
   );
   for (const p of r.problems) lines.push(`PROBLEM\t${p}`);
+  for (const n of r.notes ?? []) lines.push(`NOTE\t${n}`);
   const count = (o: Record<string, number | undefined>): string => Object.entries(o).map(([k, n]) => `${k}: ${n}`).join(', ') || 'none';
   lines.push(
     `verified ${r.files.length} file(s) in ${r.dataDir}`,

@@ -1,6 +1,6 @@
 import { access, link, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { TdekvError, errnoCode } from '../errors.js';
+import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
 import { ctrStreamAt } from '../crypto/ctr.js';
 import { FileAuthenticator } from '../crypto/file-auth.js';
 import type { EncryptionMethod } from '../crypto/method.js';
@@ -9,9 +9,9 @@ import type { MasterKey } from '../masterkey/master-key.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { InFlight } from '../util/in-flight.js';
 import { mkdirDurable, pathExists as exists, syncDir } from '../keys/atomic-file.js';
-import { DataKeyStore } from '../keys/data-key-store.js';
+import { COPY_SUFFIX, DataKeyStore } from '../keys/data-key-store.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
-import { FileDictionary } from '../keys/file-dictionary.js';
+import { FileDictionary, LOG_NAME, SNAPSHOT_NAME } from '../keys/file-dictionary.js';
 import type { FileEntry, FileInfo } from '../keys/file-dictionary-format.js';
 import { DirLock, LOCK_NAME } from './dir-lock.js';
 import { META_DIR, normalizeDir, normalizeRelative } from './paths.js';
@@ -57,6 +57,21 @@ export interface EnvOptions {
    * 'entry-durable', so a test can run other operations inside those windows.
    */
   faults?: (operation: string, step: string) => void | Promise<void>;
+}
+
+export interface DictionaryState {
+  /** key.dict or the file dictionary is still in the legacy (version 1, unauthenticated) format. */
+  legacy: boolean;
+  keyDictGeneration: number;
+  fileDictGeneration: number;
+  /** A torn last append of file.dict.log, dropped at the next writable open. */
+  tornTail?: { file: string; offset: number; reason: string; droppedBytes: number };
+  staleLog: boolean;
+  /** A damaged, missing or out-of-date copy of key.dict (the other one was used). */
+  keyDictCopyProblems: string[];
+  plaintextEntries: string[];
+  /** Encrypted files written before tags existed. */
+  unauthenticatedFiles: string[];
 }
 
 export interface EncryptionStats {
@@ -117,46 +132,49 @@ export class EncryptedEnv {
     }
   }
 
+  /**
+   * Everything is read and checked before anything is written (invariants 7 and 11): a
+   * refused open leaves every byte under the data dir as it was.
+   */
   static async #openLocked(options: EnvOptions, lock: DirLock | undefined): Promise<EncryptedEnv> {
     const logger = options.logger ?? silentLogger();
     const readOnly = options.readOnly ?? false;
     const metaDir = join(options.dataDir, META_DIR);
-    // Everything is read and checked before anything is written (invariant 7).
-    const dict = await FileDictionary.load({
-      dir: metaDir,
-      useLog: options.fileDictionaryLog,
-      rewriteThreshold: options.fileDictionaryRewriteThreshold,
-      logger,
-    });
     const keyDictPath = join(metaDir, KEY_DICT_NAME);
-    const keyDictExisted = await exists(keyDictPath);
-    if (!keyDictExisted && dict.usedKeyIds().size > 0) {
-      throw new TdekvError(
-        'KEY_DICTIONARY_DAMAGED',
-        `key dictionary ${keyDictPath} is missing, but the file dictionary lists encrypted files: restore ${KEY_DICT_NAME} from a backup. A new one would not decrypt them.`,
-      );
+    const keyDictExisted = (await exists(keyDictPath)) || (await exists(keyDictPath + COPY_SUFFIX));
+    if (readOnly && !keyDictExisted && (await exists(join(metaDir, SNAPSHOT_NAME)))) {
+      throw new TdekvError('KEY_DICTIONARY_DAMAGED', `key dictionary ${keyDictPath} (and its copy) is missing, but the file dictionary exists: restore ${KEY_DICT_NAME} from the same backup as the file dictionary.`);
     }
-    // Files present before tdekv tracked anything: checked before key.dict can be created.
-    const untracked = !readOnly && dict.size === 0 ? await untrackedFiles(options.dataDir, (rel) => dict.has(rel)) : [];
-    if (untracked.length > 0 && !keyDictExisted && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, untracked);
-    const keys = await DataKeyStore.open({
+    // key.dict first: it holds the MAC key the file dictionary is verified with.
+    const keys = await DataKeyStore.load({
       path: keyDictPath,
       masterKey: options.masterKey,
       ...(options.previousMasterKey ? { previousMasterKey: options.previousMasterKey } : {}),
       logger,
       readOnly,
     });
+    let dict: FileDictionary | undefined;
     try {
-      for (const [path, entry] of dict.entries()) {
-        for (const info of [entry, entry.pending?.previous]) {
-          if (info && info.keyId !== 0 && !keys.has(info.keyId)) {
-            throw new TdekvError(
-              'DATA_KEY_MISSING',
-              `file ${path} is encrypted with data key ${info.keyId}, which ${keyDictPath} does not hold: the key dictionary and the file dictionary come from different backups. Restore both from the same one.`,
-            );
-          }
+      dict = await loadFileDictionary(options, logger, keys, keyDictExisted, keyDictPath);
+      checkBinding(keys, dict, keyDictPath, join(metaDir, SNAPSHOT_NAME));
+      // What the dictionary will hold once the crash recovery below has run: entries of
+      // files that never got created are dropped before their keys are looked for.
+      const recovered = new Map(dict.entries());
+      for (const r of await reconcile(dict.entries(), (rel) => exists(join(options.dataDir, rel)))) {
+        if (r.op === 'set') recovered.set(r.path, r.entry);
+        else recovered.delete(r.path);
+      }
+      for (const [path, entry] of recovered) {
+        if (entry.keyId !== 0 && !keys.has(entry.keyId)) {
+          throw new TdekvError(
+            'DATA_KEY_MISSING',
+            `file ${path} is encrypted with data key ${entry.keyId}, which ${keyDictPath} does not hold: the key dictionary and the file dictionary come from different backups. Restore both from the same one.`,
+          );
         }
       }
+      // Files present before tdekv tracked anything: checked before key.dict can be created.
+      const untracked = !readOnly && dict.size === 0 ? await untrackedFiles(options.dataDir, (rel) => dict!.has(rel)) : [];
+      if (untracked.length > 0 && !keyDictExisted && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, untracked);
       // New while no file is tracked and no data key was ever made: judged by content, not by
       // whether the dictionaries exist, so a first open that crashed after writing key.dict
       // or file.dict is still a first open.
@@ -164,14 +182,23 @@ export class EncryptedEnv {
       if (adopt.length > 0 && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, adopt);
       const env = new EncryptedEnv(options, dict, keys, logger, lock);
       if (!readOnly) {
-        await dict.beginWrites();
+        // Every check has passed: only now is anything written. key.dict is made durable
+        // before the file dictionary uses its MAC key, and (while it says "not bound yet")
+        // still accepts a legacy file dictionary if a crash interrupts the migration.
+        if (keys.legacy || keys.pendingWrites.includes('created')) await keys.writePending();
+        await dict.beginWrites(keys.generation);
+        const d = dict;
+        keys.bindFileDictionary({ generation: () => d.generation, recordKeyDictGeneration: (g) => d.recordKeyDictGeneration(g) });
+        // Binds key.dict to the file dictionary's new generation, and repairs, re-seals or
+        // records exposure if that was pending.
+        await keys.writePending(true);
         await env.#recover(adopt);
         zeroize((await keys.current(env.#policy()))?.key);
       }
       return env;
     } catch (err) {
       keys.close();
-      await dict.close();
+      await dict?.close();
       throw err;
     }
   }
@@ -424,6 +451,31 @@ export class EncryptedEnv {
     return this.#options.method === 'plaintext' || id === 0 ? undefined : this.#keys.list().find((k) => k.id === id);
   }
 
+  /**
+   * What the open found about the dictionaries themselves, for `ctl verify` and status: the
+   * key.dict generation (an outside anchor can record it to detect a rollback of the whole
+   * data dir), legacy (unauthenticated) state, and problems the next writable open repairs.
+   */
+  dictionaryState(): DictionaryState {
+    const notes = this.#dict.notes;
+    const plaintextEntries: string[] = [];
+    const unauthenticatedFiles: string[] = [];
+    for (const [path, e] of this.#dict.entries()) {
+      if (e.method === 'plaintext') plaintextEntries.push(path);
+      else if (!e.authenticated) unauthenticatedFiles.push(path);
+    }
+    return {
+      legacy: notes.legacy || this.#keys.legacy,
+      keyDictGeneration: this.#keys.generation,
+      fileDictGeneration: this.#dict.generation,
+      ...(notes.tornTail ? { tornTail: { ...notes.tornTail } } : {}),
+      staleLog: notes.staleLog,
+      keyDictCopyProblems: [...this.#keys.copyProblems],
+      plaintextEntries: plaintextEntries.sort(),
+      unauthenticatedFiles: unauthenticatedFiles.sort(),
+    };
+  }
+
   dataKeys(): DataKeyInfo[] {
     return this.#keys.list();
   }
@@ -540,6 +592,66 @@ export class EncryptedEnv {
 
 function fileExists(rel: string, dataDir: string): TdekvError {
   return new TdekvError('FILE_EXISTS', `file ${rel} already exists in ${dataDir}: files are append-only and written once; write a new name and rename it over the old one`);
+}
+
+async function loadFileDictionary(options: EnvOptions, logger: Logger, keys: DataKeyStore, keyDictExisted: boolean, keyDictPath: string): Promise<FileDictionary> {
+  const macKey = keys.dictMacKey() ?? keys.pendingDictMacKey();
+  try {
+    const dict = await FileDictionary.load({
+      dir: join(options.dataDir, META_DIR),
+      useLog: options.fileDictionaryLog,
+      rewriteThreshold: options.fileDictionaryRewriteThreshold,
+      logger,
+      macKey,
+      keyDictLegacy: keys.legacy || !keyDictExisted,
+    });
+    if (!keyDictExisted && dict.usedKeyIds().size > 0) {
+      await dict.close();
+      throw new TdekvError(
+        'KEY_DICTIONARY_DAMAGED',
+        `key dictionary ${keyDictPath} is missing, but the file dictionary lists encrypted files: restore ${KEY_DICT_NAME} from a backup. A new one would not decrypt them.`,
+      );
+    }
+    return dict;
+  } catch (err) {
+    if (!keyDictExisted && isTdekvError(err, 'KEY_DICTIONARY_DAMAGED') && !err.message.includes('lists encrypted files')) {
+      throw new TdekvError(
+        'KEY_DICTIONARY_DAMAGED',
+        `key dictionary ${keyDictPath} (and its copy) is missing, but the file dictionary exists and is authenticated with a key that only key.dict holds: restore ${KEY_DICT_NAME} from the same backup as the file dictionary.`,
+      );
+    }
+    throw err;
+  } finally {
+    macKey.fill(0);
+  }
+}
+
+/**
+ * key.dict and the file dictionary each record the other's generation, so restoring one of
+ * them from an older copy (a partial rollback) is refused. Rolling back both to one older
+ * consistent pair cannot be told apart without an outside anchor (see docs/encryption.md).
+ */
+function checkBinding(keys: DataKeyStore, dict: FileDictionary, keyDictPath: string, fileDictPath: string): void {
+  if (keys.legacy) return;
+  const both = `Restore both ${keyDictPath} and ${fileDictPath} (with ${LOG_NAME}) from the same backup.`;
+  if (dict.notes.legacy && keys.fileDictGeneration > 0) {
+    throw new TdekvError(
+      'FILE_DICTIONARY_DAMAGED',
+      `file dictionary ${fileDictPath} is in the legacy unauthenticated format, but ${keyDictPath} records that it was migrated to the authenticated format (generation ${keys.fileDictGeneration}): it was replaced (a downgrade) or restored from an old backup. ${both}`,
+    );
+  }
+  if (keys.generation < dict.keyDictGeneration) {
+    throw new TdekvError(
+      'KEY_DICTIONARY_DAMAGED',
+      `key dictionary ${keyDictPath} is at generation ${keys.generation}, but the file dictionary ${fileDictPath} records generation ${dict.keyDictGeneration}: key.dict was rolled back to an older copy, or the two come from different backups. ${both}`,
+    );
+  }
+  if (dict.generation < keys.fileDictGeneration) {
+    throw new TdekvError(
+      'FILE_DICTIONARY_DAMAGED',
+      `file dictionary ${fileDictPath} is at generation ${dict.generation}, but the key dictionary ${keyDictPath} records generation ${keys.fileDictGeneration}: the file dictionary was rolled back to an older copy, or the two come from different backups. ${both}`,
+    );
+  }
 }
 
 async function sameFile(a: string, b: string): Promise<boolean> {

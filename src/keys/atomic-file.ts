@@ -63,7 +63,7 @@ export async function removeStrayTmpFiles(dir: string): Promise<string[]> {
   const removed: string[] = [];
   for (const name of await readdir(dir)) {
     if (name.endsWith(TMP_SUFFIX)) {
-      await rm(join(dir, name), { force: true });
+      await rm(join(dir, name), { force: true, recursive: true });
       removed.push(name);
     }
   }

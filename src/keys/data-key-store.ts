@@ -1,7 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
 import type { EncryptionMethod } from '../crypto/method.js';
-import { zeroize } from '../crypto/random.js';
+import { randomKey, zeroize } from '../crypto/random.js';
 import { AuthenticationFailure, seal, unseal } from '../crypto/seal.js';
 import type { MasterKey, WrappingKey } from '../masterkey/master-key.js';
 import type { Logger } from '../log/logger.js';
@@ -10,6 +11,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import { timeMetaFile } from './meta-file-timing.js';
 import { generateDataKey, infoOf, rotationReason, type DataKey, type DataKeyInfo, type RotationPolicy, type RotationReason } from './data-key.js';
 import {
+  DICT_MAC_KEY_LENGTH,
   KeyDictFormatError,
   decodeContent,
   decodeSealedFile,
@@ -43,12 +45,34 @@ interface Attempt {
   reason: string;
 }
 
+/** Suffix of the second, independently written copy of key.dict (issue 9 item 15). */
+export const COPY_SUFFIX = '.copy';
+/** Ids of data keys `ctl dump-key` printed; folded into key.dict at the next writable open. */
+export const EXPOSED_NOTE_NAME = 'exposed-keys';
+
+/** What the file dictionary tells key.dict, and how key.dict's writes are recorded in it. */
+export interface FileDictionaryBinding {
+  generation(): number;
+  /** Called after every key.dict write with its new generation. */
+  recordKeyDictGeneration(generation: number): Promise<void>;
+}
+
+/** One readable copy of key.dict. */
+interface Opened {
+  path: string;
+  dict: KeyDictionary;
+  masterKey: MasterKey;
+  wrappingKey: Buffer;
+  envelope: Buffer;
+}
+
 /**
- * The data keys, sealed in key.dict under the master key. Every change is re-sealed with a
- * fresh nonce and written atomically before the new state is used.
+ * The data keys, sealed in key.dict (and its copy) under the master key. Every change is
+ * re-sealed with a fresh nonce and written atomically before the new state is used.
  */
 export class DataKeyStore {
   readonly path: string;
+  readonly copyPath: string;
   #dict: KeyDictionary;
   #masterKey: MasterKey;
   #wrapping: WrappingKey;
@@ -61,9 +85,17 @@ export class DataKeyStore {
    */
   readonly #leased = new Map<number, number>();
   #closed = false;
+  #binding: FileDictionaryBinding | undefined;
+  /** Why the dictionary must be written once opening has succeeded (nothing is written before). */
+  readonly #pending: string[] = [];
+  /** Problems with one of the two copies, for `ctl verify` and the repair at the next writable open. */
+  readonly copyProblems: string[] = [];
+  /** Ids read from the exposure note; the note is removed once key.dict records them. */
+  #noted: number[] = [];
 
   private constructor(path: string, dict: KeyDictionary, masterKey: MasterKey, wrapping: WrappingKey, logger: Logger, readOnly: boolean) {
     this.path = path;
+    this.copyPath = path + COPY_SUFFIX;
     this.#dict = dict;
     this.#masterKey = masterKey;
     this.#wrapping = wrapping;
@@ -71,73 +103,194 @@ export class DataKeyStore {
     this.#readOnly = readOnly;
   }
 
+  /** load() then, unless read-only, the writes it deferred. */
   static async open(options: DataKeyStoreOptions): Promise<DataKeyStore> {
+    const store = await DataKeyStore.load(options);
+    if (!store.#readOnly) {
+      try {
+        await store.writePending();
+      } catch (err) {
+        store.close();
+        throw err;
+      }
+    }
+    return store;
+  }
+
+  /**
+   * Reads and checks key.dict and its copy, writing nothing: a new dictionary, a re-seal under
+   * the current master key, a migration from the legacy format or the repair of a damaged
+   * copy are only noted, for writePending() once everything else has been checked too.
+   */
+  static async load(options: DataKeyStoreOptions): Promise<DataKeyStore> {
     const { path, masterKey, logger } = options;
     const readOnly = options.readOnly ?? false;
-    let raw: Buffer;
-    try {
-      raw = await timeMetaFile('read', path, () => readFile(path));
-    } catch (err) {
-      if (errnoCode(err) !== 'ENOENT') throw err;
+    const copyPath = path + COPY_SUFFIX;
+    const primaryRaw = await readIfExists(path);
+    const copyRaw = await readIfExists(copyPath);
+    const noted = await readExposureNote(join(dirname(path), EXPOSED_NOTE_NAME));
+    if (!primaryRaw && !copyRaw) {
       if (readOnly) {
         throw new TdekvError('FILE_NOT_FOUND', `key dictionary ${path} does not exist: is --data-dir the right directory?`);
       }
       // The wrapping key is obtained (a KMS call) before anything is written, so a KMS
       // failure on first start leaves no half-made dictionary behind (TiKV #9488).
       const wrapping = await masterKey.newWrappingKey();
-      const store = new DataKeyStore(path, { currentKeyId: 0, keys: new Map() }, masterKey, wrapping, logger, readOnly);
-      await store.#persist();
-      logger.info({ path, masterKeyType: masterKey.type }, 'created key dictionary');
-      return store;
-    }
-
-    const parsed = parseSealed(raw, path);
-    const attempts: Attempt[] = [];
-    for (const candidate of [masterKey, options.previousMasterKey]) {
-      if (!candidate) continue;
-      if (candidate.type !== parsed.masterKeyType) {
-        attempts.push({ masterKey: candidate, reason: `the dictionary was sealed by a '${parsed.masterKeyType}' master key, this one is '${candidate.type}'` });
-        continue;
-      }
-      let wrappingKey: Buffer;
-      try {
-        wrappingKey = await candidate.recoverWrappingKey(parsed.envelope);
-      } catch (err) {
-        if (isTdekvError(err, 'MASTER_KEY_WRONG')) {
-          attempts.push({ masterKey: candidate, reason: err.message });
-          continue;
-        }
-        throw err;
-      }
-      let content: Buffer;
-      try {
-        content = unseal(wrappingKey, parsed.sealed, parsed.aad);
-      } catch (err) {
-        zeroize(wrappingKey);
-        if (!(err instanceof AuthenticationFailure)) throw err;
-        attempts.push({ masterKey: candidate, reason: 'authentication failed (AES-256-GCM tag mismatch): it is not the key this dictionary was sealed with' });
-        continue;
-      }
-      const dict = decodeDictionary(content, path);
-      zeroize(content);
-      if (!candidate.protectsKeys) for (const k of dict.keys.values()) k.exposed = true;
-
-      if (candidate === masterKey) {
-        return new DataKeyStore(path, dict, masterKey, { key: wrappingKey, envelope: parsed.envelope }, logger, readOnly);
-      }
-      zeroize(wrappingKey);
-      if (readOnly) {
-        // ctl must not write: use the previous key's wrapping without re-sealing.
-        return new DataKeyStore(path, dict, candidate, { key: Buffer.alloc(32), envelope: Buffer.alloc(0) }, logger, true);
-      }
-      const wrapping = await masterKey.newWrappingKey();
+      const dict: KeyDictionary = { generation: 0, fileDictGeneration: 0, dictMacKey: randomKey(DICT_MAC_KEY_LENGTH), currentKeyId: 0, keys: new Map() };
       const store = new DataKeyStore(path, dict, masterKey, wrapping, logger, readOnly);
-      store.#markExposedIfUnprotected();
-      await store.#persist();
-      logger.info({ path, from: candidate.description, to: masterKey.description }, 'key dictionary re-sealed under the current master key; previous-master-key can now be removed from the configuration');
+      store.#pending.push('created');
       return store;
     }
-    throw wrongMasterKeyError(path, attempts);
+
+    const results: Array<{ path: string; opened?: Opened; error?: TdekvError }> = [];
+    for (const [p, raw] of [[path, primaryRaw], [copyPath, copyRaw]] as const) {
+      if (!raw) continue;
+      // An identical copy needs no second unseal (with KMS: no second Decrypt call).
+      if (p === copyPath && primaryRaw?.equals(raw) && results[0]?.opened) continue;
+      try {
+        results.push({ path: p, opened: await openOne(p, raw, options) });
+      } catch (err) {
+        if (!(err instanceof TdekvError)) throw err;
+        results.push({ path: p, error: err });
+      }
+    }
+    const good = results.filter((r) => r.opened).sort((a, b) => b.opened!.dict.generation - a.opened!.dict.generation);
+    if (good.length === 0) {
+      for (const code of ['MASTER_KEY_WRONG', 'MASTER_KEY_UNAVAILABLE', 'FORMAT_TOO_NEW'] as const) {
+        const e = results.find((r) => r.error?.code === code);
+        if (e) throw e.error!;
+      }
+      const why = results.map((r) => r.error!.message).join(' ');
+      throw new TdekvError(
+        'KEY_DICTIONARY_DAMAGED',
+        `no readable copy of the key dictionary: ${why} Restore ${path} (and ${copyPath}) from a backup; without one the data keys, and so the data, cannot be recovered.`,
+      );
+    }
+    const chosen = good[0]!.opened!;
+    for (const r of good.slice(1)) {
+      zeroizeOpened(r.opened!);
+    }
+    const store = new DataKeyStore(path, chosen.dict, chosen.masterKey, { key: chosen.wrappingKey, envelope: chosen.envelope }, logger, readOnly);
+    const legacy = chosen.dict.dictMacKey === undefined;
+    for (const r of results) {
+      if (r.error) store.copyProblems.push(`${r.path}: ${r.error.message}`);
+      else if (r.opened !== chosen && r.opened!.dict.generation !== chosen.dict.generation) {
+        store.copyProblems.push(`${r.path} holds generation ${r.opened!.dict.generation}, ${chosen.path} generation ${chosen.dict.generation} (a crash between the two writes, or one was restored alone)`);
+      }
+    }
+    if (!legacy) {
+      if (!primaryRaw) store.copyProblems.push(`${path} is missing`);
+      else if (!copyRaw) store.copyProblems.push(`${copyPath} is missing`);
+    }
+    if (store.copyProblems.length > 0) {
+      logger.warn({ path, using: chosen.path, problems: store.copyProblems }, 'a copy of the key dictionary is damaged or out of date; using the good one, and repairing the other at the next writable open');
+      store.#pending.push('repair copy');
+    }
+    if (!chosen.masterKey.protectsKeys) for (const k of chosen.dict.keys.values()) k.exposed = true;
+    for (const id of noted) {
+      const k = chosen.dict.keys.get(id);
+      if (k && !k.exposed) k.exposed = true;
+    }
+    store.#noted = noted;
+    if (noted.length > 0) store.#pending.push('exposure note');
+    if (legacy) {
+      chosen.dict.dictMacKey = randomKey(DICT_MAC_KEY_LENGTH);
+      store.#legacy = true;
+      store.#pending.push('migrate');
+    }
+    if (chosen.masterKey !== masterKey) {
+      if (readOnly) return store;
+      // Re-sealing waits for writePending(); the new wrapping key is not written before.
+      zeroize(store.#wrapping.key);
+      store.#resealFrom = chosen.masterKey;
+      store.#wrapping = await masterKey.newWrappingKey();
+      store.#masterKey = masterKey;
+      store.#markExposedIfUnprotected();
+      store.#pending.push('reseal');
+    }
+    return store;
+  }
+
+  #legacy = false;
+  #resealFrom: MasterKey | undefined;
+
+  /** True while key.dict on disk is in the legacy format (no generation, no MAC key). */
+  get legacy(): boolean {
+    return this.#legacy;
+  }
+
+  /** key.dict's generation (0 for a legacy or not yet written dictionary): exported for status and metrics. */
+  get generation(): number {
+    return this.#dict.generation;
+  }
+
+  /** The file dictionary generation key.dict last recorded; 0 = not bound yet. */
+  get fileDictGeneration(): number {
+    return this.#dict.fileDictGeneration;
+  }
+
+  /** A copy of the file dictionary's MAC key (the caller wipes it); undefined while key.dict is legacy. */
+  dictMacKey(): Buffer | undefined {
+    return this.#legacy || !this.#dict.dictMacKey ? undefined : Buffer.from(this.#dict.dictMacKey);
+  }
+
+  /**
+   * The MAC key the migration will store (legacy dictionaries get one at load, in memory
+   * only, until writePending() makes it durable).
+   */
+  pendingDictMacKey(): Buffer {
+    return Buffer.from(this.#dict.dictMacKey!);
+  }
+
+  /** Why writePending() will write; empty when key.dict is up to date. */
+  get pendingWrites(): readonly string[] {
+    return this.#pending;
+  }
+
+  bindFileDictionary(binding: FileDictionaryBinding): void {
+    this.#binding = binding;
+  }
+
+  /**
+   * Writes what load() deferred (creation, re-seal, migration, repair of a copy, exposure
+   * notes) plus the current file dictionary generation. Call only once opening has been
+   * fully checked; with `always`, writes even when nothing was pending (to bind a new file
+   * dictionary generation).
+   */
+  async writePending(always = false): Promise<void> {
+    this.#checkWritable();
+    if (this.#pending.length === 0 && !always) return;
+    await this.#mutex.run(() => this.#commit({ ...this.#dict }));
+    this.#legacy = false;
+    if (this.#pending.includes('created')) this.#logger.info({ path: this.path, masterKeyType: this.#masterKey.type }, 'created key dictionary');
+    if (this.#resealFrom) {
+      this.#logger.info({ path: this.path, from: this.#resealFrom.description, to: this.#masterKey.description }, 'key dictionary re-sealed under the current master key; previous-master-key can now be removed from the configuration');
+      this.#resealFrom = undefined;
+    }
+    if (this.#noted.length > 0) {
+      await rm(join(dirname(this.path), EXPOSED_NOTE_NAME), { force: true });
+      this.#logger.info({ ids: this.#noted }, 'data keys dumped by `ctl encryption-meta dump-key` are now recorded as exposed');
+      this.#noted = [];
+    }
+    this.#pending.length = 0;
+    this.copyProblems.length = 0;
+  }
+
+  /**
+   * Records that `ids` were dumped (read-only `ctl`, which must not rewrite key.dict): an
+   * append-only note the next writable open folds into key.dict, rotating away from an
+   * exposed current key.
+   */
+  static async noteExposure(path: string, ids: readonly number[], logger: Logger): Promise<void> {
+    const note = join(dirname(path), EXPOSED_NOTE_NAME);
+    const fh = await open(note, 'a', 0o600);
+    try {
+      await fh.write(ids.map((id) => `${id}\n`).join(''));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    for (const id of ids) logger.warn({ audit: 'data-key-dumped', id, keyDictionary: path }, 'data key dumped in clear text; it is marked exposed and rotated away at the next writable open');
   }
 
   get masterKey(): MasterKey {
@@ -270,17 +423,16 @@ export class DataKeyStore {
       this.#checkWritable();
       const wrapping = await next.newWrappingKey();
       const previous = { masterKey: this.#masterKey, wrapping: this.#wrapping };
-      this.#masterKey = next;
-      this.#wrapping = wrapping;
-      this.#markExposedIfUnprotected();
+      const keys = new Map(this.#dict.keys);
+      if (!next.protectsKeys) for (const [id, k] of keys) keys.set(id, { ...k, exposed: true });
       try {
-        await this.#persist();
+        await this.#commit({ ...this.#dict, keys }, next, wrapping);
       } catch (err) {
-        this.#masterKey = previous.masterKey;
-        this.#wrapping = previous.wrapping;
         zeroize(wrapping.key);
         throw err;
       }
+      this.#masterKey = next;
+      this.#wrapping = wrapping;
       zeroize(previous.wrapping.key);
       this.#logger.info({ from: previous.masterKey.description, to: next.description }, 'master key rotated');
     });
@@ -293,7 +445,7 @@ export class DataKeyStore {
   close(): void {
     this.#closed = true;
     for (const k of this.#dict.keys.values()) zeroize(k.key);
-    zeroize(this.#wrapping.key);
+    zeroize(this.#wrapping.key, this.#dict.dictMacKey);
   }
 
   #checkOpen(): void {
@@ -308,21 +460,24 @@ export class DataKeyStore {
   async #rotateLocked(method: EncryptionMethod, reason: RotationReason, nowMs: number): Promise<DataKey> {
     const key = generateDataKey(method, new Set(this.#dict.keys.keys()), nowMs, !this.#masterKey.protectsKeys);
     const keys = new Map(this.#dict.keys).set(key.id, key);
-    await this.#commit({ currentKeyId: key.id, keys });
+    await this.#commit({ ...this.#dict, currentKeyId: key.id, keys });
     this.#logger.info({ id: key.id, method, reason }, 'data key rotated');
     return key;
   }
 
-  /** Installs `next` only once it is durable. */
-  async #commit(next: KeyDictionary): Promise<void> {
+  /**
+   * Installs `next` only once it is durable: a create running meanwhile keeps using the
+   * state on disk, so no file is ever encrypted under a key that was never saved.
+   */
+  async #commit(next: KeyDictionary, masterKey = this.#masterKey, wrapping = this.#wrapping): Promise<void> {
     this.#checkWritable();
-    const before = this.#dict;
-    this.#dict = next;
-    try {
-      await this.#persist();
-    } catch (err) {
-      this.#dict = before;
-      throw err;
+    const written = await this.#persist(next, masterKey, wrapping);
+    this.#dict = written;
+    if (this.#binding) {
+      await this.#binding.recordKeyDictGeneration(written.generation).catch((err: unknown) => {
+        // key.dict is durable already; the file dictionary only lags behind, which open accepts.
+        this.#logger.error({ err: String(err), generation: written.generation }, 'could not record the key dictionary generation in the file dictionary');
+      });
     }
   }
 
@@ -334,16 +489,85 @@ export class DataKeyStore {
     if (this.#readOnly) throw new TdekvError('INVALID_ARGUMENT', `key dictionary ${this.path} is open read-only`);
   }
 
-  async #persist(): Promise<void> {
-    const aad = sealedHeader(this.#masterKey.type, this.#wrapping.envelope);
-    const content = encodeContent(this.#dict);
+  /** key.dict first, then its copy: a crash between leaves one good, newer copy. */
+  async #persist(next: KeyDictionary, masterKey: MasterKey, wrapping: WrappingKey): Promise<KeyDictionary> {
+    const written: KeyDictionary = { ...next, generation: this.#dict.generation + 1, fileDictGeneration: this.#binding?.generation() ?? next.fileDictGeneration };
+    const aad = sealedHeader(masterKey.type, wrapping.envelope);
+    const content = encodeContent(written);
     try {
-      const sealed = encodeSealedFile(aad, seal(this.#wrapping.key, content, aad));
+      const sealed = encodeSealedFile(aad, seal(wrapping.key, content, aad));
       await timeMetaFile('write', this.path, () => writeFileAtomic(this.path, sealed));
+      await timeMetaFile('write', this.copyPath, () => writeFileAtomic(this.copyPath, sealed));
+    } finally {
+      zeroize(content);
+    }
+    return written;
+  }
+}
+
+function zeroizeOpened(o: Opened): void {
+  zeroize(o.wrappingKey, o.dict.dictMacKey);
+  for (const k of o.dict.keys.values()) zeroize(k.key);
+}
+
+async function readIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await timeMetaFile('read', path, () => readFile(path));
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+async function readExposureNote(path: string): Promise<number[]> {
+  const raw = await readIfExists(path);
+  if (!raw) return [];
+  return [...new Set(raw.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => /^\d+$/.test(l)).map(Number))];
+}
+
+/** Parses and unseals one copy with the current, then the previous master key. */
+async function openOne(path: string, raw: Buffer, options: DataKeyStoreOptions): Promise<Opened> {
+  const parsed = parseSealed(raw, path);
+  const attempts: Attempt[] = [];
+  for (const candidate of [options.masterKey, options.previousMasterKey]) {
+    if (!candidate) continue;
+    if (candidate.type !== parsed.masterKeyType) {
+      attempts.push({ masterKey: candidate, reason: `the dictionary was sealed by a '${parsed.masterKeyType}' master key, this one is '${candidate.type}'` });
+      continue;
+    }
+    let wrappingKey: Buffer;
+    try {
+      wrappingKey = await candidate.recoverWrappingKey(parsed.envelope);
+    } catch (err) {
+      if (isTdekvError(err, 'MASTER_KEY_WRONG')) {
+        attempts.push({ masterKey: candidate, reason: err.message });
+        continue;
+      }
+      throw err;
+    }
+    let content: Buffer;
+    try {
+      content = unseal(wrappingKey, parsed.sealed, parsed.aad);
+    } catch (err) {
+      zeroize(wrappingKey);
+      if (!(err instanceof AuthenticationFailure)) throw err;
+      attempts.push({ masterKey: candidate, reason: 'authentication failed (AES-256-GCM tag mismatch): it is not the key this dictionary was sealed with' });
+      continue;
+    }
+    try {
+      const dict = decodeDictionary(content, path);
+      if ((parsed.version === 1) !== (dict.dictMacKey === undefined)) {
+        throw new TdekvError('KEY_DICTIONARY_DAMAGED', `key dictionary ${path}: its content version does not match its format version ${parsed.version}`);
+      }
+      return { path, dict, masterKey: candidate, wrappingKey, envelope: parsed.envelope };
+    } catch (err) {
+      zeroize(wrappingKey);
+      throw err;
     } finally {
       zeroize(content);
     }
   }
+  throw wrongMasterKeyError(path, attempts);
 }
 
 /** Buffer.alloc, not Buffer.from: small Buffer.from copies land in Node's shared pool. */

@@ -11,15 +11,28 @@ import type { DataKey } from './data-key.js';
  *   magic "TDEKVKEY" | u16 version | u8 master-key type | blob envelope      <- AAD
  *   nonce(12) | blob ciphertext | tag(16) | u32 crc32 of all preceding bytes
  *
+ * Sealed content (version 2): u16 content version | u64 generation (+1 on every write) |
+ * u64 fileDictGeneration (the file dictionary's generation when this was written) |
+ * dictMacKey(32) (the file dictionary's MAC key) | u64 current key id | u32 count | keys.
+ * Version 1 content (legacy) has no generations and no MAC key.
+ *
  * The outer CRC tells a damaged file (CRC fails) from a wrong master key (CRC passes,
  * GCM tag fails), and from a newer format (CRC passes, version too high); later versions
  * must keep it as the last 4 bytes.
  */
 export const KEY_DICT_MAGIC = Buffer.from('TDEKVKEY');
-export const KEY_DICT_VERSION = 1;
-const CONTENT_VERSION = 1;
+export const KEY_DICT_VERSION = 2;
+const LEGACY_VERSION = 1;
+const CONTENT_VERSION = 2;
+export const DICT_MAC_KEY_LENGTH = 32;
 
 export interface KeyDictionary {
+  /** 0 for a legacy (version 1) dictionary; every write stores generation + 1. */
+  generation: number;
+  /** The file dictionary's generation when this was written; 0 = not yet bound (legacy, or being migrated). */
+  fileDictGeneration: number;
+  /** The file dictionary's MAC key; undefined only in a legacy (version 1) dictionary. */
+  dictMacKey: Buffer | undefined;
   currentKeyId: number;
   keys: Map<number, DataKey>;
 }
@@ -41,18 +54,45 @@ export class KeyDictFormatError extends Error {
   }
 }
 
+/**
+ * Key material is written straight into one buffer of its own (Buffer.alloc, never the
+ * shared pool that allocUnsafe/concat of small sizes use), so the caller can wipe every copy.
+ */
 export function encodeContent(dict: KeyDictionary): Buffer {
-  const w = new BinaryWriter().u16(CONTENT_VERSION).u64(dict.currentKeyId).u32(dict.keys.size);
+  if (!dict.dictMacKey || dict.dictMacKey.length !== DICT_MAC_KEY_LENGTH) throw new KeyDictFormatError('the file dictionary MAC key is missing');
+  let size = 2 + 8 + 8 + DICT_MAC_KEY_LENGTH + 8 + 4;
+  for (const k of dict.keys.values()) size += 8 + 1 + 8 + 1 + 1 + k.key.length;
+  const out = Buffer.alloc(size);
+  let off = out.writeUInt16LE(CONTENT_VERSION, 0);
+  off = out.writeBigUInt64LE(BigInt(dict.generation), off);
+  off = out.writeBigUInt64LE(BigInt(dict.fileDictGeneration), off);
+  off += dict.dictMacKey.copy(out, off);
+  off = out.writeBigUInt64LE(BigInt(dict.currentKeyId), off);
+  off = out.writeUInt32LE(dict.keys.size, off);
   for (const k of dict.keys.values()) {
-    w.u64(k.id).u8(methodCode(k.method)).u64(k.createdAtMs).u8(k.exposed ? 1 : 0).u8(k.key.length).bytes(k.key);
+    off = out.writeBigUInt64LE(BigInt(k.id), off);
+    off = out.writeUInt8(methodCode(k.method), off);
+    off = out.writeBigUInt64LE(BigInt(k.createdAtMs), off);
+    off = out.writeUInt8(k.exposed ? 1 : 0, off);
+    off = out.writeUInt8(k.key.length, off);
+    off += k.key.copy(out, off);
   }
-  return w.finish();
+  return out;
 }
 
 export function decodeContent(buf: Buffer): KeyDictionary {
   const r = new BinaryReader(buf);
   const version = r.u16();
-  if (version !== CONTENT_VERSION) throw new KeyDictFormatError(`unknown content version ${version}`, version > CONTENT_VERSION);
+  if (version !== CONTENT_VERSION && version !== LEGACY_VERSION) throw new KeyDictFormatError(`unknown content version ${version}`, version > CONTENT_VERSION);
+  let generation = 0;
+  let fileDictGeneration = 0;
+  let dictMacKey: Buffer | undefined;
+  if (version === CONTENT_VERSION) {
+    generation = r.u64();
+    fileDictGeneration = r.u64();
+    dictMacKey = Buffer.alloc(DICT_MAC_KEY_LENGTH);
+    r.bytes(DICT_MAC_KEY_LENGTH).copy(dictMacKey);
+  }
   const currentKeyId = r.u64();
   const count = r.u32();
   const keys = new Map<number, DataKey>();
@@ -65,14 +105,16 @@ export function decodeContent(buf: Buffer): KeyDictionary {
     const exposed = r.u8() === 1;
     const len = r.u8();
     if (len !== keyLengthOf(method)) throw new KeyDictFormatError(`data key ${id} has ${len} bytes, ${method} needs ${keyLengthOf(method)}`);
-    keys.set(id, { id, method, createdAtMs, exposed, key: Buffer.from(r.bytes(len)) });
+    const key = Buffer.alloc(len);
+    r.bytes(len).copy(key);
+    keys.set(id, { id, method, createdAtMs, exposed, key });
   }
   if (r.remaining !== 0) throw new KeyDictFormatError(`${r.remaining} unexpected trailing bytes`);
-  return { currentKeyId, keys };
+  return { generation, fileDictGeneration, dictMacKey, currentKeyId, keys };
 }
 
-export function sealedHeader(masterKeyType: MasterKeyType, envelope: Buffer): Buffer {
-  return new BinaryWriter().bytes(KEY_DICT_MAGIC).u16(KEY_DICT_VERSION).u8(MASTER_KEY_TYPE_CODES[masterKeyType]).blob(envelope).finish();
+export function sealedHeader(masterKeyType: MasterKeyType, envelope: Buffer, version = KEY_DICT_VERSION): Buffer {
+  return new BinaryWriter().bytes(KEY_DICT_MAGIC).u16(version).u8(MASTER_KEY_TYPE_CODES[masterKeyType]).blob(envelope).finish();
 }
 
 export function encodeSealedFile(aad: Buffer, sealed: Sealed): Buffer {
