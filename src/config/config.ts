@@ -739,7 +739,7 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
   for (const [key, value] of Object.entries(options)) {
     if (value === undefined || known.includes(key) || passthrough.includes(key)) continue;
     if (policy.unknown === 'near-misses' && closest(key, [...known, ...passthrough]) === undefined) continue;
-    unknownOption(key, '', [...known, ...passthrough], 'in the options', where);
+    unknownOption(key, '', [...known, ...passthrough], 'in the options', where, sectionNote(key));
   }
 
   const enc = readOptionFields(encFields, options, '', 'in the options', ctx, where, true);
@@ -777,6 +777,16 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
     );
   }
   return { encryption, engine };
+}
+
+/** A TOML section's name used as an option: say that the options are flat. */
+function sectionNote(key: string): string {
+  const sections = new Set(Object.keys(SCHEMA).flatMap((name) => name.split('.')).map(optionName));
+  if (!sections.has(key) || MASTER_KEY_OPTIONS[key] !== undefined) return '';
+  return (
+    ` (options are flat: there is no ${key} object; the TOML file's [security.encryption] and [engine] settings are ` +
+    `top-level options in camelCase, e.g. { dataEncryptionMethod: 'aes256-ctr', masterKey: { type: 'file', path }, writeBufferSize })`
+  );
 }
 
 function readMasterKeyOption(option: string, section: Section, raw: unknown, ctx: Context, where: string): Record<string, unknown> {
