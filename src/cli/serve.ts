@@ -2,6 +2,7 @@ import { loadConfig } from '../config/config.js';
 import { pathExists } from '../keys/atomic-file.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { TdekvServer } from '../server/server.js';
+import { warnIfCoreDumpsEnabled } from './core-dumps.js';
 import { writeMasterKeyFile } from './keygen.js';
 
 /**
@@ -12,6 +13,8 @@ import { writeMasterKeyFile } from './keygen.js';
 export async function serve(opts: { config: string; generateMasterKey?: boolean }): Promise<void> {
   const config = await loadConfig(opts.config);
   const logger = createLogger({ level: config.log.level, redactUserData: config.security.redactInfoLog });
+  // Before any key is loaded, so the warning comes first.
+  await warnIfCoreDumpsEnabled(logger);
   await generateQuickstartKey(config.security.encryption.masterKey, opts.generateMasterKey === true, logger);
   const server = await TdekvServer.start(config, logger);
   await new Promise<void>((resolve) => {
