@@ -43,6 +43,8 @@ describe('master key file', () => {
       assert.deepEqual(key, Buffer.from(HEX, 'hex'));
       assert.equal(envelope.length, 0);
       assert.deepEqual(await mk.recoverWrappingKey(envelope), key);
+      // Copies of the key in memory of their own, not slices of Node's shared pool.
+      for (const copy of [key, await mk.recoverWrappingKey(envelope)]) assert.equal(copy.buffer.byteLength, 32);
     } finally {
       mk.close();
     }

@@ -64,6 +64,9 @@ describe('KmsMasterKey against a fake KMS', () => {
       assert.equal(envelope.indexOf(key), -1, 'the envelope must not contain the key');
       const recovered = await mk.recoverWrappingKey(envelope);
       assert.deepEqual(recovered, key);
+      // Copied out of the SDK into memory of their own, never a slice of Node's shared pool.
+      assert.equal(key.buffer.byteLength, 32);
+      assert.equal(recovered.buffer.byteLength, 32);
       assert.deepEqual(kms.calls, { GenerateDataKey: 1, Decrypt: 1, Encrypt: 0 });
     });
   });

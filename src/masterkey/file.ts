@@ -4,6 +4,7 @@ import { zeroize } from '../crypto/random.js';
 import { canonicalPath, isInsideDir } from './inside-dir.js';
 import { decodeHexBytes, isOneRepeatedByte } from './key-hex.js';
 import type { MasterKey, WrappingKey } from './master-key.js';
+import { secretCopy } from './secret-copy.js';
 
 const RULE = 'a master key file must hold exactly 64 hexadecimal characters (a 256-bit key) followed by one newline, and nothing else';
 const KEY_BYTES = 32;
@@ -120,11 +121,11 @@ export class FileMasterKey implements MasterKey {
   }
 
   async newWrappingKey(): Promise<WrappingKey> {
-    return { key: Buffer.from(this.#key), envelope: Buffer.alloc(0) };
+    return { key: secretCopy(this.#key), envelope: Buffer.alloc(0) };
   }
 
   async recoverWrappingKey(): Promise<Buffer> {
-    return Buffer.from(this.#key);
+    return secretCopy(this.#key);
   }
 
   close(): void {

@@ -5,6 +5,7 @@ import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import { insecureKmsEndpoint } from './kms-endpoint.js';
 import type { MasterKey, WrappingKey } from './master-key.js';
+import { secretCopy } from './secret-copy.js';
 
 const WRAPPING_KEY_BYTES = 32;
 const SETTING = '[security.encryption.master-key]';
@@ -150,7 +151,7 @@ export class KmsMasterKey implements MasterKey {
       zeroize(plaintext);
       throw this.#malformed(op, `returned a ${found}-byte data key where ${WRAPPING_KEY_BYTES} bytes were expected`);
     }
-    const key = Buffer.from(plaintext);
+    const key = secretCopy(plaintext);
     zeroize(plaintext);
     return key;
   }
