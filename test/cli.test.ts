@@ -312,3 +312,13 @@ test('keygen prints and writes a fresh random key each time (bytes, not a string
   assert.match(await readFile(path, 'latin1'), /^[0-9a-f]{64}\n$/);
   assert.equal((await stat(path)).mode & 0o777, 0o600);
 });
+
+test('init --generate-master-key refuses to generate the key inside the data dir, and writes nothing', async (t) => {
+  const dir = await tempDir(t);
+  const config = join(dir, 'tdekv.toml');
+  await writeFile(config, `[storage]\ndata-dir = "d"\n[security.encryption]\ndata-encryption-method = "aes256-ctr"\n[security.encryption.master-key]\ntype = "file"\npath = "d/mk"\n`);
+  const r = await runCli(['init', '--config', config, '--generate-master-key']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /d\/mk is inside the data dir/);
+  await assert.rejects(stat(join(dir, 'd')), /ENOENT/);
+});

@@ -133,7 +133,8 @@ export class FileMasterKey implements MasterKey {
   }
 }
 
-async function refuseInsideDataDir(path: string, dataDir: string): Promise<void> {
+/** Throws MASTER_KEY_INVALID when the key file `path` (which need not exist yet) is inside `dataDir`. */
+export async function refuseInsideDataDir(path: string, dataDir: string): Promise<void> {
   const [key, dir] = await Promise.all([canonicalPath(path), canonicalPath(dataDir)]);
   if (!isInsideDir(key, dir)) return;
   throw new TdekvError(
