@@ -258,3 +258,76 @@ test('data-key reencrypt --retire moves every file to the current key, with prog
   const again = await runCli(['data-key', 'reencrypt', '--config', config]);
   assert.match(again.stdout, /^0 file\(s\) re-encrypted/);
 });
+
+test('ctl decrypt-file refuses an --out-file inside the data dir, however it is spelled, and writes nothing (issue 9 item 18)', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const data = join(dir, 'data');
+  const { symlink, readdir } = await import('node:fs/promises');
+  await symlink(data, join(dir, 'data-link'));
+  const listing = async (): Promise<string[]> => (await readdir(data, { recursive: true })).map(String).sort();
+  const before = await listing();
+  for (const out of [
+    join(data, 'plain.bin'),
+    join(data, 'encryption-meta', 'plain.bin'),
+    join(data, 'db', 'new-dir', 'plain.bin'),
+    join(dir, 'data-link', 'plain.bin'),
+    join(dir, 'elsewhere', '..', 'data', 'plain.bin'),
+  ]) {
+    const r = await runCli(['ctl', '--config', config, 'encryption-meta', 'decrypt-file', '--path', 'db/000001.sst', '--out-file', out]);
+    assert.equal(r.code, 1, `${out}: ${r.stdout}`);
+    assert.match(r.stderr, /--out-file .* is inside the data dir/, out);
+    assert.match(r.stderr, /Choose a path outside the data dir/);
+    assert.match(r.stderr, /INVALID_PATH/);
+  }
+  assert.deepEqual(await listing(), before);
+  const beside = await runCli(['ctl', '--config', config, 'encryption-meta', 'decrypt-file', '--path', 'db/000001.sst', '--out-file', join(dir, 'data-plain.bin')]);
+  assert.equal(beside.code, 0, beside.stderr);
+});
+
+test('the CLI refuses a master key file others can read, inside the data dir, or all-zero (issue 9 item 17)', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const { chmod, copyFile } = await import('node:fs/promises');
+  const key = join(dir, 'master.key');
+  const list = ['ctl', '--config', config, 'encryption-meta', 'dump-file'];
+
+  await chmod(key, 0o644);
+  const open = await runCli(list);
+  assert.equal(open.code, 1);
+  assert.ok(open.stderr.includes(`master key file ${key} has mode 0644`), open.stderr);
+  assert.ok(open.stderr.includes(`chmod 600 ${key}`), open.stderr);
+  assert.match(open.stderr, /MASTER_KEY_INVALID/);
+  await writeFile(config, (await readFile(config, 'utf8')) + 'allow-insecure-permissions = true\n');
+  assert.equal((await runCli(list)).code, 0, 'the explicit override is honoured');
+  await chmod(key, 0o600);
+
+  await copyFile(key, join(dir, 'data', 'master.key'));
+  await writeFile(config, (await readFile(config, 'utf8')).replace('path = "master.key"', 'path = "data/master.key"'));
+  const inside = await runCli(list);
+  assert.equal(inside.code, 1);
+  assert.match(inside.stderr, /data\/master\.key is inside the data dir .*Move the key outside/);
+});
+
+test('keygen prints and writes a fresh random key each time (bytes, not a string)', async (t) => {
+  const dir = await tempDir(t);
+  const a = await runCli(['keygen']);
+  const b = await runCli(['keygen']);
+  assert.match(a.stdout, /^[0-9a-f]{64}\n$/);
+  assert.notEqual(a.stdout, b.stdout);
+  assert.notEqual(a.stdout, '0'.repeat(64) + '\n');
+  const path = join(dir, 'k');
+  assert.equal((await runCli(['keygen', '--out', path])).code, 0);
+  assert.match(await readFile(path, 'latin1'), /^[0-9a-f]{64}\n$/);
+  assert.equal((await stat(path)).mode & 0o777, 0o600);
+});
+
+test('init --generate-master-key refuses to generate the key inside the data dir, and writes nothing', async (t) => {
+  const dir = await tempDir(t);
+  const config = join(dir, 'tdekv.toml');
+  await writeFile(config, `[storage]\ndata-dir = "d"\n[security.encryption]\ndata-encryption-method = "aes256-ctr"\n[security.encryption.master-key]\ntype = "file"\npath = "d/mk"\n`);
+  const r = await runCli(['init', '--config', config, '--generate-master-key']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /d\/mk is inside the data dir/);
+  await assert.rejects(stat(join(dir, 'd')), /ENOENT/);
+});

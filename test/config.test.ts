@@ -183,6 +183,41 @@ describe('parseConfig', () => {
     rejects(base + 'timeout = "soon"', 'security.encryption.master-key.timeout', '"soon"');
   });
 
+  it('refuses a KMS endpoint without TLS unless it is loopback or allow-insecure-endpoint is set (issue 9 item 19)', () => {
+    const base = '[security.encryption.master-key]\ntype = "kms"\nkey-id = "k"\nregion = "eu-west-1"\n';
+    for (const endpoint of ['http://kms.example.com', 'http://10.0.0.5:4566', 'http://[fe80::1]:8080', 'http://128.0.0.1', 'http://localhost.example.com']) {
+      rejects(base + `endpoint = "${endpoint}"`, `security.encryption.master-key.endpoint = "${endpoint}" is refused`, 'not TLS', 'plaintext wrapping key', 'allow-insecure-endpoint = true');
+    }
+    rejects(
+      '[security.encryption.master-key]\ntype = "file"\npath = "k"\n' +
+        '[security.encryption.previous-master-key]\ntype = "kms"\nkey-id = "k"\nregion = "r"\nendpoint = "http://kms.internal"',
+      'security.encryption.previous-master-key.endpoint = "http://kms.internal" is refused',
+    );
+    for (const endpoint of ['https://kms.example.com', 'http://127.0.0.1:4566', 'http://127.8.9.10', 'http://localhost:4566', 'http://[::1]:4566', 'HTTP://LOCALHOST']) {
+      assert.equal((parse(base + `endpoint = "${endpoint}"`).security.encryption.masterKey as { endpoint?: string }).endpoint, endpoint);
+    }
+    assert.deepEqual(parse(base + 'endpoint = "http://kms.internal"\nallow-insecure-endpoint = true').security.encryption.masterKey, {
+      type: 'kms',
+      keyId: 'k',
+      region: 'eu-west-1',
+      endpoint: 'http://kms.internal',
+      allowInsecureEndpoint: true,
+      timeoutMs: 10_000,
+      maxAttempts: 3,
+    });
+    rejects(base + 'endpoint = "http://kms.internal"\nallow-insecure-endpoint = false', 'is refused');
+    rejects('[security.encryption.master-key]\ntype = "file"\npath = "k"\nallow-insecure-endpoint = true', 'unknown key security.encryption.master-key.allow-insecure-endpoint', 'belongs to type = "kms"');
+  });
+
+  it('reads allow-insecure-permissions for a file master key', () => {
+    assert.deepEqual(parse('[security.encryption.master-key]\ntype = "file"\npath = "k"\nallow-insecure-permissions = true').security.encryption.masterKey, {
+      type: 'file',
+      path: '/etc/tdekv/k',
+      allowInsecurePermissions: true,
+    });
+    rejects('[security.encryption.master-key]\ntype = "file"\npath = "k"\nallow-insecure-permissions = "yes"', 'allow-insecure-permissions must be a boolean');
+  });
+
   it('rejects an unknown top-level section, listing the sections', () => {
     rejects('[serve]\naddr = "127.0.0.1:6379"', 'unknown section [serve]', '[storage]', '[security]', '[server]', '[log]', 'Did you mean server?');
     rejects('port = 6379', 'unknown key port', '[storage]', '[security]');

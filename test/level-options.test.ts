@@ -5,7 +5,8 @@ import { configFromOptions, parseConfig, type OptionNamesPolicy } from '../src/c
 import { isTdekvError } from '../src/errors.js';
 import { TdekvLevel } from '../src/level/tdekv-level.js';
 import { silentLogger } from '../src/log/logger.js';
-import { withTempDir } from './support/fs-helpers.js';
+import { withTempDir, writeKeyFile } from './support/fs-helpers.js';
+import { pathExists } from '../src/keys/atomic-file.js';
 
 /*
  * The embedded API's options go through the TOML config's schema and validators
@@ -168,16 +169,80 @@ describe('TdekvLevel options', () => {
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { adoptPlaintextFiles: 'yes' as never }), where, 'adoptPlaintextFiles must be a boolean');
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { logger: { info() {} } as never }), where, 'logger must be a pino Logger');
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { masterKy: { type: 'plaintext' } } as never), where, 'Did you mean masterKey?');
+    rejectsWith(() => new TdekvLevel('/nonexistent/db', { encryption: {} } as never), where, 'unknown option encryption');
     rejectsWith(() => new TdekvLevel('', {}), 'location', 'non-empty string');
   });
 
-  it('passes other options on to abstract-level and its hooks, without tdekv settings', async () => {
+  it('refuses the issue 9 item 22 example: encryption settings nested where they are not read', async () => {
     await withTempDir(async (dir) => {
-      const db = new TdekvLevel(join(dir, 'db'), { logger: silentLogger(), writeBufferSize: 65_536, userland: 123 } as never);
+      const { path } = await writeKeyFile(dir);
+      const location = join(dir, 'db');
+      const message = rejectsWith(
+        () => new TdekvLevel(location, { encryption: { dataEncryptionMethod: 'aes256-ctr', masterKey: { type: 'file', path } } } as never),
+        `TdekvLevel options (${location})`,
+        'unknown option encryption',
+        'options are flat',
+        'dataEncryptionMethod',
+        'Allowed in the options: dataEncryptionMethod',
+        'masterKey',
+        'keyEncoding',
+        'hookOptions',
+      );
+      assert.ok(!message.includes(path), 'the value is not echoed');
+      // Nothing was created: the store did not open as plaintext.
+      assert.equal(await pathExists(location), false);
+    });
+  });
+
+  it('refuses any unknown top-level option, not only near-misses', () => {
+    for (const name of ['userland', 'encrypt', 'security', 'engine', 'cacheSize', 'sync']) {
+      rejectsWith(() => new TdekvLevel('/nonexistent/db', { [name]: 1 } as never), where, `unknown option ${name}`, 'Allowed in the options');
+    }
+  });
+
+  it('refuses unknown and misplaced options in masterKey and hookOptions', () => {
+    rejectsWith(() => new TdekvLevel('/nonexistent/db', { dataEncryptionMethod: 'aes256-ctr', masterKey: { type: 'file', path: '/k', mode: 0o600 } } as never), where, 'unknown option masterKey.mode');
+    rejectsWith(() => new TdekvLevel('/nonexistent/db', { hookOptions: { masterKey: { type: 'plaintext' } } }), where, 'hookOptions holds masterKey', 'top-level option');
+    rejectsWith(() => new TdekvLevel('/nonexistent/db', { hookOptions: { keyEncoding: 'json' } }), where, 'hookOptions holds keyEncoding');
+    rejectsWith(() => new TdekvLevel('/nonexistent/db', { hookOptions: 'x' as never }), where, 'hookOptions must be a plain object');
+  });
+
+  it('refuses a non-TLS KMS endpoint in the options too (issue 9 item 19)', () => {
+    rejectsWith(
+      () => new TdekvLevel('/nonexistent/db', { dataEncryptionMethod: 'aes256-ctr', masterKey: { type: 'kms', keyId: 'k', region: 'r', endpoint: 'http://kms.example.com' } }),
+      where,
+      'masterKey.endpoint = "http://kms.example.com" is refused',
+      'allow-insecure-endpoint',
+    );
+  });
+
+  it("passes abstract-level's options and the application's hookOptions on to the hooks, and nothing of tdekv's", async () => {
+    await withTempDir(async (dir) => {
+      const db = new TdekvLevel(join(dir, 'db'), { logger: silentLogger(), writeBufferSize: 65_536, valueEncoding: 'json', hookOptions: { userland: 123 } });
       let seen: unknown;
       db.hooks.postopen.add(async (options: unknown) => void (seen = options));
       await db.open();
       assert.deepEqual(seen, { createIfMissing: true, errorIfExists: false, userland: 123 });
+      await db.put('k', { a: 1 } as never);
+      assert.deepEqual(await db.get('k'), { a: 1 });
+      await db.close();
+      await db.open({ hookOptions: { other: 456 } } as never);
+      assert.deepEqual(seen, { createIfMissing: true, errorIfExists: false, userland: 123, other: 456 });
+      await db.close();
+    });
+  });
+
+  it('refuses unknown open() options', async () => {
+    await withTempDir(async (dir) => {
+      const db = new TdekvLevel(join(dir, 'db'), { hookOptions: { userland: 1 } });
+      await db.open();
+      await db.close();
+      await assert.rejects(db.open({ encryption: { dataEncryptionMethod: 'aes256-ctr' } } as never), (err: Error & { cause?: unknown }) => {
+        assert.ok(isTdekvError(err.cause, 'CONFIG_INVALID'), String(err.cause));
+        assert.match(err.cause.message, /unknown open\(\) option encryption\. Allowed in open\(\): createIfMissing, errorIfExists, passive, hookOptions/);
+        return true;
+      });
+      await db.open({ userland: 2 } as never); // a hook option the constructor declared
       await db.close();
     });
   });

@@ -4,6 +4,7 @@ import type { KmsMasterKeyConfig } from '../src/config/types.js';
 import { EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { randomBytes } from 'node:crypto';
 import { KMS_ENCRYPTION_CONTEXT, KmsMasterKey, kmsCallDeadlineMs } from '../src/masterkey/kms.js';
+import { isLoopbackHost } from '../src/masterkey/kms-endpoint.js';
 import { FakeKms, closedPort } from './support/fake-kms.js';
 import { expectCode } from './support/fs-helpers.js';
 
@@ -63,6 +64,9 @@ describe('KmsMasterKey against a fake KMS', () => {
       assert.equal(envelope.indexOf(key), -1, 'the envelope must not contain the key');
       const recovered = await mk.recoverWrappingKey(envelope);
       assert.deepEqual(recovered, key);
+      // Copied out of the SDK into memory of their own, never a slice of Node's shared pool.
+      assert.equal(key.buffer.byteLength, 32);
+      assert.equal(recovered.buffer.byteLength, 32);
       assert.deepEqual(kms.calls, { GenerateDataKey: 1, Decrypt: 1, Encrypt: 0 });
     });
   });
@@ -199,5 +203,19 @@ describe('KmsMasterKey against a fake KMS', () => {
   test('invalid timeout or attempts are CONFIG_INVALID', () => {
     assert.throws(() => new KmsMasterKey(config(kms.url, { timeoutMs: 0 })), expectCode('CONFIG_INVALID'));
     assert.throws(() => new KmsMasterKey(config(kms.url, { maxAttempts: 0 })), expectCode('CONFIG_INVALID'));
+  });
+});
+
+describe('KMS endpoint transport (issue 9 item 19)', () => {
+  test('the backend refuses a non-loopback http:// endpoint even when the config was built by hand', () => {
+    assert.throws(() => new KmsMasterKey(config('http://kms.example.com')), expectCode('CONFIG_INVALID', 'endpoint = "http://kms.example.com" is refused', 'allow-insecure-endpoint'));
+    new KmsMasterKey(config('http://kms.example.com', { allowInsecureEndpoint: true })).close();
+    new KmsMasterKey(config('https://kms.example.com')).close();
+    new KmsMasterKey(config('http://127.0.0.1:1')).close();
+  });
+
+  test('isLoopbackHost knows 127.0.0.0/8, ::1 and localhost, and nothing else', () => {
+    for (const host of ['127.0.0.1', '127.255.0.9', 'localhost', 'LOCALHOST', 'a.localhost', '[::1]', '::1', '[::ffff:7f00:1]']) assert.ok(isLoopbackHost(host), host);
+    for (const host of ['128.0.0.1', '10.0.0.1', '0.0.0.0', '[::]', '[fe80::1]', 'localhost.example.com', '127.0.0.1.nip.io', '[::ffff:a00:1]']) assert.ok(!isLoopbackHost(host), host);
   });
 });

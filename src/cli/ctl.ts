@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import { loadConfig } from '../config/config.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
@@ -8,6 +8,8 @@ import type { FileInfo } from '../keys/file-dictionary-format.js';
 import { createLogger, silentLogger } from '../log/logger.js';
 import { DataKeyStore } from '../keys/data-key-store.js';
 import { KEY_DICT_NAME } from '../env/encrypted-env.js';
+import { canonicalPath, isInsideDir } from '../masterkey/inside-dir.js';
+import { encodeHexInto } from '../masterkey/key-hex.js';
 import { askConsent } from './consent.js';
 import { encryptionStatus } from '../env/encryption-status.js';
 import { formatStatus } from './status-format.js';
@@ -21,6 +23,11 @@ export interface CtlTarget {
 export interface Output {
   out: (line: string) => void;
   err: (line: string) => void;
+  /**
+   * A line holding key material, as bytes ending in a newline: written, then wiped. Absent
+   * (tests), the line goes to `out` as a string.
+   */
+  secret?: (line: Buffer) => Promise<void>;
 }
 
 /** Opens the data dir read-only: ctl inspects, it never changes dictionaries. */
@@ -98,8 +105,18 @@ export async function dumpKey(
     // writable open folds the note into key.dict and rotates away from an exposed current key.
     await DataKeyStore.noteExposure(join(env.metaDir, KEY_DICT_NAME), keys.map((k) => k.id), createLogger({ name: 'tdekv-ctl' }));
     for (const k of keys) {
-      io.out(`${k.id}\tmethod=${k.method}\tcreated=${new Date(k.createdAtMs).toISOString()}\texposed=${k.exposed}\tkey=${k.key.toString('hex')}`);
+      const prefix = `${k.id}\tmethod=${k.method}\tcreated=${new Date(k.createdAtMs).toISOString()}\texposed=${k.exposed}\tkey=`;
+      // Hex built in a non-pooled Buffer, never a JS string: only this Buffer holds the key, and it is wiped.
+      const line = Buffer.alloc(prefix.length + 2 * k.key.length + 1);
+      line.write(prefix, 0, 'latin1');
+      line[encodeHexInto(k.key, line, prefix.length)] = 0x0a;
       zeroize(k.key);
+      try {
+        if (io.secret) await io.secret(line);
+        else io.out(line.toString('latin1', 0, line.length - 1));
+      } finally {
+        zeroize(line);
+      }
     }
   });
 }
@@ -119,6 +136,7 @@ const CHUNK = 1 << 20;
 /** Writes the plaintext of one data file to a new file (mode 0600: it is user data). */
 export async function decryptFile(target: CtlTarget, opts: { path: string; outFile: string }, io: Output): Promise<void> {
   await withEnv(target, async ({ env }) => {
+    await refuseOutputInDataDir(opts.outFile, env.dataDir);
     const rel = toDataDirPath(env.dataDir, opts.path);
     const src = await env.openRead(rel);
     let out;
@@ -141,6 +159,23 @@ export async function decryptFile(target: CtlTarget, opts: { path: string; outFi
     }
     io.err(`decrypted ${rel} (${src.size} bytes) to ${opts.outFile}`);
   });
+}
+
+/**
+ * Plaintext written into the data dir would sit beside the ciphertext it was meant to keep
+ * private, end up in backups of the data dir, and (in encryption-meta/ or as a table name)
+ * be read by tdekv itself. The output's parent is resolved, so symlinks and `..` do not hide it.
+ */
+async function refuseOutputInDataDir(outFile: string, dataDir: string): Promise<void> {
+  const out = resolve(outFile);
+  const [parent, dir] = await Promise.all([canonicalPath(dirname(out)), canonicalPath(dataDir)]);
+  if (!isInsideDir(parent, dir)) return;
+  throw new TdekvError(
+    'INVALID_PATH',
+    `--out-file ${outFile} is inside the data dir ${dataDir}: decrypted data must not be written where the encrypted data lives ` +
+      `(it would be copied by backups of the data dir, and tdekv may read or delete it). Choose a path outside the data dir, ` +
+      `preferably on an encrypted or temporary file system, and remove the file when done.`,
+  );
 }
 
 /**

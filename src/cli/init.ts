@@ -4,6 +4,7 @@ import { openEnvFromConfig } from '../env/open-env.js';
 import { formatStatus } from './status-format.js';
 import type { Logger } from '../log/logger.js';
 import { pathExists } from '../keys/atomic-file.js';
+import { refuseInsideDataDir } from '../masterkey/file.js';
 import { writeMasterKeyFile } from './keygen.js';
 import type { Output } from './ctl.js';
 
@@ -15,6 +16,8 @@ export async function init(opts: { config: string; generateMasterKey?: boolean; 
   const config = await loadConfig(opts.config);
   const mk = config.security.encryption.masterKey;
   if (mk.type === 'file' && opts.generateMasterKey && !(await pathExists(mk.path))) {
+    // Refused before it is written: a key generated into the data dir would only be refused at open.
+    await refuseInsideDataDir(mk.path, config.storage.dataDir);
     await writeMasterKeyFile(mk.path);
     logger.warn(
       { path: mk.path },

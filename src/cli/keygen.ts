@@ -1,13 +1,19 @@
 import { open } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
+import { encodeHexInto } from '../masterkey/key-hex.js';
 
-/** A master key file's exact content: 64 hex characters and a newline. */
+/**
+ * A master key file's exact content: 64 hex characters and a newline, built byte by byte in
+ * a non-pooled Buffer (never a JS string, which could not be wiped). The caller wipes it.
+ */
 export function newMasterKeyText(): Buffer {
-  const key = randomBytes(32);
+  const key = randomFillSync(Buffer.alloc(32));
   try {
-    return Buffer.from(key.toString('hex') + '\n', 'latin1');
+    const text = Buffer.alloc(65);
+    text[encodeHexInto(key, text, 0)] = 0x0a;
+    return text;
   } finally {
     zeroize(key);
   }
@@ -32,5 +38,18 @@ export async function writeMasterKeyFile(path: string): Promise<void> {
   } finally {
     zeroize(text);
     await fh.close();
+  }
+}
+
+/**
+ * Writes secret bytes to a stream and wipes them once the stream is done with them: a
+ * stream keeps a reference to a queued Buffer, so wiping right after write() could send
+ * zeros instead.
+ */
+export async function writeSecret(stream: NodeJS.WritableStream, bytes: Buffer): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => stream.write(bytes, (err) => (err ? reject(err) : resolve())));
+  } finally {
+    zeroize(bytes);
   }
 }

@@ -7,11 +7,12 @@ import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Ou
 import { init } from './init.js';
 import { serve } from './serve.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
-import { newMasterKeyText, writeMasterKeyFile } from './keygen.js';
+import { newMasterKeyText, writeMasterKeyFile, writeSecret } from './keygen.js';
 
 const io: Output = {
   out: (line) => process.stdout.write(line + '\n'),
   err: (line) => process.stderr.write(line + '\n'),
+  secret: (bytes) => writeSecret(process.stdout, bytes),
 };
 
 
@@ -31,7 +32,7 @@ function program(): Command {
         await writeMasterKeyFile(opts.out);
         io.err(`wrote a new master key to ${opts.out} (mode 0600). Keep it off the data disk: tmpfs or a KMS in production.`);
       } else {
-        process.stdout.write(newMasterKeyText());
+        await writeSecret(process.stdout, newMasterKeyText());
       }
     });
 

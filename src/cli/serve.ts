@@ -2,6 +2,8 @@ import { loadConfig } from '../config/config.js';
 import { pathExists } from '../keys/atomic-file.js';
 import { createLogger, type Logger } from '../log/logger.js';
 import { TdekvServer } from '../server/server.js';
+import { warnIfCoreDumpsEnabled } from './core-dumps.js';
+import { refuseInsideDataDir } from '../masterkey/file.js';
 import { writeMasterKeyFile } from './keygen.js';
 
 /**
@@ -12,7 +14,9 @@ import { writeMasterKeyFile } from './keygen.js';
 export async function serve(opts: { config: string; generateMasterKey?: boolean }): Promise<void> {
   const config = await loadConfig(opts.config);
   const logger = createLogger({ level: config.log.level, redactUserData: config.security.redactInfoLog });
-  await generateQuickstartKey(config.security.encryption.masterKey, opts.generateMasterKey === true, logger);
+  // Before any key is loaded, so the warning comes first.
+  await warnIfCoreDumpsEnabled(logger);
+  await generateQuickstartKey(config.security.encryption.masterKey, config.storage.dataDir, opts.generateMasterKey === true, logger);
   const server = await TdekvServer.start(config, logger);
   await new Promise<void>((resolve) => {
     let signals = 0;
@@ -35,8 +39,10 @@ export async function serve(opts: { config: string; generateMasterKey?: boolean 
   logger.flush();
 }
 
-async function generateQuickstartKey(mk: { type: string; path?: string }, generate: boolean, logger: Logger): Promise<void> {
+async function generateQuickstartKey(mk: { type: string; path?: string }, dataDir: string, generate: boolean, logger: Logger): Promise<void> {
   if (mk.type !== 'file' || mk.path === undefined || !generate || (await pathExists(mk.path))) return;
+  // Refused before it is written: a key generated into the data dir would only be refused at open.
+  await refuseInsideDataDir(mk.path, dataDir);
   await writeMasterKeyFile(mk.path);
   logger.warn(
     { path: mk.path },

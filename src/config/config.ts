@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
+import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
 import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -226,6 +227,7 @@ function httpUrl(): Validator<'string'> {
 const MASTER_KEY_VARIANTS: Record<MasterKeyConfig['type'], Fields> = {
   file: {
     path: { prop: 'path', required: true, ...localPath() },
+    'allow-insecure-permissions': { prop: 'allowInsecurePermissions', ...flag() },
   },
   kms: {
     'key-id': { prop: 'keyId', required: true, ...text('a non-empty string (the KMS key id or ARN)') },
@@ -233,6 +235,7 @@ const MASTER_KEY_VARIANTS: Record<MasterKeyConfig['type'], Fields> = {
     endpoint: { prop: 'endpoint', ...httpUrl() },
     timeout: { prop: 'timeoutMs', default: () => DEFAULT_KMS_TIMEOUT_MS, ...duration(1) },
     'max-attempts': { prop: 'maxAttempts', default: () => DEFAULT_KMS_MAX_ATTEMPTS, ...integer(1, 10) },
+    'allow-insecure-endpoint': { prop: 'allowInsecureEndpoint', ...flag() },
   },
   plaintext: {},
 };
@@ -371,6 +374,11 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
     }
     enc.masterKey = { type: 'plaintext' };
   },
+  (config, where) => {
+    const enc = config.security.encryption;
+    checkKmsEndpoint(enc.masterKey, 'security.encryption.master-key.endpoint', where);
+    checkKmsEndpoint(enc.previousMasterKey, 'security.encryption.previous-master-key.endpoint', where);
+  },
   (config) => {
     // TiKV's redact-info-log is opt-in; here whoever encrypts the data would not want its
     // keys and values written to logs in clear, so encryption turns redaction on by default.
@@ -411,6 +419,12 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
     }
   },
 ];
+
+function checkKmsEndpoint(mk: MasterKeyConfig | undefined, name: string, where: string): void {
+  if (mk?.type !== 'kms') return;
+  const why = insecureKmsEndpoint(mk.endpoint, mk.allowInsecureEndpoint);
+  if (why !== undefined) fail(`${where}: ${name} = ${show(mk.endpoint ?? '')} is refused: ${why}.`);
+}
 
 // ---- reader -----------------------------------------------------------------------------
 
@@ -726,7 +740,7 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
   for (const [key, value] of Object.entries(options)) {
     if (value === undefined || known.includes(key) || passthrough.includes(key)) continue;
     if (policy.unknown === 'near-misses' && closest(key, [...known, ...passthrough]) === undefined) continue;
-    unknownOption(key, '', [...known, ...passthrough], 'in the options', where);
+    unknownOption(key, '', [...known, ...passthrough], 'in the options', where, sectionNote(key));
   }
 
   const enc = readOptionFields(encFields, options, '', 'in the options', ctx, where, true);
@@ -737,6 +751,9 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
   const engine = readOptionFields(ENGINE_FIELDS, options, '', 'in the options', ctx, where, false) as Partial<EngineTuning>;
 
   const encryption = enc as unknown as EncryptionConfig;
+  for (const option of Object.keys(MASTER_KEY_OPTIONS)) {
+    checkKmsEndpoint(option === 'masterKey' ? encryption.masterKey : encryption.previousMasterKey, `${option}.endpoint`, where);
+  }
   if ((encryption.masterKey as MasterKeyConfig | undefined) === undefined) {
     if (encryption.dataEncryptionMethod !== 'plaintext') {
       fail(
@@ -761,6 +778,16 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
     );
   }
   return { encryption, engine };
+}
+
+/** A TOML section's name used as an option: say that the options are flat. */
+function sectionNote(key: string): string {
+  const sections = new Set(Object.keys(SCHEMA).flatMap((name) => name.split('.')).map(optionName));
+  if (!sections.has(key) || MASTER_KEY_OPTIONS[key] !== undefined) return '';
+  return (
+    ` (options are flat: there is no ${key} object; the TOML file's [security.encryption] and [engine] settings are ` +
+    `top-level options in camelCase, e.g. { dataEncryptionMethod: 'aes256-ctr', masterKey: { type: 'file', path }, writeBufferSize })`
+  );
 }
 
 function readMasterKeyOption(option: string, section: Section, raw: unknown, ctx: Context, where: string): Record<string, unknown> {

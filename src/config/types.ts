@@ -89,6 +89,8 @@ export interface FileMasterKeyConfig {
   type: 'file';
   /** Absolute path. */
   path: string;
+  /** `allow-insecure-permissions`: accept a key file group or others may access (absent = false). */
+  allowInsecurePermissions?: boolean;
 }
 
 export interface KmsMasterKeyConfig {
@@ -100,6 +102,8 @@ export interface KmsMasterKeyConfig {
   timeoutMs: number;
   /** Attempts per call including the first (TOML `max-attempts`; default 3). */
   maxAttempts: number;
+  /** `allow-insecure-endpoint`: accept an http:// endpoint that is not loopback (absent = false). */
+  allowInsecureEndpoint?: boolean;
 }
 
 export const DEFAULT_ENCRYPTION: Omit<EncryptionConfig, 'masterKey'> = {

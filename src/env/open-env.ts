@@ -17,10 +17,10 @@ export async function openEnvFromConfig(config: TdekvConfig, options: OpenEnvOpt
 }
 
 export async function openEnv(dataDir: string, enc: EncryptionConfig, options: OpenEnvOptions = {}): Promise<ManagedEnv> {
-  const masterKey = await createMasterKey(enc.masterKey);
+  const masterKey = await createMasterKey(enc.masterKey, { dataDir });
   let previous: MasterKey | undefined;
   try {
-    previous = enc.previousMasterKey ? await createMasterKey(enc.previousMasterKey) : undefined;
+    previous = enc.previousMasterKey ? await createMasterKey(enc.previousMasterKey, { dataDir, previous: true }) : undefined;
     if (enc.masterKey.type === 'plaintext' && enc.dataEncryptionMethod !== 'plaintext') {
       options.logger?.warn('master-key type = "plaintext": data keys are stored unprotected and marked exposed; use a file or kms master key outside tests');
     }

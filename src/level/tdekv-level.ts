@@ -69,14 +69,23 @@ export interface TdekvLevelOptions<K = string, V = string>
   logger?: Logger;
   /** On the first open of a directory that already holds files, track them as plaintext. */
   adoptPlaintextFiles?: boolean;
+  /**
+   * The application's own options for open hooks (abstract-level passes open options to
+   * `db.hooks.postopen` functions): each entry reaches the hooks as a top-level option. Any
+   * other unknown option is refused, so a misplaced setting cannot be silently ignored.
+   */
+  hookOptions?: Record<string, unknown>;
 }
 
 /** This class's options beyond the config schema's. */
 const OWN_OPTIONS = ['logger', 'adoptPlaintextFiles'];
-/** abstract-level's constructor and open() options. */
+const HOOK_OPTIONS = 'hookOptions';
+/** abstract-level 3's constructor options (it forwards createIfMissing and errorIfExists to open()). */
 const LEVEL_OPTIONS = ['keyEncoding', 'valueEncoding', 'createIfMissing', 'errorIfExists', 'passive'];
+/** abstract-level 3's open() options. */
+const LEVEL_OPEN_OPTIONS = ['createIfMissing', 'errorIfExists', 'passive'];
 /** Every tdekv option: read by the constructor and kept from abstract-level (which forwards the rest to open() and its hooks). */
-const TDEKV_OPTIONS = new Set([...configOptionNames(), ...OWN_OPTIONS]);
+const TDEKV_OPTIONS = new Set([...configOptionNames(), ...OWN_OPTIONS, HOOK_OPTIONS]);
 
 /**
  * What the class needs of the engine (src/engine/engine.ts). Keys and values it returns
@@ -163,6 +172,8 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
   readonly #location: string;
   readonly #where: string;
   readonly #settings: Settings;
+  /** hookOptions names given to the constructor: abstract-level merges them into every open()'s options. */
+  readonly #hookNames: ReadonlySet<string>;
   #env: ManagedEnv | undefined;
   #engine: LevelEngine | undefined;
   /** clear() calls in progress: close() stops them between chunks and waits for them. */
@@ -175,14 +186,14 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     const where = `TdekvLevel options (${location})`;
     // Validated before abstract-level starts opening, so a bad option throws right here.
     const settings = readSettings(options as Readonly<Record<string, unknown>>, where);
-    // Other options are abstract-level's or the application's: abstract-level passes them to
-    // open hooks. A name within a typo of one of ours is refused (readSettings) rather than
-    // silently passed on.
-    const forward = Object.fromEntries(Object.entries(options).filter(([k]) => !TDEKV_OPTIONS.has(k)));
-    super(MANIFEST, forward);
+    // Only abstract-level's own options and the application's hookOptions go on to
+    // abstract-level (which hands them to open() and its hooks); readSettings refused the rest.
+    const forward = Object.fromEntries(Object.entries(options).filter(([k]) => LEVEL_OPTIONS.includes(k)));
+    super(MANIFEST, { ...forward, ...settings.hookOptions });
     this.#location = location;
     this.#where = where;
     this.#settings = settings;
+    this.#hookNames = new Set(Object.keys(settings.hookOptions));
   }
 
   /** The data directory. */
@@ -200,9 +211,26 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
 
   /** @internal abstract-level: open options are the constructor's, overlaid with open()'s. */
   async _open(options: Record<string, unknown> & { createIfMissing: boolean; errorIfExists: boolean }): Promise<void> {
-    const misplaced = Object.keys(options).filter((k) => TDEKV_OPTIONS.has(k) && options[k] !== undefined);
+    const allowedInOpen = `Allowed in open(): ${[...LEVEL_OPEN_OPTIONS, HOOK_OPTIONS].join(', ')}`;
+    const misplaced = Object.keys(options).filter((k) => TDEKV_OPTIONS.has(k) && k !== HOOK_OPTIONS && options[k] !== undefined);
     if (misplaced.length > 0) {
-      throw new TdekvError('CONFIG_INVALID', `${this.#where}: ${misplaced.join(', ')} can only be given to the constructor, not to open(). Allowed in open(): createIfMissing, errorIfExists, passive.`);
+      throw new TdekvError('CONFIG_INVALID', `${this.#where}: ${misplaced.join(', ')} can only be given to the constructor, not to open(). ${allowedInOpen}.`);
+    }
+    const unknown = Object.keys(options).filter(
+      (k) => options[k] !== undefined && !TDEKV_OPTIONS.has(k) && !LEVEL_OPTIONS.includes(k) && !this.#hookNames.has(k),
+    );
+    if (unknown.length > 0) {
+      throw new TdekvError(
+        'CONFIG_INVALID',
+        `${this.#where}: unknown open() option${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}. ${allowedInOpen} ` +
+          `(the application's own options for open hooks go inside hookOptions).`,
+      );
+    }
+    if (options[HOOK_OPTIONS] !== undefined) {
+      const hookOptions = readHookOptions(options[HOOK_OPTIONS], `${this.#where}: open() option ${HOOK_OPTIONS}`);
+      // abstract-level hands this same object to the postopen hooks: they see the entries as options.
+      delete options[HOOK_OPTIONS];
+      Object.assign(options, hookOptions);
     }
     const { config, logger, adoptPlaintextFiles } = this.#settings;
     const meta = join(this.#location, META_DIR);
@@ -377,10 +405,12 @@ interface Settings {
   config: OptionsConfig;
   logger: Logger | undefined;
   adoptPlaintextFiles: boolean | undefined;
+  hookOptions: Record<string, unknown>;
 }
 
 function readSettings(options: Readonly<Record<string, unknown>>, where: string): Settings {
-  const config = configFromOptions(options, where, { passthrough: [...OWN_OPTIONS, ...LEVEL_OPTIONS], unknown: 'near-misses' });
+  const config = configFromOptions(options, where, { passthrough: [...OWN_OPTIONS, HOOK_OPTIONS, ...LEVEL_OPTIONS], unknown: 'reject' });
+  const hookOptions = options[HOOK_OPTIONS] === undefined ? {} : readHookOptions(options[HOOK_OPTIONS], `${where}: ${HOOK_OPTIONS}`);
   const logger = options['logger'];
   if (logger !== undefined && !isLogger(logger)) {
     throw new TdekvError('CONFIG_INVALID', `${where}: logger must be a pino Logger (an object with trace, debug, info, warn and error methods). Allowed: a pino Logger, or leave it out for no logs.`);
@@ -389,7 +419,24 @@ function readSettings(options: Readonly<Record<string, unknown>>, where: string)
   if (adopt !== undefined && typeof adopt !== 'boolean') {
     throw new TdekvError('CONFIG_INVALID', `${where}: adoptPlaintextFiles must be a boolean (true or false), but is ${typeof adopt}. Allowed: true | false.`);
   }
-  return { config, logger, adoptPlaintextFiles: adopt };
+  return { config, logger, adoptPlaintextFiles: adopt, hookOptions };
+}
+
+/** hookOptions must not smuggle in a setting that tdekv or abstract-level reads: it would be ignored there. */
+function readHookOptions(value: unknown, what: string): Record<string, unknown> {
+  const proto: unknown = typeof value === 'object' && value !== null ? Object.getPrototypeOf(value) : undefined;
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || (proto !== Object.prototype && proto !== null)) {
+    throw new TdekvError('CONFIG_INVALID', `${what} must be a plain object of the application's own open-hook options.`);
+  }
+  const record = value as Record<string, unknown>;
+  const taken = Object.keys(record).filter((k) => TDEKV_OPTIONS.has(k) || LEVEL_OPTIONS.includes(k));
+  if (taken.length > 0) {
+    throw new TdekvError(
+      'CONFIG_INVALID',
+      `${what} holds ${taken.join(', ')}, which ${taken.length > 1 ? 'are' : 'is'} not an application option: give ${taken.length > 1 ? 'them' : 'it'} as a top-level option of the constructor, where tdekv reads ${taken.length > 1 ? 'them' : 'it'}.`,
+    );
+  }
+  return { ...record };
 }
 
 function isLogger(value: unknown): value is Logger {

@@ -3,7 +3,9 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { KmsMasterKeyConfig } from '../config/types.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
+import { insecureKmsEndpoint } from './kms-endpoint.js';
 import type { MasterKey, WrappingKey } from './master-key.js';
+import { secretCopy } from './secret-copy.js';
 
 const WRAPPING_KEY_BYTES = 32;
 const SETTING = '[security.encryption.master-key]';
@@ -86,6 +88,11 @@ export class KmsMasterKey implements MasterKey {
         `${SETTING} timeout must be positive and max-attempts a whole number of at least 1 (found timeout=${config.timeoutMs} ms, max-attempts=${config.maxAttempts}).`,
       );
     }
+    // Also checked when the config is read; repeated for callers that build the config themselves.
+    const insecure = insecureKmsEndpoint(config.endpoint, config.allowInsecureEndpoint);
+    if (insecure !== undefined) {
+      throw new TdekvError('CONFIG_INVALID', `${SETTING} endpoint = ${JSON.stringify(config.endpoint)} is refused: ${insecure}.`);
+    }
     this.#keyId = config.keyId;
     this.#region = config.region;
     this.#endpointLabel = config.endpoint ?? 'default';
@@ -144,7 +151,7 @@ export class KmsMasterKey implements MasterKey {
       zeroize(plaintext);
       throw this.#malformed(op, `returned a ${found}-byte data key where ${WRAPPING_KEY_BYTES} bytes were expected`);
     }
-    const key = Buffer.from(plaintext);
+    const key = secretCopy(plaintext);
     zeroize(plaintext);
     return key;
   }

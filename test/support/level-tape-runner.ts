@@ -44,15 +44,33 @@ const Level = process.env['TDEKV_LEVEL_ENGINE'] === 'memory' ? MemoryEngineLevel
 // the end would fire the suite's event listeners after their tests; they are left alone,
 // and the process exits once tape is done even if their background work is still pending.
 let made = 0;
+
+/*
+ * TdekvLevel refuses unknown options (a misplaced setting must not be silently ignored); the
+ * suite's made-up application options (`userland`) go where the application's own belong,
+ * hookOptions, and still reach the open hooks as top-level options.
+ */
+const LEVEL_OPTIONS = new Set(['keyEncoding', 'valueEncoding', 'createIfMissing', 'errorIfExists', 'passive']);
+function withHookOptions(options: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  if (options === undefined || typeof options !== 'object' || options === null) return options;
+  const own = Object.entries(options).filter(([k]) => !LEVEL_OPTIONS.has(k));
+  if (own.length === 0) return options;
+  return { ...Object.fromEntries(Object.entries(options).filter(([k]) => LEVEL_OPTIONS.has(k))), hookOptions: Object.fromEntries(own) };
+}
+
 suite({
   test: tape,
-  factory: (options) =>
-    new Level<unknown, unknown>(join(root, `db-${++made}`), {
-      ...options,
+  factory: (options) => {
+    const db = new Level<unknown, unknown>(join(root, `db-${++made}`), {
+      ...withHookOptions(options as Record<string, unknown> | undefined),
       dataEncryptionMethod: 'aes256-ctr',
       masterKey: { type: 'file', path: keyPath },
       writeBufferSize: 16 * 1024,
-    }),
+    });
+    const open = db.open.bind(db) as (options?: Record<string, unknown>) => Promise<void>;
+    (db as unknown as { open: typeof open }).open = (o) => open(withHookOptions(o));
+    return db;
+  },
 });
 
 tape.onFinish(() => {
