@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdir, rm, statfs, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readlink, rm, statfs, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { Redis } from 'ioredis';
 import { makeTempDir, removeTempDir, startTdekv, target, waitUntil, type ServerHandle } from './support/server-process.js';
@@ -51,7 +51,19 @@ async function healthz(server: ServerHandle): Promise<{ status: number; text: st
   return { status: r.status, text: await r.text() };
 }
 
+/** Names of the data dir's table files the process has open, from /proc (Linux). */
+async function openTables(server: ServerHandle): Promise<string[]> {
+  const fds = await readdir(`/proc/${server.pid}/fd`);
+  const names: string[] = [];
+  for (const fd of fds) {
+    const target = await readlink(`/proc/${server.pid}/fd/${fd}`).catch(() => '');
+    if (target.startsWith(server.dataDir! + '/') && target.endsWith('.sst')) names.push(basename(target));
+  }
+  return names.sort();
+}
+
 interface EngineStatus {
+  levels: Array<{ level: number; files: number }>;
   memtableBytes: number;
   flushes: number;
   compactions: number;
@@ -96,6 +108,11 @@ async function assertRefusingWrites(server: ServerHandle, c: Redis, acked: Map<s
   assert.equal(h.status, 503);
   assert.match(h.text, /no space left on device \(ENOSPC\)/);
   assert.ok(alive(), `the server exited after ENOSPC; log:\n${server.stderr()}`);
+  // A table that failed to be written must be closed (and removed): only live tables stay open.
+  const live = (await engineStatus(server)).levels.reduce((n, l) => n + l.files, 0);
+  const open = await openTables(server);
+  assert.ok(open.length <= live, `open table files ${open.join(', ')} but only ${live} live tables: a failed write left a file open`);
+  assert.doesNotMatch(server.stderr(), /Closing (a FileHandle|file descriptor)/, 'a failed write left a file open');
 }
 
 /** Restarts on the freed disk and reads every acknowledged write back. */
