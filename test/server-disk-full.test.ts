@@ -12,6 +12,8 @@ import { mkdir, readdir, readlink, rm, statfs, writeFile } from 'node:fs/promise
 import { basename, join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import type { Redis } from 'ioredis';
+import { TdekvError } from '../src/errors.js';
+import { failureReason, refusalReply } from '../src/server/write-refusal.js';
 import { makeTempDir, removeTempDir, startTdekv, target, waitUntil, type ServerHandle } from './support/server-process.js';
 
 const MiB = 1024 * 1024;
@@ -129,6 +131,22 @@ async function assertAllAcknowledged(start: () => Promise<ServerHandle>, acked: 
   assert.equal((await healthz(s)).status, 200);
   assert.equal(await s.stop(), 0, `exit code of the restarted server; log:\n${s.stderr()}`);
 }
+
+describe('the refusal reply', () => {
+  test('names the OS error under the engine error, the data dir and what to do, on one line', () => {
+    const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const walFailed = new TdekvError('IO_FAILED', 'write to 000001.log failed at offset 7', { cause: enospc });
+    const later = new TdekvError('IO_FAILED', `a background flush or compaction failed earlier: ${walFailed.message}`, { cause: walFailed });
+    assert.equal(failureReason(later), 'no space left on device (ENOSPC)');
+    assert.equal(failureReason(Object.assign(new Error('x'), { code: 'EIO' })), 'I/O error (EIO)');
+    assert.equal(failureReason(Object.assign(new Error('x'), { code: 'ENOTCONN' })), 'system error (ENOTCONN)');
+    assert.equal(failureReason(new TdekvError('DATA_CORRUPTED', 'table 000004.sst damaged')), 'DATA_CORRUPTED');
+    assert.equal(failureReason('weird'), 'unexpected engine failure');
+    const reply = refusalReply(later, '/var/lib/tdekv');
+    assert.match(reply, /^MISCONF tdekv cannot persist writes: no space left on device \(ENOSPC\) in \/var\/lib\/tdekv\. .*restart/);
+    assert.doesNotMatch(reply, /[\r\n]/);
+  });
+});
 
 describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }, () => {
   async function setup(t: TestContext, engine: Record<string, number> = {}): Promise<{ disk: string; start: () => Promise<ServerHandle> } | undefined> {
