@@ -204,8 +204,16 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
     for (const c of clients) assert.equal(await c.call('PING'), 'PONG', 'every client is still connected');
     await assertRefusingWrites(s1, clients[0]!, acked, alive);
 
-    // Stopped while the disk is still full, as an operator restarting it would.
+    // Stopped while the disk is still full, as an operator restarting it would; a start on the
+    // full disk may refuse (it must say why), but must not destroy anything.
     await s1.stop();
+    try {
+      const s2 = await env.start();
+      assert.equal(await s2.client().call('PING'), 'PONG');
+      await s2.stop();
+    } catch (err) {
+      assert.match(String(err), /ENOSPC|no space left/, 'a start on the full disk failed for another reason');
+    }
     await rm(filler);
     await assertAllAcknowledged(env.start, acked);
   });
