@@ -79,8 +79,9 @@ export class TableOutput {
 
   async #finishCurrent(): Promise<void> {
     const b = this.#builder!;
-    this.#builder = undefined;
+    // Cleared only once finished: after a failed finish (disk full) abandon() must still close and remove the file.
     const props = await b.finish();
+    this.#builder = undefined;
     this.#lastKey = undefined;
     if (props.entries > 0) {
       this.files.push({ number: this.#number, size: props.fileSize, smallest: props.smallest, largest: props.largest, entries: props.entries });

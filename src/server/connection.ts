@@ -37,8 +37,10 @@ export class Connection {
   readonly #parser: RequestParser;
   readonly #host: ConnectionHost;
   readonly #ctx: CommandContext;
-  /** Replies waiting for their batch, in order. */
-  #held: Array<{ data: Buffer; until: number }> = [];
+  /** Replies waiting for their batch, in order, with how many replies each chunk holds. */
+  #held: Array<{ data: Buffer; until: number; replies: number }> = [];
+  /** Replies in `out` not yet taken: a held chunk that must be failed is replaced reply for reply. */
+  #replies = 0;
   #heldBytes = 0;
   #paused = false;
   #closed = false;
@@ -63,7 +65,9 @@ export class Connection {
       this.#parser.push(chunk, (args) => {
         if (this.client.closeAfterReply) return;
         const wasAuthenticated = this.client.authenticated;
+        const before = this.out.length;
         this.#host.execute(this.#ctx, args);
+        if (this.out.length > before) this.#replies++;
         if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
       });
       if (this.#parser.pendingBytes > this.#host.maxRequestSize) throw new ProtocolError('Protocol error: too big request');
@@ -72,6 +76,7 @@ export class Connection {
       const message = err instanceof ProtocolError ? err.message : 'internal error; closing the connection';
       if (!(err instanceof ProtocolError)) this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'unexpected error while serving a client');
       this.out.error(`ERR ${message}`);
+      this.#replies++;
       this.client.closeAfterReply = true;
       if (err instanceof ProtocolError) this.#host.protocolError(this, err.message);
     }
@@ -84,10 +89,12 @@ export class Connection {
     if (this.#closed) return;
     if (this.out.length > 0) {
       const data = this.out.take();
+      const replies = this.#replies;
+      this.#replies = 0;
       const until = this.#host.dependency();
       if (until === 0 && this.#held.length === 0) this.#send(data);
       else {
-        this.#held.push({ data, until: Math.max(until, this.#held.at(-1)?.until ?? 0) });
+        this.#held.push({ data, until: Math.max(until, this.#held.at(-1)?.until ?? 0), replies });
         this.#heldBytes += data.length;
         this.#host.holding(this);
       }
@@ -108,12 +115,23 @@ export class Connection {
     return this.#held.length > 0;
   }
 
-  /** A batch this connection's replies depend on failed: the replies must not be sent as successes. */
-  failHeld(failed: number): boolean {
-    if (this.#held.length === 0 || this.#held[0]!.until > failed) return this.#held.length > 0;
+  /**
+   * A batch failed: every reply still held was computed on top of its writes (batches settle
+   * in order, so earlier ones were released), so none may be sent as a success. Each is
+   * replaced by `error`, one for one, which keeps the client's pipeline in step and its
+   * connection open. A held reply of a later batch may stand for a write that does reach the
+   * engine; like a timeout, an error reply there means "not acknowledged", never "not done".
+   */
+  failHeld(error: string): boolean {
+    if (this.#held.length === 0) return false;
+    const replies = this.#held.reduce((n, h) => n + h.replies, 0);
     this.#held = [];
     this.#heldBytes = 0;
-    this.destroy();
+    const w = new ReplyWriter();
+    w.proto = this.out.proto;
+    for (let i = 0; i < replies; i++) w.error(error);
+    this.#send(w.take());
+    this.#afterOutput();
     return false;
   }
 

@@ -22,6 +22,7 @@ import { ScanCursors } from './scan-cursors.js';
 import type { ServerContext } from './server-context.js';
 import { ServerStats } from './server-stats.js';
 import { statusReport } from './status-report.js';
+import { failureReason, refusalReply } from './write-refusal.js';
 
 /** Active expiry: how often, how many keys per step, and the time budget of one run. */
 const EXPIRE_INTERVAL_MS = 100;
@@ -62,6 +63,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   #writesSinceSync = false;
   #timers: NodeJS.Timeout[] = [];
   #stopping: Promise<void> | undefined;
+  /** Every batch after the first failure fails the same way: one log line says it. */
+  #failureLogged = false;
 
   private constructor(config: TdekvConfig, logger: Logger, managed: ManagedEnv, engine: Engine) {
     this.config = config;
@@ -152,7 +155,9 @@ export class TdekvServer implements ServerContext, ConnectionHost {
 
   #health(): { ok: boolean; reason?: string } {
     const failure = this.#store.failure ?? this.#engine.stats().backgroundError;
-    if (failure !== undefined) return { ok: false, reason: `writes are failing: ${errorMessage(failure)}` };
+    if (failure !== undefined) {
+      return { ok: false, reason: `writes are refused: ${failureReason(failure)} in ${this.config.storage.dataDir}; free space or fix the disk, then restart the server (${errorMessage(failure)})` };
+    }
     if (this.#stopping !== undefined) return { ok: false, reason: 'shutting down' };
     return { ok: true };
   }
@@ -233,11 +238,16 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   }
 
   #onBatchSettled(id: number, err: unknown): void {
+    let refusal: string | undefined;
     if (err !== undefined) {
-      this.logger.error({ err: errorMessage(err) }, 'a write batch failed; its clients are disconnected and writes are refused until restart');
+      if (!this.#failureLogged) {
+        this.#failureLogged = true;
+        this.logger.error({ err: errorMessage(err), dataDir: this.config.storage.dataDir }, 'a write batch failed; its clients get an error reply and writes are refused until restart');
+      }
+      refusal = refusalReply(err, this.config.storage.dataDir);
     }
     for (const conn of this.#holding) {
-      const still = err === undefined ? conn.release(id) : conn.failHeld(id);
+      const still = refusal === undefined ? conn.release(id) : conn.failHeld(refusal);
       if (!still) this.#holding.delete(conn);
     }
   }
@@ -246,7 +256,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
 
   checkWritable(): void {
     const failure = this.#store.failure;
-    if (failure !== undefined) throw new ReplyError(`ERR tdekv cannot write: ${errorMessage(failure)}. Fix the cause (disk full or failing?) and restart the server`);
+    if (failure !== undefined) throw new ReplyError(refusalReply(failure, this.config.storage.dataDir));
   }
 
   run(ctx: CommandContext, args: Buffer[]): void {
