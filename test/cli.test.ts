@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { runCli } from './support/cli.js';
 import { loadConfig } from '../src/config/config.js';
 import { openEnvFromConfig } from '../src/env/open-env.js';
+import { Engine } from '../src/engine/engine.js';
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'tdekv-cli-'));
@@ -28,7 +29,7 @@ async function fixture(dir: string): Promise<{ config: string; content: Buffer }
   const content = randomBytes(3 * 1024 * 1024 + 17);
   await managed.env.mkdir('db');
   await managed.env.writeFile('db/000001.sst', content);
-  await managed.env.writeFile('CURRENT', Buffer.from('MANIFEST-000001\n'));
+  await managed.env.writeFile('NOTES', Buffer.from('not a database file\n'));
   await managed.close();
   return { config, content };
 }
@@ -57,7 +58,7 @@ test('ctl encryption-meta dump-file lists method, key id and IV of each file, or
   assert.equal(all.code, 0, all.stderr);
   const lines = all.stdout.trim().split('\n');
   assert.equal(lines.length, 2);
-  assert.match(lines[0]!, /^CURRENT\tmethod=aes256-ctr\tkey-id=\d+\tiv=[0-9a-f]{32}$/);
+  assert.match(lines[0]!, /^NOTES\tmethod=aes256-ctr\tkey-id=\d+\tiv=[0-9a-f]{32}$/);
   assert.match(lines[1]!, /^db\/000001\.sst\tmethod=aes256-ctr/);
   const one = await runCli(['ctl', '--config', config, 'encryption-meta', 'dump-file', '--path', join(dir, 'data', 'db', '000001.sst'), '--json']);
   assert.equal(one.code, 0, one.stderr);
@@ -257,6 +258,45 @@ test('data-key reencrypt --retire moves every file to the current key, with prog
   assert.deepEqual(await readFile(out), content);
   const again = await runCli(['data-key', 'reencrypt', '--config', config]);
   assert.match(again.stdout, /^0 file\(s\) re-encrypted/);
+});
+
+test('data-key reencrypt rewrites a database through the engine: every table, log, manifest and CURRENT on the new key, authenticated, and every value intact', async (t) => {
+  const dir = await tempDir(t);
+  const { config } = await fixture(dir);
+  const keyOf = (i: number) => Buffer.from(`k${String(i).padStart(5, '0')}`);
+  const valueOf = (i: number) => Buffer.from(`value-${i}-${'v'.repeat(i % 50)}`);
+  {
+    const managed = await openEnvFromConfig(await loadConfig(config));
+    const engine = await Engine.open({ env: managed.env });
+    for (let i = 0; i < 2000; i += 100) await engine.write(Array.from({ length: 100 }, (_, j) => ({ type: 'put' as const, key: keyOf(i + j), value: valueOf(i + j) })));
+    await engine.flush();
+    await engine.put(keyOf(5000), valueOf(5000), { sync: true });
+    await engine.close();
+    await managed.close();
+  }
+  assert.equal((await runCli(['data-key', 'rotate', '--config', config])).code, 0);
+  const r = await runCli(['data-key', 'reencrypt', '--config', config, '--retire']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /rewrote the database's tables and logs under the current key/);
+  assert.match(r.stdout, /retired data keys: \d+/);
+  const managed = await openEnvFromConfig(await loadConfig(config));
+  try {
+    const current = managed.env.currentDataKey()!;
+    const engineFiles = managed.env.files().filter(([p]) => /^(\d{6}\.(sst|log)|MANIFEST-\d+|CURRENT)$/.test(p));
+    assert.ok(engineFiles.some(([p]) => p.endsWith('.sst')) && engineFiles.some(([p]) => p === 'CURRENT'), engineFiles.map(([p]) => p).join());
+    for (const [p, info] of engineFiles) {
+      assert.equal(info.keyId, current.id, `${p} is on the current key`);
+      assert.equal(info.authenticated, true, `${p} carries tags`);
+    }
+    const engine = await Engine.open({ env: managed.env });
+    try {
+      for (const i of [0, 1, 999, 1999, 5000]) assert.ok(engine.getSync(keyOf(i))?.equals(valueOf(i)), `key ${i}`);
+    } finally {
+      await engine.close();
+    }
+  } finally {
+    await managed.close();
+  }
 });
 
 test('ctl decrypt-file refuses an --out-file inside the data dir, however it is spelled, and writes nothing (issue 9 item 18)', async (t) => {

@@ -417,7 +417,10 @@ describe('SSTable', () => {
     const plain = await env.readFile('orig.sst');
     assert.equal(tableLayout((await openTable('orig.sst')).file.auth).trailerBytes, 1 + TAG_BYTES);
     // The same plaintext written as another file: its tags were made under orig.sst's key.
-    await env.writeFile('copy.sst', plain);
+    const copy = await env.create('copy.sst');
+    await copy.append(plain);
+    await copy.sync();
+    await copy.close();
     await assert.rejects(openTable('copy.sst'), expectCode('DATA_CORRUPTED', 'copy.sst', 'authentication tag'));
     // A block with its valid tag, presented at another offset of the same file: refused.
     const f = await env.openRead('orig.sst');

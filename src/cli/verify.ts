@@ -6,6 +6,7 @@ import { META_DIR } from '../env/paths.js';
 import { TdekvError } from '../errors.js';
 import type { FileInfo } from '../keys/file-dictionary-format.js';
 import { CURRENT, parseFileName, tableName } from '../engine/file-names.js';
+import { readCurrentFile } from '../engine/current-file.js';
 import { readLog } from '../engine/log-reader.js';
 import { BlockCache } from '../engine/block-cache.js';
 import { TableReader } from '../engine/table-reader.js';
@@ -137,14 +138,7 @@ function checkFile(env: EncryptedEnv, verdict: FileVerdict, info: FileInfo, mani
       return `${records.length} edits${tornTail(tornTailAt, verdict.size!)}`;
     }
     case 'current': {
-      const text = env.openReadSync(verdict.path);
-      try {
-        const name = text.readSync(0, Math.min(text.size, 4096)).toString('utf8').trim();
-        if (!/^MANIFEST-\d+$/.test(name)) throw new TdekvError('DATA_CORRUPTED', `${verdict.path} does not name a manifest (wrong key or damaged content)`);
-        return `names ${name}`;
-      } finally {
-        text.close();
-      }
+      return `names ${readCurrentFile(env, verdict.path)}`;
     }
     default: {
       // Not an engine file: check that it can be opened with its dictionary entry.

@@ -701,9 +701,7 @@ export class Engine {
   }
 
   #onCurrentKey(tableNumber: number): boolean {
-    const info = this.env.fileInfo(tableName(tableNumber));
-    const current = this.env.currentDataKey();
-    return info !== undefined && (current ? info.method === current.method && info.keyId === current.id : info.method === 'plaintext');
+    return !this.env.needsRewrite(tableName(tableNumber));
   }
 
   /** Removes WALs, manifests and tables no live version needs, and leftovers of interrupted writes. */

@@ -3,7 +3,8 @@ import type { EncryptedEnv } from '../env/encrypted-env.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import type { Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
-import { CURRENT, CURRENT_TMP, manifestName } from './file-names.js';
+import { CURRENT, manifestName } from './file-names.js';
+import { readCurrentFile, writeCurrentFile } from './current-file.js';
 import { compareInternalKeys } from './internal-key.js';
 import { readLog } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
@@ -47,11 +48,8 @@ export class VersionSet {
   static async recover(env: EncryptedEnv, numLevels: number, logger: Logger): Promise<{ versions: VersionSet; existed: boolean }> {
     const empty = { version: new Version(Array.from({ length: numLevels }, () => [])), nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
     if (!(await env.exists(CURRENT))) return { versions: new VersionSet(env, logger, numLevels, empty), existed: false };
-    const name = (await env.readFile(CURRENT)).toString('utf8').trim();
-    const manifestNumber = /^MANIFEST-(\d+)$/.exec(name)?.[1];
-    if (manifestNumber === undefined) {
-      throw new TdekvError('DATA_CORRUPTED', `${CURRENT} in ${env.dataDir} does not name a manifest; the file is damaged: restore the data dir from a backup`);
-    }
+    const name = readCurrentFile(env);
+    const manifestNumber = /^MANIFEST-(\d+)$/.exec(name)![1]!;
     if (!(await env.exists(name))) {
       throw new TdekvError('DATA_CORRUPTED', `${CURRENT} in ${env.dataDir} names ${name}, which does not exist: restore the data dir from a backup`);
     }
@@ -163,9 +161,7 @@ export class VersionSet {
     try {
       await writer.addRecord(encodeEdit(snapshot));
       await writer.sync();
-      if (await this.#env.exists(CURRENT_TMP)) await this.#env.remove(CURRENT_TMP);
-      await this.#env.writeFile(CURRENT_TMP, Buffer.from(name + '\n'));
-      await this.#env.rename(CURRENT_TMP, CURRENT);
+      await writeCurrentFile(this.#env, name);
     } catch (err) {
       await writer.close().catch(() => undefined);
       throw err;
@@ -180,9 +176,7 @@ export class VersionSet {
 
   /** A manifest under an old data key is replaced, so that key can be retired after a rotation. */
   #onCurrentKey(name: string): boolean {
-    const info = this.#env.fileInfo(name);
-    const current = this.#env.currentDataKey();
-    return info !== undefined && (current ? info.method === current.method && info.keyId === current.id : info.method === 'plaintext');
+    return !this.#env.needsRewrite(name);
   }
 
   #install(v: Version): void {

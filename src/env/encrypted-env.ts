@@ -74,6 +74,15 @@ export interface DictionaryState {
   unauthenticatedFiles: string[];
 }
 
+export interface CreateOptions {
+  /**
+   * Whether the writer puts authentication tags in the file (default true): the engine's
+   * tables and logs do, and readers then verify them (see FileInfo.authenticated). Opaque
+   * content without tags is created with false.
+   */
+  authenticated?: boolean;
+}
+
 export interface EncryptionStats {
   files: number;
   /** Files per method. */
@@ -204,7 +213,7 @@ export class EncryptedEnv {
   }
 
   /** Creates a new, empty file. Fails if the path exists: files are written once (invariant 1). */
-  async create(path: string): Promise<EncryptedWritableFile> {
+  async create(path: string, options: CreateOptions = {}): Promise<EncryptedWritableFile> {
     this.#checkWritable();
     const rel = normalizeRelative(path);
     // Reserved before the first await: two creates of one name would both pass the exists
@@ -212,20 +221,20 @@ export class EncryptedEnv {
     if (this.#creating.has(rel)) throw fileExists(rel, this.dataDir);
     this.#creating.add(rel);
     try {
-      return await this.#inFlight.run(() => this.#create(rel));
+      return await this.#inFlight.run(() => this.#create(rel, options.authenticated ?? true));
     } finally {
       this.#creating.delete(rel);
     }
   }
 
-  async #create(rel: string): Promise<EncryptedWritableFile> {
+  async #create(rel: string, authenticated: boolean): Promise<EncryptedWritableFile> {
     const abs = this.#abs(rel);
     if (await exists(abs)) throw fileExists(rel, this.dataDir);
     // Leased until the entry is in the dictionary, where retireUnusedKeys() can see it.
     const lease = await this.#keys.lease(this.#policy());
     try {
       const key = lease?.key;
-      const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv(), authenticated: true } : { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false };
+      const info: FileInfo = key ? { method: key.method, keyId: key.id, iv: freshIv(), authenticated } : { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false };
       await this.#options.faults?.('create', 'key-chosen');
       // The entry is durable before the first byte (invariant 4).
       await this.#dict.set(rel, info);
@@ -238,7 +247,7 @@ export class EncryptedEnv {
         if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
         throw err;
       }
-      const auth = key ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
+      const auth = key && authenticated ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
       return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel), auth);
     } finally {
       // The cipher and the authenticator hold their own keys by now.
@@ -275,8 +284,13 @@ export class EncryptedEnv {
   }
 
   /** Whole-file convenience: create, append, sync, close. */
+  /**
+   * Whole-file convenience for opaque content: create, append, sync, close. The bytes carry
+   * no tags, so the file is recorded as unauthenticated (CTR only: confidential, but not
+   * tamper-evident); engine files are written with create() and carry tags.
+   */
   async writeFile(path: string, data: Uint8Array): Promise<void> {
-    const f = await this.create(path);
+    const f = await this.create(path, { authenticated: false });
     try {
       await f.append(data);
       await f.sync();
@@ -308,11 +322,15 @@ export class EncryptedEnv {
     zeroize(current?.key);
     const target = current ? { method: current.method, keyId: current.id } : { method: 'plaintext' as const, keyId: 0 };
     if (entry.method === target.method && entry.keyId === target.keyId) return false;
+    if (entry.authenticated) {
+      // Its tags are bound to this file's key and IV: a byte copy would fail every one of them.
+      throw new TdekvError('INVALID_ARGUMENT', `file ${rel} carries authentication tags bound to its own key, so it cannot be copied under another key; tables and logs are rewritten by the engine (compaction), which \`tdekv data-key reencrypt\` runs`);
+    }
     const tmp = rel + REENCRYPT_SUFFIX;
     if (await exists(this.#abs(tmp))) await this.remove(tmp);
     const src = await this.openRead(rel);
     try {
-      const out = await this.create(tmp);
+      const out = await this.create(tmp, { authenticated: false });
       try {
         for (let off = 0; off < src.size; off += REENCRYPT_CHUNK) {
           const chunk = await src.read(off, REENCRYPT_CHUNK);
@@ -329,6 +347,19 @@ export class EncryptedEnv {
     this.#fault('reencrypt', 'copied');
     await this.rename(tmp, rel);
     return true;
+  }
+
+  /**
+   * Whether a file should be rewritten: it is not under the current method and data key, or
+   * it is an encrypted file without authentication tags (written before tags existed). The
+   * engine asks this before a trivial move and before appending to a manifest.
+   */
+  needsRewrite(path: string): boolean {
+    const info = this.#dict.get(normalizeRelative(path));
+    if (!info) return true;
+    const current = this.currentDataKey();
+    if (!current) return info.method !== 'plaintext';
+    return info.method !== current.method || info.keyId !== current.id || !info.authenticated;
   }
 
   /** Files whose method or data key is not the current one: what reencrypt() would rewrite. */
