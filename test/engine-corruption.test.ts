@@ -1,6 +1,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, open, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { cp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EncryptionConfig } from '../src/config/types.js';
 import { Block } from '../src/engine/block.js';
@@ -50,6 +51,20 @@ async function flipByte(path: string, offset: number, mask: number): Promise<voi
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Every regular file under `dir` (relative path → SHA-256 of its bytes), sorted by path;
+ * LOCK is left out: taking the lock creates it, and it never holds data.
+ */
+async function snapshotTree(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const rel of (await readdir(dir, { recursive: true })).sort()) {
+    if (rel === join('encryption-meta', 'LOCK')) continue;
+    const abs = join(dir, rel);
+    if ((await stat(abs)).isFile()) out.set(rel, createHash('sha256').update(await readFile(abs)).digest('hex'));
+  }
+  return out;
 }
 
 /** Masks that flip one low bit, one high bit, or every bit. */
@@ -357,6 +372,35 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
         await again.engine.close();
         await again.managed.close();
       }
+    }
+  });
+
+  test('a refused open changes no byte on disk, so putting the damaged byte back recovers everything (invariant 11)', async (t) => {
+    const { root, dataDir, enc } = await fixture(t);
+    const COUNT = 5;
+    const { wal, plain } = await crashedWithWal(dataDir, join(root, 'crash'), enc, COUNT);
+    const crashDir = join(root, 'crash');
+    const at = recordsOf(plain)[2]!.offset + RECORD_HEADER_BYTES + 1;
+    await flipByte(join(crashDir, wal), at, 0x04);
+    const before = await snapshotTree(crashDir);
+    // The server and TdekvLevel open the env with its writes deferred, then the engine reads
+    // its manifest and logs: the refusal comes before anything is written.
+    const managed = await openEnv(crashDir, enc, { deferOpenWrites: true });
+    try {
+      await assert.rejects(Engine.open({ env: managed.env }), expectCode('DATA_CORRUPTED', wal, 'offset'));
+    } finally {
+      await managed.close();
+    }
+    const after = await snapshotTree(crashDir);
+    assert.deepEqual([...after.keys()], [...before.keys()], 'no file created or removed');
+    for (const [path, hash] of before) assert.equal(after.get(path), hash, `${path} changed`);
+    await flipByte(join(crashDir, wal), at, 0x04);
+    const { managed: m2, engine } = await openEngine(crashDir, enc);
+    try {
+      for (let i = 0; i < COUNT; i++) assert.ok(engine.getSync(keyOf(i))?.equals(valueOf(i)), `write ${i}`);
+    } finally {
+      await engine.close();
+      await m2.close();
     }
   });
 

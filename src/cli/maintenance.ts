@@ -12,7 +12,8 @@ import type { Output } from './ctl.js';
  */
 async function withWritableEnv<T>(configPath: string, logger: Logger, fn: (m: ManagedEnv, config: TdekvConfig) => Promise<T>): Promise<T> {
   const config = await loadConfig(configPath);
-  const managed = await openEnvFromConfig(config, { logger });
+  // Nothing is written until the first change: an engine that refuses to open changes nothing.
+  const managed = await openEnvFromConfig(config, { logger, deferOpenWrites: true });
   try {
     return await fn(managed, config);
   } finally {

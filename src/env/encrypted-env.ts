@@ -52,6 +52,13 @@ export interface EnvOptions {
    */
   adoptPlaintextFiles?: boolean;
   /**
+   * Defer the writes of opening (dictionary rewrite, key.dict re-seal or repair, crash
+   * recovery) until the first change or beginWrites(). The engine's callers set it: the
+   * engine then checks its manifest and logs first, so an open it refuses changes nothing
+   * on disk (invariant 11). Default false: open() returns with them done.
+   */
+  deferOpenWrites?: boolean;
+  /**
    * Test hook: called at each durability step; throwing simulates a crash there. create()
    * also awaits what it returns at 'key-chosen' (before its entry is written) and
    * 'entry-durable', so a test can run other operations inside those windows.
@@ -109,6 +116,9 @@ export class EncryptedEnv {
   readonly #inFlight = new InFlight();
   /** Names being created: a second create() of one name must fail before it writes an entry. */
   readonly #creating = new Set<string>();
+  /** The writes of opening, deferred to the first change (see #openLocked); undefined once done. */
+  #openWrites: (() => Promise<void>) | undefined;
+  #openWriting: Promise<void> | undefined;
 
   private constructor(options: EnvOptions, dict: FileDictionary, keys: DataKeyStore, logger: Logger, lock: DirLock | undefined) {
     this.dataDir = options.dataDir;
@@ -191,18 +201,32 @@ export class EncryptedEnv {
       if (adopt.length > 0 && !options.adoptPlaintextFiles) throw untrackedFilesError(options.dataDir, adopt);
       const env = new EncryptedEnv(options, dict, keys, logger, lock);
       if (!readOnly) {
-        // Every check has passed: only now is anything written. key.dict is made durable
-        // before the file dictionary uses its MAC key, and (while it says "not bound yet")
-        // still accepts a legacy file dictionary if a crash interrupts the migration.
-        if (keys.legacy || keys.pendingWrites.includes('created')) await keys.writePending();
-        await dict.beginWrites(keys.generation);
-        const d = dict;
-        keys.bindFileDictionary({ generation: () => d.generation, recordKeyDictGeneration: (g) => d.recordKeyDictGeneration(g) });
-        // Binds key.dict to the file dictionary's new generation, and repairs, re-seals or
-        // records exposure if that was pending.
-        await keys.writePending(true);
-        await env.#recover(adopt);
-        zeroize((await keys.current(env.#policy()))?.key);
+        // Every check has passed, but nothing is written yet: the writes of opening wait for the
+        // first change, so a caller that checks more (the engine reads its manifest and logs)
+        // can still refuse with every byte on disk as it was (invariant 11). Reads see the
+        // recovered state at once: what a crash interrupted is resolved in memory now.
+        const leftovers = await env.#stageRecovery(adopt);
+        env.#openWrites = async () => {
+          // Half-made copies of an interrupted reencrypt() (the original is intact) go first,
+          // while the dictionary still lists them.
+          for (const path of leftovers) {
+            await unlink(env.#abs(path)).catch((err: unknown) => {
+              if (errnoCode(err) !== 'ENOENT') throw err;
+            });
+          }
+          // key.dict is made durable before the file dictionary uses its MAC key, and (while it
+          // says "not bound yet") still accepts a legacy file dictionary if a crash interrupts
+          // the migration. The file dictionary's rewrite persists the recovered state.
+          if (keys.legacy || keys.pendingWrites.includes('created')) await keys.writePending();
+          await dict!.beginWrites(keys.generation);
+          const d = dict!;
+          keys.bindFileDictionary({ generation: () => d.generation, recordKeyDictGeneration: (g) => d.recordKeyDictGeneration(g) });
+          // Binds key.dict to the file dictionary's new generation, and repairs, re-seals or
+          // records exposure if that was pending.
+          await keys.writePending(true);
+          zeroize((await keys.current(env.#policy()))?.key);
+        };
+        if (!options.deferOpenWrites) await env.#ensureOpenWritten();
       }
       return env;
     } catch (err) {
@@ -228,6 +252,7 @@ export class EncryptedEnv {
   }
 
   async #create(rel: string, authenticated: boolean): Promise<EncryptedWritableFile> {
+    await this.#ensureOpenWritten();
     const abs = this.#abs(rel);
     if (await exists(abs)) throw fileExists(rel, this.dataDir);
     // Leased until the entry is in the dictionary, where retireUnusedKeys() can see it.
@@ -315,7 +340,7 @@ export class EncryptedEnv {
    * Returns false when the file already uses the current key and method.
    */
   async reencrypt(path: string, onProgress?: (bytes: number) => void): Promise<boolean> {
-    this.#checkWritable();
+    await this.#writable();
     const rel = normalizeRelative(path);
     const entry = this.#entry(rel);
     const current = await this.#keys.current(this.#policy());
@@ -376,7 +401,7 @@ export class EncryptedEnv {
    * happened, so a crash at any step leaves both names readable (invariant 4).
    */
   async rename(from: string, to: string): Promise<void> {
-    this.#checkWritable();
+    await this.#writable();
     const src = normalizeRelative(from);
     const dst = normalizeRelative(to);
     if (src === dst) return;
@@ -403,7 +428,7 @@ export class EncryptedEnv {
 
   /** A hard link: both names share one inode, so one (key, IV) stream, as they should. */
   async link(from: string, to: string): Promise<void> {
-    this.#checkWritable();
+    await this.#writable();
     const src = normalizeRelative(from);
     const dst = normalizeRelative(to);
     const info = infoOf(this.#entry(src));
@@ -416,7 +441,7 @@ export class EncryptedEnv {
 
   /** Removes the file first and the entry second: a crash between leaves only a stale entry. */
   async remove(path: string): Promise<void> {
-    this.#checkWritable();
+    await this.#writable();
     const rel = normalizeRelative(path);
     let removed = true;
     try {
@@ -443,7 +468,7 @@ export class EncryptedEnv {
   }
 
   async mkdir(dir: string): Promise<void> {
-    this.#checkWritable();
+    await this.#writable();
     await mkdirDurable(this.#abs(normalizeDir(dir)), 0o755);
   }
 
@@ -518,7 +543,7 @@ export class EncryptedEnv {
 
   /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
   async rotateDataKey(): Promise<DataKeyInfo> {
-    this.#checkWritable();
+    await this.#writable();
     const k = await this.#inFlight.run(() => this.#keys.rotate(this.#options.method));
     zeroize(k.key);
     return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
@@ -530,13 +555,13 @@ export class EncryptedEnv {
    * its key.
    */
   async retireUnusedKeys(): Promise<number[]> {
-    this.#checkWritable();
+    await this.#writable();
     return this.#inFlight.run(() => this.#keys.retireUnused(() => this.#dict.usedKeyIds()));
   }
 
   /** Online master-key rotation: re-seals the key dictionary under `next`. */
   async rotateMasterKey(next: MasterKey): Promise<void> {
-    this.#checkWritable();
+    await this.#writable();
     await this.#inFlight.run(() => this.#keys.rotateMasterKey(next));
   }
 
@@ -600,24 +625,58 @@ export class EncryptedEnv {
     if (this.#options.readOnly) throw new TdekvError('INVALID_ARGUMENT', `encrypted env for ${this.dataDir} is open read-only`);
   }
 
-  /** Finishes what a crash interrupted, drops entries of files that never got created, and adopts `adopt` as plaintext. */
-  async #recover(adopt: readonly string[]): Promise<void> {
+  /** #checkWritable, then the writes opening deferred. */
+  async #writable(): Promise<void> {
+    this.#checkWritable();
+    await this.#ensureOpenWritten();
+  }
+
+  /**
+   * Resolves in memory what a crash interrupted (renames in flight finished or undone,
+   * entries of files that never got created dropped, half-made reencrypt copies dropped) and
+   * adopts `adopt` as plaintext; the first write persists it. Returns the leftover copies to
+   * delete then.
+   */
+  async #stageRecovery(adopt: readonly string[]): Promise<string[]> {
     const records = await reconcile(this.#dict.entries(), (rel) => exists(this.#abs(rel)));
-    // Half-made copies of an interrupted reencrypt(): the original is intact.
+    const leftovers: string[] = [];
     for (const [path] of this.#dict.entries()) {
       if (path.endsWith(REENCRYPT_SUFFIX) && !this.#dict.get(path)?.pending) {
-        await unlink(this.#abs(path)).catch((err: unknown) => {
-          if (errnoCode(err) !== 'ENOENT') throw err;
-        });
+        leftovers.push(path);
         records.push({ op: 'remove', path });
       }
     }
     for (const path of adopt) records.push({ op: 'set', path, entry: { method: 'plaintext', keyId: 0, iv: freshIv(), authenticated: false } });
     if (adopt.length > 0) this.#logger.info({ files: adopt.length }, 'adopted existing files as plaintext; new files use the configured method');
     if (records.length > 0) {
-      await this.#dict.apply(records);
+      this.#dict.stage(records);
       this.#logger.info({ records: records.length }, 'file dictionary reconciled with the data dir');
     }
+    return leftovers;
+  }
+
+  /**
+   * The writes opening deferred (see #openLocked), run once before the first change. A
+   * failure (a full disk, say) is reported to that change and tried again by the next.
+   */
+  #ensureOpenWritten(): Promise<void> {
+    if (!this.#openWrites) return Promise.resolve();
+    this.#openWriting ??= this.#openWrites().then(
+      () => {
+        this.#openWrites = undefined;
+      },
+      (err: unknown) => {
+        this.#openWriting = undefined;
+        throw err;
+      },
+    );
+    return this.#openWriting;
+  }
+
+  /** Makes the writes opening deferred now (they otherwise happen at the first change). */
+  async beginWrites(): Promise<void> {
+    this.#checkWritable();
+    await this.#ensureOpenWritten();
   }
 }
 

@@ -9,6 +9,8 @@ export interface OpenEnvOptions {
   readOnly?: boolean;
   /** See EnvOptions.adoptPlaintextFiles. */
   adoptPlaintextFiles?: boolean;
+  /** See EnvOptions.deferOpenWrites: set by callers that open the engine next. */
+  deferOpenWrites?: boolean;
 }
 
 /** Opens the env a configuration describes; the master keys are released with the env. */
@@ -35,6 +37,7 @@ export async function openEnv(dataDir: string, enc: EncryptionConfig, options: O
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.readOnly !== undefined ? { readOnly: options.readOnly } : {}),
       ...(options.adoptPlaintextFiles !== undefined ? { adoptPlaintextFiles: options.adoptPlaintextFiles } : {}),
+      ...(options.deferOpenWrites !== undefined ? { deferOpenWrites: options.deferOpenWrites } : {}),
     });
     // The previous key is only needed to open; once re-sealed it can go.
     previous?.close();

@@ -166,6 +166,16 @@ export class FileDictionary {
     this.#writable = true;
   }
 
+  /**
+   * Applies `records` in memory only, before beginWrites(): opening resolves what a crash
+   * interrupted this way, so reads see the recovered state while nothing on disk changes
+   * until the first write, whose rewrite of the dictionary then persists it.
+   */
+  stage(records: readonly FileRecord[]): void {
+    if (this.#writable) throw new TdekvError('INVALID_ARGUMENT', 'file dictionary: stage() is only for changes made before beginWrites()');
+    applyAll(this.#entries, records);
+  }
+
   /** The generation of the snapshot on disk (+1 on every rewrite). */
   get generation(): number {
     return this.#generation;

@@ -245,6 +245,8 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
       throw new TdekvError('FILE_EXISTS', `${this.#location} already exists as a tdekv database (it has ${META_DIR}/), and errorIfExists is true.`);
     }
     const env = await openEnv(this.#location, config.encryption, {
+      // The engine checks its manifest and logs before anything is written (invariant 11).
+      deferOpenWrites: true,
       ...(logger ? { logger } : {}),
       ...(adoptPlaintextFiles !== undefined ? { adoptPlaintextFiles } : {}),
     });

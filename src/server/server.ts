@@ -92,7 +92,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
 
   /** Opens the data dir and starts listening; resolves once both ports accept connections. */
   static async start(config: TdekvConfig, logger: Logger): Promise<TdekvServer> {
-    const managed = await openEnvFromConfig(config, { logger });
+    // The engine checks its manifest and logs before anything is written (invariant 11).
+    const managed = await openEnvFromConfig(config, { logger, deferOpenWrites: true });
     let engine: Engine;
     try {
       engine = await Engine.open({ env: managed.env, logger, walRecoveryMode: config.storage.walRecoveryMode, ...config.engine });
