@@ -153,7 +153,7 @@ test('verify: an untracked file, or a tracked file gone from disk, fails', async
   await writeFile(join(db.dataDir, 'stray.bin'), 'not written by tdekv');
   const r = await verify(db);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, /^stray\.bin\tother\tmethod=-\tkey-id=-\tsize=20\tDAMAGED\tnot in the file dictionary/m);
+  assert.match(r.stdout, /^stray\.bin\tother\tmethod=-\tkey-id=-\tsize=20\t-\tDAMAGED\tnot in the file dictionary/m);
   assert.match(r.stderr, /stray\.bin/);
   await rm(join(db.dataDir, 'stray.bin'));
   assert.equal((await verify(db)).code, 0);
@@ -163,7 +163,7 @@ test('verify: an untracked file, or a tracked file gone from disk, fails', async
   await rm(join(db.dataDir, table));
   const gone = await verify(db);
   assert.equal(gone.code, 1, gone.stdout + gone.stderr);
-  assert.match(gone.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=-\\tDAMAGED\\tin the file dictionary but not on disk`, 'm'));
+  assert.match(gone.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=-\\tauthenticated\\tDAMAGED\\tin the file dictionary but not on disk`, 'm'));
   assert.match(gone.stdout, new RegExp(`^PROBLEM\\tMANIFEST-\\d+ lists table ${table}, which is missing`, 'm'));
   assert.match(gone.stdout, /^damaged: 2$/m);
 });
