@@ -5,20 +5,30 @@
  * unauthenticated) tables next to authenticated ones.
  */
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { loadConfig } from '../src/config/config.js';
 import type { TdekvConfig } from '../src/config/types.js';
 import { Engine } from '../src/engine/engine.js';
-import type { EncryptedEnv } from '../src/env/encrypted-env.js';
+import { formatStatus } from '../src/cli/status-format.js';
+import { methodCode } from '../src/crypto/method.js';
+import { seal } from '../src/crypto/seal.js';
+import { EncryptedEnv, KEY_DICT_NAME } from '../src/env/encrypted-env.js';
+import { encryptionStatus } from '../src/env/encryption-status.js';
+import { LOG_NAME, SNAPSHOT_NAME } from '../src/keys/file-dictionary.js';
+import { LOG_MAGIC, SNAPSHOT_MAGIC, encodeLegacyHeader, encodeLegacyRecord } from '../src/keys/file-dictionary-format.js';
+import { encodeSealedFile, sealedHeader } from '../src/keys/key-dictionary-format.js';
+import { silentLogger } from '../src/log/logger.js';
+import { BinaryWriter } from '../src/util/binary.js';
 import { openEnvFromConfig } from '../src/env/open-env.js';
 import { META_DIR } from '../src/env/paths.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
 import { encryptionInfo } from '../src/server/info.js';
 import { statusReport } from '../src/server/status-report.js';
 import { runCli } from './support/cli.js';
-import { assertSameTree, cleanup, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { assertSameTree, cleanup, newFileMasterKey, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { parseSamples, sampleOf } from './support/ops-fixture.js';
 
 /** Tuning that flushes often and never compacts on its own, so legacy tables stay legacy. */
@@ -247,5 +257,48 @@ describe('tamper-evidence state of a legacy data dir', () => {
     assert.match(r.stdout, /^\d{6}\.log\twal\t.*\tunauthenticated\tok\t\d+ records/m);
     assert.match(r.stdout, /^MANIFEST-\d{6}\tmanifest\t.*\tunauthenticated\tok\t/m);
     assert.match(r.stdout, /^unauthenticated: \d+ \(.*wal: 1.*\)/m);
+  });
+});
+
+describe('tamper-evidence state of legacy (version 1) dictionaries', () => {
+  test('status text, JSON, metrics and INFO show the legacy flag of a read-only open', async (t) => {
+    const dir = await tempDir('tdekv-integrity-v1-');
+    const masterKey = await newFileMasterKey(dir);
+    t.after(async () => {
+      masterKey.close();
+      await cleanup(dir);
+    });
+    const data = join(dir, 'data');
+    const meta = join(data, META_DIR);
+    await mkdir(meta, { recursive: true });
+    // As test/key-dict-copy.test.ts builds it: key.dict version 1, a v1 file.dict with one legacy file.
+    const key = randomBytes(32);
+    const iv = randomBytes(16);
+    const c = createCipheriv('aes-256-ctr', key, iv);
+    await writeFile(join(data, 'old.sst'), Buffer.concat([c.update(randomBytes(100)), c.final()]));
+    const content = new BinaryWriter().u16(1).u64(42).u32(1).u64(42).u8(methodCode('aes256-ctr')).u64(Date.now()).u8(0).u8(32).bytes(key).finish();
+    const wrapping = await masterKey.newWrappingKey();
+    const aad = sealedHeader(masterKey.type, wrapping.envelope, 1);
+    await writeFile(join(meta, KEY_DICT_NAME), encodeSealedFile(aad, seal(wrapping.key, content, aad)));
+    await writeFile(join(meta, SNAPSHOT_NAME), Buffer.concat([encodeLegacyHeader(SNAPSHOT_MAGIC, 3), encodeLegacyRecord({ op: 'set', path: 'old.sst', entry: { method: 'aes256-ctr', keyId: 42, iv, authenticated: false } })]));
+    await writeFile(join(meta, LOG_NAME), encodeLegacyHeader(LOG_MAGIC, 3));
+
+    const env = await EncryptedEnv.open({ dataDir: data, method: 'aes256-ctr', rotationPeriodMs: 86_400_000, masterKey, fileDictionaryLog: true, fileDictionaryRewriteThreshold: 1_000_000, logger: silentLogger(), readOnly: true });
+    try {
+      const s = await encryptionStatus(env);
+      assert.equal(s.integrity.legacyDictionaries, true);
+      assert.deepEqual(s.integrity.unauthenticatedFiles, { total: 1, byMethod: { 'aes256-ctr': 1 } });
+      const text = formatStatus(s);
+      assert.ok(text.some((l) => /^dictionaries +LEGACY \(version 1, unauthenticated\): migrated at the next writable open$/.test(l)), text.join('\n'));
+      assert.ok(text.some((l) => /^unauthenticated 1 \(aes256-ctr: 1\)/.test(l)), text.join('\n'));
+      const samples = parseSamples(await createMetricsRegistry({ env }).metrics());
+      assert.equal(sampleOf(samples, 'tdekv_encryption_dictionary_legacy'), 1);
+      assert.equal(sampleOf(samples, 'tdekv_encryption_unauthenticated_files'), 1);
+      const info = new Map(encryptionInfo(env, config));
+      assert.equal(info.get('dictionaries_legacy'), 1);
+      assert.equal(info.get('unauthenticated_files'), 1);
+    } finally {
+      await env.close();
+    }
   });
 });
