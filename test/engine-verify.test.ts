@@ -89,7 +89,7 @@ test('verify: a clean database passes, one line per file, counts per method and 
   for (const f of files) {
     const line = fileLines.find((l) => l.startsWith(f.path + '\t'));
     assert.ok(line, `no line for ${f.path}`);
-    assert.match(line, new RegExp(`^${f.path}\\t(table|wal|manifest|current)\\tmethod=${f.method}\\tkey-id=${f.keyId}\\tsize=\\d+\\tok\\t`));
+    assert.match(line, new RegExp(`^${f.path}\\t(table|wal|manifest|current)\\tmethod=${f.method}\\tkey-id=${f.keyId}\\tsize=\\d+\\tauthenticated\\tok\\t`));
   }
   // Every kind of engine file was checked, tables block by block.
   assert.match(r.stdout, /^\d{6}\.sst\ttable\t.*\tok\t\d+ blocks, \d+ entries/m);
@@ -105,6 +105,7 @@ test('verify: a clean database passes, one line per file, counts per method and 
   assert.deepEqual(keyLine.slice('files per data key id: '.length).split(', ').sort(), perKey.sort());
   assert.ok(lines.includes(`files per method: aes256-ctr: ${files.length}`), r.stdout);
   assert.ok(lines.includes('damaged: 0'), r.stdout);
+  assert.ok(lines.includes('unauthenticated: 0'), r.stdout);
 
   const json = await verify(db, '--json');
   assert.equal(json.code, 0, json.stderr);
@@ -140,7 +141,7 @@ test('verify: a flipped byte in a table fails, naming the file and the damage', 
   }
   const r = await verify(db);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=\\d+\\tDAMAGED\\t.*${table} is damaged: block at offset 0 .* fails its authentication tag`, 'm'));
+  assert.match(r.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=\\d+\\tauthenticated\\tDAMAGED\\t.*${table} is damaged: block at offset 0 .* fails its authentication tag`, 'm'));
   // Only that file.
   assert.equal(r.stdout.split('\n').filter((l) => l.includes('\tDAMAGED\t')).length, 1, r.stdout);
   assert.match(r.stdout, /^damaged: 1$/m);
@@ -152,7 +153,7 @@ test('verify: an untracked file, or a tracked file gone from disk, fails', async
   await writeFile(join(db.dataDir, 'stray.bin'), 'not written by tdekv');
   const r = await verify(db);
   assert.equal(r.code, 1, r.stdout + r.stderr);
-  assert.match(r.stdout, /^stray\.bin\tother\tmethod=-\tkey-id=-\tsize=20\tDAMAGED\tnot in the file dictionary/m);
+  assert.match(r.stdout, /^stray\.bin\tother\tmethod=-\tkey-id=-\tsize=20\t-\tDAMAGED\tnot in the file dictionary/m);
   assert.match(r.stderr, /stray\.bin/);
   await rm(join(db.dataDir, 'stray.bin'));
   assert.equal((await verify(db)).code, 0);
@@ -162,7 +163,7 @@ test('verify: an untracked file, or a tracked file gone from disk, fails', async
   await rm(join(db.dataDir, table));
   const gone = await verify(db);
   assert.equal(gone.code, 1, gone.stdout + gone.stderr);
-  assert.match(gone.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=-\\tDAMAGED\\tin the file dictionary but not on disk`, 'm'));
+  assert.match(gone.stdout, new RegExp(`^${table}\\ttable\\tmethod=aes256-ctr\\tkey-id=\\d+\\tsize=-\\tauthenticated\\tDAMAGED\\tin the file dictionary but not on disk`, 'm'));
   assert.match(gone.stdout, new RegExp(`^PROBLEM\\tMANIFEST-\\d+ lists table ${table}, which is missing`, 'm'));
   assert.match(gone.stdout, /^damaged: 2$/m);
 });

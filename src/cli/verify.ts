@@ -21,6 +21,12 @@ export interface FileVerdict {
   /** Undefined when the file dictionary does not know the file. */
   method?: EncryptionMethod;
   keyId?: number;
+  /**
+   * Whether the file's blocks and records carry tags (see FileInfo.authenticated); false for
+   * legacy (format 1) files, checked with CRCs only, and for plaintext files. Undefined when
+   * the file dictionary does not know the file.
+   */
+  authenticated?: boolean;
   /** Bytes on disk; undefined when the file is missing. */
   size?: number;
   ok: boolean;
@@ -44,7 +50,16 @@ export interface VerifyReport {
    */
   notes: string[];
   keyDictGeneration: number;
+  /**
+   * Encrypted database files (tables, logs, manifests, CURRENT) on disk without tags, by
+   * kind: an attacker could alter them undetected until they are rewritten.
+   */
+  unauthenticated: { total: number; byKind: Partial<Record<VerifiedKind, number>> };
 }
+
+/** What rewrites unauthenticated files with tags; shown wherever they are counted. */
+export const UNAUTHENTICATED_FIX =
+  'a writable open (server start) rewrites write-ahead logs and the manifest; tables are rewritten as compaction reaches them, or all at once by `tdekv data-key reencrypt --config FILE` on the stopped database';
 
 /**
  * Reads every file of a data dir through a read-only env and checks it end to end: every
@@ -59,18 +74,22 @@ export async function verifyDataDir(env: EncryptedEnv): Promise<VerifyReport> {
   const tracked = new Map(env.files());
   const paths = [...new Set([...onDisk.keys(), ...tracked.keys()])].sort();
   const state = env.dictionaryState();
-  const report: VerifyReport = { dataDir: env.dataDir, files: [], problems: [], byMethod: {}, byKeyId: {}, damaged: 0, notes: dictionaryNotes(env), keyDictGeneration: state.keyDictGeneration };
+  const report: VerifyReport = { dataDir: env.dataDir, files: [], problems: [], byMethod: {}, byKeyId: {}, damaged: 0, notes: dictionaryNotes(env), keyDictGeneration: state.keyDictGeneration, unauthenticated: { total: 0, byKind: {} } };
   const manifests = new Map<string, ManifestState>();
   const wals: FileVerdict[] = [];
 
   for (const path of paths) {
     const info = tracked.get(path);
     const size = onDisk.get(path);
-    const verdict: FileVerdict = { path, kind: kindOf(path), ...(info ? { method: info.method, keyId: info.keyId } : {}), ...(size !== undefined ? { size } : {}), ok: true, detail: '' };
+    const verdict: FileVerdict = { path, kind: kindOf(path), ...(info ? { method: info.method, keyId: info.keyId, authenticated: info.authenticated } : {}), ...(size !== undefined ? { size } : {}), ok: true, detail: '' };
     report.files.push(verdict);
     if (info && size !== undefined) {
       report.byMethod[info.method] = (report.byMethod[info.method] ?? 0) + 1;
       report.byKeyId[info.keyId] = (report.byKeyId[info.keyId] ?? 0) + 1;
+      if (info.method !== 'plaintext' && !info.authenticated && verdict.kind !== 'other') {
+        report.unauthenticated.total++;
+        report.unauthenticated.byKind[verdict.kind] = (report.unauthenticated.byKind[verdict.kind] ?? 0) + 1;
+      }
     }
     if (size === undefined) {
       fail(verdict, 'in the file dictionary but not on disk (removed behind tdekv\'s back, or restored from a different backup than encryption-meta/)');
@@ -102,7 +121,6 @@ function dictionaryNotes(env: EncryptedEnv): string[] {
   if (s.plaintextEntries.length > 0 && env.method !== 'plaintext') {
     notes.push(`${s.plaintextEntries.length} plaintext file(s) while encryption is on (${s.plaintextEntries.slice(0, 3).join(', ')}${s.plaintextEntries.length > 3 ? ', …' : ''}): adopted or written under plaintext; rewritten encrypted by compaction or \`tdekv data-key reencrypt\``);
   }
-  if (s.unauthenticatedFiles.length > 0) notes.push(`${s.unauthenticatedFiles.length} encrypted file(s) written before tags existed (unauthenticated): rewritten by compaction or \`tdekv data-key reencrypt\``);
   notes.push(`key dictionary generation ${s.keyDictGeneration} (record it outside the data dir to detect a rollback of the whole data dir)`);
   return notes;
 }
@@ -251,7 +269,8 @@ async function filesOnDisk(dataDir: string): Promise<Map<string, number>> {
 /** The report as lines: one per file, then the summary. */
 export function formatVerifyReport(r: VerifyReport): string[] {
   const lines = r.files.map(
-    (f) => `${f.path}\t${f.kind}\tmethod=${f.method ?? '-'}\tkey-id=${f.keyId ?? '-'}\tsize=${f.size ?? '-'}\t${f.ok ? `ok\t${f.detail}` : `DAMAGED\t${f.detail}`}`,
+    (f) =>
+      `${f.path}\t${f.kind}\tmethod=${f.method ?? '-'}\tkey-id=${f.keyId ?? '-'}\tsize=${f.size ?? '-'}\t${authLabel(f)}\t${f.ok ? `ok\t${f.detail}` : `DAMAGED\t${f.detail}`}`,
   );
   for (const p of r.problems) lines.push(`PROBLEM\t${p}`);
   for (const n of r.notes ?? []) lines.push(`NOTE\t${n}`);
@@ -260,7 +279,17 @@ export function formatVerifyReport(r: VerifyReport): string[] {
     `verified ${r.files.length} file(s) in ${r.dataDir}`,
     `files per method: ${count(r.byMethod)}`,
     `files per data key id: ${count(r.byKeyId)}`,
+    `unauthenticated: ${r.unauthenticated.total}${r.unauthenticated.total === 0 ? '' : ` (${count(r.unauthenticated.byKind)}) encrypted file(s) without tags, checked with CRCs only: ${UNAUTHENTICATED_FIX}`}`,
     `damaged: ${r.damaged}`,
   );
   return lines;
+}
+
+/**
+ * "authenticated": tags checked (a change without the key is detected); "unauthenticated":
+ * CRCs only (legacy format 1, or plaintext); "-": not in the file dictionary.
+ */
+function authLabel(f: FileVerdict): string {
+  if (f.authenticated === undefined) return '-';
+  return f.authenticated ? 'authenticated' : 'unauthenticated';
 }

@@ -1,5 +1,6 @@
 import { Gauge, Histogram, exponentialBuckets, type Registry } from 'prom-client';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
+import { integrityStatus } from '../env/encryption-status.js';
 import { observeMetaFiles } from '../keys/meta-file-timing.js';
 import { setGauges } from './scrape-values.js';
 
@@ -94,7 +95,61 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     },
   });
 
+  registerIntegrityMetrics(registers, env);
   registerMetaFileDuration(registry);
+}
+
+/**
+ * Tamper evidence, beyond TiKV's set. The key.dict generation is the hook for an outside
+ * anchor: Prometheus keeps its history, so a generation lower than an earlier scrape's is a
+ * rollback of key.dict (with or without the rest of the data dir) that no check inside the
+ * data dir can see.
+ */
+function registerIntegrityMetrics(registers: Registry[], env: EncryptedEnv): void {
+  new Gauge({
+    name: 'tdekv_encryption_key_dictionary_generation',
+    help: 'Generation of key.dict (grows with every key.dict write); lower than at an earlier scrape means key.dict was rolled back',
+    registers,
+    collect() {
+      this.set(integrityStatus(env).keyDictGeneration);
+    },
+  });
+
+  new Gauge({
+    name: 'tdekv_encryption_file_dictionary_generation',
+    help: 'Generation of the file dictionary (file.dict and its log)',
+    registers,
+    collect() {
+      this.set(integrityStatus(env).fileDictGeneration);
+    },
+  });
+
+  new Gauge({
+    name: 'tdekv_encryption_unauthenticated_files',
+    help: 'Encrypted files without authentication tags (written before tags existed): rewritten by compaction or tdekv data-key reencrypt',
+    registers,
+    collect() {
+      this.set(integrityStatus(env).unauthenticatedFiles.total);
+    },
+  });
+
+  new Gauge({
+    name: 'tdekv_encryption_dictionary_legacy',
+    help: 'Whether key.dict or the file dictionary is still in the legacy, unauthenticated format: 1 or 0',
+    registers,
+    collect() {
+      this.set(integrityStatus(env).legacyDictionaries ? 1 : 0);
+    },
+  });
+
+  new Gauge({
+    name: 'tdekv_encryption_key_dictionary_copy_ok',
+    help: 'Whether both copies of key.dict were good and equal when read (0: one was damaged, missing or out of date; repaired at the next writable open)',
+    registers,
+    collect() {
+      this.set(integrityStatus(env).keyDictCopyOk ? 1 : 0);
+    },
+  });
 }
 
 /**

@@ -2,6 +2,7 @@ import os from 'node:os';
 import type { TdekvConfig } from '../config/types.js';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
+import { integrityStatus } from '../env/encryption-status.js';
 import type { ServerStats } from './server-stats.js';
 
 export interface InfoSources {
@@ -116,4 +117,35 @@ function section(src: InfoSources, name: string): Array<[string, string | number
     default:
       return undefined;
   }
+}
+
+/**
+ * The `# Encryption` section: the same facts as /status and the metrics (one projection,
+ * see encryption-status.ts), as INFO's snake_case lines. Ids, counts and generations only.
+ */
+export function encryptionInfo(env: EncryptedEnv, config: TdekvConfig, nowMs = Date.now()): Array<[string, string | number]> {
+  const s = env.stats();
+  const current = env.currentDataKey();
+  const integrity = integrityStatus(env);
+  const snake = (m: string) => m.replace(/-/g, '_');
+  return [
+    ['encryption_method', env.method],
+    ['encryption_enabled', env.method === 'plaintext' ? 0 : 1],
+    ['master_key_type', env.masterKey.type],
+    ['current_data_key_id', current?.id ?? 0],
+    ['current_data_key_age_seconds', current ? Math.floor((nowMs - current.createdAtMs) / 1000) : 0],
+    ['data_keys', env.dataKeys().length],
+    ['encrypted_files', s.files - (s.byMethod.plaintext ?? 0)],
+    ['files', s.files],
+    ...Object.entries(s.byMethod).map(([m, n]): [string, number] => [`files_${snake(m)}`, n ?? 0]),
+    ['key_dictionary_generation', integrity.keyDictGeneration],
+    ['file_dictionary_generation', integrity.fileDictGeneration],
+    ['dictionaries_legacy', integrity.legacyDictionaries ? 1 : 0],
+    ['unauthenticated_files', integrity.unauthenticatedFiles.total],
+    ...Object.entries(integrity.unauthenticatedFiles.byMethod).map(([m, n]): [string, number] => [`unauthenticated_files_${snake(m)}`, n ?? 0]),
+    ['plaintext_files', integrity.plaintextFiles],
+    ['key_dictionary_copy_ok', integrity.keyDictCopyOk ? 1 : 0],
+    ['sync_writes', config.storage.syncWrites],
+    ['redact_info_log', config.security.redactInfoLog ? 'yes' : 'no'],
+  ];
 }

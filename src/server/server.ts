@@ -15,7 +15,7 @@ import { REDIS_COMPAT_VERSION } from './commands/connection.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
 import { startStatusServer, type StatusServer } from './http/status-server.js';
-import { infoText } from './info.js';
+import { encryptionInfo, infoText } from './info.js';
 import { BatchingStore } from './keyspace/batching-store.js';
 import { Keyspace } from './keyspace/keyspace.js';
 import { ScanCursors } from './scan-cursors.js';
@@ -314,23 +314,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
         version: this.version,
         redisVersion: REDIS_COMPAT_VERSION,
         port: (this.#listener?.address() as AddressInfo | null)?.port ?? 0,
-        encryption: () => {
-          const s = env.stats();
-          const current = env.currentDataKey();
-          return [
-            ['encryption_method', env.method],
-            ['encryption_enabled', env.method === 'plaintext' ? 0 : 1],
-            ['master_key_type', env.masterKey.type],
-            ['current_data_key_id', current?.id ?? 0],
-            ['current_data_key_age_seconds', current ? Math.floor((Date.now() - current.createdAtMs) / 1000) : 0],
-            ['data_keys', env.dataKeys().length],
-            ['encrypted_files', s.files - (s.byMethod.plaintext ?? 0)],
-            ['files', s.files],
-            ...Object.entries(s.byMethod).map(([m, n]): [string, number] => [`files_${m.replace(/-/g, '_')}`, n ?? 0]),
-            ['sync_writes', this.config.storage.syncWrites],
-            ['redact_info_log', this.config.security.redactInfoLog ? 'yes' : 'no'],
-          ];
-        },
+        encryption: () => encryptionInfo(env, this.config),
       },
       sections,
     );

@@ -1,7 +1,7 @@
 import type { EncryptionMethod } from '../crypto/method.js';
 import type { Engine, EngineStats } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
-import { encryptionStatus } from '../env/encryption-status.js';
+import { encryptionStatus, type IntegrityStatus } from '../env/encryption-status.js';
 import type { MasterKeyType } from '../masterkey/master-key.js';
 import type { ServerStats } from './server-stats.js';
 
@@ -36,6 +36,11 @@ export interface StatusReport {
     files: { total: number; byMethod: Partial<Record<EncryptionMethod, number>>; byKeyId: Record<string, number> };
     /** File name → bytes: key.dict, file.dict, file.dict.log. */
     metaFileSizes: Record<string, number>;
+    /**
+     * Tamper evidence: dictionary generations (record keyDictGeneration outside the data dir:
+     * going down is a rollback), legacy dictionaries, files without tags, key.dict copy state.
+     */
+    integrity: IntegrityStatus;
   };
   /** engine.stats(); `backgroundError` is set when a flush or compaction failed (writes are refused until reopen). */
   engine?: EngineStats;
@@ -75,6 +80,7 @@ export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: 
       dataKeys: s.dataKeys,
       files: { total: s.files.total, byMethod: s.files.byMethod, byKeyId },
       metaFileSizes: s.metaFileSizes,
+      integrity: s.integrity,
     },
   };
   if (engine) {
