@@ -1,7 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { cp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
+import { cp, open, readdir, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EncryptionConfig } from '../src/config/types.js';
 import { Block } from '../src/engine/block.js';
@@ -14,7 +13,7 @@ import { TAG_BYTES } from '../src/crypto/file-auth.js';
 import { TableReader } from '../src/engine/table-reader.js';
 import { openEnv, type ManagedEnv } from '../src/env/open-env.js';
 import { isTdekvError } from '../src/errors.js';
-import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { assertSameTree, cleanup, expectCode, flipByte, snapshotTree, tempDir, withoutLock, writeKeyFile } from './support/fs-helpers.js';
 
 // Every engine file is a CTR stream: flipping a ciphertext bit flips the same plaintext bit,
 // exactly what a bad disk or a careless edit does to a plaintext file. The engine's tags
@@ -40,32 +39,11 @@ async function fixture(t: { after: (fn: () => Promise<void>) => void }): Promise
   return { root, dataDir: join(root, 'data'), enc };
 }
 
-/** XORs one byte of a file in place; calling it again with the same mask restores it. */
-async function flipByte(path: string, offset: number, mask: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, offset);
-    b[0]! ^= mask;
-    await fh.write(b, 0, 1, offset);
-  } finally {
-    await fh.close();
-  }
-}
 
 /**
  * Every regular file under `dir` (relative path → SHA-256 of its bytes), sorted by path;
  * LOCK is left out: taking the lock creates it, and it never holds data.
  */
-async function snapshotTree(dir: string): Promise<Map<string, string>> {
-  const out = new Map<string, string>();
-  for (const rel of (await readdir(dir, { recursive: true })).sort()) {
-    if (rel === join('encryption-meta', 'LOCK')) continue;
-    const abs = join(dir, rel);
-    if ((await stat(abs)).isFile()) out.set(rel, createHash('sha256').update(await readFile(abs)).digest('hex'));
-  }
-  return out;
-}
 
 /** Masks that flip one low bit, one high bit, or every bit. */
 const MASKS = [0x01, 0x80, 0xff, 0x10];
@@ -382,7 +360,7 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     const crashDir = join(root, 'crash');
     const at = recordsOf(plain)[2]!.offset + RECORD_HEADER_BYTES + 1;
     await flipByte(join(crashDir, wal), at, 0x04);
-    const before = await snapshotTree(crashDir);
+    const before = withoutLock(await snapshotTree(crashDir));
     // The server and TdekvLevel open the env with its writes deferred, then the engine reads
     // its manifest and logs: the refusal comes before anything is written.
     const managed = await openEnv(crashDir, enc, { deferOpenWrites: true });
@@ -391,9 +369,7 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     } finally {
       await managed.close();
     }
-    const after = await snapshotTree(crashDir);
-    assert.deepEqual([...after.keys()], [...before.keys()], 'no file created or removed');
-    for (const [path, hash] of before) assert.equal(after.get(path), hash, `${path} changed`);
+    assertSameTree(withoutLock(await snapshotTree(crashDir)), before, 'a refused open');
     await flipByte(join(crashDir, wal), at, 0x04);
     const { managed: m2, engine } = await openEngine(crashDir, enc);
     try {

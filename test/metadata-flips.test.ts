@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, open, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { cp, readFile, readdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { EncryptionConfig } from '../src/config/types.js';
 import { TAG_BYTES } from '../src/crypto/file-auth.js';
@@ -13,7 +13,7 @@ import { isTdekvError } from '../src/errors.js';
 import { LOG_NAME, SNAPSHOT_NAME } from '../src/keys/file-dictionary.js';
 import { LOG_PREAMBLE_LENGTH } from '../src/keys/file-dictionary-format.js';
 import { encryptionConfig } from './support/engine-helpers.js';
-import { cleanup, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { cleanup, flipByte, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 /**
  * Issue 9: every byte of every metadata file flipped, one at a time. The open either
@@ -38,18 +38,6 @@ import { cleanup, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpe
 
 const MASKS = [0x01, 0x80, 0xff];
 
-/** XORs one byte in place; applying the same mask again restores it. */
-async function flipByte(path: string, offset: number, mask: number): Promise<void> {
-  const fh = await open(path, 'r+');
-  try {
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, offset);
-    b[0]! ^= mask;
-    await fh.write(b, 0, 1, offset);
-  } finally {
-    await fh.close();
-  }
-}
 
 const keyOf = (i: number): Buffer => Buffer.from(`key-${String(i).padStart(4, '0')}`);
 const valueOf = (i: number): Buffer => Buffer.from(`value-${i}-${'v'.repeat(i % 17)}`);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import assert from 'node:assert/strict';
@@ -70,6 +70,24 @@ export async function snapshotTree(root: string): Promise<Map<string, Buffer>> {
   }
   await walk(root);
   return out;
+}
+
+/** A snapshot without the data dir lock file, which taking the lock creates and which never holds data. */
+export function withoutLock(tree: Map<string, Buffer>): Map<string, Buffer> {
+  return new Map([...tree].filter(([rel]) => rel !== join('encryption-meta', 'LOCK')));
+}
+
+/** XORs one byte of a file in place, as a careless edit or a bad disk would; the same mask again restores it. */
+export async function flipByte(path: string, offset: number, mask: number): Promise<void> {
+  const fh = await open(path, 'r+');
+  try {
+    const b = Buffer.alloc(1);
+    await fh.read(b, 0, 1, offset);
+    b[0]! ^= mask;
+    await fh.write(b, 0, 1, offset);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** Asserts two tree snapshots are identical: same names, same bytes. */
