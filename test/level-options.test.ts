@@ -41,7 +41,12 @@ function rejectsWith(fn: () => unknown, where: string, ...fragments: (string | R
 describe('configFromOptions', () => {
   it('fills the same defaults as an empty TOML file', () => {
     const toml = parseConfig('', { source: 'x.toml', baseDir: '/etc/tdekv' });
-    assert.deepEqual(read({}), { encryption: toml.security.encryption, engine: {} });
+    assert.deepEqual(read({}), { encryption: toml.security.encryption, engine: {}, walRecoveryMode: toml.storage.walRecoveryMode });
+  });
+
+  it('takes walRecoveryMode as [storage] wal-recovery-mode, and refuses other values naming the allowed ones', () => {
+    assert.equal(read({ walRecoveryMode: 'point-in-time' }).walRecoveryMode, 'point-in-time');
+    assert.throws(() => read({ walRecoveryMode: 'skip-any-corrupted-records' }), (err: unknown) => isTdekvError(err, 'CONFIG_INVALID') && err.message.includes('walRecoveryMode') && err.message.includes('point-in-time'));
   });
 
   it('gives the same config as the equivalent TOML', () => {

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
-import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning } from '../engine/options.js';
+import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from './host-port.js';
@@ -683,7 +683,12 @@ export interface OptionsConfig {
   encryption: EncryptionConfig;
   /** Only the options given; the engine fills in the rest from DEFAULT_ENGINE_TUNING. */
   engine: Partial<EngineTuning>;
+  /** `walRecoveryMode` ([storage] wal-recovery-mode). */
+  walRecoveryMode: WalRecoveryMode;
 }
+
+/** [storage] settings that the embedded API takes too (the rest are the server's). */
+const EMBEDDED_STORAGE_FIELDS = ['wal-recovery-mode'] as const;
 
 const ENCRYPTION_SECTION = 'security.encryption';
 const MASTER_KEY_OPTIONS: Readonly<Record<string, string>> = {
@@ -721,7 +726,7 @@ export interface OptionNamesPolicy {
 /** Every option name configFromOptions reads. */
 export function configOptionNames(): string[] {
   const names = (fields: Fields) => Object.keys(fields).map(optionName);
-  return [...names(SCHEMA[ENCRYPTION_SECTION]!.fields), ...Object.keys(MASTER_KEY_OPTIONS), ...names(ENGINE_FIELDS)];
+  return [...names(SCHEMA[ENCRYPTION_SECTION]!.fields), ...Object.keys(MASTER_KEY_OPTIONS), ...names(ENGINE_FIELDS), ...names(embeddedStorageFields())];
 }
 
 /**
@@ -749,6 +754,7 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
     if (raw !== undefined) enc[SCHEMA[section]!.into.at(-1)!] = readMasterKeyOption(option, SCHEMA[section]!, raw, ctx, where);
   }
   const engine = readOptionFields(ENGINE_FIELDS, options, '', 'in the options', ctx, where, false) as Partial<EngineTuning>;
+  const storage = readOptionFields(embeddedStorageFields(), options, '', 'in the options', ctx, where, true) as { walRecoveryMode: WalRecoveryMode };
 
   const encryption = enc as unknown as EncryptionConfig;
   for (const option of Object.keys(MASTER_KEY_OPTIONS)) {
@@ -777,7 +783,12 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
         `(${effective.level0StopWritesTrigger}); defaults ${DEFAULT_ENGINE_TUNING.level0SlowdownWritesTrigger} and ${DEFAULT_ENGINE_TUNING.level0StopWritesTrigger}.`,
     );
   }
-  return { encryption, engine };
+  return { encryption, engine, walRecoveryMode: storage.walRecoveryMode };
+}
+
+function embeddedStorageFields(): Fields {
+  const all = SCHEMA['storage']!.fields;
+  return Object.fromEntries(EMBEDDED_STORAGE_FIELDS.map((name) => [name, all[name]!]));
 }
 
 /** A TOML section's name used as an option: say that the options are flat. */

@@ -17,6 +17,7 @@ import type { EncryptionMethod } from '../crypto/method.js';
 import { Engine } from '../engine/engine.js';
 import type { EngineTuning } from '../engine/options.js';
 import type { BatchOp, EngineIterator, IteratorOptions, Snapshot } from '../engine/types.js';
+import type { WalRecoveryMode } from '../engine/options.js';
 import { openEnv, type ManagedEnv } from '../env/open-env.js';
 import { META_DIR } from '../env/paths.js';
 import { pathExists } from '../keys/atomic-file.js';
@@ -69,6 +70,12 @@ export interface TdekvLevelOptions<K = string, V = string>
   logger?: Logger;
   /** On the first open of a directory that already holds files, track them as plaintext. */
   adoptPlaintextFiles?: boolean;
+  /**
+   * What opening does with a complete write-ahead log record that fails its tag or checksum:
+   * 'absolute-consistency' (default) refuses naming the file and offset; 'point-in-time' opens
+   * with the writes before it and drops the rest. See [storage] wal-recovery-mode.
+   */
+  walRecoveryMode?: WalRecoveryMode;
   /**
    * The application's own options for open hooks (abstract-level passes open options to
    * `db.hooks.postopen` functions): each entry reaches the hooks as a top-level option. Any
@@ -205,7 +212,7 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
    * Opens the engine. Tests replace it to run the class over another engine; the default
    * is the real one on the env that `_open` opened.
    */
-  protected async openEngine(env: ManagedEnv, logger: Logger | undefined, tuning: Partial<EngineTuning>): Promise<LevelEngine> {
+  protected async openEngine(env: ManagedEnv, logger: Logger | undefined, tuning: Partial<EngineTuning> & { walRecoveryMode?: WalRecoveryMode }): Promise<LevelEngine> {
     return Engine.open({ env: env.env, ...(logger ? { logger } : {}), ...tuning });
   }
 
@@ -251,7 +258,7 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
       ...(adoptPlaintextFiles !== undefined ? { adoptPlaintextFiles } : {}),
     });
     try {
-      this.#engine = await this.openEngine(env, logger, config.engine);
+      this.#engine = await this.openEngine(env, logger, { ...config.engine, walRecoveryMode: config.walRecoveryMode });
     } catch (err) {
       await env.close().catch((closeErr: unknown) => logger?.warn({ err: closeErr }, 'closing the env after a failed engine open failed'));
       throw err;
