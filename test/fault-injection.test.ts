@@ -414,3 +414,72 @@ test('engine: faults at every n-th file-system call during sync puts, flushes an
   }
   t.diagnostic(`${run} runs; faults hit: ${[...hits].sort().join(', ')}`);
 });
+
+// ---------------------------------------------------------------- open
+
+test('open: a fault at any call of a first open or of a reopen leaves a data dir that opens, with all its data, once the fault clears', { timeout: 300_000 }, async (t) => {
+  const { root, options } = await setup(t);
+  const data = content(42, 5000);
+  let run = 0;
+  /** A data dir with one acknowledged file, closed: what a reopen starts from. */
+  const populated = async (dataDir: string): Promise<void> => {
+    const env = await EncryptedEnv.open(options(dataDir));
+    try {
+      await env.writeFile('kept', data);
+      await env.rotateDataKey();
+    } finally {
+      await env.close();
+    }
+  };
+  const once = async (first: boolean, fault: { kind: FaultKind; at: number }): Promise<string | undefined> => {
+    const dataDir = join(root, `open-${run++}`);
+    if (!first) await populated(dataDir);
+    const injected = injectAt(fault.kind, fault.at);
+    let env: EncryptedEnv | undefined;
+    try {
+      env = await EncryptedEnv.open(options(dataDir));
+      // Closing may fail too, but must still give the data dir back.
+      await attempt(() => env!.close());
+    } catch {
+      // Refusing to open while the disk fails is fine; what it leaves behind must open later.
+    } finally {
+      clearFaults();
+    }
+    const where = `${first ? 'first open' : 'reopen'}: ${fault.kind} at call ${fault.at} (${injected.hit() ?? 'not reached'})`;
+    let reopened: EncryptedEnv;
+    try {
+      reopened = await EncryptedEnv.open(options(dataDir));
+    } catch (err) {
+      assert.fail(`${where}: the data dir no longer opens: ${String(err)}`);
+    }
+    try {
+      if (!first) assert.ok((await readAll(reopened, 'kept')).equals(data), `${where}: the acknowledged file changed`);
+      await reopened.writeFile('after', data);
+      await reopened.rotateDataKey();
+    } finally {
+      await reopened.close();
+    }
+    const again = await EncryptedEnv.open(options(dataDir));
+    try {
+      assert.ok((await readAll(again, 'after')).equals(data), `${where}: a file written after the fault is lost at the next open`);
+      if (!first) assert.ok((await readAll(again, 'kept')).equals(data), `${where}: the acknowledged file is lost at the next open`);
+    } finally {
+      await again.close();
+    }
+    await cleanup(dataDir);
+    return injected.hit();
+  };
+
+  for (const first of [true, false]) {
+    const dataDir = join(root, `count-${first}`);
+    if (!first) await populated(dataDir);
+    const counts = await countOps(async () => {
+      await (await EncryptedEnv.open(options(dataDir))).close();
+    });
+    t.diagnostic(`${first ? 'first open' : 'reopen'} + close: ${counts.all} calls; per kind ${JSON.stringify(counts.byKind)}`);
+    for (const kind of FAULT_KINDS) {
+      for (const at of targets(counts, kind, 25)) await once(first, { kind, at });
+    }
+  }
+  t.diagnostic(`${run} runs`);
+});

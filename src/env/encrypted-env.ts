@@ -556,9 +556,17 @@ export class EncryptedEnv {
     this.#closing ??= (async () => {
       this.#closed = true;
       await this.#inFlight.drained();
-      await this.#dict.close();
-      this.#keys.close();
-      await this.#lock?.release();
+      // Each step runs even if an earlier one fails (a close reporting EIO): the keys must be
+      // wiped and the lock given back, or the data dir cannot be reopened by this process.
+      try {
+        await this.#dict.close();
+      } finally {
+        try {
+          this.#keys.close();
+        } finally {
+          await this.#lock?.release();
+        }
+      }
     })();
     return this.#closing;
   }

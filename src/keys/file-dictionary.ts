@@ -247,9 +247,14 @@ export class FileDictionary {
   async close(): Promise<void> {
     while (this.#flushing) await new Promise((r) => setImmediate(r));
     this.#writable = false;
-    await this.#log?.close();
+    const log = this.#log;
     this.#log = undefined;
-    this.#macKey.fill(0);
+    try {
+      await log?.close();
+    } finally {
+      // A failed close (EIO) must not leave the MAC key in memory.
+      this.#macKey.fill(0);
+    }
   }
 
   async #flushLoop(): Promise<void> {
