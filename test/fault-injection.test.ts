@@ -268,7 +268,7 @@ test('env: ENOSPC, EIO, short writes and failed fsyncs at every n-th file-system
   await once(undefined);
   const hits = new Set<string>();
   for (const kind of FAULT_KINDS) {
-    for (const at of targets(counts, kind, 45)) {
+    for (const at of targets(counts, kind, 35)) {
       const hit = await once({ kind, at });
       if (hit) hits.add(`${kind} ${hit.split(' ')[0]}`);
     }
@@ -407,7 +407,7 @@ test('engine: faults at every n-th file-system call during sync puts, flushes an
   await once(undefined);
   const hits = new Set<string>();
   for (const kind of FAULT_KINDS) {
-    for (const at of targets(counts, kind, 20)) {
+    for (const at of targets(counts, kind, 15)) {
       const hit = await once({ kind, at });
       if (hit) hits.add(`${kind} ${hit.split(' ')[0]}`);
     }
@@ -478,7 +478,7 @@ test('open: a fault at any call of a first open or of a reopen leaves a data dir
     });
     t.diagnostic(`${first ? 'first open' : 'reopen'} + close: ${counts.all} calls; per kind ${JSON.stringify(counts.byKind)}`);
     for (const kind of FAULT_KINDS) {
-      for (const at of targets(counts, kind, 25)) await once(first, { kind, at });
+      for (const at of targets(counts, kind, 20)) await once(first, { kind, at });
     }
   }
   t.diagnostic(`${run} runs`);
