@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
-import { open, stat, unlink, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { fileIo } from '../util/file-io.js';
 import { hostname } from 'node:os';
-import nativeFs from 'fs-native-extensions';
 import { TdekvError, errnoCode } from '../errors.js';
 
 export const LOCK_NAME = 'LOCK';
@@ -41,7 +41,7 @@ export class DirLock {
   static async acquire(path: string): Promise<DirLock> {
     for (let attempt = 0; attempt < ACQUIRE_ATTEMPTS; attempt++) {
       // Not O_TRUNC: the holder's pid and host must survive our failed attempt.
-      const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
+      const fh = await fileIo.open(path, constants.O_RDWR | constants.O_CREAT, 0o600);
       let kept = false;
       try {
         if (!tryLock(fh.fd, path)) throw heldError(path, await readOwner(fh));
@@ -69,7 +69,7 @@ export class DirLock {
     this.#fh = undefined;
     try {
       if (options.remove) {
-        await unlink(this.path).catch((err: unknown) => {
+        await fileIo.unlink(this.path).catch((err: unknown) => {
           if (errnoCode(err) !== 'ENOENT') throw err;
         });
       } else {
@@ -85,7 +85,7 @@ export class DirLock {
 
 function tryLock(fd: number, path: string): boolean {
   try {
-    return nativeFs.tryLock(fd);
+    return fileIo.tryLock(fd);
   } catch (err) {
     throw new TdekvError('IO_FAILED', `cannot lock ${path} (${errnoCode(err) ?? String(err)}): the file system does not support advisory locks; put the data dir on a local file system`, { cause: err });
   }
@@ -107,6 +107,6 @@ async function readOwner(fh: FileHandle): Promise<Owner | undefined> {
 
 /** False if `fh`'s file was unlinked or replaced at `path` since we opened it. */
 async function isInodeAt(fh: FileHandle, path: string): Promise<boolean> {
-  const [held, named] = await Promise.all([fh.stat(), stat(path).catch((err: unknown) => (errnoCode(err) === 'ENOENT' ? undefined : Promise.reject(err)))]);
+  const [held, named] = await Promise.all([fh.stat(), fileIo.stat(path).catch((err: unknown) => (errnoCode(err) === 'ENOENT' ? undefined : Promise.reject(err)))]);
   return named !== undefined && held.dev === named.dev && held.ino === named.ino;
 }

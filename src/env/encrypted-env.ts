@@ -1,4 +1,4 @@
-import { access, link, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { fileIo } from '../util/file-io.js';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
 import { ctrStreamAt } from '../crypto/ctr.js';
@@ -134,7 +134,7 @@ export class EncryptedEnv {
     const readOnly = options.readOnly ?? false;
     const metaDir = join(options.dataDir, META_DIR);
     if (readOnly) {
-      await access(metaDir).catch(() => {
+      await fileIo.access(metaDir).catch(() => {
         throw new TdekvError('FILE_NOT_FOUND', `${metaDir} does not exist: ${options.dataDir} is not a tdekv data dir (check --data-dir / [storage] data-dir)`);
       });
       return EncryptedEnv.#openLocked(options, undefined);
@@ -146,7 +146,7 @@ export class EncryptedEnv {
     } catch (err) {
       // Opening failed: leave a new data dir as it was (invariant 7).
       await lock?.release({ remove: createdMetaDir !== undefined });
-      if (createdMetaDir) await rmdir(metaDir).catch(() => undefined);
+      if (createdMetaDir) await fileIo.rmdir(metaDir).catch(() => undefined);
       throw err;
     }
   }
@@ -210,7 +210,7 @@ export class EncryptedEnv {
           // Half-made copies of an interrupted reencrypt() (the original is intact) go first,
           // while the dictionary still lists them.
           for (const path of leftovers) {
-            await unlink(env.#abs(path)).catch((err: unknown) => {
+            await fileIo.unlink(env.#abs(path)).catch((err: unknown) => {
               if (errnoCode(err) !== 'ENOENT') throw err;
             });
           }
@@ -266,7 +266,7 @@ export class EncryptedEnv {
       await this.#options.faults?.('create', 'entry-durable');
       let fh;
       try {
-        fh = await open(abs, 'wx', 0o600);
+        fh = await fileIo.open(abs, 'wx', 0o600);
       } catch (err) {
         if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `file ${rel} was created concurrently by someone else`);
         if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
@@ -417,7 +417,7 @@ export class EncryptedEnv {
     const replaced = previous && (await exists(this.#abs(dst))) ? infoOf(previous) : undefined;
     await this.#dict.set(dst, { ...info, pending: replaced ? { from: src, previous: replaced } : { from: src } });
     this.#fault('rename', 'entry-linked');
-    await rename(this.#abs(src), this.#abs(dst));
+    await fileIo.rename(this.#abs(src), this.#abs(dst));
     await this.#syncDirsOf(src, dst);
     this.#fault('rename', 'renamed');
     await this.#dict.apply([
@@ -435,7 +435,7 @@ export class EncryptedEnv {
     if (await exists(this.#abs(dst))) throw new TdekvError('FILE_EXISTS', `cannot link ${src} to ${dst}: ${dst} exists`);
     await this.#dict.set(dst, info);
     this.#fault('link', 'entry-linked');
-    await link(this.#abs(src), this.#abs(dst));
+    await fileIo.link(this.#abs(src), this.#abs(dst));
     await this.#syncDirsOf(dst);
   }
 
@@ -445,7 +445,7 @@ export class EncryptedEnv {
     const rel = normalizeRelative(path);
     let removed = true;
     try {
-      await unlink(this.#abs(rel));
+      await fileIo.unlink(this.#abs(rel));
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
       removed = false;
@@ -463,7 +463,7 @@ export class EncryptedEnv {
   /** Names in a directory of the data dir (not recursive); the dictionaries are hidden. */
   async list(dir = ''): Promise<string[]> {
     const rel = normalizeDir(dir);
-    const names = await readdir(rel === '' ? this.dataDir : this.#abs(rel));
+    const names = await fileIo.readdir(rel === '' ? this.dataDir : this.#abs(rel));
     return (rel === '' ? names.filter((n) => n !== META_DIR) : names).sort();
   }
 
@@ -567,7 +567,7 @@ export class EncryptedEnv {
 
   async metaFileSizes(): Promise<Record<string, number>> {
     const sizes = await this.#dict.metaFileSizes();
-    const s = await stat(join(this.metaDir, KEY_DICT_NAME)).catch(() => undefined);
+    const s = await fileIo.stat(join(this.metaDir, KEY_DICT_NAME)).catch(() => undefined);
     if (s) sizes[KEY_DICT_NAME] = s.size;
     return sizes;
   }
@@ -581,9 +581,17 @@ export class EncryptedEnv {
     this.#closing ??= (async () => {
       this.#closed = true;
       await this.#inFlight.drained();
-      await this.#dict.close();
-      this.#keys.close();
-      await this.#lock?.release();
+      // Each step runs even if an earlier one fails (a close reporting EIO): the keys must be
+      // wiped and the lock given back, or the data dir cannot be reopened by this process.
+      try {
+        await this.#dict.close();
+      } finally {
+        try {
+          this.#keys.close();
+        } finally {
+          await this.#lock?.release();
+        }
+      }
     })();
     return this.#closing;
   }
@@ -745,7 +753,7 @@ function checkBinding(keys: DataKeyStore, dict: FileDictionary, keyDictPath: str
 }
 
 async function sameFile(a: string, b: string): Promise<boolean> {
-  const [sa, sb] = await Promise.all([stat(a).catch(() => undefined), stat(b).catch(() => undefined)]);
+  const [sa, sb] = await Promise.all([fileIo.stat(a).catch(() => undefined), fileIo.stat(b).catch(() => undefined)]);
   return sa !== undefined && sb !== undefined && sa.dev === sb.dev && sa.ino === sb.ino;
 }
 

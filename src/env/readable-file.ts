@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, openSync, read as readCallback, readSync } from 'node:fs';
+import { fileIo } from '../util/file-io.js';
 import { TdekvError } from '../errors.js';
 import { ctrStreamAt, type StreamTransform } from '../crypto/ctr.js';
 import type { EncryptionMethod } from '../crypto/method.js';
@@ -36,8 +36,8 @@ export class EncryptedReadableFile {
 
   constructor(path: string, absolutePath: string, method: EncryptionMethod, key: Buffer, iv: Buffer, auth?: FileAuthenticator) {
     this.path = path;
-    this.#fd = openSync(absolutePath, 'r');
-    this.size = fstatSync(this.#fd).size;
+    this.#fd = fileIo.openSync(absolutePath, 'r');
+    this.size = fileIo.fstatSync(this.#fd).size;
     this.auth = auth;
     this.method = method;
     this.#method = method;
@@ -53,7 +53,7 @@ export class EncryptedReadableFile {
     const buf = this.#method === 'plaintext' ? this.#buffer(offset, length) : this.#scratchFor(offset, length);
     let got = 0;
     while (got < buf.length) {
-      const n = readSync(this.#fd, buf, got, buf.length - got, offset + got);
+      const n = fileIo.readSync(this.#fd, buf, got, buf.length - got, offset + got);
       if (n === 0) break;
       got += n;
     }
@@ -68,7 +68,7 @@ export class EncryptedReadableFile {
     const buf = this.#buffer(offset, length);
     let got = 0;
     while (got < buf.length) {
-      const n = readSync(this.#fd, buf, got, buf.length - got, offset + got);
+      const n = fileIo.readSync(this.#fd, buf, got, buf.length - got, offset + got);
       if (n === 0) break;
       got += n;
     }
@@ -121,12 +121,12 @@ export class EncryptedReadableFile {
     this.#key.fill(0);
     this.auth?.destroy();
     this.#stream = undefined;
-    closeSync(this.#fd);
+    fileIo.closeSync(this.#fd);
   }
 }
 
 function preadAsync(fd: number, buf: Buffer, at: number, length: number, position: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    readCallback(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n)));
+    fileIo.read(fd, buf, at, length, position, (err, n) => (err ? reject(err) : resolve(n)));
   });
 }

@@ -1,4 +1,4 @@
-import { readdir } from 'node:fs/promises';
+import { fileIo } from '../util/file-io.js';
 import { join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import type { FileEntry, FileInfo, FileRecord } from '../keys/file-dictionary-format.js';
@@ -39,7 +39,7 @@ export async function untrackedFiles(dataDir: string, isTracked: (path: string) 
   const out: string[] = [];
   let entries;
   try {
-    entries = await readdir(dir === '' ? dataDir : join(dataDir, dir), { withFileTypes: true });
+    entries = await fileIo.readdir(dir === '' ? dataDir : join(dataDir, dir), { withFileTypes: true });
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return out;
     throw err;

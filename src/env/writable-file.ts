@@ -1,4 +1,4 @@
-import { writeSync } from 'node:fs';
+import { fileIo } from '../util/file-io.js';
 import type { FileHandle } from 'node:fs/promises';
 import { TdekvError } from '../errors.js';
 import type { StreamTransform } from '../crypto/ctr.js';
@@ -85,7 +85,7 @@ export class EncryptedWritableFile {
     const position = this.#issued;
     try {
       let done = 0;
-      while (done < ciphertext.length) done += writeSync(this.#fh.fd, ciphertext, done, ciphertext.length - done, position + done);
+      while (done < ciphertext.length) done += fileIo.writeSync(this.#fh.fd, ciphertext, done, ciphertext.length - done, position + done);
     } catch (err) {
       // Later appends cannot be made contiguous after a failed write: the file is done for.
       this.#error ??= new TdekvError('IO_FAILED', `write to ${this.path} failed at offset ${position} (${String(err)}); the file is unusable, write it again under a new name`, { cause: err });

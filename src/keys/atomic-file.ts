@@ -1,4 +1,4 @@
-import { access, mkdir, open, rename, readdir, rm } from 'node:fs/promises';
+import { fileIo } from '../util/file-io.js';
 import { errnoCode } from '../errors.js';
 import { dirname, join, relative, sep } from 'node:path';
 
@@ -7,7 +7,7 @@ export const TMP_SUFFIX = '.tmp';
 /** False only when the path does not exist; other failures (permissions, I/O) are raised. */
 export async function pathExists(path: string): Promise<boolean> {
   try {
-    await access(path);
+    await fileIo.access(path);
     return true;
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return false;
@@ -17,7 +17,7 @@ export async function pathExists(path: string): Promise<boolean> {
 
 /** fsync a directory so a rename or create in it is durable. */
 export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
+  const fh = await fileIo.open(dir, 'r');
   try {
     await fh.sync();
   } finally {
@@ -30,7 +30,7 @@ export async function syncDir(dir: string): Promise<void> {
  * synced into its parent. Returns the first directory created, if any.
  */
 export async function mkdirDurable(path: string, mode = 0o700): Promise<string | undefined> {
-  const first = await mkdir(path, { recursive: true, mode });
+  const first = await fileIo.mkdir(path, { recursive: true, mode });
   if (first === undefined) return undefined;
   await syncDir(dirname(first));
   let dir = first;
@@ -47,23 +47,23 @@ export async function mkdirDurable(path: string, mode = 0o700): Promise<string |
  */
 export async function writeFileAtomic(path: string, data: Uint8Array, mode = 0o600): Promise<void> {
   const tmp = path + TMP_SUFFIX;
-  const fh = await open(tmp, 'w', mode);
+  const fh = await fileIo.open(tmp, 'w', mode);
   try {
     await fh.writeFile(data);
     await fh.sync();
   } finally {
     await fh.close();
   }
-  await rename(tmp, path);
+  await fileIo.rename(tmp, path);
   await syncDir(dirname(path));
 }
 
 /** Leftovers of a crash during writeFileAtomic are incomplete by definition. */
 export async function removeStrayTmpFiles(dir: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const name of await readdir(dir)) {
+  for (const name of await fileIo.readdir(dir)) {
     if (name.endsWith(TMP_SUFFIX)) {
-      await rm(join(dir, name), { force: true, recursive: true });
+      await fileIo.rm(join(dir, name), { force: true, recursive: true });
       removed.push(name);
     }
   }

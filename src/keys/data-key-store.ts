@@ -1,4 +1,4 @@
-import { open, readFile, rm } from 'node:fs/promises';
+import { fileIo } from '../util/file-io.js';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
 import type { EncryptionMethod } from '../crypto/method.js';
@@ -268,7 +268,7 @@ export class DataKeyStore {
       this.#resealFrom = undefined;
     }
     if (this.#noted.length > 0) {
-      await rm(join(dirname(this.path), EXPOSED_NOTE_NAME), { force: true });
+      await fileIo.rm(join(dirname(this.path), EXPOSED_NOTE_NAME), { force: true });
       this.#logger.info({ ids: this.#noted }, 'data keys dumped by `ctl encryption-meta dump-key` are now recorded as exposed');
       this.#noted = [];
     }
@@ -283,7 +283,7 @@ export class DataKeyStore {
    */
   static async noteExposure(path: string, ids: readonly number[], logger: Logger): Promise<void> {
     const note = join(dirname(path), EXPOSED_NOTE_NAME);
-    const fh = await open(note, 'a', 0o600);
+    const fh = await fileIo.open(note, 'a', 0o600);
     try {
       await fh.write(ids.map((id) => `${id}\n`).join(''));
       await fh.sync();
@@ -512,7 +512,7 @@ function zeroizeOpened(o: Opened): void {
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
-    return await timeMetaFile('read', path, () => readFile(path));
+    return await timeMetaFile('read', path, () => fileIo.readFile(path));
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
     throw err;

@@ -1,4 +1,5 @@
-import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { fileIo } from '../util/file-io.js';
 import { join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
@@ -245,7 +246,7 @@ export class FileDictionary {
     const sizes: Record<string, number> = {};
     for (const name of [SNAPSHOT_NAME, LOG_NAME]) {
       try {
-        sizes[name] = (await stat(join(this.#options.dir, name))).size;
+        sizes[name] = (await fileIo.stat(join(this.#options.dir, name))).size;
       } catch (err) {
         if (errnoCode(err) !== 'ENOENT') throw err;
       }
@@ -256,9 +257,14 @@ export class FileDictionary {
   async close(): Promise<void> {
     while (this.#flushing) await new Promise((r) => setImmediate(r));
     this.#writable = false;
-    await this.#log?.close();
+    const log = this.#log;
     this.#log = undefined;
-    this.#macKey.fill(0);
+    try {
+      await log?.close();
+    } finally {
+      // A failed close (EIO) must not leave the MAC key in memory.
+      this.#macKey.fill(0);
+    }
   }
 
   async #flushLoop(): Promise<void> {
@@ -347,7 +353,7 @@ export class FileDictionary {
     } else {
       await this.#writeSnapshot(this.#entries, this.#generation + 1, this.#keyDictGeneration);
       this.#generation += 1;
-      await rm(join(this.#options.dir, LOG_NAME), { force: true });
+      await fileIo.rm(join(this.#options.dir, LOG_NAME), { force: true });
     }
   }
 
@@ -365,7 +371,7 @@ export class FileDictionary {
     const preamble = encodeLogPreamble(this.#macKey, generation, keyDictGeneration);
     try {
       await timeMetaFile('write', logPath, () => writeFileAtomic(logPath, preamble.bytes));
-      const next = await open(logPath, 'r+');
+      const next = await fileIo.open(logPath, 'r+');
       await this.#log?.close().catch(() => undefined);
       this.#log = next;
     } catch (err) {
@@ -397,7 +403,7 @@ function applyAll(entries: Map<string, FileEntry>, records: readonly DictRecord[
 
 async function readIfExists(path: string): Promise<Buffer | undefined> {
   try {
-    return await timeMetaFile('read', path, () => readFile(path));
+    return await timeMetaFile('read', path, () => fileIo.readFile(path));
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return undefined;
     throw err;
