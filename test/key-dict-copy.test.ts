@@ -216,12 +216,28 @@ describe('key.dict copy, migration, key safety', () => {
     await DataKeyStore.noteExposure(keyPath(), [current.id], cap.logger);
     await ro.close();
     assert.ok(cap.lines.some((l) => l['audit'] === 'data-key-dumped' && l['id'] === current.id && !JSON.stringify(l).includes('key=')), 'an audit line per dumped key, ids only');
-    assert.equal((await readFile(join(metaDir, EXPOSED_NOTE_NAME), 'utf8')).trim(), String(current.id));
+    assert.match((await readFile(join(metaDir, EXPOSED_NOTE_NAME), 'utf8')).trim(), new RegExp(`^${current.id} [0-9a-f]{8}$`));
     await withEnv(async (env) => {
       assert.equal(env.dataKeys().find((k) => k.id === current.id)?.exposed, true);
       assert.notEqual(env.currentDataKey()!.id, current.id, 'rotated away from the exposed key');
     });
     await assert.rejects(stat(join(metaDir, EXPOSED_NOTE_NAME)), /ENOENT/);
     await withEnv(async (env) => assert.equal(env.dataKeys().find((k) => k.id === current.id)?.exposed, true, 'durable in key.dict'));
+  });
+
+  test('item 16: a note line cut short by a full disk is ignored and never joins the next id', async () => {
+    await withEnv((env) => env.writeFile('a.sst', randomBytes(10)));
+    const ro = await open({ readOnly: true });
+    const current = ro.currentDataKey()!;
+    await ro.close();
+    // What a full disk leaves of an earlier dump: the first digit of an id, no newline, no check.
+    await writeFile(join(metaDir, EXPOSED_NOTE_NAME), '\n1');
+    await DataKeyStore.noteExposure(keyPath(), [current.id], captureLogger().logger);
+    const lines = (await readFile(join(metaDir, EXPOSED_NOTE_NAME), 'latin1')).split('\n');
+    assert.ok(lines.includes('1') && lines.some((l) => l.startsWith(`${current.id} `)), 'the cut line stays on its own line');
+    await withEnv(async (env) => {
+      assert.equal(env.dataKeys().find((k) => k.id === current.id)?.exposed, true, 'the whole id was read');
+      assert.notEqual(env.currentDataKey()!.id, current.id, 'rotated away from the exposed key');
+    });
   });
 });

@@ -107,6 +107,25 @@ describe('ReplyWriter', () => {
     assert.equal(w.take().toString(), '+OK\r\n-ERR failed\r\n');
   });
 
+  test('rewind to before a big bulk drops every part, and take() then returns only what was written after', () => {
+    // Found by the property below (fast-check seed -1518323768): take() returned the dropped
+    // bytes, because it read the buffer from 0 rather than from where the dropped parts ended.
+    const w = new ReplyWriter();
+    const mark = w.mark();
+    w.bool(true);
+    w.arrayHeader(2);
+    w.bulk(Buffer.alloc(70_005, 7));
+    w.rewind(mark);
+    assert.equal(w.length, 0);
+    assert.equal(w.take().length, 0);
+    const again = w.mark();
+    w.integer(1);
+    w.bulk(Buffer.alloc(70_005, 8));
+    w.rewind(again);
+    w.simple('OK');
+    assert.equal(w.take().toString(), '+OK\r\n');
+  });
+
   test('big bulks keep their place among small replies, and the buffer grows as needed', () => {
     const w = new ReplyWriter();
     const big = Buffer.alloc(200_000, 'b');

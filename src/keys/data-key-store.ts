@@ -9,6 +9,7 @@ import type { Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { writeFileAtomic } from './atomic-file.js';
 import { timeMetaFile } from './meta-file-timing.js';
+import { checksum32 } from './crc.js';
 import { generateDataKey, infoOf, rotationReason, type DataKey, type DataKeyInfo, type RotationPolicy, type RotationReason } from './data-key.js';
 import {
   DICT_MAC_KEY_LENGTH,
@@ -283,9 +284,13 @@ export class DataKeyStore {
    */
   static async noteExposure(path: string, ids: readonly number[], logger: Logger): Promise<void> {
     const note = join(dirname(path), EXPOSED_NOTE_NAME);
+    // One checked line per id, after a newline: a line cut short by a full disk is ended by
+    // the next write's newline and fails its check, instead of joining the next id ("1" +
+    // "34" reading as key 134).
+    const bytes = Buffer.from('\n' + ids.map((id) => `${id} ${checksumHex(String(id))}\n`).join(''), 'latin1');
     const fh = await fileIo.open(note, 'a', 0o600);
     try {
-      await fh.write(ids.map((id) => `${id}\n`).join(''));
+      for (let done = 0; done < bytes.length; ) done += (await fh.write(bytes, done, bytes.length - done)).bytesWritten;
       await fh.sync();
     } finally {
       await fh.close();
@@ -522,7 +527,17 @@ async function readIfExists(path: string): Promise<Buffer | undefined> {
 async function readExposureNote(path: string): Promise<number[]> {
   const raw = await readIfExists(path);
   if (!raw) return [];
-  return [...new Set(raw.toString('utf8').split('\n').map((l) => l.trim()).filter((l) => /^\d+$/.test(l)).map(Number))];
+  const ids: number[] = [];
+  for (const line of raw.toString('latin1').split('\n')) {
+    const m = /^(\d+) ([0-9a-f]{8})$/.exec(line);
+    if (m && checksumHex(m[1]!) === m[2]) ids.push(Number(m[1]));
+  }
+  return [...new Set(ids)];
+}
+
+/** The check on an exposure-note line: CRC-32 of the id's digits, 8 hex digits. */
+function checksumHex(text: string): string {
+  return checksum32(Buffer.from(text, 'latin1')).toString(16).padStart(8, '0');
 }
 
 /** Parses and unseals one copy with the current, then the previous master key. */

@@ -97,13 +97,14 @@ export class ReplyWriter {
       this.#partsLen = 0;
       // The concat copied everything, so #buf can be reused as it is.
       if (buf.length > KEEP_CAPACITY_LIMIT) this.#buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
-    } else if (len === 0) {
+    } else if (len === this.#segStart) {
       out = EMPTY;
-    } else if (len <= COPY_OUT_LIMIT) {
-      out = Buffer.allocUnsafe(len);
-      buf.copy(out, 0, 0, len);
+    } else if (len - this.#segStart <= COPY_OUT_LIMIT) {
+      // #segStart is above 0 when a rewind dropped every part: the bytes before it are gone.
+      out = Buffer.allocUnsafe(len - this.#segStart);
+      buf.copy(out, 0, this.#segStart, len);
     } else {
-      out = buf.subarray(0, len);
+      out = buf.subarray(this.#segStart, len);
       this.#buf = Buffer.allocUnsafe(buf.length > KEEP_CAPACITY_LIMIT ? INITIAL_CAPACITY : buf.length);
     }
     this.#len = 0;
