@@ -144,10 +144,10 @@ describe('record log', () => {
       assert.equal(plain.readUInt32LE(at + 4), 3);
       assert.equal(plain[at + 8], 7);
       const tag = plain.subarray(at + RECORD_HEADER_BYTES + 3, at + RECORD_HEADER_BYTES + 3 + TAG_BYTES);
-      assert.ok(f.auth!.verify(AuthDomain.LogRecord, at, plain.subarray(at + 4, at + RECORD_HEADER_BYTES + 3), tag));
+      assert.ok(f.auth!.verify(AuthDomain.LogRecord, at, plain.subarray(at, at + RECORD_HEADER_BYTES + 3), tag));
       // The same bytes at another offset, or as another kind of unit, do not verify.
-      assert.ok(!f.auth!.verify(AuthDomain.LogRecord, 0, plain.subarray(at + 4, at + RECORD_HEADER_BYTES + 3), tag));
-      assert.ok(!f.auth!.verify(AuthDomain.TableBlock, at, plain.subarray(at + 4, at + RECORD_HEADER_BYTES + 3), tag));
+      assert.ok(!f.auth!.verify(AuthDomain.LogRecord, 0, plain.subarray(at, at + RECORD_HEADER_BYTES + 3), tag));
+      assert.ok(!f.auth!.verify(AuthDomain.TableBlock, at, plain.subarray(at, at + RECORD_HEADER_BYTES + 3), tag));
     } finally {
       f.close();
     }

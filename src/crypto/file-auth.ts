@@ -1,9 +1,11 @@
-import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto';
+import { createHmac, createSecretKey, hkdfSync, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { TdekvError } from '../errors.js';
 import type { EncryptionMethod } from './method.js';
 
 /** Bytes of every tag: HMAC-SHA256 truncated to 128 bits (NIST SP 800-107 allows it). */
 export const TAG_BYTES = 16;
+/** What a tag covers before the unit's bytes: domain (1), offset (8), length (4). */
+export const TAG_PREFIX_BYTES = 13;
 
 /**
  * What a tag covers, so a tag made for one kind of unit never verifies as another (a table
@@ -28,11 +30,14 @@ const HKDF_INFO = Buffer.from('tdekv file authentication v1');
  * inside the CTR stream with it (see docs/encryption.md, "Tamper evidence", for why).
  */
 export class FileAuthenticator {
-  readonly #key: Buffer;
-  readonly #prefix = Buffer.alloc(13);
+  readonly #keyBytes: Buffer;
+  /** A KeyObject, so each tag does not import the key again. */
+  readonly #key: KeyObject;
+  readonly #prefix = Buffer.alloc(TAG_PREFIX_BYTES);
 
   private constructor(key: Buffer) {
-    this.#key = key;
+    this.#keyBytes = key;
+    this.#key = createSecretKey(key);
   }
 
   /** The authenticator of a file under `dataKey`, or undefined for plaintext files (no key). */
@@ -47,12 +52,20 @@ export class FileAuthenticator {
 
   /** The tag of `data`, a unit of kind `domain` that starts at byte `offset` of the file. */
   tag(domain: AuthDomain, offset: number, data: Uint8Array): Buffer {
-    const p = this.#prefix;
-    p[0] = domain;
-    p.writeUIntBE(Math.floor(offset / 2 ** 32), 1, 4);
-    p.writeUInt32BE(offset >>> 0, 5);
-    p.writeUInt32BE(data.length, 9);
-    return createHmac('sha256', this.#key).update(p).update(data).digest().subarray(0, TAG_BYTES);
+    writePrefix(this.#prefix, 0, domain, offset, data.length);
+    return createHmac('sha256', this.#key).update(this.#prefix).update(data).digest().subarray(0, TAG_BYTES);
+  }
+
+  /**
+   * The same tag for `buf[start, end)`, computed in one pass: the caller leaves
+   * TAG_PREFIX_BYTES of room before `start`, which this overwrites (on the write path of every
+   * log record, one HMAC update instead of two is a measurable share of a put).
+   */
+  tagWithRoom(domain: AuthDomain, offset: number, buf: Buffer, start: number, end: number): Buffer {
+    const from = start - TAG_PREFIX_BYTES;
+    if (from < 0) throw new TdekvError('INVALID_ARGUMENT', `tagWithRoom needs ${TAG_PREFIX_BYTES} bytes of room before the data`);
+    writePrefix(buf, from, domain, offset, end - start);
+    return createHmac('sha256', this.#key).update(buf.subarray(from, end)).digest().subarray(0, TAG_BYTES);
   }
 
   /** Constant-time comparison of `tag` with the tag `data` should have. */
@@ -62,6 +75,13 @@ export class FileAuthenticator {
 
   /** Wipes the derived key; the authenticator is unusable afterwards. */
   destroy(): void {
-    this.#key.fill(0);
+    this.#keyBytes.fill(0);
   }
+}
+
+function writePrefix(buf: Buffer, at: number, domain: AuthDomain, offset: number, length: number): void {
+  buf[at] = domain;
+  buf.writeUInt32BE(Math.floor(offset / 2 ** 32), at + 1);
+  buf.writeUInt32BE(offset >>> 0, at + 5);
+  buf.writeUInt32BE(length, at + 9);
 }

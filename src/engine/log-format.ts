@@ -1,4 +1,4 @@
-import { AuthDomain, TAG_BYTES, type FileAuthenticator } from '../crypto/file-auth.js';
+import { AuthDomain, TAG_BYTES, TAG_PREFIX_BYTES, type FileAuthenticator } from '../crypto/file-auth.js';
 import { crc32c } from './crc32c.js';
 
 /**
@@ -7,8 +7,9 @@ import { crc32c } from './crc32c.js';
  *
  *   format 2 (authenticated): [hcrc:4][length:4][type:1][payload][tag:16]
  *     hcrc is CRC-32C of length and type, so a damaged length reads as damage, not as a
- *     record running past the end; the tag covers length, type and payload and is bound
- *     to the record's offset under the file's MAC key (src/crypto/file-auth.ts).
+ *     record running past the end; the tag covers everything before it (hcrc, length,
+ *     type, payload) and is bound to the record's offset under the file's MAC key
+ *     (src/crypto/file-auth.ts).
  *   format 1 (plaintext and legacy files): [crc32c:4][length:4][type:1][payload]
  *     the checksum covers length, type and payload.
  *
@@ -39,18 +40,21 @@ export function logLayout(auth: FileAuthenticator | undefined): LogLayout {
 export function encodeRecord(payload: Uint8Array, type: number = DEFAULT_RECORD_TYPE, layout: LogLayout = FORMAT_1, offset = 0): Buffer {
   if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new RangeError(`log record type must be an integer 0..255, got ${type}`);
   if (payload.length > MAX_RECORD_PAYLOAD) throw new RangeError(`log record payload of ${payload.length} bytes exceeds the 4 GiB limit`);
-  const end = RECORD_HEADER_BYTES + payload.length;
-  const out = Buffer.allocUnsafe(end + layout.trailerBytes);
-  out.writeUInt32LE(payload.length, 4);
-  out[8] = type;
-  out.set(payload, RECORD_HEADER_BYTES);
+  // Format 2 leaves room in front for what the tag covers besides the record (domain, offset,
+  // length), so the tag is one HMAC pass; the record is the view after that room.
+  const room = layout.auth ? TAG_PREFIX_BYTES : 0;
+  const end = room + RECORD_HEADER_BYTES + payload.length;
+  const buf = Buffer.allocUnsafe(end + layout.trailerBytes);
+  buf.writeUInt32LE(payload.length, room + 4);
+  buf[room + 8] = type;
+  buf.set(payload, room + RECORD_HEADER_BYTES);
   if (layout.auth) {
-    out.writeUInt32LE(crc32c(out.subarray(4, RECORD_HEADER_BYTES)), 0);
-    layout.auth.tag(AuthDomain.LogRecord, offset, out.subarray(4, end)).copy(out, end);
-  } else {
-    out.writeUInt32LE(crc32c(out.subarray(4)), 0);
+    buf.writeUInt32LE(crc32c(buf.subarray(room + 4, room + RECORD_HEADER_BYTES)), room);
+    layout.auth.tagWithRoom(AuthDomain.LogRecord, offset, buf, room, end).copy(buf, end);
+    return buf.subarray(room);
   }
-  return out;
+  buf.writeUInt32LE(crc32c(buf.subarray(4)), 0);
+  return buf;
 }
 
 /** What is wrong with the record at `off` of `buf` (which runs to the end of the file). */
@@ -75,7 +79,7 @@ export function recordProblem(buf: Buffer, off: number, layout: LogLayout = FORM
   if (len > room) return { kind: 'past-end', reason: `its length (${len} bytes) runs past the end of the file (${Math.max(0, room)} bytes left)` };
   const end = off + RECORD_HEADER_BYTES + len;
   if (layout.auth) {
-    if (!layout.auth.verify(AuthDomain.LogRecord, off, buf.subarray(off + 4, end), buf.subarray(end, end + TAG_BYTES))) {
+    if (!layout.auth.verify(AuthDomain.LogRecord, off, buf.subarray(off, end), buf.subarray(end, end + TAG_BYTES))) {
       return { kind: 'check', reason: 'it fails its authentication tag', end: end + TAG_BYTES };
     }
   } else if (crc32c(buf.subarray(off + 4, end)) !== buf.readUInt32LE(off)) {

@@ -105,7 +105,7 @@ export class LogReader {
     const at = this.#pos;
     const end = at + RECORD_HEADER_BYTES + len;
     if (auth) {
-      if (!auth.verify(AuthDomain.LogRecord, offset, buf.subarray(at + 4, end), buf.subarray(end, end + TAG_BYTES))) return this.#bad(offset);
+      if (!auth.verify(AuthDomain.LogRecord, offset, buf.subarray(at, end), buf.subarray(end, end + TAG_BYTES))) return this.#bad(offset);
       this.#pos = end + TAG_BYTES;
     } else {
       if (crc32c(buf.subarray(at + 4, end)) !== buf.readUInt32LE(at)) return this.#bad(offset);
