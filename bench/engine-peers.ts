@@ -19,6 +19,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
+import { importPeer, type ClassicLevelModule, type LmdbModule, type SqliteModule } from './peer-modules.js';
 
 const MiB = 1024 * 1024;
 /** tdekv's default write buffer, and the bench's cache size, given to the peers that have the same knobs. */
@@ -27,8 +28,8 @@ const CACHE_BYTES = BENCH_CACHE_BYTES;
 const SCAN_CHUNK = 1000;
 
 export async function openClassicLevel(options: DriverOptions): Promise<Driver> {
-  const { ClassicLevel } = await import('classic-level');
-  const db = new ClassicLevel<Buffer, Buffer>(options.dir, {
+  const { ClassicLevel } = await importPeer<ClassicLevelModule>('classic-level');
+  const db = new ClassicLevel(options.dir, {
     keyEncoding: 'buffer',
     valueEncoding: 'buffer',
     writeBufferSize: WRITE_BUFFER_BYTES,
@@ -68,12 +69,12 @@ export async function openClassicLevel(options: DriverOptions): Promise<Driver> 
 }
 
 export async function openLmdb(options: DriverOptions): Promise<Driver> {
-  const { open } = await import('lmdb');
+  const { open } = await importPeer<LmdbModule>('lmdb');
   // lmdb-js reads encryptionKey as a string whose UTF-8 form must be 32 bytes (a Buffer
   // aborts the process): 32 base64 characters, 192 random bits.
   const encryptionKey = randomBytes(24).toString('base64');
   const openDb = (sync: boolean) =>
-    open<Buffer, Buffer>({
+    open({
       path: options.dir,
       keyEncoding: 'binary',
       encoding: 'binary',
@@ -120,7 +121,7 @@ export async function openLmdb(options: DriverOptions): Promise<Driver> {
 }
 
 export async function openSqlite(options: DriverOptions): Promise<Driver> {
-  const { default: Database } = await import('better-sqlite3-multiple-ciphers');
+  const { default: Database } = await importPeer<SqliteModule>('better-sqlite3-multiple-ciphers');
   const db = new Database(join(options.dir, 'kv.db'));
   const cipher = sqliteCipher();
   db.pragma(`cipher='${cipher}'`);
@@ -129,7 +130,7 @@ export async function openSqlite(options: DriverOptions): Promise<Driver> {
   db.pragma(`synchronous = ${options.sync ? 'FULL' : 'OFF'}`);
   db.pragma(`cache_size = ${-CACHE_BYTES / 1024}`);
   db.exec('CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID');
-  const insert = db.prepare<[Buffer, Buffer]>('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)');
+  const insert = db.prepare<[Buffer, Buffer], unknown>('INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)');
   const select = db.prepare<[Buffer], Buffer>('SELECT v FROM kv WHERE k = ?').pluck();
   const all = db.prepare<[], [Buffer, Buffer]>('SELECT k, v FROM kv ORDER BY k').raw();
   const batch = db.transaction((keys: readonly Buffer[], values: readonly Buffer[]) => {
