@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
-import { b, collect, openTestDb, type TestDb } from './support/engine-helpers.js';
+import { abandon, b, collect, openTestDb, type TestDb } from './support/engine-helpers.js';
 import type { Snapshot } from '../src/engine/types.js';
 
 let root: string;
@@ -66,8 +66,8 @@ describe('engine basics', () => {
     let db = await open();
     for (let i = 0; i < 2000; i++) await db.engine.put(b(`key${String(i).padStart(5, '0')}`), b(`value${i}`.repeat(5)));
     for (let i = 0; i < 2000; i += 3) await db.engine.del(b(`key${String(i).padStart(5, '0')}`));
-    // Abandon without close: the WAL is replayed. The env is closed to free its lock.
-    await db.managed.close();
+    // Abandoned as a crash leaves it: the WAL is replayed.
+    await abandon(db);
     db = await open();
     const check = (d: TestDb): void => {
       for (let i = 0; i < 2000; i++) {
@@ -95,7 +95,7 @@ describe('engine basics', () => {
     key.fill(0x59);
     await p;
     assert.equal(db.engine.getSync(b('a'))?.toString(), 'first');
-    await db.managed.close();
+    await abandon(db);
     db = await open();
     assert.equal(db.engine.getSync(b('a'))?.toString(), 'first', 'the WAL holds the original bytes too');
     await db.close();
@@ -128,7 +128,7 @@ describe('engine basics', () => {
     const { open } = await fresh('group');
     let db = await open();
     await Promise.all(Array.from({ length: 300 }, (_, i) => db.engine.put(b(`g${i}`), b(`v${i}`), { sync: i % 2 === 0 })));
-    await db.managed.close();
+    await abandon(db);
     db = await open();
     for (let i = 0; i < 300; i++) assert.equal(db.engine.getSync(b(`g${i}`))?.toString(), `v${i}`);
     await db.close();

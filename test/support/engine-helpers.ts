@@ -29,6 +29,17 @@ export interface TestDb {
   close(): Promise<void>;
 }
 
+/**
+ * What a crash leaves: the env is closed first (its lock freed, every later write refused),
+ * then the engine, whose flush then fails, so the memtable is never written and the next
+ * open replays the WAL; the engine's own file handles are still closed, not left to the
+ * garbage collector.
+ */
+export async function abandon(db: TestDb): Promise<void> {
+  await db.managed.close();
+  await db.engine.close().catch(() => undefined);
+}
+
 export async function openTestDb(
   root: string,
   keyPath: string,
