@@ -149,6 +149,22 @@ describe('parseConfig', () => {
     assert.deepEqual(config.engine, { writeBufferSize: 67108864, blockCacheSize: 268435456, bloomFilterBitsPerKey: 12, maxBytesForLevelMultiplier: 8 });
     assert.throws(() => parse('[engine]\nwrite-buffer-size = 10'), expectCode('CONFIG_INVALID', 'engine.write-buffer-size', '4096'));
     assert.throws(() => parse('[engine]\nblock-cache = 10'), expectCode('CONFIG_INVALID', 'block-cache'));
+  });
+
+  it('reads [engine] sizes as size strings too, as every other section does', () => {
+    const config = parse('[engine]\nwrite-buffer-size = "16MiB"\nblock-size = "16KiB"\nblock-cache-size = "1GiB"\nmax-bytes-for-level-base = "256MB"\ntarget-file-size-base = 8388608');
+    assert.deepEqual(config.engine, {
+      writeBufferSize: 16 * 2 ** 20,
+      blockSize: 16 * 2 ** 10,
+      blockCacheSize: 2 ** 30,
+      maxBytesForLevelBase: 256 * 2 ** 20,
+      targetFileSizeBase: 8 * 2 ** 20,
+    });
+    rejects('[engine]\nwrite-buffer-size = "2KiB"', 'engine.write-buffer-size', '2KiB is out of range', 'at least 4KiB (4096 bytes)');
+    rejects('[engine]\nblock-cache-size = "lots"', 'engine.block-cache-size', 'cannot read "lots" as a size', '"64MiB"');
+    rejects('[engine]\nblock-size = -1', 'engine.block-size', 'negative sizes are not allowed');
+    // Counts stay integers: a unit there would be a mistake.
+    rejects('[engine]\nmax-open-files = "1KiB"', 'engine.max-open-files', 'an integer');
     assert.throws(() => parse('[engine]\nlevel0-slowdown-writes-trigger = 40\nlevel0-stop-writes-trigger = 30'), expectCode('CONFIG_INVALID', 'level0-slowdown-writes-trigger'));
   });
 

@@ -102,6 +102,16 @@ max-attempts = 4
     });
   });
 
+  it('takes engine sizes as bytes or as size strings, like the [engine] section', () => {
+    assert.deepEqual(read({ writeBufferSize: '16MiB', blockSize: '4KiB', blockCacheSize: '1.5GiB', targetFileSizeBase: 8_388_608 }).engine, {
+      writeBufferSize: 16 * 2 ** 20,
+      blockSize: 4096,
+      blockCacheSize: 1.5 * 2 ** 30,
+      targetFileSizeBase: 8 * 2 ** 20,
+    });
+    rejects({ writeBufferSize: '1KiB' }, 'writeBufferSize = "1KiB"', '1KiB is out of range', 'at least 4KiB (4096 bytes)');
+  });
+
   it('treats undefined as absent', () => {
     assert.deepEqual(read({ dataEncryptionMethod: undefined, masterKey: undefined, writeBufferSize: undefined }), read({}));
   });
@@ -124,7 +134,8 @@ max-attempts = 4
     rejects({ fileDictionaryRewriteThreshold: 1.5 }, 'fileDictionaryRewriteThreshold must be an integer', 'the number 1.5');
     rejects({ fileDictionaryRewriteThreshold: '10' }, 'fileDictionaryRewriteThreshold must be an integer', 'the string "10"');
     rejects({ enableFileDictionaryLog: 'yes' }, 'enableFileDictionaryLog must be a boolean', 'true | false');
-    rejects({ writeBufferSize: -1 }, 'writeBufferSize = -1', 'an integer >= 4096');
+    rejects({ writeBufferSize: -1 }, 'writeBufferSize = -1', 'negative sizes are not allowed', 'at least 4KiB (4096 bytes)');
+    rejects({ writeBufferSize: 65_536.5 }, 'writeBufferSize = 65536.5', 'not a whole number of bytes');
     rejects({ numLevels: 100 }, 'numLevels = 100', 'from 2 to 20');
     rejects({ level0SlowdownWritesTrigger: 50 }, 'level0SlowdownWritesTrigger (50) must not exceed level0StopWritesTrigger (36)');
   });
@@ -170,7 +181,7 @@ describe('TdekvLevel options', () => {
   it('throws CONFIG_INVALID from the constructor, naming the option', () => {
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { dataEncryptionMethod: 'aes999' as never }), where, 'dataEncryptionMethod = "aes999"');
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { dataEncryptionMethod: 'aes256-ctr' }), where, 'needs a master key');
-    rejectsWith(() => new TdekvLevel('/nonexistent/db', { blockSize: 'big' as never }), where, 'blockSize must be an integer');
+    rejectsWith(() => new TdekvLevel('/nonexistent/db', { blockSize: 'big' as never }), where, 'blockSize = "big" is invalid', 'cannot read "big" as a size');
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { adoptPlaintextFiles: 'yes' as never }), where, 'adoptPlaintextFiles must be a boolean');
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { logger: { info() {} } as never }), where, 'logger must be a pino Logger');
     rejectsWith(() => new TdekvLevel('/nonexistent/db', { masterKy: { type: 'plaintext' } } as never), where, 'Did you mean masterKey?');

@@ -7,8 +7,10 @@ import {
   makeTempDir,
   removeTempDir,
   makeCerts,
+  parseInfo,
   rejectsWith,
   runTdekvToExit,
+  serverVersion,
   startTarget,
   target,
   tdekvOnly,
@@ -103,6 +105,49 @@ describe('requirepass', () => {
     const raw = await srv().raw();
     assert.equal(await raw.command('QUIT'), '+OK\r\n');
     await raw.readUntilClosed();
+  });
+
+  const deniedAuth = async (): Promise<number> => {
+    const info = parseInfo(String(await srv().client({ password: 's3cret' }).call('INFO', 'stats')));
+    return Number(info.get('stats')?.get('acl_access_denied_auth'));
+  };
+
+  test('failed AUTH and HELLO AUTH attempts are counted in INFO stats as acl_access_denied_auth', async (t) => {
+    const [major, minor] = await serverVersion(srv().client({ password: 's3cret' }));
+    if (major * 100 + minor < 702) {
+      t.skip('the field is Redis 7.2\'s; this redis-server is older');
+      return;
+    }
+    const before = await deniedAuth();
+    assert.ok(Number.isInteger(before), 'INFO stats has acl_access_denied_auth');
+    const c = unauthenticated();
+    await rejectsWith(c.call('AUTH', 'wrong'), WRONGPASS);
+    await rejectsWith(c.call('AUTH', 'nobody', 's3cret'), WRONGPASS);
+    assert.equal(await (await srv().raw()).command('HELLO', '3', 'AUTH', 'default', 'wrong'), `-${WRONGPASS}\r\n`);
+    assert.equal(await c.call('AUTH', 's3cret'), 'OK');
+    assert.equal(await deniedAuth(), before + 3, 'three refusals; the good AUTH is not counted');
+  });
+
+  test('a failed AUTH is logged with the client address and user name, never the password, and counted in /metrics', tdekvOnly(), async () => {
+    const metric = async (): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${srv().statusPort!}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith('tdekv_server_auth_failures_total '));
+      assert.ok(line !== undefined, 'tdekv_server_auth_failures_total is exported');
+      return Number(line.split(' ')[1]);
+    };
+    const before = await metric();
+    const c = unauthenticated();
+    await rejectsWith(c.call('AUTH', 'guess-one-pw'), WRONGPASS);
+    await rejectsWith(c.call('AUTH', 'mallory', 'guess-two-pw'), WRONGPASS);
+    assert.equal(await metric(), before + 2);
+    const lines = srv()
+      .stderr()
+      .split('\n')
+      .filter((l) => l.includes('AUTH failed'))
+      .map((l) => JSON.parse(l) as { level: number; addr: string; user: string });
+    assert.ok(lines.some((l) => l.user === 'default' && /^127\.0\.0\.1:\d+$/.test(l.addr) && l.level === 40), JSON.stringify(lines));
+    assert.ok(lines.some((l) => l.user === 'mallory'), JSON.stringify(lines));
+    assert.doesNotMatch(srv().stderr(), /guess-(one|two)-pw/);
   });
 
   test('the password never reaches the log', tdekvOnly(), async () => {

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { PACKAGE_VERSION } from '../config/package-version.js';
 import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
+import { startupIoError } from '../util/startup-io-error.js';
 import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
 import { serve } from './serve.js';
@@ -121,8 +122,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    if (isTdekvError(err)) {
-      io.err(`tdekv: ${err.message} [${err.code}]`);
+    // A file-system failure the operator can fix (permissions, read-only mount, full disk) is
+    // not a bug: one coded line, not a stack trace.
+    const known = await startupIoError(err);
+    if (isTdekvError(known)) {
+      io.err(`tdekv: ${known.message} [${known.code}]`);
       return 1;
     }
     io.err(`tdekv: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);

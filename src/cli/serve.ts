@@ -1,7 +1,7 @@
 import { loadConfig } from '../config/config.js';
 import { pathExists } from '../keys/atomic-file.js';
 import { createLogger, type Logger } from '../log/logger.js';
-import { TdekvServer } from '../server/server.js';
+import { checkListenAddresses, TdekvServer } from '../server/server.js';
 import { warnIfCoreDumpsEnabled } from './core-dumps.js';
 import { refuseInsideDataDir } from '../masterkey/file.js';
 import { writeMasterKeyFile } from './keygen.js';
@@ -16,6 +16,8 @@ export async function serve(opts: { config: string; generateMasterKey?: boolean 
   const logger = createLogger({ level: config.log.level, redactUserData: config.security.redactInfoLog });
   // Before any key is loaded, so the warning comes first.
   await warnIfCoreDumpsEnabled(logger);
+  // Before anything is written: a busy port must not leave a new key file or data dir behind.
+  await checkListenAddresses(config);
   await generateQuickstartKey(config.security.encryption.masterKey, config.storage.dataDir, opts.generateMasterKey === true, logger);
   const server = await TdekvServer.start(config, logger);
   await new Promise<void>((resolve) => {

@@ -163,11 +163,15 @@ function duration(minMs: number): Validator<'string'> {
   };
 }
 
-/** A byte size: an integer of bytes or a string such as "512MiB" (src/config/size.ts). */
-function size(min: number, max: number): Validator<'string'> {
-  const range = `from ${formatSize(min)} to ${formatSize(max)}`;
+/**
+ * A byte size: an integer of bytes or a string such as "512MiB" (src/config/size.ts). Without
+ * `max` the range is open; the minimum is then also shown in bytes, the unit the code uses.
+ */
+function size(min: number, max?: number): Validator<'string'> {
+  const range = max === undefined ? `at least ${formatSize(min)} (${min} bytes)` : `from ${formatSize(min)} to ${formatSize(max)}`;
+  const top = max ?? Number.MAX_SAFE_INTEGER;
   const check = (bytes: number): number => {
-    if (bytes < min || bytes > max) throw new Error(`${formatSize(bytes)} is out of range`);
+    if (bytes < min || bytes > top) throw new Error(`${formatSize(bytes)} is out of range`);
     return bytes;
   };
   return {
@@ -184,6 +188,12 @@ function size(min: number, max: number): Validator<'string'> {
     fromInteger: (v) => {
       if (v < 0n) throw new Error('negative sizes are not allowed');
       return check(v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v));
+    },
+    // Embedded options pass bytes as a JS number, as they always have.
+    fromNumber: (n) => {
+      if (!Number.isSafeInteger(n)) throw new Error('not a whole number of bytes');
+      if (n < 0) throw new Error('negative sizes are not allowed');
+      return check(n);
     },
   };
 }
@@ -252,18 +262,19 @@ function masterKeySection(prop: string): Section {
 
 /**
  * Engine tuning (src/engine/options.ts): the TOML [engine] section, and the same names in
- * camelCase as embedded options. Names follow TiKV's RocksDB settings. Sizes are bytes.
+ * camelCase as embedded options. Names follow TiKV's RocksDB settings. Sizes are bytes, or a
+ * size string ("16MiB") as in every other section.
  */
 const ENGINE_FIELDS: Fields = {
-  'write-buffer-size': { prop: 'writeBufferSize', ...integer(ENGINE_MINIMUMS.writeBufferSize) },
-  'block-size': { prop: 'blockSize', ...integer(ENGINE_MINIMUMS.blockSize) },
+  'write-buffer-size': { prop: 'writeBufferSize', ...size(ENGINE_MINIMUMS.writeBufferSize) },
+  'block-size': { prop: 'blockSize', ...size(ENGINE_MINIMUMS.blockSize) },
   'block-restart-interval': { prop: 'blockRestartInterval', ...integer(ENGINE_MINIMUMS.blockRestartInterval) },
   'bloom-filter-bits-per-key': { prop: 'bloomFilterBitsPerKey', ...integer(ENGINE_MINIMUMS.bloomFilterBitsPerKey, 64) },
-  'block-cache-size': { prop: 'blockCacheSize', ...integer(ENGINE_MINIMUMS.blockCacheSize) },
+  'block-cache-size': { prop: 'blockCacheSize', ...size(ENGINE_MINIMUMS.blockCacheSize) },
   'max-open-files': { prop: 'maxOpenFiles', ...integer(ENGINE_MINIMUMS.maxOpenFiles) },
-  'max-bytes-for-level-base': { prop: 'maxBytesForLevelBase', ...integer(ENGINE_MINIMUMS.maxBytesForLevelBase) },
+  'max-bytes-for-level-base': { prop: 'maxBytesForLevelBase', ...size(ENGINE_MINIMUMS.maxBytesForLevelBase) },
   'max-bytes-for-level-multiplier': { prop: 'maxBytesForLevelMultiplier', ...integer(ENGINE_MINIMUMS.maxBytesForLevelMultiplier) },
-  'target-file-size-base': { prop: 'targetFileSizeBase', ...integer(ENGINE_MINIMUMS.targetFileSizeBase) },
+  'target-file-size-base': { prop: 'targetFileSizeBase', ...size(ENGINE_MINIMUMS.targetFileSizeBase) },
   'level0-file-num-compaction-trigger': { prop: 'level0FileNumCompactionTrigger', ...integer(ENGINE_MINIMUMS.level0FileNumCompactionTrigger) },
   'level0-slowdown-writes-trigger': { prop: 'level0SlowdownWritesTrigger', ...integer(ENGINE_MINIMUMS.level0SlowdownWritesTrigger) },
   'level0-stop-writes-trigger': { prop: 'level0StopWritesTrigger', ...integer(ENGINE_MINIMUMS.level0StopWritesTrigger) },

@@ -54,5 +54,6 @@ export function registerServerMetrics(registry: Registry, stats: ServerStats, no
   counter('tdekv_server_net_input_bytes_total', 'Bytes read from clients', () => stats.netInputBytes);
   counter('tdekv_server_net_output_bytes_total', 'Bytes written to clients', () => stats.netOutputBytes);
   counter('tdekv_server_write_batches_total', 'Write batches committed to the engine', () => stats.writeBatches);
+  counter('tdekv_server_auth_failures_total', 'AUTH and HELLO AUTH attempts refused for a wrong user name or password', () => stats.authFailures);
   counter('tdekv_server_protocol_errors_total', 'Malformed requests (the connection is closed)', () => stats.protocolErrors);
 }

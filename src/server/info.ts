@@ -91,6 +91,7 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['total_net_input_bytes', s.netInputBytes],
         ['total_net_output_bytes', s.netOutputBytes],
         ['total_error_replies', [...s.commands.values()].reduce((n, c) => n + c.failed, 0)],
+        ['acl_access_denied_auth', s.authFailures],
       ];
     case 'replication':
       return [

@@ -1,4 +1,5 @@
 import type { TdekvConfig } from '../config/types.js';
+import type { Logger } from '../log/logger.js';
 import type { CommandSpec } from './commands/command.js';
 import type { ClientState } from './client-state.js';
 import type { ScanCursors } from './scan-cursors.js';
@@ -7,6 +8,7 @@ import type { ServerStats } from './server-stats.js';
 /** What commands may ask of the server beyond the keyspace. */
 export interface ServerContext {
   readonly config: TdekvConfig;
+  readonly logger: Logger;
   readonly stats: ServerStats;
   readonly cursors: ScanCursors;
   readonly commands: ReadonlyMap<string, CommandSpec>;

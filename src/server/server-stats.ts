@@ -26,6 +26,8 @@ export class ServerStats {
   /** Write batches committed to the engine, and the user operations in them. */
   writeBatches = 0;
   protocolErrors = 0;
+  /** AUTH and HELLO AUTH attempts refused with WRONGPASS (Redis's acl_access_denied_auth). */
+  authFailures = 0;
   /** Set by the server: current key and expiring-key counts (DBSIZE, INFO keyspace). */
   keys: () => number = () => 0;
   expires: () => number = () => 0;

@@ -7,6 +7,7 @@ import type { TdekvConfig } from '../config/types.js';
 import { Engine } from '../engine/engine.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
+import { startupIoError } from '../util/startup-io-error.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { ClientState } from './client-state.js';
@@ -92,14 +93,18 @@ export class TdekvServer implements ServerContext, ConnectionHost {
 
   /** Opens the data dir and starts listening; resolves once both ports accept connections. */
   static async start(config: TdekvConfig, logger: Logger): Promise<TdekvServer> {
+    await checkListenAddresses(config);
+    const dataDir = config.storage.dataDir;
     // The engine checks its manifest and logs before anything is written (invariant 11).
-    const managed = await openEnvFromConfig(config, { logger, deferOpenWrites: true });
+    const managed = await openEnvFromConfig(config, { logger, deferOpenWrites: true }).catch(async (err: unknown) => {
+      throw await startupIoError(err, dataDir);
+    });
     let engine: Engine;
     try {
       engine = await Engine.open({ env: managed.env, logger, walRecoveryMode: config.storage.walRecoveryMode, ...config.engine });
     } catch (err) {
-      await managed.close();
-      throw err;
+      await managed.close().catch(() => undefined);
+      throw await startupIoError(err, dataDir);
     }
     const server = new TdekvServer(config, logger, managed, engine);
     try {
@@ -371,6 +376,21 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       await this.#managed.close();
     }
     this.logger.info('stopped');
+  }
+}
+
+/**
+ * Binds and releases both ports before the data dir is opened or created: a port in use is the
+ * likelier mistake, and it should not leave a fresh, empty data dir behind. Port 0 is always
+ * free. The real listen later still reports a port taken in between.
+ */
+export async function checkListenAddresses(config: TdekvConfig): Promise<void> {
+  const { addr, statusAddr } = config.server;
+  for (const [a, setting] of [[addr, 'server.addr'], [statusAddr, 'server.status-addr']] as const) {
+    if (a.port === 0) continue;
+    const probe = createNetServer();
+    await listenOn(probe, a.host, a.port, setting);
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
   }
 }
 

@@ -1,4 +1,5 @@
 import { timingSafeEqual, createHash } from 'node:crypto';
+import { redactBytes } from '../../log/logger.js';
 import { intArg } from './args.js';
 import { isWord, lowerName, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
 
@@ -24,17 +25,28 @@ export function passwordMatches(given: Buffer, expected: string | undefined): bo
   return timingSafeEqual(a, b);
 }
 
+/**
+ * A refused attempt is logged and counted so that password guessing shows up in the log and on
+ * a dashboard. The password is never logged: a typo of the right one is nearly the right one.
+ * The user name is an account name, not user data, so redact-info-log does not hide it; a
+ * client chooses it, so it is escaped and cut short.
+ */
+function refuse(ctx: CommandContext, user: Buffer | undefined): never {
+  ctx.server.stats.authFailures++;
+  const shownUser = user === undefined ? 'default' : redactBytes(user, false);
+  ctx.server.logger.warn({ client: ctx.client.id, addr: ctx.client.addr, user: shownUser }, 'AUTH failed: wrong user name or password');
+  return replyError('WRONGPASS invalid username-password pair or user is disabled.');
+}
+
 function authenticate(ctx: CommandContext, user: Buffer | undefined, pass: Buffer): void {
   const expected = ctx.server.config.security.requirepass;
   if (expected === undefined) {
     if (user === undefined) replyError('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?');
-    if (!isWord(user, 'default')) replyError('WRONGPASS invalid username-password pair or user is disabled.');
+    if (!isWord(user, 'default')) refuse(ctx, user);
     ctx.client.authenticated = true;
     return;
   }
-  if ((user !== undefined && user.toString('utf8') !== 'default') || !passwordMatches(pass, expected)) {
-    replyError('WRONGPASS invalid username-password pair or user is disabled.');
-  }
+  if ((user !== undefined && user.toString('utf8') !== 'default') || !passwordMatches(pass, expected)) refuse(ctx, user);
   ctx.client.authenticated = true;
 }
 
