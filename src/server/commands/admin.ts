@@ -130,8 +130,8 @@ function config(ctx: CommandContext, args: Buffer[]): void {
 
 function flush(ctx: CommandContext, args: Buffer[]): void {
   if (args.length > 2 || (args.length === 2 && !isWord(args[1]!, 'sync') && !isWord(args[1]!, 'async'))) replyError(SYNTAX_ERROR);
+  ctx.server.touchAllExisting();
   ctx.ks.clear();
-  ctx.server.touchAll();
   ctx.out.simple('OK');
 }
 
