@@ -240,6 +240,31 @@ test('INFO <section> returns only that section', async () => {
   assert.equal(parseInfo((await c.call('INFO', 'keyspace')) as string).get('keyspace')!.size, 0, 'no db0 line when empty');
 });
 
+test('INFO with several sections: "all" and "default" add their groups, in Redis\'s order whatever the order asked', async () => {
+  // Sections both servers have (Redis also prints Modules, Errorstats..., tdekv Encryption, Engine).
+  const common = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'commandstats', 'keyspace'];
+  const headers = async (...args: string[]): Promise<string[]> => {
+    const text = (await c.call('INFO', ...args)) as string;
+    return text.split('\r\n').filter((l) => l.startsWith('# ') && common.includes(l.slice(2).toLowerCase())).map((l) => l.slice(2));
+  };
+  const defaults = ['Server', 'Clients', 'Memory', 'Persistence', 'Stats', 'Replication', 'CPU', 'Keyspace'];
+  const all = ['Server', 'Clients', 'Memory', 'Persistence', 'Stats', 'Replication', 'CPU', 'Commandstats', 'Keyspace'];
+  assert.deepEqual(await headers(), defaults);
+  assert.deepEqual(await headers('default'), defaults);
+  assert.deepEqual(await headers('cpu', 'default'), defaults);
+  assert.deepEqual(await headers('cpu', 'all'), all);
+  assert.deepEqual(await headers('all'), all);
+  assert.deepEqual(await headers('everything'), all);
+  assert.deepEqual(await headers('commandstats', 'default'), all);
+  assert.deepEqual(await headers('keyspace', 'cpu'), ['CPU', 'Keyspace']);
+  assert.deepEqual(await headers('cpu', 'CPU'), ['CPU']);
+  assert.deepEqual(await headers('bogus', 'cpu'), ['CPU']);
+  assert.equal(await c.call('INFO', 'bogus'), '', 'an unknown section alone is an empty reply');
+  const raw = await srv().raw();
+  assert.equal(await raw.command('INFO', 'nosuch', 'neither'), '$0\r\n\r\n');
+  raw.destroy();
+});
+
 test('INFO clients counts connections', async () => {
   const before = Number(parseInfo((await c.call('INFO', 'clients')) as string).get('clients')!.get('connected_clients'));
   const other = srv().client();
