@@ -205,6 +205,29 @@ test('COMMAND INFO: arity and key positions', async () => {
   assert.equal(missing, null);
 });
 
+test('COMMAND LIST FILTERBY PATTERN / ACLCAT / MODULE filters, and any other argument is a syntax error', async () => {
+  const all = (await c.call('COMMAND', 'LIST')) as string[];
+  const list = async (...args: string[]): Promise<string[]> => ((await c.call('COMMAND', 'LIST', ...args)) as string[]).sort();
+  assert.deepEqual(await list('FILTERBY', 'PATTERN', 'get*'), all.filter((n) => n.startsWith('get')).sort());
+  assert.ok((await list('FILTERBY', 'PATTERN', 'get*')).includes('getex'));
+  assert.deepEqual(await list('filterby', 'pattern', 'GET*'), await list('FILTERBY', 'PATTERN', 'get*'), 'the pattern ignores case');
+  assert.deepEqual(await list('FILTERBY', 'PATTERN', 'xyz*'), []);
+  const hash = await list('FILTERBY', 'ACLCAT', 'hash');
+  for (const n of ['hset', 'hget', 'hgetall', 'hdel', 'hscan']) assert.ok(hash.includes(n), `@hash has ${n}`);
+  assert.ok(hash.every((n) => n.startsWith('h')), hash.join(' '));
+  assert.deepEqual(await list('FILTERBY', 'ACLCAT', 'HASH'), hash);
+  assert.deepEqual(await list('FILTERBY', 'ACLCAT', 'transaction'), ['discard', 'exec', 'multi', 'unwatch', 'watch']);
+  assert.deepEqual(await list('FILTERBY', 'ACLCAT', 'nosuch'), []);
+  assert.deepEqual(await list('FILTERBY', 'MODULE', 'nosuch'), []);
+  for (const bad of [['bad_arg'], ['FILTERBY'], ['FILTERBY', 'PATTERN'], ['FILTERBY', 'PATTERN', 'get*', 'extra'], ['FILTERBY', 'bogus', 'x'], ['bad', 'PATTERN', 'x']]) {
+    await rejectsWith(c.call('COMMAND', 'LIST', ...bad), 'ERR syntax error');
+  }
+  // COMMAND INFO carries the same categories, in Redis's order.
+  const [get, flushall] = (await c.call('COMMAND', 'INFO', 'get', 'flushall')) as unknown[][];
+  assert.deepEqual(get![6], ['@read', '@string', '@fast']);
+  assert.deepEqual(flushall![6], ['@keyspace', '@write', '@slow', '@dangerous']);
+});
+
 test('COMMAND DOCS returns a name → doc map', async () => {
   const r = (await c.call('COMMAND', 'DOCS', 'get')) as unknown[];
   assert.equal(r.length, 2);
