@@ -265,6 +265,37 @@ test('EXPIRE with a time that overflows milliseconds', async () => {
   assert.equal(await ttl('k'), -1);
 });
 
+test('EXPIREAT / PEXPIREAT / PEXPIRE with big or big negative 64-bit times answer as Redis 7: a past time deletes the key', async () => {
+  // A deadline far in the future is accepted and leaves the key with a TTL.
+  await c.call('SET', 'k', 'v');
+  assert.equal(await c.call('PEXPIREAT', 'k', '9223372036854770000'), 1);
+  assert.equal(await c.call('EXISTS', 'k'), 1);
+  assert.ok((await pttl('k')) > 1e15, 'a TTL far in the future');
+  assert.equal(await c.call('PEXPIREAT', 'k', '9223372036854775807'), 1);
+  assert.equal(await c.call('EXISTS', 'k'), 1);
+  assert.equal(await c.call('EXPIREAT', 'k', '9223372036854775'), 1, 'the largest seconds that fit in ms');
+  assert.equal(await c.call('EXISTS', 'k'), 1);
+  // A deadline before the epoch is in the past: the key goes.
+  for (const [cmd, n] of [
+    ['PEXPIREAT', '-9223372036854770000'],
+    ['PEXPIREAT', '-9223372036854775808'],
+    ['PEXPIREAT', '0'],
+    ['EXPIREAT', '-9223372036854775'],
+    ['PEXPIRE', '-9223372036854775808'],
+  ] as const) {
+    await c.call('SET', 'k', 'v');
+    assert.equal(await c.call(cmd, 'k', n), 1, `${cmd} ${n}`);
+    assert.equal(await c.call('EXISTS', 'k'), 0, `${cmd} ${n} deleted the key`);
+  }
+  // Seconds whose milliseconds leave the 64-bit range are refused, the key untouched.
+  await c.call('SET', 'k', 'v');
+  await rejectsWith(c.call('EXPIREAT', 'k', '9223372036854776'), "ERR invalid expire time in 'expireat' command");
+  await rejectsWith(c.call('EXPIREAT', 'k', '-9223372036854776'), "ERR invalid expire time in 'expireat' command");
+  await rejectsWith(c.call('EXPIRE', 'k', '-9223372036854770000'), "ERR invalid expire time in 'expire' command");
+  await rejectsWith(c.call('PEXPIREAT', 'k', '9223372036854775808'), 'ERR value is not an integer or out of range');
+  assert.equal(await ttl('k'), -1);
+});
+
 test('EXPIRE NX / XX / GT / LT', async () => {
   await c.call('SET', 'k', 'v');
   assert.equal(await c.call('EXPIRE', 'k', '100', 'XX'), 0, 'XX: no TTL yet');

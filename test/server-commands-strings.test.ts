@@ -110,6 +110,27 @@ test('SET with an expire time that overflows milliseconds', async () => {
   assert.equal(await ttl('g'), -1);
 });
 
+test('SET PXAT / EXAT and GETEX with big or big negative 64-bit times answer as Redis 7', async () => {
+  assert.equal(await c.call('SET', 'k', 'v', 'PXAT', '9223372036854770000'), 'OK');
+  assert.ok((await c.call('PTTL', 'k') as number) > 1e15, 'a TTL far in the future');
+  assert.equal(await c.call('SET', 'k', 'v', 'EXAT', '9223372036854775'), 'OK');
+  assert.ok((await ttl('k')) > 1e12);
+  await rejectsWith(c.call('SET', 'k', 'v', 'EXAT', '9223372036854770000'), "ERR invalid expire time in 'set' command");
+  await rejectsWith(c.call('SET', 'k', 'v', 'EXAT', '9223372036854776'), "ERR invalid expire time in 'set' command");
+  await rejectsWith(c.call('SET', 'k', 'v', 'PXAT', '-9223372036854770000'), "ERR invalid expire time in 'set' command");
+  await rejectsWith(c.call('SET', 'k', 'v', 'EXAT', '-1'), "ERR invalid expire time in 'set' command");
+  await rejectsWith(c.call('SET', 'k', 'v', 'PX', '9223372036854770000'), "ERR invalid expire time in 'set' command");
+  await rejectsWith(c.call('PSETEX', 'k', '9223372036854770000', 'v'), "ERR invalid expire time in 'psetex' command");
+  await rejectsWith(c.call('SETEX', 'k', '9223372036854775', 'v'), "ERR invalid expire time in 'setex' command");
+  await c.call('SET', 'g', 'v');
+  assert.equal(await c.call('GETEX', 'g', 'PXAT', '9223372036854770000'), 'v');
+  assert.ok((await c.call('PTTL', 'g') as number) > 1e15);
+  assert.equal(await c.call('GETEX', 'g', 'EXAT', '9223372036854775'), 'v');
+  await rejectsWith(c.call('GETEX', 'g', 'EXAT', '9223372036854776'), "ERR invalid expire time in 'getex' command");
+  await rejectsWith(c.call('GETEX', 'g', 'PXAT', '-5'), "ERR invalid expire time in 'getex' command");
+  assert.equal(await c.call('EXISTS', 'g'), 1);
+});
+
 test('SET option combinations that are syntax errors', async () => {
   for (const opts of [['NX', 'XX'], ['EX', '10', 'PX', '100'], ['EX', '10', 'KEEPTTL'], ['PXAT', '1', 'EXAT', '1'], ['KEEPTTL', 'PX', '5'], ['BOGUS']]) {
     await rejectsWith(c.call('SET', 'k', 'v', ...opts), 'ERR syntax error');

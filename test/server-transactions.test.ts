@@ -157,6 +157,27 @@ test('FLUSHALL touches every watched key', async () => {
   assert.equal(await c.multi().set('k', 'tx').exec(), null);
 });
 
+test('FLUSHALL and FLUSHDB do not touch a watched key that did not exist: the transaction runs', async () => {
+  for (const flush of [['FLUSHALL'], ['FLUSHDB'], ['FLUSHALL', 'ASYNC'], ['FLUSHDB', 'SYNC']]) {
+    const raw = await srv().raw();
+    await c.call('SET', 'other', 'v');
+    assert.equal(await raw.command('DEL', 'x'), ':0\r\n');
+    assert.equal(await raw.command('WATCH', 'x'), '+OK\r\n');
+    assert.equal(await raw.command(...(flush as [string, ...string[]])), '+OK\r\n', flush.join(' '));
+    assert.equal(await raw.command('MULTI'), '+OK\r\n');
+    assert.equal(await raw.command('PING'), '+QUEUED\r\n');
+    assert.equal(await raw.command('EXEC'), '*1\r\n+PONG\r\n', `${flush.join(' ')} left the transaction alone`);
+    // One watched key that existed is enough to abort it.
+    await c.call('SET', 'y', 'v');
+    assert.equal(await raw.command('WATCH', 'x', 'y'), '+OK\r\n');
+    assert.equal(await raw.command(...(flush as [string, ...string[]])), '+OK\r\n');
+    assert.equal(await raw.command('MULTI'), '+OK\r\n');
+    assert.equal(await raw.command('PING'), '+QUEUED\r\n');
+    assert.equal(await raw.command('EXEC'), '*-1\r\n', `${flush.join(' ')} of a watched key that existed`);
+    raw.destroy();
+  }
+});
+
 test('UNWATCH forgets the watched keys', async () => {
   await c.call('SET', 'k', '1');
   await c.watch('k');

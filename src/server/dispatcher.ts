@@ -32,11 +32,32 @@ interface Entry {
   noAuth: boolean;
 }
 
-/** Redis quotes the start of an unknown command's arguments; tdekv does so only when logs may show user data. */
+/** Redis's `%.Ns` of an argument: at most `max` bytes, cut at the first NUL as C strings are. */
+function cString(arg: Buffer, max: number): Buffer {
+  const nul = arg.indexOf(0);
+  return arg.subarray(0, Math.min(max, nul < 0 ? arg.length : nul));
+}
+
+/**
+ * Redis's unknown-command error: the name (128 bytes at most) and quoted arguments while their text stays under
+ * 128 bytes. With redact-info-log on, the arguments (user data) are left out, but the name stays so that a typo
+ * can be seen; only its printable ASCII bytes are shown as themselves, any other byte as '?'.
+ */
 function unknownCommand(args: Buffer[], redact: boolean): string {
-  const name = redact ? '?' : args[0]!.toString('utf8').slice(0, 128);
-  const rest = redact ? '' : args.slice(1, 20).map((a) => `'${a.toString('utf8').slice(0, 128)}' `).join('');
-  return `ERR unknown command '${name}', with args beginning with: ${rest}`;
+  const name = cString(args[0]!, 128);
+  if (redact) {
+    let shown = '';
+    for (const b of name) shown += b >= 0x20 && b <= 0x7e ? String.fromCharCode(b) : '?';
+    return `ERR unknown command '${shown}', with args beginning with: `;
+  }
+  const parts: Buffer[] = [];
+  let len = 0;
+  for (let i = 1; i < args.length && len < 128; i++) {
+    const part = Buffer.concat([Buffer.from("'"), cString(args[i]!, 128 - len), Buffer.from("' ")]);
+    parts.push(part);
+    len += part.length;
+  }
+  return `ERR unknown command '${name.toString('utf8')}', with args beginning with: ${Buffer.concat(parts).toString('utf8')}`;
 }
 
 /**

@@ -18,18 +18,30 @@ export interface InfoSources {
   encryption: () => Array<[string, string | number]>;
 }
 
-const DEFAULT_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'keyspace', 'encryption'];
-const ALL_SECTIONS = [...DEFAULT_SECTIONS, 'commandstats', 'engine'];
+/** Every section in the order Redis prints them (whatever order they were asked in); tdekv's own ones last. */
+const ALL_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'commandstats', 'keyspace', 'encryption', 'engine'];
+const DEFAULT_SECTIONS = new Set(ALL_SECTIONS.filter((s) => s !== 'commandstats' && s !== 'engine'));
+const TITLES: Record<string, string> = { cpu: 'CPU' };
 
-/** INFO's text: `# Section` headers and `name:value` lines, as Redis formats them. */
+/**
+ * INFO's text: `# Section` headers and `name:value` lines, as Redis formats them. As in Redis, the arguments
+ * (lower-cased) add up: "all"/"everything" and "default" add their groups, any other word its own section, an
+ * unknown one nothing; no argument is "default".
+ */
 export function infoText(src: InfoSources, asked: string[]): string {
-  let sections = asked.length === 0 || asked.includes('default') ? DEFAULT_SECTIONS : asked;
-  if (asked.includes('all') || asked.includes('everything')) sections = ALL_SECTIONS;
+  const wanted = new Set<string>();
+  for (const a of asked.length === 0 ? ['default'] : asked) {
+    if (a === 'all' || a === 'everything') for (const s of ALL_SECTIONS) wanted.add(s);
+    else if (a === 'default') for (const s of DEFAULT_SECTIONS) wanted.add(s);
+    else wanted.add(a);
+  }
   const parts: string[] = [];
-  for (const name of sections) {
+  for (const name of ALL_SECTIONS) {
+    if (!wanted.has(name)) continue;
     const lines = section(src, name);
     if (lines === undefined) continue;
-    parts.push(`# ${name[0]!.toUpperCase()}${name.slice(1)}\r\n` + lines.map(([k, v]) => `${k}:${v}\r\n`).join(''));
+    const title = TITLES[name] ?? `${name[0]!.toUpperCase()}${name.slice(1)}`;
+    parts.push(`# ${title}\r\n` + lines.map(([k, v]) => `${k}:${v}\r\n`).join(''));
   }
   return parts.join('\r\n');
 }

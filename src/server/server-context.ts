@@ -16,8 +16,11 @@ export interface ServerContext {
   readonly version: string;
   /** Marks the clients watching `key` dirty. */
   touch(key: Buffer): void;
-  /** Marks every watching client dirty (FLUSHDB). */
-  touchAll(): void;
+  /**
+   * Marks dirty the clients watching a key that exists (FLUSHDB, FLUSHALL, called before the keys go): as in
+   * Redis, a flush does not abort a transaction that watched only keys that were missing anyway.
+   */
+  touchAllExisting(): void;
   watch(client: ClientState, key: Buffer): void;
   unwatch(client: ClientState): void;
   clients(): Iterable<ClientState>;

@@ -275,8 +275,10 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     if (set !== undefined) for (const c of set) c.dirty = true;
   }
 
-  touchAll(): void {
-    for (const set of this.#watchers.values()) for (const c of set) c.dirty = true;
+  touchAllExisting(): void {
+    for (const [k, set] of this.#watchers) {
+      if (this.#ks.lookup(Buffer.from(k, 'latin1')) !== undefined) for (const c of set) c.dirty = true;
+    }
   }
 
   watch(client: ClientState, key: Buffer): void {

@@ -1,4 +1,5 @@
 import { globMatcher } from '../glob.js';
+import { aclCategories } from './acl-categories.js';
 import { isWord, lowerName, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
 
 /** COMMAND INFO's 10-element entry, as Redis 7 replies. */
@@ -12,7 +13,9 @@ function commandInfo(ctx: CommandContext, s: CommandSpec): void {
   out.integer(s.firstKey);
   out.integer(s.lastKey);
   out.integer(s.step);
-  out.setHeader(0); // ACL categories
+  const cats = aclCategories(s);
+  out.setHeader(cats.length);
+  for (const c of cats) out.simple(`@${c}`);
   out.setHeader(0); // tips
   out.arrayHeader(0); // key specs
   out.arrayHeader(0); // subcommands
@@ -27,6 +30,27 @@ function commandDocs(ctx: CommandContext, s: CommandSpec): void {
   ctx.out.bulk('1.0.0');
   ctx.out.bulk('group');
   ctx.out.bulk(s.group);
+}
+
+/**
+ * COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern], checked as Redis does: anything else
+ * is a syntax error. tdekv has no modules, so MODULE matches nothing; PATTERN ignores case as Redis's does.
+ */
+function commandList(table: ReadonlyMap<string, CommandSpec>, args: Buffer[]): string[] {
+  if (args.length === 2) return [...table.keys()];
+  if (args.length !== 5 || !isWord(args[2]!, 'filterby')) replyError(SYNTAX_ERROR);
+  const value = args[4]!;
+  if (isWord(args[3]!, 'module')) return [];
+  if (isWord(args[3]!, 'aclcat')) {
+    const cat = lowerName(value);
+    return [...table.values()].filter((s) => aclCategories(s).includes(cat)).map((s) => s.name);
+  }
+  if (isWord(args[3]!, 'pattern')) {
+    // Command names are lower case, so a lower-cased pattern matches them regardless of case.
+    const match = globMatcher(Buffer.from(value.toString('latin1').toLowerCase(), 'latin1'));
+    return [...table.keys()].filter((name) => match(Buffer.from(name, 'latin1')));
+  }
+  replyError(SYNTAX_ERROR);
 }
 
 function command(ctx: CommandContext, args: Buffer[]): void {
@@ -57,7 +81,7 @@ function command(ctx: CommandContext, args: Buffer[]): void {
       return;
     }
     case 'list':
-      return ctx.out.bulkArray([...table.keys()]);
+      return ctx.out.bulkArray(commandList(table, args));
     case 'getkeys': {
       const s = table.get(lowerName(args[2] ?? Buffer.alloc(0)));
       if (s === undefined) replyError('ERR Invalid command specified');
@@ -130,8 +154,8 @@ function config(ctx: CommandContext, args: Buffer[]): void {
 
 function flush(ctx: CommandContext, args: Buffer[]): void {
   if (args.length > 2 || (args.length === 2 && !isWord(args[1]!, 'sync') && !isWord(args[1]!, 'async'))) replyError(SYNTAX_ERROR);
+  ctx.server.touchAllExisting();
   ctx.ks.clear();
-  ctx.server.touchAll();
   ctx.out.simple('OK');
 }
 
