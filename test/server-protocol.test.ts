@@ -237,6 +237,12 @@ describe('limits', () => {
     for (const h of held) assert.equal(await h.call('PING'), 'PONG');
     const extra = await limited!.raw();
     assert.equal(await extra.readUntilClosed(), '-ERR max number of clients reached\r\n');
+    // A refused client that keeps writing is closed too, not left blocked holding a descriptor.
+    const refused = netConnect({ host: '127.0.0.1', port: limited!.port });
+    await new Promise<void>((resolve, reject) => refused.once('connect', resolve).once('error', reject));
+    const r = await writeUntilClosedByServer(refused, Buffer.alloc(64 * 1024, 0x61));
+    assert.ok(r.closedByServer, 'the server closed the refused socket');
+    if (r.received !== '') assert.equal(r.received, '-ERR max number of clients reached\r\n');
     const freed = held.pop()!;
     await freed.quit();
     await waitUntil(async () => (await connectedClients(held[0]!)) === 3, 'the freed slot');
