@@ -146,6 +146,27 @@ test('KEYS glob patterns', async () => {
   }
 });
 
+// CVE-2022-36021: this KEYS froze the whole server (each extra `a*` cost ~15x; hours at 20).
+test('pathological MATCH patterns answer at once in KEYS, SCAN and HSCAN', { timeout: 60_000 }, async () => {
+  const forty = 'a'.repeat(40);
+  const evil = 'a*'.repeat(20) + 'b';
+  await c.call('SET', forty, '1');
+  await c.call('HSET', 'glob:hash', forty, '1');
+  const other = shared.server.client();
+  const [keys, scan, hscan, pong] = await Promise.all([
+    c.call('KEYS', evil),
+    scanAll('MATCH', evil, 'COUNT', '1000'),
+    c.call('HSCAN', 'glob:hash', '0', 'MATCH', evil),
+    other.call('PING'),
+  ]);
+  assert.deepEqual(keys, []);
+  assert.deepEqual(scan.keys, []);
+  assert.deepEqual(hscan, ['0', []]);
+  assert.equal(pong, 'PONG');
+  assert.deepEqual(await c.call('KEYS', 'a*'.repeat(20)), [forty]);
+  await c.call('DEL', forty, 'glob:hash');
+});
+
 test('SCAN visits exactly the key set', async () => {
   const strings = Array.from({ length: 300 }, (_, i) => `s:${i}`);
   const hashes = Array.from({ length: 40 }, (_, i) => `h:${i}`);

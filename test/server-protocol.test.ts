@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { connect as netConnect, type Socket } from 'node:net';
 import type { Redis } from 'ioredis';
 import { encodeCommand, parseInfo, sharedServer, startTarget, waitUntil, type ServerHandle } from './support/server-process.js';
 
@@ -130,6 +131,56 @@ async function connectedClients(c: Redis): Promise<number> {
   return Number(parseInfo((await c.call('INFO', 'clients')) as string).get('clients')?.get('connected_clients'));
 }
 
+/**
+ * Writes 64 KiB chunks, honouring backpressure, until the server closes the socket; a server that
+ * stops reading without closing leaves the writer waiting for 'drain' until the deadline.
+ */
+async function writeUntilClosedByServer(socket: Socket, firstBytes: Buffer, deadlineMs = 15_000): Promise<{ closedByServer: boolean; received: string }> {
+  let received = '';
+  let closed = false;
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  socket.on('error', () => {
+    // A reset from the server's close arrives as ECONNRESET/EPIPE; 'close' follows.
+  });
+  const closedP = new Promise<void>((resolve) => socket.once('close', () => ((closed = true), resolve())));
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadlineMs)));
+  let timedOut = false;
+  void deadline.then(() => (timedOut = true));
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let sent = 0;
+  let next = firstBytes;
+  while (!closed && !timedOut && sent < 256 * 1024 * 1024) {
+    sent += next.length;
+    if (!socket.write(next)) await Promise.race([new Promise<void>((resolve) => socket.once('drain', resolve)), closedP, deadline]);
+    next = chunk;
+  }
+  clearTimeout(timer);
+  const closedByServer = closed;
+  socket.destroy();
+  return { closedByServer, received };
+}
+
+test('after a protocol error the server closes the connection fully while the client keeps writing', async () => {
+  const before = await connectedClients(c);
+  const sockets: Socket[] = [];
+  for (let i = 0; i < 5; i++) {
+    const socket = netConnect({ host: '127.0.0.1', port: srv().port });
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    sockets.push(socket);
+  }
+  await waitUntil(async () => (await connectedClients(c)) === before + sockets.length, 'the raw connections to be counted');
+  // An inline line longer than 64 KiB: "too big inline request", then an endless stream of more.
+  const results = await Promise.all(sockets.map((s) => writeUntilClosedByServer(s, Buffer.alloc(70 * 1024, 0x61))));
+  for (const r of results) {
+    assert.ok(r.closedByServer, 'the server closed the socket instead of leaving the writer blocked');
+    // The server's close may reset the connection before the error is read; if it arrived, it is the error.
+    if (r.received !== '') assert.match(r.received, /^-ERR Protocol error: too big inline request\r\n$/);
+  }
+  await waitUntil(async () => (await connectedClients(c)) === before, 'connected_clients back to where it started');
+  assert.equal(await srv().client().call('PING'), 'PONG');
+});
+
 test('many clients at once: every increment counted, every write readable', async () => {
   const clients = Array.from({ length: 20 }, () => srv().client());
   await Promise.all(
@@ -186,6 +237,12 @@ describe('limits', () => {
     for (const h of held) assert.equal(await h.call('PING'), 'PONG');
     const extra = await limited!.raw();
     assert.equal(await extra.readUntilClosed(), '-ERR max number of clients reached\r\n');
+    // A refused client that keeps writing is closed too, not left blocked holding a descriptor.
+    const refused = netConnect({ host: '127.0.0.1', port: limited!.port });
+    await new Promise<void>((resolve, reject) => refused.once('connect', resolve).once('error', reject));
+    const r = await writeUntilClosedByServer(refused, Buffer.alloc(64 * 1024, 0x61));
+    assert.ok(r.closedByServer, 'the server closed the refused socket');
+    if (r.received !== '') assert.equal(r.received, '-ERR max number of clients reached\r\n');
     const freed = held.pop()!;
     await freed.quit();
     await waitUntil(async () => (await connectedClients(held[0]!)) === 3, 'the freed slot');

@@ -43,6 +43,7 @@ export class Connection {
   #replies = 0;
   #heldBytes = 0;
   #paused = false;
+  #ending = false;
   #closed = false;
 
   constructor(socket: Socket, id: number, authenticated: boolean, host: ConnectionHost) {
@@ -61,6 +62,9 @@ export class Connection {
 
   #onData(chunk: Buffer): void {
     this.#host.countInput(chunk.length);
+    // Past QUIT or a protocol error nothing more is parsed: what still arrives is read only so
+    // the client's writes cannot stall before the socket is closed.
+    if (this.#ending) return;
     try {
       this.#parser.push(chunk, (args) => {
         if (this.client.closeAfterReply) return;
@@ -143,12 +147,27 @@ export class Connection {
 
   #afterOutput(): void {
     if (this.client.closeAfterReply && this.#held.length === 0) {
-      this.#pause();
-      this.socket.end();
+      this.#endAfterReplies();
       return;
     }
     if (this.#heldBytes > MAX_HELD_BYTES || this.socket.writableLength > MAX_HELD_BYTES) this.#pause();
     else this.#maybeResume();
+  }
+
+  /**
+   * Closes the connection fully once the last reply is handed to the kernel, as Redis does
+   * after QUIT or a protocol error. A half-close that stopped reading left a client that kept
+   * writing blocked for good, and its socket, file descriptor and client slot were never
+   * freed. Input is drained meanwhile, so a client's writes never stall before the close;
+   * bytes the client sends in the last instant may still make the kernel answer with a reset,
+   * as with Redis.
+   */
+  #endAfterReplies(): void {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#paused = false;
+    this.socket.resume();
+    this.socket.end(() => this.socket.destroy());
   }
 
   #pause(): void {

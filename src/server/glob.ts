@@ -4,7 +4,7 @@
  */
 export function globMatcher(pattern: Buffer): (s: Buffer) => boolean {
   if (pattern.length === 1 && pattern[0] === 0x2a) return () => true;
-  return (s) => matchAt(pattern, 0, s, 0, 0);
+  return (s) => matchAt(pattern, 0, s, 0, 0, { giveUp: false });
 }
 
 /** The literal bytes every match starts with (lets KEYS/SCAN seek instead of walking everything). */
@@ -26,8 +26,15 @@ export function globPrefix(pattern: Buffer): Buffer {
   return Buffer.from(out);
 }
 
-/** Recursion only for `*`, bounded by Redis's own nesting limit against pathological patterns. */
-function matchAt(p: Buffer, pi: number, s: Buffer, si: number, depth: number): boolean {
+/**
+ * Recursion only for `*`, with Redis 7.0's two guards against pathological patterns
+ * (CVE-2022-36021): a nesting limit, and `giveUp`. When the rest of the pattern after a `*`
+ * has been tried at every remaining position and failed, an earlier `*` taking a longer
+ * match only starts that same rest later in the string, so it cannot succeed either: the
+ * whole match fails at once. Each `*` therefore scans the string at most once, which keeps
+ * a match O(pattern × string) instead of exponential in the number of stars.
+ */
+function matchAt(p: Buffer, pi: number, s: Buffer, si: number, depth: number, state: { giveUp: boolean }): boolean {
   if (depth > 1000) return false;
   while (pi < p.length) {
     const c = p[pi]!;
@@ -35,7 +42,11 @@ function matchAt(p: Buffer, pi: number, s: Buffer, si: number, depth: number): b
       case 0x2a: {
         while (pi + 1 < p.length && p[pi + 1] === 0x2a) pi++;
         if (pi + 1 === p.length) return true;
-        for (let k = si; k <= s.length; k++) if (matchAt(p, pi + 1, s, k, depth + 1)) return true;
+        for (let k = si; k <= s.length; k++) {
+          if (matchAt(p, pi + 1, s, k, depth + 1, state)) return true;
+          if (state.giveUp) return false;
+        }
+        state.giveUp = true;
         return false;
       }
       case 0x3f:

@@ -175,7 +175,9 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     }
     if (this.#connections.size >= this.config.server.maxClients) {
       this.stats.rejectedConnections++;
-      socket.end('-ERR max number of clients reached\r\n');
+      // Closed fully once written, and read meanwhile, so a client that keeps writing cannot hold the fd.
+      socket.resume();
+      socket.end('-ERR max number of clients reached\r\n', () => socket.destroy());
       return;
     }
     const conn = new Connection(socket, this.#nextClientId++, this.config.security.requirepass === undefined, this);
