@@ -9,32 +9,21 @@ import { EncryptedEnv, KEY_DICT_NAME, type EnvOptions } from '../src/env/encrypt
 import { META_DIR } from '../src/env/paths.js';
 import { LOG_NAME, SNAPSHOT_NAME } from '../src/keys/file-dictionary.js';
 import { HEADER_LENGTH, LOG_PREAMBLE_LENGTH, encodeLegacyRecord, encodeRecord, type FileRecord } from '../src/keys/file-dictionary-format.js';
-import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
-import { assertSameTree, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir } from './support/fs-helpers.js';
+import { assertSameTree, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, openTestEnv } from './support/fs-helpers.js';
 
 /**
  * Attacks on the dictionaries by someone who can write the disk but holds no key (issue 9
  * items 2, 3, 10, 11): every one must end in an error naming the file, never in a forged
  * entry being honoured, and a refused open must leave every byte as it was.
  */
-const DAY = 24 * 3600 * 1000;
 let root: string;
 let dataDir: string;
 let metaDir: string;
 let masterKey: MasterKey;
 
 function open(overrides: Partial<EnvOptions> = {}, dir = dataDir): Promise<EncryptedEnv> {
-  return EncryptedEnv.open({
-    dataDir: dir,
-    method: 'aes256-ctr',
-    rotationPeriodMs: 7 * DAY,
-    masterKey,
-    fileDictionaryLog: true,
-    fileDictionaryRewriteThreshold: 1_000_000,
-    logger: silentLogger(),
-    ...overrides,
-  });
+  return openTestEnv(dir, masterKey, overrides);
 }
 
 async function withEnv<T>(fn: (env: EncryptedEnv) => Promise<T>, overrides: Partial<EnvOptions> = {}, dir = dataDir): Promise<T> {

@@ -13,9 +13,8 @@ import { FileMasterKey } from '../src/masterkey/file.js';
 import { KmsMasterKey } from '../src/masterkey/kms.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { closedPort } from './support/fake-kms.js';
-import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, writeKeyFile, openTestEnv } from './support/fs-helpers.js';
 
-const DAY = 24 * 3600 * 1000;
 const MARKER = Buffer.from('TDEKV-PLAINTEXT-MARKER-7f3a9c');
 const ENCRYPTING: EncryptionMethod[] = ['aes128-ctr', 'aes192-ctr', 'aes256-ctr', 'sm4-ctr'];
 
@@ -24,16 +23,7 @@ let dataDir: string;
 let masterKey: MasterKey;
 
 function open(overrides: Partial<EnvOptions> = {}): Promise<EncryptedEnv> {
-  return EncryptedEnv.open({
-    dataDir,
-    method: 'aes256-ctr',
-    rotationPeriodMs: 7 * DAY,
-    masterKey,
-    fileDictionaryLog: true,
-    fileDictionaryRewriteThreshold: 1_000_000,
-    logger: silentLogger(),
-    ...overrides,
-  });
+  return openTestEnv(dataDir, masterKey, overrides);
 }
 
 async function withEnv<T>(overrides: Partial<EnvOptions>, fn: (env: EncryptedEnv) => Promise<T>): Promise<T> {

@@ -14,25 +14,15 @@ import { encodeContent, encodeSealedFile, sealedHeader } from '../src/keys/key-d
 import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { BinaryWriter } from '../src/util/binary.js';
-import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir } from './support/fs-helpers.js';
+import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, openTestEnv } from './support/fs-helpers.js';
 
-const DAY = 24 * 3600 * 1000;
 let root: string;
 let dataDir: string;
 let metaDir: string;
 let masterKey: MasterKey;
 
 function open(overrides: Partial<EnvOptions> = {}): Promise<EncryptedEnv> {
-  return EncryptedEnv.open({
-    dataDir,
-    method: 'aes256-ctr',
-    rotationPeriodMs: 7 * DAY,
-    masterKey,
-    fileDictionaryLog: true,
-    fileDictionaryRewriteThreshold: 1_000_000,
-    logger: silentLogger(),
-    ...overrides,
-  });
+  return openTestEnv(dataDir, masterKey, overrides);
 }
 
 async function withEnv<T>(fn: (env: EncryptedEnv) => Promise<T>, overrides: Partial<EnvOptions> = {}): Promise<T> {

@@ -1,6 +1,5 @@
-import { constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
-import { fileIo } from '../util/file-io.js';
+import { fileIo, fsConstants as constants } from '../util/file-io.js';
 import { hostname } from 'node:os';
 import { TdekvError, errnoCode } from '../errors.js';
 

@@ -1,6 +1,6 @@
 import { fileIo } from '../util/file-io.js';
 import { dirname, join } from 'node:path';
-import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
+import { TdekvError, isTdekvError } from '../errors.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 import { randomKey, zeroize } from '../crypto/random.js';
 import { AuthenticationFailure, seal, unseal } from '../crypto/seal.js';
@@ -8,7 +8,7 @@ import type { MasterKey, WrappingKey } from '../masterkey/master-key.js';
 import type { Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { writeFileAtomic } from './atomic-file.js';
-import { timeMetaFile } from './meta-file-timing.js';
+import { readMetaFileIfExists as readIfExists, timeMetaFile } from './meta-file-timing.js';
 import { checksum32 } from './crc.js';
 import { generateDataKey, infoOf, rotationReason, type DataKey, type DataKeyInfo, type RotationPolicy, type RotationReason } from './data-key.js';
 import {
@@ -515,14 +515,6 @@ function zeroizeOpened(o: Opened): void {
   for (const k of o.dict.keys.values()) zeroize(k.key);
 }
 
-async function readIfExists(path: string): Promise<Buffer | undefined> {
-  try {
-    return await timeMetaFile('read', path, () => fileIo.readFile(path));
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 async function readExposureNote(path: string): Promise<number[]> {
   const raw = await readIfExists(path);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { TdekvError, errnoCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { mkdirDurable, removeStrayTmpFiles, writeFileAtomic } from './atomic-file.js';
-import { timeMetaFile } from './meta-file-timing.js';
+import { readMetaFileIfExists as readIfExists, timeMetaFile } from './meta-file-timing.js';
 import {
   DictionaryFormatError,
   HeaderTooNew,
@@ -401,14 +401,6 @@ function applyAll(entries: Map<string, FileEntry>, records: readonly DictRecord[
   return keyDictGeneration;
 }
 
-async function readIfExists(path: string): Promise<Buffer | undefined> {
-  try {
-    return await timeMetaFile('read', path, () => fileIo.readFile(path));
-  } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 function parseHeader(buf: Buffer, magic: Buffer, path: string, options: FileDictionaryOptions): Header {
   let header: Header;

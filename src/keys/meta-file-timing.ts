@@ -1,4 +1,6 @@
 import { basename } from 'node:path';
+import { errnoCode } from '../errors.js';
+import { fileIo } from '../util/file-io.js';
 
 /**
  * How long reads and writes of the encryption metadata files (key.dict, file.dict,
@@ -32,4 +34,14 @@ export async function timeMetaFile<T>(operation: MetaFileOperation, path: string
     }
   }
   return result;
+}
+
+/** A metadata file's bytes (timed), or undefined when it does not exist; other failures are raised. */
+export async function readMetaFileIfExists(path: string): Promise<Buffer | undefined> {
+  try {
+    return await timeMetaFile('read', path, () => fileIo.readFile(path));
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') return undefined;
+    throw err;
+  }
 }

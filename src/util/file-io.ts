@@ -4,8 +4,11 @@ import { constants as osConstants } from 'node:os';
 import nativeFs from 'fs-native-extensions';
 
 /**
- * The one door through which src/keys and src/env reach the file system, so a test can make
- * any call fail the way a full, failing or lying disk does (LevelDB's fault-injection env,
+ * The one door through which src/keys and src/env (and the startup write check in
+ * src/util/startup-io-error.ts, which only tests access) reach the file system. It moves the
+ * bytes its callers give it: the env hands it ciphertext. Outside these layers only the
+ * operations code touches files itself (the config, master key files, `ctl decrypt-file`'s
+ * chosen output), never a data file. A test can make any call fail the way a full, failing or lying disk does (LevelDB's fault-injection env,
  * Pebble's errorfs). Callers write `fileIo.open(...)`, `fileIo.writeSync(...)`: without an
  * injector every property is node's own function, so the hot paths (WAL appends, table
  * reads) pay one property lookup and nothing else.
@@ -34,6 +37,9 @@ const native = {
 };
 
 export type FileIo = typeof native;
+
+/** node:fs's constants (open flags, access modes), so callers need not import node:fs. */
+export const fsConstants = fs.constants;
 
 export const fileIo: FileIo = { ...native };
 

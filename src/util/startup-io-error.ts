@@ -1,4 +1,4 @@
-import { access, constants } from 'node:fs/promises';
+import { fileIo, fsConstants } from './file-io.js';
 import { dirname } from 'node:path';
 import { errnoCode, isTdekvError, TdekvError } from '../errors.js';
 
@@ -75,7 +75,7 @@ function syscallOf(err: unknown): string | undefined {
 async function ancestorWriteFailure(path: string): Promise<[string, string] | undefined> {
   for (let dir = dirname(path); ; dir = dirname(dir)) {
     try {
-      await access(dir, constants.W_OK);
+      await fileIo.access(dir, fsConstants.W_OK);
       return undefined;
     } catch (err) {
       const code = errnoCode(err);

@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { pino, type Logger } from 'pino';
 import { isTdekvError, type TdekvErrorCode } from '../../src/errors.js';
 import { FileMasterKey } from '../../src/masterkey/file.js';
+import type { MasterKey } from '../../src/masterkey/master-key.js';
+import { EncryptedEnv, type EnvOptions } from '../../src/env/encrypted-env.js';
+import { silentLogger } from '../../src/log/logger.js';
 
 /** A fresh directory under the OS temp dir; remove it with `cleanup`. */
 export async function tempDir(prefix = 'tdekv-test-'): Promise<string> {
@@ -103,4 +106,18 @@ export function expectCode(code: TdekvErrorCode, ...mustMention: string[]): (err
     for (const text of mustMention) assert.ok(err.message.includes(text), `message should mention ${JSON.stringify(text)}: ${err.message}`);
     return true;
   };
+}
+
+/** An aes256-ctr env with the default rotation period and dictionary settings, silent; `overrides` win. */
+export function openTestEnv(dataDir: string, masterKey: MasterKey, overrides: Partial<EnvOptions> = {}): Promise<EncryptedEnv> {
+  return EncryptedEnv.open({
+    dataDir,
+    method: 'aes256-ctr',
+    rotationPeriodMs: 7 * 24 * 3600_000,
+    masterKey,
+    fileDictionaryLog: true,
+    fileDictionaryRewriteThreshold: 1_000_000,
+    logger: silentLogger(),
+    ...overrides,
+  });
 }
