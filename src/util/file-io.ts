@@ -8,8 +8,8 @@ import nativeFs from 'fs-native-extensions';
  * src/util/startup-io-error.ts, which only tests access) reach the file system. It moves the
  * bytes its callers give it: the env hands it ciphertext. Outside these layers only the
  * operations code touches files itself (the config, master key files, `ctl decrypt-file`'s
- * chosen output), never a data file. A test can make any call fail the way a full, failing or lying disk does (LevelDB's fault-injection env,
- * Pebble's errorfs). Callers write `fileIo.open(...)`, `fileIo.writeSync(...)`: without an
+ * chosen output), never a data file. A test can make any call fail the way a full, failing
+ * or lying disk does (LevelDB's fault-injection env, Pebble's errorfs). Callers write `fileIo.open(...)`, `fileIo.writeSync(...)`: without an
  * injector every property is node's own function, so the hot paths (WAL appends, table
  * reads) pay one property lookup and nothing else.
  */
