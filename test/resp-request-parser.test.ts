@@ -67,7 +67,8 @@ describe('RequestParser: RESP arrays', () => {
     const parser = new RequestParser(defaults);
     const got = parse(['*2\r\n$3\r\nGET\r\n$5\r\nhe'], defaults, parser);
     assert.deepEqual(got, []);
-    assert.equal(parser.pendingBytes, 2);
+    // "he", and the argument "GET" kept compactly: its 3 bytes and an 8-byte offset.
+    assert.equal(parser.pendingBytes, 2 + 3 + 8);
     assert.deepEqual(parse(['llo\r\n'], defaults, parser), [['GET', 'hello']]);
     assert.equal(parser.pendingBytes, 0);
   });
@@ -101,6 +102,95 @@ describe('RequestParser: RESP arrays', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  test('property: a callback that stops the parser loses, reorders and repeats nothing after resume()', () => {
+    const arg = fc.uint8Array({ maxLength: 20 });
+    const command = fc.array(arg, { minLength: 1, maxLength: 5 });
+    fc.assert(
+      fc.property(fc.array(command, { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 8 }), fc.array(fc.boolean(), { maxLength: 12 }), (commands, cutSeeds, stops) => {
+        const input = Buffer.concat(commands.map(encode));
+        const cuts = [...new Set(cutSeeds.map((s) => (input.length === 0 ? 0 : s % input.length)))].sort((a, b) => a - b);
+        const chunks: Buffer[] = [];
+        let from = 0;
+        for (const c of cuts) {
+          chunks.push(input.subarray(from, c));
+          from = c;
+        }
+        chunks.push(input.subarray(from));
+        const parser = new RequestParser(defaults);
+        const got: Buffer[][] = [];
+        const onCommand = (args: Buffer[]): boolean => {
+          got.push(args.map((a) => Buffer.from(a)));
+          return stops[got.length - 1] !== true;
+        };
+        for (const c of chunks) {
+          const before = got.length;
+          const wasStopped = parser.stopped;
+          parser.push(c, onCommand);
+          // While stopped, input is kept, not parsed.
+          if (wasStopped) assert.equal(got.length, before);
+        }
+        for (let guard = 0; parser.stopped && guard <= commands.length; guard++) parser.resume(onCommand);
+        assert.equal(parser.stopped, false);
+        assert.deepEqual(got, commands.map((cmd) => cmd.map((a) => Buffer.from(a))));
+        assert.equal(parser.pendingBytes, 0);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  test('stopped: later input waits, counted in pendingBytes, and inline commands stop too', () => {
+    const parser = new RequestParser(defaults);
+    const got: string[] = [];
+    const stopAfterEach = (args: Buffer[]): boolean => {
+      got.push(args.map((a) => a.toString('latin1')).join(' '));
+      return false;
+    };
+    parser.push(Buffer.from('PING\r\nECHO a\r\n*1\r\n$4\r\nPI'), stopAfterEach);
+    assert.deepEqual(got, ['PING']);
+    assert.equal(parser.stopped, true);
+    assert.equal(parser.pendingBytes, 'ECHO a\r\n*1\r\n$4\r\nPI'.length);
+    parser.push(Buffer.from('NG\r\n'), stopAfterEach);
+    assert.deepEqual(got, ['PING'], 'nothing is parsed while stopped');
+    parser.resume(stopAfterEach);
+    assert.deepEqual(got, ['PING', 'ECHO a']);
+    parser.resume(() => got.push('rest'));
+    assert.deepEqual(got, ['PING', 'ECHO a', 'rest']);
+    assert.equal(parser.pendingBytes, 0);
+    assert.equal(parser.stopped, false);
+  });
+
+  test('an unfinished command keeps its arguments compactly, copied out of the chunks', () => {
+    // A hostile client's unfinished array: a view per element cost ~110 bytes of server memory per byte sent.
+    const parser = new RequestParser(defaults);
+    const n = 100_000;
+    const chunk = Buffer.from(`*${n + 1}\r\n` + '$1\r\na\r\n'.repeat(n));
+    const got: Buffer[][] = [];
+    for (let off = 0; off < chunk.length; off += 65536) parser.push(chunk.subarray(off, off + 65536), (args) => got.push(args));
+    assert.equal(got.length, 0);
+    // One byte and one 8-byte offset per element, at most doubled by geometric growth.
+    assert.ok(parser.pendingBytes >= n * 9, `pendingBytes ${parser.pendingBytes}`);
+    assert.ok(parser.pendingBytes <= n * 9 * 2, `pendingBytes ${parser.pendingBytes}`);
+    // The arguments no longer depend on the chunks they came in.
+    chunk.fill(0x7a);
+    parser.push(Buffer.from('$3\r\nend\r\n'), (args) => got.push(args));
+    assert.equal(got.length, 1);
+    assert.equal(got[0]!.length, n + 1);
+    assert.ok(got[0]!.slice(0, n).every((a) => a.length === 1 && a[0] === 0x61));
+    assert.equal(got[0]![n]!.toString(), 'end');
+    assert.equal(parser.pendingBytes, 0);
+  });
+
+  test('a large argument of an unfinished command is kept, not copied again', () => {
+    const parser = new RequestParser(defaults);
+    const big = Buffer.alloc(100_000, 0x62);
+    const got: Buffer[][] = [];
+    parser.push(Buffer.concat([Buffer.from('*3\r\n$4\r\nHSET\r\n$100000\r\n'), big, Buffer.from('\r\n')]), (args) => got.push(args));
+    assert.ok(parser.pendingBytes >= 100_000 && parser.pendingBytes < 100_100, `pendingBytes ${parser.pendingBytes}`);
+    parser.push(Buffer.from('$1\r\nv\r\n'), (args) => got.push(args));
+    assert.deepEqual(got.map((c) => c.map((a) => a.length)), [[4, 100_000, 1]]);
+    assert.ok(got[0]![1]!.equals(big));
   });
 
   test('a 5 MB bulk in 64 KiB chunks parses in linear time, followed by more commands', () => {
