@@ -40,6 +40,9 @@ const SERVER_DEFAULTS = {
   statusAddr: { host: '127.0.0.1', port: 20180 },
   maxClients: 10_000,
   maxRequestSize: 512 * 1024 * 1024,
+  clientQueryBufferLimit: 1024 * 1024 * 1024,
+  maxmemoryClients: { percent: 10 },
+  clientOutputBufferLimit: { hard: 0, soft: 0, softSeconds: 0 },
 };
 
 const DESIGN_EXAMPLE = `
@@ -142,6 +145,20 @@ describe('parseConfig', () => {
       server: SERVER_DEFAULTS,
       log: { level: 'info' },
     } satisfies TdekvConfig);
+  });
+
+  it('reads the client memory limits in Redis\'s forms, and names what is wrong', () => {
+    const server = parse('[server]\nclient-query-buffer-limit = "64mb"\nmaxmemory-clients = "2.5%"\nclient-output-buffer-limit = "normal 256mb 64MiB 60"').server;
+    assert.equal(server.clientQueryBufferLimit, 64 * 2 ** 20);
+    assert.deepEqual(server.maxmemoryClients, { percent: 2.5 });
+    assert.deepEqual(server.clientOutputBufferLimit, { hard: 256 * 2 ** 20, soft: 64 * 2 ** 20, softSeconds: 60 });
+    assert.deepEqual(parse('[server]\nmaxmemory-clients = 0\nclient-output-buffer-limit = "1GiB 0 0"').server.maxmemoryClients, { bytes: 0 });
+    assert.deepEqual(parse('[server]\nmaxmemory-clients = "1GiB"').server.maxmemoryClients, { bytes: 2 ** 30 });
+    assert.throws(() => parse('[server]\nmaxmemory-clients = "150%"'), expectCode('CONFIG_INVALID', 'server.maxmemory-clients', 'percentage'));
+    assert.throws(() => parse('[server]\nclient-output-buffer-limit = "pubsub 32mb 8mb 60"'), expectCode('CONFIG_INVALID', 'server.client-output-buffer-limit', 'only "normal"'));
+    assert.throws(() => parse('[server]\nclient-output-buffer-limit = "normal 1mb"'), expectCode('CONFIG_INVALID', 'server.client-output-buffer-limit', 'three values'));
+    assert.throws(() => parse('[server]\nclient-output-buffer-limit = "normal 1mb 1mb x"'), expectCode('CONFIG_INVALID', 'server.client-output-buffer-limit', 'seconds'));
+    assert.throws(() => parse('[server]\nclient-query-buffer-limit = "1KiB"'), expectCode('CONFIG_INVALID', 'server.client-query-buffer-limit', 'out of range'));
   });
 
   it('reads the [engine] section with TiKV-style names and checks each value', () => {
@@ -396,7 +413,7 @@ level = "debug"
 `,
       OPTS,
     );
-    assert.deepEqual(config.server, { addr: { host: '0.0.0.0', port: 6379 }, statusAddr: { host: '::1', port: 0 }, maxClients: 500, maxRequestSize: 64 * 2 ** 20 });
+    assert.deepEqual(config.server, { addr: { host: '0.0.0.0', port: 6379 }, statusAddr: { host: '::1', port: 0 }, maxClients: 500, maxRequestSize: 64 * 2 ** 20, clientQueryBufferLimit: 2 ** 30, maxmemoryClients: { percent: 10 }, clientOutputBufferLimit: { hard: 0, soft: 0, softSeconds: 0 } });
     assert.equal(config.storage.syncWrites, 'always');
     assert.deepEqual(config.security, {
       requirepass: 'correct horse battery staple',

@@ -28,6 +28,9 @@ export const DEFAULT_SERVER: Readonly<ServerConfig> = Object.freeze({
   statusAddr: Object.freeze({ host: '127.0.0.1', port: 20180 }),
   maxClients: 10_000,
   maxRequestSize: 512 * 2 ** 20,
+  clientQueryBufferLimit: 2 ** 30,
+  maxmemoryClients: Object.freeze({ percent: 10 }),
+  clientOutputBufferLimit: Object.freeze({ hard: 0, soft: 0, softSeconds: 0 }),
 });
 export const DEFAULT_SYNC_WRITES: SyncWrites = 'everysec';
 export const SYNC_WRITES: readonly SyncWrites[] = ['always', 'everysec', 'no'];
@@ -198,6 +201,42 @@ function size(min: number, max?: number): Validator<'string'> {
   };
 }
 
+/** Redis's maxmemory-clients form: a size, or a percentage ("10%", of the machine's memory here: tdekv has no maxmemory). */
+function sizeOrPercent(): Validator<'string'> {
+  const bytes = size(0);
+  return {
+    kind: 'string',
+    allowed: `a percentage from 1% to 100% of the machine's memory, e.g. "10%", or ${SIZE_FORMS}; 0 means no limit`,
+    convert: (v, ctx) => {
+      const m = /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v);
+      if (m === null) return { bytes: bytes.convert(v, ctx) as number };
+      const percent = Number(m[1]);
+      if (percent < 1 || percent > 100) throw new Error('out of range');
+      return { percent };
+    },
+    fromInteger: (v) => ({ bytes: bytes.fromInteger!(v) as number }),
+    fromNumber: (n) => ({ bytes: bytes.fromNumber!(n) as number }),
+  };
+}
+
+/** Redis's `client-output-buffer-limit` line for its `normal` class: "[normal] <hard> <soft> <soft-seconds>". */
+function outputBufferLimit(): Validator<'string'> {
+  const bytes = size(0);
+  return {
+    kind: 'string',
+    allowed: 'Redis\'s form for normal clients, "normal <hard> <soft> <soft-seconds>" (the word "normal" may be left out), e.g. "normal 256MiB 64MiB 60"; sizes as elsewhere, 0 turns a limit off',
+    convert: (v, ctx) => {
+      const words = v.trim().split(/\s+/);
+      if (words[0]?.toLowerCase() === 'normal') words.shift();
+      else if (words.length === 4) throw new Error(`the class "${words[0]}" does not exist in tdekv (it has no replicas and no pub/sub): only "normal"`);
+      if (words.length !== 3) throw new Error('expected three values: hard limit, soft limit, soft seconds');
+      const secs = /^\d+$/.test(words[2]!) ? Number(words[2]) : NaN;
+      if (!Number.isSafeInteger(secs)) throw new Error(`soft seconds "${words[2]}" is not a whole number of seconds`);
+      return { hard: bytes.convert(words[0]!, ctx) as number, soft: bytes.convert(words[1]!, ctx) as number, softSeconds: secs };
+    },
+  };
+}
+
 function hostPort(): Validator<'string'> {
   return { kind: 'string', allowed: HOST_PORT_FORMS, convert: (v) => parseHostPort(v) };
 }
@@ -310,6 +349,9 @@ const SCHEMA: Readonly<Record<string, Section>> = {
       'status-addr': { prop: 'statusAddr', default: () => ({ ...DEFAULT_SERVER.statusAddr }), ...hostPort() },
       'max-clients': { prop: 'maxClients', default: () => DEFAULT_SERVER.maxClients, ...integer(1) },
       'max-request-size': { prop: 'maxRequestSize', default: () => DEFAULT_SERVER.maxRequestSize, ...size(1024, MAX_REQUEST_SIZE_LIMIT) },
+      'client-query-buffer-limit': { prop: 'clientQueryBufferLimit', default: () => DEFAULT_SERVER.clientQueryBufferLimit, ...size(2 ** 20, 2 ** 40) },
+      'maxmemory-clients': { prop: 'maxmemoryClients', default: () => DEFAULT_SERVER.maxmemoryClients, ...sizeOrPercent() },
+      'client-output-buffer-limit': { prop: 'clientOutputBufferLimit', default: () => DEFAULT_SERVER.clientOutputBufferLimit, ...outputBufferLimit() },
     },
   },
   // Before [security.encryption]: each section's object is set at its `into` path, and this

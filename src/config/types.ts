@@ -26,8 +26,30 @@ export interface ServerConfig {
   statusAddr: HostPort;
   /** `max-clients` (default 10000): connections beyond it get an error and are closed. */
   maxClients: number;
-  /** `max-request-size` in bytes (default 512 MiB): the largest bulk string and the largest whole request. */
+  /** `max-request-size` in bytes (default 512 MiB): the largest bulk string (Redis's proto-max-bulk-len). */
   maxRequestSize: number;
+  /**
+   * `client-query-buffer-limit` in bytes (default 1 GiB, as Redis): a client whose unfinished
+   * request (or input waiting behind its unread replies) holds more is disconnected.
+   */
+  clientQueryBufferLimit: number;
+  /**
+   * `maxmemory-clients` (default "10%"): the memory all clients together may hold in requests
+   * and replies; past it the clients holding the most are disconnected. Bytes, or a percentage
+   * of the machine's memory (its cgroup limit when lower); 0 turns it off.
+   */
+  maxmemoryClients: ClientMemoryLimit;
+  /** `client-output-buffer-limit` (default "normal 0 0 0", as Redis): when a client's unsent replies get it disconnected. */
+  clientOutputBufferLimit: OutputBufferLimit;
+}
+
+export type ClientMemoryLimit = { readonly bytes: number } | { readonly percent: number };
+
+/** Redis's class `normal`: over `hard` bytes, or over `soft` bytes for `softSeconds` in a row; 0 turns a limit off. */
+export interface OutputBufferLimit {
+  readonly hard: number;
+  readonly soft: number;
+  readonly softSeconds: number;
 }
 
 export type SyncWrites = 'always' | 'everysec' | 'no';

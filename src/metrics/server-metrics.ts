@@ -55,5 +55,9 @@ export function registerServerMetrics(registry: Registry, stats: ServerStats, no
   counter('tdekv_server_net_output_bytes_total', 'Bytes written to clients', () => stats.netOutputBytes);
   counter('tdekv_server_write_batches_total', 'Write batches committed to the engine', () => stats.writeBatches);
   counter('tdekv_server_auth_failures_total', 'AUTH and HELLO AUTH attempts refused for a wrong user name or password', () => stats.authFailures);
+  gauge('tdekv_server_client_memory_bytes', 'Bytes all clients hold in unfinished requests, queued transactions and unsent replies (maxmemory-clients applies to it)', () => stats.clientBuffers().memory);
+  counter('tdekv_server_evicted_clients_total', 'Clients disconnected because all clients together went over maxmemory-clients', () => stats.evictedClients);
+  counter('tdekv_server_query_buffer_limit_disconnections_total', 'Clients disconnected for going over client-query-buffer-limit', () => stats.queryBufferLimitDisconnections);
+  counter('tdekv_server_output_buffer_limit_disconnections_total', 'Clients disconnected for going over client-output-buffer-limit', () => stats.outputBufferLimitDisconnections);
   counter('tdekv_server_protocol_errors_total', 'Malformed requests (the connection is closed)', () => stats.protocolErrors);
 }

@@ -9,6 +9,8 @@ export class ClientState {
   authenticated: boolean;
   /** Commands queued by MULTI, or undefined outside a transaction. */
   multi: Buffer[][] | undefined;
+  /** Approximate bytes the queued commands hold (Redis's multi-mem), for the client's memory. */
+  multiBytes = 0;
   /** An error while queueing: EXEC must abort. */
   multiFailed = false;
   /** Keys this client WATCHes (latin1 → key). */

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import type { OutputBufferLimit } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { ClientState } from './client-state.js';
 import type { CommandContext } from './commands/command.js';
@@ -21,10 +22,24 @@ export interface ConnectionHost {
   countOutput(bytes: number): void;
   countInput(bytes: number): void;
   protocolError(conn: Connection, message: string): void;
+  /** `client-query-buffer-limit` and `client-output-buffer-limit`. */
+  readonly clientLimits: { readonly queryBuffer: number; readonly output: OutputBufferLimit };
+  /** The connection's memory (see `memory`) may have changed since it last said so. */
+  memoryChanged(conn: Connection): void;
+  /** The connection went over a client limit and is being closed. */
+  limitReached(conn: Connection, limit: 'client-query-buffer-limit' | 'client-output-buffer-limit', bytes: number): void;
 }
 
-/** Replies held back past this many bytes pause reading from the client (backpressure). */
-const MAX_HELD_BYTES = 8 * 1024 * 1024;
+/**
+ * Backpressure: past this many bytes of replies not yet taken by the client, no further command
+ * of it is run, and its socket is not read, until they drop below RESUME_OUTPUT_BYTES. A
+ * pipelined client that never reads otherwise made each 64 KiB of GETs of a 100 KB value
+ * cost ~900 MB. Per client at most this plus one reply is buffered, whatever it sends.
+ */
+const PAUSE_OUTPUT_BYTES = 1024 * 1024;
+const RESUME_OUTPUT_BYTES = 256 * 1024;
+/** After QUIT or a protocol error, a client that does not read its last replies is cut off after this long. */
+const CLOSE_AFTER_REPLY_MS = 10_000;
 
 /**
  * One client connection: parses requests, runs them, and sends replies in order. A reply
@@ -43,8 +58,14 @@ export class Connection {
   #replies = 0;
   #heldBytes = 0;
   #paused = false;
+  #resuming = false;
   #ending = false;
   #closed = false;
+  #destroyed = false;
+  /** When the output went over the soft limit, while it stays over (0: not over). */
+  #softSince = 0;
+  /** The memory the host was last told about: it keeps the total of all clients. */
+  reportedMemory = 0;
 
   constructor(socket: Socket, id: number, authenticated: boolean, host: ConnectionHost) {
     this.socket = socket;
@@ -57,7 +78,10 @@ export class Connection {
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => host.logger.debug({ client: this.client.id, err: err.message }, 'client socket error'));
     socket.on('close', () => this.#onClose());
-    socket.on('drain', () => this.#maybeResume());
+    socket.on('drain', () => {
+      this.#host.memoryChanged(this);
+      this.#maybeResume();
+    });
   }
 
   #onData(chunk: Buffer): void {
@@ -65,16 +89,29 @@ export class Connection {
     // Past QUIT or a protocol error nothing more is parsed: what still arrives is read only so
     // the client's writes cannot stall before the socket is closed.
     if (this.#ending) return;
+    this.#parse(() => this.#parser.push(chunk, this.#runCommand));
+  }
+
+  /** Runs one command; false (stop parsing) once the client has enough replies waiting. */
+  readonly #runCommand = (args: Buffer[]): boolean => {
+    if (this.client.closeAfterReply) return true;
+    const wasAuthenticated = this.client.authenticated;
+    const before = this.out.length;
+    this.#host.execute(this.#ctx, args);
+    if (this.out.length > before) this.#replies++;
+    if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
+    return this.outputBytes < PAUSE_OUTPUT_BYTES;
+  };
+
+  #parse(parse: () => void): void {
     try {
-      this.#parser.push(chunk, (args) => {
-        if (this.client.closeAfterReply) return;
-        const wasAuthenticated = this.client.authenticated;
-        const before = this.out.length;
-        this.#host.execute(this.#ctx, args);
-        if (this.out.length > before) this.#replies++;
-        if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
-      });
-      if (this.#parser.pendingBytes > this.#host.maxRequestSize) throw new ProtocolError('Protocol error: too big request');
+      parse();
+      if (this.#parser.pendingBytes > this.#host.clientLimits.queryBuffer) {
+        // As Redis: no reply (the client is mid-request), a log line, and the connection closed.
+        this.#host.limitReached(this, 'client-query-buffer-limit', this.#parser.pendingBytes);
+        this.destroy();
+        return;
+      }
     } catch (err) {
       // A bug must cost this connection, not the server and every other client.
       const message = err instanceof ProtocolError ? err.message : 'internal error; closing the connection';
@@ -86,6 +123,24 @@ export class Connection {
     }
     this.#host.scheduleCommit();
     this.flush();
+  }
+
+  /** Bytes of replies not yet taken by the client: written by commands, held for their batch, or queued on the socket. */
+  get outputBytes(): number {
+    return this.out.length + this.#heldBytes + this.socket.writableLength;
+  }
+
+  /**
+   * What this client costs the server in buffers (Redis's tot-mem, roughly): its query buffer
+   * (unfinished request and input waiting behind its replies), its queued transaction, and
+   * its unsent replies.
+   */
+  get memory(): number {
+    return this.#parser.pendingBytes + this.client.multiBytes + this.outputBytes;
+  }
+
+  get queryBufferBytes(): number {
+    return this.#parser.pendingBytes;
   }
 
   /** Sends (or holds) what the commands so far have written. */
@@ -140,18 +195,41 @@ export class Connection {
   }
 
   #send(data: Buffer): void {
-    if (this.#closed) return;
+    if (this.destroyed) return;
     this.#host.countOutput(data.length);
     this.socket.write(data);
   }
 
   #afterOutput(): void {
+    if (this.destroyed) return;
+    this.#host.memoryChanged(this);
     if (this.client.closeAfterReply && this.#held.length === 0) {
       this.#endAfterReplies();
       return;
     }
-    if (this.#heldBytes > MAX_HELD_BYTES || this.socket.writableLength > MAX_HELD_BYTES) this.#pause();
-    else this.#maybeResume();
+    if (!this.checkOutputLimit()) return;
+    if (this.#parser.stopped || this.outputBytes >= PAUSE_OUTPUT_BYTES) this.#pause();
+    this.#maybeResume();
+  }
+
+  /**
+   * Redis's client-output-buffer-limit for normal clients: over the hard limit, or over the
+   * soft limit for soft-seconds in a row, the client is disconnected (its replies dropped).
+   * Called after output and by the server's periodic sweep. False if the client was closed.
+   */
+  checkOutputLimit(now = Date.now()): boolean {
+    const { hard, soft, softSeconds } = this.#host.clientLimits.output;
+    if (hard === 0 && soft === 0) return true;
+    const bytes = this.outputBytes;
+    let over = hard > 0 && bytes > hard;
+    if (soft > 0 && bytes > soft) {
+      if (this.#softSince === 0) this.#softSince = now;
+      else if (now - this.#softSince >= softSeconds * 1000) over = true;
+    } else this.#softSince = 0;
+    if (!over) return true;
+    this.#host.limitReached(this, 'client-output-buffer-limit', bytes);
+    this.destroy();
+    return false;
   }
 
   /**
@@ -168,6 +246,8 @@ export class Connection {
     this.#paused = false;
     this.socket.resume();
     this.socket.end(() => this.socket.destroy());
+    // A client that never reads would otherwise keep the socket, its fd and its slot for good.
+    setTimeout(() => this.socket.destroy(), CLOSE_AFTER_REPLY_MS).unref();
   }
 
   #pause(): void {
@@ -176,8 +256,22 @@ export class Connection {
     this.socket.pause();
   }
 
+  /**
+   * Reads and runs again once the client has taken enough of its replies; input that waited
+   * runs first. Replies the kernel takes at once leave no 'drain' to wait for, so this loops
+   * until the waiting input is done or the client's replies pile up again.
+   */
   #maybeResume(): void {
-    if (!this.#paused || this.client.closeAfterReply || this.#heldBytes > MAX_HELD_BYTES / 2 || this.socket.writableLength > MAX_HELD_BYTES / 2) return;
+    if (!this.#paused || this.#resuming) return;
+    this.#resuming = true;
+    try {
+      while (this.#parser.stopped && !this.destroyed && !this.client.closeAfterReply && this.outputBytes <= RESUME_OUTPUT_BYTES) {
+        this.#parse(() => this.#parser.resume(this.#runCommand));
+      }
+    } finally {
+      this.#resuming = false;
+    }
+    if (this.destroyed || this.client.closeAfterReply || this.#parser.stopped || this.outputBytes > RESUME_OUTPUT_BYTES) return;
     this.#paused = false;
     this.socket.resume();
   }
@@ -196,8 +290,14 @@ export class Connection {
     this.socket.end();
   }
 
+  /** Closes at once, dropping unsent replies (limits, eviction, shutdown after the grace time). */
   destroy(): void {
+    this.#destroyed = true;
     this.socket.destroy();
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed || this.#closed;
   }
 
   #onClose(): void {

@@ -102,6 +102,7 @@ export class Dispatcher {
     }
     if (client.multi !== undefined && !TRANSACTION_CONTROL.has(spec.name)) {
       client.multi.push(args);
+      client.multiBytes += queuedBytes(args);
       ctx.out.simple('QUEUED');
       return;
     }
@@ -145,4 +146,11 @@ export class Dispatcher {
     this.#logger.error({ command: spec.name, err: err instanceof Error ? err.stack : String(err) }, 'command failed unexpectedly');
     return `ERR internal error in '${spec.name}': ${err instanceof Error ? err.message : String(err)}`;
   }
+}
+
+/** A queued command's bytes, plus what each argument's Buffer object costs on the heap (about 100 bytes). */
+function queuedBytes(args: Buffer[]): number {
+  let n = 16 + 8 * args.length;
+  for (const a of args) n += a.length + 96;
+  return n;
 }

@@ -28,6 +28,13 @@ export class ServerStats {
   protocolErrors = 0;
   /** AUTH and HELLO AUTH attempts refused with WRONGPASS (Redis's acl_access_denied_auth). */
   authFailures = 0;
+  /** Clients closed by maxmemory-clients (Redis's evicted_clients). */
+  evictedClients = 0;
+  /** Clients closed by client-query-buffer-limit and client-output-buffer-limit. */
+  queryBufferLimitDisconnections = 0;
+  outputBufferLimitDisconnections = 0;
+  /** Set by the server: what all clients hold in buffers, and the largest query and output buffer of one. */
+  clientBuffers: () => { memory: number; maxQueryBuffer: number; maxOutput: number } = () => ({ memory: 0, maxQueryBuffer: 0, maxOutput: 0 });
   /** Set by the server: current key and expiring-key counts (DBSIZE, INFO keyspace). */
   keys: () => number = () => 0;
   expires: () => number = () => 0;

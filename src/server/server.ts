@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { PACKAGE_VERSION } from '../config/package-version.js';
 import { readTlsMaterial } from '../config/tls-material.js';
-import type { TdekvConfig } from '../config/types.js';
+import type { ClientMemoryLimit, TdekvConfig } from '../config/types.js';
 import { Engine } from '../engine/engine.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
@@ -31,6 +32,8 @@ const EXPIRE_STEP = 200;
 const EXPIRE_BUDGET_MS = 10;
 /** How long shutdown waits for clients to read their last replies before cutting them off. */
 const CLOSE_GRACE_MS = 2000;
+/** How often client limits that depend on time (the soft output limit) and the memory total are checked. */
+const CLIENTS_CRON_MS = 1000;
 
 export interface ServerAddresses {
   addr: AddressInfo;
@@ -49,6 +52,10 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   readonly runId = randomBytes(20).toString('hex');
   readonly version = PACKAGE_VERSION;
   readonly maxRequestSize: number;
+  readonly clientLimits: ConnectionHost['clientLimits'];
+  /** maxmemory-clients in bytes (0: none), and what the clients hold now (kept up to date as they report changes). */
+  readonly #clientMemoryLimit: number;
+  #clientMemory = 0;
   readonly #managed: ManagedEnv;
   readonly #engine: Engine;
   readonly #store: BatchingStore;
@@ -71,6 +78,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.config = config;
     this.logger = logger;
     this.maxRequestSize = config.server.maxRequestSize;
+    this.clientLimits = { queryBuffer: config.server.clientQueryBufferLimit, output: config.server.clientOutputBufferLimit };
+    this.#clientMemoryLimit = clientMemoryLimitBytes(config.server.maxmemoryClients);
     this.#managed = managed;
     this.#engine = engine;
     this.#store = new BatchingStore(engine, { sync: config.storage.syncWrites === 'always', rowCacheBytes: config.storage.rowCacheSize });
@@ -87,6 +96,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       },
     });
     this.#dispatcher = new Dispatcher(logger, this.stats);
+    this.stats.clientBuffers = () => this.#clientBuffers();
     this.stats.keys = () => this.#ks.keyCount;
     this.stats.expires = () => this.#ks.expiresCount;
   }
@@ -150,6 +160,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       logger: this.logger,
     });
     this.#timers.push(setInterval(() => this.#expireCycle(), EXPIRE_INTERVAL_MS));
+    this.#timers.push(setInterval(() => this.#clientsCron(), CLIENTS_CRON_MS));
     if (this.config.storage.syncWrites === 'everysec') this.#timers.push(setInterval(() => this.#syncEverySecond(), 1000));
     for (const t of this.#timers) t.unref();
     const a = this.addresses();
@@ -224,6 +235,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   }
 
   closed(conn: Connection): void {
+    this.#clientMemory -= conn.reportedMemory;
+    conn.reportedMemory = 0;
     this.#connections.delete(conn);
     this.#holding.delete(conn);
     this.unwatch(conn.client);
@@ -237,6 +250,73 @@ export class TdekvServer implements ServerContext, ConnectionHost {
 
   countOutput(bytes: number): void {
     this.stats.netOutputBytes += bytes;
+  }
+
+  memoryChanged(conn: Connection): void {
+    const now = conn.destroyed ? 0 : conn.memory;
+    this.#clientMemory += now - conn.reportedMemory;
+    conn.reportedMemory = now;
+    if (this.#clientMemoryLimit > 0 && this.#clientMemory > this.#clientMemoryLimit) this.#evictClients();
+  }
+
+  limitReached(conn: Connection, limit: 'client-query-buffer-limit' | 'client-output-buffer-limit', bytes: number): void {
+    if (limit === 'client-query-buffer-limit') this.stats.queryBufferLimitDisconnections++;
+    else this.stats.outputBufferLimitDisconnections++;
+    this.logger.warn({ client: conn.client.id, addr: conn.client.addr, limit, bytes, setting: `server.${limit}` }, `closing a client over ${limit}`);
+  }
+
+  /**
+   * maxmemory-clients: all clients together hold too much, so the ones holding the most are
+   * disconnected until the rest fits, as Redis's client eviction does; the server itself
+   * never runs out of memory because of its clients.
+   */
+  #evictClients(): void {
+    let total = 0;
+    const sized: Array<[Connection, number]> = [];
+    for (const c of this.#connections) {
+      if (c.destroyed) continue;
+      const m = c.memory;
+      c.reportedMemory = m;
+      total += m;
+      sized.push([c, m]);
+    }
+    this.#clientMemory = total;
+    if (total <= this.#clientMemoryLimit) return;
+    sized.sort((a, b) => b[1] - a[1]);
+    for (const [c, m] of sized) {
+      if (this.#clientMemory <= this.#clientMemoryLimit) break;
+      this.stats.evictedClients++;
+      this.logger.warn({ client: c.client.id, addr: c.client.addr, bytes: m, total: this.#clientMemory, limit: this.#clientMemoryLimit, setting: 'server.maxmemory-clients' }, 'evicting a client: all clients together hold more than maxmemory-clients');
+      this.#clientMemory -= m;
+      c.reportedMemory = 0;
+      c.destroy();
+    }
+  }
+
+  /** Once a second: soft output limits (they depend on time) and an exact memory total. */
+  #clientsCron(): void {
+    const now = Date.now();
+    for (const c of this.#connections) if (!c.destroyed) c.checkOutputLimit(now);
+    let total = 0;
+    for (const c of this.#connections) {
+      c.reportedMemory = c.destroyed ? 0 : c.memory;
+      total += c.reportedMemory;
+    }
+    this.#clientMemory = total;
+    if (this.#clientMemoryLimit > 0 && total > this.#clientMemoryLimit) this.#evictClients();
+  }
+
+  #clientBuffers(): { memory: number; maxQueryBuffer: number; maxOutput: number } {
+    let memory = 0;
+    let maxQueryBuffer = 0;
+    let maxOutput = 0;
+    for (const c of this.#connections) {
+      if (c.destroyed) continue;
+      memory += c.memory;
+      maxQueryBuffer = Math.max(maxQueryBuffer, c.queryBufferBytes);
+      maxOutput = Math.max(maxOutput, c.outputBytes);
+    }
+    return { memory, maxQueryBuffer, maxOutput };
   }
 
   protocolError(conn: Connection, message: string): void {
@@ -409,6 +489,15 @@ function listenOn(server: NetServer, host: string, port: number, setting: string
       resolve();
     });
   });
+}
+
+/** maxmemory-clients in bytes: a percentage is of the machine's memory, or of the cgroup's limit when that is lower. */
+export function clientMemoryLimitBytes(limit: ClientMemoryLimit): number {
+  if ('bytes' in limit) return limit.bytes;
+  const total = os.totalmem();
+  const constrained = process.constrainedMemory?.() ?? 0;
+  const memory = constrained > 0 && constrained < total ? constrained : total;
+  return Math.floor((memory * limit.percent) / 100);
 }
 
 function errorMessage(err: unknown): string {

@@ -6,12 +6,14 @@ export const TRANSACTION_CONTROL = new Set(['multi', 'exec', 'discard', 'watch',
 function multi(ctx: CommandContext): void {
   if (ctx.client.multi !== undefined) replyError('ERR MULTI calls can not be nested');
   ctx.client.multi = [];
+  ctx.client.multiBytes = 0;
   ctx.client.multiFailed = false;
   ctx.out.simple('OK');
 }
 
 function endTransaction(ctx: CommandContext): void {
   ctx.client.multi = undefined;
+  ctx.client.multiBytes = 0;
   ctx.client.multiFailed = false;
   ctx.server.unwatch(ctx.client);
 }
