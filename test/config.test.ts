@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DEFAULT_SERVER, loadConfig, parseConfig } from '../src/config/config.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
-import { formatHostPort, parseHostPort } from '../src/config/host-port.js';
+import { formatHostPort, parseHostPort } from '../src/util/host-port.js';
 import { formatSize, parseSize } from '../src/config/size.js';
 import type { TdekvConfig } from '../src/config/types.js';
 import { isTdekvError } from '../src/errors.js';

@@ -7,7 +7,7 @@ import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
 import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from './host-port.js';
+import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from '../util/host-port.js';
 import { SIZE_FORMS, SizeError, formatSize, parseSize } from './size.js';
 import {
   DEFAULT_ENCRYPTION,
