@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DEFAULT_SERVER, loadConfig, parseConfig } from '../src/config/config.js';
+import { DEFAULT_SERVER, configFromOptions, loadConfig, parseConfig } from '../src/config/config.js';
+import { resolveTuning } from '../src/engine/options.js';
 import { formatDuration, parseDuration } from '../src/config/duration.js';
-import { formatHostPort, parseHostPort } from '../src/config/host-port.js';
+import { formatHostPort, parseHostPort } from '../src/util/host-port.js';
 import { formatSize, parseSize } from '../src/config/size.js';
 import type { TdekvConfig } from '../src/config/types.js';
 import { isTdekvError } from '../src/errors.js';
@@ -548,5 +549,34 @@ describe('loadConfig', () => {
       loadConfig(missing),
       (err: unknown) => isTdekvError(err, 'CONFIG_INVALID') && err.message.includes(missing) && err.message.includes('no such file'),
     );
+  });
+});
+
+describe('the level-0 trigger rule', () => {
+  // One rule (engine/options.ts level0TriggersProblem) behind every door that takes tuning;
+  // slowdown alone past the default stop (36) is refused too, since the defaults fill in.
+  const messageOf = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      assert.ok(isTdekvError(err, 'CONFIG_INVALID'), `expected CONFIG_INVALID, got ${String(err)}`);
+      return err.message;
+    }
+    assert.fail('expected the tuning to be refused');
+  };
+
+  it('refuses the same tuning in the TOML file, the embedded options and the engine, naming the settings each way', () => {
+    const toml = messageOf(() => parse('[engine]\nlevel0-slowdown-writes-trigger = 40'));
+    assert.match(toml, /engine\.level0-slowdown-writes-trigger \(40\) must not exceed engine\.level0-stop-writes-trigger \(36\); defaults 20 and 36\./);
+    const embedded = messageOf(() => configFromOptions({ level0SlowdownWritesTrigger: 40 }, 'TdekvLevel options (/data/db)'));
+    assert.match(embedded, /level0SlowdownWritesTrigger \(40\) must not exceed level0StopWritesTrigger \(36\); defaults 20 and 36\./);
+    const engine = messageOf(() => resolveTuning({ level0SlowdownWritesTrigger: 40 }));
+    assert.match(engine, /engine option level0SlowdownWritesTrigger \(40\) must not exceed level0StopWritesTrigger \(36\)/);
+  });
+
+  it('accepts equal triggers everywhere', () => {
+    assert.equal(parse('[engine]\nlevel0-slowdown-writes-trigger = 36').engine.level0SlowdownWritesTrigger, 36);
+    assert.equal(configFromOptions({ level0SlowdownWritesTrigger: 36 }, 'options').engine.level0SlowdownWritesTrigger, 36);
+    assert.equal(resolveTuning({ level0SlowdownWritesTrigger: 36 }).level0SlowdownWritesTrigger, 36);
   });
 });

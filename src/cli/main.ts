@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { PACKAGE_VERSION } from '../config/package-version.js';
+import { PACKAGE_VERSION } from '../util/package-version.js';
 import { isTdekvError } from '../errors.js';
 import { createLogger } from '../log/logger.js';
 import { startupIoError } from '../util/startup-io-error.js';

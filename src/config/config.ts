@@ -4,10 +4,10 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
-import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
+import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, level0TriggersProblem, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { formatDuration, parseDuration } from './duration.js';
-import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from './host-port.js';
+import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from '../util/host-port.js';
 import { SIZE_FORMS, SizeError, formatSize, parseSize } from './size.js';
 import {
   DEFAULT_ENCRYPTION,
@@ -465,13 +465,22 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
       throw invalid(`${where}: server.addr and server.status-addr are both ${formatHostPort(addr)}; give them different ports (or port 0 for a free one).`);
     }
   },
-  (config, where) => {
-    const t = { ...DEFAULT_ENGINE_TUNING, ...config.engine };
-    if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
-      throw invalid(`${where}: engine.level0-slowdown-writes-trigger (${t.level0SlowdownWritesTrigger}) must not exceed engine.level0-stop-writes-trigger (${t.level0StopWritesTrigger})`);
-    }
-  },
+  (config, where) => checkEngineTuning(config.engine, where, (setting) => `engine.${tomlName(setting)}`),
 ];
+
+/** The engine's cross-setting rule, for both readers, with the defaults it was checked against. */
+function checkEngineTuning(engine: Partial<EngineTuning>, where: string, name: (setting: keyof EngineTuning) => string): void {
+  const problem = level0TriggersProblem({ ...DEFAULT_ENGINE_TUNING, ...engine }, name);
+  if (problem === undefined) return;
+  const d = DEFAULT_ENGINE_TUNING;
+  fail(`${where}: ${problem}; defaults ${d.level0SlowdownWritesTrigger} and ${d.level0StopWritesTrigger}.`);
+}
+
+/** An engine setting's TOML key, from the schema's [engine] rows. */
+function tomlName(setting: keyof EngineTuning): string {
+  const row = Object.entries(SCHEMA['engine']!.fields).find(([, field]) => field.prop === setting);
+  return row?.[0] ?? setting;
+}
 
 function checkKmsEndpoint(mk: MasterKeyConfig | undefined, name: string, where: string): void {
   if (mk?.type !== 'kms') return;
@@ -829,13 +838,7 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
     encryption.masterKey = { type: 'plaintext' };
   }
 
-  const effective = { ...DEFAULT_ENGINE_TUNING, ...engine };
-  if (effective.level0SlowdownWritesTrigger > effective.level0StopWritesTrigger) {
-    fail(
-      `${where}: level0SlowdownWritesTrigger (${effective.level0SlowdownWritesTrigger}) must not exceed level0StopWritesTrigger ` +
-        `(${effective.level0StopWritesTrigger}); defaults ${DEFAULT_ENGINE_TUNING.level0SlowdownWritesTrigger} and ${DEFAULT_ENGINE_TUNING.level0StopWritesTrigger}.`,
-    );
-  }
+  checkEngineTuning(engine, where, (setting) => setting);
   return { encryption, engine, walRecoveryMode: storage.walRecoveryMode };
 }
 

@@ -1,6 +1,23 @@
-import type { WalRecoveryMode } from '../engine/options.js';
-import type { EngineTuning } from '../engine/options.js';
-import type { EncryptionMethod } from '../crypto/method.js';
+import type { EngineTuning, WalRecoveryMode } from '../engine/options.js';
+import type { EncryptionConfig } from '../env/encryption-config.js';
+import type { LogConfig } from '../log/log-config.js';
+import type { ServerConfig, SyncWrites, TlsConfig } from '../server/server-options.js';
+
+// Each layer owns its settings' type; this file composes them into the file's sections.
+// Re-exported so that callers of the configuration need one import.
+export type { EngineTuning, WalRecoveryMode } from '../engine/options.js';
+export { DEFAULT_ENCRYPTION, type EncryptionConfig } from '../env/encryption-config.js';
+export type { LogConfig, LogLevel } from '../log/log-config.js';
+export {
+  DEFAULT_KMS_MAX_ATTEMPTS,
+  DEFAULT_KMS_TIMEOUT_MS,
+  type FileMasterKeyConfig,
+  type KmsMasterKeyConfig,
+  type MasterKeyConfig,
+  type PlaintextMasterKeyConfig,
+} from '../masterkey/master-key-config.js';
+export type { ClientMemoryLimit, OutputBufferLimit, ServerConfig, ServerOptions, SyncWrites, TlsConfig } from '../server/server-options.js';
+export type { HostPort } from '../util/host-port.js';
 
 /** Parsed, validated configuration. TOML names are kebab-case; these are camelCase. */
 export interface TdekvConfig {
@@ -12,58 +29,6 @@ export interface TdekvConfig {
   server: ServerConfig;
   /** `[log]` */
   log: LogConfig;
-}
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
-
-export interface ServerConfig {
-  /** `addr`, "host:port" (default 127.0.0.1:6380). Port 0 picks a free port. */
-  addr: HostPort;
-  /** `status-addr`: HTTP /metrics, /status, /healthz (default 127.0.0.1:20180). Port 0 picks a free port. */
-  statusAddr: HostPort;
-  /** `max-clients` (default 10000): connections beyond it get an error and are closed. */
-  maxClients: number;
-  /** `max-request-size` in bytes (default 512 MiB): the largest bulk string (Redis's proto-max-bulk-len). */
-  maxRequestSize: number;
-  /**
-   * `client-query-buffer-limit` in bytes (default 1 GiB, as Redis): a client whose unfinished
-   * request (or input waiting behind its unread replies) holds more is disconnected.
-   */
-  clientQueryBufferLimit: number;
-  /**
-   * `maxmemory-clients` (default "10%"): the memory all clients together may hold in requests
-   * and replies; past it the clients holding the most are disconnected. Bytes, or a percentage
-   * of the machine's memory (its cgroup limit when lower); 0 turns it off.
-   */
-  maxmemoryClients: ClientMemoryLimit;
-  /** `client-output-buffer-limit` (default "normal 0 0 0", as Redis): when a client's unsent replies get it disconnected. */
-  clientOutputBufferLimit: OutputBufferLimit;
-}
-
-export type ClientMemoryLimit = { readonly bytes: number } | { readonly percent: number };
-
-/** Redis's class `normal`: over `hard` bytes, or over `soft` bytes for `softSeconds` in a row; 0 turns a limit off. */
-export interface OutputBufferLimit {
-  readonly hard: number;
-  readonly soft: number;
-  readonly softSeconds: number;
-}
-
-export type SyncWrites = 'always' | 'everysec' | 'no';
-
-export interface LogConfig {
-  /** `level`: pino level (default "info"). */
-  level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
-}
-
-export interface TlsConfig {
-  /** Absolute paths. With `caPath`, clients must present a certificate signed by that CA (mutual TLS). */
-  caPath?: string;
-  certPath: string;
-  keyPath: string;
 }
 
 export interface StorageConfig {
@@ -90,50 +55,3 @@ export interface SecurityConfig {
   /** TLS for the Redis port: set when `cert-path` and `key-path` are given (`ca-path` optional). */
   tls?: TlsConfig;
 }
-
-export interface EncryptionConfig {
-  dataEncryptionMethod: EncryptionMethod;
-  /** Milliseconds. */
-  dataKeyRotationPeriodMs: number;
-  enableFileDictionaryLog: boolean;
-  fileDictionaryRewriteThreshold: number;
-  masterKey: MasterKeyConfig;
-  previousMasterKey?: MasterKeyConfig;
-}
-
-export type MasterKeyConfig = PlaintextMasterKeyConfig | FileMasterKeyConfig | KmsMasterKeyConfig;
-
-export interface PlaintextMasterKeyConfig {
-  type: 'plaintext';
-}
-
-export interface FileMasterKeyConfig {
-  type: 'file';
-  /** Absolute path. */
-  path: string;
-  /** `allow-insecure-permissions`: accept a key file group or others may access (absent = false). */
-  allowInsecurePermissions?: boolean;
-}
-
-export interface KmsMasterKeyConfig {
-  type: 'kms';
-  keyId: string;
-  region: string;
-  endpoint?: string;
-  /** Per-request timeout, milliseconds (TOML `timeout`, a duration; default 10s). */
-  timeoutMs: number;
-  /** Attempts per call including the first (TOML `max-attempts`; default 3). */
-  maxAttempts: number;
-  /** `allow-insecure-endpoint`: accept an http:// endpoint that is not loopback (absent = false). */
-  allowInsecureEndpoint?: boolean;
-}
-
-export const DEFAULT_ENCRYPTION: Omit<EncryptionConfig, 'masterKey'> = {
-  dataEncryptionMethod: 'plaintext',
-  dataKeyRotationPeriodMs: 7 * 24 * 3600 * 1000,
-  enableFileDictionaryLog: true,
-  fileDictionaryRewriteThreshold: 1_000_000,
-};
-
-export const DEFAULT_KMS_TIMEOUT_MS = 10_000;
-export const DEFAULT_KMS_MAX_ATTEMPTS = 3;

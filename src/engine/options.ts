@@ -79,10 +79,19 @@ export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
     }
     t[name] = v;
   }
-  if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
-    throw new TdekvError('CONFIG_INVALID', `engine option level0SlowdownWritesTrigger (${t.level0SlowdownWritesTrigger}) must not exceed level0StopWritesTrigger (${t.level0StopWritesTrigger})`);
-  }
+  const problem = level0TriggersProblem(t);
+  if (problem !== undefined) throw new TdekvError('CONFIG_INVALID', `engine option ${problem}`);
   return t;
+}
+
+/**
+ * The tuning's one rule across settings: writes slow down before they stop. Every door that
+ * takes tuning (the engine, the TOML file, the embedded options) asks here, naming the
+ * settings its own way, so the rule cannot drift between them.
+ */
+export function level0TriggersProblem(t: EngineTuning, name: (setting: keyof EngineTuning) => string = (s) => s): string | undefined {
+  if (t.level0SlowdownWritesTrigger <= t.level0StopWritesTrigger) return undefined;
+  return `${name('level0SlowdownWritesTrigger')} (${t.level0SlowdownWritesTrigger}) must not exceed ${name('level0StopWritesTrigger')} (${t.level0StopWritesTrigger})`;
 }
 
 /** Smallest accepted value of each setting (the config schema checks the same bounds). */

@@ -1,8 +1,8 @@
-import type { EncryptionConfig, TdekvConfig } from '../config/types.js';
 import type { Logger } from '../log/logger.js';
 import { createMasterKey } from '../masterkey/create.js';
 import type { MasterKey } from '../masterkey/master-key.js';
 import { EncryptedEnv } from './encrypted-env.js';
+import type { EncryptionConfig } from './encryption-config.js';
 
 export interface OpenEnvOptions {
   logger?: Logger;
@@ -13,8 +13,14 @@ export interface OpenEnvOptions {
   deferOpenWrites?: boolean;
 }
 
+/** The sections of the configuration (a TdekvConfig is one) that say where the env is and how it encrypts. */
+export interface EnvConfig {
+  storage: { dataDir: string };
+  security: { encryption: EncryptionConfig };
+}
+
 /** Opens the env a configuration describes; the master keys are released with the env. */
-export async function openEnvFromConfig(config: TdekvConfig, options: OpenEnvOptions = {}): Promise<ManagedEnv> {
+export async function openEnvFromConfig(config: EnvConfig, options: OpenEnvOptions = {}): Promise<ManagedEnv> {
   return openEnv(config.storage.dataDir, config.security.encryption, options);
 }
 

@@ -1,4 +1,4 @@
-import type { MasterKeyConfig } from '../config/types.js';
+import type { MasterKeyConfig } from './master-key-config.js';
 import { FileMasterKey } from './file.js';
 import type { MasterKey } from './master-key.js';
 import { PlaintextMasterKey } from './plaintext.js';

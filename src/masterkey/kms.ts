@@ -1,6 +1,6 @@
 import { DecryptCommand, GenerateDataKeyCommand, KMSClient } from '@aws-sdk/client-kms';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import type { KmsMasterKeyConfig } from '../config/types.js';
+import type { KmsMasterKeyConfig } from './master-key-config.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import { insecureKmsEndpoint } from './kms-endpoint.js';

@@ -1,15 +1,14 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
-import type { ServerStats } from '../server/server-stats.js';
 import { registerEncryptionMetrics } from './encryption-metrics.js';
 import { registerEngineMetrics } from './engine-metrics.js';
-import { registerServerMetrics } from './server-metrics.js';
+import { registerServerMetrics, type ServerCounters } from './server-metrics.js';
 
 export interface MetricsSources {
   env: EncryptedEnv;
   engine?: Engine;
-  server?: ServerStats;
+  server?: ServerCounters;
 }
 
 /**

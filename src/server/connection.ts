@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { OutputBufferLimit } from '../config/types.js';
+import type { OutputBufferLimit } from './server-options.js';
 import type { Logger } from '../log/logger.js';
 import { ClientState } from './client-state.js';
 import type { CommandContext } from './commands/command.js';

@@ -1,12 +1,12 @@
 import os from 'node:os';
-import type { TdekvConfig } from '../config/types.js';
+import type { ServerOptions } from './server-options.js';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { integrityStatus } from '../env/encryption-status.js';
 import type { ServerStats } from './server-stats.js';
 
 export interface InfoSources {
-  config: TdekvConfig;
+  config: ServerOptions;
   stats: ServerStats;
   engine: Engine;
   env: EncryptedEnv;
@@ -136,7 +136,7 @@ function section(src: InfoSources, name: string): Array<[string, string | number
  * The `# Encryption` section: the same facts as /status and the metrics (one projection,
  * see encryption-status.ts), as INFO's snake_case lines. Ids, counts and generations only.
  */
-export function encryptionInfo(env: EncryptedEnv, config: TdekvConfig, nowMs = Date.now()): Array<[string, string | number]> {
+export function encryptionInfo(env: EncryptedEnv, config: ServerOptions, nowMs = Date.now()): Array<[string, string | number]> {
   const s = env.stats();
   const current = env.currentDataKey();
   const integrity = integrityStatus(env);

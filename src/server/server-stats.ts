@@ -1,8 +1,10 @@
+import type { CommandCounters, ServerCounters } from '../metrics/server-metrics.js';
+
 /**
  * Plain counters the server bumps on its hot path. Metrics (`src/metrics/`) and INFO read
  * them when asked, so a command costs a few integer additions rather than metric-library calls.
  */
-export interface CommandStat {
+export interface CommandStat extends CommandCounters {
   calls: number;
   /** Calls that replied with an error. */
   failed: number;
@@ -10,7 +12,7 @@ export interface CommandStat {
   usec: number;
 }
 
-export class ServerStats {
+export class ServerStats implements ServerCounters {
   readonly startedAt = Date.now();
   connectedClients = 0;
   totalConnections = 0;

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
-import { PACKAGE_VERSION } from '../config/package-version.js';
-import { readTlsMaterial } from '../config/tls-material.js';
-import type { ClientMemoryLimit, TdekvConfig } from '../config/types.js';
+import { PACKAGE_VERSION } from '../util/package-version.js';
+import { readTlsMaterial } from './tls-material.js';
+import type { ClientMemoryLimit, ServerOptions } from './server-options.js';
 import { Engine } from '../engine/engine.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
@@ -12,7 +12,7 @@ import { startupIoError } from '../util/startup-io-error.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { ClientState } from './client-state.js';
-import { ReplyError, type CommandContext, type CommandSpec } from './commands/command.js';
+import { ReplyError, type CommandContext, type CommandSpec, type ServerContext } from './commands/command.js';
 import { REDIS_COMPAT_VERSION } from './commands/connection.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
@@ -21,7 +21,6 @@ import { encryptionInfo, infoText } from './info.js';
 import { BatchingStore } from './keyspace/batching-store.js';
 import { Keyspace } from './keyspace/keyspace.js';
 import { ScanCursors } from './scan-cursors.js';
-import type { ServerContext } from './server-context.js';
 import { ServerStats } from './server-stats.js';
 import { statusReport } from './status-report.js';
 import { failureReason, refusalReply } from './write-refusal.js';
@@ -45,7 +44,7 @@ export interface ServerAddresses {
  * connections (TCP or TLS), and the HTTP status endpoint.
  */
 export class TdekvServer implements ServerContext, ConnectionHost {
-  readonly config: TdekvConfig;
+  readonly config: ServerOptions;
   readonly logger: Logger;
   readonly stats = new ServerStats();
   readonly cursors = new ScanCursors();
@@ -74,7 +73,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   /** Every batch after the first failure fails the same way: one log line says it. */
   #failureLogged = false;
 
-  private constructor(config: TdekvConfig, logger: Logger, managed: ManagedEnv, engine: Engine) {
+  private constructor(config: ServerOptions, logger: Logger, managed: ManagedEnv, engine: Engine) {
     this.config = config;
     this.logger = logger;
     this.maxRequestSize = config.server.maxRequestSize;
@@ -102,7 +101,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   }
 
   /** Opens the data dir and starts listening; resolves once both ports accept connections. */
-  static async start(config: TdekvConfig, logger: Logger): Promise<TdekvServer> {
+  static async start(config: ServerOptions, logger: Logger): Promise<TdekvServer> {
     await checkListenAddresses(config);
     const dataDir = config.storage.dataDir;
     // The engine checks its manifest and logs before anything is written (invariant 11).
@@ -468,7 +467,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
  * likelier mistake, and it should not leave a fresh, empty data dir behind. Port 0 is always
  * free. The real listen later still reports a port taken in between.
  */
-export async function checkListenAddresses(config: TdekvConfig): Promise<void> {
+export async function checkListenAddresses(config: ServerOptions): Promise<void> {
   const { addr, statusAddr } = config.server;
   for (const [a, setting] of [[addr, 'server.addr'], [statusAddr, 'server.status-addr']] as const) {
     if (a.port === 0) continue;

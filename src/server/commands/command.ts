@@ -1,7 +1,10 @@
 import type { ReplyWriter } from '../resp/reply-writer.js';
 import type { Keyspace } from '../keyspace/keyspace.js';
-import type { ServerContext } from '../server-context.js';
 import type { ClientState } from '../client-state.js';
+import type { Logger } from '../../log/logger.js';
+import type { ScanCursors } from '../scan-cursors.js';
+import type { ServerOptions } from '../server-options.js';
+import type { ServerStats } from '../server-stats.js';
 
 /** What a command sees: the data, its connection, the server, and where its reply goes. */
 export interface CommandContext {
@@ -9,6 +12,35 @@ export interface CommandContext {
   out: ReplyWriter;
   client: ClientState;
   server: ServerContext;
+}
+
+// ServerContext lives here, not beside the server: it and CommandContext name each other, and
+// one module keeps that from being an import cycle.
+/** What commands may ask of the server beyond the keyspace. */
+export interface ServerContext {
+  readonly config: ServerOptions;
+  readonly logger: Logger;
+  readonly stats: ServerStats;
+  readonly cursors: ScanCursors;
+  readonly commands: ReadonlyMap<string, CommandSpec>;
+  readonly runId: string;
+  readonly version: string;
+  /** Marks the clients watching `key` dirty. */
+  touch(key: Buffer): void;
+  /**
+   * Marks dirty the clients watching a key that exists (FLUSHDB, FLUSHALL, called before the keys go): as in
+   * Redis, a flush does not abort a transaction that watched only keys that were missing anyway.
+   */
+  touchAllExisting(): void;
+  watch(client: ClientState, key: Buffer): void;
+  unwatch(client: ClientState): void;
+  clients(): Iterable<ClientState>;
+  /** Throws a ReplyError when writes cannot be accepted (the engine failed to write). */
+  checkWritable(): void;
+  /** Runs a queued command of a transaction (EXEC). */
+  run(ctx: CommandContext, args: Buffer[]): void;
+  /** The INFO text for the named sections (lower case; empty = default sections). */
+  info(sections: string[]): string;
 }
 
 /** Runs a command synchronously; args[0] is the command name as sent. */

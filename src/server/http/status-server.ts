@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
-import { formatHostPort } from '../../config/host-port.js';
+import { formatHostPort } from '../../util/host-port.js';
 import { TdekvError, errnoCode } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { TdekvError, errnoCode } from '../errors.js';
-import type { TlsConfig } from './types.js';
+import type { TlsConfig } from './server-options.js';
 
 /** The PEM files `[security]` names for TLS, read at startup; an unreadable one names its setting. */
 export function readTlsMaterial(tls: TlsConfig): { cert: Buffer; key: Buffer; ca?: Buffer } {

@@ -1,5 +1,10 @@
 import { isIPv4, isIPv6 } from 'node:net';
-import type { HostPort } from './types.js';
+
+/** A listen address, as node:net takes it. */
+export interface HostPort {
+  host: string;
+  port: number;
+}
 
 export const HOST_PORT_FORMS =
   '"host:port" where host is an IPv4 address, a hostname or an IPv6 address in brackets, and port is 0 to 65535 ' +
