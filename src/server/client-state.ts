@@ -20,6 +20,8 @@ export class ClientState {
   /** Close the connection once the replies so far are sent (QUIT, protocol errors). */
   closeAfterReply = false;
   lastCommand = '';
+  /** Set by the connection: its buffers now, for CLIENT LIST (Redis's qbuf, argv-mem, omem, tot-mem). */
+  buffers: () => { queryBuffer: number; argv: number; output: number; total: number } = () => ({ queryBuffer: 0, argv: 0, output: 0, total: 0 });
 
   constructor(id: number, addr: string, authenticated: boolean) {
     this.id = id;

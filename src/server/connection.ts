@@ -74,6 +74,7 @@ export class Connection {
     this.#parser = new RequestParser({ maxBulkLength: host.maxRequestSize });
     this.#parser.restrictUnauthenticated(!authenticated);
     this.#ctx = { ...host.context(this), out: this.out, client: this.client };
+    this.client.buffers = () => ({ queryBuffer: this.#parser.pendingBytes, argv: this.#parser.argvBytes, output: this.outputBytes, total: this.memory });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (err) => host.logger.debug({ client: this.client.id, err: err.message }, 'client socket error'));
@@ -100,6 +101,9 @@ export class Connection {
     this.#host.execute(this.#ctx, args);
     if (this.out.length > before) this.#replies++;
     if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
+    // Checked on the reply as made, before the kernel takes any of it: as in Redis, one reply
+    // bigger than the hard limit closes the client.
+    if (!this.checkOutputLimit()) return false;
     return this.outputBytes < PAUSE_OUTPUT_BYTES;
   };
 
@@ -132,11 +136,11 @@ export class Connection {
 
   /**
    * What this client costs the server in buffers (Redis's tot-mem, roughly): its query buffer
-   * (unfinished request and input waiting behind its replies), its queued transaction, and
+   * (unparsed input), the arguments of its unfinished command, its queued transaction, and
    * its unsent replies.
    */
   get memory(): number {
-    return this.#parser.pendingBytes + this.client.multiBytes + this.outputBytes;
+    return this.#parser.pendingBytes + this.#parser.argvBytes + this.client.multiBytes + this.outputBytes;
   }
 
   get queryBufferBytes(): number {

@@ -14,6 +14,8 @@ export interface InfoSources {
   version: string;
   redisVersion: string;
   port: number;
+  /** maxmemory-clients in bytes (0: none). */
+  maxmemoryClients: number;
   /** Encryption lines computed by the server (method, current key id, file counts). */
   encryption: () => Array<[string, string | number]>;
 }
@@ -70,6 +72,9 @@ function section(src: InfoSources, name: string): Array<[string, string | number
       return [
         ['connected_clients', s.connectedClients],
         ['maxclients', src.config.server.maxClients],
+        // The largest now (Redis: of the last few seconds).
+        ['client_recent_max_input_buffer', s.clientBuffers().maxQueryBuffer],
+        ['client_recent_max_output_buffer', s.clientBuffers().maxOutput],
         ['blocked_clients', 0],
       ];
     case 'memory':
@@ -77,8 +82,10 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['used_memory', mem.heapUsed + mem.external],
         ['used_memory_rss', mem.rss],
         ['used_memory_peak', mem.rss],
+        ['mem_clients_normal', s.clientBuffers().memory],
         ['maxmemory', 0],
         ['maxmemory_policy', 'noeviction'],
+        ['maxmemory_clients', src.maxmemoryClients],
         ['engine_memtable_bytes', src.engine.stats().memtableBytes],
         ['engine_block_cache_bytes', src.engine.stats().blockCache.usage],
       ];
@@ -103,6 +110,9 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['total_net_input_bytes', s.netInputBytes],
         ['total_net_output_bytes', s.netOutputBytes],
         ['total_error_replies', [...s.commands.values()].reduce((n, c) => n + c.failed, 0)],
+        ['evicted_clients', s.evictedClients],
+        ['client_query_buffer_limit_disconnections', s.queryBufferLimitDisconnections],
+        ['client_output_buffer_limit_disconnections', s.outputBufferLimitDisconnections],
         ['acl_access_denied_auth', s.authFailures],
       ];
     case 'replication':

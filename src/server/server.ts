@@ -402,6 +402,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
         version: this.version,
         redisVersion: REDIS_COMPAT_VERSION,
         port: (this.#listener?.address() as AddressInfo | null)?.port ?? 0,
+        maxmemoryClients: this.#clientMemoryLimit,
         encryption: () => encryptionInfo(env, this.config),
       },
       sections,

@@ -114,7 +114,8 @@ function checkedName(name: Buffer): Buffer {
 /** One line of CLIENT LIST / CLIENT INFO. */
 function clientLine(ctx: CommandContext, c: CommandContext['client']): string {
   const age = Math.floor((Date.now() - c.connectedAt) / 1000);
-  return `id=${c.id} addr=${c.addr} name=${c.name?.toString('latin1') ?? ''} age=${age} db=0 multi=${c.multi === undefined ? -1 : c.multi.length} resp=${c === ctx.client ? ctx.out.proto : 2} lib-name=${c.libName ?? ''} lib-ver=${c.libVersion ?? ''} cmd=${c.lastCommand}`;
+  const b = c.buffers();
+  return `id=${c.id} addr=${c.addr} name=${c.name?.toString('latin1') ?? ''} age=${age} db=0 multi=${c.multi === undefined ? -1 : c.multi.length} qbuf=${b.queryBuffer} argv-mem=${b.argv} multi-mem=${c.multiBytes} omem=${b.output} tot-mem=${b.total} resp=${c === ctx.client ? ctx.out.proto : 2} lib-name=${c.libName ?? ''} lib-ver=${c.libVersion ?? ''} cmd=${c.lastCommand}`;
 }
 
 const CLIENT_SUBCOMMANDS: Record<string, (ctx: CommandContext, args: Buffer[]) => void> = {

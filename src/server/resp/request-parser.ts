@@ -260,11 +260,16 @@ export class RequestParser {
   }
 
   /**
-   * Bytes the client sent that are held here (Redis's query buffer): the unfinished command,
-   * its arguments so far, and input waiting while the parser is stopped.
+   * Bytes the client sent that are not parsed yet (Redis's query buffer, `qbuf`): the start of
+   * an unfinished element, and input waiting while the parser is stopped.
    */
   get pendingBytes(): number {
-    return this.#pendingLen + this.#spilled.bytes + this.#backlogBytes;
+    return this.#pendingLen + this.#backlogBytes;
+  }
+
+  /** Bytes the parsed arguments of an unfinished command hold (Redis's `argv-mem`). */
+  get argvBytes(): number {
+    return this.#spilled.bytes;
   }
 
   /** Whether input waits for resume(). */
