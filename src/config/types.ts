@@ -1,6 +1,7 @@
 import type { WalRecoveryMode } from '../engine/options.js';
 import type { EngineTuning } from '../engine/options.js';
 import type { EncryptionMethod } from '../crypto/method.js';
+import type { LogFormat, LogLevel } from '../log/logger.js';
 
 /** Parsed, validated configuration. TOML names are kebab-case; these are camelCase. */
 export interface TdekvConfig {
@@ -34,7 +35,9 @@ export type SyncWrites = 'always' | 'everysec' | 'no';
 
 export interface LogConfig {
   /** `level`: pino level (default "info"). */
-  level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  level: LogLevel;
+  /** `format` (default "auto": readable lines on a terminal, JSON lines otherwise). */
+  format: LogFormat;
 }
 
 export interface TlsConfig {
