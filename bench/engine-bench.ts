@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- engine`: the storage engine against its peers (classic-level, lmdb with
+ * `npm run bench -- engine`: the storage engine, through its Engine class and through
+ * TdekvLevel (the embedded API users call), against its peers (classic-level, lmdb with
  * encryption, SQLite with SQLite3MultipleCiphers), 16-byte random-looking keys and 100-byte
  * values: batched puts, random gets, full scan and a 90/10 read/write mix; the write
  * workloads both without fsync ("nosync") and with an fsync per acknowledged write ("sync").
@@ -22,7 +23,7 @@ import { fork } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
-import { BENCH_CACHE_BYTES, ENGINES, SUBJECT, type EngineName } from './engine-driver.js';
+import { BENCH_CACHE_BYTES, ENGINES, LEVEL_SUBJECT, SUBJECT, type EngineName } from './engine-driver.js';
 import { sqliteCipher } from './engine-peers.js';
 import type { Bench, BenchContext } from './run.js';
 import { intFromEnv } from './bench-env.js';
@@ -69,6 +70,8 @@ function label(engine: EngineName): string {
       return 'tdekv aes256-ctr';
     case 'tdekv-sm4-ctr':
       return 'tdekv sm4-ctr';
+    case 'tdekv-level-aes256-ctr':
+      return 'tdekv TdekvLevel aes256-ctr';
     case 'classic-level':
       return 'classic-level (no encryption)';
     case 'lmdb-encrypted':
@@ -86,6 +89,8 @@ function encryption(engine: EngineName): string {
       return 'AES-256-CTR, per-file IV';
     case 'tdekv-sm4-ctr':
       return 'SM4-CTR, per-file IV';
+    case 'tdekv-level-aes256-ctr':
+      return 'AES-256-CTR, per-file IV';
     case 'classic-level':
       return 'none';
     case 'lmdb-encrypted':
@@ -203,21 +208,16 @@ async function run(ctx: BenchContext): Promise<void> {
   const rows: string[][] = [];
   for (const { w, title } of workloads) {
     const subject = measurement(outcome, SUBJECT, w);
+    const levelSubject = measurement(outcome, LEVEL_SUBJECT, w);
+    const ratio = (s: { ops: number; ms: number } | undefined, m: { ops: number; ms: number }): string =>
+      s ? `${(opsPerSecond(s) / opsPerSecond(m)).toFixed(2)}` : '-';
     for (const engine of cfg.engines) {
       const m = measurement(outcome, engine, w);
       if (!m) {
-        rows.push([title, label(engine), '', '', outcome.errors.has(engine) ? 'failed' : '-', '', '']);
+        rows.push([title, label(engine), '', '', outcome.errors.has(engine) ? 'failed' : '-', '', '', '']);
         continue;
       }
-      rows.push([
-        title,
-        label(engine),
-        fmtInt(m.ops),
-        (m.ms / 1000).toFixed(2),
-        fmtInt(opsPerSecond(m)),
-        subject ? `${(opsPerSecond(subject) / opsPerSecond(m)).toFixed(2)}` : '-',
-        m.note,
-      ]);
+      rows.push([title, label(engine), fmtInt(m.ops), (m.ms / 1000).toFixed(2), fmtInt(opsPerSecond(m)), ratio(subject, m), m.note, ratio(levelSubject, m)]);
     }
   }
   ctx.table({
@@ -225,25 +225,32 @@ async function run(ctx: BenchContext): Promise<void> {
     notes: [
       `${n(cfg.keys)} keys of 16 bytes (a hashed counter: loaded in random key order), 100-byte random values. Each engine`,
       `  in its own process on a fresh dir under the OS temp dir, engines one after another; one timed run per number.`,
-      `nosync = no fsync (tdekv/classic-level { sync: false }, lmdb noSync, SQLite synchronous=OFF);`,
-      `  sync = every acknowledged write fsynced (tdekv/classic-level { sync: true }, lmdb commit + db.flushed,`,
-      `  SQLite synchronous=FULL). SQLite runs journal_mode=WAL.`,
-      `batched puts: atomic batches of ${cfg.batch} puts, each awaited before the next (tdekv Engine.write, classic-level batch,`,
-      `  lmdb ${cfg.batch} puts in one event turn = one transaction, SQLite one transaction of prepared INSERT OR REPLACE).`,
+      `Every store through its fastest public API in the configuration that gives the durability asked for`,
+      `  (docs/benchmarks.md, "How peers are configured"). tdekv Engine = the engine class (Engine.write);`,
+      `  tdekv TdekvLevel = the embedded API users call (abstract-level), on the same engine and settings.`,
+      `nosync = no fsync (tdekv Engine { sync: false }; TdekvLevel and classic-level no options, their default;`,
+      `  lmdb noSync; SQLite synchronous=OFF); sync = every acknowledged write fsynced (tdekv, TdekvLevel and`,
+      `  classic-level { sync: true }; lmdb overlappingSync: false, so a commit returns once fsynced;`,
+      `  SQLite synchronous=FULL). SQLite runs journal_mode=WAL, locking_mode=EXCLUSIVE.`,
+      `batched puts: atomic batches of ${cfg.batch} puts, each awaited before the next (tdekv Engine.write; TdekvLevel and`,
+      `  classic-level a chained batch().put()….write(); lmdb transactionSync of ${cfg.batch} putSync; SQLite one transaction`,
+      `  of prepared INSERT OR REPLACE).`,
       `  nosync: all ${n(cfg.keys)} keys into the empty store; sync: ${n(cfg.syncKeys)} further new keys into the loaded store`,
       `  (at most ${cfg.syncSeconds} s; † = ended by the time limit).`,
       `random gets: ${n(cfg.gets)} seeded random loaded keys right after the nosync load (no manual compaction): tdekv getSync,`,
-      `  classic-level getSync, lmdb get, SQLite prepared SELECT. Scan: tdekv iterator, classic-level iterator.nextv(1000),`,
+      `  TdekvLevel and classic-level getSync, lmdb get, SQLite prepared SELECT. Scan: tdekv Engine iterator, TdekvLevel`,
+      `  and classic-level iterator.nextv(1000),`,
       `  lmdb getRange, SQLite SELECT ... ORDER BY k. Reads do not depend on durability and are measured once.`,
       `mix: one op at a time over the loaded keys, 90% random gets / 10% single-put overwrites (each its own write or`,
-      `  transaction, awaited; lmdb nosync uses putSync), at most ${n(cfg.mixOps)} ops or ${cfg.mixSeconds} s (†: the time limit ended it).`,
-      `memory: tdekv and classic-level a 16 MiB write buffer and a ${BENCH_CACHE_BYTES / 1048576} MiB block cache, SQLite a page cache of that size`,
+      `  transaction, awaited; lmdb putSync), at most ${n(cfg.mixOps)} ops or ${cfg.mixSeconds} s (†: the time limit ended it).`,
+      `memory: tdekv (both lines) and classic-level a 16 MiB write buffer and a ${BENCH_CACHE_BYTES / 1048576} MiB block cache, SQLite a page cache of that size`,
       `  (TDEKV_BENCH_CACHE_MB; tdekv's default cache is 64 MiB);`,
       `  lmdb reads through its memory map. Encryption: lmdb encryptionKey (a 32-character key, ChaCha8); SQLite PRAGMA`,
       `  cipher + PRAGMA key; tdekv a file master key. classic-level has no encryption (LevelDB + Snappy; values do not compress).`,
-      `"aes256 ×" = tdekv aes256-ctr ops/s ÷ this engine's ops/s (above 1: tdekv aes256-ctr is faster).`,
+      `"aes256 ×" = tdekv aes256-ctr (Engine) ops/s ÷ this engine's ops/s (above 1: tdekv aes256-ctr is faster);`,
+      `  "level ×" = the same for tdekv TdekvLevel aes256-ctr.`,
     ],
-    columns: ['workload', 'engine', 'ops', 'time s', 'ops/s', 'aes256 ×', 'mix puts'],
+    columns: ['workload', 'engine', 'ops', 'time s', 'ops/s', 'aes256 ×', 'mix puts', 'level ×'],
     rows,
   });
 
@@ -292,11 +299,11 @@ function verdicts(ctx: BenchContext, o: Outcome, workloads: Array<{ w: Workload;
     const m = measurement(o, engine, w);
     return m && opsPerSecond(m);
   };
-  const check = (what: string, w: Workload, peer: EngineName, factor: number): void => {
-    const a = rate(SUBJECT, w);
+  const check = (what: string, w: Workload, peer: EngineName, factor: number, subject: EngineName = SUBJECT): void => {
+    const a = rate(subject, w);
     const b = rate(peer, w);
     if (a === undefined || b === undefined) {
-      ctx.line(`n/a   ${what}: ${a === undefined ? label(SUBJECT) : label(peer)} has no result`);
+      ctx.line(`n/a   ${what}: ${a === undefined ? label(subject) : label(peer)} has no result`);
       return;
     }
     const ratio = a / b;
@@ -309,11 +316,14 @@ function verdicts(ctx: BenchContext, o: Outcome, workloads: Array<{ w: Workload;
     check(`batched puts ${mode}: aes256-ctr ≥ 5× sqlite encrypted`, w, 'sqlite-encrypted', 5);
   }
   check('random gets (getSync): aes256-ctr ≥ lmdb encrypted', 'gets', 'lmdb-encrypted', 1);
+  for (const { w, title } of workloads.filter(({ w }) => w === 'load-nosync' || w === 'load-sync' || w === 'gets' || w === 'scan')) {
+    check(`${title}: TdekvLevel aes256-ctr ≥ classic-level`, w, 'classic-level', 1, LEVEL_SUBJECT);
+  }
   for (const { w, title } of workloads) check(`${title}: aes256-ctr within 10% of tdekv plaintext`, w, 'tdekv-plaintext', 0.9);
 }
 
 export const bench: Bench = {
   name: 'engine',
-  description: 'storage engine (tdekv per cipher) against classic-level, lmdb encrypted and SQLite encrypted',
+  description: 'storage engine (tdekv per cipher, and TdekvLevel) against classic-level, lmdb encrypted and SQLite encrypted',
   run,
 };

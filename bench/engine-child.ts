@@ -106,7 +106,7 @@ async function run(job: ChildJob): Promise<ChildResult> {
     progress(`sync: load ${n(done)}`),
   );
   progress(`sync: 90/10 mix (at most ${n(job.mixOps)} ops or ${job.mixSeconds} s)`);
-  const syncMixed = await mix(driver, data, job.keys, job.mixOps, job.mixSeconds * 1000, MIX_SEED + 1);
+  const syncMixed = await mix(driver, data, job.keys, job.mixOps, job.mixSeconds * 1000, { seed: MIX_SEED + 1, firstVersion: 1 + mixed.writes });
 
   t = performance.now();
   await driver.close();

@@ -44,7 +44,7 @@ export class DataSet {
     return this.#keys.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES);
   }
 
-  /** The value of key i at a version (0 = loaded, 1 = overwritten by the mixed workload). */
+  /** The value of key i at a version (0 = loaded, 1 and up = each overwrite of the mixed workloads). */
   value(i: number, version = 0): Buffer {
     const off = (Math.imul(i, 0x9e37_79b1) + Math.imul(version, 0x85eb_ca6b)) >>> 0;
     const start = off % POOL_BYTES;

@@ -1,7 +1,8 @@
 /**
  * What the engine benchmark needs from a key-value store, and the stores it knows. Every
- * driver is the store's natural fast path for the operation (see the notes printed with
- * the table); `sync` decides whether an acknowledged write has been fsynced.
+ * driver is the store's fastest public API for the operation in the configuration that gives
+ * the durability asked for (docs/benchmarks.md, "How peers are configured"); `sync` decides
+ * whether an acknowledged write has been fsynced.
  */
 
 export interface Driver {
@@ -33,11 +34,25 @@ export interface DriverOptions {
   sync: boolean;
 }
 
-export const ENGINES = ['tdekv-plaintext', 'tdekv-aes256-ctr', 'tdekv-sm4-ctr', 'classic-level', 'lmdb-encrypted', 'sqlite-encrypted'] as const;
+export const ENGINES = [
+  'tdekv-plaintext',
+  'tdekv-aes256-ctr',
+  'tdekv-sm4-ctr',
+  'tdekv-level-aes256-ctr',
+  'classic-level',
+  'lmdb-encrypted',
+  'sqlite-encrypted',
+] as const;
 export type EngineName = (typeof ENGINES)[number];
 
-/** The engine every ratio and target is about. */
+/** The engine the "aes256 ×" ratios and the engine targets are about (tdekv's Engine class). */
 export const SUBJECT: EngineName = 'tdekv-aes256-ctr';
+
+/** What users call: TdekvLevel over the same engine; its own ratio column and targets. */
+export const LEVEL_SUBJECT: EngineName = 'tdekv-level-aes256-ctr';
+
+/** The drivers that need no benchmark peer installed (bench/peers). */
+export const TDEKV_ENGINES: readonly EngineName[] = ENGINES.filter((e) => e.startsWith('tdekv-'));
 
 /** Opens a driver; imports only that engine's modules, so a child's RSS is its engine's. */
 export async function openDriver(engine: EngineName, options: DriverOptions): Promise<Driver> {
@@ -48,6 +63,8 @@ export async function openDriver(engine: EngineName, options: DriverOptions): Pr
       return (await import('./engine-tdekv.js')).openTdekv('aes256-ctr', options);
     case 'tdekv-sm4-ctr':
       return (await import('./engine-tdekv.js')).openTdekv('sm4-ctr', options);
+    case 'tdekv-level-aes256-ctr':
+      return (await import('./engine-tdekv.js')).openTdekvLevel('aes256-ctr', options);
     case 'classic-level':
       return (await import('./engine-peers.js')).openClassicLevel(options);
     case 'lmdb-encrypted':

@@ -1,19 +1,27 @@
 /**
- * The peers tdekv is measured against, each through its natural fast path and with the same
- * durability as tdekv in each mode (sync: every acknowledged write fsynced; nosync: none):
+ * The peers tdekv is measured against, each through its fastest public API and in its
+ * fastest configuration with the same durability as tdekv in each mode (sync: every
+ * acknowledged write fsynced; nosync: none, but a process crash loses nothing acknowledged).
+ * Why each choice, and what was measured against it: docs/benchmarks.md, "How peers are
+ * configured".
  *
- * - classic-level (LevelDB, no encryption): batch(ops, { sync }), put(k, v, { sync }),
- *   getSync, iterator().nextv(1000). Given tdekv's memory budget: 16 MiB write buffer and
- *   the same block cache (BENCH_CACHE_BYTES; its defaults are 4 MiB and 8 MiB).
+ * - classic-level (LevelDB, no encryption): a chained batch `batch().put(k, v)….write()`,
+ *   `put(k, v)`, getSync, iterator().nextv(1000). No write options at all without fsync
+ *   (LevelDB's default is no fsync); `{ sync: true }` with. An array batch with any options
+ *   object is ~3× slower: abstract-level spreads the options into every operation. Given
+ *   tdekv's memory budget: 16 MiB write buffer and the same block cache (BENCH_CACHE_BYTES;
+ *   its defaults are 4 MiB and 8 MiB).
  * - lmdb (lmdb-js, `encryptionKey`: ChaCha8 page encryption, a 32-character key string): a
- *   batch is N `put`s issued in one event turn (one transaction, committed on lmdb's write
- *   thread), awaited together; sync: lmdb's defaults (fsync per commit, overlapping sync)
- *   and every write is awaited until `db.flushed`; nosync: `noSync: true` (no fsync at all),
- *   single puts as `putSync` (faster than an awaited async put here). Switching mode reopens
- *   the env (noSync is an env flag).
+ *   batch is one `transactionSync` of `putSync`s, a single put `putSync`; nosync: `noSync`
+ *   (no fsync at all); sync: `overlappingSync: false`, so a commit returns only once it is
+ *   fsynced (with lmdb's default overlapping sync a commit returns before its fsync and
+ *   every write would have to wait for `db.flushed` too). Both with `noMemInit` (pages are
+ *   encrypted whole, so skipping their zeroing exposes nothing). Switching mode reopens the
+ *   env (both are env flags).
  * - SQLite (better-sqlite3-multiple-ciphers, SQLite3MultipleCiphers' default cipher
  *   chacha20-poly1305, or TDEKV_BENCH_SQLITE_CIPHER): WITHOUT ROWID table (k BLOB PRIMARY KEY,
- *   v BLOB), journal_mode=WAL, synchronous=FULL (sync) or OFF (nosync), a batch is one
+ *   v BLOB), locking_mode=EXCLUSIVE (one process, as tdekv's directory lock; no shared-memory
+ *   WAL index), journal_mode=WAL, synchronous=FULL (sync) or OFF (nosync), a batch is one
  *   transaction of prepared INSERT OR REPLACE, the same page cache size.
  */
 import { randomBytes } from 'node:crypto';
@@ -36,15 +44,17 @@ export async function openClassicLevel(options: DriverOptions): Promise<Driver> 
     cacheSize: CACHE_BYTES,
   });
   await db.open();
-  const writeOptions = { sync: options.sync };
+  // LevelDB does not fsync unless asked: without fsync, no options (any options object makes
+  // abstract-level copy it into every operation of an array batch; a chained batch takes it once).
+  let writeOptions: { sync: true } | undefined = options.sync ? { sync: true } : undefined;
   return {
     dataDir: options.dir,
-    writeBatch: (keys, values) =>
-      db.batch(
-        keys.map((key, i) => ({ type: 'put' as const, key, value: values[i]! })),
-        writeOptions,
-      ),
-    put: (key, value) => db.put(key, value, writeOptions),
+    writeBatch(keys, values) {
+      const batch = db.batch();
+      for (let i = 0; i < keys.length; i++) batch.put(keys[i]!, values[i]!);
+      return writeOptions ? batch.write(writeOptions) : batch.write();
+    },
+    put: (key, value) => (writeOptions ? db.put(key, value, writeOptions) : db.put(key, value)),
     get: (key) => db.getSync(key),
     async scan(visit) {
       const it = db.iterator();
@@ -62,7 +72,7 @@ export async function openClassicLevel(options: DriverOptions): Promise<Driver> 
       return n;
     },
     setSync(sync) {
-      writeOptions.sync = sync;
+      writeOptions = sync ? { sync: true } : undefined;
     },
     close: () => db.close(),
   };
@@ -79,28 +89,21 @@ export async function openLmdb(options: DriverOptions): Promise<Driver> {
       keyEncoding: 'binary',
       encoding: 'binary',
       encryptionKey,
-      ...(sync ? {} : { noSync: true }),
+      noMemInit: true,
+      // Synchronous transactions: no hop to lmdb's write thread for writes that are awaited one
+      // at a time anyway. Without overlapping sync their commit returns only once fsynced.
+      ...(sync ? { overlappingSync: false } : { noSync: true }),
     });
-  let sync = options.sync;
-  let db = openDb(sync);
+  let db = openDb(options.sync);
   return {
     dataDir: options.dir,
-    async writeBatch(keys, values) {
-      // Puts issued in the same event turn are committed in one transaction.
-      let last: Promise<boolean> | undefined;
-      for (let i = 0; i < keys.length; i++) last = db.put(keys[i]!, values[i]!);
-      await last;
-      // With overlapping sync (lmdb's default) a commit resolves before its fsync.
-      if (sync) await db.flushed;
+    writeBatch(keys, values) {
+      db.transactionSync(() => {
+        for (let i = 0; i < keys.length; i++) db.putSync(keys[i]!, values[i]!);
+      });
     },
-    async put(key, value) {
-      if (!sync) {
-        // One synchronous transaction: faster than an awaited async put when nothing is batched.
-        db.putSync(key, value);
-        return;
-      }
-      await db.put(key, value);
-      await db.flushed;
+    put(key, value) {
+      db.putSync(key, value);
     },
     get: (key) => db.get(key),
     scan(visit) {
@@ -111,9 +114,8 @@ export async function openLmdb(options: DriverOptions): Promise<Driver> {
       }
       return n;
     },
-    async setSync(next) {
+    async setSync(sync) {
       await db.close();
-      sync = next;
       db = openDb(sync);
     },
     close: () => db.close(),
@@ -126,6 +128,9 @@ export async function openSqlite(options: DriverOptions): Promise<Driver> {
   const cipher = sqliteCipher();
   db.pragma(`cipher='${cipher}'`);
   db.pragma(`key='${randomBytes(32).toString('hex')}'`);
+  // One process owns the database, as tdekv's directory lock makes it: no shared-memory WAL
+  // index or file locks per transaction. Set before WAL mode, which then keeps no -shm file.
+  db.pragma('locking_mode = EXCLUSIVE');
   db.pragma('journal_mode = WAL');
   db.pragma(`synchronous = ${options.sync ? 'FULL' : 'OFF'}`);
   db.pragma(`cache_size = ${-CACHE_BYTES / 1024}`);

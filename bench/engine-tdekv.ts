@@ -1,7 +1,15 @@
 /**
- * tdekv's driver: the engine on an encrypted env opened as a user would (a file master key,
- * kept outside the data dir). Batches are `Engine.write(ops, { sync })`, single puts a
- * one-op write, reads `getSync`, the scan one synchronous iterator.
+ * tdekv's drivers, both on an encrypted env opened as a user would (a file master key, kept
+ * outside the data dir), with the same block cache:
+ *
+ * - `openTdekv`: the engine itself. Batches are `Engine.write(ops, { sync })`, single puts a
+ *   one-op write, reads `getSync`, the scan one synchronous iterator.
+ * - `openTdekvLevel`: `TdekvLevel`, the embedded API users call, through abstract-level's
+ *   public methods as a user would write them, in their fastest form (docs/benchmarks.md,
+ *   "How peers are configured"): a chained batch `batch().put(k, v)….write()` (no options
+ *   without fsync, `{ sync: true }` with), `put(k, v)` likewise, `getSync`, and the scan
+ *   `iterator().nextv(1000)`. The gap between the two lines is what abstract-level's
+ *   encoding and option handling costs per operation.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -12,11 +20,18 @@ import type { BatchOp } from '../src/engine/types.js';
 import { openEnv } from '../src/env/open-env.js';
 import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 
-export async function openTdekv(method: EncryptionMethod, options: DriverOptions): Promise<Driver> {
-  const { Engine } = await import('../src/engine/engine.js');
+const SCAN_CHUNK = 1000;
+
+/** A fresh master key file beside (not inside) the data dir, which is returned, not yet created. */
+async function prepare(options: DriverOptions): Promise<{ keyPath: string; dataDir: string }> {
   const keyPath = join(options.dir, 'master.key');
   await writeFile(keyPath, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-  const dataDir = join(options.dir, 'data');
+  return { keyPath, dataDir: join(options.dir, 'data') };
+}
+
+export async function openTdekv(method: EncryptionMethod, options: DriverOptions): Promise<Driver> {
+  const { Engine } = await import('../src/engine/engine.js');
+  const { keyPath, dataDir } = await prepare(options);
   await mkdir(dataDir);
   const managed = await openEnv(dataDir, { ...DEFAULT_ENCRYPTION, dataEncryptionMethod: method, masterKey: { type: 'file', path: keyPath } });
   const engine = await Engine.open({ env: managed.env, blockCacheSize: BENCH_CACHE_BYTES }).catch(async (err: unknown) => {
@@ -53,5 +68,50 @@ export async function openTdekv(method: EncryptionMethod, options: DriverOptions
       await engine.close();
       await managed.close();
     },
+  };
+}
+
+export async function openTdekvLevel(method: EncryptionMethod, options: DriverOptions): Promise<Driver> {
+  const { TdekvLevel } = await import('../src/level/tdekv-level.js');
+  const { keyPath, dataDir } = await prepare(options);
+  const db = new TdekvLevel<Buffer, Buffer>(dataDir, {
+    keyEncoding: 'buffer',
+    valueEncoding: 'buffer',
+    dataEncryptionMethod: method,
+    masterKey: { type: 'file', path: keyPath },
+    blockCacheSize: BENCH_CACHE_BYTES,
+  });
+  await db.open();
+  // abstract-level copies a batch's options into every operation of an array batch, which
+  // costs more than the write itself; a chained batch takes them once, at write().
+  let writeOptions: { sync: true } | undefined = options.sync ? { sync: true } : undefined;
+  return {
+    dataDir,
+    writeBatch(keys, values) {
+      const batch = db.batch();
+      for (let i = 0; i < keys.length; i++) batch.put(keys[i]!, values[i]!);
+      return writeOptions ? batch.write(writeOptions) : batch.write();
+    },
+    put: (key, value) => (writeOptions ? db.put(key, value, writeOptions) : db.put(key, value)),
+    get: (key) => db.getSync(key),
+    async scan(visit) {
+      const it = db.iterator();
+      let n = 0;
+      try {
+        for (;;) {
+          const entries = await it.nextv(SCAN_CHUNK);
+          if (entries.length === 0) break;
+          for (const [k, v] of entries) visit(k, v);
+          n += entries.length;
+        }
+      } finally {
+        await it.close();
+      }
+      return n;
+    },
+    setSync(sync) {
+      writeOptions = sync ? { sync: true } : undefined;
+    },
+    close: () => db.close(),
   };
 }

@@ -4,8 +4,9 @@
  * 1. load: keys once each, in counter order (random key order), in batches of `batch` puts;
  * 2. gets: random existing keys (seeded, the same sequence on every engine), synchronous;
  * 3. scan: every entry in key order;
- * 4. mix: 90% random gets / 10% single-put overwrites of random existing keys, one op at a
- *    time (each write awaited before the next op), bounded by an op count and a time limit.
+ * 4. mix: 90% random gets / 10% single-put overwrites of random existing keys with a value
+ *    they do not hold yet, one op at a time (each write awaited before the next op), bounded
+ *    by an op count and a time limit.
  *
  * Results are checked as they come (a missing key, a short value, a wrong count or order
  * throws), so no engine can win by skipping work.
@@ -128,8 +129,22 @@ export async function scan(driver: Driver, loaded: number): Promise<Measurement>
   return { ops: n, ms };
 }
 
+export interface MixOptions {
+  /** The PRNG seed choosing each op and key. */
+  seed?: number;
+  /**
+   * Write number w (from 0) stores version `firstVersion + w` of its key's value, so no put
+   * ever writes the value a key already holds: SQLite skips the commit, and so the fsync, of
+   * a write that changes no byte. A second mix starts after the first one's versions.
+   */
+  firstVersion?: number;
+  /** Called after each acknowledged put (tests check the store against it). */
+  onWrite?: (key: number, version: number) => void;
+}
+
 /** The 90/10 mix over the first `loaded` keys, bounded by `maxOps` and `maxMs`. */
-export async function mix(driver: Driver, data: DataSet, loaded: number, maxOps: number, maxMs: number, seed = MIX_SEED): Promise<MixMeasurement> {
+export async function mix(driver: Driver, data: DataSet, loaded: number, maxOps: number, maxMs: number, options: MixOptions = {}): Promise<MixMeasurement> {
+  const { seed = MIX_SEED, firstVersion = 1, onWrite } = options;
   const next = prng(seed);
   let reads = 0;
   let writes = 0;
@@ -143,8 +158,10 @@ export async function mix(driver: Driver, data: DataSet, loaded: number, maxOps:
     const isWrite = next() < WRITE_FRACTION;
     const k = Math.floor(next() * loaded);
     if (isWrite) {
-      const pending = driver.put(data.key(k), data.value(k, 1));
+      const version = firstVersion + writes;
+      const pending = driver.put(data.key(k), data.value(k, version));
       if (pending) await pending;
+      onWrite?.(k, version);
       writes++;
     } else {
       const v = driver.get(data.key(k));

@@ -26,23 +26,36 @@ export interface ClassicLevelModule {
 
 export interface ClassicLevelDb {
   open(): Promise<void>;
-  batch(ops: Array<{ type: 'put'; key: Buffer; value: Buffer }>, options: { sync: boolean }): Promise<void>;
-  put(key: Buffer, value: Buffer, options: { sync: boolean }): Promise<void>;
+  /** A chained batch (abstract-level's batch() without arguments). */
+  batch(): ClassicLevelChainedBatch;
+  put(key: Buffer, value: Buffer, options?: { sync: boolean }): Promise<void>;
   getSync(key: Buffer): Buffer | undefined;
   iterator(): { nextv(size: number): Promise<Array<[Buffer, Buffer]>>; close(): Promise<void> };
   close(): Promise<void>;
 }
 
+export interface ClassicLevelChainedBatch {
+  put(key: Buffer, value: Buffer): ClassicLevelChainedBatch;
+  write(options?: { sync: boolean }): Promise<void>;
+}
+
 export interface LmdbModule {
-  open(options: { path: string; keyEncoding: 'binary'; encoding: 'binary'; encryptionKey: string; noSync?: boolean }): LmdbDb;
+  open(options: {
+    path: string;
+    keyEncoding: 'binary';
+    encoding: 'binary';
+    encryptionKey: string;
+    noSync?: boolean;
+    overlappingSync?: boolean;
+    noMemInit?: boolean;
+  }): LmdbDb;
 }
 
 export interface LmdbDb {
-  put(key: Buffer, value: Buffer): Promise<boolean>;
   putSync(key: Buffer, value: Buffer): void;
+  transactionSync<T>(action: () => T): T;
   get(key: Buffer): Buffer | undefined;
   getRange(): Iterable<{ key: Buffer; value: Buffer }>;
-  readonly flushed: Promise<void>;
   close(): Promise<void>;
 }
 

@@ -14,4 +14,5 @@ export { EncryptedReadableFile } from './env/readable-file.js';
 export { openEnv, openEnvFromConfig, ManagedEnv } from './env/open-env.js';
 export type { DataKeyInfo } from './keys/data-key.js';
 export type { FileInfo } from './keys/file-dictionary-format.js';
+export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './log/logger.js';
 export { TdekvLevel, type TdekvLevelOptions, type MasterKeyOption, type TdekvWriteOptions } from './level/tdekv-level.js';

@@ -125,7 +125,7 @@ describe('parseConfig', () => {
       },
       engine: {},
       server: SERVER_DEFAULTS,
-      log: { level: 'info' },
+      log: { level: 'info', format: 'auto' },
     } satisfies TdekvConfig);
   });
 
@@ -144,7 +144,7 @@ describe('parseConfig', () => {
       },
       engine: {},
       server: SERVER_DEFAULTS,
-      log: { level: 'info' },
+      log: { level: 'info', format: 'auto' },
     } satisfies TdekvConfig);
   });
 
@@ -411,6 +411,7 @@ ca-path = "/etc/ssl/clients-ca.pem"
 
 [log]
 level = "debug"
+format = "json"
 `,
       OPTS,
     );
@@ -422,7 +423,7 @@ level = "debug"
       tls: { certPath: '/etc/tdekv/tls/server.crt', keyPath: '/etc/tdekv/tls/server.key', caPath: '/etc/ssl/clients-ca.pem' },
       encryption: parse('').security.encryption,
     });
-    assert.deepEqual(config.log, { level: 'debug' });
+    assert.deepEqual(config.log, { level: 'debug', format: 'json' });
   });
 
   it('fills the [server] defaults', () => {
@@ -474,6 +475,14 @@ level = "debug"
     for (const level of ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const) assert.equal(parse(`[log]\nlevel = "${level}"`).log.level, level);
     rejects('[log]\nlevel = "verbose"', 'log.level = "verbose"', 'fatal | error | warn | info | debug | trace | silent');
     rejects('[log]\nlevl = "info"', 'log.levl', 'Did you mean level?');
+  });
+
+  it('reads log.format', () => {
+    assert.equal(parse('').log.format, 'auto');
+    for (const format of ['auto', 'json', 'pretty'] as const) assert.equal(parse(`[log]\nformat = "${format}"`).log.format, format);
+    rejects('[log]\nformat = "text"', 'log.format = "text"', 'auto | json | pretty');
+    rejects('[log]\nformat = 1', 'log.format must be a string', 'auto | json | pretty');
+    rejects('[log]\nformats = "json"', 'log.formats', 'Did you mean format?');
   });
 
   it('defaults redact-info-log to on exactly when data is encrypted', () => {

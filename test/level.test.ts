@@ -12,7 +12,7 @@ import type { ManagedEnv } from '../src/env/open-env.js';
 import type { Logger } from '../src/log/logger.js';
 import { TdekvLevel, type LevelEngine, type TdekvLevelOptions } from '../src/level/tdekv-level.js';
 import { MemoryEngine } from './support/level-memory-engine.js';
-import { withTempDir, writeKeyFile } from './support/fs-helpers.js';
+import { captureLogger, withTempDir, writeKeyFile } from './support/fs-helpers.js';
 
 /** TdekvLevel that exposes its engine, and can record or fail the engine's open and writes. */
 class ProbeLevel<K = string, V = string> extends TdekvLevel<K, V> {
@@ -138,6 +138,44 @@ describe('TdekvLevel', () => {
       );
       db.failEngineOpen = false;
       await db.open(); // the lock was released and the env closed
+      await db.close();
+    });
+  });
+
+  it('names the cause of a failed open (missing master key file) in the errors and logs it', async () => {
+    await withTempDir(async (dir) => {
+      const keyPath = join(dir, 'missing.key');
+      const { logger, lines } = captureLogger();
+      // The README's first steps: no open() call, the first operation waits for the implicit open.
+      const db = new TdekvLevel(join(dir, 'db'), { dataEncryptionMethod: 'aes256-ctr', masterKey: { type: 'file', path: keyPath }, logger });
+      const namesMissingKey = (message: string): void => {
+        assert.match(message, /^Database (is not open|failed to open): \[MASTER_KEY_UNAVAILABLE\] /);
+        assert.ok(message.includes(keyPath), message);
+      };
+      await assert.rejects(db.put('user:1', 'Ada'), (err: Error) => {
+        openFailure((cause) => assert.ok(isTdekvError(cause, 'MASTER_KEY_UNAVAILABLE'), String(cause)))(err);
+        namesMissingKey(err.message);
+        return true;
+      });
+      const failures = lines.filter((l) => l.msg === 'opening the database failed');
+      assert.equal(failures.length, 1, JSON.stringify(lines));
+      assert.equal(failures[0]!.level, 50);
+      assert.equal((failures[0]!['err'] as { code?: unknown }).code, 'MASTER_KEY_UNAVAILABLE');
+      assert.ok(String((failures[0]!['err'] as { message?: unknown }).message).includes(keyPath));
+
+      await assert.rejects(db.open(), (err: Error & { code?: unknown; cause?: unknown }) => {
+        assert.equal(err.code, 'LEVEL_DATABASE_NOT_OPEN');
+        assert.ok(isTdekvError(err.cause, 'MASTER_KEY_UNAVAILABLE'), String(err.cause));
+        namesMissingKey(err.message);
+        assert.ok(err.stack?.startsWith(`${err.name}: ${err.message}`), err.stack);
+        return true;
+      });
+      assert.equal(lines.filter((l) => l.msg === 'opening the database failed').length, 2);
+      assert.equal(db.status, 'closed');
+
+      await writeKeyFile(dir, 'missing.key');
+      await db.open(); // the cause is forgotten once an open succeeds
+      await db.put('user:1', 'Ada');
       await db.close();
     });
   });

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createLogger, REDACT_MAX_CHARS, redactBytes } from '../src/log/logger.js';
+import { createLogger, REDACT_MAX_CHARS, redactBytes, resolveLogFormat } from '../src/log/logger.js';
 
 function capture(options: Parameters<typeof createLogger>[0]) {
   const lines: Array<Record<string, unknown>> = [];
@@ -53,5 +53,41 @@ describe('createLogger', () => {
     assert.equal(lines[0]!['key'], 'a\\u0000');
     assert.equal(lines[0]!['value'], 'v1');
     assert.equal(lines[0]!['password'], '[redacted]');
+  });
+});
+
+describe('log format', () => {
+  function capturePretty(options: Parameters<typeof createLogger>[0]): { logger: ReturnType<typeof createLogger>; text: () => string } {
+    let out = '';
+    const logger = createLogger({ ...options, format: 'pretty', destination: { write: (s: string) => void (out += s) } });
+    return { logger, text: () => out };
+  }
+
+  test('pretty writes readable lines: time, level name, message, fields; no JSON', () => {
+    const { logger, text } = capturePretty({ level: 'info' });
+    logger.warn({ path: '/run/tdekv/master.key' }, 'generated a master key file');
+    const out = text();
+    assert.match(out, /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}\] WARN \(tdekv\): generated a master key file\n/);
+    assert.match(out, /path: "\/run\/tdekv\/master.key"/);
+    assert.ok(!out.includes('{"'), out);
+    assert.ok(!out.includes('\u001b['), 'no colours when not writing to a terminal');
+  });
+
+  test('pretty lines are redacted like JSON ones', () => {
+    const { logger, text } = capturePretty({ level: 'info' });
+    logger.info({ key: Buffer.from('user:1'), value: 'Ada', password: 'pw-123', nested: { secret: 's-456' } }, 'x');
+    const out = text();
+    for (const leaked of ['user:1', 'Ada', 'pw-123', 's-456']) assert.ok(!out.includes(leaked), `${leaked} leaked: ${out}`);
+    assert.equal(out.match(/\[redacted\]/g)?.length, 4, out);
+  });
+
+  test('json writes JSON lines even where auto would be pretty; auto is pretty only on a terminal', () => {
+    const lines: string[] = [];
+    createLogger({ format: 'json', destination: { write: (s: string) => void lines.push(s) } }).info('m');
+    assert.equal((JSON.parse(lines[0]!) as { msg: string }).msg, 'm');
+    assert.equal(resolveLogFormat('auto', true), 'pretty');
+    assert.equal(resolveLogFormat('auto', false), 'json');
+    assert.equal(resolveLogFormat('json', true), 'json');
+    assert.equal(resolveLogFormat('pretty', false), 'pretty');
   });
 });

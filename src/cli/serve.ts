@@ -13,7 +13,7 @@ import { writeMasterKeyFile } from './keygen.js';
  */
 export async function serve(opts: { config: string; generateMasterKey?: boolean }): Promise<void> {
   const config = await loadConfig(opts.config);
-  const logger = createLogger({ level: config.log.level, redactUserData: config.security.redactInfoLog });
+  const logger = createLogger({ level: config.log.level, format: config.log.format, redactUserData: config.security.redactInfoLog });
   // Before any key is loaded, so the warning comes first.
   await warnIfCoreDumpsEnabled(logger);
   // Before anything is written: a busy port must not leave a new key file or data dir behind.

@@ -6,6 +6,7 @@ import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
 import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, level0TriggersProblem, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
+import { LOG_FORMATS } from '../log/log-config.js';
 import { formatDuration, parseDuration } from './duration.js';
 import { HOST_PORT_FORMS, formatHostPort, parseHostPort } from '../util/host-port.js';
 import { SIZE_FORMS, SizeError, formatSize, parseSize } from './size.js';
@@ -34,7 +35,7 @@ export const DEFAULT_SERVER: Readonly<ServerConfig> = Object.freeze({
 });
 export const DEFAULT_SYNC_WRITES: SyncWrites = 'everysec';
 export const SYNC_WRITES: readonly SyncWrites[] = ['always', 'everysec', 'no'];
-export const DEFAULT_LOG: Readonly<LogConfig> = Object.freeze({ level: 'info' });
+export const DEFAULT_LOG: Readonly<LogConfig> = Object.freeze({ level: 'info', format: 'auto' });
 export const LOG_LEVELS: ReadonlyArray<LogConfig['level']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /*
@@ -399,6 +400,7 @@ const SCHEMA: Readonly<Record<string, Section>> = {
     into: ['log'],
     fields: {
       level: { prop: 'level', default: () => DEFAULT_LOG.level, ...oneOf(LOG_LEVELS) },
+      format: { prop: 'format', default: () => DEFAULT_LOG.format, ...oneOf(LOG_FORMATS) },
     },
   },
 };

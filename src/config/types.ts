@@ -7,7 +7,7 @@ import type { ServerConfig, SyncWrites, TlsConfig } from '../server/server-optio
 // Re-exported so that callers of the configuration need one import.
 export type { EngineTuning, WalRecoveryMode } from '../engine/options.js';
 export { DEFAULT_ENCRYPTION, type EncryptionConfig } from '../env/encryption-config.js';
-export type { LogConfig, LogLevel } from '../log/log-config.js';
+export type { LogConfig, LogFormat, LogLevel } from '../log/log-config.js';
 export {
   DEFAULT_KMS_MAX_ATTEMPTS,
   DEFAULT_KMS_TIMEOUT_MS,

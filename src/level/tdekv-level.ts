@@ -9,7 +9,9 @@ import {
   type AbstractBatchOptions,
   type AbstractChainedBatch,
   type AbstractDatabaseOptions,
+  type AbstractDeferOptions,
   type AbstractDelOptions,
+  type AbstractOpenOptions,
   type AbstractPutOptions,
 } from 'abstract-level';
 import { configFromOptions, configOptionNames, type OptionsConfig } from '../config/config.js';
@@ -185,6 +187,11 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
   #engine: LevelEngine | undefined;
   /** clear() calls in progress: close() stops them between chunks and waits for them. */
   readonly #clears = new Set<Promise<void>>();
+  /**
+   * Why the last open failed, until one succeeds. abstract-level rejects the operations that
+   * waited for that open with a bare "Database is not open"; this is what they were missing.
+   */
+  #openFailure: unknown;
 
   constructor(location: string, options: TdekvLevelOptions<KDefault, VDefault> = {}) {
     if (typeof location !== 'string' || location === '') {
@@ -216,8 +223,49 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     return Engine.open({ env: env.env, ...(logger ? { logger } : {}), ...tuning });
   }
 
+  /**
+   * Opens the database (abstract-level opens it implicitly too). A failure rejects with
+   * abstract-level's LEVEL_DATABASE_NOT_OPEN, whose message names the cause and whose `cause`
+   * is the TdekvError (e.g. MASTER_KEY_UNAVAILABLE).
+   */
+  override open(options?: AbstractOpenOptions): Promise<void> {
+    return this.#explainingNotOpen(options === undefined ? super.open() : super.open(options));
+  }
+
+  /**
+   * abstract-level defers the operations called while opening; when the open fails they reject
+   * with a "not open" error that has no cause, which is all the README's first `await db.put()`
+   * would show. They get the open's cause here.
+   */
+  override deferAsync<T>(fn: () => Promise<T>, options?: AbstractDeferOptions): Promise<T> {
+    const explained = (): Promise<T> => this.#explainingNotOpen(fn());
+    return options === undefined ? super.deferAsync(explained) : super.deferAsync(explained, options);
+  }
+
+  /**
+   * Hands back the same promise, its error completed in place first: a wrapping promise would
+   * settle a tick later, and abstract-level's callers rely on when open() settles (its suite
+   * closes the database in the same tick and checks the status in the callback).
+   */
+  #explainingNotOpen<T>(promise: Promise<T>): Promise<T> {
+    promise.catch((err: unknown) => explainNotOpen(err, this.#openFailure));
+    return promise;
+  }
+
   /** @internal abstract-level: open options are the constructor's, overlaid with open()'s. */
   async _open(options: Record<string, unknown> & { createIfMissing: boolean; errorIfExists: boolean }): Promise<void> {
+    try {
+      await this.#openOnce(options);
+      this.#openFailure = undefined;
+    } catch (err) {
+      this.#openFailure = err;
+      // The embedder's logger (if any) gets it even when nobody awaits the implicit open.
+      this.#settings.logger?.error({ err, location: this.#location }, 'opening the database failed');
+      throw err;
+    }
+  }
+
+  async #openOnce(options: Record<string, unknown> & { createIfMissing: boolean; errorIfExists: boolean }): Promise<void> {
     const allowedInOpen = `Allowed in open(): ${[...LEVEL_OPEN_OPTIONS, HOOK_OPTIONS].join(', ')}`;
     const misplaced = Object.keys(options).filter((k) => TDEKV_OPTIONS.has(k) && k !== HOOK_OPTIONS && options[k] !== undefined);
     if (misplaced.length > 0) {
@@ -408,6 +456,34 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
   _snapshot(options: { owner: unknown }): TdekvSnapshot {
     return new TdekvSnapshot(this.#open().snapshot(), this, options);
   }
+}
+
+/** Errors already given their cause's text, so a rethrown one is not extended twice. */
+const explainedErrors = new WeakSet<Error>();
+
+/**
+ * abstract-level's LEVEL_DATABASE_NOT_OPEN says "Database failed to open" or "Database is not
+ * open" and nothing else; a user who prints `err.message` should not have to know about
+ * `err.cause` to learn that the key file is missing. Adds the cause's code and message to the
+ * message (and the stack's first line) and sets `cause` when abstract-level did not.
+ */
+function explainNotOpen(err: unknown, openFailure: unknown): unknown {
+  if (!(err instanceof Error) || (err as { code?: unknown }).code !== 'LEVEL_DATABASE_NOT_OPEN' || explainedErrors.has(err)) return err;
+  const cause = err.cause ?? openFailure;
+  if (cause === undefined) return err;
+  explainedErrors.add(err);
+  if (err.cause === undefined) Object.defineProperty(err, 'cause', { value: cause, writable: true, configurable: true, enumerable: false });
+  const before = err.message;
+  err.message = `${before}: ${describeCause(cause)}`;
+  const header = `${err.name}: ${before}`;
+  if (err.stack?.startsWith(header) === true) err.stack = `${err.name}: ${err.message}${err.stack.slice(header.length)}`;
+  return err;
+}
+
+function describeCause(cause: unknown): string {
+  if (!(cause instanceof Error)) return String(cause);
+  const code = (cause as { code?: unknown }).code;
+  return typeof code === 'string' ? `[${code}] ${cause.message}` : cause.message;
 }
 
 interface Settings {

@@ -1,7 +1,10 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
-import type { LogConfig } from './log-config.js';
+import { prettyFactory } from 'pino-pretty';
+import type { LogFormat, LogLevel } from './log-config.js';
 
 export type { Logger };
+
+export { LOG_FORMATS, type LogFormat, type LogLevel } from './log-config.js';
 
 /** Fields that may hold secrets: always censored. */
 export const SECRET_FIELDS = ['secret', 'password', 'requirepass', 'masterKey', 'dataKey', '*.secret', '*.password'];
@@ -17,7 +20,12 @@ export const REDACTED_FIELDS = [...USER_DATA_FIELDS, ...SECRET_FIELDS];
 
 export interface LoggerOptions {
   /** `[log] level`; else TDEKV_LOG_LEVEL; else "info". */
-  level?: LogConfig['level'] | string;
+  level?: LogLevel | string;
+  /**
+   * `[log] format` (default "auto"). Pretty lines are made in-process, synchronously, from the
+   * already redacted JSON line: nothing is lost at exit and redaction applies to them as well.
+   */
+  format?: LogFormat;
   name?: string;
   /**
    * `[security] redact-info-log` (default true): censor the user-data fields. Off, they are
@@ -30,6 +38,8 @@ export interface LoggerOptions {
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const redactUserData = options.redactUserData ?? true;
+  const toTerminal = options.destination === undefined && process.stderr.isTTY === true;
+  const sink = options.destination ?? pino.destination(2);
   return pino(
     {
       name: options.name ?? 'tdekv',
@@ -38,8 +48,23 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       // Unredacted keys and values would otherwise print as {"type":"Buffer","data":[…]}.
       ...(redactUserData ? {} : { serializers: { key: userData, value: userData } }),
     },
-    options.destination ?? pino.destination(2),
+    resolveLogFormat(options.format ?? 'auto', toTerminal) === 'pretty' ? prettyStream(sink, toTerminal) : sink,
   );
+}
+
+/** What "auto" means: people read terminals; files, pipes and journald get JSON lines for machines. */
+export function resolveLogFormat(format: LogFormat, toTerminal: boolean): 'json' | 'pretty' {
+  return format === 'auto' ? (toTerminal ? 'pretty' : 'json') : format;
+}
+
+/**
+ * pino-pretty's formatter called on each line as pino writes it, rather than its transport
+ * (a worker thread, whose last lines can be lost when the process exits) or its stream (a
+ * pipeline of buffered streams between pino and the fd). Colours only on a terminal.
+ */
+function prettyStream(sink: DestinationStream, colorize: boolean): DestinationStream {
+  const pretty = prettyFactory({ colorize, translateTime: 'SYS:yyyy-mm-dd HH:MM:ss.l', ignore: 'pid,hostname' });
+  return { write: (line: string) => sink.write(pretty(line)) };
 }
 
 /** For library use and tests that do not want output. */
