@@ -279,6 +279,8 @@ const ENGINE_FIELDS: Fields = {
   'level0-slowdown-writes-trigger': { prop: 'level0SlowdownWritesTrigger', ...integer(ENGINE_MINIMUMS.level0SlowdownWritesTrigger) },
   'level0-stop-writes-trigger': { prop: 'level0StopWritesTrigger', ...integer(ENGINE_MINIMUMS.level0StopWritesTrigger) },
   'num-levels': { prop: 'numLevels', ...integer(ENGINE_MINIMUMS.numLevels, 20) },
+  'no-space-retry-interval': { prop: 'noSpaceRetryIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryIntervalMs) },
+  'no-space-retry-max-interval': { prop: 'noSpaceRetryMaxIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryMaxIntervalMs) },
 };
 
 /** Server row cache (RocksDB's row_cache): hot keys without a walk through the engine. */
@@ -427,6 +429,9 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
     const t = { ...DEFAULT_ENGINE_TUNING, ...config.engine };
     if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
       throw invalid(`${where}: engine.level0-slowdown-writes-trigger (${t.level0SlowdownWritesTrigger}) must not exceed engine.level0-stop-writes-trigger (${t.level0StopWritesTrigger})`);
+    }
+    if (t.noSpaceRetryIntervalMs > t.noSpaceRetryMaxIntervalMs) {
+      throw invalid(`${where}: engine.no-space-retry-interval (${t.noSpaceRetryIntervalMs} ms) must not exceed engine.no-space-retry-max-interval (${t.noSpaceRetryMaxIntervalMs} ms)`);
     }
   },
 ];

@@ -31,6 +31,13 @@ export interface EngineTuning {
   /** ...and wait for compaction at this many. */
   level0StopWritesTrigger: number;
   numLevels: number;
+  /**
+   * After a write, flush or compaction finds the disk full (ENOSPC, EDQUOT), writes are
+   * refused and retried after this many ms, doubling up to noSpaceRetryMaxIntervalMs; they
+   * resume by themselves once space is freed (RocksDB's bgerror_resume_retry_interval).
+   */
+  noSpaceRetryIntervalMs: number;
+  noSpaceRetryMaxIntervalMs: number;
 }
 
 export const DEFAULT_ENGINE_TUNING: EngineTuning = {
@@ -47,6 +54,8 @@ export const DEFAULT_ENGINE_TUNING: EngineTuning = {
   level0SlowdownWritesTrigger: 20,
   level0StopWritesTrigger: 36,
   numLevels: 7,
+  noSpaceRetryIntervalMs: 1000,
+  noSpaceRetryMaxIntervalMs: 30_000,
 };
 
 /**
@@ -82,6 +91,9 @@ export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
   if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
     throw new TdekvError('CONFIG_INVALID', `engine option level0SlowdownWritesTrigger (${t.level0SlowdownWritesTrigger}) must not exceed level0StopWritesTrigger (${t.level0StopWritesTrigger})`);
   }
+  if (t.noSpaceRetryIntervalMs > t.noSpaceRetryMaxIntervalMs) {
+    throw new TdekvError('CONFIG_INVALID', `engine option noSpaceRetryIntervalMs (${t.noSpaceRetryIntervalMs}) must not exceed noSpaceRetryMaxIntervalMs (${t.noSpaceRetryMaxIntervalMs})`);
+  }
   return t;
 }
 
@@ -100,4 +112,6 @@ export const ENGINE_MINIMUMS: Readonly<Record<keyof EngineTuning, number>> = {
   level0SlowdownWritesTrigger: 1,
   level0StopWritesTrigger: 1,
   numLevels: 2,
+  noSpaceRetryIntervalMs: 1,
+  noSpaceRetryMaxIntervalMs: 1,
 };
