@@ -758,8 +758,8 @@ export class Engine {
     }
     if (this.#bgError) {
       const e = this.#bgError;
-      if (e instanceof TdekvError) throw new TdekvError(e.code, `a background flush or compaction failed earlier: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
-      throw new TdekvError('IO_FAILED', `a background flush or compaction failed earlier (${String(e)}); reopen the database after fixing the cause`, { cause: e });
+      if (e instanceof TdekvError) throw new TdekvError(e.code, `an earlier write, flush or compaction failed: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
+      throw new TdekvError('IO_FAILED', `an earlier write, flush or compaction failed (${String(e)}); reopen the database after fixing the cause`, { cause: e });
     }
   }
 

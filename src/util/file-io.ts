@@ -72,9 +72,10 @@ export const SYNC_OPS: ReadonlySet<FileOp> = new Set<FileOp>(['fh.datasync', 'fh
  * undefined lets the call through. An injector may also throw its own error.
  */
 export type FileFault = 'short' | string | FreeSpaceFault | undefined;
-/** For 'statfs' only: report this many bytes free (and available), whatever the disk has. */
+/** For 'statfs' only: report this many bytes free (and available), and optionally this size, whatever the disk has. */
 export interface FreeSpaceFault {
   freeBytes: number;
+  totalBytes?: number;
 }
 export type FileFaults = (op: FileOp, path: string) => FileFault;
 
@@ -270,8 +271,9 @@ const faulting: FileIo = {
     if (typeof fault === 'string' && fault !== 'short') throw errnoError(fault, 'statfs', pathOf(path));
     const s = await native.statfs(path, options);
     if (typeof fault !== 'object' || options?.bigint === true) return s;
-    const blocks = Math.floor(fault.freeBytes / (s as fs.StatsFs).bsize);
-    return { ...s, bfree: blocks, bavail: blocks };
+    const bsize = (s as fs.StatsFs).bsize;
+    const blocks = Math.floor(fault.freeBytes / bsize);
+    return { ...s, bfree: blocks, bavail: blocks, ...(fault.totalBytes !== undefined ? { blocks: Math.floor(fault.totalBytes / bsize) } : {}) };
   }) as FileIo['statfs'],
   unlink: (async (path: fs.PathLike) => {
     ask('unlink', pathOf(path));
