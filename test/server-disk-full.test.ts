@@ -358,8 +358,10 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
     }
     // The second flush fits; the compaction of the two tables (which needs both again, the
     // room of the next flush and a margin) does not, and is not started.
-    const filler = await fillThenOverflow(s1, c, acked, writeBuffer, 1.6 * writeBuffer, 'second');
-    await waitUntil(async () => (await engineStatus(s1)).compactionPaused !== undefined, 'the compaction to be paused', 20_000);
+    const filler = await fillThenOverflow(s1, c, acked, writeBuffer, 1.8 * writeBuffer, 'second');
+    await waitUntil(async () => (await engineStatus(s1)).compactionPaused !== undefined, 'the compaction to be paused', 20_000).catch(async (err: unknown) => {
+      assert.fail(`${String(err)}; engine ${JSON.stringify(await engineStatus(s1))}`);
+    });
     const e = await engineStatus(s1);
     assert.equal(e.flushes, 2, 'both flushes succeeded');
     assert.equal(e.compactions, 0, 'the compaction was not started');

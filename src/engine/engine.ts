@@ -68,9 +68,13 @@ type QueueItem =
   | { kind: 'sync'; resolve: () => void; reject: (e: unknown) => void }
   | { kind: 'recover'; resolve: () => void; reject: (e: unknown) => void };
 
-/** Room kept beyond a flush's output: its manifest edit, file dictionary records and the next WAL. */
+/**
+ * Room kept beyond a flush's output: its manifest edit, file dictionary and CURRENT records,
+ * a few KiB. Small on purpose: a flush is what lets the WAL go, and failing one midway costs
+ * no more than a refused start (its partial table is removed, the retry flushes again).
+ */
 function flushMargin(totalBytes: number): number {
-  return Math.max(64 * 1024, spaceMargin(totalBytes) >> 2);
+  return Math.min(64 * 1024, Math.max(16 * 1024, spaceMargin(totalBytes) >> 6));
 }
 
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
