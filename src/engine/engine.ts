@@ -674,7 +674,7 @@ export class Engine {
   #writeFailed(err: unknown, walDamaged: boolean): void {
     if (this.#bgError || isTdekvError(err, 'CLOSED') || isTdekvError(err, 'INVALID_ARGUMENT')) return;
     // A refusal thrown because the state is already set is not a new failure.
-    if (this.#noSpace.active && !walDamaged && (err as { cause?: unknown })?.cause === this.#noSpace.error) return;
+    if (this.#noSpace.active && !walDamaged && (err === this.#noSpace.error || (err as { cause?: unknown })?.cause === this.#noSpace.error)) return;
     if (isNoSpaceError(err)) {
       const first = !this.#noSpace.active;
       this.#noSpace.fail(err, walDamaged, () => void this.#queueRecovery());
