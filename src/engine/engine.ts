@@ -672,7 +672,8 @@ export class Engine {
    * a reopen. `walDamaged`: the WAL append itself failed, so its tail may be torn.
    */
   #writeFailed(err: unknown, walDamaged: boolean): void {
-    if (this.#bgError || isTdekvError(err, 'CLOSED') || isTdekvError(err, 'INVALID_ARGUMENT')) return;
+    // CLOSED while closing is the close itself; otherwise (the env closed under the engine) it is final.
+    if (this.#bgError || (this.#closing && isTdekvError(err, 'CLOSED'))) return;
     // A refusal thrown because the state is already set is not a new failure.
     if (this.#noSpace.active && !walDamaged && (err === this.#noSpace.error || (err as { cause?: unknown })?.cause === this.#noSpace.error)) return;
     if (isNoSpaceError(err)) {
@@ -728,7 +729,7 @@ export class Engine {
         if (!(await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers), 'throw'))) break;
       }
     } catch (err) {
-      if (this.#bgError || isTdekvError(err, 'CLOSED')) return;
+      if (this.#bgError) return;
       this.#writeFailed(err, false);
       if (this.#noSpace.active) this.#logger.info({ err: String(err), retryInMs: this.#noSpace.nextRetryInMs }, 'the data dir is still out of space; writes stay refused');
       return;
