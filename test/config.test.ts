@@ -186,6 +186,13 @@ describe('parseConfig', () => {
     assert.throws(() => parse('[engine]\nlevel0-slowdown-writes-trigger = 40\nlevel0-stop-writes-trigger = 30'), expectCode('CONFIG_INVALID', 'level0-slowdown-writes-trigger'));
   });
 
+  it('reads the full-disk retry intervals of [engine] as durations', () => {
+    const config = parse('[engine]\nno-space-retry-interval = "500ms"\nno-space-retry-max-interval = "1m"');
+    assert.deepEqual(config.engine, { noSpaceRetryIntervalMs: 500, noSpaceRetryMaxIntervalMs: 60_000 });
+    assert.throws(() => parse('[engine]\nno-space-retry-interval = "1m"\nno-space-retry-max-interval = "10s"'), expectCode('CONFIG_INVALID', 'no-space-retry-interval', 'no-space-retry-max-interval'));
+    assert.throws(() => parse('[engine]\nno-space-retry-interval = "soon"'), expectCode('CONFIG_INVALID', 'engine.no-space-retry-interval'));
+  });
+
   it('reads every duration form for data-key-rotation-period', () => {
     const cases: Record<string, number> = { '168h': 604_800_000, '7d': 604_800_000, '30m': 1_800_000, '90s': 90_000, '1h30m': 5_400_000 };
     for (const [text, ms] of Object.entries(cases)) {
@@ -562,7 +569,7 @@ describe('loadConfig', () => {
 });
 
 describe('the level-0 trigger rule', () => {
-  // One rule (engine/options.ts level0TriggersProblem) behind every door that takes tuning;
+  // One rule (engine/options.ts tuningProblem) behind every door that takes tuning;
   // slowdown alone past the default stop (36) is refused too, since the defaults fill in.
   const messageOf = (fn: () => unknown): string => {
     try {

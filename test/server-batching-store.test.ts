@@ -8,24 +8,37 @@ import { BatchingStore } from '../src/server/keyspace/batching-store.js';
  * An engine whose writes succeed or fail on command: a failing disk cannot be produced on
  * demand with real files, so this stands in for the engine's write() only.
  */
-function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settle: (ok: boolean) => void } {
+function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settle: (ok: boolean) => void; recover: () => void } {
   const applied = new Map<string, Buffer>();
+  /** What the engine's writeFailure() reports: set by a failed write, cleared by recover(). */
+  let failure: { error: Error; recoverable: boolean } | undefined;
   const pending: Array<{ ops: readonly BatchOp[]; resolve: () => void; reject: (e: unknown) => void }> = [];
   const engine = {
     getSync: (key: Buffer) => applied.get(key.toString('latin1')),
     iterator: () => ({ next: () => undefined, seek: () => undefined, close: () => undefined }),
     write: (ops: readonly BatchOp[]) => new Promise<void>((resolve, reject) => pending.push({ ops, resolve, reject })),
+    writeFailure: () => failure,
   } as unknown as Engine;
   const settle = (ok: boolean): void => {
     const p = pending.shift()!;
-    if (!ok) return p.reject(new Error('disk full'));
+    if (!ok) {
+      failure = { error: new Error('disk full'), recoverable: true };
+      return p.reject(failure.error);
+    }
     for (const op of p.ops) {
       if (op.type === 'put') applied.set(Buffer.from(op.key).toString('latin1'), Buffer.from(op.value));
       else applied.delete(Buffer.from(op.key).toString('latin1'));
     }
     p.resolve();
   };
-  return { engine, applied, settle };
+  return {
+    engine,
+    applied,
+    settle,
+    recover: () => {
+      failure = undefined;
+    },
+  };
 }
 
 const B = (s: string): Buffer => Buffer.from(s);
@@ -62,6 +75,25 @@ describe('batching store', () => {
       assert.equal(store.pendingKeys, 0);
     });
   }
+
+  test('the failure clears once the engine accepts writes again (it recovers from a full disk by itself)', async () => {
+    const { engine, settle, recover, applied } = scriptedEngine();
+    const store = new BatchingStore(engine, { sync: false });
+    store.put(B('a'), B('1'));
+    store.commit();
+    settle(false);
+    await tick();
+    assert.match(String(store.failure), /disk full/, 'refused while the engine refuses');
+    assert.match(String(store.failure), /disk full/, 'and still on a second look');
+    recover();
+    assert.equal(store.failure, undefined, 'cleared once the engine recovered');
+    store.put(B('a'), B('2'));
+    store.commit();
+    settle(true);
+    await tick();
+    assert.equal(applied.get('a')?.toString(), '2');
+    assert.equal(store.failure, undefined);
+  });
 
   test('batches settle in order and drain() waits for the last one', async () => {
     const { engine, applied, settle } = scriptedEngine();

@@ -1,9 +1,10 @@
 /**
  * tdekv only: the server on a real, small tmpfs with sync-writes = "always", run until the
  * disk is full. Clients must get an error reply (never a dropped connection), the process
- * must keep serving reads, /healthz must say why, and after space is freed and the server
- * restarted every acknowledged write must read back exactly. Needs permission to mount
- * (root here and in CI); skipped with the reason otherwise.
+ * must keep serving reads, /healthz must say why; once space is freed the same process takes
+ * writes again by itself, and after a restart every acknowledged write reads back exactly.
+ * A compaction without room is not started. Needs permission to mount (root here and in CI);
+ * skipped with the reason otherwise.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -14,7 +15,7 @@ import { describe, test, type TestContext } from 'node:test';
 import type { Redis } from 'ioredis';
 import { TdekvError } from '../src/errors.js';
 import { failureReason, refusalReply } from '../src/server/write-refusal.js';
-import { makeTempDir, removeTempDir, startTdekv, target, waitUntil, type ServerHandle } from './support/server-process.js';
+import { makeTempDir, parseInfo, removeTempDir, startTdekv, target, waitUntil, type ServerHandle } from './support/server-process.js';
 
 const MiB = 1024 * 1024;
 const KiB = 1024;
@@ -70,6 +71,9 @@ interface EngineStatus {
   flushes: number;
   compactions: number;
   backgroundError?: string;
+  backgroundErrorRecoverable?: boolean;
+  noSpaceRecoveries: number;
+  compactionPaused?: { needBytes: number; freeBytes: number; since: string };
 }
 
 async function engineStatus(server: ServerHandle): Promise<EngineStatus> {
@@ -109,12 +113,40 @@ async function assertRefusingWrites(server: ServerHandle, c: Redis, acked: Map<s
   const h = await healthz(server);
   assert.equal(h.status, 503);
   assert.match(h.text, /no space left on device \(ENOSPC\)/);
+  assert.match(h.text, /resume by themselves once space is freed/);
+  const info = parseInfo((await c.call('INFO', 'persistence', 'engine')) as string);
+  assert.equal(info.get('persistence')?.get('aof_last_write_status'), 'err');
+  assert.equal(info.get('engine')?.get('writes_refused'), '1');
+  assert.equal(info.get('engine')?.get('writes_refused_reason'), 'no space left on device (ENOSPC)');
+  assert.equal(info.get('engine')?.get('writes_refused_recoverable'), '1');
   assert.ok(alive(), `the server exited after ENOSPC; log:\n${server.stderr()}`);
   // A table that failed to be written must be closed (and removed): only live tables stay open.
   const live = (await engineStatus(server)).levels.reduce((n, l) => n + l.files, 0);
   const open = await openTables(server);
   assert.ok(open.length <= live, `open table files ${open.join(', ')} but only ${live} live tables: a failed write left a file open`);
   assert.doesNotMatch(server.stderr(), /Closing (a FileHandle|file descriptor)/, 'a failed write left a file open');
+}
+
+/**
+ * After space was freed: the same process takes writes again without a restart (the engine
+ * retries by itself), /healthz is back to 200, INFO and /status say it recovered.
+ */
+async function assertResumes(server: ServerHandle, c: Redis, acked: Map<string, string>, prefix: string): Promise<void> {
+  await waitUntil(async () => (await set(c, `${prefix}:probe`, 'probe')) === 'OK', 'writes to resume after space was freed', 30_000, 50);
+  acked.set(`${prefix}:probe`, 'probe');
+  for (let i = 0; i < 50; i++) {
+    const k = `${prefix}:${i}`;
+    const v = value(4 * KiB);
+    assert.equal(await set(c, k, v), 'OK', `write ${k} after space was freed`);
+    acked.set(k, v);
+  }
+  assert.equal((await healthz(server)).status, 200);
+  const e = await engineStatus(server);
+  assert.equal(e.backgroundError, undefined);
+  assert.ok(e.noSpaceRecoveries >= 1, 'the engine counted its recovery');
+  const info = parseInfo((await c.call('INFO', 'persistence', 'engine')) as string);
+  assert.equal(info.get('persistence')?.get('aof_last_write_status'), 'ok');
+  assert.equal(info.get('engine')?.get('writes_refused'), '0');
 }
 
 /** Restarts on the freed disk and reads every acknowledged write back. */
@@ -142,14 +174,19 @@ describe('the refusal reply', () => {
     assert.equal(failureReason(Object.assign(new Error('x'), { code: 'ENOTCONN' })), 'system error (ENOTCONN)');
     assert.equal(failureReason(new TdekvError('DATA_CORRUPTED', 'table 000004.sst damaged')), 'DATA_CORRUPTED');
     assert.equal(failureReason('weird'), 'unexpected engine failure');
-    const reply = refusalReply(later, '/var/lib/tdekv');
-    assert.match(reply, /^MISCONF tdekv cannot persist writes: no space left on device \(ENOSPC\) in \/var\/lib\/tdekv\. .*restart/);
+    const reply = refusalReply(later, '/var/lib/tdekv', true);
+    assert.match(reply, /^MISCONF tdekv cannot persist writes: no space left on device \(ENOSPC\) in \/var\/lib\/tdekv\. Writes resume by themselves once space is freed/);
+    assert.doesNotMatch(reply, /restart it/);
     assert.doesNotMatch(reply, /[\r\n]/);
+    const sticky = refusalReply(new TdekvError('IO_FAILED', 'x', { cause: Object.assign(new Error('x'), { code: 'EIO' }) }), '/var/lib/tdekv', false);
+    assert.match(sticky, /^MISCONF tdekv cannot persist writes: I\/O error \(EIO\) in \/var\/lib\/tdekv\. .*restart/);
   });
 });
 
 describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }, () => {
-  async function setup(t: TestContext, engine: Record<string, number> = {}): Promise<{ disk: string; start: () => Promise<ServerHandle> } | undefined> {
+  async function setup(t: TestContext, tuning: Record<string, number> = {}): Promise<{ disk: string; start: () => Promise<ServerHandle> } | undefined> {
+    // Quick retries, so the tests see writes resume soon after space is freed.
+    const engine = { ...tuning, 'no-space-retry-interval': '50ms', 'no-space-retry-max-interval': '400ms' };
     const d = await tmpfsDisk(t, 8 * MiB);
     if (d === undefined) return undefined;
     const servers: ServerHandle[] = [];
@@ -175,7 +212,7 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
     return () => alive;
   }
 
-  test('WAL append hits ENOSPC: every waiting client gets an error reply; acknowledged writes survive a restart', async (t) => {
+  test('WAL append hits ENOSPC: every waiting client gets an error reply; once space is freed the same process takes writes again; acknowledged writes survive a restart', async (t) => {
     const env = await setup(t);
     if (env === undefined) return;
     const s1 = await env.start();
@@ -204,17 +241,9 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
     for (const c of clients) assert.equal(await c.call('PING'), 'PONG', 'every client is still connected');
     await assertRefusingWrites(s1, clients[0]!, acked, alive);
 
-    // Stopped while the disk is still full, as an operator restarting it would; a start on the
-    // full disk may refuse (it must say why), but must not destroy anything.
-    await s1.stop();
-    try {
-      const s2 = await env.start();
-      assert.equal(await s2.client().call('PING'), 'PONG');
-      await s2.stop();
-    } catch (err) {
-      assert.match(String(err), /ENOSPC|no space left/, 'a start on the full disk failed for another reason');
-    }
     await rm(filler);
+    await assertResumes(s1, clients[0]!, acked, 'resumed');
+    assert.equal(await s1.stop(), 0);
     await assertAllAcknowledged(env.start, acked);
   });
 
@@ -245,7 +274,16 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
     for (const e of errors) assert.match(e.message, MISCONF);
     await assertRefusingWrites(s1, clients[0]!, acked, alive);
 
+    // Stopped while the disk is still full, as an operator restarting it would; a start on the
+    // full disk may refuse (it must say why), but must not destroy anything.
     await s1.stop();
+    try {
+      const s2 = await env.start();
+      assert.equal(await s2.client().call('PING'), 'PONG');
+      await s2.stop();
+    } catch (err) {
+      assert.match(String(err), /ENOSPC|no space left/, 'a start on the full disk failed for another reason');
+    }
     await rm(filler);
     await assertAllAcknowledged(env.start, acked);
   });
@@ -290,14 +328,17 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
     const e = await engineStatus(s1);
     assert.equal(e.flushes, 0, 'the flush failed');
     assert.match(e.backgroundError ?? '', /ENOSPC/);
+    assert.equal(e.backgroundErrorRecoverable, true);
     await assertRefusingWrites(s1, c, acked, alive);
 
-    await s1.stop();
     await rm(filler);
+    await assertResumes(s1, c, acked, 'resumed');
+    assert.ok((await engineStatus(s1)).flushes >= 1, 'the memtable was flushed once there was room');
+    assert.equal(await s1.stop(), 0);
     await assertAllAcknowledged(env.start, acked);
   });
 
-  test('a compaction hits ENOSPC: writes get an error reply, reads and every flushed write stay', async (t) => {
+  test('a compaction without room is not started: writes go on, /status shows it paused, and it runs once space is freed', async (t) => {
     const writeBuffer = 256 * KiB;
     const env = await setup(t, { 'write-buffer-size': writeBuffer, 'level0-file-num-compaction-trigger': 2 });
     if (env === undefined) return;
@@ -315,17 +356,35 @@ describe('server on a full disk', { skip: target() !== 'tdekv' && 'tdekv only' }
         acked.set(k, v);
       }
     }
-    // The second flush fits; the compaction of the two tables (which needs both again) does not.
-    const filler = await fillThenOverflow(s1, c, acked, writeBuffer, 1.6 * writeBuffer, 'second');
-    await waitUntil(async () => (await healthz(s1)).status === 503, '/healthz to report the failed compaction', 20_000);
+    // The second flush fits; the compaction of the two tables (which needs both again, the
+    // room of the next flush and a margin) does not, and is not started.
+    const filler = await fillThenOverflow(s1, c, acked, writeBuffer, 1.8 * writeBuffer, 'second');
+    await waitUntil(async () => (await engineStatus(s1)).compactionPaused !== undefined, 'the compaction to be paused', 20_000).catch(async (err: unknown) => {
+      assert.fail(`${String(err)}; engine ${JSON.stringify(await engineStatus(s1))}`);
+    });
     const e = await engineStatus(s1);
     assert.equal(e.flushes, 2, 'both flushes succeeded');
-    assert.equal(e.compactions, 0, 'the compaction failed');
-    assert.match(e.backgroundError ?? '', /ENOSPC/);
-    await assertRefusingWrites(s1, c, acked, alive);
+    assert.equal(e.compactions, 0, 'the compaction was not started');
+    assert.equal(e.backgroundError, undefined);
+    assert.ok(e.compactionPaused!.needBytes > e.compactionPaused!.freeBytes);
+    const h = await healthz(s1);
+    assert.equal(h.status, 200, h.text);
+    const info = parseInfo((await c.call('INFO', 'engine')) as string).get('engine')!;
+    assert.equal(info.get('compaction_paused'), '1');
+    assert.equal(info.get('writes_refused'), '0');
+    // Writes go on while the compaction waits (level 0 is far from its stop trigger).
+    for (let j = 0; j < 10; j++) {
+      const k = `paused:${j}`;
+      const v = value(1 * KiB);
+      assert.equal(await set(c, k, v), 'OK');
+      acked.set(k, v);
+    }
+    assert.ok(alive());
 
-    await s1.stop();
     await rm(filler);
+    await waitUntil(async () => (await engineStatus(s1)).compactions >= 1, 'the compaction to run once space was freed', 30_000, 50);
+    assert.equal((await engineStatus(s1)).compactionPaused, undefined);
+    assert.equal(await s1.stop(), 0);
     await assertAllAcknowledged(env.start, acked);
   });
 });

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { parse, TomlDate, TomlError, type TomlTable, type TomlValue } from 'smol-toml';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
-import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, level0TriggersProblem, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
+import { DEFAULT_ENGINE_TUNING, ENGINE_MINIMUMS, WAL_RECOVERY_MODES, tuningProblem, type EngineTuning, type WalRecoveryMode } from '../engine/options.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { LOG_FORMATS } from '../log/log-config.js';
 import { formatDuration, parseDuration } from './duration.js';
@@ -319,6 +319,8 @@ const ENGINE_FIELDS: Fields = {
   'level0-slowdown-writes-trigger': { prop: 'level0SlowdownWritesTrigger', ...integer(ENGINE_MINIMUMS.level0SlowdownWritesTrigger) },
   'level0-stop-writes-trigger': { prop: 'level0StopWritesTrigger', ...integer(ENGINE_MINIMUMS.level0StopWritesTrigger) },
   'num-levels': { prop: 'numLevels', ...integer(ENGINE_MINIMUMS.numLevels, 20) },
+  'no-space-retry-interval': { prop: 'noSpaceRetryIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryIntervalMs) },
+  'no-space-retry-max-interval': { prop: 'noSpaceRetryMaxIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryMaxIntervalMs) },
 };
 
 /** Server row cache (RocksDB's row_cache): hot keys without a walk through the engine. */
@@ -470,12 +472,10 @@ const RULES: ReadonlyArray<(config: TdekvConfig, where: string) => void> = [
   (config, where) => checkEngineTuning(config.engine, where, (setting) => `engine.${tomlName(setting)}`),
 ];
 
-/** The engine's cross-setting rule, for both readers, with the defaults it was checked against. */
+/** The engine's cross-setting rules, for both readers. */
 function checkEngineTuning(engine: Partial<EngineTuning>, where: string, name: (setting: keyof EngineTuning) => string): void {
-  const problem = level0TriggersProblem({ ...DEFAULT_ENGINE_TUNING, ...engine }, name);
-  if (problem === undefined) return;
-  const d = DEFAULT_ENGINE_TUNING;
-  fail(`${where}: ${problem}; defaults ${d.level0SlowdownWritesTrigger} and ${d.level0StopWritesTrigger}.`);
+  const problem = tuningProblem({ ...DEFAULT_ENGINE_TUNING, ...engine }, name);
+  if (problem !== undefined) fail(`${where}: ${problem}.`);
 }
 
 /** An engine setting's TOML key, from the schema's [engine] rows. */

@@ -17,13 +17,14 @@ import { readLog, type LogRecord } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
 import { Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
+import { CompactionPauses, formatBytes, isNoSpaceError, NoSpaceRetry, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
 import { TableOutput, type TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
-import { emptyEdit, type FileMeta } from './version-edit.js';
+import { emptyEdit, type FileMeta, type VersionEdit } from './version-edit.js';
 import { VersionSet } from './version-set.js';
 import { batchCount, concatBatches, decodeBatch, encodeBatch, setBatchSequence } from './write-batch.js';
 
@@ -40,13 +41,41 @@ export interface EngineStats {
   compactionBytesWritten: number;
   writeSlowdowns: number;
   writeStops: number;
+  /** Why writes are refused; set until a reopen, or until space is freed when backgroundErrorRecoverable. */
   backgroundError?: string;
+  /** Set with backgroundError for a full disk (ENOSPC, EDQUOT): the engine retries and resumes writes by itself. */
+  backgroundErrorRecoverable?: boolean;
+  /** While writes are refused for a full disk: ms until the next retry. */
+  noSpaceNextRetryMs?: number;
+  /** Retries after a full disk that found it still full, and recoveries (writes resumed), since open. */
+  noSpaceRetries: number;
+  noSpaceRecoveries: number;
+  /** A background compaction not started for lack of room: what it needs, what is free, since when (ISO 8601). */
+  compactionPaused?: { needBytes: number; freeBytes: number; since: string };
+  /** Compactions not started for lack of room, since open. */
+  compactionsPaused: number;
+}
+
+/** Why the engine refuses writes, and whether it clears by itself (a full disk) or only by a reopen. */
+export interface WriteFailure {
+  error: TdekvError;
+  recoverable: boolean;
 }
 
 type QueueItem =
   | { kind: 'write'; batch: Buffer; sync: boolean; resolve: () => void; reject: (e: unknown) => void }
   | { kind: 'flush'; resolve: (p: { done: Promise<void> }) => void; reject: (e: unknown) => void }
-  | { kind: 'sync'; resolve: () => void; reject: (e: unknown) => void };
+  | { kind: 'sync'; resolve: () => void; reject: (e: unknown) => void }
+  | { kind: 'recover'; resolve: () => void; reject: (e: unknown) => void };
+
+/**
+ * Room kept beyond a flush's output: its manifest edit, file dictionary and CURRENT records,
+ * a few KiB. Small on purpose: a flush is what lets the WAL go, and failing one midway costs
+ * no more than a refused start (its partial table is removed, the retry flushes again).
+ */
+function flushMargin(totalBytes: number): number {
+  return Math.min(64 * 1024, Math.max(16 * 1024, spaceMargin(totalBytes) >> 6));
+}
 
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
 const MAX_GROUP_OPS = 64 * 1024;
@@ -103,6 +132,10 @@ export class Engine {
   #writing = false;
   #bg: Promise<void> | undefined;
   #bgError: unknown;
+  readonly #noSpace: NoSpaceRetry;
+  readonly #pauses: CompactionPauses;
+  /** Outputs of a flush or compaction whose manifest edit failed: kept until a later edit supersedes it. */
+  readonly #orphanOutputs = new Set<number>();
   #bgWaiters: Array<() => void> = [];
   #flushing: Promise<void> | undefined;
   #closing = false;
@@ -117,6 +150,9 @@ export class Engine {
     this.#versions = versions;
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
+    const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
+    this.#noSpace = new NoSpaceRetry(policy);
+    this.#pauses = new CompactionPauses(policy);
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
@@ -285,9 +321,36 @@ export class Engine {
       liveSnapshots: this.#snapshots.size,
       blockCache: { usage: this.#blockCache.usage, capacity: this.#blockCache.capacity },
       ...this.#stats,
+      noSpaceRetries: this.#noSpace.retries,
+      noSpaceRecoveries: this.#noSpace.recoveries,
+      compactionsPaused: this.#pauses.count,
     };
-    if (this.#bgError) s.backgroundError = String(this.#bgError);
+    if (this.#bgError) {
+      s.backgroundError = String(this.#bgError);
+    } else if (this.#noSpace.active) {
+      s.backgroundError = String(this.#noSpace.error);
+      s.backgroundErrorRecoverable = true;
+      const next = this.#noSpace.nextRetryInMs;
+      if (next !== undefined) s.noSpaceNextRetryMs = next;
+    }
+    const p = this.#pauses.current;
+    if (p) s.compactionPaused = { needBytes: p.needBytes, freeBytes: p.freeBytes, since: new Date(p.since).toISOString() };
     return s;
+  }
+
+  /**
+   * Why writes are refused now, or undefined when they are accepted. `recoverable`: the disk
+   * was full, and writes resume by themselves once space is freed (the engine retries with
+   * backoff); otherwise only a reopen clears it.
+   */
+  writeFailure(): WriteFailure | undefined {
+    if (!this.#bgError && !this.#noSpace.active) return undefined;
+    try {
+      this.#throwIfBackgroundFailed();
+    } catch (err) {
+      return { error: err as TdekvError, recoverable: !this.#bgError };
+    }
+    return undefined;
   }
 
   /** Table files of the current version per level: for verification and tests. */
@@ -303,12 +366,16 @@ export class Engine {
   }
 
   async #close(): Promise<void> {
+    // Space may have come back since the last retry: one more try lets the flush below succeed.
+    if (this.#noSpace.active && !this.#bgError) await this.#queueRecovery();
     try {
-      if (!this.#bgError && this.#mem.entries > 0) await this.flush();
+      if (!this.#bgError && !this.#noSpace.active && this.#mem.entries > 0) await this.flush();
     } catch (err) {
       this.#logger.warn({ err }, 'flushing the memtable at close failed; its writes stay in the write-ahead log');
     }
     this.#closing = true;
+    this.#noSpace.cancel();
+    this.#pauses.cancel();
     while (this.#writing) await sleep(1);
     while (this.#bg) await this.#bg.catch(() => undefined);
     await this.#compactionMutex.run(async () => undefined);
@@ -427,6 +494,16 @@ export class Engine {
           }
           continue;
         }
+        if (head.kind === 'recover') {
+          this.#queue.shift();
+          try {
+            await this.#attemptRecovery();
+            head.resolve();
+          } catch (err) {
+            head.reject(err);
+          }
+          continue;
+        }
         if (head.kind === 'sync') {
           this.#queue.shift();
           try {
@@ -448,6 +525,7 @@ export class Engine {
           await this.#writeGroup(group);
           for (const w of group) w.resolve();
         } catch (err) {
+          this.#writeFailed(err, false);
           for (const w of group) w.reject(err);
         }
       }
@@ -464,7 +542,12 @@ export class Engine {
     setBatchSequence(batch, first);
     const sync = group.some((w) => w.sync);
     // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
-    this.#wal.writer.addRecordSync(batch);
+    try {
+      this.#wal.writer.addRecordSync(batch);
+    } catch (err) {
+      this.#writeFailed(err, true);
+      throw err;
+    }
     if (sync) await this.#syncWal();
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
@@ -487,6 +570,14 @@ export class Engine {
       // Waiting on level 0 helps only when the background will compact it: from the compaction
       // trigger on, and not once close() has begun (otherwise the wait loop never ends).
       const l0Stop = !this.#closing && l0 >= Math.max(this.tuning.level0StopWritesTrigger, this.tuning.level0FileNumCompactionTrigger);
+      const paused = this.#pauses.current;
+      if (l0Stop && paused) {
+        // Only a compaction would let writes go on, and it has no room: refuse them (with the
+        // reason) until space is freed, rather than hold every client with no reply.
+        const err = noRoomError('compaction', paused.needBytes, paused.freeBytes, this.env.dataDir);
+        this.#writeFailed(err, false);
+        throw err;
+      }
       if (this.#imm || l0Stop) {
         this.#stats.writeStops++;
         await this.#waitForBackgroundProgress();
@@ -523,6 +614,8 @@ export class Engine {
    * than acknowledge writes that may follow a hole.
    */
   async #syncWal(): Promise<void> {
+    // A WAL whose append failed is retired by the recovery, not synced: its records are in the memtable.
+    if (this.#noSpace.walDamaged) this.#throwIfBackgroundFailed();
     try {
       await this.#wal.writer.sync();
     } catch (err) {
@@ -547,7 +640,7 @@ export class Engine {
   // ---------------------------------------------------------------- background work
 
   #scheduleBackgroundWork(): void {
-    if (this.#bg || this.#closed || this.#bgError) return;
+    if (this.#bg || this.#closed || this.#bgError || this.#noSpace.active) return;
     this.#bg = this.#backgroundLoop().finally(() => {
       this.#bg = undefined;
       this.#notifyBackgroundProgress();
@@ -562,14 +655,90 @@ export class Engine {
           continue;
         }
         if (this.#closing) return;
-        const did = await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers));
+        // A paused compaction waits for its timer rather than ask for free space on every flush.
+        if (this.#pauses.waiting) return;
+        const did = await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers), 'pause');
         if (!did) return;
       }
     } catch (err) {
       if (this.#closing && isTdekvError(err, 'CLOSED')) return;
-      this.#bgError ??= err;
-      this.#logger.error({ err }, 'background flush or compaction failed; writes are refused until the database is reopened');
+      this.#writeFailed(err, false);
     }
+  }
+
+  /**
+   * Puts the engine in the state a failed write, flush or compaction calls for: a full disk
+   * is retried with backoff (writes refused meanwhile); anything else refuses writes until
+   * a reopen. `walDamaged`: the WAL append itself failed, so its tail may be torn.
+   */
+  #writeFailed(err: unknown, walDamaged: boolean): void {
+    // CLOSED while closing is the close itself; otherwise (the env closed under the engine) it is final.
+    if (this.#bgError || (this.#closing && isTdekvError(err, 'CLOSED'))) return;
+    // A refusal thrown because the state is already set is not a new failure.
+    if (this.#noSpace.active && !walDamaged && (err === this.#noSpace.error || (err as { cause?: unknown })?.cause === this.#noSpace.error)) return;
+    if (isNoSpaceError(err)) {
+      const first = !this.#noSpace.active;
+      this.#noSpace.fail(err, walDamaged, () => void this.#queueRecovery());
+      if (first) this.#logger.warn({ err: String(err), dataDir: this.env.dataDir }, 'the data dir is out of space: writes are refused and retried with backoff; they resume by themselves once space is freed');
+      return;
+    }
+    this.#bgError = err;
+    this.#noSpace.cancel();
+    this.#logger.error({ err }, 'a write, flush or compaction failed; writes are refused until the database is reopened');
+  }
+
+  /** Queues a recovery attempt behind the writes already queued (it must not race a WAL append). */
+  #queueRecovery(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ kind: 'recover', resolve, reject });
+      if (!this.#writing) void this.#drainQueue();
+    });
+  }
+
+  /**
+   * One try at leaving the no-space state: every acknowledged write is in the memtables, so
+   * they are flushed to tables; a WAL whose append failed is retired first (never appended
+   * to again: its tail may be torn) by switching to a new one, which the flush then makes the
+   * only live log. Writes resume only when all of that is durable. Runs in the write queue.
+   */
+  async #attemptRecovery(): Promise<void> {
+    if (!this.#noSpace.active || this.#bgError || this.#closed) return;
+    try {
+      // A compaction started before the failure may still be running.
+      while (this.#bg) await this.#bg;
+      // Not even the room of a flush: the disk is still full, no need to try writing.
+      await this.#checkRoom('write', 0, flushMargin);
+      if (this.#noSpace.walDamaged) {
+        if (this.#imm) await this.#flushImmutable();
+        const damaged = this.#wal;
+        await this.#openNewWal();
+        this.#imm = this.#mem;
+        this.#mem = new Memtable();
+        this.#noSpace.walDamaged = false;
+        await damaged.writer.close().catch(() => undefined);
+      } else if (this.#mem.approximateBytes >= this.tuning.writeBufferSize) {
+        // The failure was the switch to a new memtable (creating its WAL): do it now.
+        if (this.#imm) await this.#flushImmutable();
+        await this.#switchMemtable();
+      }
+      if (this.#imm) await this.#flushImmutable();
+      // Writes were refused for level 0 at the stop trigger: only a compaction lets them go on.
+      const stop = Math.max(this.tuning.level0StopWritesTrigger, this.tuning.level0FileNumCompactionTrigger);
+      while (this.#versions.current.fileCount(0) >= stop) {
+        if (!(await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers), 'throw'))) break;
+      }
+    } catch (err) {
+      if (this.#bgError) return;
+      this.#writeFailed(err, false);
+      if (this.#noSpace.active) this.#logger.info({ err: String(err), retryInMs: this.#noSpace.nextRetryInMs }, 'the data dir is still out of space; writes stay refused');
+      return;
+    }
+    const since = this.#noSpace.since;
+    this.#noSpace.recovered();
+    this.#logger.warn({ dataDir: this.env.dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
+    this.#scheduleBackgroundWork();
+    this.#notifyBackgroundProgress();
   }
 
   #notifyBackgroundProgress(): void {
@@ -579,6 +748,7 @@ export class Engine {
   }
 
   #waitForBackgroundProgress(): Promise<void> {
+    this.#throwIfBackgroundFailed();
     const p = new Promise<void>((resolve) => this.#bgWaiters.push(resolve));
     this.#scheduleBackgroundWork();
     if (!this.#bg) this.#notifyBackgroundProgress();
@@ -586,16 +756,22 @@ export class Engine {
   }
 
   #throwIfBackgroundFailed(): void {
+    if (!this.#bgError && this.#noSpace.active) {
+      const e = this.#noSpace.error;
+      const why = e instanceof Error ? e.message : String(e);
+      throw new TdekvError('IO_FAILED', `writes are refused: the data dir ${this.env.dataDir} is out of space (${why}); they resume by themselves once space is freed (retried with backoff)`, { cause: e });
+    }
     if (this.#bgError) {
       const e = this.#bgError;
-      if (e instanceof TdekvError) throw new TdekvError(e.code, `a background flush or compaction failed earlier: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
-      throw new TdekvError('IO_FAILED', `a background flush or compaction failed earlier (${String(e)}); reopen the database after fixing the cause`, { cause: e });
+      if (e instanceof TdekvError) throw new TdekvError(e.code, `an earlier write, flush or compaction failed: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
+      throw new TdekvError('IO_FAILED', `an earlier write, flush or compaction failed (${String(e)}); reopen the database after fixing the cause`, { cause: e });
     }
   }
 
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
+      await this.#checkRoom('flush', imm.approximateBytes, flushMargin);
       const files = await writeMemtable(this.#outputContext(), imm, this.#snapshots.oldest(this.#lastSeq), () =>
         this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS,
       );
@@ -604,8 +780,7 @@ export class Engine {
       // Everything in WALs older than the current one is now in tables.
       edit.logNumber = this.#wal.number;
       edit.lastSequence = this.#lastSeq;
-      await this.#versions.logAndApply(edit);
-      for (const f of files) this.#pendingOutputs.delete(f.number);
+      await this.#logAndApply(edit, files);
       this.#imm = undefined;
       this.#stats.flushes++;
       this.#notifyBackgroundProgress();
@@ -616,15 +791,76 @@ export class Engine {
     return this.#flushing;
   }
 
-  /** Runs one compaction chosen by `pick` against the current version; false if there was none. */
-  #compactOnce(pick: (v: Version) => CompactionPlan | undefined): Promise<boolean> {
+  /**
+   * Runs one compaction chosen by `pick` against the current version; false if there was
+   * none, or if it was not started for lack of room (`noRoom` 'pause': retried later; 'throw':
+   * a no-space error for the caller).
+   */
+  #compactOnce(pick: (v: Version) => CompactionPlan | undefined, noRoom: 'pause' | 'throw' = 'throw'): Promise<boolean> {
     return this.#compactionMutex.run(async () => {
       if (this.#closed) return false;
       const plan = pick(this.#versions.current);
-      if (!plan) return false;
+      if (!plan) {
+        this.#pauses.resume();
+        return false;
+      }
+      if (!this.#isTrivialMove(plan)) {
+        // The output is at most the inputs (it only drops entries; blocks are rewritten at the
+        // same sizes), and the inputs are removed only after it is installed. Flushes go first:
+        // the room of the next one is kept too.
+        const inputs = [...plan.inputs[0], ...plan.inputs[1]].reduce((n, f) => n + f.size, 0);
+        const room = await this.#freeSpace();
+        const need = inputs + this.tuning.writeBufferSize + (room ? spaceMargin(room.total) : 0);
+        if (room && room.free < need) {
+          if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.env.dataDir);
+          if (!this.#pauses.current) this.#logger.warn({ needBytes: need, freeBytes: room.free, dataDir: this.env.dataDir }, `compaction paused: needs ${formatBytes(need)}, ${formatBytes(room.free)} free; retried with backoff`);
+          this.#pauses.pause(need, room.free, () => this.#scheduleBackgroundWork());
+          return false;
+        }
+      }
+      if (this.#pauses.current) this.#logger.info({ dataDir: this.env.dataDir }, 'compaction resumed: there is room again');
+      this.#pauses.resume();
       await this.#runCompaction(plan);
       return true;
     });
+  }
+
+  #isTrivialMove(plan: CompactionPlan): boolean {
+    const [first, second] = plan.inputs;
+    return plan.reason === 'size' && first.length === 1 && second.length === 0 && plan.level > 0 && this.#onCurrentKey(first[0]!.number);
+  }
+
+  /** Free space of the data dir, or undefined when it cannot be told (the work then goes ahead). */
+  async #freeSpace(): Promise<{ free: number; total: number } | undefined> {
+    try {
+      return await this.env.freeSpace();
+    } catch (err) {
+      this.#logger.debug({ err: String(err) }, 'could not read the free space of the data dir');
+      return undefined;
+    }
+  }
+
+  /** Throws a no-space error before `work` starts when its output and its margin would not fit. */
+  async #checkRoom(work: string, bytes: number, margin: (totalBytes: number) => number): Promise<void> {
+    const room = await this.#freeSpace();
+    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.env.dataDir);
+  }
+
+  /**
+   * logAndApply for an edit installing `outputs`. When it fails the edit may still be in the
+   * manifest, so the outputs stay; the next edit that succeeds starts a new manifest from
+   * the versions in memory (see VersionSet), after which they are unreferenced for good.
+   */
+  async #logAndApply(edit: VersionEdit, outputs: readonly FileMeta[]): Promise<void> {
+    try {
+      await this.#versions.logAndApply(edit);
+    } catch (err) {
+      for (const f of outputs) this.#orphanOutputs.add(f.number);
+      throw err;
+    }
+    for (const f of outputs) this.#pendingOutputs.delete(f.number);
+    for (const n of this.#orphanOutputs) this.#pendingOutputs.delete(n);
+    this.#orphanOutputs.clear();
   }
 
   async #runCompaction(plan: CompactionPlan): Promise<void> {
@@ -633,10 +869,10 @@ export class Engine {
     for (const f of first) edit.deletedFiles.push({ level: plan.level, number: f.number });
     for (const f of second) edit.deletedFiles.push({ level: plan.outputLevel, number: f.number });
     const last = first[first.length - 1]!;
-    if (plan.reason === 'size' && first.length === 1 && second.length === 0 && plan.level > 0 && this.#onCurrentKey(last.number)) {
+    if (this.#isTrivialMove(plan)) {
       // Nothing to merge with: move the file down without rewriting it.
       edit.newFiles.push({ level: plan.outputLevel, file: last });
-      await this.#versions.logAndApply(edit);
+      await this.#logAndApply(edit, []);
       this.#compactPointers.set(plan.level, last.largest);
       return;
     }
@@ -683,8 +919,7 @@ export class Engine {
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       applying = true;
-      await this.#versions.logAndApply(edit);
-      for (const f of files) this.#pendingOutputs.delete(f.number);
+      await this.#logAndApply(edit, files);
       this.#compactPointers.set(plan.level, last.largest);
       this.#stats.compactions++;
       this.#stats.compactionBytesRead += [...first, ...second].reduce((s, f) => s + f.size, 0);

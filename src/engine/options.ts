@@ -31,6 +31,13 @@ export interface EngineTuning {
   /** ...and wait for compaction at this many. */
   level0StopWritesTrigger: number;
   numLevels: number;
+  /**
+   * After a write, flush or compaction finds the disk full (ENOSPC, EDQUOT), writes are
+   * refused and retried after this many ms, doubling up to noSpaceRetryMaxIntervalMs; they
+   * resume by themselves once space is freed (RocksDB's bgerror_resume_retry_interval).
+   */
+  noSpaceRetryIntervalMs: number;
+  noSpaceRetryMaxIntervalMs: number;
 }
 
 export const DEFAULT_ENGINE_TUNING: EngineTuning = {
@@ -47,6 +54,8 @@ export const DEFAULT_ENGINE_TUNING: EngineTuning = {
   level0SlowdownWritesTrigger: 20,
   level0StopWritesTrigger: 36,
   numLevels: 7,
+  noSpaceRetryIntervalMs: 1000,
+  noSpaceRetryMaxIntervalMs: 30_000,
 };
 
 /**
@@ -79,19 +88,26 @@ export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
     }
     t[name] = v;
   }
-  const problem = level0TriggersProblem(t);
+  const problem = tuningProblem(t);
   if (problem !== undefined) throw new TdekvError('CONFIG_INVALID', `engine option ${problem}`);
   return t;
 }
 
 /**
- * The tuning's one rule across settings: writes slow down before they stop. Every door that
+ * The tuning's rules across settings: writes slow down before they stop; no-space retries back off up to their cap. Every door that
  * takes tuning (the engine, the TOML file, the embedded options) asks here, naming the
  * settings its own way, so the rule cannot drift between them.
  */
-export function level0TriggersProblem(t: EngineTuning, name: (setting: keyof EngineTuning) => string = (s) => s): string | undefined {
-  if (t.level0SlowdownWritesTrigger <= t.level0StopWritesTrigger) return undefined;
-  return `${name('level0SlowdownWritesTrigger')} (${t.level0SlowdownWritesTrigger}) must not exceed ${name('level0StopWritesTrigger')} (${t.level0StopWritesTrigger})`;
+export function tuningProblem(t: EngineTuning, name: (setting: keyof EngineTuning) => string = (s) => s): string | undefined {
+  if (t.level0SlowdownWritesTrigger > t.level0StopWritesTrigger) {
+    const d = DEFAULT_ENGINE_TUNING;
+    return `${name('level0SlowdownWritesTrigger')} (${t.level0SlowdownWritesTrigger}) must not exceed ${name('level0StopWritesTrigger')} (${t.level0StopWritesTrigger}); defaults ${d.level0SlowdownWritesTrigger} and ${d.level0StopWritesTrigger}`;
+  }
+  if (t.noSpaceRetryIntervalMs > t.noSpaceRetryMaxIntervalMs) {
+    const d = DEFAULT_ENGINE_TUNING;
+    return `${name('noSpaceRetryIntervalMs')} (${t.noSpaceRetryIntervalMs} ms) must not exceed ${name('noSpaceRetryMaxIntervalMs')} (${t.noSpaceRetryMaxIntervalMs} ms); defaults ${d.noSpaceRetryIntervalMs} and ${d.noSpaceRetryMaxIntervalMs} ms`;
+  }
+  return undefined;
 }
 
 /** Smallest accepted value of each setting (the config schema checks the same bounds). */
@@ -109,4 +125,6 @@ export const ENGINE_MINIMUMS: Readonly<Record<keyof EngineTuning, number>> = {
   level0SlowdownWritesTrigger: 1,
   level0StopWritesTrigger: 1,
   numLevels: 2,
+  noSpaceRetryIntervalMs: 1,
+  noSpaceRetryMaxIntervalMs: 1,
 };

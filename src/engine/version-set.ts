@@ -164,6 +164,12 @@ export class VersionSet {
       await writeCurrentFile(this.#env, name);
     } catch (err) {
       await writer.close().catch(() => undefined);
+      // CURRENT may or may not name the new manifest now: the next edit must not go to the
+      // previous one, but start yet another manifest and swing CURRENT to it.
+      if (previous) {
+        this.#manifest = undefined;
+        await previous.writer.close().catch(() => undefined);
+      }
       throw err;
     }
     this.#manifest = { writer, file };

@@ -467,6 +467,15 @@ export class EncryptedEnv {
     return (rel === '' ? names.filter((n) => n !== META_DIR) : names).sort();
   }
 
+  /**
+   * Bytes an unprivileged writer can still use on the data dir's file system (statfs's
+   * bavail) and its size; the engine checks it before starting a flush or compaction.
+   */
+  async freeSpace(): Promise<{ free: number; total: number }> {
+    const s = await fileIo.statfs(this.dataDir);
+    return { free: s.bavail * s.bsize, total: s.blocks * s.bsize };
+  }
+
   async mkdir(dir: string): Promise<void> {
     await this.#writable();
     await mkdirDurable(this.#abs(normalizeDir(dir)), 0o755);

@@ -53,12 +53,17 @@ export function registerEngineMetrics(registry: Registry, engine: Engine): void 
   gauge('tdekv_engine_live_snapshots', 'Open snapshots (each pins old versions of keys until released)', (s) => s.liveSnapshots);
   gauge('tdekv_engine_block_cache_usage_bytes', 'Decrypted blocks held in the block cache', (s) => s.blockCache.usage);
   gauge('tdekv_engine_block_cache_capacity_bytes', 'Block cache capacity (engine block-cache-size)', (s) => s.blockCache.capacity);
-  gauge('tdekv_engine_background_error', 'Whether a background flush or compaction failed and writes are refused until reopen: 1 or 0', (s) => (s.backgroundError !== undefined ? 1 : 0));
+  gauge('tdekv_engine_background_error', 'Whether writes are refused after a failed write, flush or compaction: 1 or 0 (until reopen, or until space is freed when tdekv_engine_no_space is 1)', (s) => (s.backgroundError !== undefined ? 1 : 0));
+  gauge('tdekv_engine_no_space', 'Whether writes are refused because the data dir is full: 1 or 0; retried with backoff, they resume by themselves once space is freed', (s) => (s.backgroundErrorRecoverable === true ? 1 : 0));
+  gauge('tdekv_engine_compaction_paused', 'Whether a compaction is not started for lack of free space: 1 or 0 (writes go on)', (s) => (s.compactionPaused !== undefined ? 1 : 0));
 
   counter('tdekv_engine_flushes_total', 'Memtables flushed to level-0 tables', (s) => s.flushes);
   counter('tdekv_engine_compactions_total', 'Compactions completed', (s) => s.compactions);
   counter('tdekv_engine_compaction_read_bytes_total', 'Bytes of table files read by compactions', (s) => s.compactionBytesRead);
   counter('tdekv_engine_compaction_written_bytes_total', 'Bytes of table files written by compactions', (s) => s.compactionBytesWritten);
+  counter('tdekv_engine_no_space_retries_total', 'Retries after a full disk that found it still full', (s) => s.noSpaceRetries);
+  counter('tdekv_engine_no_space_recoveries_total', 'Times writes resumed by themselves after a full disk', (s) => s.noSpaceRecoveries);
+  counter('tdekv_engine_compactions_paused_total', 'Compactions not started because their output and a margin would not fit in the free space', (s) => s.compactionsPaused);
   counter('tdekv_engine_write_slowdowns_total', 'Writes delayed 1 ms because level 0 reached level0-slowdown-writes-trigger', (s) => s.writeSlowdowns);
   counter('tdekv_engine_write_stops_total', 'Times writes stopped to wait for the background: the memtable was full while another was being flushed, or level 0 reached level0-stop-writes-trigger', (s) => s.writeStops);
 }

@@ -4,6 +4,7 @@ import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { integrityStatus } from '../env/encryption-status.js';
 import type { ServerStats } from './server-stats.js';
+import { failureReason } from './write-refusal.js';
 
 export interface InfoSources {
   config: ServerOptions;
@@ -95,6 +96,8 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['aof_enabled', 1],
         ['aof_rewrite_in_progress', 0],
         ['rdb_bgsave_in_progress', 0],
+        // Redis's field for "the last AOF write failed, writes are refused": the WAL is our AOF.
+        ['aof_last_write_status', src.engine.writeFailure() === undefined ? 'ok' : 'err'],
         ['sync_writes', src.config.storage.syncWrites],
         ['engine_flushes', src.engine.stats().flushes],
         ['engine_compactions', src.engine.stats().compactions],
@@ -135,7 +138,24 @@ function section(src: InfoSources, name: string): Array<[string, string | number
       return [...s.commands].filter(([, c]) => c.calls > 0).map(([cmd, c]) => [`cmdstat_${cmd}`, `calls=${c.calls},usec=${c.usec},usec_per_call=${c.calls === 0 ? 0 : (c.usec / c.calls).toFixed(2)},rejected_calls=0,failed_calls=${c.failed}`]);
     case 'engine': {
       const e = src.engine.stats();
-      return [...e.levels.map((l): [string, string] => [`level${l.level}`, `files=${l.files},bytes=${l.bytes}`]), ['write_slowdowns', e.writeSlowdowns], ['write_stops', e.writeStops]];
+      const f = src.engine.writeFailure();
+      const p = e.compactionPaused;
+      return [
+        ...e.levels.map((l): [string, string] => [`level${l.level}`, `files=${l.files},bytes=${l.bytes}`]),
+        ['write_slowdowns', e.writeSlowdowns],
+        ['write_stops', e.writeStops],
+        ['writes_refused', f === undefined ? 0 : 1],
+        // The OS error in a few words (never a key, value or file name), as the MISCONF reply says it.
+        ['writes_refused_reason', f === undefined ? '' : failureReason(f.error)],
+        ['writes_refused_recoverable', f?.recoverable === true ? 1 : 0],
+        ['writes_refused_next_retry_ms', e.noSpaceNextRetryMs ?? 0],
+        ['no_space_retries', e.noSpaceRetries],
+        ['no_space_recoveries', e.noSpaceRecoveries],
+        ['compaction_paused', p === undefined ? 0 : 1],
+        ['compaction_paused_need_bytes', p?.needBytes ?? 0],
+        ['compaction_paused_free_bytes', p?.freeBytes ?? 0],
+        ['compactions_paused', e.compactionsPaused],
+      ];
     }
     default:
       return undefined;

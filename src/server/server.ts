@@ -170,9 +170,13 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   }
 
   #health(): { ok: boolean; reason?: string } {
-    const failure = this.#store.failure ?? this.#engine.stats().backgroundError;
-    if (failure !== undefined) {
-      return { ok: false, reason: `writes are refused: ${failureReason(failure)} in ${this.config.storage.dataDir}; free space or fix the disk, then restart the server (${errorMessage(failure)})` };
+    const f = this.#engine.writeFailure();
+    if (f !== undefined) {
+      const dir = this.config.storage.dataDir;
+      if (!f.recoverable) return { ok: false, reason: `writes are refused: ${failureReason(f.error)} in ${dir}; fix the disk, then restart the server (${errorMessage(f.error)})` };
+      const next = this.#engine.stats().noSpaceNextRetryMs;
+      const retry = next === undefined ? 'retrying now' : `next retry in ${(next / 1000).toFixed(1)} s`;
+      return { ok: false, reason: `writes are refused: ${failureReason(f.error)} in ${dir}; they resume by themselves once space is freed (${retry}; no restart needed) (${errorMessage(f.error)})` };
     }
     if (this.#stopping !== undefined) return { ok: false, reason: 'shutting down' };
     return { ok: true };
@@ -327,11 +331,17 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   #onBatchSettled(id: number, err: unknown): void {
     let refusal: string | undefined;
     if (err !== undefined) {
+      // No engine failure left means nothing sticky: the next write is tried again.
+      const recoverable = this.#engine.writeFailure()?.recoverable ?? true;
       if (!this.#failureLogged) {
         this.#failureLogged = true;
-        this.logger.error({ err: errorMessage(err), dataDir: this.config.storage.dataDir }, 'a write batch failed; its clients get an error reply and writes are refused until restart');
+        const until = recoverable ? 'until space is freed (retried in the background)' : 'until restart';
+        this.logger.error({ err: errorMessage(err), dataDir: this.config.storage.dataDir }, `a write batch failed; its clients get an error reply and writes are refused ${until}`);
       }
-      refusal = refusalReply(err, this.config.storage.dataDir);
+      refusal = refusalReply(err, this.config.storage.dataDir, recoverable);
+    } else if (this.#failureLogged) {
+      this.#failureLogged = false;
+      this.logger.warn({ dataDir: this.config.storage.dataDir }, 'writes are accepted again');
     }
     for (const conn of this.#holding) {
       const still = refusal === undefined ? conn.release(id) : conn.failHeld(refusal);
@@ -343,7 +353,10 @@ export class TdekvServer implements ServerContext, ConnectionHost {
 
   checkWritable(): void {
     const failure = this.#store.failure;
-    if (failure !== undefined) throw new ReplyError(refusalReply(failure, this.config.storage.dataDir));
+    if (failure !== undefined) {
+      const now = this.#engine.writeFailure();
+      throw new ReplyError(refusalReply(now?.error ?? failure, this.config.storage.dataDir, now?.recoverable ?? true));
+    }
   }
 
   run(ctx: CommandContext, args: Buffer[]): void {

@@ -42,7 +42,11 @@ export interface StatusReport {
      */
     integrity: IntegrityStatus;
   };
-  /** engine.stats(); `backgroundError` is set when a flush or compaction failed (writes are refused until reopen). */
+  /**
+   * engine.stats(); `backgroundError` is set while writes are refused: until a reopen, or, with
+   * `backgroundErrorRecoverable` (a full disk), until space is freed and a retry succeeds.
+   * `compactionPaused`: a compaction not started for lack of room (writes go on).
+   */
   engine?: EngineStats;
   server?: {
     startedAt: string;
@@ -100,6 +104,12 @@ export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: 
       writeSlowdowns: e.writeSlowdowns,
       writeStops: e.writeStops,
       ...(e.backgroundError !== undefined ? { backgroundError: e.backgroundError } : {}),
+      ...(e.backgroundErrorRecoverable !== undefined ? { backgroundErrorRecoverable: e.backgroundErrorRecoverable } : {}),
+      ...(e.noSpaceNextRetryMs !== undefined ? { noSpaceNextRetryMs: e.noSpaceNextRetryMs } : {}),
+      noSpaceRetries: e.noSpaceRetries,
+      noSpaceRecoveries: e.noSpaceRecoveries,
+      ...(e.compactionPaused !== undefined ? { compactionPaused: { needBytes: e.compactionPaused.needBytes, freeBytes: e.compactionPaused.freeBytes, since: e.compactionPaused.since } } : {}),
+      compactionsPaused: e.compactionsPaused,
     };
   }
   if (server) {

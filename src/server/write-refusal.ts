@@ -29,8 +29,12 @@ export function failureReason(err: unknown): string {
 /**
  * The error reply for every write while the engine refuses writes, and for replies held on a
  * batch that failed. MISCONF as Redis replies when it cannot persist (AOF or RDB errors), so
- * clients and their retry logic recognise it.
+ * clients and their retry logic recognise it. `recoverable`: a full disk, which the engine
+ * retries by itself; otherwise only a restart clears it.
  */
-export function refusalReply(err: unknown, dataDir: string): string {
-  return `MISCONF tdekv cannot persist writes: ${failureReason(err)} in ${dataDir}. Writes are refused until the server is restarted: free space or fix the disk, then restart it; acknowledged writes are kept`;
+export function refusalReply(err: unknown, dataDir: string, recoverable: boolean): string {
+  const what = `MISCONF tdekv cannot persist writes: ${failureReason(err)} in ${dataDir}.`;
+  return recoverable
+    ? `${what} Writes resume by themselves once space is freed (tdekv retries in the background, no restart needed); acknowledged writes are kept`
+    : `${what} Writes are refused until the server is restarted: fix the disk, then restart it; acknowledged writes are kept`;
 }

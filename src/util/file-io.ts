@@ -24,6 +24,8 @@ const native = {
   rm: fsp.rm,
   rmdir: fsp.rmdir,
   stat: fsp.stat,
+  /** Free space of the data dir's file system, checked before a flush or compaction starts. */
+  statfs: fsp.statfs,
   unlink: fsp.unlink,
   openSync: fs.openSync,
   readSync: fs.readSync,
@@ -69,7 +71,12 @@ export const SYNC_OPS: ReadonlySet<FileOp> = new Set<FileOp>(['fh.datasync', 'fh
  * may (a writeFile, which has no count to report, stores half and then fails with ENOSPC).
  * undefined lets the call through. An injector may also throw its own error.
  */
-export type FileFault = 'short' | string | undefined;
+export type FileFault = 'short' | string | FreeSpaceFault | undefined;
+/** For 'statfs' only: report this many bytes free (and available), and optionally this size, whatever the disk has. */
+export interface FreeSpaceFault {
+  freeBytes: number;
+  totalBytes?: number;
+}
 export type FileFaults = (op: FileOp, path: string) => FileFault;
 
 let injector: FileFaults | undefined;
@@ -115,7 +122,7 @@ function syscallOf(op: FileOp): string {
 /** Asks the injector about one call: throws for an errno fault, returns true for a short write. */
 function ask(op: FileOp, path: string): boolean {
   const fault = injector?.(op, path);
-  if (fault === undefined) return false;
+  if (fault === undefined || typeof fault === 'object') return false;
   if (fault === 'short') return WRITE_OPS.has(op);
   throw errnoError(fault, syscallOf(op), path);
 }
@@ -259,6 +266,15 @@ const faulting: FileIo = {
     ask('stat', pathOf(path));
     return native.stat(path, options);
   }) as FileIo['stat'],
+  statfs: (async (path: fs.PathLike, options?: fs.StatFsOptions) => {
+    const fault = injector?.('statfs', pathOf(path));
+    if (typeof fault === 'string' && fault !== 'short') throw errnoError(fault, 'statfs', pathOf(path));
+    const s = await native.statfs(path, options);
+    if (typeof fault !== 'object' || options?.bigint === true) return s;
+    const bsize = (s as fs.StatsFs).bsize;
+    const blocks = Math.floor(fault.freeBytes / bsize);
+    return { ...s, bfree: blocks, bavail: blocks, ...(fault.totalBytes !== undefined ? { blocks: Math.floor(fault.totalBytes / bsize) } : {}) };
+  }) as FileIo['statfs'],
   unlink: (async (path: fs.PathLike) => {
     ask('unlink', pathOf(path));
     return native.unlink(path);

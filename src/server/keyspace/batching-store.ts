@@ -55,8 +55,12 @@ export class BatchingStore {
     this.#listener = listener;
   }
 
-  /** Set after a batch failed to apply: the engine refuses writes until reopened. */
+  /**
+   * Set after a batch failed to apply, while the engine still refuses writes; cleared once it
+   * accepts them again (it recovers from a full disk by itself).
+   */
   get failure(): unknown {
+    if (this.#failure !== undefined && this.#engine.writeFailure() === undefined) this.#failure = undefined;
     return this.#failure;
   }
 
