@@ -1,8 +1,6 @@
 import { fileIo } from '../util/file-io.js';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
-import { ctrStreamAt } from '../crypto/ctr.js';
-import { FileAuthenticator } from '../crypto/file-auth.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 import { freshIv, zeroize } from '../crypto/random.js';
 import type { MasterKey } from '../masterkey/master-key.js';
@@ -16,8 +14,9 @@ import type { FileEntry, FileInfo } from '../keys/file-dictionary-format.js';
 import { DirLock, LOCK_NAME } from './dir-lock.js';
 import { META_DIR, normalizeDir, normalizeRelative } from './paths.js';
 import { infoOf, reconcile, untrackedFiles, untrackedFilesError } from './reconcile.js';
-import { EncryptedReadableFile } from './readable-file.js';
-import { EncryptedWritableFile } from './writable-file.js';
+import { createGranted, openGrantedRead, type FileGrant } from './file-grant.js';
+import type { EncryptedReadableFile } from './readable-file.js';
+import type { EncryptedWritableFile } from './writable-file.js';
 
 export const KEY_DICT_NAME = 'key.dict';
 /** Reserved suffix of reencrypt()'s copies; leftovers of a crash are removed at open. */
@@ -238,6 +237,16 @@ export class EncryptedEnv {
 
   /** Creates a new, empty file. Fails if the path exists: files are written once (invariant 1). */
   async create(path: string, options: CreateOptions = {}): Promise<EncryptedWritableFile> {
+    return createGranted(await this.grantCreate(path, options));
+  }
+
+  /**
+   * Records a new file in the dictionary, durably, creates it empty, and returns the grant to
+   * write it (src/env/file-grant.ts): what a background thread gets instead of the env. Fails
+   * if the path exists or is being created. The file exists before the grant is handed out, so
+   * a second create of the name fails however late the holder opens it.
+   */
+  async grantCreate(path: string, options: CreateOptions = {}): Promise<FileGrant> {
     this.#checkWritable();
     const rel = normalizeRelative(path);
     // Reserved before the first await: two creates of one name would both pass the exists
@@ -245,13 +254,13 @@ export class EncryptedEnv {
     if (this.#creating.has(rel)) throw fileExists(rel, this.dataDir);
     this.#creating.add(rel);
     try {
-      return await this.#inFlight.run(() => this.#create(rel, options.authenticated ?? true));
+      return await this.#inFlight.run(() => this.#grantCreate(rel, options.authenticated ?? true));
     } finally {
       this.#creating.delete(rel);
     }
   }
 
-  async #create(rel: string, authenticated: boolean): Promise<EncryptedWritableFile> {
+  async #grantCreate(rel: string, authenticated: boolean): Promise<FileGrant> {
     await this.#ensureOpenWritten();
     const abs = this.#abs(rel);
     if (await exists(abs)) throw fileExists(rel, this.dataDir);
@@ -264,18 +273,15 @@ export class EncryptedEnv {
       // The entry is durable before the first byte (invariant 4).
       await this.#dict.set(rel, info);
       await this.#options.faults?.('create', 'entry-durable');
-      let fh;
       try {
-        fh = await fileIo.open(abs, 'wx', 0o600);
+        await (await fileIo.open(abs, 'wx', 0o600)).close();
       } catch (err) {
         if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `file ${rel} was created concurrently by someone else`);
         if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
         throw err;
       }
-      const auth = key && authenticated ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
-      return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel), auth);
+      return { path: rel, absolutePath: abs, access: 'create', method: info.method, keyId: info.keyId, key: Buffer.from(key?.key ?? Buffer.alloc(0)), iv: info.iv, authenticated: info.authenticated };
     } finally {
-      // The cipher and the authenticator hold their own keys by now.
       lease?.release();
     }
   }
@@ -290,22 +296,23 @@ export class EncryptedEnv {
    * getSync that misses the table cache), where an await is not possible.
    */
   openReadSync(path: string): EncryptedReadableFile {
+    const grant = this.grantRead(path);
+    try {
+      return openGrantedRead(grant);
+    } catch (err) {
+      if (isTdekvError(err, 'FILE_NOT_FOUND')) throw new TdekvError('FILE_NOT_FOUND', `file ${grant.path} is in the file dictionary but not on disk in ${this.dataDir}`);
+      throw err;
+    }
+  }
+
+  /** The grant to read an existing file (src/env/file-grant.ts): what a background thread gets instead of the env. */
+  grantRead(path: string): FileGrant {
     this.#checkOpen();
     const rel = normalizeRelative(path);
     const entry = this.#entry(rel);
-    const key = entry.keyId === 0 ? Buffer.alloc(0) : this.#keys.get(entry.keyId).key;
     // Legacy files (written before tags) are read with checksums only: see FileInfo.authenticated.
-    const auth = entry.authenticated ? FileAuthenticator.forFile(entry.method, key, entry.keyId, entry.iv) : undefined;
-    try {
-      return new EncryptedReadableFile(rel, this.#abs(rel), entry.method, key, entry.iv, auth);
-    } catch (err) {
-      auth?.destroy();
-      if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `file ${rel} is in the file dictionary but not on disk in ${this.dataDir}`);
-      throw err;
-    } finally {
-      // The reader keeps its own copy.
-      zeroize(key);
-    }
+    const key = entry.keyId === 0 ? Buffer.alloc(0) : this.#keys.get(entry.keyId).key;
+    return { path: rel, absolutePath: this.#abs(rel), access: 'read', method: entry.method, keyId: entry.keyId, key, iv: entry.iv, authenticated: entry.authenticated };
   }
 
   /** Whole-file convenience: create, append, sync, close. */
