@@ -6,6 +6,14 @@ import { LOG_FORMATS } from '../log/log-config.js';
 import { DEFAULT_ENCRYPTION, DEFAULT_KMS_MAX_ATTEMPTS, DEFAULT_KMS_TIMEOUT_MS, type LogConfig, type MasterKeyConfig, type ServerConfig, type SyncWrites } from './types.js';
 import { duration, flag, hostPort, httpUrl, integer, localPath, oneOf, outputBufferLimit, size, sizeOrPercent, text, type Context, type Validator } from './validators.js';
 
+/*
+ * Everything the configuration may contain, as one table: the SCHEMA below. Both readers are
+ * generic over it (toml-config.ts for the file, embedded-options.ts for `new TdekvLevel(dir,
+ * options)`), so a new setting is a new row, and it gets the same validation, defaults and
+ * errors (source, full name, value, what is allowed) in both for free. Rules across several
+ * settings are in rules.ts.
+ */
+
 /** `[server]` defaults: Redis's port + 1 (so a local redis-server can run beside it) and TiKV's status port. */
 export const DEFAULT_SERVER: Readonly<ServerConfig> = Object.freeze({
   addr: Object.freeze({ host: '127.0.0.1', port: 6380 }),
@@ -20,14 +28,6 @@ export const DEFAULT_SYNC_WRITES: SyncWrites = 'everysec';
 export const SYNC_WRITES: readonly SyncWrites[] = ['always', 'everysec', 'no'];
 export const DEFAULT_LOG: Readonly<LogConfig> = Object.freeze({ level: 'info', format: 'auto' });
 export const LOG_LEVELS: ReadonlyArray<LogConfig['level']> = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-/*
- * Everything the configuration may contain, as one table: the SCHEMA below. Both readers are
- * generic over it (toml-config.ts for the file, embedded-options.ts for `new TdekvLevel(dir,
- * options)`), so a new setting is a new row, and it gets the same validation, defaults and
- * errors (source, full name, value, what is allowed) in both for free. Rules across several
- * settings are in rules.ts.
- */
 
 export interface Field extends Validator {
   /** Property name in TdekvConfig. */
@@ -49,7 +49,6 @@ export interface Section {
   readonly variantBy?: string;
   readonly variants?: Readonly<Record<string, Fields>>;
 }
-
 
 const MASTER_KEY_VARIANTS: Record<MasterKeyConfig['type'], Fields> = {
   file: {
