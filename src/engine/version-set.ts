@@ -6,7 +6,7 @@ import { Mutex } from '../util/mutex.js';
 import { CURRENT, manifestName } from './file-names.js';
 import { readCurrentFile, writeCurrentFile } from './current-file.js';
 import { compareInternalKeys } from './internal-key.js';
-import { readLog } from './log-reader.js';
+import { readLog, type LogRecord } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
 import { Version } from './version.js';
 import { decodeEdit, encodeEdit, type FileMeta, type VersionEdit } from './version-edit.js';
@@ -54,22 +54,13 @@ export class VersionSet {
       throw new TdekvError('DATA_CORRUPTED', `${CURRENT} in ${env.dataDir} names ${name}, which does not exist: restore the data dir from a backup`);
     }
     const file = env.openReadSync(name);
-    let levels: FileMeta[][] = Array.from({ length: numLevels }, () => []);
-    let state = { nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
+    let replayed: ManifestReplay;
     try {
-      const { records } = readLog(file, logger);
-      for (const r of records) {
-        const edit = decodeEdit(r.payload, `${name} at offset ${r.offset}`);
-        levels = applyEdit(levels, edit, numLevels, `${name} at offset ${r.offset}`);
-        state = {
-          nextFileNumber: edit.nextFileNumber ?? state.nextFileNumber,
-          logNumber: edit.logNumber ?? state.logNumber,
-          lastSequence: edit.lastSequence ?? state.lastSequence,
-        };
-      }
+      replayed = replayManifest(readLog(file, logger).records, name, numLevels);
     } finally {
       file.close();
     }
+    const { levels, ...state } = replayed;
     const versions = new VersionSet(env, logger, numLevels, { version: new Version(levels), ...state });
     versions.manifestNumber = Number(manifestNumber);
     versions.markFileNumberUsed(Number(manifestNumber));
@@ -192,6 +183,34 @@ export class VersionSet {
     this.#live.add(v);
     this.release(old);
   }
+}
+
+/** The tree and counters a manifest's edits add up to. */
+export interface ManifestReplay {
+  levels: FileMeta[][];
+  nextFileNumber: number;
+  logNumber: number;
+  lastSequence: number;
+}
+
+/**
+ * Applies a manifest's records in order: how open recovers the version, and what `ctl verify`
+ * (engine/verify.ts) checks every manifest with, so that the two cannot disagree about one.
+ */
+export function replayManifest(records: readonly LogRecord[], name: string, numLevels: number): ManifestReplay {
+  let levels: FileMeta[][] = Array.from({ length: numLevels }, () => []);
+  let state = { nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
+  for (const r of records) {
+    const where = `${name} at offset ${r.offset}`;
+    const edit = decodeEdit(r.payload, where);
+    levels = applyEdit(levels, edit, numLevels, where);
+    state = {
+      nextFileNumber: edit.nextFileNumber ?? state.nextFileNumber,
+      logNumber: edit.logNumber ?? state.logNumber,
+      lastSequence: edit.lastSequence ?? state.lastSequence,
+    };
+  }
+  return { levels, ...state };
 }
 
 /** Applies an edit to per-level file lists, keeping level 0 newest first and deeper levels sorted. */
