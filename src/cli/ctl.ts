@@ -99,8 +99,8 @@ export async function dumpKey(
   if (!opts.iConsent && !(await consent())) {
     throw new TdekvError('INVALID_ARGUMENT', 'consent not given: nothing was printed. Type exactly "I consent", or pass --i-consent in scripts.');
   }
-  await withEnv(target, async ({ env }) => {
-    const keys = env.exportDataKeys(ids);
+  await withEnv(target, async ({ env, keyAdmin }) => {
+    const keys = keyAdmin.exportDataKeys(ids);
     // Recorded (and audited) before a single key is printed: ctl is read-only, so the next
     // writable open folds the note into key.dict and rotates away from an exposed current key.
     await DataKeyStore.noteExposure(join(env.metaDir, KEY_DICT_NAME), keys.map((k) => k.id), createLogger({ name: 'tdekv-ctl' }));

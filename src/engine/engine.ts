@@ -1,6 +1,6 @@
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { TdekvError, isTdekvError } from '../errors.js';
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import { engineFsOf, type EngineFs } from './engine-fs.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
@@ -114,7 +114,7 @@ class WorkSlice {
  * and so moves data to the current key over time.
  */
 export class Engine {
-  readonly env: EncryptedEnv;
+  readonly env: EngineFs;
   readonly tuning: EngineTuning;
   readonly #logger: Logger;
   readonly #versions: VersionSet;
@@ -143,7 +143,7 @@ export class Engine {
   #closePromise: Promise<void> | undefined;
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
-  private constructor(env: EncryptedEnv, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
+  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
     this.env = env;
     this.#logger = logger;
     this.tuning = tuning;
@@ -156,7 +156,9 @@ export class Engine {
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    const { env, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
+    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
+    // Only the file operations: the engine never holds what can export or rotate keys.
+    const env = engineFsOf(given);
     const tuning = resolveTuning(partial);
     if (!(WAL_RECOVERY_MODES as readonly string[]).includes(walRecoveryMode)) {
       throw new TdekvError('CONFIG_INVALID', `engine option walRecoveryMode must be one of ${WAL_RECOVERY_MODES.join(', ')} (got ${JSON.stringify(walRecoveryMode)})`);

@@ -1,5 +1,5 @@
 import { TdekvError } from '../errors.js';
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { EngineFs } from './engine-fs.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import type { Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
@@ -20,7 +20,7 @@ const MANIFEST_ROLLOVER_BYTES = 4 * 1024 * 1024;
  * current by an atomic rename of CURRENT, so a crash leaves the last installed version.
  */
 export class VersionSet {
-  readonly #env: EncryptedEnv;
+  readonly #env: EngineFs;
   readonly #logger: Logger;
   readonly numLevels: number;
   #current: Version;
@@ -32,7 +32,7 @@ export class VersionSet {
   manifestNumber = 0;
   #manifest: { writer: LogWriter; file: EncryptedWritableFile } | undefined;
 
-  private constructor(env: EncryptedEnv, logger: Logger, numLevels: number, state: { version: Version; nextFileNumber: number; logNumber: number; lastSequence: number }) {
+  private constructor(env: EngineFs, logger: Logger, numLevels: number, state: { version: Version; nextFileNumber: number; logNumber: number; lastSequence: number }) {
     this.#env = env;
     this.#logger = logger;
     this.numLevels = numLevels;
@@ -45,7 +45,7 @@ export class VersionSet {
   }
 
   /** Reads CURRENT and its manifest; a data dir without CURRENT starts empty. Writes nothing. */
-  static async recover(env: EncryptedEnv, numLevels: number, logger: Logger): Promise<{ versions: VersionSet; existed: boolean }> {
+  static async recover(env: EngineFs, numLevels: number, logger: Logger): Promise<{ versions: VersionSet; existed: boolean }> {
     const empty = { version: new Version(Array.from({ length: numLevels }, () => [])), nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
     if (!(await env.exists(CURRENT))) return { versions: new VersionSet(env, logger, numLevels, empty), existed: false };
     const name = readCurrentFile(env);

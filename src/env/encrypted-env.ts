@@ -8,7 +8,7 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import { InFlight } from '../util/in-flight.js';
 import { mkdirDurable, pathExists as exists, syncDir } from '../keys/atomic-file.js';
 import { COPY_SUFFIX, DataKeyStore } from '../keys/data-key-store.js';
-import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
+import type { DataKeyInfo } from '../keys/data-key.js';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME } from '../keys/file-dictionary.js';
 import type { FileEntry, FileInfo } from '../keys/file-dictionary-format.js';
 import { DirLock, LOCK_NAME } from './dir-lock.js';
@@ -97,11 +97,37 @@ export interface EncryptionStats {
   byKeyId: Record<number, number>;
 }
 
+/** What key administration (src/env/key-admin.ts) works through; see keyAdminAccess(). */
+export interface KeyAdminAccess {
+  readonly keys: DataKeyStore;
+  /** `data-encryption-method` for new files. */
+  readonly method: EncryptionMethod;
+  usedKeyIds(): ReadonlySet<number>;
+  currentDataKey(): DataKeyInfo | undefined;
+  /** Runs a key change as the env's own changes run: refused once closed or read-only, awaited by close(). */
+  change<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+let accessOf: (env: EncryptedEnv) => KeyAdminAccess;
+
+/**
+ * The env's key store, for KeyAdmin only: the env itself offers file encryption and no key
+ * rotation, retirement or export. The engine never gets here, as it never holds the env
+ * (it holds an EngineFs facade, see src/engine/engine-fs.ts).
+ */
+export function keyAdminAccess(env: EncryptedEnv): KeyAdminAccess {
+  return accessOf(env);
+}
+
 /**
  * The only door to the disk for user data. Each file is a CTR stream under one data key
  * and a fresh IV recorded in the file dictionary before the first byte is written.
  */
 export class EncryptedEnv {
+  static {
+    accessOf = (env) => env.#keyAdminAccess();
+  }
+
   readonly dataDir: string;
   readonly metaDir: string;
   readonly #options: EnvOptions;
@@ -389,14 +415,14 @@ export class EncryptedEnv {
   needsRewrite(path: string): boolean {
     const info = this.#dict.get(normalizeRelative(path));
     if (!info) return true;
-    const current = this.currentDataKey();
+    const current = this.#currentDataKey();
     if (!current) return info.method !== 'plaintext';
     return info.method !== current.method || info.keyId !== current.id || !info.authenticated;
   }
 
   /** Files whose method or data key is not the current one: what reencrypt() would rewrite. */
   filesNotOnCurrentKey(): string[] {
-    const current = this.currentDataKey();
+    const current = this.#currentDataKey();
     return this.files()
       .filter(([, i]) => (current ? i.method !== current.method || i.keyId !== current.id : i.method !== 'plaintext'))
       .map(([p]) => p);
@@ -513,12 +539,8 @@ export class EncryptedEnv {
     return this.#options.method;
   }
 
-  get masterKey(): MasterKey {
-    return this.#keys.masterKey;
-  }
-
-  /** The current data key's metadata, if the method encrypts. */
-  currentDataKey(): DataKeyInfo | undefined {
+  /** The current data key's metadata, if the method encrypts: what needsRewrite() compares with. */
+  #currentDataKey(): DataKeyInfo | undefined {
     const id = this.#keys.currentKeyId;
     return this.#options.method === 'plaintext' || id === 0 ? undefined : this.#keys.list().find((k) => k.id === id);
   }
@@ -546,39 +568,6 @@ export class EncryptedEnv {
       plaintextEntries: plaintextEntries.sort(),
       unauthenticatedFiles: unauthenticatedFiles.sort(),
     };
-  }
-
-  dataKeys(): DataKeyInfo[] {
-    return this.#keys.list();
-  }
-
-  /** Secrets: for `tdekv ctl encryption-meta dump-key` only. */
-  exportDataKeys(ids?: readonly number[]): DataKey[] {
-    return this.#keys.exportKeys(ids);
-  }
-
-  /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
-  async rotateDataKey(): Promise<DataKeyInfo> {
-    await this.#writable();
-    const k = await this.#inFlight.run(() => this.#keys.rotate(this.#options.method));
-    zeroize(k.key);
-    return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
-  }
-
-  /**
-   * Drops data keys that no file uses any more. The used ids are read under the key store's
-   * lock (and keys leased to creates in flight are kept), so a file created meanwhile keeps
-   * its key.
-   */
-  async retireUnusedKeys(): Promise<number[]> {
-    await this.#writable();
-    return this.#inFlight.run(() => this.#keys.retireUnused(() => this.#dict.usedKeyIds()));
-  }
-
-  /** Online master-key rotation: re-seals the key dictionary under `next`. */
-  async rotateMasterKey(next: MasterKey): Promise<void> {
-    await this.#writable();
-    await this.#inFlight.run(() => this.#keys.rotateMasterKey(next));
   }
 
   async metaFileSizes(): Promise<Record<string, number>> {
@@ -610,6 +599,20 @@ export class EncryptedEnv {
       }
     })();
     return this.#closing;
+  }
+
+  /** See keyAdminAccess(). */
+  #keyAdminAccess(): KeyAdminAccess {
+    return {
+      keys: this.#keys,
+      method: this.#options.method,
+      usedKeyIds: () => this.#dict.usedKeyIds(),
+      currentDataKey: () => this.#currentDataKey(),
+      change: async <T>(fn: () => Promise<T>): Promise<T> => {
+        await this.#writable();
+        return this.#inFlight.run(fn);
+      },
+    };
   }
 
   #policy() {
