@@ -33,6 +33,15 @@ export function spaceMargin(totalBytes: number): number {
   return Math.min(64 * 1024 * 1024, Math.max(256 * 1024, Math.floor(totalBytes / 100)));
 }
 
+/**
+ * Room kept beyond a flush's output: its manifest edit, file dictionary and CURRENT records,
+ * a few KiB. Small on purpose: a flush is what lets the WAL go, and failing one midway costs
+ * no more than a refused start (its partial table is removed, the retry flushes again).
+ */
+export function flushMargin(totalBytes: number): number {
+  return Math.min(64 * 1024, Math.max(16 * 1024, spaceMargin(totalBytes) >> 6));
+}
+
 export function formatBytes(n: number): string {
   if (n >= 1024 * 1024 * 1024) return `${(n / (1024 * 1024 * 1024)).toFixed(1)} GiB`;
   if (n >= 1024 * 1024) return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
