@@ -84,6 +84,8 @@ export class Engine {
   // Set at open, read by every path. The env is used only through #env* call sites below.
   readonly env: EncryptedEnv;
   readonly tuning: EngineTuning;
+  /** For messages and logs. */
+  readonly #dataDir: string;
   readonly #logger: Logger;
   readonly #blockCache: BlockCache;
   readonly #tables: TableCache;
@@ -120,6 +122,7 @@ export class Engine {
 
   private constructor(env: EncryptedEnv, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
     this.env = env;
+    this.#dataDir = env.dataDir;
     this.#logger = logger;
     this.tuning = tuning;
     this.#versions = versions;
@@ -358,7 +361,7 @@ export class Engine {
 
   async #recover(existed: boolean, walRecoveryMode: WalRecoveryMode): Promise<void> {
     const job: JobContext = { output: this.#outputContext(), sliceMs: () => SLICE_MS, yieldSlice: () => yieldToEventLoop() };
-    const ctx = { list: (dir: string) => this.env.list(dir), openReadSync: (name: string) => this.env.openReadSync(name), dataDir: this.env.dataDir };
+    const ctx = { list: (dir: string) => this.env.list(dir), openReadSync: (name: string) => this.env.openReadSync(name), dataDir: this.#dataDir };
     this.#lastSeq = await recover({ ...ctx, versions: this.#versions, wal: this.#wal, job, tuning: this.tuning, logger: this.#logger }, existed, walRecoveryMode);
     this.#pendingOutputs.clear();
     await this.#deleteObsoleteFiles();
@@ -405,7 +408,7 @@ export class Engine {
       if (l0Stop && paused) {
         // Only a compaction would let writes go on, and it has no room: refuse them (with the
         // reason) until space is freed, rather than hold every client with no reply.
-        const err = noRoomError('compaction', paused.needBytes, paused.freeBytes, this.env.dataDir);
+        const err = noRoomError('compaction', paused.needBytes, paused.freeBytes, this.#dataDir);
         this.#writeFailed(err, false);
         throw err;
       }
@@ -514,7 +517,7 @@ export class Engine {
     if (!this.#bgError && this.#noSpace.active) {
       const e = this.#noSpace.error;
       const why = e instanceof Error ? e.message : String(e);
-      throw new TdekvError('IO_FAILED', `writes are refused: the data dir ${this.env.dataDir} is out of space (${why}); they resume by themselves once space is freed (retried with backoff)`, { cause: e });
+      throw new TdekvError('IO_FAILED', `writes are refused: the data dir ${this.#dataDir} is out of space (${why}); they resume by themselves once space is freed (retried with backoff)`, { cause: e });
     }
     if (this.#bgError) {
       const e = this.#bgError;
@@ -574,13 +577,13 @@ export class Engine {
         const room = await this.#freeSpace();
         const need = compaction.inputBytes + this.tuning.writeBufferSize + (room ? spaceMargin(room.total) : 0);
         if (room && room.free < need) {
-          if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.env.dataDir);
-          if (!this.#pauses.current) this.#logger.warn({ needBytes: need, freeBytes: room.free, dataDir: this.env.dataDir }, `compaction paused: needs ${formatBytes(need)}, ${formatBytes(room.free)} free; retried with backoff`);
+          if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.#dataDir);
+          if (!this.#pauses.current) this.#logger.warn({ needBytes: need, freeBytes: room.free, dataDir: this.#dataDir }, `compaction paused: needs ${formatBytes(need)}, ${formatBytes(room.free)} free; retried with backoff`);
           this.#pauses.pause(need, room.free, () => this.#scheduleBackgroundWork());
           return false;
         }
       }
-      if (this.#pauses.current) this.#logger.info({ dataDir: this.env.dataDir }, 'compaction resumed: there is room again');
+      if (this.#pauses.current) this.#logger.info({ dataDir: this.#dataDir }, 'compaction resumed: there is room again');
       this.#pauses.resume();
       await this.#runCompaction(compaction);
       return true;
@@ -681,7 +684,7 @@ export class Engine {
     if (isNoSpaceError(err)) {
       const first = !this.#noSpace.active;
       this.#noSpace.fail(err, walDamaged, () => void this.#queueRecovery());
-      if (first) this.#logger.warn({ err: String(err), dataDir: this.env.dataDir }, 'the data dir is out of space: writes are refused and retried with backoff; they resume by themselves once space is freed');
+      if (first) this.#logger.warn({ err: String(err), dataDir: this.#dataDir }, 'the data dir is out of space: writes are refused and retried with backoff; they resume by themselves once space is freed');
       return;
     }
     this.#bgError = err;
@@ -734,7 +737,7 @@ export class Engine {
     }
     const since = this.#noSpace.since;
     this.#noSpace.recovered();
-    this.#logger.warn({ dataDir: this.env.dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
+    this.#logger.warn({ dataDir: this.#dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
     this.#scheduleBackgroundWork();
     this.#notifyBackgroundProgress();
   }
@@ -752,7 +755,7 @@ export class Engine {
   /** Throws a no-space error before `work` starts when its output and its margin would not fit. */
   async #checkRoom(work: string, bytes: number, margin: (totalBytes: number) => number): Promise<void> {
     const room = await this.#freeSpace();
-    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.env.dataDir);
+    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.#dataDir);
   }
 
   // ---------------------------------------------------------------- helpers
