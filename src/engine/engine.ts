@@ -18,7 +18,7 @@ import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import { Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
-import { CompactionPauses, flushMargin, formatBytes, isNoSpaceError, NoSpaceRetry, noRoomError, spaceMargin } from './no-space-recovery.js';
+import { CompactionPauses, DiskRoom, flushMargin, formatBytes, isNoSpaceError, NoSpaceRetry, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { deleteObsoleteFiles } from './obsolete-files.js';
 import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
 import { recover } from './recovery.js';
@@ -114,6 +114,7 @@ export class Engine {
   #bgError: unknown;
   readonly #noSpace: NoSpaceRetry;
   readonly #pauses: CompactionPauses;
+  readonly #room: DiskRoom;
   // Lifecycle (close()).
   #closing = false;
   #closed = false;
@@ -136,6 +137,7 @@ export class Engine {
     const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
     this.#noSpace = new NoSpaceRetry(policy);
     this.#pauses = new CompactionPauses(policy);
+    this.#room = new DiskRoom(() => env.freeSpace(), this.#dataDir, logger);
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
@@ -531,7 +533,7 @@ export class Engine {
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
-      await this.#checkRoom('flush', imm.approximateBytes, flushMargin);
+      await this.#room.check('flush', imm.approximateBytes, flushMargin);
       const job: JobContext = {
         output: this.#outputContext(),
         sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
@@ -574,7 +576,7 @@ export class Engine {
         // The output is at most the inputs (it only drops entries; blocks are rewritten at the
         // same sizes), and the inputs are removed only after it is installed. Flushes go first:
         // the room of the next one is kept too.
-        const room = await this.#freeSpace();
+        const room = await this.#room.read();
         const need = compaction.inputBytes + this.tuning.writeBufferSize + (room ? spaceMargin(room.total) : 0);
         if (room && room.free < need) {
           if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.#dataDir);
@@ -710,7 +712,7 @@ export class Engine {
       // A compaction started before the failure may still be running.
       while (this.#bg) await this.#bg;
       // Not even the room of a flush: the disk is still full, no need to try writing.
-      await this.#checkRoom('write', 0, flushMargin);
+      await this.#room.check('write', 0, flushMargin);
       if (this.#noSpace.walDamaged) {
         if (this.#imm) await this.#flushImmutable();
         const damaged = await this.#wal.switch();
@@ -740,22 +742,6 @@ export class Engine {
     this.#logger.warn({ dataDir: this.#dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
     this.#scheduleBackgroundWork();
     this.#notifyBackgroundProgress();
-  }
-
-  /** Free space of the data dir, or undefined when it cannot be told (the work then goes ahead). */
-  async #freeSpace(): Promise<{ free: number; total: number } | undefined> {
-    try {
-      return await this.env.freeSpace();
-    } catch (err) {
-      this.#logger.debug({ err: String(err) }, 'could not read the free space of the data dir');
-      return undefined;
-    }
-  }
-
-  /** Throws a no-space error before `work` starts when its output and its margin would not fit. */
-  async #checkRoom(work: string, bytes: number, margin: (totalBytes: number) => number): Promise<void> {
-    const room = await this.#freeSpace();
-    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.#dataDir);
   }
 
   // ---------------------------------------------------------------- helpers

@@ -1,4 +1,5 @@
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
 
 /**
  * A full disk (or quota) is the one write failure that goes away by itself when an operator
@@ -184,5 +185,34 @@ export class CompactionPauses {
   cancel(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+}
+
+/** The free space of the data dir's file system, as the checks before a write, flush or compaction read it. */
+export class DiskRoom {
+  readonly #freeSpace: () => Promise<{ free: number; total: number }>;
+  readonly #dataDir: string;
+  readonly #logger: Logger;
+
+  constructor(freeSpace: () => Promise<{ free: number; total: number }>, dataDir: string, logger: Logger) {
+    this.#freeSpace = freeSpace;
+    this.#dataDir = dataDir;
+    this.#logger = logger;
+  }
+
+  /** Free and total bytes, or undefined when they cannot be told (the work then goes ahead). */
+  async read(): Promise<{ free: number; total: number } | undefined> {
+    try {
+      return await this.#freeSpace();
+    } catch (err) {
+      this.#logger.debug({ err: String(err) }, 'could not read the free space of the data dir');
+      return undefined;
+    }
+  }
+
+  /** Throws a no-space error before `work` starts when its output and its margin would not fit. */
+  async check(work: string, bytes: number, margin: (totalBytes: number) => number): Promise<void> {
+    const room = await this.read();
+    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.#dataDir);
   }
 }
