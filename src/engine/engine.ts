@@ -18,7 +18,8 @@ import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import { Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
-import { CompactionPauses, DiskRoom, flushMargin, formatBytes, isNoSpaceError, NoSpaceRetry, noRoomError, spaceMargin } from './no-space-recovery.js';
+import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
+import { ErrorHandler, type WriteFailure } from './error-handler.js';
 import { deleteObsoleteFiles } from './obsolete-files.js';
 import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
 import { recover } from './recovery.js';
@@ -60,11 +61,7 @@ export interface EngineStats {
   compactionsPaused: number;
 }
 
-/** Why the engine refuses writes, and whether it clears by itself (a full disk) or only by a reopen. */
-export interface WriteFailure {
-  error: TdekvError;
-  recoverable: boolean;
-}
+export type { WriteFailure } from './error-handler.js';
 
 /**
  * An LSM tree on the encrypted env: a write-ahead log and memtable in front, sorted tables
@@ -108,17 +105,18 @@ export class Engine {
   readonly #pendingOutputs = new Set<number>();
   /** Outputs of a flush or compaction whose manifest edit failed: kept until a later edit supersedes it. */
   readonly #orphanOutputs = new Set<number>();
-  // Background work and failures (the scheduler below, no-space-recovery.ts): the loop, its waiters, what stopped writes.
+  // Background work (the scheduler below): the loop and its waiters.
   #bg: Promise<void> | undefined;
   #bgWaiters: Array<() => void> = [];
-  #bgError: unknown;
-  readonly #noSpace: NoSpaceRetry;
+  // Failures and a full disk (error-handler.ts, no-space-recovery.ts): why writes are refused, paused compactions, free space.
+  readonly #errors: ErrorHandler;
   readonly #pauses: CompactionPauses;
   readonly #room: DiskRoom;
   // Lifecycle (close()).
   #closing = false;
   #closed = false;
   #closePromise: Promise<void> | undefined;
+  // Counters for stats(), bumped by the path each names.
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
   private constructor(env: EncryptedEnv, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
@@ -132,10 +130,10 @@ export class Engine {
     this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
     this.#commits = new CommitQueue(
       (batch, sync) => this.#commitGroup(batch, sync),
-      (err) => this.#writeFailed(err, false),
+      (err) => this.#errors.failed(err, false),
     );
     const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
-    this.#noSpace = new NoSpaceRetry(policy);
+    this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
     this.#pauses = new CompactionPauses(policy);
     this.#room = new DiskRoom(() => env.freeSpace(), this.#dataDir, logger);
   }
@@ -284,7 +282,7 @@ export class Engine {
   /** Waits until no flush or compaction is pending (for tests and benchmarks). */
   async waitForBackgroundWork(): Promise<void> {
     while (this.#bg) await this.#bg;
-    this.#throwIfBackgroundFailed();
+    this.#errors.throwIfRefused();
   }
 
   stats(): EngineStats {
@@ -297,18 +295,11 @@ export class Engine {
       liveSnapshots: this.#snapshots.size,
       blockCache: { usage: this.#blockCache.usage, capacity: this.#blockCache.capacity },
       ...this.#stats,
-      noSpaceRetries: this.#noSpace.retries,
-      noSpaceRecoveries: this.#noSpace.recoveries,
+      noSpaceRetries: this.#errors.noSpace.retries,
+      noSpaceRecoveries: this.#errors.noSpace.recoveries,
       compactionsPaused: this.#pauses.count,
     };
-    if (this.#bgError) {
-      s.backgroundError = String(this.#bgError);
-    } else if (this.#noSpace.active) {
-      s.backgroundError = String(this.#noSpace.error);
-      s.backgroundErrorRecoverable = true;
-      const next = this.#noSpace.nextRetryInMs;
-      if (next !== undefined) s.noSpaceNextRetryMs = next;
-    }
+    Object.assign(s, this.#errors.describe());
     const p = this.#pauses.current;
     if (p) s.compactionPaused = { needBytes: p.needBytes, freeBytes: p.freeBytes, since: new Date(p.since).toISOString() };
     return s;
@@ -320,13 +311,7 @@ export class Engine {
    * backoff); otherwise only a reopen clears it.
    */
   writeFailure(): WriteFailure | undefined {
-    if (!this.#bgError && !this.#noSpace.active) return undefined;
-    try {
-      this.#throwIfBackgroundFailed();
-    } catch (err) {
-      return { error: err as TdekvError, recoverable: !this.#bgError };
-    }
-    return undefined;
+    return this.#errors.failure();
   }
 
   /** Table files of the current version per level: for verification and tests. */
@@ -343,14 +328,14 @@ export class Engine {
 
   async #close(): Promise<void> {
     // Space may have come back since the last retry: one more try lets the flush below succeed.
-    if (this.#noSpace.active && !this.#bgError) await this.#queueRecovery();
+    if (this.#errors.noSpace.active && !this.#errors.sticky) await this.#queueRecovery();
     try {
-      if (!this.#bgError && !this.#noSpace.active && this.#mem.entries > 0) await this.flush();
+      if (!this.#errors.refusing && this.#mem.entries > 0) await this.flush();
     } catch (err) {
       this.#logger.warn({ err }, 'flushing the memtable at close failed; its writes stay in the write-ahead log');
     }
     this.#closing = true;
-    this.#noSpace.cancel();
+    this.#errors.noSpace.cancel();
     this.#pauses.cancel();
     while (this.#commits.busy) await sleep(1);
     while (this.#bg) await this.#bg.catch(() => undefined);
@@ -381,7 +366,7 @@ export class Engine {
     try {
       this.#wal.appendSync(batch);
     } catch (err) {
-      this.#writeFailed(err, true);
+      this.#errors.failed(err, true);
       throw err;
     }
     if (sync) await this.#syncWal();
@@ -394,7 +379,7 @@ export class Engine {
   async #makeRoomForWrite(): Promise<void> {
     let delayed = false;
     for (;;) {
-      this.#throwIfBackgroundFailed();
+      this.#errors.throwIfRefused();
       const l0 = this.#versions.current.fileCount(0);
       if (!delayed && l0 >= this.tuning.level0SlowdownWritesTrigger) {
         this.#stats.writeSlowdowns++;
@@ -411,7 +396,7 @@ export class Engine {
         // Only a compaction would let writes go on, and it has no room: refuse them (with the
         // reason) until space is freed, rather than hold every client with no reply.
         const err = noRoomError('compaction', paused.needBytes, paused.freeBytes, this.#dataDir);
-        this.#writeFailed(err, false);
+        this.#errors.failed(err, false);
         throw err;
       }
       if (this.#imm || l0Stop) {
@@ -426,7 +411,7 @@ export class Engine {
   async #switchForFlush(): Promise<{ done: Promise<void> }> {
     if (this.#mem.entries > 0) {
       while (this.#imm) {
-        this.#throwIfBackgroundFailed();
+        this.#errors.throwIfRefused();
         await this.#waitForBackgroundProgress();
       }
       await this.#switchMemtable();
@@ -438,10 +423,10 @@ export class Engine {
 
   async #waitForImmFlushed(): Promise<void> {
     while (this.#imm) {
-      this.#throwIfBackgroundFailed();
+      this.#errors.throwIfRefused();
       await this.#waitForBackgroundProgress();
     }
-    this.#throwIfBackgroundFailed();
+    this.#errors.throwIfRefused();
   }
 
   /**
@@ -451,11 +436,11 @@ export class Engine {
    */
   async #syncWal(): Promise<void> {
     // A WAL whose append failed is retired by the recovery, not synced: its records are in the memtable.
-    if (this.#noSpace.walDamaged) this.#throwIfBackgroundFailed();
+    if (this.#errors.noSpace.walDamaged) this.#errors.throwIfRefused();
     try {
       await this.#wal.sync();
     } catch (err) {
-      this.#bgError ??= new TdekvError('IO_FAILED', `fsync of the write-ahead log ${this.#wal.path} failed (${String(err)}); writes are refused until the database is reopened`, { cause: err });
+      this.#errors.failSticky(new TdekvError('IO_FAILED', `fsync of the write-ahead log ${this.#wal.path} failed (${String(err)}); writes are refused until the database is reopened`, { cause: err }));
       throw err;
     }
   }
@@ -475,7 +460,7 @@ export class Engine {
   // ---------------------------------------------------------------- background work
 
   #scheduleBackgroundWork(): void {
-    if (this.#bg || this.#closed || this.#bgError || this.#noSpace.active) return;
+    if (this.#bg || this.#closed || this.#errors.refusing) return;
     this.#bg = this.#backgroundLoop().finally(() => {
       this.#bg = undefined;
       this.#notifyBackgroundProgress();
@@ -497,7 +482,7 @@ export class Engine {
       }
     } catch (err) {
       if (this.#closing && isTdekvError(err, 'CLOSED')) return;
-      this.#writeFailed(err, false);
+      this.#errors.failed(err, false);
     }
   }
 
@@ -508,24 +493,11 @@ export class Engine {
   }
 
   #waitForBackgroundProgress(): Promise<void> {
-    this.#throwIfBackgroundFailed();
+    this.#errors.throwIfRefused();
     const p = new Promise<void>((resolve) => this.#bgWaiters.push(resolve));
     this.#scheduleBackgroundWork();
     if (!this.#bg) this.#notifyBackgroundProgress();
     return p;
-  }
-
-  #throwIfBackgroundFailed(): void {
-    if (!this.#bgError && this.#noSpace.active) {
-      const e = this.#noSpace.error;
-      const why = e instanceof Error ? e.message : String(e);
-      throw new TdekvError('IO_FAILED', `writes are refused: the data dir ${this.#dataDir} is out of space (${why}); they resume by themselves once space is freed (retried with backoff)`, { cause: e });
-    }
-    if (this.#bgError) {
-      const e = this.#bgError;
-      if (e instanceof TdekvError) throw new TdekvError(e.code, `an earlier write, flush or compaction failed: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
-      throw new TdekvError('IO_FAILED', `an earlier write, flush or compaction failed (${String(e)}); reopen the database after fixing the cause`, { cause: e });
-    }
   }
 
   // ---------------------------------------------------------------- flush path (flush.ts)
@@ -673,27 +645,6 @@ export class Engine {
 
   // ---------------------------------------------------------------- a full disk (no-space-recovery.ts)
 
-  /**
-   * Puts the engine in the state a failed write, flush or compaction calls for: a full disk
-   * is retried with backoff (writes refused meanwhile); anything else refuses writes until
-   * a reopen. `walDamaged`: the WAL append itself failed, so its tail may be torn.
-   */
-  #writeFailed(err: unknown, walDamaged: boolean): void {
-    // CLOSED while closing is the close itself; otherwise (the env closed under the engine) it is final.
-    if (this.#bgError || (this.#closing && isTdekvError(err, 'CLOSED'))) return;
-    // A refusal thrown because the state is already set is not a new failure.
-    if (this.#noSpace.active && !walDamaged && (err === this.#noSpace.error || (err as { cause?: unknown })?.cause === this.#noSpace.error)) return;
-    if (isNoSpaceError(err)) {
-      const first = !this.#noSpace.active;
-      this.#noSpace.fail(err, walDamaged, () => void this.#queueRecovery());
-      if (first) this.#logger.warn({ err: String(err), dataDir: this.#dataDir }, 'the data dir is out of space: writes are refused and retried with backoff; they resume by themselves once space is freed');
-      return;
-    }
-    this.#bgError = err;
-    this.#noSpace.cancel();
-    this.#logger.error({ err }, 'a write, flush or compaction failed; writes are refused until the database is reopened');
-  }
-
   /** Queues a recovery attempt behind the writes already queued (it must not race a WAL append). */
   #queueRecovery(): Promise<void> {
     if (this.#closed) return Promise.resolve();
@@ -707,18 +658,18 @@ export class Engine {
    * only live log. Writes resume only when all of that is durable. Runs in the write queue.
    */
   async #attemptRecovery(): Promise<void> {
-    if (!this.#noSpace.active || this.#bgError || this.#closed) return;
+    if (!this.#errors.noSpace.active || this.#errors.sticky || this.#closed) return;
     try {
       // A compaction started before the failure may still be running.
       while (this.#bg) await this.#bg;
       // Not even the room of a flush: the disk is still full, no need to try writing.
       await this.#room.check('write', 0, flushMargin);
-      if (this.#noSpace.walDamaged) {
+      if (this.#errors.noSpace.walDamaged) {
         if (this.#imm) await this.#flushImmutable();
         const damaged = await this.#wal.switch();
         this.#imm = this.#mem;
         this.#mem = new Memtable();
-        this.#noSpace.walDamaged = false;
+        this.#errors.noSpace.walDamaged = false;
         await damaged!.close().catch(() => undefined);
       } else if (this.#mem.approximateBytes >= this.tuning.writeBufferSize) {
         // The failure was the switch to a new memtable (creating its WAL): do it now.
@@ -732,13 +683,13 @@ export class Engine {
         if (!(await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers), 'throw'))) break;
       }
     } catch (err) {
-      if (this.#bgError) return;
-      this.#writeFailed(err, false);
-      if (this.#noSpace.active) this.#logger.info({ err: String(err), retryInMs: this.#noSpace.nextRetryInMs }, 'the data dir is still out of space; writes stay refused');
+      if (this.#errors.sticky) return;
+      this.#errors.failed(err, false);
+      if (this.#errors.noSpace.active) this.#logger.info({ err: String(err), retryInMs: this.#errors.noSpace.nextRetryInMs }, 'the data dir is still out of space; writes stay refused');
       return;
     }
-    const since = this.#noSpace.since;
-    this.#noSpace.recovered();
+    const since = this.#errors.noSpace.since;
+    this.#errors.noSpace.recovered();
     this.#logger.warn({ dataDir: this.#dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
     this.#scheduleBackgroundWork();
     this.#notifyBackgroundProgress();
