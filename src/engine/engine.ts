@@ -1,32 +1,37 @@
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { TdekvError, isTdekvError } from '../errors.js';
 import { engineFsOf, type EngineFs } from './engine-fs.js';
-import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
+import { SLICE_MS, URGENT_FLUSH_SLICE_MS, type JobContext } from './background-job.js';
 import { BlockCache } from './block-cache.js';
 import { bloomHash } from './bloom.js';
-import { isBottommostFor, planFor, pickSizeCompaction, type CompactionPlan } from './compaction-picker.js';
+import { CommitQueue } from './commit.js';
+import { Compaction } from './compaction/compaction.js';
+import { planFor, pickSizeCompaction, type CompactionPlan } from './compaction/picker.js';
+import { runCompaction, type CompactionContext } from './compaction/runner.js';
 import { ConcatIterator } from './concat-iterator.js';
 import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
-import { manifestName, parseFileName, tableName, walName } from './file-names.js';
-import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
-import { compareBytes } from './compare-bytes.js';
+import { tableName } from './file-names.js';
+import { writeMemtable } from './flush.js';
+import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
-import { readLog, type LogRecord } from './log-reader.js';
-import { LogWriter } from './log-writer.js';
 import { Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
-import { CompactionPauses, formatBytes, isNoSpaceError, NoSpaceRetry, noRoomError, spaceMargin } from './no-space-recovery.js';
+import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
+import { ErrorHandler, type WriteFailure } from './error-handler.js';
+import { deleteObsoleteFiles } from './obsolete-files.js';
 import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
+import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
-import { TableOutput, type TableOutputContext } from './table-output.js';
+import type { TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
 import { emptyEdit, type FileMeta, type VersionEdit } from './version-edit.js';
 import { VersionSet } from './version-set.js';
-import { batchCount, concatBatches, decodeBatch, encodeBatch, setBatchSequence } from './write-batch.js';
+import { WalManager } from './wal.js';
+import { decodeBatch, encodeBatch, setBatchSequence } from './write-batch.js';
 
 export interface EngineStats {
   levels: Array<{ level: number; files: number; bytes: number }>;
@@ -56,103 +61,81 @@ export interface EngineStats {
   compactionsPaused: number;
 }
 
-/** Why the engine refuses writes, and whether it clears by itself (a full disk) or only by a reopen. */
-export interface WriteFailure {
-  error: TdekvError;
-  recoverable: boolean;
-}
-
-type QueueItem =
-  | { kind: 'write'; batch: Buffer; sync: boolean; resolve: () => void; reject: (e: unknown) => void }
-  | { kind: 'flush'; resolve: (p: { done: Promise<void> }) => void; reject: (e: unknown) => void }
-  | { kind: 'sync'; resolve: () => void; reject: (e: unknown) => void }
-  | { kind: 'recover'; resolve: () => void; reject: (e: unknown) => void };
-
-/**
- * Room kept beyond a flush's output: its manifest edit, file dictionary and CURRENT records,
- * a few KiB. Small on purpose: a flush is what lets the WAL go, and failing one midway costs
- * no more than a refused start (its partial table is removed, the retry flushes again).
- */
-function flushMargin(totalBytes: number): number {
-  return Math.min(64 * 1024, Math.max(16 * 1024, spaceMargin(totalBytes) >> 6));
-}
-
-/** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
-const MAX_GROUP_OPS = 64 * 1024;
-/** Entries between looks at the clock in flush and compaction loops. */
-const SLICE_CHECK_EVERY = 64;
-/** Background work runs in slices of this many ms between turns of the event loop... */
-const SLICE_MS = 1;
-/**
- * ...and a flush in longer ones while the new memtable is past half full: otherwise, under a
- * steady write load, the flush falls behind, the memtable fills, and writes stop until it ends.
- */
-const URGENT_FLUSH_SLICE_MS = 4;
-
-/** Decides when a background loop should give the event loop a turn. */
-class WorkSlice {
-  #start = performance.now();
-  #n = 0;
-
-  constructor(private readonly budgetMs: () => number) {}
-
-  /** Call once per entry; true when the slice's time is up. */
-  due(): boolean {
-    if (++this.#n % SLICE_CHECK_EVERY !== 0) return false;
-    return performance.now() - this.#start >= this.budgetMs();
-  }
-
-  restart(): void {
-    this.#start = performance.now();
-  }
-}
+export type { WriteFailure } from './error-handler.js';
 
 /**
  * An LSM tree on the encrypted env: a write-ahead log and memtable in front, sorted tables
  * in levels behind, merged by background compaction. Every file goes through the env, so
  * it is encrypted under the current data key when written; compaction rewrites old files
  * and so moves data to the current key over time.
+ *
+ * This class is the façade: it holds the state and wires the paths together. The paths live
+ * in their own modules: the write queue and group commit (commit.ts), the WAL (wal.ts),
+ * recovery at open (recovery.ts), the flush runner (flush.ts), compaction (compaction/: the
+ * picker, the Compaction and its rules, the runner), obsolete-file removal
+ * (obsolete-files.ts) and the no-space policy (no-space-recovery.ts). The flush and
+ * compaction runners see only table metadata and an output context; installing what they
+ * return (the version edit) stays here.
  */
 export class Engine {
+  // Set at open, read by every path. The env is used only through #env* call sites below.
   readonly env: EngineFs;
   readonly tuning: EngineTuning;
+  /** For messages and logs. */
+  readonly #dataDir: string;
   readonly #logger: Logger;
-  readonly #versions: VersionSet;
   readonly #blockCache: BlockCache;
   readonly #tables: TableCache;
-  readonly #snapshots = new SnapshotList();
-  readonly #compactionMutex = new Mutex();
-  readonly #pendingOutputs = new Set<number>();
-  readonly #compactPointers = new Map<number, Buffer>();
+  // The version set: installed by recovery, flush and compaction (#logAndApply); read by reads and the picker.
+  readonly #versions: VersionSet;
+  // Commit path (commit.ts, wal.ts): the queue, the current WAL, the memtable writes go to, the last sequence.
+  readonly #commits: CommitQueue;
+  readonly #wal: WalManager;
   #mem = new Memtable();
-  #imm: Memtable | undefined;
-  #wal!: { number: number; file: EncryptedWritableFile; writer: LogWriter };
   #lastSeq = 0;
-  #queue: QueueItem[] = [];
-  #writing = false;
-  #bg: Promise<void> | undefined;
-  #bgError: unknown;
-  readonly #noSpace: NoSpaceRetry;
-  readonly #pauses: CompactionPauses;
+  // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read).
+  readonly #snapshots = new SnapshotList();
+  // Flush path (flush.ts): the memtable being flushed, and the flush in progress.
+  #imm: Memtable | undefined;
+  #flushing: Promise<void> | undefined;
+  // Compaction path (compaction/): one compaction at a time, and where each level's next size compaction starts.
+  readonly #compactionMutex = new Mutex();
+  readonly #compactPointers = new Map<number, Buffer>();
+  // Table outputs of flush, compaction and recovery: kept from obsolete-file removal until installed.
+  readonly #pendingOutputs = new Set<number>();
   /** Outputs of a flush or compaction whose manifest edit failed: kept until a later edit supersedes it. */
   readonly #orphanOutputs = new Set<number>();
+  // Background work (the scheduler below): the loop and its waiters.
+  #bg: Promise<void> | undefined;
   #bgWaiters: Array<() => void> = [];
-  #flushing: Promise<void> | undefined;
+  // Failures and a full disk (error-handler.ts, no-space-recovery.ts): why writes are refused, paused compactions, free space.
+  readonly #errors: ErrorHandler;
+  readonly #pauses: CompactionPauses;
+  readonly #room: DiskRoom;
+  // Lifecycle (close()).
   #closing = false;
   #closed = false;
   #closePromise: Promise<void> | undefined;
+  // Counters for stats(), bumped by the path each names.
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
   private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
     this.env = env;
+    this.#dataDir = env.dataDir;
     this.#logger = logger;
     this.tuning = tuning;
     this.#versions = versions;
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
+    this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
+    this.#commits = new CommitQueue(
+      (batch, sync) => this.#commitGroup(batch, sync),
+      (err) => this.#errors.failed(err, false),
+    );
     const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
-    this.#noSpace = new NoSpaceRetry(policy);
+    this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
     this.#pauses = new CompactionPauses(policy);
+    this.#room = new DiskRoom(() => env.freeSpace(), this.#dataDir, logger);
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
@@ -242,10 +225,7 @@ export class Engine {
     if (ops.length === 0) return Promise.resolve();
     // Encoded now: the caller may reuse its buffers as soon as write() returns.
     const batch = encodeBatch(ops, 0);
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ kind: 'write', batch, sync: options.sync === true, resolve, reject });
-      if (!this.#writing) void this.#drainQueue();
-    });
+    return this.#commits.write(batch, options.sync === true);
   }
 
   put(key: Uint8Array, value: Uint8Array, options?: WriteOptions): Promise<void> {
@@ -267,20 +247,14 @@ export class Engine {
     } catch (err) {
       return Promise.reject(err);
     }
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ kind: 'sync', resolve, reject });
-      if (!this.#writing) void this.#drainQueue();
-    });
+    return this.#commits.run(() => this.#syncWal());
   }
 
   /** Writes the memtable out to a level-0 table (waits for it). */
   async flush(): Promise<void> {
     this.#checkOpen();
     // The switch is queued behind earlier writes; the flush itself is awaited outside the queue.
-    const { done } = await new Promise<{ done: Promise<void> }>((resolve, reject) => {
-      this.#queue.push({ kind: 'flush', resolve, reject });
-      if (!this.#writing) void this.#drainQueue();
-    });
+    const { done } = await this.#commits.run(() => this.#switchForFlush());
     await done;
   }
 
@@ -310,7 +284,7 @@ export class Engine {
   /** Waits until no flush or compaction is pending (for tests and benchmarks). */
   async waitForBackgroundWork(): Promise<void> {
     while (this.#bg) await this.#bg;
-    this.#throwIfBackgroundFailed();
+    this.#errors.throwIfRefused();
   }
 
   stats(): EngineStats {
@@ -323,18 +297,11 @@ export class Engine {
       liveSnapshots: this.#snapshots.size,
       blockCache: { usage: this.#blockCache.usage, capacity: this.#blockCache.capacity },
       ...this.#stats,
-      noSpaceRetries: this.#noSpace.retries,
-      noSpaceRecoveries: this.#noSpace.recoveries,
+      noSpaceRetries: this.#errors.noSpace.retries,
+      noSpaceRecoveries: this.#errors.noSpace.recoveries,
       compactionsPaused: this.#pauses.count,
     };
-    if (this.#bgError) {
-      s.backgroundError = String(this.#bgError);
-    } else if (this.#noSpace.active) {
-      s.backgroundError = String(this.#noSpace.error);
-      s.backgroundErrorRecoverable = true;
-      const next = this.#noSpace.nextRetryInMs;
-      if (next !== undefined) s.noSpaceNextRetryMs = next;
-    }
+    Object.assign(s, this.#errors.describe());
     const p = this.#pauses.current;
     if (p) s.compactionPaused = { needBytes: p.needBytes, freeBytes: p.freeBytes, since: new Date(p.since).toISOString() };
     return s;
@@ -346,13 +313,7 @@ export class Engine {
    * backoff); otherwise only a reopen clears it.
    */
   writeFailure(): WriteFailure | undefined {
-    if (!this.#bgError && !this.#noSpace.active) return undefined;
-    try {
-      this.#throwIfBackgroundFailed();
-    } catch (err) {
-      return { error: err as TdekvError, recoverable: !this.#bgError };
-    }
-    return undefined;
+    return this.#errors.failure();
   }
 
   /** Table files of the current version per level: for verification and tests. */
@@ -369,185 +330,45 @@ export class Engine {
 
   async #close(): Promise<void> {
     // Space may have come back since the last retry: one more try lets the flush below succeed.
-    if (this.#noSpace.active && !this.#bgError) await this.#queueRecovery();
+    if (this.#errors.noSpace.active && !this.#errors.sticky) await this.#queueRecovery();
     try {
-      if (!this.#bgError && !this.#noSpace.active && this.#mem.entries > 0) await this.flush();
+      if (!this.#errors.refusing && this.#mem.entries > 0) await this.flush();
     } catch (err) {
       this.#logger.warn({ err }, 'flushing the memtable at close failed; its writes stay in the write-ahead log');
     }
     this.#closing = true;
-    this.#noSpace.cancel();
+    this.#errors.noSpace.cancel();
     this.#pauses.cancel();
-    while (this.#writing) await sleep(1);
+    while (this.#commits.busy) await sleep(1);
     while (this.#bg) await this.#bg.catch(() => undefined);
     await this.#compactionMutex.run(async () => undefined);
     this.#closed = true;
     await this.#releaseResources();
   }
 
-  // ---------------------------------------------------------------- recovery
+  // ---------------------------------------------------------------- recovery (recovery.ts)
 
   async #recover(existed: boolean, walRecoveryMode: WalRecoveryMode): Promise<void> {
-    const names = await this.env.list('');
-    const engineFiles = names.map((n) => ({ name: n, parsed: parseFileName(n) })).filter((f) => f.parsed !== undefined);
-    if (!existed) {
-      // A first open that crashed before CURRENT was written leaves only a manifest; data files without CURRENT are a damaged dir.
-      const data = engineFiles.filter((f) => f.parsed!.kind !== 'manifest');
-      if (data.length > 0) {
-        throw new TdekvError(
-          'DATA_CORRUPTED',
-          `${this.env.dataDir} holds database files (${data.slice(0, 3).map((f) => f.name).join(', ')}${data.length > 3 ? ', …' : ''}) but no CURRENT file naming its manifest: the data dir is damaged; restore it from a backup`,
-        );
-      }
-    }
-    for (const f of engineFiles) this.#versions.markFileNumberUsed(f.parsed!.number);
-    if (existed) this.#checkRecoveredFilesExist(engineFiles.map((f) => f.name));
-    const wals = engineFiles
-      .filter((f) => f.parsed!.kind === 'wal' && f.parsed!.number >= this.#versions.logNumber)
-      .sort((a, b) => a.parsed!.number - b.parsed!.number);
-    // Every log is read and checked before anything is written (invariant 11): a refused
-    // open must leave the data dir as it was, so restoring a damaged byte recovers it.
-    const logs: Array<{ name: string; records: LogRecord[] }> = [];
-    for (const wal of wals) {
-      const file = this.env.openReadSync(wal.name);
-      let contents;
-      try {
-        contents = readLog(file, this.#logger, { onDamage: walRecoveryMode === 'point-in-time' ? 'stop' : 'throw' });
-      } finally {
-        file.close();
-      }
-      for (const r of contents.records) {
-        try {
-          decodeBatch(r.payload, () => undefined);
-        } catch (err) {
-          throw new TdekvError('DATA_CORRUPTED', `${wal.name} in ${this.env.dataDir}: the record at offset ${r.offset} passes its checksum but is not a valid write batch; the write-ahead log is damaged: restore the data dir from a backup`, { cause: err });
-        }
-      }
-      logs.push({ name: wal.name, records: contents.records });
-      if (contents.damagedAt !== undefined) {
-        const skipped = wals.slice(wals.indexOf(wal) + 1).map((w) => w.name);
-        this.#logger.error({ wal: wal.name, offset: contents.damagedAt, skippedLogs: skipped }, 'wal-recovery-mode = "point-in-time": replaying up to the damaged record; it and every later write are dropped');
-        break;
-      }
-    }
-    const edit = emptyEdit();
-    let lastSeq = this.#versions.lastSequence;
-    const ctx = this.#outputContext();
-    for (const { name, records } of logs) {
-      let mem = new Memtable();
-      for (const r of records) {
-        const info = decodeBatch(r.payload, (seq, kind, key, value) => mem.add(seq, kind, key, value));
-        if (info.count > 0) lastSeq = Math.max(lastSeq, info.firstSeq + info.count - 1);
-        if (mem.approximateBytes >= this.tuning.writeBufferSize) {
-          edit.newFiles.push(...(await writeMemtable(ctx, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));
-          mem = new Memtable();
-        }
-      }
-      if (mem.entries > 0) edit.newFiles.push(...(await writeMemtable(ctx, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));
-      if (records.length > 0) this.#logger.info({ wal: name, records: records.length }, 'replayed write-ahead log');
-    }
-    this.#lastSeq = lastSeq;
-    await this.#openNewWal();
-    edit.logNumber = this.#wal.number;
-    edit.lastSequence = lastSeq;
-    await this.#versions.logAndApply(edit);
+    const job: JobContext = { output: this.#outputContext(), sliceMs: () => SLICE_MS, yieldSlice: () => yieldToEventLoop() };
+    const ctx = { list: (dir: string) => this.env.list(dir), openReadSync: (name: string) => this.env.openReadSync(name), dataDir: this.#dataDir };
+    this.#lastSeq = await recover({ ...ctx, versions: this.#versions, wal: this.#wal, job, tuning: this.tuning, logger: this.#logger }, existed, walRecoveryMode);
     this.#pendingOutputs.clear();
     await this.#deleteObsoleteFiles();
   }
 
-  /**
-   * The WAL the manifest names as current always exists in a consistent data dir (it is
-   * removed only after a later edit names a newer one), and so does every table of the
-   * version. Either missing means edits or files were lost — for example a damaged last
-   * manifest record read as a torn tail — and opening would silently drop data.
-   */
-  #checkRecoveredFilesExist(names: readonly string[]): void {
-    const present = new Set(names);
-    const manifest = `${manifestName(this.#versions.manifestNumber)} (the manifest CURRENT names in ${this.env.dataDir})`;
-    const logNumber = this.#versions.logNumber;
-    if (logNumber > 0 && !present.has(walName(logNumber))) {
-      throw new TdekvError('DATA_CORRUPTED', `${manifest} names write-ahead log ${walName(logNumber)}, which is gone: the manifest lost edits or the log was removed; restore the data dir from a backup`);
-    }
-    const missing = this.#versions.current.allFiles().filter((f) => !present.has(tableName(f.number)));
-    if (missing.length > 0) {
-      throw new TdekvError('DATA_CORRUPTED', `${manifest} lists table ${tableName(missing[0]!.number)}${missing.length > 1 ? ` and ${missing.length - 1} more` : ''}, which is not in the data dir: restore the data dir from a backup`);
-    }
-  }
+  // ---------------------------------------------------------------- commit path (commit.ts, wal.ts)
 
-  async #openNewWal(): Promise<void> {
-    const number = this.#versions.newFileNumber();
-    const file = await this.env.create(walName(number));
-    this.#wal = { number, file, writer: new LogWriter(file) };
-  }
-
-  // ---------------------------------------------------------------- write queue
-
-  async #drainQueue(): Promise<void> {
-    this.#writing = true;
-    try {
-      while (this.#queue.length > 0) {
-        const head = this.#queue[0]!;
-        if (head.kind === 'flush') {
-          this.#queue.shift();
-          try {
-            head.resolve(await this.#switchForFlush());
-          } catch (err) {
-            head.reject(err);
-          }
-          continue;
-        }
-        if (head.kind === 'recover') {
-          this.#queue.shift();
-          try {
-            await this.#attemptRecovery();
-            head.resolve();
-          } catch (err) {
-            head.reject(err);
-          }
-          continue;
-        }
-        if (head.kind === 'sync') {
-          this.#queue.shift();
-          try {
-            await this.#syncWal();
-            head.resolve();
-          } catch (err) {
-            head.reject(err);
-          }
-          continue;
-        }
-        const group: Array<Extract<QueueItem, { kind: 'write' }>> = [];
-        let ops = 0;
-        while (this.#queue.length > 0 && this.#queue[0]!.kind === 'write' && (group.length === 0 || ops < MAX_GROUP_OPS)) {
-          const w = this.#queue.shift() as Extract<QueueItem, { kind: 'write' }>;
-          group.push(w);
-          ops += batchCount(w.batch);
-        }
-        try {
-          await this.#writeGroup(group);
-          for (const w of group) w.resolve();
-        } catch (err) {
-          this.#writeFailed(err, false);
-          for (const w of group) w.reject(err);
-        }
-      }
-    } finally {
-      this.#writing = false;
-    }
-  }
-
-  async #writeGroup(group: ReadonlyArray<Extract<QueueItem, { kind: 'write' }>>): Promise<void> {
+  /** Commits one write group from the queue: sequence numbers, WAL record, memtable. */
+  async #commitGroup(batch: Buffer, sync: boolean): Promise<void> {
     if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
     await this.#makeRoomForWrite();
-    const batch = group.length === 1 ? group[0]!.batch : concatBatches(group.map((w) => w.batch));
     const first = this.#lastSeq + 1;
     setBatchSequence(batch, first);
-    const sync = group.some((w) => w.sync);
     // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
     try {
-      this.#wal.writer.addRecordSync(batch);
+      this.#wal.appendSync(batch);
     } catch (err) {
-      this.#writeFailed(err, true);
+      this.#errors.failed(err, true);
       throw err;
     }
     if (sync) await this.#syncWal();
@@ -560,7 +381,7 @@ export class Engine {
   async #makeRoomForWrite(): Promise<void> {
     let delayed = false;
     for (;;) {
-      this.#throwIfBackgroundFailed();
+      this.#errors.throwIfRefused();
       const l0 = this.#versions.current.fileCount(0);
       if (!delayed && l0 >= this.tuning.level0SlowdownWritesTrigger) {
         this.#stats.writeSlowdowns++;
@@ -576,8 +397,8 @@ export class Engine {
       if (l0Stop && paused) {
         // Only a compaction would let writes go on, and it has no room: refuse them (with the
         // reason) until space is freed, rather than hold every client with no reply.
-        const err = noRoomError('compaction', paused.needBytes, paused.freeBytes, this.env.dataDir);
-        this.#writeFailed(err, false);
+        const err = noRoomError('compaction', paused.needBytes, paused.freeBytes, this.#dataDir);
+        this.#errors.failed(err, false);
         throw err;
       }
       if (this.#imm || l0Stop) {
@@ -592,7 +413,7 @@ export class Engine {
   async #switchForFlush(): Promise<{ done: Promise<void> }> {
     if (this.#mem.entries > 0) {
       while (this.#imm) {
-        this.#throwIfBackgroundFailed();
+        this.#errors.throwIfRefused();
         await this.#waitForBackgroundProgress();
       }
       await this.#switchMemtable();
@@ -604,10 +425,10 @@ export class Engine {
 
   async #waitForImmFlushed(): Promise<void> {
     while (this.#imm) {
-      this.#throwIfBackgroundFailed();
+      this.#errors.throwIfRefused();
       await this.#waitForBackgroundProgress();
     }
-    this.#throwIfBackgroundFailed();
+    this.#errors.throwIfRefused();
   }
 
   /**
@@ -617,32 +438,31 @@ export class Engine {
    */
   async #syncWal(): Promise<void> {
     // A WAL whose append failed is retired by the recovery, not synced: its records are in the memtable.
-    if (this.#noSpace.walDamaged) this.#throwIfBackgroundFailed();
+    if (this.#errors.noSpace.walDamaged) this.#errors.throwIfRefused();
     try {
-      await this.#wal.writer.sync();
+      await this.#wal.sync();
     } catch (err) {
-      this.#bgError ??= new TdekvError('IO_FAILED', `fsync of the write-ahead log ${this.#wal.writer.path} failed (${String(err)}); writes are refused until the database is reopened`, { cause: err });
+      this.#errors.failSticky(new TdekvError('IO_FAILED', `fsync of the write-ahead log ${this.#wal.path} failed (${String(err)}); writes are refused until the database is reopened`, { cause: err }));
       throw err;
     }
   }
 
   /** A new WAL for a new memtable; the full one becomes immutable and is flushed in the background. */
   async #switchMemtable(): Promise<void> {
-    const old = this.#wal;
     // Synced before it is closed, so a later sync write never survives a power loss that
     // loses earlier, unsynced writes of the previous log (RocksDB does the same).
     await this.#syncWal();
-    await this.#openNewWal();
+    const old = await this.#wal.switch();
     this.#imm = this.#mem;
     this.#mem = new Memtable();
-    await old.writer.close();
+    await old!.close();
     this.#scheduleBackgroundWork();
   }
 
   // ---------------------------------------------------------------- background work
 
   #scheduleBackgroundWork(): void {
-    if (this.#bg || this.#closed || this.#bgError || this.#noSpace.active) return;
+    if (this.#bg || this.#closed || this.#errors.refusing) return;
     this.#bg = this.#backgroundLoop().finally(() => {
       this.#bg = undefined;
       this.#notifyBackgroundProgress();
@@ -664,83 +484,8 @@ export class Engine {
       }
     } catch (err) {
       if (this.#closing && isTdekvError(err, 'CLOSED')) return;
-      this.#writeFailed(err, false);
+      this.#errors.failed(err, false);
     }
-  }
-
-  /**
-   * Puts the engine in the state a failed write, flush or compaction calls for: a full disk
-   * is retried with backoff (writes refused meanwhile); anything else refuses writes until
-   * a reopen. `walDamaged`: the WAL append itself failed, so its tail may be torn.
-   */
-  #writeFailed(err: unknown, walDamaged: boolean): void {
-    // CLOSED while closing is the close itself; otherwise (the env closed under the engine) it is final.
-    if (this.#bgError || (this.#closing && isTdekvError(err, 'CLOSED'))) return;
-    // A refusal thrown because the state is already set is not a new failure.
-    if (this.#noSpace.active && !walDamaged && (err === this.#noSpace.error || (err as { cause?: unknown })?.cause === this.#noSpace.error)) return;
-    if (isNoSpaceError(err)) {
-      const first = !this.#noSpace.active;
-      this.#noSpace.fail(err, walDamaged, () => void this.#queueRecovery());
-      if (first) this.#logger.warn({ err: String(err), dataDir: this.env.dataDir }, 'the data dir is out of space: writes are refused and retried with backoff; they resume by themselves once space is freed');
-      return;
-    }
-    this.#bgError = err;
-    this.#noSpace.cancel();
-    this.#logger.error({ err }, 'a write, flush or compaction failed; writes are refused until the database is reopened');
-  }
-
-  /** Queues a recovery attempt behind the writes already queued (it must not race a WAL append). */
-  #queueRecovery(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ kind: 'recover', resolve, reject });
-      if (!this.#writing) void this.#drainQueue();
-    });
-  }
-
-  /**
-   * One try at leaving the no-space state: every acknowledged write is in the memtables, so
-   * they are flushed to tables; a WAL whose append failed is retired first (never appended
-   * to again: its tail may be torn) by switching to a new one, which the flush then makes the
-   * only live log. Writes resume only when all of that is durable. Runs in the write queue.
-   */
-  async #attemptRecovery(): Promise<void> {
-    if (!this.#noSpace.active || this.#bgError || this.#closed) return;
-    try {
-      // A compaction started before the failure may still be running.
-      while (this.#bg) await this.#bg;
-      // Not even the room of a flush: the disk is still full, no need to try writing.
-      await this.#checkRoom('write', 0, flushMargin);
-      if (this.#noSpace.walDamaged) {
-        if (this.#imm) await this.#flushImmutable();
-        const damaged = this.#wal;
-        await this.#openNewWal();
-        this.#imm = this.#mem;
-        this.#mem = new Memtable();
-        this.#noSpace.walDamaged = false;
-        await damaged.writer.close().catch(() => undefined);
-      } else if (this.#mem.approximateBytes >= this.tuning.writeBufferSize) {
-        // The failure was the switch to a new memtable (creating its WAL): do it now.
-        if (this.#imm) await this.#flushImmutable();
-        await this.#switchMemtable();
-      }
-      if (this.#imm) await this.#flushImmutable();
-      // Writes were refused for level 0 at the stop trigger: only a compaction lets them go on.
-      const stop = Math.max(this.tuning.level0StopWritesTrigger, this.tuning.level0FileNumCompactionTrigger);
-      while (this.#versions.current.fileCount(0) >= stop) {
-        if (!(await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers), 'throw'))) break;
-      }
-    } catch (err) {
-      if (this.#bgError) return;
-      this.#writeFailed(err, false);
-      if (this.#noSpace.active) this.#logger.info({ err: String(err), retryInMs: this.#noSpace.nextRetryInMs }, 'the data dir is still out of space; writes stay refused');
-      return;
-    }
-    const since = this.#noSpace.since;
-    this.#noSpace.recovered();
-    this.#logger.warn({ dataDir: this.env.dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
-    this.#scheduleBackgroundWork();
-    this.#notifyBackgroundProgress();
   }
 
   #notifyBackgroundProgress(): void {
@@ -750,33 +495,25 @@ export class Engine {
   }
 
   #waitForBackgroundProgress(): Promise<void> {
-    this.#throwIfBackgroundFailed();
+    this.#errors.throwIfRefused();
     const p = new Promise<void>((resolve) => this.#bgWaiters.push(resolve));
     this.#scheduleBackgroundWork();
     if (!this.#bg) this.#notifyBackgroundProgress();
     return p;
   }
 
-  #throwIfBackgroundFailed(): void {
-    if (!this.#bgError && this.#noSpace.active) {
-      const e = this.#noSpace.error;
-      const why = e instanceof Error ? e.message : String(e);
-      throw new TdekvError('IO_FAILED', `writes are refused: the data dir ${this.env.dataDir} is out of space (${why}); they resume by themselves once space is freed (retried with backoff)`, { cause: e });
-    }
-    if (this.#bgError) {
-      const e = this.#bgError;
-      if (e instanceof TdekvError) throw new TdekvError(e.code, `an earlier write, flush or compaction failed: ${e.message}. Reopen the database after fixing the cause; acknowledged writes are in the write-ahead log.`, { cause: e });
-      throw new TdekvError('IO_FAILED', `an earlier write, flush or compaction failed (${String(e)}); reopen the database after fixing the cause`, { cause: e });
-    }
-  }
+  // ---------------------------------------------------------------- flush path (flush.ts)
 
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
-      await this.#checkRoom('flush', imm.approximateBytes, flushMargin);
-      const files = await writeMemtable(this.#outputContext(), imm, this.#snapshots.oldest(this.#lastSeq), () =>
-        this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS,
-      );
+      await this.#room.check('flush', imm.approximateBytes, flushMargin);
+      const job: JobContext = {
+        output: this.#outputContext(),
+        sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
+        yieldSlice: () => yieldToEventLoop(),
+      };
+      const files = await writeMemtable(job, imm, this.#snapshots.oldest(this.#lastSeq));
       const edit = emptyEdit();
       edit.newFiles = files.map((file) => ({ level: 0, file }));
       // Everything in WALs older than the current one is now in tables.
@@ -793,6 +530,8 @@ export class Engine {
     return this.#flushing;
   }
 
+  // ---------------------------------------------------------------- compaction path (compaction/)
+
   /**
    * Runs one compaction chosen by `pick` against the current version; false if there was
    * none, or if it was not started for lack of room (`noRoom` 'pause': retried later; 'throw':
@@ -806,47 +545,64 @@ export class Engine {
         this.#pauses.resume();
         return false;
       }
-      if (!this.#isTrivialMove(plan)) {
+      const compaction = new Compaction(plan, (n) => this.#envNeedsRewrite(n));
+      if (!compaction.isTrivialMove()) {
         // The output is at most the inputs (it only drops entries; blocks are rewritten at the
         // same sizes), and the inputs are removed only after it is installed. Flushes go first:
         // the room of the next one is kept too.
-        const inputs = [...plan.inputs[0], ...plan.inputs[1]].reduce((n, f) => n + f.size, 0);
-        const room = await this.#freeSpace();
-        const need = inputs + this.tuning.writeBufferSize + (room ? spaceMargin(room.total) : 0);
+        const room = await this.#room.read();
+        const need = compaction.inputBytes + this.tuning.writeBufferSize + (room ? spaceMargin(room.total) : 0);
         if (room && room.free < need) {
-          if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.env.dataDir);
-          if (!this.#pauses.current) this.#logger.warn({ needBytes: need, freeBytes: room.free, dataDir: this.env.dataDir }, `compaction paused: needs ${formatBytes(need)}, ${formatBytes(room.free)} free; retried with backoff`);
+          if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.#dataDir);
+          if (!this.#pauses.current) this.#logger.warn({ needBytes: need, freeBytes: room.free, dataDir: this.#dataDir }, `compaction paused: needs ${formatBytes(need)}, ${formatBytes(room.free)} free; retried with backoff`);
           this.#pauses.pause(need, room.free, () => this.#scheduleBackgroundWork());
           return false;
         }
       }
-      if (this.#pauses.current) this.#logger.info({ dataDir: this.env.dataDir }, 'compaction resumed: there is room again');
+      if (this.#pauses.current) this.#logger.info({ dataDir: this.#dataDir }, 'compaction resumed: there is room again');
       this.#pauses.resume();
-      await this.#runCompaction(plan);
+      await this.#runCompaction(compaction);
       return true;
     });
   }
 
-  #isTrivialMove(plan: CompactionPlan): boolean {
-    const [first, second] = plan.inputs;
-    return plan.reason === 'size' && first.length === 1 && second.length === 0 && plan.level > 0 && this.#onCurrentKey(first[0]!.number);
-  }
-
-  /** Free space of the data dir, or undefined when it cannot be told (the work then goes ahead). */
-  async #freeSpace(): Promise<{ free: number; total: number } | undefined> {
-    try {
-      return await this.env.freeSpace();
-    } catch (err) {
-      this.#logger.debug({ err: String(err) }, 'could not read the free space of the data dir');
-      return undefined;
+  /** Runs a compaction (or moves its file) and installs the result. */
+  async #runCompaction(compaction: Compaction): Promise<void> {
+    if (compaction.isTrivialMove()) {
+      // Nothing to merge with: move the file down without rewriting it.
+      await this.#logAndApply(compaction.edit(compaction.plan.inputs[0]), []);
+      this.#compactPointers.set(compaction.level, compaction.pointer);
+      return;
     }
+    const version = this.#versions.acquire();
+    try {
+      const ctx: CompactionContext = {
+        output: this.#outputContext(),
+        sliceMs: () => SLICE_MS,
+        yieldSlice: async () => {
+          if (this.#imm) await this.#flushImmutable();
+          await yieldToEventLoop();
+          // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
+          if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
+        },
+        openTable: (n) => this.#tables.iterator(n),
+      };
+      const files = await runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
+      // From here the edit may reach the manifest even if logAndApply fails: keep the
+      // outputs (unreferenced ones are removed as obsolete later), never delete them.
+      await this.#logAndApply(compaction.edit(files), files);
+      this.#compactPointers.set(compaction.level, compaction.pointer);
+      this.#stats.compactions++;
+      this.#stats.compactionBytesRead += compaction.inputBytes;
+      this.#stats.compactionBytesWritten += files.reduce((s, f) => s + f.size, 0);
+      this.#logger.debug({ level: compaction.level, outputLevel: compaction.outputLevel, inputs: compaction.inputFiles.length, outputs: files.length, reason: compaction.plan.reason }, 'compaction done');
+    } finally {
+      this.#versions.release(version);
+    }
+    await this.#deleteObsoleteFiles();
   }
 
-  /** Throws a no-space error before `work` starts when its output and its margin would not fit. */
-  async #checkRoom(work: string, bytes: number, margin: (totalBytes: number) => number): Promise<void> {
-    const room = await this.#freeSpace();
-    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.env.dataDir);
-  }
+  // ---------------------------------------------------------------- installing results
 
   /**
    * logAndApply for an edit installing `outputs`. When it fails the edit may still be in the
@@ -865,118 +621,7 @@ export class Engine {
     this.#orphanOutputs.clear();
   }
 
-  async #runCompaction(plan: CompactionPlan): Promise<void> {
-    const [first, second] = plan.inputs;
-    const edit = emptyEdit();
-    for (const f of first) edit.deletedFiles.push({ level: plan.level, number: f.number });
-    for (const f of second) edit.deletedFiles.push({ level: plan.outputLevel, number: f.number });
-    const last = first[first.length - 1]!;
-    if (this.#isTrivialMove(plan)) {
-      // Nothing to merge with: move the file down without rewriting it.
-      edit.newFiles.push({ level: plan.outputLevel, file: last });
-      await this.#logAndApply(edit, []);
-      this.#compactPointers.set(plan.level, last.largest);
-      return;
-    }
-    const version = this.#versions.acquire();
-    const ctx = this.#outputContext();
-    const out = new TableOutput(ctx, this.tuning.targetFileSizeBase);
-    const input = new MergingIterator([
-      ...(plan.level === 0 ? first.map((f) => this.#tables.iterator(f.number)) : [this.#levelIterator(first)]),
-      ...(second.length > 0 ? [this.#levelIterator(second)] : []),
-    ]);
-    let applying = false;
-    try {
-      const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
-      let current: Buffer | undefined;
-      let lastSeqForKey = MAX_SEQUENCE;
-      const slice = new WorkSlice(() => SLICE_MS);
-      for (input.seekToFirst(); input.valid(); input.next()) {
-        if (slice.due()) {
-          await out.drain();
-          if (this.#imm) await this.#flushImmutable();
-          await yieldToEventLoop();
-          slice.restart();
-          // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
-          if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
-        }
-        const key = input.userKey();
-        const seq = input.seq();
-        const kind = input.kind();
-        if (current === undefined || !key.equals(current)) {
-          current = key;
-          lastSeqForKey = MAX_SEQUENCE;
-        }
-        // A newer version of this key is visible to every snapshot: this one can never be read.
-        let drop = lastSeqForKey <= smallestSnapshot;
-        // A tombstone with nothing older left below it hides nothing.
-        if (!drop && kind === ValueKind.Deletion && seq <= smallestSnapshot && isBottommostFor(version, plan.outputLevel, key)) drop = true;
-        lastSeqForKey = seq;
-        if (drop) continue;
-        if (out.needsOpen(key)) await out.open();
-        out.add(key, seq, kind, input.value());
-      }
-      const files = await out.finish();
-      for (const file of files) edit.newFiles.push({ level: plan.outputLevel, file });
-      // From here the edit may reach the manifest even if logAndApply fails: keep the
-      // outputs (unreferenced ones are removed as obsolete later), never delete them.
-      applying = true;
-      await this.#logAndApply(edit, files);
-      this.#compactPointers.set(plan.level, last.largest);
-      this.#stats.compactions++;
-      this.#stats.compactionBytesRead += [...first, ...second].reduce((s, f) => s + f.size, 0);
-      this.#stats.compactionBytesWritten += files.reduce((s, f) => s + f.size, 0);
-      this.#logger.debug({ level: plan.level, outputLevel: plan.outputLevel, inputs: first.length + second.length, outputs: files.length, reason: plan.reason }, 'compaction done');
-    } catch (err) {
-      if (!applying) await out.abandon();
-      throw err;
-    } finally {
-      input.close();
-      this.#versions.release(version);
-    }
-    await this.#deleteObsoleteFiles();
-  }
-
-  #onCurrentKey(tableNumber: number): boolean {
-    return !this.env.needsRewrite(tableName(tableNumber));
-  }
-
-  /** Removes WALs, manifests and tables no live version needs, and leftovers of interrupted writes. */
-  async #deleteObsoleteFiles(): Promise<void> {
-    const names = await this.env.list('');
-    // Live set taken after the listing: a table listed was registered as a pending output before it was created.
-    const live = this.#versions.liveTableNumbers();
-    for (const n of this.#pendingOutputs) live.add(n);
-    for (const name of names) {
-      const p = parseFileName(name);
-      let obsolete = false;
-      if (p?.kind === 'wal') obsolete = p.number < this.#versions.logNumber && p.number !== this.#wal.number;
-      else if (p?.kind === 'table') obsolete = !live.has(p.number);
-      // A newer manifest may be being written by a concurrent edit, before CURRENT names it.
-      else if (p?.kind === 'manifest') obsolete = p.number < this.#versions.manifestNumber;
-      if (!obsolete) continue;
-      if (p?.kind === 'table') this.#tables.evict(p.number);
-      await this.env.remove(name).catch((err: unknown) => this.#logger.warn({ err, file: name }, 'could not remove an obsolete file; it will be retried'));
-    }
-  }
-
-  // ---------------------------------------------------------------- helpers
-
-  #internalIterators(version: Version): InternalIterator[] {
-    const children: InternalIterator[] = [this.#mem.iterator()];
-    if (this.#imm) children.push(this.#imm.iterator());
-    for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number));
-    for (let level = 1; level < version.levels.length; level++) {
-      const files = version.levels[level]!;
-      if (files.length > 0) children.push(this.#levelIterator(files));
-    }
-    return children;
-  }
-
-  #levelIterator(files: readonly FileMeta[]): InternalIterator {
-    return new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number));
-  }
-
+  /** Where flush, compaction and recovery write their tables. */
   #outputContext(): TableOutputContext {
     return {
       env: this.env,
@@ -986,53 +631,97 @@ export class Engine {
     };
   }
 
+  // ---------------------------------------------------------------- obsolete files (obsolete-files.ts)
+
+  #deleteObsoleteFiles(): Promise<void> {
+    return deleteObsoleteFiles({
+      list: (dir) => this.env.list(dir),
+      remove: (name) => this.env.remove(name),
+      versions: this.#versions,
+      wal: this.#wal,
+      pendingOutputs: this.#pendingOutputs,
+      evictTable: (n) => this.#tables.evict(n),
+      logger: this.#logger,
+    });
+  }
+
+  // ---------------------------------------------------------------- a full disk (no-space-recovery.ts)
+
+  /** Queues a recovery attempt behind the writes already queued (it must not race a WAL append). */
+  #queueRecovery(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    return this.#commits.run(() => this.#attemptRecovery());
+  }
+
+  /**
+   * One try at leaving the no-space state: every acknowledged write is in the memtables, so
+   * they are flushed to tables; a WAL whose append failed is retired first (never appended
+   * to again: its tail may be torn) by switching to a new one, which the flush then makes the
+   * only live log. Writes resume only when all of that is durable. Runs in the write queue.
+   */
+  async #attemptRecovery(): Promise<void> {
+    if (!this.#errors.noSpace.active || this.#errors.sticky || this.#closed) return;
+    try {
+      // A compaction started before the failure may still be running.
+      while (this.#bg) await this.#bg;
+      // Not even the room of a flush: the disk is still full, no need to try writing.
+      await this.#room.check('write', 0, flushMargin);
+      if (this.#errors.noSpace.walDamaged) {
+        if (this.#imm) await this.#flushImmutable();
+        const damaged = await this.#wal.switch();
+        this.#imm = this.#mem;
+        this.#mem = new Memtable();
+        this.#errors.noSpace.walDamaged = false;
+        await damaged!.close().catch(() => undefined);
+      } else if (this.#mem.approximateBytes >= this.tuning.writeBufferSize) {
+        // The failure was the switch to a new memtable (creating its WAL): do it now.
+        if (this.#imm) await this.#flushImmutable();
+        await this.#switchMemtable();
+      }
+      if (this.#imm) await this.#flushImmutable();
+      // Writes were refused for level 0 at the stop trigger: only a compaction lets them go on.
+      const stop = Math.max(this.tuning.level0StopWritesTrigger, this.tuning.level0FileNumCompactionTrigger);
+      while (this.#versions.current.fileCount(0) >= stop) {
+        if (!(await this.#compactOnce((v) => pickSizeCompaction(v, this.tuning, this.#compactPointers), 'throw'))) break;
+      }
+    } catch (err) {
+      if (this.#errors.sticky) return;
+      this.#errors.failed(err, false);
+      if (this.#errors.noSpace.active) this.#logger.info({ err: String(err), retryInMs: this.#errors.noSpace.nextRetryInMs }, 'the data dir is still out of space; writes stay refused');
+      return;
+    }
+    const since = this.#errors.noSpace.since;
+    this.#errors.noSpace.recovered();
+    this.#logger.warn({ dataDir: this.#dataDir, refusedForMs: Date.now() - since }, 'space is available again: writes resume');
+    this.#scheduleBackgroundWork();
+    this.#notifyBackgroundProgress();
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** Whether a table is under an old data key or method: compaction then rewrites it rather than move it. */
+  #envNeedsRewrite(tableNumber: number): boolean {
+    return this.env.needsRewrite(tableName(tableNumber));
+  }
+
+  #internalIterators(version: Version): InternalIterator[] {
+    const children: InternalIterator[] = [this.#mem.iterator()];
+    if (this.#imm) children.push(this.#imm.iterator());
+    for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number));
+    for (let level = 1; level < version.levels.length; level++) {
+      const files = version.levels[level]!;
+      if (files.length > 0) children.push(new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number)));
+    }
+    return children;
+  }
+
   #checkOpen(): void {
     if (this.#closed || this.#closing) throw new TdekvError('CLOSED', 'the database is closed');
   }
 
   async #releaseResources(): Promise<void> {
-    await this.#wal?.writer.close().catch(() => undefined);
+    await this.#wal.close();
     await this.#versions.close().catch(() => undefined);
     this.#tables.close();
   }
 }
-
-
-/** Writes a memtable's entries, in order, into one level-0 table. */
-/**
- * Writes a memtable to level-0 tables. Versions that a newer version of the same key hides
- * from every snapshot are left out (RocksDB's flush does the same): a key overwritten many
- * times between flushes is written once, not once per write.
- */
-async function writeMemtable(ctx: TableOutputContext, mem: Memtable, smallestSnapshot: number, sliceMs: () => number = () => SLICE_MS): Promise<FileMeta[]> {
-  const out = new TableOutput(ctx, Infinity);
-  const it = mem.iterator();
-  const slice = new WorkSlice(sliceMs);
-  try {
-    let previous: Buffer | undefined;
-    let previousSeq = MAX_SEQUENCE;
-    for (it.seekToFirst(); it.valid(); it.next()) {
-      const key = it.userKey();
-      const seq = it.seq();
-      const sameKey = previous !== undefined && key.length === previous.length && compareBytes(key, 0, key.length, previous) === 0;
-      const hidden = sameKey && previousSeq <= smallestSnapshot;
-      if (!sameKey) previous = key;
-      previousSeq = seq;
-      if (hidden) continue;
-      if (out.needsOpen(key)) await out.open();
-      out.add(key, seq, it.kind(), it.value());
-      if (slice.due()) {
-        await out.drain();
-        await yieldToEventLoop();
-        slice.restart();
-      }
-    }
-    return await out.finish();
-  } catch (err) {
-    await out.abandon();
-    throw err;
-  } finally {
-    it.close();
-  }
-}
-

@@ -1,4 +1,5 @@
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
 
 /**
  * A full disk (or quota) is the one write failure that goes away by itself when an operator
@@ -31,6 +32,15 @@ export function noRoomError(work: string, needBytes: number, freeBytes: number, 
  */
 export function spaceMargin(totalBytes: number): number {
   return Math.min(64 * 1024 * 1024, Math.max(256 * 1024, Math.floor(totalBytes / 100)));
+}
+
+/**
+ * Room kept beyond a flush's output: its manifest edit, file dictionary and CURRENT records,
+ * a few KiB. Small on purpose: a flush is what lets the WAL go, and failing one midway costs
+ * no more than a refused start (its partial table is removed, the retry flushes again).
+ */
+export function flushMargin(totalBytes: number): number {
+  return Math.min(64 * 1024, Math.max(16 * 1024, spaceMargin(totalBytes) >> 6));
 }
 
 export function formatBytes(n: number): string {
@@ -175,5 +185,34 @@ export class CompactionPauses {
   cancel(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+  }
+}
+
+/** The free space of the data dir's file system, as the checks before a write, flush or compaction read it. */
+export class DiskRoom {
+  readonly #freeSpace: () => Promise<{ free: number; total: number }>;
+  readonly #dataDir: string;
+  readonly #logger: Logger;
+
+  constructor(freeSpace: () => Promise<{ free: number; total: number }>, dataDir: string, logger: Logger) {
+    this.#freeSpace = freeSpace;
+    this.#dataDir = dataDir;
+    this.#logger = logger;
+  }
+
+  /** Free and total bytes, or undefined when they cannot be told (the work then goes ahead). */
+  async read(): Promise<{ free: number; total: number } | undefined> {
+    try {
+      return await this.#freeSpace();
+    } catch (err) {
+      this.#logger.debug({ err: String(err) }, 'could not read the free space of the data dir');
+      return undefined;
+    }
+  }
+
+  /** Throws a no-space error before `work` starts when its output and its margin would not fit. */
+  async check(work: string, bytes: number, margin: (totalBytes: number) => number): Promise<void> {
+    const room = await this.read();
+    if (room && room.free < bytes + margin(room.total)) throw noRoomError(work, bytes + margin(room.total), room.free, this.#dataDir);
   }
 }

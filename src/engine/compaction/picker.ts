@@ -1,7 +1,7 @@
-import type { EngineTuning } from './options.js';
-import { compareUserParts, type Version } from './version.js';
-import { TRAILER_BYTES } from './internal-key.js';
-import type { FileMeta } from './version-edit.js';
+import type { EngineTuning } from '../options.js';
+import { compareUserParts, type Version } from '../version.js';
+import { TRAILER_BYTES } from '../internal-key.js';
+import type { FileMeta } from '../version-edit.js';
 
 /** Files to merge: `inputs[0]` from `level`, `inputs[1]` from `outputLevel`. */
 export interface CompactionPlan {
@@ -65,12 +65,4 @@ export function userRange(files: readonly FileMeta[]): [Buffer, Buffer] {
     if (compareUserParts(f.largest, hi) > 0) hi = f.largest;
   }
   return [lo.subarray(0, lo.length - TRAILER_BYTES), hi.subarray(0, hi.length - TRAILER_BYTES)];
-}
-
-/** True when no level below `outputLevel` may hold `userKey`: a tombstone there has nothing left to hide. */
-export function isBottommostFor(version: Version, outputLevel: number, userKey: Buffer): boolean {
-  for (let l = outputLevel + 1; l < version.levels.length; l++) {
-    if (version.fileFor(l, userKey)) return false;
-  }
-  return true;
 }

@@ -1,0 +1,51 @@
+import { WorkSlice, type JobContext } from '../background-job.js';
+import { ConcatIterator } from '../concat-iterator.js';
+import type { InternalIterator } from '../iterator.js';
+import { MergingIterator } from '../merging-iterator.js';
+import { TableOutput } from '../table-output.js';
+import type { FileMeta } from '../version-edit.js';
+import { bottommostRule, type CompactionJob } from './compaction.js';
+import { DropRule } from './drop-rule.js';
+
+export interface CompactionContext extends JobContext {
+  /** An iterator over one input table. */
+  openTable(tableNumber: number): InternalIterator;
+}
+
+/**
+ * The compaction runner: merges the job's inputs into new tables at the output level,
+ * leaving out what the drop rule drops, and returns their metadata; the caller installs
+ * them. On failure the tables written so far are removed.
+ */
+export async function runCompaction(job: CompactionJob, ctx: CompactionContext): Promise<FileMeta[]> {
+  const [first, second] = job.inputs;
+  const levelIterator = (files: readonly FileMeta[]): InternalIterator => new ConcatIterator(files, (i) => ctx.openTable(files[i]!.number));
+  const out = new TableOutput(ctx.output, ctx.output.tuning.targetFileSizeBase);
+  const input = new MergingIterator([
+    ...(job.level === 0 ? first.map((f) => ctx.openTable(f.number)) : [levelIterator(first)]),
+    ...(second.length > 0 ? [levelIterator(second)] : []),
+  ]);
+  try {
+    const rule = new DropRule(job.smallestSnapshot, bottommostRule(job.levelsBelow));
+    const slice = new WorkSlice(() => ctx.sliceMs());
+    for (input.seekToFirst(); input.valid(); input.next()) {
+      if (slice.due()) {
+        await out.drain();
+        await ctx.yieldSlice();
+        slice.restart();
+      }
+      const key = input.userKey();
+      const seq = input.seq();
+      const kind = input.kind();
+      if (rule.dropsVersion(key, seq, kind)) continue;
+      if (out.needsOpen(key)) await out.open();
+      out.add(key, seq, kind, input.value());
+    }
+    return await out.finish();
+  } catch (err) {
+    await out.abandon();
+    throw err;
+  } finally {
+    input.close();
+  }
+}
