@@ -26,6 +26,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { abstractLevelDriver } from './abstract-level-driver.js';
 import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 import { importPeer, type ClassicLevelModule, type LmdbModule, type SqliteModule } from './peer-modules.js';
 
@@ -33,7 +34,6 @@ const MiB = 1024 * 1024;
 /** tdekv's default write buffer, and the bench's cache size, given to the peers that have the same knobs. */
 const WRITE_BUFFER_BYTES = 16 * MiB;
 const CACHE_BYTES = BENCH_CACHE_BYTES;
-const SCAN_CHUNK = 1000;
 
 export async function openClassicLevel(options: DriverOptions): Promise<Driver> {
   const { ClassicLevel } = await importPeer<ClassicLevelModule>('classic-level');
@@ -44,38 +44,7 @@ export async function openClassicLevel(options: DriverOptions): Promise<Driver> 
     cacheSize: CACHE_BYTES,
   });
   await db.open();
-  // LevelDB does not fsync unless asked: without fsync, no options (any options object makes
-  // abstract-level copy it into every operation of an array batch; a chained batch takes it once).
-  let writeOptions: { sync: true } | undefined = options.sync ? { sync: true } : undefined;
-  return {
-    dataDir: options.dir,
-    writeBatch(keys, values) {
-      const batch = db.batch();
-      for (let i = 0; i < keys.length; i++) batch.put(keys[i]!, values[i]!);
-      return writeOptions ? batch.write(writeOptions) : batch.write();
-    },
-    put: (key, value) => (writeOptions ? db.put(key, value, writeOptions) : db.put(key, value)),
-    get: (key) => db.getSync(key),
-    async scan(visit) {
-      const it = db.iterator();
-      let n = 0;
-      try {
-        for (;;) {
-          const entries = await it.nextv(SCAN_CHUNK);
-          if (entries.length === 0) break;
-          for (const [k, v] of entries) visit(k, v);
-          n += entries.length;
-        }
-      } finally {
-        await it.close();
-      }
-      return n;
-    },
-    setSync(sync) {
-      writeOptions = sync ? { sync: true } : undefined;
-    },
-    close: () => db.close(),
-  };
+  return abstractLevelDriver(db, options.dir, options.sync === true);
 }
 
 export async function openLmdb(options: DriverOptions): Promise<Driver> {

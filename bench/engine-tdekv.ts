@@ -18,9 +18,9 @@ import { DEFAULT_ENCRYPTION } from '../src/config/types.js';
 import type { EncryptionMethod } from '../src/crypto/method.js';
 import type { BatchOp } from '../src/engine/types.js';
 import { openEnv } from '../src/env/open-env.js';
+import { abstractLevelDriver } from './abstract-level-driver.js';
 import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 
-const SCAN_CHUNK = 1000;
 
 /** A fresh master key file beside (not inside) the data dir, which is returned, not yet created. */
 async function prepare(options: DriverOptions): Promise<{ keyPath: string; dataDir: string }> {
@@ -82,36 +82,5 @@ export async function openTdekvLevel(method: EncryptionMethod, options: DriverOp
     blockCacheSize: BENCH_CACHE_BYTES,
   });
   await db.open();
-  // abstract-level copies a batch's options into every operation of an array batch, which
-  // costs more than the write itself; a chained batch takes them once, at write().
-  let writeOptions: { sync: true } | undefined = options.sync ? { sync: true } : undefined;
-  return {
-    dataDir,
-    writeBatch(keys, values) {
-      const batch = db.batch();
-      for (let i = 0; i < keys.length; i++) batch.put(keys[i]!, values[i]!);
-      return writeOptions ? batch.write(writeOptions) : batch.write();
-    },
-    put: (key, value) => (writeOptions ? db.put(key, value, writeOptions) : db.put(key, value)),
-    get: (key) => db.getSync(key),
-    async scan(visit) {
-      const it = db.iterator();
-      let n = 0;
-      try {
-        for (;;) {
-          const entries = await it.nextv(SCAN_CHUNK);
-          if (entries.length === 0) break;
-          for (const [k, v] of entries) visit(k, v);
-          n += entries.length;
-        }
-      } finally {
-        await it.close();
-      }
-      return n;
-    },
-    setSync(sync) {
-      writeOptions = sync ? { sync: true } : undefined;
-    },
-    close: () => db.close(),
-  };
+  return abstractLevelDriver(db, dataDir, options.sync === true);
 }

@@ -14,6 +14,19 @@ function encode(args: ReadonlyArray<Uint8Array | string>): Buffer {
   return Buffer.concat(parts);
 }
 
+/** `input` cut at the positions the seeds pick (modulo its length), in order. */
+function splitAt(input: Buffer, cutSeeds: readonly number[]): Buffer[] {
+  const cuts = [...new Set(cutSeeds.map((s) => (input.length === 0 ? 0 : s % input.length)))].sort((a, b) => a - b);
+  const chunks: Buffer[] = [];
+  let from = 0;
+  for (const c of cuts) {
+    chunks.push(input.subarray(from, c));
+    from = c;
+  }
+  chunks.push(input.subarray(from));
+  return chunks;
+}
+
 /** Feeds the chunks and returns the commands as latin1 strings (binary-exact). */
 function parse(chunks: ReadonlyArray<Buffer | string>, options = defaults, parser = new RequestParser(options)): string[][] {
   const out: string[][] = [];
@@ -87,14 +100,7 @@ describe('RequestParser: RESP arrays', () => {
     fc.assert(
       fc.property(fc.array(command, { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 10 }), (commands, cutSeeds) => {
         const input = Buffer.concat(commands.map(encode));
-        const cuts = [...new Set(cutSeeds.map((s) => (input.length === 0 ? 0 : s % input.length)))].sort((a, b) => a - b);
-        const chunks: Buffer[] = [];
-        let from = 0;
-        for (const c of cuts) {
-          chunks.push(input.subarray(from, c));
-          from = c;
-        }
-        chunks.push(input.subarray(from));
+        const chunks = splitAt(input, cutSeeds);
         const parser = new RequestParser(defaults);
         const got: Buffer[][] = [];
         for (const c of chunks) parser.push(c, (args) => got.push(args.map((a) => Buffer.from(a))));
@@ -111,14 +117,7 @@ describe('RequestParser: RESP arrays', () => {
     fc.assert(
       fc.property(fc.array(command, { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 8 }), fc.array(fc.boolean(), { maxLength: 12 }), (commands, cutSeeds, stops) => {
         const input = Buffer.concat(commands.map(encode));
-        const cuts = [...new Set(cutSeeds.map((s) => (input.length === 0 ? 0 : s % input.length)))].sort((a, b) => a - b);
-        const chunks: Buffer[] = [];
-        let from = 0;
-        for (const c of cuts) {
-          chunks.push(input.subarray(from, c));
-          from = c;
-        }
-        chunks.push(input.subarray(from));
+        const chunks = splitAt(input, cutSeeds);
         const parser = new RequestParser(defaults);
         const got: Buffer[][] = [];
         const onCommand = (args: Buffer[]): boolean => {

@@ -63,16 +63,30 @@ async function backToBaseline(server: ServerHandle, c: Redis, base: { clients: n
   assert.equal(await c.call('PING'), 'PONG');
 }
 
-describe('unfinished requests: memory is accounted and bounded', () => {
-  let server: ServerHandle;
-  let c: Redis;
+/** One server for a describe block (started before its tests, stopped after) and a client to inspect it. */
+function serverFor(options: Parameters<typeof startTarget>[0]): { readonly server: ServerHandle; readonly c: Redis } {
+  let server: ServerHandle | undefined;
+  let c: Redis | undefined;
   before(async () => {
-    server = await startTarget({});
+    server = await startTarget(options);
     c = server.client();
   });
-  after(() => server.stop());
+  after(() => server?.stop());
+  return {
+    get server() {
+      return server!;
+    },
+    get c() {
+      return c!;
+    },
+  };
+}
+
+describe('unfinished requests: memory is accounted and bounded', () => {
+  const t = serverFor({});
 
   test('20 clients each leaving a million-element array unfinished: compact, counted, and freed', tdekvOnly(), async () => {
+    const { server, c } = t;
     const base = await baseline(server, c);
     const rssBefore = rssMiB(server.pid);
     const elements = 200_000;
@@ -96,6 +110,7 @@ describe('unfinished requests: memory is accounted and bounded', () => {
   });
 
   test('a transaction queue counts as the client\'s memory (multi-mem)', tdekvOnly(), async () => {
+    const { server, c } = t;
     const k = server.client();
     await k.call('MULTI');
     for (let i = 0; i < 100; i++) await k.call('SET', `q${i}`, 'x'.repeat(1000));
@@ -109,15 +124,10 @@ describe('unfinished requests: memory is accounted and bounded', () => {
 });
 
 describe('client-query-buffer-limit', () => {
-  let server: ServerHandle;
-  let c: Redis;
-  before(async () => {
-    server = await startTarget({ settings: { server: { 'client-query-buffer-limit': '1MiB' } }, args: ['--client-query-buffer-limit', '1mb'] });
-    c = server.client();
-  });
-  after(() => server.stop());
+  const t = serverFor({ settings: { server: { 'client-query-buffer-limit': '1MiB' } }, args: ['--client-query-buffer-limit', '1mb'] });
 
   test('a client whose unfinished request passes the limit is disconnected, and only it', async () => {
+    const { server, c } = t;
     const base = await baseline(server, c);
     const hostile = await rawSocket(server.port);
     let received = '';
@@ -137,15 +147,10 @@ describe('client-query-buffer-limit', () => {
 });
 
 describe('maxmemory-clients', () => {
-  let server: ServerHandle;
-  let c: Redis;
-  before(async () => {
-    server = await startTarget({ settings: { server: { 'maxmemory-clients': '4MiB' } }, args: ['--maxmemory-clients', '4mb'] });
-    c = server.client();
-  });
-  after(() => server.stop());
+  const t = serverFor({ settings: { server: { 'maxmemory-clients': '4MiB' } }, args: ['--maxmemory-clients', '4mb'] });
 
   test('clients that together hold too much are evicted, biggest first; small clients and the server stay', async () => {
+    const { server, c } = t;
     const base = await baseline(server, c);
     const small = server.client();
     assert.equal(await small.call('PING'), 'PONG');
@@ -169,15 +174,10 @@ describe('maxmemory-clients', () => {
 });
 
 describe('clients that never read', () => {
-  let server: ServerHandle;
-  let c: Redis;
-  before(async () => {
-    server = await startTarget({});
-    c = server.client();
-  });
-  after(() => server.stop());
+  const t = serverFor({});
 
   test('pipelining GETs of a 100 KB value without reading: the server stops reading them, memory stays flat', tdekvOnly(), async () => {
+    const { server, c } = t;
     await c.call('SET', 'big', 'v'.repeat(100 * 1024));
     const base = await baseline(server, c);
     const rssBefore = rssMiB(server.pid);
@@ -235,15 +235,10 @@ describe('clients that never read', () => {
 });
 
 describe('client-output-buffer-limit soft limit', () => {
-  let server: ServerHandle;
-  let c: Redis;
-  before(async () => {
-    server = await startTarget({ settings: { server: { 'client-output-buffer-limit': 'normal 0 512KiB 1' } } });
-    c = server.client();
-  });
-  after(() => server.stop());
+  const t = serverFor({ settings: { server: { 'client-output-buffer-limit': 'normal 0 512KiB 1' } } });
 
   test('over the soft limit for its seconds, a client that does not read is disconnected', tdekvOnly(), async () => {
+    const { server, c } = t;
     await c.call('SET', 'big2', 'w'.repeat(700 * 1024));
     const base = await baseline(server, c);
     const s = await rawSocket(server.port);
@@ -259,15 +254,10 @@ describe('client-output-buffer-limit soft limit', () => {
 });
 
 describe('client-output-buffer-limit hard limit', () => {
-  let server: ServerHandle;
-  let c: Redis;
-  before(async () => {
-    server = await startTarget({ settings: { server: { 'client-output-buffer-limit': 'normal 1MiB 0 0' } }, args: ['--client-output-buffer-limit', 'normal 1mb 0 0'] });
-    c = server.client();
-  });
-  after(() => server.stop());
+  const t = serverFor({ settings: { server: { 'client-output-buffer-limit': 'normal 1MiB 0 0' } }, args: ['--client-output-buffer-limit', 'normal 1mb 0 0'] });
 
   test('a reply that takes a non-reading client past the hard limit closes it, as Redis does', async () => {
+    const { server, c } = t;
     await c.call('SET', 'huge', 'h'.repeat(4 * 1024 * 1024));
     const base = await baseline(server, c);
     const s = await rawSocket(server.port);
