@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning } from '../engine/options.js';
 import { LOG_FORMATS } from '../log/log-config.js';
-import { DEFAULT_ENCRYPTION, DEFAULT_KMS_MAX_ATTEMPTS, DEFAULT_KMS_TIMEOUT_MS, type LogConfig, type MasterKeyConfig, type ServerConfig, type SyncWrites } from './types.js';
+import { DEFAULT_ENCRYPTION, DEFAULT_KMS_MAX_ATTEMPTS, DEFAULT_KMS_TIMEOUT_MS, DEFAULT_PKCS11_TIMEOUT_MS, type LogConfig, type MasterKeyConfig, type ServerConfig, type SyncWrites } from './types.js';
 import { duration, flag, hostPort, httpUrl, integer, localPath, oneOf, outputBufferLimit, size, sizeOrPercent, text, type Context, type Validator } from './validators.js';
 
 /*
@@ -62,6 +62,16 @@ const MASTER_KEY_VARIANTS: Record<MasterKeyConfig['type'], Fields> = {
     timeout: { prop: 'timeoutMs', default: () => DEFAULT_KMS_TIMEOUT_MS, ...duration(1) },
     'max-attempts': { prop: 'maxAttempts', default: () => DEFAULT_KMS_MAX_ATTEMPTS, ...integer(1, 10) },
     'allow-insecure-endpoint': { prop: 'allowInsecureEndpoint', ...flag() },
+  },
+  // No `pin` key on purpose: an unknown key is refused, so a PIN typed into the TOML fails loudly.
+  pkcs11: {
+    module: { prop: 'module', required: true, ...localPath() },
+    'token-label': { prop: 'tokenLabel', ...text('a non-empty string (the token label, as softhsm2-util --show-slots prints it)') },
+    slot: { prop: 'slot', ...integer(0, 2 ** 32 - 1) },
+    'key-label': { prop: 'keyLabel', required: true, ...text('a non-empty string (CKA_LABEL of the AES key on the token)') },
+    'pin-file': { prop: 'pinFile', ...localPath() },
+    timeout: { prop: 'timeoutMs', default: () => DEFAULT_PKCS11_TIMEOUT_MS, ...duration(1) },
+    'allow-insecure-permissions': { prop: 'allowInsecurePermissions', ...flag() },
   },
   plaintext: {},
 };

@@ -11,9 +11,11 @@ export type { LogConfig, LogFormat, LogLevel } from '../log/log-config.js';
 export {
   DEFAULT_KMS_MAX_ATTEMPTS,
   DEFAULT_KMS_TIMEOUT_MS,
+  DEFAULT_PKCS11_TIMEOUT_MS,
   type FileMasterKeyConfig,
   type KmsMasterKeyConfig,
   type MasterKeyConfig,
+  type Pkcs11MasterKeyConfig,
   type PlaintextMasterKeyConfig,
 } from '../masterkey/master-key-config.js';
 export type { ClientMemoryLimit, OutputBufferLimit, ServerConfig, ServerOptions, SyncWrites, TlsConfig } from '../server/server-options.js';

@@ -51,6 +51,11 @@ export interface MasterKeyStatus {
   region?: string;
   /** kms only, when one is configured (else the SDK's endpoint for the region); without credentials. */
   endpoint?: string;
+  /** pkcs11 only: the library, the token (label or slot) and the key's label; never the PIN. */
+  module?: string;
+  tokenLabel?: string;
+  slot?: number;
+  keyLabel?: string;
 }
 
 /**
@@ -99,6 +104,11 @@ export function masterKeyStatus(mk: MasterKey): MasterKeyStatus {
     out.keyId = info.keyId;
     out.region = info.region;
     if (info.endpoint !== undefined) out.endpoint = info.endpoint;
+  } else if (info.type === 'pkcs11') {
+    out.module = info.module;
+    if (info.tokenLabel !== undefined) out.tokenLabel = info.tokenLabel;
+    if (info.slot !== undefined) out.slot = info.slot;
+    out.keyLabel = info.keyLabel;
   }
   return out;
 }

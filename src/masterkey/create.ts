@@ -27,5 +27,9 @@ export async function createMasterKey(config: MasterKeyConfig, context: MasterKe
       const { KmsMasterKey } = await import('./kms.js');
       return new KmsMasterKey(config);
     }
+    case 'pkcs11': {
+      const { Pkcs11MasterKey } = await import('./pkcs11.js');
+      return Pkcs11MasterKey.open(config, context.previous !== undefined ? { previous: context.previous } : {});
+    }
   }
 }

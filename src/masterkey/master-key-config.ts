@@ -1,5 +1,5 @@
 /** Which master key to use: the masterkey layer's own settings, read by config/ from `[security.encryption.master-key]`. */
-export type MasterKeyConfig = PlaintextMasterKeyConfig | FileMasterKeyConfig | KmsMasterKeyConfig;
+export type MasterKeyConfig = PlaintextMasterKeyConfig | FileMasterKeyConfig | KmsMasterKeyConfig | Pkcs11MasterKeyConfig;
 
 export interface PlaintextMasterKeyConfig {
   type: 'plaintext';
@@ -28,3 +28,30 @@ export interface KmsMasterKeyConfig {
 
 export const DEFAULT_KMS_TIMEOUT_MS = 10_000;
 export const DEFAULT_KMS_MAX_ATTEMPTS = 3;
+
+/**
+ * A key on a PKCS#11 token (an HSM, a smart card, SoftHSM2). The PIN comes from `pin-file` or
+ * the TDEKV_PKCS11_PIN environment variable, never from the config itself, which is often
+ * world-readable, versioned and pasted into tickets.
+ */
+export interface Pkcs11MasterKeyConfig {
+  type: 'pkcs11';
+  /** Absolute path of the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+  module: string;
+  /** `token-label`: the token's label. Exactly one of tokenLabel and slot. */
+  tokenLabel?: string;
+  /** `slot`: the slot id, for tokens whose label is not unique. */
+  slot?: number;
+  /** `key-label`: CKA_LABEL of the AES-256 secret key on the token. */
+  keyLabel: string;
+  /** `pin-file`: absolute path of a file holding the user PIN (one line); absent: TDEKV_PKCS11_PIN. */
+  pinFile?: string;
+  /** Per token call, milliseconds (TOML `timeout`, a duration; default 10s). */
+  timeoutMs: number;
+  /** `allow-insecure-permissions`: accept a PIN file group or others may access (absent = false). */
+  allowInsecurePermissions?: boolean;
+}
+
+export const DEFAULT_PKCS11_TIMEOUT_MS = 10_000;
+/** The environment variable read for the PIN when there is no pin-file. */
+export const PKCS11_PIN_ENV = 'TDEKV_PKCS11_PIN';

@@ -2,9 +2,9 @@
  * A master key wraps the key dictionary. Backends differ in where the root secret lives
  * (a file, a KMS, nowhere for `plaintext`); the key dictionary only ever sees a 32-byte
  * wrapping key plus an opaque envelope stored beside the sealed dictionary, which lets a
- * KMS do envelope encryption (GenerateDataKey once, Decrypt once per open).
+ * KMS or an HSM do envelope encryption (one seal per new dictionary key, one unseal per open).
  */
-export type MasterKeyType = 'plaintext' | 'file' | 'kms';
+export type MasterKeyType = 'plaintext' | 'file' | 'kms' | 'pkcs11';
 
 export interface WrappingKey {
   /** 32 bytes for AES-256-GCM. The caller owns it and zero-fills it when done. */
@@ -26,6 +26,15 @@ export type MasterKeyPublicInfo =
       region: string;
       /** The configured endpoint without credentials, query or fragment; absent: the SDK's endpoint for the region. */
       endpoint?: string;
+    }
+  | {
+      type: 'pkcs11';
+      /** Path of the PKCS#11 library. */
+      module: string;
+      /** The token as configured: by label, or by slot id. */
+      tokenLabel?: string;
+      slot?: number;
+      keyLabel: string;
     };
 
 export interface MasterKey {
@@ -45,7 +54,7 @@ export interface MasterKey {
 }
 
 /** Stable codes stored in the sealed key dictionary's header. */
-export const MASTER_KEY_TYPE_CODES: Record<MasterKeyType, number> = { plaintext: 1, file: 2, kms: 3 };
+export const MASTER_KEY_TYPE_CODES: Record<MasterKeyType, number> = { plaintext: 1, file: 2, kms: 3, pkcs11: 4 };
 
 export function masterKeyTypeFromCode(code: number): MasterKeyType | undefined {
   return (Object.keys(MASTER_KEY_TYPE_CODES) as MasterKeyType[]).find((t) => MASTER_KEY_TYPE_CODES[t] === code);
