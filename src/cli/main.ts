@@ -8,7 +8,7 @@ import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Ou
 import { init } from './init.js';
 import { serve } from './serve.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
-import { newMasterKeyText, writeMasterKeyFile, writeSecret } from './keygen.js';
+import { createPkcs11Key, newMasterKeyText, writeMasterKeyFile, writeSecret } from './keygen.js';
 
 const io: Output = {
   out: (line) => process.stdout.write(line + '\n'),
@@ -28,8 +28,24 @@ function program(): Command {
     .command('keygen')
     .description('create a new master key (64 hex characters and a newline); never overwrites')
     .option('--out <file>', 'write the key to this file, mode 0600 (default: print to stdout)')
-    .action(async (opts: { out?: string }) => {
-      if (opts.out) {
+    .option('--pkcs11', 'instead, create a non-extractable AES-256 key on a PKCS#11 token (PIN from --pin-file or TDEKV_PKCS11_PIN)')
+    .option('--module <path>', 'with --pkcs11: the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so')
+    .option('--token-label <label>', 'with --pkcs11: the token, by label')
+    .option('--slot <id>', 'with --pkcs11: the token, by slot id', (v: string) => Number.parseInt(v, 10))
+    .option('--key-label <label>', 'with --pkcs11: CKA_LABEL of the new key (key-label in the config)')
+    .option('--pin-file <file>', 'with --pkcs11: file holding the user PIN')
+    .action(async (opts: { out?: string; pkcs11?: boolean; module?: string; tokenLabel?: string; slot?: number; keyLabel?: string; pinFile?: string }) => {
+      if (opts.pkcs11) {
+        io.err(
+          await createPkcs11Key({
+            module: opts.module ?? '',
+            keyLabel: opts.keyLabel ?? '',
+            ...(opts.tokenLabel !== undefined ? { tokenLabel: opts.tokenLabel } : {}),
+            ...(opts.slot !== undefined ? { slot: opts.slot } : {}),
+            ...(opts.pinFile !== undefined ? { pinFile: opts.pinFile } : {}),
+          }),
+        );
+      } else if (opts.out) {
         await writeMasterKeyFile(opts.out);
         io.err(`wrote a new master key to ${opts.out} (mode 0600). Keep it off the data disk: tmpfs or a KMS in production.`);
       } else {

@@ -93,6 +93,9 @@ const SESSION_LOST = new Set<number>([
   CKR.CKR_TOKEN_NOT_PRESENT,
   CKR.CKR_USER_NOT_LOGGED_IN,
   CKR.CKR_GENERAL_ERROR,
+  // A cached object handle the token renumbered: a fresh session looks the key up again.
+  CKR.CKR_KEY_HANDLE_INVALID,
+  CKR.CKR_OBJECT_HANDLE_INVALID,
 ]);
 
 export function isSessionLost(err: unknown): boolean {
@@ -123,6 +126,7 @@ export class Pkcs11Token {
   readonly #rw: boolean;
   readonly #timeoutMs: number;
   #session: Handle | undefined;
+  readonly #keys = new Map<string, Handle>();
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -214,12 +218,13 @@ export class Pkcs11Token {
     return this.#run(() => this.#lib.C_GenerateKey(this.#live(), { mechanism: CK.CKM_AES_KEY_GEN }, template));
   }
 
-  encrypt(mechanism: Mechanism, key: Handle, data: Buffer, maxOut: number): Promise<Buffer> {
-    return this.#crypt('C_Encrypt', mechanism, key, data, maxOut);
+  /** With the secret key labelled `keyLabel`, looked up again whenever the session was re-opened. */
+  encrypt(mechanism: Mechanism, keyLabel: string, data: Buffer, maxOut: number): Promise<Buffer> {
+    return this.#crypt('C_Encrypt', mechanism, keyLabel, data, maxOut);
   }
 
-  decrypt(mechanism: Mechanism, key: Handle, data: Buffer, maxOut: number): Promise<Buffer> {
-    return this.#crypt('C_Decrypt', mechanism, key, data, maxOut);
+  decrypt(mechanism: Mechanism, keyLabel: string, data: Buffer, maxOut: number): Promise<Buffer> {
+    return this.#crypt('C_Decrypt', mechanism, keyLabel, data, maxOut);
   }
 
   close(): void {
@@ -229,9 +234,10 @@ export class Pkcs11Token {
     releaseLibrary(this.target.module);
   }
 
-  #crypt(op: 'C_Encrypt' | 'C_Decrypt', mechanism: Mechanism, key: Handle, data: Buffer, maxOut: number): Promise<Buffer> {
+  #crypt(op: 'C_Encrypt' | 'C_Decrypt', mechanism: Mechanism, keyLabel: string, data: Buffer, maxOut: number): Promise<Buffer> {
     return this.#run(async () => {
       const session = this.#live();
+      const key = this.#keyHandle(session, keyLabel);
       const out = Buffer.alloc(maxOut);
       const call = new Promise<Buffer>((resolve, reject) => {
         const done = (err: Error | null, result: Buffer): void => (err ? reject(err) : resolve(result));
@@ -281,6 +287,34 @@ export class Pkcs11Token {
     }
   }
 
+  /**
+   * Object handles are not stable: a token may renumber its objects when the login that made
+   * them visible ends (SoftHSM2 does), so handles are cached per session only.
+   */
+  #keyHandle(session: Handle, label: string): Handle {
+    const cached = this.#keys.get(label);
+    if (cached !== undefined) return cached;
+    this.#lib.C_FindObjectsInit(session, [
+      { type: CK.CKA_CLASS, value: CK.CKO_SECRET_KEY },
+      { type: CK.CKA_LABEL, value: label },
+    ]);
+    let found: Handle[];
+    try {
+      found = this.#lib.C_FindObjects(session, 2);
+    } finally {
+      this.#lib.C_FindObjectsFinal(session);
+    }
+    if (found.length !== 1) {
+      throw new TdekvError(
+        'MASTER_KEY_UNAVAILABLE',
+        `PKCS#11 token ${this.where} now has ${found.length} secret keys labelled ${JSON.stringify(label)} (it had one when opened): ` +
+          `restore the key on the token; ${UNCHANGED}.`,
+      );
+    }
+    this.#keys.set(label, found[0]!);
+    return found[0]!;
+  }
+
   #live(): Handle {
     if (this.#session === undefined) this.#openSession();
     return this.#session!;
@@ -317,6 +351,7 @@ export class Pkcs11Token {
   #dropSession(): void {
     const session = this.#session;
     this.#session = undefined;
+    this.#keys.clear();
     if (session === undefined) return;
     try {
       this.#lib.C_CloseSession(session);

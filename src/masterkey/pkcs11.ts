@@ -4,7 +4,7 @@ import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import type { MasterKey, MasterKeyPublicInfo, WrappingKey } from './master-key.js';
 import { PKCS11_PIN_ENV, type Pkcs11MasterKeyConfig } from './master-key-config.js';
-import { CK, CKR, ckrCode, ckrName, type Handle, type Mechanism } from './pkcs11-binding.js';
+import { CK, CKR, ckrCode, ckrName, type Mechanism } from './pkcs11-binding.js';
 import { Pkcs11Token, describeTarget, isTokenTimeout } from './pkcs11-token.js';
 import { secretCopy } from './secret-copy.js';
 
@@ -43,12 +43,10 @@ export class Pkcs11MasterKey implements MasterKey {
   readonly description: string;
   readonly #config: Pkcs11MasterKeyConfig;
   readonly #token: Pkcs11Token;
-  readonly #key: Handle;
 
-  private constructor(config: Pkcs11MasterKeyConfig, token: Pkcs11Token, key: Handle) {
+  private constructor(config: Pkcs11MasterKeyConfig, token: Pkcs11Token) {
     this.#config = config;
     this.#token = token;
-    this.#key = key;
     this.description = `pkcs11 module=${config.module} ${describeTarget(config)} key-label=${JSON.stringify(config.keyLabel)}`;
   }
 
@@ -65,8 +63,8 @@ export class Pkcs11MasterKey implements MasterKey {
             `use a token (or firmware) with AES-GCM; ${UNCHANGED}.`,
         );
       }
-      const key = await findKey(token, config, context);
-      return new Pkcs11MasterKey(config, token, key);
+      await checkKey(token, config, context);
+      return new Pkcs11MasterKey(config, token);
     } catch (err) {
       token.close();
       throw err;
@@ -90,7 +88,7 @@ export class Pkcs11MasterKey implements MasterKey {
     const iv = randomBytes(IV_BYTES);
     let sealed: Buffer;
     try {
-      sealed = await this.#token.encrypt(gcm(iv, header), this.#key, key, WRAPPING_KEY_BYTES + TAG_BYTES + 16);
+      sealed = await this.#token.encrypt(gcm(iv, header), this.#config.keyLabel, key, WRAPPING_KEY_BYTES + TAG_BYTES + 16);
     } catch (err) {
       zeroize(key);
       throw this.#translate('C_Encrypt', err);
@@ -119,7 +117,7 @@ export class Pkcs11MasterKey implements MasterKey {
     const sealed = envelope.subarray(HEADER_BYTES + IV_BYTES);
     let plain: Buffer;
     try {
-      plain = await this.#token.decrypt(gcm(iv, header), this.#key, sealed, sealed.length + 16);
+      plain = await this.#token.decrypt(gcm(iv, header), this.#config.keyLabel, sealed, sealed.length + 16);
     } catch (err) {
       throw this.#translate('C_Decrypt', err);
     }
@@ -182,7 +180,7 @@ function checkConfig(config: Pkcs11MasterKeyConfig): void {
   }
 }
 
-async function findKey(token: Pkcs11Token, config: Pkcs11MasterKeyConfig, context: Pkcs11Context): Promise<Handle> {
+async function checkKey(token: Pkcs11Token, config: Pkcs11MasterKeyConfig, context: Pkcs11Context): Promise<void> {
   const where = `PKCS#11 token ${token.where} in ${config.module}`;
   const label = JSON.stringify(config.keyLabel);
   const keys = await token.findSecretKeys(config.keyLabel);
@@ -211,7 +209,6 @@ async function findKey(token: Pkcs11Token, config: Pkcs11MasterKeyConfig, contex
   if (facts.extractable && context.previous !== true) {
     throw new TdekvError('MASTER_KEY_INVALID', `${where} key ${label} is extractable (CKA_EXTRACTABLE = true), so it can leave the token: ${fix}`);
   }
-  return key;
 }
 
 /** The PIN from pin-file (one line) or TDEKV_PKCS11_PIN; the message never includes it. */
