@@ -287,8 +287,8 @@ describe('parseConfig', () => {
       'type, path',
     );
     rejects('[security.encryption.master-key]\ntype = "plaintext"\npath = "k"', 'security.encryption.master-key.path', 'type = "plaintext"');
-    rejects('[security.encryption.master-key]\ntype = "hsm"', 'security.encryption.master-key.type', '"hsm"', 'file | kms | plaintext');
-    rejects('[security.encryption.master-key]\npath = "k"', 'security.encryption.master-key.type', '"file" | "kms" | "plaintext"');
+    rejects('[security.encryption.master-key]\ntype = "hsm"', 'security.encryption.master-key.type', '"hsm"', 'file | kms | pkcs11 | plaintext');
+    rejects('[security.encryption.master-key]\npath = "k"', 'security.encryption.master-key.type', '"file" | "kms" | "pkcs11" | "plaintext"');
   });
 
   it('rejects an unknown method, listing all five', () => {

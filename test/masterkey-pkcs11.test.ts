@@ -6,7 +6,8 @@ import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Pkcs11MasterKey } from '../src/masterkey/pkcs11.js';
-import type { Pkcs11MasterKeyConfig } from '../src/masterkey/master-key-config.js';
+import { DEFAULT_PKCS11_TIMEOUT_MS, type Pkcs11MasterKeyConfig } from '../src/masterkey/master-key-config.js';
+import { parseConfig } from '../src/config/config.js';
 import type { Pkcs11Lib } from '../src/masterkey/pkcs11-binding.js';
 import type { TdekvErrorCode } from '../src/errors.js';
 import { runCli } from './support/cli.js';
@@ -35,6 +36,29 @@ function skipReason(): string | false {
 }
 
 const SKIP = skipReason();
+
+// Needs neither SoftHSM2 nor the binding: the settings are read the same everywhere.
+test('[security.encryption.master-key] type = "pkcs11": settings, defaults, relative paths, and no PIN key', () => {
+  const opts = { source: '/etc/tdekv/tdekv.toml', baseDir: '/etc/tdekv' };
+  const head = '[security.encryption]\ndata-encryption-method = "aes256-ctr"\n[security.encryption.master-key]\ntype = "pkcs11"\n';
+  const config = parseConfig(`${head}module = "${MODULE}"\ntoken-label = "t"\nkey-label = "k"\npin-file = "pin"\n`, opts);
+  assert.deepEqual(config.security.encryption.masterKey, {
+    type: 'pkcs11',
+    module: MODULE,
+    tokenLabel: 't',
+    keyLabel: 'k',
+    pinFile: '/etc/tdekv/pin',
+    timeoutMs: DEFAULT_PKCS11_TIMEOUT_MS,
+  });
+  const bySlot = parseConfig(`${head}module = "${MODULE}"\nslot = 7\nkey-label = "k"\ntimeout = "3s"\n`, opts);
+  assert.deepEqual(bySlot.security.encryption.masterKey, { type: 'pkcs11', module: MODULE, slot: 7, keyLabel: 'k', timeoutMs: 3000 });
+  assert.throws(() => parseConfig(`${head}module = "${MODULE}"\ntoken-label = "t"\nkey-label = "k"\npin = "${PIN}"\n`, opts), (err: Error) => {
+    expectCode('CONFIG_INVALID', 'security.encryption.master-key.pin')(err);
+    assert.ok(!err.message.includes(PIN), 'the refused PIN is not echoed');
+    return true;
+  });
+  assert.throws(() => parseConfig(`${head}token-label = "t"\nkey-label = "k"\n`, opts), expectCode('CONFIG_INVALID', 'module'));
+});
 
 describe('pkcs11 master key on a throwaway SoftHSM2 token', { skip: SKIP }, () => {
   let dir: string;
