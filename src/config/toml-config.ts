@@ -27,7 +27,7 @@ export interface ParseConfigOptions {
 
 const MASTER_KEY_EXAMPLE =
   '\n\n  [security.encryption.master-key]\n  type = "file"\n  path = "/run/tdekv/master.key"   # 64 hex characters and a newline\n\n' +
-  'or type = "kms" with key-id and region.';
+  'or type = "kms" with key-id and region, or type = "pkcs11" with module, token-label and key-label (an HSM).';
 
 /** The file's names for the cross-setting rules' errors (rules.ts). */
 const FILE_NAMES: SettingNames = {

@@ -48,6 +48,18 @@ export type MasterKeyOption =
       timeout?: string | number;
       maxAttempts?: number;
     }
+  | {
+      type: 'pkcs11';
+      /** Path of the PKCS#11 library. */
+      module: string;
+      /** Exactly one of tokenLabel and slot. */
+      tokenLabel?: string;
+      slot?: number;
+      keyLabel: string;
+      /** File holding the user PIN; absent: the TDEKV_PKCS11_PIN environment variable. */
+      pinFile?: string;
+      timeout?: string | number;
+    }
   | { type: 'plaintext' };
 
 /**
