@@ -147,8 +147,8 @@ max-attempts = 4
 
   it('checks the master key object like the TOML section', () => {
     rejects({ masterKey: '/run/tdekv/master.key' }, 'masterKey must be an object', 'a string');
-    rejects({ masterKey: {} }, 'masterKey.type is required', "'file' | 'kms' | 'plaintext'");
-    rejects({ masterKey: { type: 'hsm' } }, 'masterKey.type = "hsm"', 'file | kms | plaintext');
+    rejects({ masterKey: {} }, 'masterKey.type is required', "'file' | 'kms' | 'pkcs11' | 'plaintext'");
+    rejects({ masterKey: { type: 'hsm' } }, 'masterKey.type = "hsm"', 'file | kms | pkcs11 | plaintext');
     rejects({ masterKey: { type: 'file' } }, 'masterKey.path is required', "in masterKey with type 'file'");
     rejects({ masterKey: { type: 'file', path: '' } }, 'masterKey.path = ""', 'must not be empty');
     rejects({ masterKey: { type: 'kms', keyId: 'k' } }, 'masterKey.region is required');
