@@ -5,7 +5,7 @@ import { zeroize } from '../crypto/random.js';
 import { encodeHexInto } from '../masterkey/key-hex.js';
 import { DEFAULT_PKCS11_TIMEOUT_MS } from '../masterkey/master-key-config.js';
 import { readPin } from '../masterkey/pkcs11.js';
-import { Pkcs11Token } from '../masterkey/pkcs11-token.js';
+import { Pkcs11Token, asTokenError } from '../masterkey/pkcs11-token.js';
 
 /**
  * A master key file's exact content: 64 hex characters and a newline, built byte by byte in
@@ -90,6 +90,8 @@ export async function createPkcs11Key(opts: Pkcs11KeygenOptions): Promise<string
     }
     await token.generateAesKey(opts.keyLabel, 32);
     return `created a non-extractable AES-256 key labelled ${JSON.stringify(opts.keyLabel)} on PKCS#11 token ${token.where} (${opts.module})`;
+  } catch (err) {
+    throw asTokenError(target, err);
   } finally {
     token.close();
   }

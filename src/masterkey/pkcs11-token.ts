@@ -152,7 +152,7 @@ export class Pkcs11Token {
     } catch (err) {
       if (token !== undefined) token.close();
       else releaseLibrary(target.module);
-      throw err;
+      throw asTokenError(target, err);
     }
   }
 
@@ -359,6 +359,16 @@ export class Pkcs11Token {
       // already gone with the token: that is why it is being dropped
     }
   }
+}
+
+/** A TdekvError as it is; anything else the token threw, as MASTER_KEY_UNAVAILABLE naming the token. */
+export function asTokenError(target: TokenTarget, err: unknown): TdekvError {
+  if (err instanceof TdekvError) return err;
+  return new TdekvError(
+    'MASTER_KEY_UNAVAILABLE',
+    `PKCS#11 token ${describeTarget(target)} in ${target.module} failed (${ckrName(err)}): check the token is present and working; ${UNCHANGED}.`,
+    { cause: err },
+  );
 }
 
 export function describeTarget(target: TokenTarget): string {

@@ -5,7 +5,7 @@ import { zeroize } from '../crypto/random.js';
 import type { MasterKey, MasterKeyPublicInfo, WrappingKey } from './master-key.js';
 import { PKCS11_PIN_ENV, type Pkcs11MasterKeyConfig } from './master-key-config.js';
 import { CK, CKR, ckrCode, ckrName, type Mechanism } from './pkcs11-binding.js';
-import { Pkcs11Token, describeTarget, isTokenTimeout } from './pkcs11-token.js';
+import { Pkcs11Token, asTokenError, describeTarget, isTokenTimeout } from './pkcs11-token.js';
 import { secretCopy } from './secret-copy.js';
 
 const SETTING = '[security.encryption.master-key]';
@@ -67,7 +67,7 @@ export class Pkcs11MasterKey implements MasterKey {
       return new Pkcs11MasterKey(config, token);
     } catch (err) {
       token.close();
-      throw err;
+      throw asTokenError(config, err);
     }
   }
 
