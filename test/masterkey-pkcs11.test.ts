@@ -160,6 +160,43 @@ describe('pkcs11 master key on a throwaway SoftHSM2 token', { skip: SKIP }, () =
     }
   });
 
+  test('a token that does not answer: timeout, one retry on a fresh session, then MASTER_KEY_UNAVAILABLE', async () => {
+    // The binding tdekv loads is this very module object: a PKCS11 whose C_Decrypt never calls
+    // back stands in for a hung HSM, without any real waiting beyond the 100 ms timeout.
+    const binding = createRequire(import.meta.url)('pkcs11js') as { PKCS11: new () => Pkcs11Lib };
+    const Real = binding.PKCS11;
+    let hangs = 0;
+    let decrypts = 0;
+    binding.PKCS11 = class extends Real {
+      constructor() {
+        super();
+        const decrypt = this.C_Decrypt.bind(this);
+        this.C_Decrypt = (session, data, out, cb) => {
+          decrypts++;
+          if (hangs > 0) hangs--;
+          else decrypt(session, data, out, cb);
+        };
+      }
+    };
+    try {
+      const mk = await Pkcs11MasterKey.open(cfg({ timeoutMs: 100 }));
+      try {
+        const { key, envelope } = await mk.newWrappingKey();
+        hangs = 1;
+        assert.deepEqual(await mk.recoverWrappingKey(envelope), key, 'the retry on a fresh session answers');
+        assert.equal(decrypts, 2);
+        hangs = 2;
+        await assert.rejects(mk.recoverWrappingKey(envelope), expectCode('MASTER_KEY_UNAVAILABLE', 'did not answer C_Decrypt within 100 ms', 'timeout'));
+        assert.equal(decrypts, 4);
+        assert.deepEqual(await mk.recoverWrappingKey(envelope), key, 'usable again once the token answers');
+      } finally {
+        mk.close();
+      }
+    } finally {
+      binding.PKCS11 = Real;
+    }
+  });
+
   test('each misconfiguration is a coded error naming what to fix, never the PIN', async () => {
     writeFileSync(join(dir, 'wrong-pin'), 'not-the-pin\n', { mode: 0o600 });
     writeFileSync(join(dir, 'open-pin'), PIN + '\n', { mode: 0o644 });

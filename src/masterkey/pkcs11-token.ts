@@ -266,7 +266,14 @@ export class Pkcs11Token {
         if (!isSessionLost(err) && !isTokenTimeout(err)) throw err;
         this.#dropSession();
         this.#openSession();
-        return await fn();
+        try {
+          return await fn();
+        } catch (again) {
+          // A session left mid-operation (a call that never answered) would refuse the next
+          // call with CKR_OPERATION_ACTIVE: the next call starts on a fresh one.
+          if (isSessionLost(again) || isTokenTimeout(again)) this.#dropSession();
+          throw again;
+        }
       }
     };
     const result = this.#queue.then(attempt, attempt);
