@@ -12,7 +12,7 @@ import type { Pkcs11Lib } from '../src/masterkey/pkcs11-binding.js';
 import type { TdekvErrorCode } from '../src/errors.js';
 import { runCli } from './support/cli.js';
 import { expectCode } from './support/fs-helpers.js';
-import { makeTempDir, startTdekv, type ServerHandle } from './support/server-process.js';
+import { makeTempDir, runTdekvToExit, startTdekv, type ServerHandle } from './support/server-process.js';
 
 const MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 const TOKEN = 'tdekv-test';
@@ -302,7 +302,7 @@ describe('pkcs11 master key on a throwaway SoftHSM2 token', { skip: SKIP }, () =
     assert.deepEqual(leaks, [], 'no PIN or user data in the data dir');
   });
 
-  test('rotation file → pkcs11 via previous-master-key, then pkcs11 alone', async () => {
+  test('rotation file → pkcs11 and pkcs11 → pkcs11 via previous-master-key, then the new key alone', async () => {
     const work = await makeTempDir('tdekv-pkcs11-rot-');
     const enc = (mk: Record<string, unknown>, prev?: Record<string, unknown>): Record<string, unknown> => ({
       security: { encryption: { 'data-encryption-method': 'aes256-ctr', 'master-key': mk, ...(prev ? { 'previous-master-key': prev } : {}) } },
@@ -321,6 +321,18 @@ describe('pkcs11 master key on a throwaway SoftHSM2 token', { skip: SKIP }, () =
     assert.equal(await server.client().get('before'), MARKER);
     assert.equal(await server.client().get('during'), MARKER);
     assert.equal(await server.stop(), 0);
+    // pkcs11 → pkcs11: a new key on the same token; both are open at once during the rotation.
+    server = await startTdekv({ dir: work, settings: enc(tomlKey({ 'key-label': 'mk1' }), tomlKey({ 'key-label': 'mk2' })) });
+    assert.equal(await server.client().get('before'), MARKER);
+    assert.equal(await server.stop(), 0);
+    server = await startTdekv({ dir: work, settings: enc(tomlKey({ 'key-label': 'mk1' })) });
+    assert.equal(await server.client().get('during'), MARKER);
+    assert.equal(await server.stop(), 0);
+    // Re-sealed under mk1: the key rotated away from no longer opens it.
+    const stale = await runTdekvToExit({ dir: work, settings: enc(tomlKey({ 'key-label': 'mk2' })) });
+    assert.notEqual(stale.code, 0);
+    assert.match(stale.stderr, /MASTER_KEY_WRONG/);
+    assert.ok(!stale.stderr.includes(PIN));
   });
 });
 
