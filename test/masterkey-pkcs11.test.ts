@@ -10,6 +10,10 @@ import { DEFAULT_PKCS11_TIMEOUT_MS, type Pkcs11MasterKeyConfig } from '../src/ma
 import { parseConfig } from '../src/config/config.js';
 import type { Pkcs11Lib } from '../src/masterkey/pkcs11-binding.js';
 import type { TdekvErrorCode } from '../src/errors.js';
+import { DataKeyStore } from '../src/keys/data-key-store.js';
+import { KmsMasterKey } from '../src/masterkey/kms.js';
+import { silentLogger } from '../src/log/logger.js';
+import { FakeKms } from './support/fake-kms.js';
 import { runCli } from './support/cli.js';
 import { expectCode } from './support/fs-helpers.js';
 import { makeTempDir, runTdekvToExit, startTdekv, type ServerHandle } from './support/server-process.js';
@@ -194,6 +198,34 @@ describe('pkcs11 master key on a throwaway SoftHSM2 token', { skip: SKIP }, () =
       }
     } finally {
       binding.PKCS11 = Real;
+    }
+  });
+
+  test('rotation kms → pkcs11: the previous KMS key opens the key dictionary, which is re-sealed by the token alone', async () => {
+    const KMS_KEY = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-0000000000p1';
+    const kms = await new FakeKms([KMS_KEY]).start();
+    const path = join(await makeTempDir('tdekv-pkcs11-kms-'), 'key.dict');
+    const previous = new KmsMasterKey({ type: 'kms', keyId: KMS_KEY, region: 'eu-west-1', endpoint: kms.url, timeoutMs: 2000, maxAttempts: 2 });
+    const hsm = await Pkcs11MasterKey.open(cfg({ keyLabel: 'mk2' }));
+    const keys = (s: DataKeyStore): string[] => s.exportKeys().map((k) => `${k.id}:${k.method}:${k.key.toString('hex')}`).sort();
+    try {
+      const first = await DataKeyStore.open({ path, masterKey: previous, logger: silentLogger() });
+      await first.rotate('aes256-ctr');
+      await first.rotate('aes128-ctr');
+      const before = keys(first);
+      first.close();
+      const during = await DataKeyStore.open({ path, masterKey: hsm, previousMasterKey: previous, logger: silentLogger() });
+      assert.deepEqual(keys(during), before);
+      during.close();
+      await kms.close();
+      // KMS is gone: only the token can open it now.
+      const after = await DataKeyStore.open({ path, masterKey: hsm, logger: silentLogger() });
+      assert.deepEqual(keys(after), before);
+      after.close();
+    } finally {
+      previous.close();
+      hsm.close();
+      await kms.close().catch(() => {});
     }
   });
 
