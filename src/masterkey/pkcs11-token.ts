@@ -167,18 +167,20 @@ export class Pkcs11Token {
 
   /** Secret keys with this CKA_LABEL. */
   findSecretKeys(label: string): Promise<Handle[]> {
-    return this.#run(() => {
-      const session = this.#live();
-      this.#lib.C_FindObjectsInit(session, [
-        { type: CK.CKA_CLASS, value: CK.CKO_SECRET_KEY },
-        { type: CK.CKA_LABEL, value: label },
-      ]);
-      try {
-        return this.#lib.C_FindObjects(session, 2);
-      } finally {
-        this.#lib.C_FindObjectsFinal(session);
-      }
-    });
+    return this.#run(() => this.#find(this.#live(), label));
+  }
+
+  /** At most two: enough to tell "none", "one" and "ambiguous" apart. */
+  #find(session: Handle, label: string): Handle[] {
+    this.#lib.C_FindObjectsInit(session, [
+      { type: CK.CKA_CLASS, value: CK.CKO_SECRET_KEY },
+      { type: CK.CKA_LABEL, value: label },
+    ]);
+    try {
+      return this.#lib.C_FindObjects(session, 2);
+    } finally {
+      this.#lib.C_FindObjectsFinal(session);
+    }
   }
 
   keyFacts(key: Handle): Promise<KeyFacts> {
@@ -301,16 +303,7 @@ export class Pkcs11Token {
   #keyHandle(session: Handle, label: string): Handle {
     const cached = this.#keys.get(label);
     if (cached !== undefined) return cached;
-    this.#lib.C_FindObjectsInit(session, [
-      { type: CK.CKA_CLASS, value: CK.CKO_SECRET_KEY },
-      { type: CK.CKA_LABEL, value: label },
-    ]);
-    let found: Handle[];
-    try {
-      found = this.#lib.C_FindObjects(session, 2);
-    } finally {
-      this.#lib.C_FindObjectsFinal(session);
-    }
+    const found = this.#find(session, label);
     if (found.length !== 1) {
       throw new TdekvError(
         'MASTER_KEY_UNAVAILABLE',
