@@ -115,6 +115,11 @@ export class CertificateMasterKey implements MasterKey {
     try {
       const key = privateDecrypt({ key: privateKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, e.wrapped);
       if (key.length !== DEK_BYTES) throw new Error(`unwrapped ${key.length} bytes`);
+      if (this.#options.dataDir !== undefined) {
+        // A data dir copied here (and its certificate restored) is now known to need it, so
+        // drop-certificate refuses it. Best effort: a read-only key store must not stop an open.
+        await this.#store.recordProtection(this.#options.dataDir, cert).catch(() => {});
+      }
       return key;
     } catch (err) {
       throw new TdekvError(

@@ -1,0 +1,221 @@
+import { describe, test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TdekvLevel } from '../src/level/tdekv-level.js';
+import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
+import { runCli, type CliResult } from './support/cli.js';
+import { tempDir, writeKeyFile } from './support/fs-helpers.js';
+
+// SQL Server's key hierarchy (issue 13 item 2) end to end, as the issue describes it: machines
+// are directories with their own service master key file, key store, data dir and config.
+
+function hasX509(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('@peculiar/x509');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const SKIP = hasX509() ? false : '@peculiar/x509 is not installed (npm install)';
+
+interface Machine {
+  dir: string;
+  config: string;
+  keyStore: string;
+  dataDir: string;
+  smk: string;
+}
+
+async function machine(root: string, name: string): Promise<Machine> {
+  const dir = join(root, name);
+  await cp(root, dir, { recursive: true, filter: () => false }).catch(() => {});
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(dir, { recursive: true });
+  const smk = (await writeKeyFile(dir, 'smk.key')).path;
+  const m: Machine = { dir, config: join(dir, 'tdekv.toml'), keyStore: join(dir, 'keystore'), dataDir: join(dir, 'data'), smk };
+  await writeFile(
+    m.config,
+    [
+      '[storage]',
+      `data-dir = ${JSON.stringify(m.dataDir)}`,
+      '[security.encryption]',
+      'data-encryption-method = "aes256-ctr"',
+      '[security.encryption.master-key]',
+      'type = "certificate"',
+      `key-store = ${JSON.stringify(m.keyStore)}`,
+      'certificate = "tde"',
+      '[security.encryption.service-master-key]',
+      'type = "file"',
+      `path = ${JSON.stringify(smk)}`,
+      '',
+    ].join('\n'),
+  );
+  return m;
+}
+
+function level(m: Machine): TdekvLevel {
+  return new TdekvLevel(m.dataDir, {
+    dataEncryptionMethod: 'aes256-ctr',
+    masterKey: { type: 'certificate', keyStore: m.keyStore, certificate: 'tde' },
+    serviceMasterKey: { type: 'file', path: m.smk },
+  } as never);
+}
+
+async function key(m: Machine, ...args: string[]): Promise<CliResult> {
+  return runCli(['key', ...args, '--config', m.config]);
+}
+
+function ok(r: CliResult, what: string): void {
+  assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+}
+
+function refused(r: CliResult, codes: TdekvErrorCode[], ...words: string[]): void {
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.ok(codes.some((c) => r.stderr.includes(`[${c}]`)), `expected one of ${codes.join(', ')}: ${r.stderr}`);
+  for (const w of words) assert.ok(r.stderr.includes(w), `expected ${JSON.stringify(w)} in: ${r.stderr}`);
+}
+
+/** The TdekvError behind an open failure (abstract-level wraps it). */
+async function openError(db: TdekvLevel): Promise<Error> {
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = (err as { cause?: unknown }).cause;
+    assert.ok(isTdekvError(cause), `not a TdekvError: ${String(err)}`);
+    return cause;
+  }
+  await db.close();
+  assert.fail('the data dir opened');
+}
+
+const ROWS = 300;
+const row = (i: number): [string, string] => [`key-${String(i).padStart(4, '0')}`, `value ${i} ${'x'.repeat(i % 50)}`];
+
+async function readsEveryKey(m: Machine): Promise<void> {
+  const db = level(m);
+  await db.open();
+  try {
+    for (let i = 0; i < ROWS; i++) {
+      const [k, v] = row(i);
+      assert.equal(await db.get(k), v, k);
+    }
+  } finally {
+    await db.close();
+  }
+}
+
+async function listJson(m: Machine): Promise<{ certificates: Array<{ name: string; thumbprint: string; protectsDataDirs: string[] }>; masterKey: { serviceMasterKeys: Array<{ path?: string }> } }> {
+  const r = await key(m, 'list', '--json');
+  ok(r, 'list');
+  return JSON.parse(r.stdout);
+}
+
+describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip: SKIP }, () => {
+  let root: string;
+  let a: Machine;
+  let thumbprint: string;
+  let certFile: string;
+  let keyFile: string;
+  let password: string;
+
+  before(async () => {
+    root = await tempDir('tdekv-hierarchy-');
+    a = await machine(root, 'a');
+    password = join(root, 'dmk-a.password');
+    await writeFile(password, 'machine A dmk password\n');
+    ok(await key(a, 'create-master-key', '--password-file', password), 'create-master-key');
+    ok(await key(a, 'create-certificate', 'tde', '--subject', 'tdekv TDE certificate'), 'create-certificate');
+    const db = level(a);
+    await db.open();
+    for (let i = 0; i < ROWS; i++) await db.put(...row(i));
+    await db.close();
+    await readsEveryKey(a);
+    const list = await listJson(a);
+    assert.equal(list.certificates.length, 1);
+    thumbprint = list.certificates[0]!.thumbprint;
+    assert.deepEqual(list.certificates[0]!.protectsDataDirs, [a.dataDir]);
+    certFile = join(root, 'tde.crt');
+    keyFile = join(root, 'tde.pvk');
+    await writeFile(join(root, 'backup.password'), 'backup password\n');
+    ok(await key(a, 'backup-certificate', 'tde', '--file', certFile, '--private-key-file', keyFile, '--password-file', join(root, 'backup.password')), 'backup');
+  });
+
+  test('openssl agrees: the thumbprint is the certificate\'s SHA-1 fingerprint, and openssl pkcs8 decrypts the private-key backup with the password', () => {
+    const x509 = spawnSync('openssl', ['x509', '-in', certFile, '-noout', '-fingerprint', '-sha1', '-subject'], { encoding: 'utf8' });
+    assert.equal(x509.status, 0, x509.stderr);
+    assert.match(x509.stdout, new RegExp(`^sha1 Fingerprint=${thumbprint}$`, 'mi'));
+    assert.match(x509.stdout, /CN\s*=\s*tdekv TDE certificate/);
+    const p8 = spawnSync('openssl', ['pkcs8', '-in', keyFile, '-passin', `file:${join(root, 'backup.password')}`], { encoding: 'utf8' });
+    assert.equal(p8.status, 0, p8.stderr);
+    assert.match(p8.stdout, /^-----BEGIN PRIVATE KEY-----/);
+    const wrong = spawnSync('openssl', ['pkcs8', '-in', keyFile, '-passin', 'pass:not the password'], { encoding: 'utf8' });
+    assert.notEqual(wrong.status, 0, 'a wrong password must not decrypt the backup');
+    // The decrypted key belongs to the certificate: same modulus.
+    const certMod = spawnSync('openssl', ['x509', '-in', certFile, '-noout', '-modulus'], { encoding: 'utf8' }).stdout;
+    const keyMod = spawnSync('openssl', ['rsa', '-noout', '-modulus'], { input: p8.stdout, encoding: 'utf8' }).stdout;
+    assert.ok(certMod.length > 700 && certMod === keyMod, 'RSA-3072 modulus of the key equals the certificate\'s');
+  });
+
+  test('machine B: the copied data dir does not open until the certificate is restored, naming its thumbprint and the command', async () => {
+    const b = await machine(root, 'b');
+    await writeFile(join(root, 'dmk-b.password'), 'machine B has its own password\n');
+    ok(await key(b, 'create-master-key', '--password-file', join(root, 'dmk-b.password')), 'B create-master-key');
+    await cp(a.dataDir, b.dataDir, { recursive: true });
+    const err = await openError(level(b));
+    assert.ok(isTdekvError(err, 'CERTIFICATE_MISSING'), err.message);
+    assert.ok(err.message.includes(thumbprint) && err.message.includes('tdekv key restore-certificate tde'), err.message);
+    assert.ok(err.message.includes('cannot be decrypted until the right certificate is available'), err.message);
+
+    const backupPw = join(root, 'backup.password');
+    const wrongPw = join(root, 'wrong.password');
+    await writeFile(wrongPw, 'not the backup password\n');
+    refused(await key(b, 'restore-certificate', 'tde', '--file', certFile, '--private-key-file', keyFile, '--password-file', wrongPw), ['CERTIFICATE_PASSWORD_WRONG'], keyFile);
+    // A byte of the encrypted key changed, well inside the PEM body: refused, whether the
+    // damage shows as bad padding, unparsable DER, or a key that no longer matches.
+    const pem = await readFile(keyFile, 'utf8');
+    const at = pem.indexOf('\n', 200) + 10;
+    const tampered = join(root, 'tampered.pvk');
+    await writeFile(tampered, pem.slice(0, at) + (pem[at] === 'A' ? 'B' : 'A') + pem.slice(at + 1));
+    refused(await key(b, 'restore-certificate', 'tde', '--file', certFile, '--private-key-file', tampered, '--password-file', backupPw), ['CERTIFICATE_PASSWORD_WRONG', 'DATA_CORRUPTED'], 'nothing was changed');
+    assert.deepEqual(await readdir(join(b.keyStore, 'certificates')).catch(() => []), [], 'nothing was added to the key store');
+
+    ok(await key(b, 'restore-certificate', 'tde', '--file', certFile, '--private-key-file', keyFile, '--password-file', backupPw), 'B restore');
+    await readsEveryKey(b);
+    const list = await listJson(b);
+    assert.deepEqual(list.certificates.map((c) => [c.name, c.thumbprint, c.protectsDataDirs]), [['tde', thumbprint, [b.dataDir]]]);
+  });
+
+  test('machine C: A\'s key store under another SMK opens only after open-master-key --add-service-master-key with the password', async () => {
+    const c = await machine(root, 'c');
+    await cp(a.keyStore, c.keyStore, { recursive: true });
+    await cp(a.dataDir, c.dataDir, { recursive: true });
+    const err = await openError(level(c));
+    assert.ok(isTdekvError(err, 'DMK_UNAVAILABLE'), err.message);
+    assert.ok(err.message.includes('tdekv key open-master-key --password-file PASSWORD_FILE --add-service-master-key'), err.message);
+    refused(await key(c, 'create-certificate', 'other', '--subject', 'x'), ['DMK_UNAVAILABLE']);
+
+    const wrong = join(root, 'wrong-dmk.password');
+    await writeFile(wrong, 'machine A dmk passwore\n');
+    const before = await readFile(join(c.keyStore, 'master-key.json'));
+    refused(await key(c, 'open-master-key', '--password-file', wrong, '--add-service-master-key'), ['DMK_PASSWORD_WRONG'], 'nothing was changed');
+    assert.deepEqual(await readFile(join(c.keyStore, 'master-key.json')), before);
+
+    ok(await key(c, 'open-master-key', '--password-file', password, '--add-service-master-key'), 'open-master-key');
+    await readsEveryKey(c);
+    const smks = (await listJson(c)).masterKey.serviceMasterKeys.map((s) => s.path);
+    assert.deepEqual(smks, [a.smk, c.smk], "A's protection stays (it still opens A's copy), C's is added");
+  });
+
+  test('a certificate that protects a DEK is not dropped; an unused one is', async () => {
+    refused(await key(a, 'drop-certificate', 'tde'), ['CERTIFICATE_IN_USE'], a.dataDir);
+    ok(await key(a, 'create-certificate', 'spare', '--subject', 'CN=spare, O=tdekv'), 'create spare');
+    ok(await key(a, 'drop-certificate', 'spare'), 'drop spare');
+    assert.deepEqual((await listJson(a)).certificates.map((c) => c.name), ['tde']);
+    await readsEveryKey(a);
+  });
+});
