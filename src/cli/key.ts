@@ -3,7 +3,7 @@ import { open, readFile } from 'node:fs/promises';
 import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import { loadConfig } from '../config/config.js';
-import type { CertificateMasterKeyConfig } from '../config/types.js';
+import type { CertificateMasterKeyConfig, TdekvConfig } from '../config/types.js';
 import { createMasterKey } from '../masterkey/create.js';
 import type { MasterKey } from '../masterkey/master-key.js';
 import { KeyStore, describeSmk } from '../masterkey/certificate/key-store.js';
@@ -227,5 +227,38 @@ async function writeNewFile(path: string, text: string, mode: number): Promise<v
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * `tdekv serve --dmk-password-file F` (setup's DMKPassword in SQL Server): on a machine whose
+ * SMK does not yet protect the key store's DMK, open the DMK by password and add this SMK's
+ * protection before the server opens the data dir. A no-op when the SMK already opens it.
+ * Returns what was done, for the log; never the password.
+ */
+export async function ensureServiceMasterKeyProtection(config: TdekvConfig, passwordFile: string): Promise<string | undefined> {
+  const enc = config.security.encryption;
+  const cert = [enc.masterKey, enc.previousMasterKey].find((mk): mk is CertificateMasterKeyConfig => mk?.type === 'certificate');
+  if (cert === undefined) {
+    throw new TdekvError('CONFIG_INVALID', `--dmk-password-file is for type = "certificate" master keys, and [security.encryption.master-key] is type = "${enc.masterKey.type}": remove the option.`);
+  }
+  const store = new KeyStore(cert.keyStore);
+  const smk = await createMasterKey(cert.serviceMasterKey);
+  try {
+    try {
+      zeroize((await store.openDmkBySmk(smk)).dmk);
+      return undefined;
+    } catch (err) {
+      if (!(err instanceof TdekvError) || err.code !== 'DMK_UNAVAILABLE' || (await store.readDmk()) === undefined) throw err;
+    }
+    const dmk = await withPassword(passwordFile, '--dmk-password-file', (password) => store.openDmkByPassword(password));
+    try {
+      await store.addSmkProtection(dmk.dmk, smk);
+    } finally {
+      zeroize(dmk.dmk);
+    }
+    return `the database master key of key store ${store.dir} was opened by password and is now protected by this machine's service master key (${describeSmk(smk.publicInfo())})`;
+  } finally {
+    smk.close();
   }
 }

@@ -77,7 +77,8 @@ function program(): Command {
     .description('run the Redis-protocol server (and the HTTP status port) until SIGTERM or SIGINT')
     .requiredOption('--config <file>', 'TOML configuration')
     .option('--generate-master-key', 'create the master key file named in the config if it does not exist (quickstart only)')
-    .action(async (opts: { config: string; generateMasterKey?: boolean }) => serve(opts));
+    .option('--dmk-password-file <file>', 'type = "certificate": if this machine\'s service master key does not open the key store\'s DMK, open it with this password and add its protection')
+    .action(async (opts: { config: string; generateMasterKey?: boolean; dmkPasswordFile?: string }) => serve(opts));
 
   const keys = root.command('data-key').description('data key maintenance on a stopped database (takes the data dir lock)');
   keys

@@ -9,8 +9,6 @@ export interface MasterKeyContext {
   dataDir?: string;
   /** previous-master-key: the key being rotated away from, held to fewer checks (see FileMasterKeyPolicy). */
   previous?: boolean;
-  /** certificate only: the DMK's password, to add this machine's SMK protection when it lacks one. */
-  dmkPassword?: Buffer;
 }
 
 /** The backend a `[security.encryption.master-key]` section describes. */
@@ -37,10 +35,7 @@ export async function createMasterKey(config: MasterKeyConfig, context: MasterKe
       // The SMK is checked like any master key of this machine: a key file inside the data dir is refused.
       const smk = await createMasterKey(config.serviceMasterKey, context.dataDir !== undefined ? { dataDir: context.dataDir } : {});
       const { CertificateMasterKey } = await import('./certificate/certificate-master-key.js');
-      return CertificateMasterKey.open(config, smk, {
-        ...(context.dataDir !== undefined ? { dataDir: context.dataDir } : {}),
-        ...(context.dmkPassword !== undefined ? { dmkPassword: context.dmkPassword } : {}),
-      });
+      return CertificateMasterKey.open(config, smk, context.dataDir !== undefined ? { dataDir: context.dataDir } : {});
     }
   }
 }

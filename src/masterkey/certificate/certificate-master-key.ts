@@ -39,11 +39,6 @@ export function decodeEnvelope(envelope: Buffer): CertificateEnvelope | undefine
 export interface CertificateMasterKeyOptions {
   /** The data dir this key protects: recorded in the key store, so drop-certificate knows the certificate is in use. */
   dataDir?: string;
-  /**
-   * The DMK's password, for a machine whose SMK does not yet protect the DMK (setup's
-   * DMKPassword): the DMK is opened by it and this SMK's protection added. The caller wipes it.
-   */
-  dmkPassword?: Buffer;
 }
 
 /**
@@ -131,16 +126,7 @@ export class CertificateMasterKey implements MasterKey {
   }
 
   async #openDmk(): Promise<{ dmk: Buffer; dmkId: string }> {
-    if (this.#dmk !== undefined) return this.#dmk;
-    try {
-      this.#dmk = await this.#store.openDmkBySmk(this.#smk);
-    } catch (err) {
-      const password = this.#options.dmkPassword;
-      if (!(err instanceof TdekvError) || err.code !== 'DMK_UNAVAILABLE' || password === undefined) throw err;
-      const opened = await this.#store.openDmkByPassword(password);
-      await this.#store.addSmkProtection(opened.dmk, this.#smk);
-      this.#dmk = opened;
-    }
+    this.#dmk ??= await this.#store.openDmkBySmk(this.#smk);
     return this.#dmk;
   }
 
