@@ -1,4 +1,4 @@
-import { describe, test, before } from 'node:test';
+import { after, describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -8,7 +8,7 @@ import { TdekvLevel } from '../src/level/tdekv-level.js';
 import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
 import { CLI, runCli, type CliResult } from './support/cli.js';
 import { parseConfig } from '../src/config/config.js';
-import { tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 // SQL Server's key hierarchy (issue 13 item 2) end to end, as the issue describes it: machines
 // are directories with their own service master key file, key store, data dir and config.
@@ -62,10 +62,11 @@ async function machine(root: string, name: string): Promise<Machine> {
   return m;
 }
 
-function level(m: Machine): TdekvLevel {
+function level(m: Machine, certificate = 'tde', previous?: string): TdekvLevel {
   return new TdekvLevel(m.dataDir, {
     dataEncryptionMethod: 'aes256-ctr',
-    masterKey: { type: 'certificate', keyStore: m.keyStore, certificate: 'tde' },
+    masterKey: { type: 'certificate', keyStore: m.keyStore, certificate },
+    ...(previous !== undefined ? { previousMasterKey: { type: 'certificate', keyStore: m.keyStore, certificate: previous } } : {}),
     serviceMasterKey: { type: 'file', path: m.smk },
   } as never);
 }
@@ -100,8 +101,8 @@ async function openError(db: TdekvLevel): Promise<Error> {
 const ROWS = 300;
 const row = (i: number): [string, string] => [`key-${String(i).padStart(4, '0')}`, `value ${i} ${'x'.repeat(i % 50)}`];
 
-async function readsEveryKey(m: Machine): Promise<void> {
-  const db = level(m);
+async function readsEveryKey(m: Machine, certificate = 'tde', previous?: string): Promise<void> {
+  const db = level(m, certificate, previous);
   await db.open();
   try {
     for (let i = 0; i < ROWS; i++) {
@@ -119,6 +120,18 @@ async function listJson(m: Machine): Promise<{ certificates: Array<{ name: strin
   return JSON.parse(r.stdout);
 }
 
+/** A machine with its own DMK (this password), certificate "tde" and a data dir holding ROWS rows. */
+async function machineWithData(root: string, name: string, passwordFile: string): Promise<Machine> {
+  const m = await machine(root, name);
+  ok(await key(m, 'create-master-key', '--password-file', passwordFile), `${name}: create-master-key`);
+  ok(await key(m, 'create-certificate', 'tde', '--subject', 'tdekv TDE certificate'), `${name}: create-certificate`);
+  const db = level(m);
+  await db.open();
+  for (let i = 0; i < ROWS; i++) await db.put(...row(i));
+  await db.close();
+  return m;
+}
+
 describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip: SKIP }, () => {
   let root: string;
   let a: Machine;
@@ -129,15 +142,9 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
 
   before(async () => {
     root = await tempDir('tdekv-hierarchy-');
-    a = await machine(root, 'a');
     password = join(root, 'dmk-a.password');
     await writeFile(password, 'machine A dmk password\n');
-    ok(await key(a, 'create-master-key', '--password-file', password), 'create-master-key');
-    ok(await key(a, 'create-certificate', 'tde', '--subject', 'tdekv TDE certificate'), 'create-certificate');
-    const db = level(a);
-    await db.open();
-    for (let i = 0; i < ROWS; i++) await db.put(...row(i));
-    await db.close();
+    a = await machineWithData(root, 'a', password);
     await readsEveryKey(a);
     const list = await listJson(a);
     assert.equal(list.certificates.length, 1);
@@ -147,6 +154,10 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     keyFile = join(root, 'tde.pvk');
     await writeFile(join(root, 'backup.password'), 'backup password\n');
     ok(await key(a, 'backup-certificate', 'tde', '--file', certFile, '--private-key-file', keyFile, '--password-file', join(root, 'backup.password')), 'backup');
+  });
+
+  after(async () => {
+    if (root !== undefined) await cleanup(root);
   });
 
   test('openssl agrees: the thumbprint is the certificate\'s SHA-1 fingerprint, and openssl pkcs8 decrypts the private-key backup with the password', () => {
@@ -221,6 +232,27 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     ok(await key(a, 'drop-certificate', 'spare'), 'drop spare');
     assert.deepEqual((await listJson(a)).certificates.map((c) => c.name), ['tde']);
     await readsEveryKey(a);
+  });
+
+  test('changing the certificate is a rotation through previous-master-key: key.dict is re-sealed, no data rewritten, then the old one may go', async () => {
+    const r = await machineWithData(root, 'rot', password);
+    ok(await key(r, 'create-certificate', 'tde2', '--subject', 'second'), 'create tde2');
+    const err = await openError(level(r, 'tde2'));
+    assert.ok(isTdekvError(err, 'MASTER_KEY_WRONG') && err.message.includes('previous-master-key'), err.message);
+    const tables = (await readdir(r.dataDir)).filter((f) => f.endsWith('.sst'));
+    const before = await Promise.all(tables.map((f) => readFile(join(r.dataDir, f))));
+    const sealedBefore = await readFile(join(r.dataDir, 'encryption-meta', 'key.dict'));
+    await readsEveryKey(r, 'tde2', 'tde');
+    await readsEveryKey(r, 'tde2');
+    assert.ok(tables.length > 0);
+    assert.deepEqual(await Promise.all(tables.map((f) => readFile(join(r.dataDir, f)))), before, 'no table was rewritten');
+    assert.notDeepEqual(await readFile(join(r.dataDir, 'encryption-meta', 'key.dict')), sealedBefore, 'key.dict was re-sealed');
+    const list = await listJson(r);
+    assert.deepEqual(Object.fromEntries(list.certificates.map((c) => [c.name, c.protectsDataDirs])), { tde: [], tde2: [r.dataDir] });
+    const after = join(r.dir, 'tde2.toml');
+    await writeFile(after, (await readFile(r.config, 'utf8')).replace('certificate = "tde"', 'certificate = "tde2"'));
+    ok(await runCli(['key', 'drop-certificate', 'tde', '--config', after]), 'drop tde after rotating');
+    await readsEveryKey(r, 'tde2');
   });
 
   test('serve --dmk-password-file re-protects a moved key store by this machine\'s SMK; without it serve refuses, naming the recovery command', async () => {

@@ -98,7 +98,18 @@ export class CertificateMasterKey implements MasterKey {
         `the sealed key dictionary was not sealed by a certificate (its envelope is not a tdekv certificate envelope): configure the master key it was sealed with as previous-master-key to rotate; nothing was changed.`,
       );
     }
-    const cert = await this.#store.certificateByThumbprint(e.thumbprint);
+    const configured = this.#config.certificate;
+    const mine = await this.#store.certificateByName(configured);
+    // Only the configured certificate's DEKs: one wrapped by another certificate is
+    // previous-master-key's to open, so that key.dict is then re-sealed under this one.
+    if (mine !== undefined ? mine.thumbprint !== e.thumbprint : e.name !== configured) {
+      throw new TdekvError(
+        'MASTER_KEY_WRONG',
+        `the DEK is wrapped by certificate ${e.name} (thumbprint ${e.thumbprint}), not by certificate = ${JSON.stringify(configured)}` +
+          `${mine !== undefined ? ` (thumbprint ${mine.thumbprint})` : ''}: to change certificates, set [security.encryption.previous-master-key] to the old one`,
+      );
+    }
+    const cert = mine ?? (await this.#store.certificateByThumbprint(e.thumbprint));
     if (cert === undefined) {
       throw new TdekvError(
         'CERTIFICATE_MISSING',
