@@ -8,6 +8,9 @@ import { TdekvLevel } from '../src/level/tdekv-level.js';
 import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
 import { CLI, runCli, type CliResult } from './support/cli.js';
 import { parseConfig } from '../src/config/config.js';
+import { KmsMasterKey } from '../src/masterkey/kms.js';
+import { KeyStore } from '../src/masterkey/certificate/key-store.js';
+import { FakeKms } from './support/fake-kms.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 // SQL Server's key hierarchy (issue 13 item 2) end to end, as the issue describes it: machines
@@ -295,5 +298,36 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     const ok = parse(cert + smk('file')) as { security: { encryption: Record<string, unknown> } };
     assert.deepEqual(ok.security.encryption['masterKey'], { type: 'certificate', keyStore: '/ks', certificate: 'tde', serviceMasterKey: { type: 'file', path: '/smk.key' } });
     assert.equal(ok.security.encryption['serviceMasterKey'], undefined);
+  });
+});
+
+describe('key store with a KMS service master key', () => {
+  const KEY_A = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-00000000smk1';
+  const KEY_C = 'arn:aws:kms:eu-west-1:111122223333:key/aaaaaaaa-0000-0000-0000-00000000smk2';
+
+  test("another KMS key is another machine's SMK (DMK_UNAVAILABLE); an unreachable KMS says so instead", async () => {
+    const dir = await tempDir('tdekv-keystore-kms-');
+    const kms = await new FakeKms([KEY_A, KEY_C]).start();
+    const smk = (keyId: string): KmsMasterKey => new KmsMasterKey({ type: 'kms', keyId, region: 'eu-west-1', endpoint: kms.url, timeoutMs: 2000, maxAttempts: 1 });
+    const a = smk(KEY_A);
+    const c = smk(KEY_C);
+    const store = new KeyStore(join(dir, 'ks'));
+    const password = Buffer.from('kms machine password');
+    try {
+      await store.createMasterKey(password, a);
+      const opened = await store.openDmkBySmk(a);
+      assert.equal(opened.dmk.length, 32);
+      await assert.rejects(store.openDmkBySmk(c), (err: Error) => isTdekvError(err, 'DMK_UNAVAILABLE') && err.message.includes(KEY_C) && err.message.includes(KEY_A));
+      await store.addSmkProtection((await store.openDmkByPassword(password)).dmk, c);
+      assert.deepEqual((await store.openDmkBySmk(c)).dmk, opened.dmk);
+      await assert.rejects(store.openDmkByPassword(Buffer.from('kms machine passwore')), (err: Error) => isTdekvError(err, 'DMK_PASSWORD_WRONG'));
+      await kms.close();
+      await assert.rejects(store.openDmkBySmk(a), (err: Error) => isTdekvError(err, 'MASTER_KEY_UNAVAILABLE'));
+    } finally {
+      a.close();
+      c.close();
+      await kms.close().catch(() => {});
+      await cleanup(dir);
+    }
   });
 });

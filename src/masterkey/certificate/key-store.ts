@@ -1,6 +1,6 @@
-import { X509Certificate, createPrivateKey, randomBytes, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
-import { TdekvError, errnoCode } from '../../errors.js';
+import { TdekvError, errnoCode, isTdekvError } from '../../errors.js';
 import { AuthenticationFailure, seal, unseal, type Sealed } from '../../crypto/seal.js';
 import { zeroize } from '../../crypto/random.js';
 import { fileIo } from '../../util/file-io.js';
@@ -187,7 +187,8 @@ export class KeyStore {
           `To use this key store on another machine, run \`tdekv key open-master-key --password-file F --add-service-master-key\`.`,
       );
     }
-    const dmk = randomBytes(DMK_BYTES);
+    // Buffer.alloc, never randomBytes' pooled memory: this key is wiped below.
+    const dmk = randomFillSync(Buffer.alloc(DMK_BYTES));
     try {
       const dmkId = randomBytes(8).toString('hex');
       const scrypt = newScryptParams();
@@ -211,12 +212,17 @@ export class KeyStore {
     const f = await this.#requireDmk();
     const mine = describeSmk(smk.publicInfo());
     for (const p of f.serviceMasterKeys) {
+      // Another backend's envelope means nothing to this one (a KMS would call it damaged).
+      if (p.smk.type !== smk.type) continue;
       let key: Buffer | undefined;
       try {
         key = await smk.recoverWrappingKey(p.envelope);
         return { dmk: unseal(key, p.sealed, dmkAad(f.dmkId, 'smk')), dmkId: f.dmkId };
-      } catch {
-        // Another machine's SMK (or a KMS key this one cannot use): try the next protection.
+      } catch (err) {
+        // Another machine's SMK (a file key whose seal does not authenticate, a KMS key or token
+        // key that refuses the envelope): try the next protection. An SMK that cannot be
+        // reached at all is not "another machine's", and says so itself.
+        if (!(err instanceof AuthenticationFailure) && !isTdekvError(err, 'MASTER_KEY_WRONG')) throw err;
       } finally {
         zeroize(key);
       }
