@@ -6,7 +6,7 @@ import { loadConfig } from '../config/config.js';
 import type { CertificateMasterKeyConfig, TdekvConfig } from '../config/types.js';
 import { createMasterKey } from '../masterkey/create.js';
 import type { MasterKey } from '../masterkey/master-key.js';
-import { KeyStore, describeSmk } from '../masterkey/certificate/key-store.js';
+import { KeyStore, checkCertificateName, describeSmk } from '../masterkey/certificate/key-store.js';
 import { readPasswordFile } from '../masterkey/certificate/password.js';
 import { createSelfSignedCertificate } from '../masterkey/certificate/x509-builder.js';
 import type { Output } from './ctl.js';
@@ -69,8 +69,8 @@ export async function createMasterKeyCommand(opts: { config: string; passwordFil
 }
 
 export async function createCertificateCommand(name: string, opts: { config: string; subject: string; validDays: number }, io: Output): Promise<void> {
+  checkCertificateName(name);
   const t = await target(opts.config);
-  t.store.certificatePath(name);
   await withDmk(t, async (dmk) => {
     const { certificatePem, privateKey } = await createSelfSignedCertificate(opts.subject, opts.validDays);
     const c = await t.store.addCertificate(name, certificatePem, privateKey, dmk);
@@ -96,8 +96,8 @@ export async function backupCertificateCommand(name: string, opts: { config: str
 }
 
 export async function restoreCertificateCommand(name: string, opts: { config: string; file: string; privateKeyFile: string; passwordFile: string }, io: Output): Promise<void> {
+  checkCertificateName(name);
   const t = await target(opts.config);
-  t.store.certificatePath(name);
   const certificatePem = await readInput(opts.file, '--file');
   let x509: X509Certificate;
   try {

@@ -89,7 +89,8 @@ function sealedFromJson(v: unknown, path: string): Sealed {
   return { nonce: hexField(v, 'nonce', path), ciphertext: hexField(v, 'ciphertext', path), tag: hexField(v, 'tag', path) };
 }
 
-function describeSmk(info: MasterKeyPublicInfo): string {
+/** A service master key in words, for messages and `tdekv key list`: never key material. */
+export function describeSmk(info: MasterKeyPublicInfo): string {
   switch (info.type) {
     case 'file':
       return `file ${info.path}`;
@@ -102,7 +103,6 @@ function describeSmk(info: MasterKeyPublicInfo): string {
   }
 }
 
-export { describeSmk };
 
 export class KeyStore {
   constructor(readonly dir: string) {}
@@ -141,8 +141,9 @@ export class KeyStore {
     if (!validScryptParams(scrypt)) throw damaged(path, 'its scrypt parameters are out of range');
     const smks = doc['serviceMasterKeys'];
     if (!Array.isArray(smks)) throw damaged(path, 'the service master key protections are missing');
+    if (typeof doc['dmkId'] !== 'string' || !/^[0-9a-f]{16}$/.test(doc['dmkId'])) throw damaged(path, 'its dmkId is missing or malformed');
     return {
-      dmkId: String(doc['dmkId']),
+      dmkId: doc['dmkId'],
       createdAt: String(doc['createdAt']),
       password: { scrypt, sealed: sealedFromJson(pw['sealed'], path) },
       serviceMasterKeys: smks.map((s: unknown) => {
