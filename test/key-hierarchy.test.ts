@@ -171,6 +171,18 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     if (root !== undefined) await cleanup(root);
   });
 
+  test('the key store is owner-only: directories 0700, files 0600, no temporary files left; nothing in it is a secret in clear', async () => {
+    const { stat } = await import('node:fs/promises');
+    const mode = async (p: string): Promise<string> => ((await stat(p)).mode & 0o777).toString(8);
+    assert.equal(await mode(a.keyStore), '700');
+    assert.equal(await mode(join(a.keyStore, 'certificates')), '700');
+    const files = [...(await readdir(a.keyStore)).filter((f) => f !== 'certificates'), ...(await readdir(join(a.keyStore, 'certificates'))).map((f) => join('certificates', f))];
+    assert.deepEqual(files.sort(), ['certificates/tde.json', 'master-key.json', 'protected-data-dirs.json']);
+    for (const f of files) assert.equal(await mode(join(a.keyStore, f)), '600', f);
+    const text = (await Promise.all(files.map((f) => readFile(join(a.keyStore, f), 'utf8')))).join('\n');
+    assert.ok(!text.includes('PRIVATE KEY') && !text.includes('machine A dmk password'), 'no private key or password in clear');
+  });
+
   test('openssl agrees: the thumbprint is the certificate\'s SHA-1 fingerprint, and openssl pkcs8 decrypts the private-key backup with the password', () => {
     const x509 = spawnSync('openssl', ['x509', '-in', certFile, '-noout', '-fingerprint', '-sha1', '-subject'], { encoding: 'utf8' });
     assert.equal(x509.status, 0, x509.stderr);

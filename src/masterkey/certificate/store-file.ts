@@ -1,14 +1,18 @@
+import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import { TdekvError, errnoCode } from '../../errors.js';
 import { fileIo } from '../../util/file-io.js';
 
 /**
  * Key store files are small JSON documents replaced whole. The same crash rule as the data
- * dir's dictionaries (src/keys/atomic-file.ts, a layer above this one): write NAME.tmp, fsync,
- * rename, fsync the directory, so a crash leaves the old file or the new one, never half.
+ * dir's dictionaries (src/keys/atomic-file.ts, a layer above this one): write a temporary
+ * file, fsync, rename over NAME, fsync the directory, so a crash leaves the old file or the
+ * new one, never half. Concurrent writers do not corrupt a file, but the last one wins.
  */
 export async function writeStoreFile(path: string, doc: unknown, mode = 0o600): Promise<void> {
-  const tmp = `${path}.tmp`;
+  // Unique per writer: two data dirs opening on one shared key store may write it at once,
+  // and a shared NAME.tmp could be renamed into place while the other still writes it.
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const fh = await fileIo.open(tmp, 'w', mode);
   try {
     await fh.writeFile(JSON.stringify(doc, null, 2) + '\n');
