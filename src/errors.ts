@@ -19,7 +19,17 @@ export type TdekvErrorCode =
   | 'DATA_DIR_LOCKED'
   | 'IO_FAILED'
   | 'DATA_CORRUPTED'
-  | 'CLOSED';
+  | 'CLOSED'
+  /** The password does not open the key store's database master key (DMK). */
+  | 'DMK_PASSWORD_WRONG'
+  /** No protection of the DMK opens with this machine's service master key: open it by password. */
+  | 'DMK_UNAVAILABLE'
+  /** The certificate a DEK is wrapped by is not in the key store. */
+  | 'CERTIFICATE_MISSING'
+  /** A certificate backup's password does not decrypt its private key (or the file is damaged). */
+  | 'CERTIFICATE_PASSWORD_WRONG'
+  /** Dropping a certificate that still protects a DEK. */
+  | 'CERTIFICATE_IN_USE';
 
 export class TdekvError extends Error {
   readonly code: TdekvErrorCode;

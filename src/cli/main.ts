@@ -8,6 +8,15 @@ import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Ou
 import { init } from './init.js';
 import { serve } from './serve.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
+import {
+  backupCertificateCommand,
+  createCertificateCommand,
+  createMasterKeyCommand,
+  dropCertificateCommand,
+  listCommand,
+  openMasterKeyCommand,
+  restoreCertificateCommand,
+} from './key.js';
 import { createPkcs11Key, newMasterKeyText, writeMasterKeyFile, writeSecret } from './keygen.js';
 
 const io: Output = {
@@ -68,7 +77,8 @@ function program(): Command {
     .description('run the Redis-protocol server (and the HTTP status port) until SIGTERM or SIGINT')
     .requiredOption('--config <file>', 'TOML configuration')
     .option('--generate-master-key', 'create the master key file named in the config if it does not exist (quickstart only)')
-    .action(async (opts: { config: string; generateMasterKey?: boolean }) => serve(opts));
+    .option('--dmk-password-file <file>', 'type = "certificate": if this machine\'s service master key does not open the key store\'s DMK, open it with this password and add its protection')
+    .action(async (opts: { config: string; generateMasterKey?: boolean; dmkPasswordFile?: string }) => serve(opts));
 
   const keys = root.command('data-key').description('data key maintenance on a stopped database (takes the data dir lock)');
   keys
@@ -87,6 +97,57 @@ function program(): Command {
     .description('drop data keys that no file uses and that are not current')
     .requiredOption('--config <file>', 'TOML configuration')
     .action(async (opts: { config: string }) => retireDataKeys(opts, io, createLogger()));
+
+  const hierarchy = root
+    .command('key')
+    .description("SQL Server's key hierarchy (type = \"certificate\"): the key store's master key (DMK) and certificates, offline");
+  hierarchy
+    .command('create-master-key')
+    .description('create the key store\'s database master key, protected by a password and by the service master key (CREATE MASTER KEY)')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .requiredOption('--password-file <file>', 'file holding the password (one line)')
+    .action(async (opts: { config: string; passwordFile: string }) => createMasterKeyCommand(opts, io));
+  hierarchy
+    .command('create-certificate <name>')
+    .description('create a self-signed RSA-3072 certificate whose private key the DMK protects (CREATE CERTIFICATE … WITH SUBJECT)')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .requiredOption('--subject <text>', 'the subject: plain text (becomes the CN) or "CN=…, O=…"')
+    .option('--valid-days <n>', 'validity in days (default 3650; tdekv never refuses an expired certificate, as SQL Server does not for TDE)', (v: string) => Number(v), 3650)
+    .action(async (name: string, opts: { config: string; subject: string; validDays: number }) => createCertificateCommand(name, opts, io));
+  hierarchy
+    .command('backup-certificate <name>')
+    .description('write the certificate (PEM) and its private key, PKCS#8 encrypted with a password (BACKUP CERTIFICATE … WITH PRIVATE KEY)')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .requiredOption('--file <file>', 'where to write the certificate (must not exist)')
+    .requiredOption('--private-key-file <file>', 'where to write the encrypted private key (must not exist)')
+    .requiredOption('--password-file <file>', 'file holding the password that encrypts the private key')
+    .action(async (name: string, opts: { config: string; file: string; privateKeyFile: string; passwordFile: string }) => backupCertificateCommand(name, opts, io));
+  hierarchy
+    .command('restore-certificate <name>')
+    .description('add a certificate and its private key from a backup to this key store (CREATE CERTIFICATE … FROM FILE)')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .requiredOption('--file <file>', 'the certificate (PEM or DER)')
+    .requiredOption('--private-key-file <file>', 'the private key, PKCS#8 encrypted with the password')
+    .requiredOption('--password-file <file>', 'file holding the password given to backup-certificate')
+    .action(async (name: string, opts: { config: string; file: string; privateKeyFile: string; passwordFile: string }) => restoreCertificateCommand(name, opts, io));
+  hierarchy
+    .command('open-master-key')
+    .description('open the DMK by its password; with --add-service-master-key, protect it by this machine\'s SMK (after moving the key store)')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .requiredOption('--password-file <file>', 'file holding the DMK\'s password')
+    .option('--add-service-master-key', 'protect the DMK by the config\'s [security.encryption.service-master-key] (ALTER MASTER KEY ADD ENCRYPTION BY SERVICE MASTER KEY)')
+    .action(async (opts: { config: string; passwordFile: string; addServiceMasterKey?: boolean }) => openMasterKeyCommand(opts, io));
+  hierarchy
+    .command('list')
+    .description('the DMK\'s protections and the certificates (thumbprint, subject, expiry, what each protects); no secrets')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .option('--json', 'print JSON')
+    .action(async (opts: { config: string; json?: boolean }) => listCommand(opts, io));
+  hierarchy
+    .command('drop-certificate <name>')
+    .description('remove a certificate from the key store; refused while it protects a DEK')
+    .requiredOption('--config <file>', 'TOML configuration')
+    .action(async (name: string, opts: { config: string }) => dropCertificateCommand(name, opts, io));
 
   const ctl = root
     .command('ctl')

@@ -5,13 +5,14 @@ import { checkListenAddresses, TdekvServer } from '../server/server.js';
 import { warnIfCoreDumpsEnabled } from './core-dumps.js';
 import { refuseInsideDataDir } from '../masterkey/file.js';
 import { writeMasterKeyFile } from './keygen.js';
+import { ensureServiceMasterKeyProtection } from './key.js';
 
 /**
  * `tdekv serve`: runs the server until SIGTERM or SIGINT, then shuts down cleanly (writes
  * received are applied and acknowledged, the memtable is flushed). A second signal while
  * stopping exits at once; the WAL still holds every acknowledged write.
  */
-export async function serve(opts: { config: string; generateMasterKey?: boolean }): Promise<void> {
+export async function serve(opts: { config: string; generateMasterKey?: boolean; dmkPasswordFile?: string }): Promise<void> {
   const config = await loadConfig(opts.config);
   const logger = createLogger({ level: config.log.level, format: config.log.format, redactUserData: config.security.redactInfoLog });
   // Before any key is loaded, so the warning comes first.
@@ -19,6 +20,10 @@ export async function serve(opts: { config: string; generateMasterKey?: boolean 
   // Before anything is written: a busy port must not leave a new key file or data dir behind.
   await checkListenAddresses(config);
   await generateQuickstartKey(config.security.encryption.masterKey, config.storage.dataDir, opts.generateMasterKey === true, logger);
+  if (opts.dmkPasswordFile !== undefined) {
+    const done = await ensureServiceMasterKeyProtection(config, opts.dmkPasswordFile);
+    if (done !== undefined) logger.warn(done);
+  }
   const server = await TdekvServer.start(config, logger);
   await new Promise<void>((resolve) => {
     let signals = 0;

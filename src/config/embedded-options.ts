@@ -28,6 +28,7 @@ const ENCRYPTION_SECTION = 'security.encryption';
 const MASTER_KEY_OPTIONS: Readonly<Record<string, string>> = {
   masterKey: 'security.encryption.master-key',
   previousMasterKey: 'security.encryption.previous-master-key',
+  serviceMasterKey: 'security.encryption.service-master-key',
 };
 
 const MASTER_KEY_OPTION_EXAMPLE =
@@ -40,6 +41,7 @@ const OPTION_NAMES: SettingNames = {
   masterKeySetting: (role, key) => `${optionName(role)}.${optionName(key)}`,
   masterKey: optionName,
   masterKeyShort: optionName,
+  serviceMasterKey: 'serviceMasterKey',
   noMasterKey: 'masterKey option',
   addMasterKey: 'masterKey',
   masterKeyExample: ` ${MASTER_KEY_OPTION_EXAMPLE}.`,

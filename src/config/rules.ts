@@ -3,7 +3,7 @@ import { insecureKmsEndpoint } from '../masterkey/kms-endpoint.js';
 import { formatHostPort } from '../util/host-port.js';
 import { fail, show } from './config-error.js';
 import { TLS_PROPS } from './schema.js';
-import type { EncryptionConfig, MasterKeyConfig, TdekvConfig, TlsConfig } from './types.js';
+import type { EncryptionConfig, MasterKeyConfig, ServiceMasterKeyConfig, TdekvConfig, TlsConfig } from './types.js';
 
 /*
  * Rules that span several settings, in one list that both readers run once every setting
@@ -27,6 +27,8 @@ export interface SettingNames {
   masterKey(role: MasterKeyRole): string;
   /** The same in a sentence about rotating: "master-key" or "masterKey". */
   masterKeyShort(role: MasterKeyRole): string;
+  /** The service master key section: "[security.encryption.service-master-key]" or "serviceMasterKey". */
+  readonly serviceMasterKey: string;
   /** What is missing when there is no master key: "[security.encryption.master-key]" or "masterKey option". */
   readonly noMasterKey: string;
   /** What "Add …" asks for when only the previous master key is given: "it" or "masterKey". */
@@ -72,6 +74,29 @@ const RULES: readonly Rule[] = [
       );
     }
     enc.masterKey = { type: 'plaintext' };
+  },
+  ({ encryption }, where, names) => {
+    // The readers put [security.encryption.service-master-key] beside the master keys; each
+    // certificate master key takes it (its DMK is opened by it), and it is used nowhere else.
+    const holder = encryption as EncryptionConfig & { serviceMasterKey?: ServiceMasterKeyConfig };
+    const smk = holder.serviceMasterKey;
+    delete holder.serviceMasterKey;
+    let used = false;
+    for (const role of ['master-key', 'previous-master-key'] as const) {
+      const mk: MasterKeyConfig | undefined = encryption[MASTER_KEY_PROPS[role]];
+      if (mk?.type !== 'certificate') continue;
+      if (smk === undefined) {
+        fail(
+          `${where}: ${names.masterKey(role)} type = "certificate" needs a service master key to open the key store's database master key: ` +
+            `add ${names.serviceMasterKey} with type = "file", "kms" or "pkcs11" (the machine's own key, outside the key store and the data dir).`,
+        );
+      }
+      mk.serviceMasterKey = smk;
+      used = true;
+    }
+    if (smk !== undefined && !used) {
+      fail(`${where}: ${names.serviceMasterKey} is set, but no master key has type = "certificate", the only one that uses it. Remove it, or set type = "certificate".`);
+    }
   },
   ({ encryption }, where, names) => {
     for (const role of ['master-key', 'previous-master-key'] as const) {

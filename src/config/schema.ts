@@ -74,7 +74,15 @@ const MASTER_KEY_VARIANTS: Record<MasterKeyConfig['type'], Fields> = {
     'allow-insecure-permissions': { prop: 'allowInsecurePermissions', ...flag() },
   },
   plaintext: {},
+  // The service master key comes from its own section, [security.encryption.service-master-key] (a rule attaches it).
+  certificate: {
+    'key-store': { prop: 'keyStore', required: true, ...localPath() },
+    certificate: { prop: 'certificate', required: true, ...text('a certificate name in the key store, as `tdekv key list` shows it') },
+  },
 };
+
+/** A service master key is machine-bound: one of the backends that hold a key themselves. */
+const SERVICE_MASTER_KEY_TYPES = ['file', 'kms', 'pkcs11'] as const;
 
 function masterKeySection(prop: string): Section {
   return {
@@ -85,6 +93,15 @@ function masterKeySection(prop: string): Section {
     variants: MASTER_KEY_VARIANTS,
   };
 }
+
+/** `[security.encryption.service-master-key]`: the SMK of `type = "certificate"`, SQL Server's service master key. */
+const serviceMasterKeySection: Section = {
+  into: ['security', 'encryption', 'serviceMasterKey'],
+  optional: true,
+  variantBy: 'type',
+  fields: { type: { prop: 'type', required: true, ...oneOf(SERVICE_MASTER_KEY_TYPES) } },
+  variants: Object.fromEntries(SERVICE_MASTER_KEY_TYPES.map((t) => [t, MASTER_KEY_VARIANTS[t]])),
+};
 
 /**
  * Engine tuning (src/engine/options.ts): the TOML [engine] section, and the same names in
@@ -183,6 +200,7 @@ export const SCHEMA: Readonly<Record<string, Section>> = {
   },
   'security.encryption.master-key': masterKeySection('masterKey'),
   'security.encryption.previous-master-key': masterKeySection('previousMasterKey'),
+  'security.encryption.service-master-key': serviceMasterKeySection,
   engine: { into: ['engine'], fields: ENGINE_FIELDS },
   log: {
     into: ['log'],

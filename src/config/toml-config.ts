@@ -35,6 +35,7 @@ const FILE_NAMES: SettingNames = {
   masterKeySetting: (role, key) => `security.encryption.${role}.${key}`,
   masterKey: (role) => `[security.encryption.${role}]`,
   masterKeyShort: (role) => role,
+  serviceMasterKey: '[security.encryption.service-master-key]',
   noMasterKey: '[security.encryption.master-key]',
   addMasterKey: 'it',
   masterKeyExample: `:${MASTER_KEY_EXAMPLE}`,

@@ -12,11 +12,13 @@ export {
   DEFAULT_KMS_MAX_ATTEMPTS,
   DEFAULT_KMS_TIMEOUT_MS,
   DEFAULT_PKCS11_TIMEOUT_MS,
+  type CertificateMasterKeyConfig,
   type FileMasterKeyConfig,
   type KmsMasterKeyConfig,
   type MasterKeyConfig,
   type Pkcs11MasterKeyConfig,
   type PlaintextMasterKeyConfig,
+  type ServiceMasterKeyConfig,
 } from '../masterkey/master-key-config.js';
 export type { ClientMemoryLimit, OutputBufferLimit, ServerConfig, ServerOptions, SyncWrites, TlsConfig } from '../server/server-options.js';
 export type { HostPort } from '../util/host-port.js';

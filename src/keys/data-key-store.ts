@@ -157,7 +157,8 @@ export class DataKeyStore {
     }
     const good = results.filter((r) => r.opened).sort((a, b) => b.opened!.dict.generation - a.opened!.dict.generation);
     if (good.length === 0) {
-      for (const code of ['MASTER_KEY_WRONG', 'MASTER_KEY_UNAVAILABLE', 'FORMAT_TOO_NEW'] as const) {
+      // Not damage: the master key (or, for type = "certificate", its certificate or DMK) is not available here.
+      for (const code of ['MASTER_KEY_WRONG', 'MASTER_KEY_UNAVAILABLE', 'CERTIFICATE_MISSING', 'DMK_UNAVAILABLE', 'DMK_PASSWORD_WRONG', 'FORMAT_TOO_NEW'] as const) {
         const e = results.find((r) => r.error?.code === code);
         if (e) throw e.error!;
       }

@@ -31,5 +31,11 @@ export async function createMasterKey(config: MasterKeyConfig, context: MasterKe
       const { Pkcs11MasterKey } = await import('./pkcs11.js');
       return Pkcs11MasterKey.open(config, context.previous !== undefined ? { previous: context.previous } : {});
     }
+    case 'certificate': {
+      // The SMK is checked like any master key of this machine: a key file inside the data dir is refused.
+      const smk = await createMasterKey(config.serviceMasterKey, context.dataDir !== undefined ? { dataDir: context.dataDir } : {});
+      const { CertificateMasterKey } = await import('./certificate/certificate-master-key.js');
+      return CertificateMasterKey.open(config, smk, context.dataDir !== undefined ? { dataDir: context.dataDir } : {});
+    }
   }
 }

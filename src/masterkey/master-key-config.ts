@@ -1,5 +1,23 @@
 /** Which master key to use: the masterkey layer's own settings, read by config/ from `[security.encryption.master-key]`. */
-export type MasterKeyConfig = PlaintextMasterKeyConfig | FileMasterKeyConfig | KmsMasterKeyConfig | Pkcs11MasterKeyConfig;
+export type MasterKeyConfig = PlaintextMasterKeyConfig | FileMasterKeyConfig | KmsMasterKeyConfig | Pkcs11MasterKeyConfig | CertificateMasterKeyConfig;
+
+/** The backends that can be a service master key: the machine-bound ones. */
+export type ServiceMasterKeyConfig = FileMasterKeyConfig | KmsMasterKeyConfig | Pkcs11MasterKeyConfig;
+
+/**
+ * SQL Server's hierarchy: the DEK is wrapped by a certificate in a key store outside the data
+ * dir; the certificate's private key by the key store's DMK; the DMK by a password and by the
+ * machine's service master key (`[security.encryption.service-master-key]`).
+ */
+export interface CertificateMasterKeyConfig {
+  type: 'certificate';
+  /** `key-store`: absolute path of the key store directory. */
+  keyStore: string;
+  /** `certificate`: the name of the certificate that wraps new DEKs. */
+  certificate: string;
+  /** From `[security.encryption.service-master-key]`, put here by a config rule. */
+  serviceMasterKey: ServiceMasterKeyConfig;
+}
 
 export interface PlaintextMasterKeyConfig {
   type: 'plaintext';

@@ -4,7 +4,7 @@
  * wrapping key plus an opaque envelope stored beside the sealed dictionary, which lets a
  * KMS or an HSM do envelope encryption (one seal per new dictionary key, one unseal per open).
  */
-export type MasterKeyType = 'plaintext' | 'file' | 'kms' | 'pkcs11';
+export type MasterKeyType = 'plaintext' | 'file' | 'kms' | 'pkcs11' | 'certificate';
 
 export interface WrappingKey {
   /** 32 bytes for AES-256-GCM. The caller owns it and zero-fills it when done. */
@@ -35,6 +35,15 @@ export type MasterKeyPublicInfo =
       tokenLabel?: string;
       slot?: number;
       keyLabel: string;
+    }
+  | {
+      type: 'certificate';
+      /** The key store directory (DMK and certificates). */
+      keyStore: string;
+      /** The certificate that wraps new DEKs, by name. */
+      certificate: string;
+      /** The service master key that opens the DMK. */
+      serviceMasterKey: MasterKeyPublicInfo;
     };
 
 export interface MasterKey {
@@ -54,7 +63,7 @@ export interface MasterKey {
 }
 
 /** Stable codes stored in the sealed key dictionary's header. */
-export const MASTER_KEY_TYPE_CODES: Record<MasterKeyType, number> = { plaintext: 1, file: 2, kms: 3, pkcs11: 4 };
+export const MASTER_KEY_TYPE_CODES: Record<MasterKeyType, number> = { plaintext: 1, file: 2, kms: 3, pkcs11: 4, certificate: 5 };
 
 export function masterKeyTypeFromCode(code: number): MasterKeyType | undefined {
   return (Object.keys(MASTER_KEY_TYPE_CODES) as MasterKeyType[]).find((t) => MASTER_KEY_TYPE_CODES[t] === code);
