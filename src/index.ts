@@ -3,7 +3,7 @@ export { TdekvError, isTdekvError, type TdekvErrorCode } from './errors.js';
 export { ENCRYPTION_METHODS, type EncryptionMethod } from './crypto/method.js';
 export { loadConfig, parseConfig } from './config/config.js';
 export type { TdekvConfig, EncryptionConfig, MasterKeyConfig } from './config/types.js';
-export type { MasterKey, MasterKeyType } from './masterkey/master-key.js';
+export type { MasterKey, MasterKeyType, MasterKeyPublicInfo } from './masterkey/master-key.js';
 export { createMasterKey } from './masterkey/create.js';
 export { FileMasterKey } from './masterkey/file.js';
 export { KmsMasterKey } from './masterkey/kms.js';
@@ -12,6 +12,8 @@ export { EncryptedEnv, type EnvOptions, type EncryptionStats } from './env/encry
 export { EncryptedWritableFile } from './env/writable-file.js';
 export { EncryptedReadableFile } from './env/readable-file.js';
 export { openEnv, openEnvFromConfig, ManagedEnv } from './env/open-env.js';
+export { KeyAdmin } from './env/key-admin.js';
+export { encryptionStatus, type EncryptionStatus, type IntegrityStatus, type MasterKeyStatus } from './env/encryption-status.js';
 export type { DataKeyInfo } from './keys/data-key.js';
 export type { FileInfo } from './keys/file-dictionary-format.js';
 export { createLogger, type Logger, type LoggerOptions, type LogFormat } from './log/logger.js';

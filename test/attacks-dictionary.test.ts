@@ -11,6 +11,7 @@ import { LOG_NAME, SNAPSHOT_NAME } from '../src/keys/file-dictionary.js';
 import { HEADER_LENGTH, LOG_PREAMBLE_LENGTH, encodeLegacyRecord, encodeRecord, type FileRecord } from '../src/keys/file-dictionary-format.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { assertSameTree, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, openTestEnv } from './support/fs-helpers.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 /**
  * Attacks on the dictionaries by someone who can write the disk but holds no key (issue 9
@@ -148,7 +149,7 @@ describe('attacks on the dictionaries', () => {
     await populate();
     const oldKey = await readFile(keyPath());
     await withEnv(async (env) => {
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
       await env.writeFile('000004.sst', randomBytes(10));
     });
     const newKey = await readFile(keyPath());
@@ -202,7 +203,7 @@ describe('attacks on the dictionaries', () => {
     await populate();
     const oldKeyDict = await readFile(keyPath());
     await withEnv(async (env) => {
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
       await env.writeFile('000005.sst', randomBytes(10));
     });
     // key.dict from before the rotation, with a master key rotation pending: the open must

@@ -487,7 +487,7 @@ for (const method of METHODS) {
       {
         const { managed, engine } = await openEngine(f);
         try {
-          await managed.env.rotateDataKey();
+          await managed.keyAdmin.rotateDataKey();
           await engine.put(ALICE, OLD);
           await engine.flush();
         } finally {

@@ -281,7 +281,7 @@ test('data-key reencrypt rewrites a database through the engine: every table, lo
   assert.match(r.stdout, /retired data keys: \d+/);
   const managed = await openEnvFromConfig(await loadConfig(config));
   try {
-    const current = managed.env.currentDataKey()!;
+    const current = managed.keyAdmin.currentDataKey()!;
     const engineFiles = managed.env.files().filter(([p]) => /^(\d{6}\.(sst|log)|MANIFEST-\d+|CURRENT)$/.test(p));
     assert.ok(engineFiles.some(([p]) => p.endsWith('.sst')) && engineFiles.some(([p]) => p === 'CURRENT'), engineFiles.map(([p]) => p).join());
     for (const [p, info] of engineFiles) {

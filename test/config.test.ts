@@ -590,9 +590,47 @@ describe('the level-0 trigger rule', () => {
     assert.match(engine, /engine option level0SlowdownWritesTrigger \(40\) must not exceed level0StopWritesTrigger \(36\)/);
   });
 
+  it('names the no-space retry settings in the options as they are passed, not by their internal millisecond names', () => {
+    const embedded = messageOf(() => configFromOptions({ noSpaceRetryInterval: '1m', noSpaceRetryMaxInterval: '10s' }, 'options'));
+    assert.match(embedded, /^options: noSpaceRetryInterval \(60000 ms\) must not exceed noSpaceRetryMaxInterval \(10000 ms\); defaults 1000 and 30000 ms\.$/);
+    // The name in the message is one the options accept.
+    assert.equal(configFromOptions({ noSpaceRetryInterval: '1m', noSpaceRetryMaxInterval: '2m' }, 'options').engine.noSpaceRetryIntervalMs, 60_000);
+  });
+
   it('accepts equal triggers everywhere', () => {
     assert.equal(parse('[engine]\nlevel0-slowdown-writes-trigger = 36').engine.level0SlowdownWritesTrigger, 36);
     assert.equal(configFromOptions({ level0SlowdownWritesTrigger: 36 }, 'options').engine.level0SlowdownWritesTrigger, 36);
     assert.equal(resolveTuning({ level0SlowdownWritesTrigger: 36 }).level0SlowdownWritesTrigger, 36);
+  });
+});
+
+describe('cross-setting rules: one list for the file and the embedded options', () => {
+  const messageOf = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (err) {
+      assert.ok(isTdekvError(err, 'CONFIG_INVALID'), `expected CONFIG_INVALID, got ${String(err)}`);
+      return err.message;
+    }
+    assert.fail('expected the configuration to be refused');
+  };
+  const insecureKms = { type: 'kms', keyId: 'k', region: 'r', endpoint: 'http://kms.example.com' };
+
+  it('a previous master key without a master key is refused first by both, even when its KMS endpoint is refused too', () => {
+    const toml = messageOf(() =>
+      parse('[security.encryption]\ndata-encryption-method = "plaintext"\n[security.encryption.previous-master-key]\ntype = "kms"\nkey-id = "k"\nregion = "r"\nendpoint = "http://kms.example.com"'),
+    );
+    assert.match(toml, /\[security\.encryption\.previous-master-key\] is set without \[security\.encryption\.master-key\]/);
+    const embedded = messageOf(() => configFromOptions({ dataEncryptionMethod: 'plaintext', previousMasterKey: insecureKms }, 'options'));
+    assert.match(embedded, /^options: previousMasterKey is set without masterKey; while rotating, previousMasterKey is the old key and masterKey the new one\. Add masterKey, for example masterKey: \{/);
+  });
+
+  it('with a master key given, both refuse the insecure previous KMS endpoint, naming it each way', () => {
+    const toml = messageOf(() =>
+      parse('[security.encryption.master-key]\ntype = "plaintext"\n[security.encryption.previous-master-key]\ntype = "kms"\nkey-id = "k"\nregion = "r"\nendpoint = "http://kms.example.com"'),
+    );
+    assert.match(toml, /security\.encryption\.previous-master-key\.endpoint = "http:\/\/kms\.example\.com" is refused/);
+    const embedded = messageOf(() => configFromOptions({ masterKey: { type: 'plaintext' }, previousMasterKey: insecureKms }, 'options'));
+    assert.match(embedded, /^options: previousMasterKey\.endpoint = "http:\/\/kms\.example\.com" is refused/);
   });
 });

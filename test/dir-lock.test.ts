@@ -144,6 +144,7 @@ test('a failed first open leaves a new data dir empty', async (t) => {
     type: 'plaintext' as const,
     description: 'failing',
     protectsKeys: false,
+    publicInfo: () => ({ type: 'plaintext' as const }),
     newWrappingKey: () => Promise.reject(new Error('KMS down')),
     recoverWrappingKey: () => Promise.reject(new Error('KMS down')),
     close: () => undefined,

@@ -14,6 +14,7 @@ import { KmsMasterKey } from '../src/masterkey/kms.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { closedPort } from './support/fake-kms.js';
 import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, writeKeyFile, openTestEnv } from './support/fs-helpers.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 const MARKER = Buffer.from('TDEKV-PLAINTEXT-MARKER-7f3a9c');
 const ENCRYPTING: EncryptionMethod[] = ['aes128-ctr', 'aes192-ctr', 'aes256-ctr', 'sm4-ctr'];
@@ -144,7 +145,7 @@ describe('EncryptedEnv', () => {
         assert.notEqual(info.keyId, 0);
         assert.equal(onDisk.indexOf(MARKER), -1, 'plaintext marker found on disk');
         // Independently: the file is one CTR stream under the recorded key and IV.
-        const [dataKey] = env.exportDataKeys([info.keyId]);
+        const [dataKey] = new KeyAdmin(env).exportDataKeys([info.keyId]);
         const decipher = createDecipheriv(opensslCipherOf(method)!, dataKey!.key, info.iv);
         assert.ok(Buffer.concat([decipher.update(onDisk), decipher.final()]).equals(plain));
       }
@@ -398,7 +399,7 @@ describe('EncryptedEnv', () => {
     await withEnv({ method: 'plaintext' }, async (env) => {
       await env.writeFile('p1', p1);
       await env.writeFile('p2', p2);
-      assert.equal(env.currentDataKey(), undefined);
+      assert.equal(new KeyAdmin(env).currentDataKey(), undefined);
       assert.deepEqual(env.stats(), { files: 2, byMethod: { plaintext: 2 }, byKeyId: { 0: 2 } });
     });
     assert.ok((await readFile(join(dataDir, 'p1'))).equals(p1));
@@ -408,7 +409,7 @@ describe('EncryptedEnv', () => {
       assert.ok((await env.readFile('p1')).equals(p1));
       assert.ok((await env.readFile('p2')).equals(p2));
       await env.writeFile('n1', n1);
-      const key = env.currentDataKey()!;
+      const key = new KeyAdmin(env).currentDataKey()!;
       assert.equal(key.method, 'aes256-ctr');
       assert.deepEqual(env.fileInfo('n1')!.method, 'aes256-ctr');
       assert.equal(env.fileInfo('n1')!.keyId, key.id);
@@ -500,36 +501,36 @@ describe('EncryptedEnv', () => {
     const { k1, k2 } = await withEnv({}, async (env) => {
       await env.writeFile('f1', d1);
       const k1 = env.fileInfo('f1')!.keyId;
-      assert.equal(env.currentDataKey()!.id, k1);
-      const rotated = await env.rotateDataKey();
+      assert.equal(new KeyAdmin(env).currentDataKey()!.id, k1);
+      const rotated = await new KeyAdmin(env).rotateDataKey();
       const k2 = rotated.id;
       assert.notEqual(k2, k1);
       assert.equal(rotated.method, 'aes256-ctr');
-      assert.equal(env.currentDataKey()!.id, k2);
+      assert.equal(new KeyAdmin(env).currentDataKey()!.id, k2);
       assert.ok(!('key' in rotated), 'key metadata only');
       await env.writeFile('f2', d2);
       assert.equal(env.fileInfo('f2')!.keyId, k2);
       assert.ok((await env.readFile('f1')).equals(d1));
 
-      assert.deepEqual(await env.retireUnusedKeys(), [], 'k1 is in use, k2 is current');
-      assert.deepEqual(new Set(env.dataKeys().map((k) => k.id)), new Set([k1, k2]));
+      assert.deepEqual(await new KeyAdmin(env).retireUnusedKeys(), [], 'k1 is in use, k2 is current');
+      assert.deepEqual(new Set(new KeyAdmin(env).dataKeys().map((k) => k.id)), new Set([k1, k2]));
       // A key no file used retires at once; the current one never does.
-      const k3 = (await env.rotateDataKey()).id;
-      const k4 = (await env.rotateDataKey()).id;
-      assert.deepEqual(await env.retireUnusedKeys(), [k3]);
-      assert.deepEqual(new Set(env.dataKeys().map((k) => k.id)), new Set([k1, k2, k4]));
+      const k3 = (await new KeyAdmin(env).rotateDataKey()).id;
+      const k4 = (await new KeyAdmin(env).rotateDataKey()).id;
+      assert.deepEqual(await new KeyAdmin(env).retireUnusedKeys(), [k3]);
+      assert.deepEqual(new Set(new KeyAdmin(env).dataKeys().map((k) => k.id)), new Set([k1, k2, k4]));
       return { k1, k2 };
     });
     await withEnv({}, async (env) => {
       assert.ok((await env.readFile('f1')).equals(d1));
       assert.ok((await env.readFile('f2')).equals(d2));
       await env.remove('f1');
-      assert.deepEqual(await env.retireUnusedKeys(), [k1]);
-      assert.ok(!env.dataKeys().some((k) => k.id === k1));
-      assert.ok(env.dataKeys().some((k) => k.id === k2), 'f2 still needs k2');
+      assert.deepEqual(await new KeyAdmin(env).retireUnusedKeys(), [k1]);
+      assert.ok(!new KeyAdmin(env).dataKeys().some((k) => k.id === k1));
+      assert.ok(new KeyAdmin(env).dataKeys().some((k) => k.id === k2), 'f2 still needs k2');
     });
     await withEnv({}, async (env) => {
-      assert.ok(!env.dataKeys().some((k) => k.id === k1), 'retirement is durable');
+      assert.ok(!new KeyAdmin(env).dataKeys().some((k) => k.id === k1), 'retirement is durable');
       assert.ok((await env.readFile('f2')).equals(d2));
     });
   });
@@ -541,8 +542,8 @@ describe('EncryptedEnv', () => {
     try {
       await withEnv({}, async (env) => {
         await env.writeFile('before', data);
-        await env.rotateMasterKey(next);
-        assert.equal(env.masterKey, next);
+        await new KeyAdmin(env).rotateMasterKey(next);
+        assert.equal(new KeyAdmin(env).masterKey, next);
         await env.writeFile('after', data);
         assert.ok((await env.readFile('before')).equals(data));
       });
@@ -642,9 +643,9 @@ describe('EncryptedEnv', () => {
       await assert.rejects(env.rename('a', 'c'), refused);
       await assert.rejects(env.link('a', 'c'), refused);
       await assert.rejects(env.mkdir('newdir'), refused);
-      await assert.rejects(env.rotateDataKey(), refused);
-      await assert.rejects(env.retireUnusedKeys(), refused);
-      await assert.rejects(env.rotateMasterKey(masterKey), refused);
+      await assert.rejects(new KeyAdmin(env).rotateDataKey(), refused);
+      await assert.rejects(new KeyAdmin(env).retireUnusedKeys(), refused);
+      await assert.rejects(new KeyAdmin(env).rotateMasterKey(masterKey), refused);
       assert.ok((await env.readFile('a')).equals(data), 'still readable after refused writes');
     } finally {
       await env.close();
@@ -685,9 +686,9 @@ describe('EncryptedEnv', () => {
     });
     await withEnv({}, async (env) => {
       await env.writeFile('new', markedData(10));
-      const oldKey = env.currentDataKey()!.id;
-      await env.rotateDataKey();
-      const current = env.currentDataKey()!.id;
+      const oldKey = new KeyAdmin(env).currentDataKey()!.id;
+      await new KeyAdmin(env).rotateDataKey();
+      const current = new KeyAdmin(env).currentDataKey()!.id;
       assert.deepEqual(env.filesNotOnCurrentKey().sort(), ['a', 'empty', 'new', 'sub/b']);
       let bytes = 0;
       for (const p of env.filesNotOnCurrentKey()) assert.equal(await env.reencrypt(p, (n) => (bytes += n)), true);
@@ -700,7 +701,7 @@ describe('EncryptedEnv', () => {
         const onDisk = await readFile(join(dataDir, p));
         if (d.length > 0) assert.equal(onDisk.indexOf(MARKER), -1, `${p} is ciphertext now`);
       }
-      assert.deepEqual(await env.retireUnusedKeys(), [oldKey]);
+      assert.deepEqual(await new KeyAdmin(env).retireUnusedKeys(), [oldKey]);
       assert.deepEqual(await namesOnDisk(), ['a', 'empty', 'new', 'sub/b']);
     });
   });
@@ -709,7 +710,7 @@ describe('EncryptedEnv', () => {
     const data = markedData(200_000);
     await withEnv({}, async (env) => {
       await env.writeFile('f', data);
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
     });
     for (const [op, step] of [
       ['reencrypt', 'copied'],
@@ -739,16 +740,16 @@ describe('EncryptedEnv', () => {
     const errors: string[] = [];
     await withEnv({ logger: cap.logger }, async (env) => {
       await env.writeFile('f', data);
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
       await env.reencrypt('f');
-      await env.retireUnusedKeys();
-      await env.rotateMasterKey(await FileMasterKey.load(next.path));
+      await new KeyAdmin(env).retireUnusedKeys();
+      await new KeyAdmin(env).rotateMasterKey(await FileMasterKey.load(next.path));
       await env.readFile('nope').catch((e: Error) => errors.push(e.message));
       await env.create('f').catch((e: Error) => errors.push(e.message));
     });
     const wrongKey = await newFileMasterKey(root, 'wrong.key');
     await open({ masterKey: wrongKey, logger: cap.logger }).catch((e: Error) => errors.push(e.message));
-    const secrets = (await withEnv({ masterKey: await FileMasterKey.load(next.path) }, async (env) => env.exportDataKeys())).map((k) => k.key.toString('hex'));
+    const secrets = (await withEnv({ masterKey: await FileMasterKey.load(next.path) }, async (env) => new KeyAdmin(env).exportDataKeys())).map((k) => k.key.toString('hex'));
     const masterHexes = [next.hex, (await readFile(join(root, 'master.key'), 'latin1')).trim()];
     const text = JSON.stringify(cap.lines) + errors.join('\n');
     assert.ok(cap.lines.length >= 4, 'the lifecycle was logged');
@@ -765,9 +766,9 @@ describe('EncryptedEnv', () => {
     const env = await open();
     await env.writeFile('old', data);
     const reader = await env.openRead('old');
-    await env.rotateDataKey();
+    await new KeyAdmin(env).rotateDataKey();
     await env.remove('old');
-    assert.equal((await env.retireUnusedKeys()).length, 1);
+    assert.equal((await new KeyAdmin(env).retireUnusedKeys()).length, 1);
     await env.close();
     assert.ok(reader.readSync(0, data.length).equals(data));
     assert.ok((await reader.read(5000, 100)).equals(data.subarray(5000, 5100)));
@@ -783,7 +784,7 @@ describe('EncryptedEnv', () => {
     await assert.rejects(env.create('b'), expectCode('CLOSED'));
     await assert.rejects(env.openRead('a'), expectCode('CLOSED'));
     await assert.rejects(env.remove('a'), expectCode('CLOSED'));
-    await assert.rejects(env.rotateDataKey(), expectCode('CLOSED'));
+    await assert.rejects(new KeyAdmin(env).rotateDataKey(), expectCode('CLOSED'));
     assert.equal((await stat(join(dataDir, 'a'))).size, 1);
   });
 });

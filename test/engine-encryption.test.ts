@@ -10,6 +10,7 @@ import type { EngineTuning } from '../src/engine/options.js';
 import type { EncryptedEnv } from '../src/env/encrypted-env.js';
 import { openEnv, type ManagedEnv } from '../src/env/open-env.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 async function setup(t: { after: (fn: () => Promise<void>) => void }): Promise<{ dataDir: string; config: (method: EncryptionMethod) => EncryptionConfig }> {
   const root = await tempDir('tdekv-engine-encryption-');
@@ -172,11 +173,11 @@ describe('engine encryption at rest', () => {
     }
     await db.engine.flush();
     await db.engine.waitForBackgroundWork();
-    const oldKey = db.env.currentDataKey()!.id;
+    const oldKey = new KeyAdmin(db.env).currentDataKey()!.id;
     assert.ok([...liveFileKeys(db.env).values()].every((id) => id === oldKey));
     assert.ok(db.engine.liveTables().length >= 2, 'several tables on the old key');
 
-    const newKey = (await db.env.rotateDataKey()).id;
+    const newKey = (await new KeyAdmin(db.env).rotateDataKey()).id;
     assert.notEqual(newKey, oldKey);
     for (let i = 0; i < 400; i += 3) {
       const k = `rot-${String(i).padStart(4, '0')}`;
@@ -220,8 +221,8 @@ describe('engine encryption at rest', () => {
         const files = liveFileKeys(again.env);
         for (const kind of [/\.sst$/, /\.log$/, /^MANIFEST-/, /^CURRENT$/]) assert.ok([...files.keys()].some((p) => kind.test(p)), `a live ${kind} file`);
         assert.deepEqual([...files].filter(([, id]) => id !== newKey).map(([p]) => p), [], 'files still on the old key');
-        assert.deepEqual(await again.env.retireUnusedKeys(), [oldKey]);
-        assert.deepEqual(again.env.dataKeys().map((k) => k.id), [newKey]);
+        assert.deepEqual(await new KeyAdmin(again.env).retireUnusedKeys(), [oldKey]);
+        assert.deepEqual(new KeyAdmin(again.env).dataKeys().map((k) => k.id), [newKey]);
         assertAllReadable(again.engine, expected, 'after retiring the old key');
       } finally {
         await again.close();
@@ -229,7 +230,7 @@ describe('engine encryption at rest', () => {
     }
     const last = await openDb(dataDir, enc);
     try {
-      assert.deepEqual(last.env.dataKeys().map((k) => k.id), [newKey]);
+      assert.deepEqual(new KeyAdmin(last.env).dataKeys().map((k) => k.id), [newKey]);
       assertAllReadable(last.engine, expected, 'after reopening without the old key');
     } finally {
       await last.close();
@@ -245,7 +246,7 @@ describe('engine encryption at rest', () => {
         const { oldKey, newKey, expected } = await rotateAndCompact(db);
         const onOldKey = [...liveFileKeys(db.env)].filter(([, id]) => id !== newKey).map(([p]) => p);
         assert.deepEqual(onOldKey, [], 'files still on the old key');
-        assert.deepEqual(await db.env.retireUnusedKeys(), [oldKey]);
+        assert.deepEqual(await new KeyAdmin(db.env).retireUnusedKeys(), [oldKey]);
         assertAllReadable(db.engine, expected, 'after retiring the old key');
       } finally {
         await db.close();
@@ -283,7 +284,7 @@ describe('engine encryption at rest', () => {
       const tables = db.engine.liveTables();
       assert.ok(tables.length > 0);
       for (const f of tables) assert.equal(db.env.fileInfo(f.name)?.method, 'aes256-ctr', `table ${f.name}`);
-      const current = db.env.currentDataKey()!;
+      const current = new KeyAdmin(db.env).currentDataKey()!;
       for (const f of tables) assert.equal(db.env.fileInfo(f.name)?.keyId, current.id);
       assertAllReadable(db.engine, expected, 'after compactRange');
     } finally {

@@ -165,10 +165,14 @@ describe('engine: recovery from a full disk without a reopen', () => {
       }
       await putAll(db, acked, 't2', 30);
       // The next table created is the flush's (it fits); the one after it, the compaction's output, does not.
-      let tables = 0;
+      const created = new Set<string>();
       const failing = new Set<string>();
       setFileFaults((op, path): FileFault => {
-        if (op === 'open' && path.endsWith('.sst') && ++tables >= 2) failing.add(path);
+        // Counted per path: creating a file opens it twice (the env creates it, the writer opens it).
+        if (op === 'open' && path.endsWith('.sst') && !created.has(path)) {
+          created.add(path);
+          if (created.size >= 2) failing.add(path);
+        }
         return failing.has(path) && WRITE_OPS.has(op) ? 'ENOSPC' : undefined;
       });
       await db.engine.flush();

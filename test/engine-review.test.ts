@@ -125,7 +125,7 @@ describe('engine review: obsolete files', () => {
       env.list = async (d?: string) => {
         if (armed) {
           armed = false;
-          await env.rotateDataKey();
+          await db.managed.keyAdmin.rotateDataKey();
           compaction = db.engine.compactRange();
           compaction.catch(() => undefined);
           await Promise.race([manifestCreatedP, new Promise((r) => setTimeout(r, 2000))]);

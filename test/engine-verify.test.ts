@@ -4,6 +4,13 @@ import { open, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadConfig } from '../src/config/config.js';
 import { Engine } from '../src/engine/engine.js';
+import { readCurrentFile, writeCurrentFile } from '../src/engine/current-file.js';
+import { manifestName } from '../src/engine/file-names.js';
+import { readLog } from '../src/engine/log-reader.js';
+import { LogWriter } from '../src/engine/log-writer.js';
+import { decodeEdit, encodeEdit, type FileMeta, type VersionEdit } from '../src/engine/version-edit.js';
+import { applyEdit } from '../src/engine/version-set.js';
+import { isTdekvError } from '../src/errors.js';
 import { openEnvFromConfig } from '../src/env/open-env.js';
 import { runCli } from './support/cli.js';
 import { assertSameTree, cleanup, snapshotTree, tempDir } from './support/fs-helpers.js';
@@ -200,4 +207,43 @@ test('verify: damage in the middle of the write-ahead log or manifest fails, and
     await flip(manifest, 12);
     assert.equal((await verify(db)).code, 0);
   });
+});
+
+test('verify replays every manifest as open does: a table deleted from a level that does not hold it, or added below the last level, fails verify and open alike', async (t) => {
+  const db = await populated(t);
+  const managed = await openEnvFromConfig(await loadConfig(db.config));
+  try {
+    const env = managed.env;
+    const current = readCurrentFile(env);
+    const file = env.openReadSync(current);
+    const { records } = readLog(file);
+    file.close();
+    const levels = records.reduce((l, r) => applyEdit(l, decodeEdit(r.payload, current), 7, current), [] as FileMeta[][]);
+    const level = levels.findIndex((files) => files.length > 0);
+    const victim = levels[level]![0]!;
+    const cases: Array<{ edit: VersionEdit; why: string }> = [
+      // Deleting by number alone would find the table; open deletes it from the edit's level only.
+      { edit: { deletedFiles: [{ level: level === 0 ? 1 : 0, number: victim.number }], newFiles: [] }, why: `deletes table ${victim.number} from level ${level === 0 ? 1 : 0}, which does not hold it` },
+      { edit: { deletedFiles: [], newFiles: [{ level: 7, file: victim }] }, why: `adds table ${victim.number} at level 7, but the engine has 7 levels` },
+    ];
+    for (const [i, { edit, why }] of cases.entries()) {
+      // The current manifest's edits, then the bad one, in a new manifest that CURRENT names.
+      const name = manifestName(900_000 + i);
+      const writer = new LogWriter(await env.create(name));
+      for (const r of records) await writer.addRecord(r.payload);
+      await writer.addRecord(encodeEdit(edit));
+      await writer.sync();
+      await writer.close();
+      await writeCurrentFile(env, name);
+
+      const r = await verify(db);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      const detail = `${name} at offset \\d+ ${why}`;
+      assert.match(r.stdout, new RegExp(`^${name}\\tmanifest\\t.*\\tDAMAGED\\t${detail}`, 'm'));
+      assert.match(r.stdout, new RegExp(`^CURRENT\\tcurrent\\t.*\\tDAMAGED\\tnames ${name}, which is damaged`, 'm'));
+      await assert.rejects(Engine.open({ env }), (err: unknown) => isTdekvError(err, 'DATA_CORRUPTED') && new RegExp(detail).test(err.message));
+    }
+  } finally {
+    await managed.close();
+  }
 });

@@ -17,6 +17,7 @@ import type { EncryptedWritableFile } from '../src/env/writable-file.js';
 import { FileMasterKey } from '../src/masterkey/file.js';
 import { FAULT_KINDS, clearFaults, countOps, injectAt, targets, type FaultKind } from './support/fault-injector.js';
 import { cleanup, writeKeyFile } from './support/fs-helpers.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 /** Deterministic bytes for (seed, size): distinct per seed, so a swapped file shows. */
 function content(seed: number, size: number): Buffer {
@@ -154,12 +155,12 @@ async function envWorkload(env: EncryptedEnv, model: EnvModel): Promise<void> {
     if (r % 2 === 1) await rename(`f${r - 1}`, `sub/g${r}`);
     if (r === 3) await rename(`f${r}`, 'sub/g1'); // over an existing file
     if (r === 2) {
-      await attempt(() => env.rotateDataKey());
+      await attempt(() => new KeyAdmin(env).rotateDataKey());
       await writeFile(`sub/h${r}`, 100 + r, 70_000); // big: the asynchronous, sliced write path
     }
     if (r === 4) {
       await remove('sub/g3');
-      await attempt(() => env.retireUnusedKeys());
+      await attempt(() => new KeyAdmin(env).retireUnusedKeys());
     }
     if (r === 5) {
       const src = [...model.files.entries()].find(([p, e]) => e !== 'any' && p.startsWith('f') && !unsettled.has(p));
@@ -426,7 +427,7 @@ test('open: a fault at any call of a first open or of a reopen leaves a data dir
     const env = await EncryptedEnv.open(options(dataDir));
     try {
       await env.writeFile('kept', data);
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
     } finally {
       await env.close();
     }
@@ -455,7 +456,7 @@ test('open: a fault at any call of a first open or of a reopen leaves a data dir
     try {
       if (!first) assert.ok((await readAll(reopened, 'kept')).equals(data), `${where}: the acknowledged file changed`);
       await reopened.writeFile('after', data);
-      await reopened.rotateDataKey();
+      await new KeyAdmin(reopened).rotateDataKey();
     } finally {
       await reopened.close();
     }

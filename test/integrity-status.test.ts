@@ -30,6 +30,7 @@ import { statusReport } from '../src/server/status-report.js';
 import { runCli } from './support/cli.js';
 import { assertSameTree, cleanup, newFileMasterKey, snapshotTree, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { parseSamples, sampleOf } from './support/ops-fixture.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 /** Tuning that flushes often and never compacts on its own, so legacy tables stay legacy. */
 const TUNING = { writeBufferSize: 16 * 1024, blockSize: 1024, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 };
@@ -120,7 +121,7 @@ describe('tamper-evidence state', () => {
         keyDictCopyProblems: [],
       });
       // The generation moves up with every key.dict write: what an outside anchor compares.
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
       assert.ok((await statusReport(env)).encryption.integrity.keyDictGeneration > d.keyDictGeneration);
     } finally {
       await managed.close();
@@ -139,7 +140,7 @@ describe('tamper-evidence state', () => {
       assert.equal(sampleOf(samples, 'tdekv_encryption_unauthenticated_files'), legacyTables.length);
       assert.equal(sampleOf(samples, 'tdekv_encryption_key_dictionary_copy_ok'), 1);
       assert.equal(sampleOf(samples, 'tdekv_encryption_dictionary_legacy'), 0);
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
       samples = parseSamples(await registry.metrics());
       assert.equal(sampleOf(samples, 'tdekv_encryption_key_dictionary_generation'), env.dictionaryState().keyDictGeneration);
       assert.ok(env.dictionaryState().keyDictGeneration > d.keyDictGeneration);

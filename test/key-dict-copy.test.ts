@@ -15,6 +15,7 @@ import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { BinaryWriter } from '../src/util/binary.js';
 import { assertSameTree, captureLogger, cleanup, expectCode, newFileMasterKey, snapshotTree, tempDir, openTestEnv } from './support/fs-helpers.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 let root: string;
 let dataDir: string;
@@ -87,7 +88,7 @@ describe('key.dict copy, migration, key safety', () => {
       await env.writeFile('first.sst', randomBytes(10));
       // The next key.dict write fails: its tmp file name is taken by a directory.
       await mkdir(keyPath() + '.tmp');
-      const rotation = env.rotateDataKey();
+      const rotation = new KeyAdmin(env).rotateDataKey();
       const creates = ['b.sst', 'c.sst', 'd.sst'].map(async (name) => {
         const d = randomBytes(100);
         data.set(name, d);
@@ -96,7 +97,7 @@ describe('key.dict copy, migration, key safety', () => {
       await assert.rejects(rotation);
       await Promise.all(creates);
       const used = new Set(env.files().map(([, i]) => i.keyId));
-      for (const id of used) assert.ok(env.dataKeys().some((k) => k.id === id), `key ${id} in use is in key.dict`);
+      for (const id of used) assert.ok(new KeyAdmin(env).dataKeys().some((k) => k.id === id), `key ${id} in use is in key.dict`);
     });
     await withEnv(async (env) => {
       for (const [name, d] of data) assert.ok((await env.readFile(name)).equals(d));
@@ -106,15 +107,15 @@ describe('key.dict copy, migration, key safety', () => {
   test('item 5: entries of files that are not on disk are dropped before the missing-key check', async () => {
     await withEnv(async (env) => {
       await env.writeFile('keep.sst', randomBytes(10));
-      await env.rotateDataKey();
+      await new KeyAdmin(env).rotateDataKey();
       await env.writeFile('gone.sst', randomBytes(10));
     });
     await rm(join(dataDir, 'gone.sst'));
     await withEnv(async (env) => {
       // Retiring must not be blocked by the entry of a file that is gone.
       assert.equal(env.fileInfo('gone.sst'), undefined);
-      await env.rotateDataKey();
-      await env.retireUnusedKeys();
+      await new KeyAdmin(env).rotateDataKey();
+      await new KeyAdmin(env).retireUnusedKeys();
     });
     await withEnv(async (env) => assert.ok(env.fileInfo('keep.sst')));
   });
@@ -201,24 +202,24 @@ describe('key.dict copy, migration, key safety', () => {
   test('item 16: dumped keys are noted exposed by the read-only ctl and rotated away at the next writable open', async () => {
     await withEnv((env) => env.writeFile('a.sst', randomBytes(10)));
     const ro = await open({ readOnly: true });
-    const current = ro.currentDataKey()!;
+    const current = new KeyAdmin(ro).currentDataKey()!;
     const cap = captureLogger();
     await DataKeyStore.noteExposure(keyPath(), [current.id], cap.logger);
     await ro.close();
     assert.ok(cap.lines.some((l) => l['audit'] === 'data-key-dumped' && l['id'] === current.id && !JSON.stringify(l).includes('key=')), 'an audit line per dumped key, ids only');
     assert.match((await readFile(join(metaDir, EXPOSED_NOTE_NAME), 'utf8')).trim(), new RegExp(`^${current.id} [0-9a-f]{8}$`));
     await withEnv(async (env) => {
-      assert.equal(env.dataKeys().find((k) => k.id === current.id)?.exposed, true);
-      assert.notEqual(env.currentDataKey()!.id, current.id, 'rotated away from the exposed key');
+      assert.equal(new KeyAdmin(env).dataKeys().find((k) => k.id === current.id)?.exposed, true);
+      assert.notEqual(new KeyAdmin(env).currentDataKey()!.id, current.id, 'rotated away from the exposed key');
     });
     await assert.rejects(stat(join(metaDir, EXPOSED_NOTE_NAME)), /ENOENT/);
-    await withEnv(async (env) => assert.equal(env.dataKeys().find((k) => k.id === current.id)?.exposed, true, 'durable in key.dict'));
+    await withEnv(async (env) => assert.equal(new KeyAdmin(env).dataKeys().find((k) => k.id === current.id)?.exposed, true, 'durable in key.dict'));
   });
 
   test('item 16: a note line cut short by a full disk is ignored and never joins the next id', async () => {
     await withEnv((env) => env.writeFile('a.sst', randomBytes(10)));
     const ro = await open({ readOnly: true });
-    const current = ro.currentDataKey()!;
+    const current = new KeyAdmin(ro).currentDataKey()!;
     await ro.close();
     // What a full disk leaves of an earlier dump: the first digit of an id, no newline, no check.
     await writeFile(join(metaDir, EXPOSED_NOTE_NAME), '\n1');
@@ -226,8 +227,8 @@ describe('key.dict copy, migration, key safety', () => {
     const lines = (await readFile(join(metaDir, EXPOSED_NOTE_NAME), 'latin1')).split('\n');
     assert.ok(lines.includes('1') && lines.some((l) => l.startsWith(`${current.id} `)), 'the cut line stays on its own line');
     await withEnv(async (env) => {
-      assert.equal(env.dataKeys().find((k) => k.id === current.id)?.exposed, true, 'the whole id was read');
-      assert.notEqual(env.currentDataKey()!.id, current.id, 'rotated away from the exposed key');
+      assert.equal(new KeyAdmin(env).dataKeys().find((k) => k.id === current.id)?.exposed, true, 'the whole id was read');
+      assert.notEqual(new KeyAdmin(env).currentDataKey()!.id, current.id, 'rotated away from the exposed key');
     });
   });
 });

@@ -12,6 +12,7 @@ import { isTdekvError } from '../src/errors.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { cleanup, newFileMasterKey, tempDir } from './support/fs-helpers.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 interface Fixture {
   dataDir: string;
@@ -83,9 +84,9 @@ test('retiring keys while a create holds a key that stopped being current keeps 
     faults: async (op, step) => {
       if (op === 'create' && step === 'key-chosen') {
         // Twice: the key in between is used by no file and must go.
-        await env!.rotateDataKey();
-        await env!.rotateDataKey();
-        retired.push(...(await env!.retireUnusedKeys()));
+        await new KeyAdmin(env!).rotateDataKey();
+        await new KeyAdmin(env!).rotateDataKey();
+        retired.push(...(await new KeyAdmin(env!).retireUnusedKeys()));
       }
     },
   });
@@ -150,8 +151,8 @@ test('many concurrent create+append+sync against rotate, retireUnusedKeys and cl
       faults: async (op, step) => {
         if (op !== 'create') return;
         creates += 1;
-        if (step === 'key-chosen' && creates % 3 === 0) await env!.rotateDataKey();
-        if (creates % 4 === 0) await env!.retireUnusedKeys();
+        if (step === 'key-chosen' && creates % 3 === 0) await new KeyAdmin(env!).rotateDataKey();
+        if (creates % 4 === 0) await new KeyAdmin(env!).retireUnusedKeys();
         await yieldTurn();
       },
     });
@@ -160,7 +161,7 @@ test('many concurrent create+append+sync against rotate, retireUnusedKeys and cl
       const name = `r${round}-f${i}`;
       const data = randomBytes(500 + 37 * i);
       jobs.push(createWith(env, name, data).then(() => written.set(name, data)));
-      if (i % 4 === 3) jobs.push(env.rotateDataKey().then(() => env!.retireUnusedKeys()));
+      if (i % 4 === 3) jobs.push(new KeyAdmin(env).rotateDataKey().then(() => new KeyAdmin(env!).retireUnusedKeys()));
     }
     const results = await Promise.allSettled([...jobs, env.close()]);
     for (const r of results) {

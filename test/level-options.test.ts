@@ -10,7 +10,7 @@ import { pathExists } from '../src/keys/atomic-file.js';
 
 /*
  * The embedded API's options go through the TOML config's schema and validators
- * (configFromOptions in src/config/config.ts): same settings, defaults and rules, errors
+ * (configFromOptions in src/config/embedded-options.ts): same settings, defaults and rules, errors
  * that name the option in camelCase.
  */
 

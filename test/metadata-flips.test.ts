@@ -139,7 +139,7 @@ test('every byte of every metadata file flipped: the open refuses naming the fil
       let i = 0;
       // Rotating rolls the manifest over onto the new key: the rounds after it give the new one several records.
       for (let round = 0; round < 5; round++) {
-        if (round === 1) await db.managed.env.rotateDataKey();
+        if (round === 1) await db.managed.keyAdmin.rotateDataKey();
         await db.engine.write(Array.from({ length: 20 }, () => ({ type: 'put' as const, key: keyOf(i), value: valueOf(i++) })));
         await db.engine.flush();
       }
@@ -147,7 +147,7 @@ test('every byte of every metadata file flipped: the open refuses naming the fil
       for (let j = 0; j < 4; j++, i++) await db.engine.put(keyOf(i), valueOf(i), { sync: true });
       for (let k = 0; k < i; k++) expected.set(keyOf(k).toString(), valueOf(k));
       assert.ok(db.engine.liveTables().length >= 2, 'several tables');
-      assert.equal(db.managed.env.dataKeys().length, 2, 'key.dict holds two data keys');
+      assert.equal(db.managed.keyAdmin.dataKeys().length, 2, 'key.dict holds two data keys');
       await db.engine.waitForBackgroundWork();
       await cp(live, pristine, { recursive: true });
     } finally {

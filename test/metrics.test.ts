@@ -8,6 +8,7 @@ import { META_DIR } from '../src/env/paths.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
 import { ServerStats } from '../src/server/server-stats.js';
 import { openOpsFixture, parseSamples, sampleOf, writeSomeData, type OpsFixture } from './support/ops-fixture.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 const DURATION = 'tdekv_encryption_write_read_file_duration_seconds';
 
@@ -32,10 +33,10 @@ describe('encryption metrics', () => {
     assert.equal(sampleOf(samples, 'tdekv_encryption_is_initialized'), 1);
     assert.equal(sampleOf(samples, 'tdekv_encryption_file_num'), stats.files);
     assert.equal(sampleOf(samples, 'tdekv_encryption_file_num'), env.files().length);
-    assert.equal(sampleOf(samples, 'tdekv_encryption_data_key_storage_total'), env.dataKeys().length);
-    assert.equal(env.dataKeys().length, 1);
+    assert.equal(sampleOf(samples, 'tdekv_encryption_data_key_storage_total'), new KeyAdmin(env).dataKeys().length);
+    assert.equal(new KeyAdmin(env).dataKeys().length, 1);
 
-    const current = env.currentDataKey()!;
+    const current = new KeyAdmin(env).currentDataKey()!;
     assert.equal(sampleOf(samples, 'tdekv_encryption_files', { method: 'aes256-ctr', key_id: String(current.id) }), stats.files);
     const age = sampleOf(samples, 'tdekv_encryption_current_data_key_age_seconds');
     assert.ok(age >= 0 && age < 600, `age ${age}`);
@@ -64,7 +65,7 @@ describe('encryption metrics', () => {
     assert.equal(await count({}), 0, 'nothing is observed before the registry exists');
     await writeSomeData(fx.engine, 200);
     assert.ok((await count({ type: 'file.dict.log', operation: 'write' })) > 0, 'file dictionary appends are timed');
-    await fx.managed.env.rotateDataKey();
+    await fx.managed.keyAdmin.rotateDataKey();
     assert.equal(await count({ type: 'key.dict', operation: 'write' }), 1, 'the key dictionary write of a rotation is timed');
     const text = await registry.metrics();
     assert.match(text, new RegExp(`^${DURATION}_bucket\\{le="0\\.0001",type="key\\.dict",operation="write"\\} \\d+$`, 'm'));
@@ -80,7 +81,7 @@ describe('encryption metrics', () => {
     const env = fx.managed.env;
     const text = await createMetricsRegistry({ env, engine: fx.engine, server: new ServerStats() }).metrics();
     assert.ok(!text.toLowerCase().includes(fx.masterKeyHex), 'master key hex in metrics');
-    for (const k of env.exportDataKeys()) {
+    for (const k of new KeyAdmin(env).exportDataKeys()) {
       assert.ok(!text.toLowerCase().includes(k.key.toString('hex')), `data key ${k.id} in metrics`);
       assert.ok(!text.includes(k.key.toString('base64')), `data key ${k.id} (base64) in metrics`);
       zeroize(k.key);

@@ -9,6 +9,7 @@ import { masterKeyStatus, statusReport, type StatusReport } from '../src/server/
 import { KmsMasterKey } from '../src/masterkey/kms.js';
 import { captureLogger } from './support/fs-helpers.js';
 import { openOpsFixture, parseSamples, sampleOf, writeSomeData, type OpsFixture } from './support/ops-fixture.js';
+import { KeyAdmin } from '../src/env/key-admin.js';
 
 let fx: OpsFixture;
 let server: StatusServer;
@@ -64,7 +65,7 @@ describe('status server', () => {
     assert.match(res.headers.get('content-type') ?? '', /^application\/json/);
     const body = (await res.json()) as StatusReport;
     const env = fx.managed.env;
-    const current = env.currentDataKey()!;
+    const current = new KeyAdmin(env).currentDataKey()!;
     assert.equal(body.encryption.method, 'aes256-ctr');
     assert.equal(body.encryption.initialized, true);
     assert.equal(body.encryption.masterKey.type, 'file');
@@ -84,7 +85,7 @@ describe('status server', () => {
 
   test('/status and /metrics hold no key material', async () => {
     const bodies = [await (await fetch(url('/status'))).text(), await (await fetch(url('/metrics'))).text()];
-    const keys = fx.managed.env.exportDataKeys();
+    const keys = fx.managed.keyAdmin.exportDataKeys();
     try {
       assert.ok(keys.length > 0);
       for (const body of bodies) {

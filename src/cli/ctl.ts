@@ -99,8 +99,8 @@ export async function dumpKey(
   if (!opts.iConsent && !(await consent())) {
     throw new TdekvError('INVALID_ARGUMENT', 'consent not given: nothing was printed. Type exactly "I consent", or pass --i-consent in scripts.');
   }
-  await withEnv(target, async ({ env }) => {
-    const keys = env.exportDataKeys(ids);
+  await withEnv(target, async ({ env, keyAdmin }) => {
+    const keys = keyAdmin.exportDataKeys(ids);
     // Recorded (and audited) before a single key is printed: ctl is read-only, so the next
     // writable open folds the note into key.dict and rotates away from an exposed current key.
     await DataKeyStore.noteExposure(join(env.metaDir, KEY_DICT_NAME), keys.map((k) => k.id), createLogger({ name: 'tdekv-ctl' }));
@@ -179,12 +179,14 @@ async function refuseOutputInDataDir(outFile: string, dataDir: string): Promise<
 }
 
 /**
- * Checks every file of the data dir end to end (see verify.ts) and prints one line per
+ * Checks every file of the data dir end to end (see engine/verify.ts) and prints one line per
  * file and a summary. Damage, untracked or missing files make it fail (exit status 1).
  */
 export async function verify(target: CtlTarget, opts: { json?: boolean }, io: Output): Promise<void> {
+  // Manifests are replayed with the configured number of levels, as the server's open replays them.
+  const { numLevels } = (await loadConfig(target.config)).engine;
   await withEnv(target, async ({ env }) => {
-    const report = await verifyDataDir(env);
+    const report = await verifyDataDir(env, numLevels === undefined ? {} : { numLevels });
     if (opts.json) io.out(JSON.stringify(report, null, 2));
     else for (const line of formatVerifyReport(report)) io.out(line);
     if (report.damaged > 0) {

@@ -23,17 +23,17 @@ async function withWritableEnv<T>(configPath: string, logger: Logger, fn: (m: Ma
 
 /** A new current data key; existing files keep theirs until compaction rewrites them. */
 export async function rotateDataKey(opts: { config: string }, io: Output, logger: Logger): Promise<void> {
-  await withWritableEnv(opts.config, logger, async ({ env }) => {
-    const before = env.currentDataKey();
-    const k = await env.rotateDataKey();
+  await withWritableEnv(opts.config, logger, async ({ keyAdmin }) => {
+    const before = keyAdmin.currentDataKey();
+    const k = await keyAdmin.rotateDataKey();
     io.out(`data key rotated: ${before ? `${before.id} -> ` : ''}${k.id} (${k.method}); files written before keep their key until rewritten`);
   });
 }
 
 /** Drops data keys that no file uses and that are not current. */
 export async function retireDataKeys(opts: { config: string }, io: Output, logger: Logger): Promise<void> {
-  await withWritableEnv(opts.config, logger, async ({ env }) => {
-    const retired = await env.retireUnusedKeys();
+  await withWritableEnv(opts.config, logger, async ({ keyAdmin }) => {
+    const retired = await keyAdmin.retireUnusedKeys();
     io.out(retired.length === 0 ? 'no data key to retire: every key is current or used by a file' : `retired data keys: ${retired.join(', ')}`);
   });
 }
@@ -43,7 +43,7 @@ export async function retireDataKeys(opts: { config: string }, io: Output, logge
  * counterpart of SQL Server's encryption scan), then optionally retires freed keys.
  */
 export async function reencryptAll(opts: { config: string; retire?: boolean }, io: Output, logger: Logger): Promise<void> {
-  await withWritableEnv(opts.config, logger, async ({ env }, config) => {
+  await withWritableEnv(opts.config, logger, async ({ env, keyAdmin }, config) => {
     // The database's tables and logs carry tags bound to their own key, so they are rewritten
     // by the engine, not copied: opening replays the logs into new files, a full compaction
     // rewrites every table (legacy, unauthenticated ones too) and starts a new manifest.
@@ -66,10 +66,10 @@ export async function reencryptAll(opts: { config: string; retire?: boolean }, i
       io.err(`re-encrypted ${i + 1}/${todo.length} files (${(bytes / 1048576).toFixed(1)} MiB): ${path}`);
     }
     rewritten += todo.length;
-    const target = env.currentDataKey();
+    const target = keyAdmin.currentDataKey();
     io.out(`${rewritten} file(s) re-encrypted; every file now uses ${target ? `${target.method} with data key ${target.id}` : 'plaintext'}`);
     if (opts.retire) {
-      const retired = await env.retireUnusedKeys();
+      const retired = await keyAdmin.retireUnusedKeys();
       io.out(retired.length === 0 ? 'no data key to retire' : `retired data keys: ${retired.join(', ')}`);
     }
   });

@@ -1,4 +1,4 @@
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { EngineFs } from './engine-fs.js';
 import { TdekvError } from '../errors.js';
 import { CURRENT, CURRENT_TMP } from './file-names.js';
 import { readLog } from './log-reader.js';
@@ -12,7 +12,7 @@ import { LogWriter } from './log-writer.js';
  */
 
 /** The manifest name CURRENT holds; throws DATA_CORRUPTED naming the file when it is not one. */
-export function readCurrentFile(env: EncryptedEnv, path = CURRENT): string {
+export function readCurrentFile(env: EngineFs, path = CURRENT): string {
   const file = env.openReadSync(path);
   let name: string;
   try {
@@ -33,7 +33,7 @@ export function readCurrentFile(env: EncryptedEnv, path = CURRENT): string {
 }
 
 /** Points CURRENT at `manifest`: written under a temporary name, synced, renamed over CURRENT. */
-export async function writeCurrentFile(env: EncryptedEnv, manifest: string): Promise<void> {
+export async function writeCurrentFile(env: EngineFs, manifest: string): Promise<void> {
   if (await env.exists(CURRENT_TMP)) await env.remove(CURRENT_TMP);
   const file = await env.create(CURRENT_TMP);
   const writer = new LogWriter(file);

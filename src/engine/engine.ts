@@ -1,6 +1,6 @@
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { TdekvError, isTdekvError } from '../errors.js';
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import { engineFsOf, type EngineFs } from './engine-fs.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { SLICE_MS, URGENT_FLUSH_SLICE_MS, type JobContext } from './background-job.js';
@@ -79,7 +79,7 @@ export type { WriteFailure } from './error-handler.js';
  */
 export class Engine {
   // Set at open, read by every path. The env is used only through #env* call sites below.
-  readonly env: EncryptedEnv;
+  readonly env: EngineFs;
   readonly tuning: EngineTuning;
   /** For messages and logs. */
   readonly #dataDir: string;
@@ -119,7 +119,7 @@ export class Engine {
   // Counters for stats(), bumped by the path each names.
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
-  private constructor(env: EncryptedEnv, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
+  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
     this.env = env;
     this.#dataDir = env.dataDir;
     this.#logger = logger;
@@ -139,7 +139,9 @@ export class Engine {
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    const { env, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
+    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
+    // Only the file operations: the engine never holds what can export or rotate keys.
+    const env = engineFsOf(given);
     const tuning = resolveTuning(partial);
     if (!(WAL_RECOVERY_MODES as readonly string[]).includes(walRecoveryMode)) {
       throw new TdekvError('CONFIG_INVALID', `engine option walRecoveryMode must be one of ${WAL_RECOVERY_MODES.join(', ')} (got ${JSON.stringify(walRecoveryMode)})`);

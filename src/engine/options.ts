@@ -1,5 +1,5 @@
 import { TdekvError } from '../errors.js';
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { EngineFs } from './engine-fs.js';
 import type { Logger } from '../log/logger.js';
 
 /**
@@ -70,8 +70,11 @@ export const WAL_RECOVERY_MODES = ['absolute-consistency', 'point-in-time'] as c
 export type WalRecoveryMode = (typeof WAL_RECOVERY_MODES)[number];
 
 export interface EngineOptions extends Partial<EngineTuning> {
-  /** The encrypted env every engine file goes through. The engine does not close it. */
-  env: EncryptedEnv;
+  /**
+   * The file system every engine file goes through (the encrypted env). The engine keeps a
+   * narrow facade of it (engineFsOf), never the object itself, and does not close it.
+   */
+  env: EngineFs;
   logger?: Logger;
   walRecoveryMode?: WalRecoveryMode;
 }

@@ -1,4 +1,4 @@
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { EngineFs } from './engine-fs.js';
 import { tableName } from './file-names.js';
 import type { EngineTuning } from './options.js';
 import { TableBuilder } from './table-builder.js';
@@ -6,7 +6,7 @@ import type { FileMeta } from './version-edit.js';
 import type { ValueKind } from './internal-key.js';
 
 export interface TableOutputContext {
-  env: EncryptedEnv;
+  env: EngineFs;
   tuning: EngineTuning;
   newFileNumber(): number;
   /** Numbers being written: obsolete-file collection must not remove them. */

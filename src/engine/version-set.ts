@@ -1,12 +1,12 @@
 import { TdekvError } from '../errors.js';
-import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { EngineFs } from './engine-fs.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import type { Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { CURRENT, manifestName } from './file-names.js';
 import { readCurrentFile, writeCurrentFile } from './current-file.js';
 import { compareInternalKeys } from './internal-key.js';
-import { readLog } from './log-reader.js';
+import { readLog, type LogRecord } from './log-reader.js';
 import { LogWriter } from './log-writer.js';
 import { Version } from './version.js';
 import { decodeEdit, encodeEdit, type FileMeta, type VersionEdit } from './version-edit.js';
@@ -20,7 +20,7 @@ const MANIFEST_ROLLOVER_BYTES = 4 * 1024 * 1024;
  * current by an atomic rename of CURRENT, so a crash leaves the last installed version.
  */
 export class VersionSet {
-  readonly #env: EncryptedEnv;
+  readonly #env: EngineFs;
   readonly #logger: Logger;
   readonly numLevels: number;
   #current: Version;
@@ -32,7 +32,7 @@ export class VersionSet {
   manifestNumber = 0;
   #manifest: { writer: LogWriter; file: EncryptedWritableFile } | undefined;
 
-  private constructor(env: EncryptedEnv, logger: Logger, numLevels: number, state: { version: Version; nextFileNumber: number; logNumber: number; lastSequence: number }) {
+  private constructor(env: EngineFs, logger: Logger, numLevels: number, state: { version: Version; nextFileNumber: number; logNumber: number; lastSequence: number }) {
     this.#env = env;
     this.#logger = logger;
     this.numLevels = numLevels;
@@ -45,7 +45,7 @@ export class VersionSet {
   }
 
   /** Reads CURRENT and its manifest; a data dir without CURRENT starts empty. Writes nothing. */
-  static async recover(env: EncryptedEnv, numLevels: number, logger: Logger): Promise<{ versions: VersionSet; existed: boolean }> {
+  static async recover(env: EngineFs, numLevels: number, logger: Logger): Promise<{ versions: VersionSet; existed: boolean }> {
     const empty = { version: new Version(Array.from({ length: numLevels }, () => [])), nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
     if (!(await env.exists(CURRENT))) return { versions: new VersionSet(env, logger, numLevels, empty), existed: false };
     const name = readCurrentFile(env);
@@ -54,22 +54,13 @@ export class VersionSet {
       throw new TdekvError('DATA_CORRUPTED', `${CURRENT} in ${env.dataDir} names ${name}, which does not exist: restore the data dir from a backup`);
     }
     const file = env.openReadSync(name);
-    let levels: FileMeta[][] = Array.from({ length: numLevels }, () => []);
-    let state = { nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
+    let replayed: ManifestReplay;
     try {
-      const { records } = readLog(file, logger);
-      for (const r of records) {
-        const edit = decodeEdit(r.payload, `${name} at offset ${r.offset}`);
-        levels = applyEdit(levels, edit, numLevels, `${name} at offset ${r.offset}`);
-        state = {
-          nextFileNumber: edit.nextFileNumber ?? state.nextFileNumber,
-          logNumber: edit.logNumber ?? state.logNumber,
-          lastSequence: edit.lastSequence ?? state.lastSequence,
-        };
-      }
+      replayed = replayManifest(readLog(file, logger).records, name, numLevels);
     } finally {
       file.close();
     }
+    const { levels, ...state } = replayed;
     const versions = new VersionSet(env, logger, numLevels, { version: new Version(levels), ...state });
     versions.manifestNumber = Number(manifestNumber);
     versions.markFileNumberUsed(Number(manifestNumber));
@@ -192,6 +183,34 @@ export class VersionSet {
     this.#live.add(v);
     this.release(old);
   }
+}
+
+/** The tree and counters a manifest's edits add up to. */
+export interface ManifestReplay {
+  levels: FileMeta[][];
+  nextFileNumber: number;
+  logNumber: number;
+  lastSequence: number;
+}
+
+/**
+ * Applies a manifest's records in order: how open recovers the version, and what `ctl verify`
+ * (engine/verify.ts) checks every manifest with, so that the two cannot disagree about one.
+ */
+export function replayManifest(records: readonly LogRecord[], name: string, numLevels: number): ManifestReplay {
+  let levels: FileMeta[][] = Array.from({ length: numLevels }, () => []);
+  let state = { nextFileNumber: 1, logNumber: 0, lastSequence: 0 };
+  for (const r of records) {
+    const where = `${name} at offset ${r.offset}`;
+    const edit = decodeEdit(r.payload, where);
+    levels = applyEdit(levels, edit, numLevels, where);
+    state = {
+      nextFileNumber: edit.nextFileNumber ?? state.nextFileNumber,
+      logNumber: edit.logNumber ?? state.logNumber,
+      lastSequence: edit.lastSequence ?? state.lastSequence,
+    };
+  }
+  return { levels, ...state };
 }
 
 /** Applies an edit to per-level file lists, keeping level 0 newest first and deeper levels sorted. */

@@ -1,8 +1,6 @@
 import { fileIo } from '../util/file-io.js';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
-import { ctrStreamAt } from '../crypto/ctr.js';
-import { FileAuthenticator } from '../crypto/file-auth.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 import { freshIv, zeroize } from '../crypto/random.js';
 import type { MasterKey } from '../masterkey/master-key.js';
@@ -10,14 +8,15 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import { InFlight } from '../util/in-flight.js';
 import { mkdirDurable, pathExists as exists, syncDir } from '../keys/atomic-file.js';
 import { COPY_SUFFIX, DataKeyStore } from '../keys/data-key-store.js';
-import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
+import type { DataKeyInfo } from '../keys/data-key.js';
 import { FileDictionary, LOG_NAME, SNAPSHOT_NAME } from '../keys/file-dictionary.js';
 import type { FileEntry, FileInfo } from '../keys/file-dictionary-format.js';
 import { DirLock, LOCK_NAME } from './dir-lock.js';
 import { META_DIR, normalizeDir, normalizeRelative } from './paths.js';
 import { infoOf, reconcile, untrackedFiles, untrackedFilesError } from './reconcile.js';
-import { EncryptedReadableFile } from './readable-file.js';
-import { EncryptedWritableFile } from './writable-file.js';
+import { createGranted, openGrantedRead, type FileGrant } from './file-grant.js';
+import type { EncryptedReadableFile } from './readable-file.js';
+import type { EncryptedWritableFile } from './writable-file.js';
 
 export const KEY_DICT_NAME = 'key.dict';
 /** Reserved suffix of reencrypt()'s copies; leftovers of a crash are removed at open. */
@@ -98,11 +97,37 @@ export interface EncryptionStats {
   byKeyId: Record<number, number>;
 }
 
+/** What key administration (src/env/key-admin.ts) works through; see keyAdminAccess(). */
+export interface KeyAdminAccess {
+  readonly keys: DataKeyStore;
+  /** `data-encryption-method` for new files. */
+  readonly method: EncryptionMethod;
+  usedKeyIds(): ReadonlySet<number>;
+  currentDataKey(): DataKeyInfo | undefined;
+  /** Runs a key change as the env's own changes run: refused once closed or read-only, awaited by close(). */
+  change<T>(fn: () => Promise<T>): Promise<T>;
+}
+
+let accessOf: (env: EncryptedEnv) => KeyAdminAccess;
+
+/**
+ * The env's key store, for KeyAdmin only: the env itself offers file encryption and no key
+ * rotation, retirement or export. The engine never gets here, as it never holds the env
+ * (it holds an EngineFs facade, see src/engine/engine-fs.ts).
+ */
+export function keyAdminAccess(env: EncryptedEnv): KeyAdminAccess {
+  return accessOf(env);
+}
+
 /**
  * The only door to the disk for user data. Each file is a CTR stream under one data key
  * and a fresh IV recorded in the file dictionary before the first byte is written.
  */
 export class EncryptedEnv {
+  static {
+    accessOf = (env) => env.#keyAdminAccess();
+  }
+
   readonly dataDir: string;
   readonly metaDir: string;
   readonly #options: EnvOptions;
@@ -238,6 +263,16 @@ export class EncryptedEnv {
 
   /** Creates a new, empty file. Fails if the path exists: files are written once (invariant 1). */
   async create(path: string, options: CreateOptions = {}): Promise<EncryptedWritableFile> {
+    return createGranted(await this.grantCreate(path, options));
+  }
+
+  /**
+   * Records a new file in the dictionary, durably, creates it empty, and returns the grant to
+   * write it (src/env/file-grant.ts): what a background thread gets instead of the env. Fails
+   * if the path exists or is being created. The file exists before the grant is handed out, so
+   * a second create of the name fails however late the holder opens it.
+   */
+  async grantCreate(path: string, options: CreateOptions = {}): Promise<FileGrant> {
     this.#checkWritable();
     const rel = normalizeRelative(path);
     // Reserved before the first await: two creates of one name would both pass the exists
@@ -245,13 +280,13 @@ export class EncryptedEnv {
     if (this.#creating.has(rel)) throw fileExists(rel, this.dataDir);
     this.#creating.add(rel);
     try {
-      return await this.#inFlight.run(() => this.#create(rel, options.authenticated ?? true));
+      return await this.#inFlight.run(() => this.#grantCreate(rel, options.authenticated ?? true));
     } finally {
       this.#creating.delete(rel);
     }
   }
 
-  async #create(rel: string, authenticated: boolean): Promise<EncryptedWritableFile> {
+  async #grantCreate(rel: string, authenticated: boolean): Promise<FileGrant> {
     await this.#ensureOpenWritten();
     const abs = this.#abs(rel);
     if (await exists(abs)) throw fileExists(rel, this.dataDir);
@@ -264,18 +299,15 @@ export class EncryptedEnv {
       // The entry is durable before the first byte (invariant 4).
       await this.#dict.set(rel, info);
       await this.#options.faults?.('create', 'entry-durable');
-      let fh;
       try {
-        fh = await fileIo.open(abs, 'wx', 0o600);
+        await (await fileIo.open(abs, 'wx', 0o600)).close();
       } catch (err) {
         if (errnoCode(err) === 'EEXIST') throw new TdekvError('FILE_EXISTS', `file ${rel} was created concurrently by someone else`);
         if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `cannot create ${rel}: its directory does not exist (create it with mkdir first)`);
         throw err;
       }
-      const auth = key && authenticated ? FileAuthenticator.forFile(info.method, key.key, info.keyId, info.iv) : undefined;
-      return new EncryptedWritableFile(rel, fh, ctrStreamAt(info.method, key?.key ?? Buffer.alloc(0), info.iv, 0), () => this.#syncDirsOf(rel), auth);
+      return { path: rel, absolutePath: abs, access: 'create', method: info.method, keyId: info.keyId, key: Buffer.from(key?.key ?? Buffer.alloc(0)), iv: info.iv, authenticated: info.authenticated };
     } finally {
-      // The cipher and the authenticator hold their own keys by now.
       lease?.release();
     }
   }
@@ -290,22 +322,23 @@ export class EncryptedEnv {
    * getSync that misses the table cache), where an await is not possible.
    */
   openReadSync(path: string): EncryptedReadableFile {
+    const grant = this.grantRead(path);
+    try {
+      return openGrantedRead(grant);
+    } catch (err) {
+      if (isTdekvError(err, 'FILE_NOT_FOUND')) throw new TdekvError('FILE_NOT_FOUND', `file ${grant.path} is in the file dictionary but not on disk in ${this.dataDir}`);
+      throw err;
+    }
+  }
+
+  /** The grant to read an existing file (src/env/file-grant.ts): what a background thread gets instead of the env. */
+  grantRead(path: string): FileGrant {
     this.#checkOpen();
     const rel = normalizeRelative(path);
     const entry = this.#entry(rel);
-    const key = entry.keyId === 0 ? Buffer.alloc(0) : this.#keys.get(entry.keyId).key;
     // Legacy files (written before tags) are read with checksums only: see FileInfo.authenticated.
-    const auth = entry.authenticated ? FileAuthenticator.forFile(entry.method, key, entry.keyId, entry.iv) : undefined;
-    try {
-      return new EncryptedReadableFile(rel, this.#abs(rel), entry.method, key, entry.iv, auth);
-    } catch (err) {
-      auth?.destroy();
-      if (errnoCode(err) === 'ENOENT') throw new TdekvError('FILE_NOT_FOUND', `file ${rel} is in the file dictionary but not on disk in ${this.dataDir}`);
-      throw err;
-    } finally {
-      // The reader keeps its own copy.
-      zeroize(key);
-    }
+    const key = entry.keyId === 0 ? Buffer.alloc(0) : this.#keys.get(entry.keyId).key;
+    return { path: rel, absolutePath: this.#abs(rel), access: 'read', method: entry.method, keyId: entry.keyId, key, iv: entry.iv, authenticated: entry.authenticated };
   }
 
   /** Whole-file convenience: create, append, sync, close. */
@@ -382,14 +415,14 @@ export class EncryptedEnv {
   needsRewrite(path: string): boolean {
     const info = this.#dict.get(normalizeRelative(path));
     if (!info) return true;
-    const current = this.currentDataKey();
+    const current = this.#currentDataKey();
     if (!current) return info.method !== 'plaintext';
     return info.method !== current.method || info.keyId !== current.id || !info.authenticated;
   }
 
   /** Files whose method or data key is not the current one: what reencrypt() would rewrite. */
   filesNotOnCurrentKey(): string[] {
-    const current = this.currentDataKey();
+    const current = this.#currentDataKey();
     return this.files()
       .filter(([, i]) => (current ? i.method !== current.method || i.keyId !== current.id : i.method !== 'plaintext'))
       .map(([p]) => p);
@@ -506,12 +539,8 @@ export class EncryptedEnv {
     return this.#options.method;
   }
 
-  get masterKey(): MasterKey {
-    return this.#keys.masterKey;
-  }
-
-  /** The current data key's metadata, if the method encrypts. */
-  currentDataKey(): DataKeyInfo | undefined {
+  /** The current data key's metadata, if the method encrypts: what needsRewrite() compares with. */
+  #currentDataKey(): DataKeyInfo | undefined {
     const id = this.#keys.currentKeyId;
     return this.#options.method === 'plaintext' || id === 0 ? undefined : this.#keys.list().find((k) => k.id === id);
   }
@@ -539,39 +568,6 @@ export class EncryptedEnv {
       plaintextEntries: plaintextEntries.sort(),
       unauthenticatedFiles: unauthenticatedFiles.sort(),
     };
-  }
-
-  dataKeys(): DataKeyInfo[] {
-    return this.#keys.list();
-  }
-
-  /** Secrets: for `tdekv ctl encryption-meta dump-key` only. */
-  exportDataKeys(ids?: readonly number[]): DataKey[] {
-    return this.#keys.exportKeys(ids);
-  }
-
-  /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
-  async rotateDataKey(): Promise<DataKeyInfo> {
-    await this.#writable();
-    const k = await this.#inFlight.run(() => this.#keys.rotate(this.#options.method));
-    zeroize(k.key);
-    return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
-  }
-
-  /**
-   * Drops data keys that no file uses any more. The used ids are read under the key store's
-   * lock (and keys leased to creates in flight are kept), so a file created meanwhile keeps
-   * its key.
-   */
-  async retireUnusedKeys(): Promise<number[]> {
-    await this.#writable();
-    return this.#inFlight.run(() => this.#keys.retireUnused(() => this.#dict.usedKeyIds()));
-  }
-
-  /** Online master-key rotation: re-seals the key dictionary under `next`. */
-  async rotateMasterKey(next: MasterKey): Promise<void> {
-    await this.#writable();
-    await this.#inFlight.run(() => this.#keys.rotateMasterKey(next));
   }
 
   async metaFileSizes(): Promise<Record<string, number>> {
@@ -603,6 +599,20 @@ export class EncryptedEnv {
       }
     })();
     return this.#closing;
+  }
+
+  /** See keyAdminAccess(). */
+  #keyAdminAccess(): KeyAdminAccess {
+    return {
+      keys: this.#keys,
+      method: this.#options.method,
+      usedKeyIds: () => this.#dict.usedKeyIds(),
+      currentDataKey: () => this.#currentDataKey(),
+      change: async <T>(fn: () => Promise<T>): Promise<T> => {
+        await this.#writable();
+        return this.#inFlight.run(fn);
+      },
+    };
   }
 
   #policy() {

@@ -1,21 +1,56 @@
 import type { EncryptionMethod } from '../crypto/method.js';
-import type { MasterKeyType } from '../masterkey/master-key.js';
+import type { MasterKey, MasterKeyType } from '../masterkey/master-key.js';
 import type { EncryptedEnv } from './encrypted-env.js';
+import { KeyAdmin } from './key-admin.js';
 
 /**
- * What an operator needs to see about encryption, and nothing secret: the CLI prints it,
- * the server's /status will serve it.
+ * What an operator needs to see about encryption, and nothing secret: THE one projection
+ * of the env and its keys. `tdekv ctl encryption-meta status` prints it (as lines, or as
+ * this JSON), `/status` serves it as `encryption`, INFO `# Encryption` and the
+ * `tdekv_encryption_*` metrics are read from it. A fact added here is added everywhere
+ * it is shown; none of them computes its own.
  */
 export interface EncryptionStatus {
   dataDir: string;
+  /** Method for new files. */
   method: EncryptionMethod;
+  /** The method is not plaintext. */
   encrypted: boolean;
-  masterKey: { type: MasterKeyType; description: string; protectsKeys: boolean };
-  currentDataKey: { id: number; method: EncryptionMethod; ageMs: number; exposed: boolean } | null;
+  /** As tdekv_encryption_is_initialized: new files are encrypted under a current data key. */
+  initialized: boolean;
+  masterKey: MasterKeyStatus;
+  currentDataKey: {
+    id: number;
+    method: EncryptionMethod;
+    createdAt: string;
+    ageMs: number;
+    ageSeconds: number;
+    exposed: boolean;
+  } | null;
+  dataKeyCount: number;
+  /** Oldest first. */
   dataKeys: Array<{ id: number; method: EncryptionMethod; createdAt: string; exposed: boolean; files: number }>;
-  files: { total: number; byMethod: Partial<Record<EncryptionMethod, number>> };
+  /** Tracked files, per method and per data key id (0: plaintext). */
+  files: { total: number; byMethod: Partial<Record<EncryptionMethod, number>>; byKeyId: Record<string, number> };
+  /** File name → bytes: key.dict, file.dict, file.dict.log. */
   metaFileSizes: Record<string, number>;
   integrity: IntegrityStatus;
+}
+
+/** The status without the metadata files' sizes, which take a stat each: what a synchronous caller (INFO) can have. */
+export type EncryptionFacts = Omit<EncryptionStatus, 'metaFileSizes'>;
+
+export interface MasterKeyStatus {
+  type: MasterKeyType;
+  /** Where the key lives ("file /run/tdekv/master.key", "kms key-id=… region=… endpoint=…"); never credentials. */
+  description: string;
+  /** False for `plaintext`: data keys are stored unprotected. */
+  protectsKeys: boolean;
+  /** kms only, from MasterKey.publicInfo(). */
+  keyId?: string;
+  region?: string;
+  /** kms only, when one is configured (else the SDK's endpoint for the region); without credentials. */
+  endpoint?: string;
 }
 
 /**
@@ -56,22 +91,48 @@ export function integrityStatus(env: EncryptedEnv): IntegrityStatus {
   };
 }
 
-export async function encryptionStatus(env: EncryptedEnv, nowMs = Date.now()): Promise<EncryptionStatus> {
+/** The master key's public fields: read from publicInfo(), never parsed out of the description. */
+export function masterKeyStatus(mk: MasterKey): MasterKeyStatus {
+  const out: MasterKeyStatus = { type: mk.type, description: mk.description, protectsKeys: mk.protectsKeys };
+  const info = mk.publicInfo();
+  if (info.type === 'kms') {
+    out.keyId = info.keyId;
+    out.region = info.region;
+    if (info.endpoint !== undefined) out.endpoint = info.endpoint;
+  }
+  return out;
+}
+
+/** Everything but the metadata files' sizes, synchronously. */
+export function encryptionFacts(env: EncryptedEnv, nowMs = Date.now()): EncryptionFacts {
+  const keys = new KeyAdmin(env);
   const stats = env.stats();
-  const current = env.currentDataKey();
-  const mk = env.masterKey;
+  const current = keys.currentDataKey();
+  const dataKeys = keys
+    .dataKeys()
+    .sort((a, b) => a.createdAtMs - b.createdAtMs)
+    .map((k) => ({ id: k.id, method: k.method, createdAt: new Date(k.createdAtMs).toISOString(), exposed: k.exposed, files: stats.byKeyId[k.id] ?? 0 }));
+  const ageMs = current ? Math.max(0, nowMs - current.createdAtMs) : 0;
   return {
     dataDir: env.dataDir,
     method: env.method,
     encrypted: env.method !== 'plaintext',
-    masterKey: { type: mk.type, description: mk.description, protectsKeys: mk.protectsKeys },
-    currentDataKey: current ? { id: current.id, method: current.method, ageMs: Math.max(0, nowMs - current.createdAtMs), exposed: current.exposed } : null,
-    dataKeys: env
-      .dataKeys()
-      .sort((a, b) => a.createdAtMs - b.createdAtMs)
-      .map((k) => ({ id: k.id, method: k.method, createdAt: new Date(k.createdAtMs).toISOString(), exposed: k.exposed, files: stats.byKeyId[k.id] ?? 0 })),
-    files: { total: stats.files, byMethod: stats.byMethod },
-    metaFileSizes: await env.metaFileSizes(),
+    initialized: env.method !== 'plaintext' && current !== undefined,
+    masterKey: masterKeyStatus(keys.masterKey),
+    currentDataKey: current
+      ? { id: current.id, method: current.method, createdAt: new Date(current.createdAtMs).toISOString(), ageMs, ageSeconds: ageMs / 1000, exposed: current.exposed }
+      : null,
+    dataKeyCount: dataKeys.length,
+    dataKeys,
+    files: { total: stats.files, byMethod: stats.byMethod, byKeyId: { ...stats.byKeyId } },
     integrity: integrityStatus(env),
   };
+}
+
+export async function encryptionStatus(env: EncryptedEnv, nowMs = Date.now()): Promise<EncryptionStatus> {
+  const facts = encryptionFacts(env, nowMs);
+  const metaFileSizes = await env.metaFileSizes();
+  // Field order as before metaFileSizes joined: integrity last.
+  const { integrity, ...rest } = facts;
+  return { ...rest, metaFileSizes, integrity };
 }

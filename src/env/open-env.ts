@@ -3,6 +3,7 @@ import { createMasterKey } from '../masterkey/create.js';
 import type { MasterKey } from '../masterkey/master-key.js';
 import { EncryptedEnv } from './encrypted-env.js';
 import type { EncryptionConfig } from './encryption-config.js';
+import { KeyAdmin } from './key-admin.js';
 
 export interface OpenEnvOptions {
   logger?: Logger;
@@ -55,20 +56,26 @@ export async function openEnv(dataDir: string, enc: EncryptionConfig, options: O
   }
 }
 
-/** An env plus the master key backends it owns (KMS clients need closing). */
+/**
+ * An env, its key administration, and the master key backends it owns (KMS clients need
+ * closing). Give the engine `env` (it keeps only the EngineFs part); keep `keyAdmin` to
+ * the CLI and the server's operator views.
+ */
 export class ManagedEnv {
   readonly #owned = new Set<MasterKey>();
+  readonly keyAdmin: KeyAdmin;
 
   constructor(
     readonly env: EncryptedEnv,
     masterKey: MasterKey,
   ) {
     this.#owned.add(masterKey);
+    this.keyAdmin = new KeyAdmin(env);
   }
 
   /** Online master-key rotation; the env takes ownership of `next`. */
   async rotateMasterKey(next: MasterKey): Promise<void> {
-    await this.env.rotateMasterKey(next);
+    await this.keyAdmin.rotateMasterKey(next);
     this.#owned.add(next);
   }
 

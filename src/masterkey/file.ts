@@ -3,7 +3,7 @@ import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import { canonicalPath, isInsideDir } from './inside-dir.js';
 import { decodeHexBytes, isOneRepeatedByte } from './key-hex.js';
-import type { MasterKey, WrappingKey } from './master-key.js';
+import type { MasterKey, MasterKeyPublicInfo, WrappingKey } from './master-key.js';
 import { secretCopy } from './secret-copy.js';
 
 const RULE = 'a master key file must hold exactly 64 hexadecimal characters (a 256-bit key) followed by one newline, and nothing else';
@@ -62,11 +62,17 @@ export class FileMasterKey implements MasterKey {
   readonly type = 'file' as const;
   readonly protectsKeys = true;
   readonly description: string;
+  readonly #path: string;
   #key: Buffer;
 
   private constructor(path: string, key: Buffer) {
     this.description = `file ${path}`;
+    this.#path = path;
     this.#key = key;
+  }
+
+  publicInfo(): MasterKeyPublicInfo {
+    return { type: 'file', path: this.#path };
   }
 
   static async load(path: string, policy: FileMasterKeyPolicy = {}): Promise<FileMasterKey> {

@@ -39,3 +39,16 @@ export function insecureKmsEndpoint(endpoint: string | undefined, allowInsecure:
     `Use an https:// endpoint, or set ${ALLOW_INSECURE_ENDPOINT} = true only if the network path is protected otherwise`
   );
 }
+
+/**
+ * `endpoint` as it may be shown in messages, status and metrics: a URL can carry credentials
+ * (user:password@host) or tokens in its query, and neither may leave the process.
+ */
+export function publicEndpoint(endpoint: string): string {
+  try {
+    const url = new URL(endpoint);
+    return `${url.protocol}//${url.host}${url.pathname === '/' ? '' : url.pathname}`;
+  } catch {
+    return endpoint.replace(/\/\/[^/@\s]*@/g, '//').replace(/[?#].*$/, '');
+  }
+}

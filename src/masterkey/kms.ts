@@ -3,8 +3,8 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { KmsMasterKeyConfig } from './master-key-config.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
-import { insecureKmsEndpoint } from './kms-endpoint.js';
-import type { MasterKey, WrappingKey } from './master-key.js';
+import { insecureKmsEndpoint, publicEndpoint } from './kms-endpoint.js';
+import type { MasterKey, MasterKeyPublicInfo, WrappingKey } from './master-key.js';
 import { secretCopy } from './secret-copy.js';
 
 const WRAPPING_KEY_BYTES = 32;
@@ -72,6 +72,7 @@ export class KmsMasterKey implements MasterKey {
   readonly description: string;
   readonly #keyId: string;
   readonly #region: string;
+  /** The endpoint as shown (credentials cut out), or 'default'. */
   readonly #endpointLabel: string;
   readonly #timeoutMs: number;
   readonly #maxAttempts: number;
@@ -95,7 +96,7 @@ export class KmsMasterKey implements MasterKey {
     }
     this.#keyId = config.keyId;
     this.#region = config.region;
-    this.#endpointLabel = config.endpoint ?? 'default';
+    this.#endpointLabel = config.endpoint === undefined ? 'default' : publicEndpoint(config.endpoint);
     this.#timeoutMs = config.timeoutMs;
     this.#maxAttempts = config.maxAttempts;
     this.#deadlineMs = kmsCallDeadlineMs(config.timeoutMs, config.maxAttempts);
@@ -112,6 +113,10 @@ export class KmsMasterKey implements MasterKey {
         throwOnRequestTimeout: true,
       }),
     });
+  }
+
+  publicInfo(): MasterKeyPublicInfo {
+    return { type: 'kms', keyId: this.#keyId, region: this.#region, ...(this.#endpointLabel === 'default' ? {} : { endpoint: this.#endpointLabel }) };
   }
 
   async newWrappingKey(): Promise<WrappingKey> {

@@ -13,10 +13,27 @@ export interface WrappingKey {
   envelope: Buffer;
 }
 
+/**
+ * Where a master key lives, as fields for status documents and metrics: never key material,
+ * credentials or anything else secret.
+ */
+export type MasterKeyPublicInfo =
+  | { type: 'plaintext' }
+  | { type: 'file'; path: string }
+  | {
+      type: 'kms';
+      keyId: string;
+      region: string;
+      /** The configured endpoint without credentials, query or fragment; absent: the SDK's endpoint for the region. */
+      endpoint?: string;
+    };
+
 export interface MasterKey {
   readonly type: MasterKeyType;
   /** Where the key lives, for messages and status: never key material. */
   readonly description: string;
+  /** The same as fields, so nobody parses the description. */
+  publicInfo(): MasterKeyPublicInfo;
   /** False for `plaintext`: data keys saved under it must be treated as exposed. */
   readonly protectsKeys: boolean;
   /** A wrapping key for a new seal (KMS: one GenerateDataKey). */

@@ -1,4 +1,4 @@
-import type { MasterKey, WrappingKey } from './master-key.js';
+import type { MasterKey, MasterKeyPublicInfo, WrappingKey } from './master-key.js';
 
 /**
  * For tests and first steps only: the dictionary is sealed under an all-zero key, so it
@@ -8,6 +8,10 @@ export class PlaintextMasterKey implements MasterKey {
   readonly type = 'plaintext' as const;
   readonly description = 'plaintext (no master key: data keys are exposed)';
   readonly protectsKeys = false;
+
+  publicInfo(): MasterKeyPublicInfo {
+    return { type: 'plaintext' };
+  }
 
   async newWrappingKey(): Promise<WrappingKey> {
     return { key: Buffer.alloc(32), envelope: Buffer.alloc(0) };

@@ -1,25 +1,34 @@
 import { Gauge, Histogram, exponentialBuckets, type Registry } from 'prom-client';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
-import { integrityStatus } from '../env/encryption-status.js';
+import { encryptionStatus, type EncryptionStatus, type IntegrityStatus } from '../env/encryption-status.js';
 import { observeMetaFiles } from '../keys/meta-file-timing.js';
 import { setGauges } from './scrape-values.js';
 
 /*
  * Encryption at rest, with TiKV's metric names (tikv_ → tdekv_) so its dashboards and
- * alerts carry over. Values are read from the env at scrape time. Key ids appear as
- * labels; key bytes never leave the env.
+ * alerts carry over. Values are read at scrape time from the one encryption status
+ * projection (src/env/encryption-status.ts), made once per scrape and shared by every
+ * gauge. Key ids appear as labels; key bytes never leave the env.
  */
 
 /** Registers the encryption metrics of `env` in `registry`. */
 export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv, now: () => number = Date.now): void {
   const registers = [registry];
+  // A scrape collects every gauge at once (Promise.all): they share the one status made for it.
+  let pending: Promise<EncryptionStatus> | undefined;
+  const status = (): Promise<EncryptionStatus> => {
+    pending ??= encryptionStatus(env, now()).finally(() => {
+      pending = undefined;
+    });
+    return pending;
+  };
 
   new Gauge({
     name: 'tdekv_encryption_is_initialized',
     help: 'Whether encryption is on: 1 when new files are encrypted under a current data key, else 0',
     registers,
-    collect() {
-      this.set(env.method !== 'plaintext' && env.currentDataKey() !== undefined ? 1 : 0);
+    async collect() {
+      this.set((await status()).initialized ? 1 : 0);
     },
   });
 
@@ -27,8 +36,8 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     name: 'tdekv_encryption_data_key_storage_total',
     help: 'Data keys in the key dictionary (current and older ones still used by files)',
     registers,
-    collect() {
-      this.set(env.dataKeys().length);
+    async collect() {
+      this.set((await status()).dataKeyCount);
     },
   });
 
@@ -36,8 +45,8 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     name: 'tdekv_encryption_file_num',
     help: 'Files in the file dictionary (every file the env tracks, encrypted or plaintext)',
     registers,
-    collect() {
-      this.set(env.stats().files);
+    async collect() {
+      this.set((await status()).files.total);
     },
   });
 
@@ -46,9 +55,10 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     help: 'Files in the file dictionary by method and data key id (key_id 0: plaintext)',
     labelNames: ['method', 'key_id'],
     registers,
-    collect() {
-      const methods = new Map(env.dataKeys().map((k) => [k.id, k.method]));
-      const byKeyId = env.stats().byKeyId;
+    async collect() {
+      const s = await status();
+      const methods = new Map<number, string>(s.dataKeys.map((k) => [k.id, k.method]));
+      const byKeyId = s.files.byKeyId;
       setGauges(
         this,
         Object.entries(byKeyId).map(([id, n]) => [{ method: id === '0' ? 'plaintext' : (methods.get(Number(id)) ?? 'unknown'), key_id: id }, n]),
@@ -62,7 +72,7 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     labelNames: ['name'],
     registers,
     async collect() {
-      setGauges(this, Object.entries(await env.metaFileSizes()).map(([name, bytes]) => [{ name }, bytes]));
+      setGauges(this, Object.entries((await status()).metaFileSizes).map(([name, bytes]) => [{ name }, bytes]));
     },
   });
 
@@ -70,9 +80,8 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     name: 'tdekv_encryption_current_data_key_age_seconds',
     help: 'Age of the data key that encrypts new files (0 when none); compare with data-key-rotation-period',
     registers,
-    collect() {
-      const current = env.currentDataKey();
-      this.set(current ? Math.max(0, now() - current.createdAtMs) / 1000 : 0);
+    async collect() {
+      this.set((await status()).currentDataKey?.ageSeconds ?? 0);
     },
   });
 
@@ -80,8 +89,8 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     name: 'tdekv_encryption_current_data_key_exposed',
     help: 'Whether the current data key has been exposed (stored under a plaintext master key or dumped): 1 or 0',
     registers,
-    collect() {
-      this.set(env.currentDataKey()?.exposed === true ? 1 : 0);
+    async collect() {
+      this.set((await status()).currentDataKey?.exposed === true ? 1 : 0);
     },
   });
 
@@ -90,12 +99,13 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
     help: 'Always 1; the labels say the method for new files and the master key backend',
     labelNames: ['method', 'master_key_type'],
     registers,
-    collect() {
-      setGauges(this, [[{ method: env.method, master_key_type: env.masterKey.type }, 1]]);
+    async collect() {
+      const s = await status();
+      setGauges(this, [[{ method: s.method, master_key_type: s.masterKey.type }, 1]]);
     },
   });
 
-  registerIntegrityMetrics(registers, env);
+  registerIntegrityMetrics(registers, async () => (await status()).integrity);
   registerMetaFileDuration(registry);
 }
 
@@ -105,13 +115,13 @@ export function registerEncryptionMetrics(registry: Registry, env: EncryptedEnv,
  * rollback of key.dict (with or without the rest of the data dir) that no check inside the
  * data dir can see.
  */
-function registerIntegrityMetrics(registers: Registry[], env: EncryptedEnv): void {
+function registerIntegrityMetrics(registers: Registry[], integrity: () => Promise<IntegrityStatus>): void {
   new Gauge({
     name: 'tdekv_encryption_key_dictionary_generation',
     help: 'Generation of key.dict (grows with every key.dict write); lower than at an earlier scrape means key.dict was rolled back',
     registers,
-    collect() {
-      this.set(integrityStatus(env).keyDictGeneration);
+    async collect() {
+      this.set((await integrity()).keyDictGeneration);
     },
   });
 
@@ -119,8 +129,8 @@ function registerIntegrityMetrics(registers: Registry[], env: EncryptedEnv): voi
     name: 'tdekv_encryption_file_dictionary_generation',
     help: 'Generation of the file dictionary (file.dict and its log)',
     registers,
-    collect() {
-      this.set(integrityStatus(env).fileDictGeneration);
+    async collect() {
+      this.set((await integrity()).fileDictGeneration);
     },
   });
 
@@ -128,8 +138,8 @@ function registerIntegrityMetrics(registers: Registry[], env: EncryptedEnv): voi
     name: 'tdekv_encryption_unauthenticated_files',
     help: 'Encrypted files without authentication tags (written before tags existed): rewritten by compaction or tdekv data-key reencrypt',
     registers,
-    collect() {
-      this.set(integrityStatus(env).unauthenticatedFiles.total);
+    async collect() {
+      this.set((await integrity()).unauthenticatedFiles.total);
     },
   });
 
@@ -137,8 +147,8 @@ function registerIntegrityMetrics(registers: Registry[], env: EncryptedEnv): voi
     name: 'tdekv_encryption_dictionary_legacy',
     help: 'Whether key.dict or the file dictionary is still in the legacy, unauthenticated format: 1 or 0',
     registers,
-    collect() {
-      this.set(integrityStatus(env).legacyDictionaries ? 1 : 0);
+    async collect() {
+      this.set((await integrity()).legacyDictionaries ? 1 : 0);
     },
   });
 
@@ -146,8 +156,8 @@ function registerIntegrityMetrics(registers: Registry[], env: EncryptedEnv): voi
     name: 'tdekv_encryption_key_dictionary_copy_ok',
     help: 'Whether both copies of key.dict were good and equal when read (0: one was damaged, missing or out of date; repaired at the next writable open)',
     registers,
-    collect() {
-      this.set(integrityStatus(env).keyDictCopyOk ? 1 : 0);
+    async collect() {
+      this.set((await integrity()).keyDictCopyOk ? 1 : 0);
     },
   });
 }

@@ -13,6 +13,12 @@ export interface ConnectionHost {
   execute(ctx: CommandContext, args: Buffer[]): void;
   /** Called after a burst of commands, so their writes go to the engine together. */
   scheduleCommit(): void;
+  /**
+   * Calls `conn.flush()` at the end of this turn of the event loop, after every socket that
+   * was readable in it has been read: as Redis's handleClientsWithPendingWrites, replies go
+   * out after the reads, not between them.
+   */
+  flushLater(conn: Connection): void;
   /** The batch a reply written now depends on (0: none pending). */
   dependency(): number;
   /** This connection holds replies until a batch is applied. */
@@ -38,6 +44,11 @@ export interface ConnectionHost {
  */
 const PAUSE_OUTPUT_BYTES = 1024 * 1024;
 const RESUME_OUTPUT_BYTES = 256 * 1024;
+/**
+ * Replies up to this size wait for the end of the event-loop turn (see ConnectionHost.flushLater);
+ * bigger ones go out at once, so that a burst of big replies is not gathered in memory first.
+ */
+const DEFER_FLUSH_BYTES = 64 * 1024;
 /** After QUIT or a protocol error, a client that does not read its last replies is cut off after this long. */
 const CLOSE_AFTER_REPLY_MS = 10_000;
 
@@ -54,6 +65,8 @@ export class Connection {
   readonly #ctx: CommandContext;
   /** Replies waiting for their batch, in order, with how many replies each chunk holds. */
   #held: Array<{ data: Buffer; until: number; replies: number }> = [];
+  /** Whether the host will call flush() at the end of this turn. */
+  flushQueued = false;
   /** Replies in `out` not yet taken: a held chunk that must be failed is replaced reply for reply. */
   #replies = 0;
   #heldBytes = 0;
@@ -90,8 +103,18 @@ export class Connection {
     // Past QUIT or a protocol error nothing more is parsed: what still arrives is read only so
     // the client's writes cannot stall before the socket is closed.
     if (this.#ending) return;
-    this.#parse(() => this.#parser.push(chunk, this.#runCommand));
+    this.#chunk = chunk;
+    this.#parse(this.#pushChunk, true);
   }
+
+  /** The chunk #pushChunk parses: a field and a bound method rather than a closure per chunk. */
+  #chunk: Buffer | undefined;
+  readonly #pushChunk = (): void => {
+    const chunk = this.#chunk!;
+    this.#chunk = undefined;
+    this.#parser.push(chunk, this.#runCommand);
+  };
+  readonly #resumeParser = (): void => this.#parser.resume(this.#runCommand);
 
   /** Runs one command; false (stop parsing) once the client has enough replies waiting. */
   readonly #runCommand = (args: Buffer[]): boolean => {
@@ -107,7 +130,11 @@ export class Connection {
     return this.outputBytes < PAUSE_OUTPUT_BYTES;
   };
 
-  #parse(parse: () => void): void {
+  /**
+   * `deferFlush`: replies may wait for the end of the turn (input from a 'data' event); they
+   * are sent at once when the client is to be closed, is paused, or has much output waiting.
+   */
+  #parse(parse: () => void, deferFlush = false): void {
     try {
       parse();
       if (this.#parser.pendingBytes > this.#host.clientLimits.queryBuffer) {
@@ -126,6 +153,13 @@ export class Connection {
       if (err instanceof ProtocolError) this.#host.protocolError(this, err.message);
     }
     this.#host.scheduleCommit();
+    if (deferFlush && !this.client.closeAfterReply && !this.#parser.stopped && this.out.length <= DEFER_FLUSH_BYTES && this.outputBytes < PAUSE_OUTPUT_BYTES) {
+      if (this.out.length > 0 && !this.flushQueued) {
+        this.flushQueued = true;
+        this.#host.flushLater(this);
+      }
+      return;
+    }
     this.flush();
   }
 
@@ -270,7 +304,7 @@ export class Connection {
     this.#resuming = true;
     try {
       while (this.#parser.stopped && !this.destroyed && !this.client.closeAfterReply && this.outputBytes <= RESUME_OUTPUT_BYTES) {
-        this.#parse(() => this.#parser.resume(this.#runCommand));
+        this.#parse(this.#resumeParser);
       }
     } finally {
       this.#resuming = false;

@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { ServerOptions } from './server-options.js';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
-import { integrityStatus } from '../env/encryption-status.js';
+import { encryptionFacts } from '../env/encryption-status.js';
 import type { ServerStats } from './server-stats.js';
 import { failureReason } from './write-refusal.js';
 
@@ -167,20 +167,19 @@ function section(src: InfoSources, name: string): Array<[string, string | number
  * see encryption-status.ts), as INFO's snake_case lines. Ids, counts and generations only.
  */
 export function encryptionInfo(env: EncryptedEnv, config: ServerOptions, nowMs = Date.now()): Array<[string, string | number]> {
-  const s = env.stats();
-  const current = env.currentDataKey();
-  const integrity = integrityStatus(env);
+  const s = encryptionFacts(env, nowMs);
+  const integrity = s.integrity;
   const snake = (m: string) => m.replace(/-/g, '_');
   return [
-    ['encryption_method', env.method],
-    ['encryption_enabled', env.method === 'plaintext' ? 0 : 1],
-    ['master_key_type', env.masterKey.type],
-    ['current_data_key_id', current?.id ?? 0],
-    ['current_data_key_age_seconds', current ? Math.floor((nowMs - current.createdAtMs) / 1000) : 0],
-    ['data_keys', env.dataKeys().length],
-    ['encrypted_files', s.files - (s.byMethod.plaintext ?? 0)],
-    ['files', s.files],
-    ...Object.entries(s.byMethod).map(([m, n]): [string, number] => [`files_${snake(m)}`, n ?? 0]),
+    ['encryption_method', s.method],
+    ['encryption_enabled', s.encrypted ? 1 : 0],
+    ['master_key_type', s.masterKey.type],
+    ['current_data_key_id', s.currentDataKey?.id ?? 0],
+    ['current_data_key_age_seconds', Math.floor(s.currentDataKey?.ageSeconds ?? 0)],
+    ['data_keys', s.dataKeyCount],
+    ['encrypted_files', s.files.total - (s.files.byMethod.plaintext ?? 0)],
+    ['files', s.files.total],
+    ...Object.entries(s.files.byMethod).map(([m, n]): [string, number] => [`files_${snake(m)}`, n ?? 0]),
     ['key_dictionary_generation', integrity.keyDictGeneration],
     ['file_dictionary_generation', integrity.fileDictGeneration],
     ['dictionaries_legacy', integrity.legacyDictionaries ? 1 : 0],

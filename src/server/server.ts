@@ -67,6 +67,9 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   #status: StatusServer | undefined;
   #nextClientId = 1;
   #commitScheduled = false;
+  /** The end-of-turn callback is scheduled (it commits, then sends the replies in #flushQueue). */
+  #turnScheduled = false;
+  #flushQueue: Connection[] = [];
   #writesSinceSync = false;
   #timers: NodeJS.Timeout[] = [];
   #stopping: Promise<void> | undefined;
@@ -214,12 +217,35 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   scheduleCommit(): void {
     if (this.#commitScheduled || this.#store.pendingOps === 0) return;
     this.#commitScheduled = true;
-    // After every socket read of this loop turn: one batch, one WAL record, for all of them.
-    setImmediate(() => {
+    this.#scheduleTurnEnd();
+  }
+
+  flushLater(conn: Connection): void {
+    this.#flushQueue.push(conn);
+    this.#scheduleTurnEnd();
+  }
+
+  /** After every socket read of this loop turn: one batch, one WAL record, for all of them, then the replies. */
+  #scheduleTurnEnd(): void {
+    if (this.#turnScheduled) return;
+    this.#turnScheduled = true;
+    setImmediate(this.#endTurn);
+  }
+
+  readonly #endTurn = (): void => {
+    this.#turnScheduled = false;
+    if (this.#commitScheduled) {
       this.#commitScheduled = false;
       this.#commit();
-    });
-  }
+    }
+    const queue = this.#flushQueue;
+    if (queue.length === 0) return;
+    this.#flushQueue = [];
+    for (const conn of queue) {
+      conn.flushQueued = false;
+      conn.flush();
+    }
+  };
 
   #commit(): void {
     if (this.#store.pendingOps === 0) return;
@@ -457,6 +483,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     const listener = this.#listener;
     const closedListener = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
     for (const conn of this.#connections) conn.stopReading();
+    this.#endTurn();
     this.#commit();
     await this.#store.drain();
     for (const conn of this.#connections) conn.end();

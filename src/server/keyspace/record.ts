@@ -1,3 +1,5 @@
+import { bufferView } from '../../util/buffer-view.js';
+
 /**
  * The value stored under a key's record: its type, its expiry and, for a string, the bytes;
  * for a hash, the number of fields (so HLEN and DBSIZE-style counts need no scan).
@@ -26,5 +28,5 @@ export function encodeRecord(r: KeyRecord): Buffer {
 export function decodeRecord(b: Buffer): KeyRecord {
   const expireAt = b.readUInt32BE(1) * 0x1_0000_0000 + b.readUInt32BE(5);
   if (b[0] === TYPE_HASH) return { type: 'hash', expireAt, fields: b.readUInt32BE(HEADER) };
-  return { type: 'string', expireAt, value: b.subarray(HEADER) };
+  return { type: 'string', expireAt, value: bufferView(b, HEADER, b.length) };
 }

@@ -9,6 +9,7 @@
  * modify a chunk after pushing it.
  */
 
+import { bufferView } from '../../util/buffer-view.js';
 import { parseRedisInteger } from './format-number.js';
 
 const LF = 10;
@@ -30,21 +31,7 @@ export interface RequestParserOptions {
   maxInlineLength?: number;
 }
 
-/**
- * The class Buffer.prototype.subarray ends up constructing (Node's FastBuffer, exposed as
- * Buffer[Symbol.species]). Constructing it directly skips subarray's species lookup and
- * argument checks, which were a third of the parse time for small arguments; the result is an
- * ordinary Buffer view either way.
- */
-type ViewConstructor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => Buffer;
-const species = (Buffer as unknown as { [Symbol.species]?: unknown })[Symbol.species];
-const FastBuffer = typeof species === 'function' && species !== Buffer ? (species as ViewConstructor) : undefined;
-
-function view(buf: Buffer, start: number, end: number): Buffer {
-  return FastBuffer !== undefined
-    ? new FastBuffer(buf.buffer, buf.byteOffset + start, end - start)
-    : buf.subarray(start, end);
-}
+const view = bufferView;
 
 /**
  * The arguments of a command that spans several chunks. A view per argument costs ~100 bytes

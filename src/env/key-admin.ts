@@ -1,0 +1,58 @@
+import { zeroize } from '../crypto/random.js';
+import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
+import type { MasterKey } from '../masterkey/master-key.js';
+import { keyAdminAccess, type EncryptedEnv, type KeyAdminAccess } from './encrypted-env.js';
+
+/**
+ * Key administration of one data dir: data key rotation and retirement, master key
+ * rotation, key export, and the keys' metadata for status. Kept apart from EncryptedEnv,
+ * which only encrypts files, so whatever holds file access (the engine, through an
+ * EngineFs) holds no door to the keys. Operations share the env's lifetime: they are
+ * refused once it is closed, and its close() waits for those in flight.
+ */
+export class KeyAdmin {
+  readonly #access: KeyAdminAccess;
+
+  constructor(env: EncryptedEnv) {
+    this.#access = keyAdminAccess(env);
+  }
+
+  get masterKey(): MasterKey {
+    return this.#access.keys.masterKey;
+  }
+
+  /** The current data key's metadata, if the method encrypts. */
+  currentDataKey(): DataKeyInfo | undefined {
+    return this.#access.currentDataKey();
+  }
+
+  dataKeys(): DataKeyInfo[] {
+    return this.#access.keys.list();
+  }
+
+  /** Secrets: for `tdekv ctl encryption-meta dump-key` only. */
+  exportDataKeys(ids?: readonly number[]): DataKey[] {
+    return this.#access.keys.exportKeys(ids);
+  }
+
+  /** A new data key for new files; existing files keep theirs until rewritten (compaction). */
+  async rotateDataKey(): Promise<DataKeyInfo> {
+    const k = await this.#access.change(() => this.#access.keys.rotate(this.#access.method));
+    zeroize(k.key);
+    return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
+  }
+
+  /**
+   * Drops data keys that no file uses any more. The used ids are read under the key store's
+   * lock (and keys leased to creates in flight are kept), so a file created meanwhile keeps
+   * its key.
+   */
+  retireUnusedKeys(): Promise<number[]> {
+    return this.#access.change(() => this.#access.keys.retireUnused(() => this.#access.usedKeyIds()));
+  }
+
+  /** Online master-key rotation: re-seals the key dictionary under `next`. */
+  async rotateMasterKey(next: MasterKey): Promise<void> {
+    await this.#access.change(() => this.#access.keys.rotateMasterKey(next));
+  }
+}
