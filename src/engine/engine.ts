@@ -4,6 +4,8 @@ import { engineFsOf, type EngineFs } from './engine-fs.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { SLICE_MS, URGENT_FLUSH_SLICE_MS, type JobContext } from './background-job.js';
+import { serializeEntries } from './background/entries.js';
+import { BackgroundWorker, type BackgroundThreadInfo } from './background/worker-host.js';
 import { BlockCache } from './block-cache.js';
 import { bloomHash } from './bloom.js';
 import { CommitQueue } from './commit.js';
@@ -21,7 +23,7 @@ import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { ErrorHandler, type WriteFailure } from './error-handler.js';
 import { deleteObsoleteFiles } from './obsolete-files.js';
-import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
+import { DEFAULT_BACKGROUND_THREAD, resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
 import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
@@ -108,6 +110,10 @@ export class Engine {
   // Background work (the scheduler below): the loop and its waiters.
   #bg: Promise<void> | undefined;
   #bgWaiters: Array<() => void> = [];
+  // Where flushes and compactions run (background/): the worker thread, or this thread when undefined (backgroundThread false).
+  readonly #worker: BackgroundWorker | undefined;
+  /** A compaction runs on the worker: a memtable switch then starts its flush alongside (in-process, the compaction's slices do). */
+  #compactingOnWorker = false;
   // Failures and a full disk (error-handler.ts, no-space-recovery.ts): why writes are refused, paused compactions, free space.
   readonly #errors: ErrorHandler;
   readonly #pauses: CompactionPauses;
@@ -119,7 +125,7 @@ export class Engine {
   // Counters for stats(), bumped by the path each names.
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
-  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
+  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet, backgroundThread: boolean) {
     this.env = env;
     this.#dataDir = env.dataDir;
     this.#logger = logger;
@@ -136,19 +142,33 @@ export class Engine {
     this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
     this.#pauses = new CompactionPauses(policy);
     this.#room = new DiskRoom(() => env.freeSpace(), this.#dataDir, logger);
+    this.#worker = backgroundThread
+      ? new BackgroundWorker({
+          fs: env,
+          newFileNumber: () => versions.newFileNumber(),
+          pendingOutputs: this.#pendingOutputs,
+          tuning,
+          logger,
+          onCrash: (err) => {
+            this.#errors.failed(err, false);
+            this.#notifyBackgroundProgress();
+          },
+        })
+      : undefined;
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
+    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', backgroundThread = DEFAULT_BACKGROUND_THREAD, ...partial } = options;
     // Only the file operations: the engine never holds what can export or rotate keys.
     const env = engineFsOf(given);
     const tuning = resolveTuning(partial);
     if (!(WAL_RECOVERY_MODES as readonly string[]).includes(walRecoveryMode)) {
       throw new TdekvError('CONFIG_INVALID', `engine option walRecoveryMode must be one of ${WAL_RECOVERY_MODES.join(', ')} (got ${JSON.stringify(walRecoveryMode)})`);
     }
+    if (typeof backgroundThread !== 'boolean') throw new TdekvError('CONFIG_INVALID', `engine option backgroundThread must be true or false (got ${JSON.stringify(backgroundThread)})`);
     const logger = givenLogger ?? silentLogger();
     const { versions, existed } = await VersionSet.recover(env, tuning.numLevels, logger);
-    const engine = new Engine(env, logger, tuning, versions);
+    const engine = new Engine(env, logger, tuning, versions, backgroundThread);
     try {
       await engine.#recover(existed, walRecoveryMode);
     } catch (err) {
@@ -316,6 +336,19 @@ export class Engine {
     return this.#errors.failure();
   }
 
+  /**
+   * The background worker thread (undefined with backgroundThread false): its thread id while it
+   * runs, and the flushes and compactions that ran on it.
+   */
+  backgroundThread(): BackgroundThreadInfo | undefined {
+    return this.#worker && { ...this.#worker.info };
+  }
+
+  /** Tests only: makes the background worker thread die as a crash would ('throw': an uncaught error; 'exit': process.exit). */
+  crashBackgroundThreadForTest(how: 'throw' | 'exit'): void {
+    this.#worker?.crashForTest(how);
+  }
+
   /** Table files of the current version per level: for verification and tests. */
   liveTables(): Array<{ level: number; number: number; name: string; size: number }> {
     return this.#versions.current.levels.flatMap((files, level) => files.map((f) => ({ level, number: f.number, name: tableName(f.number), size: f.size })));
@@ -337,6 +370,8 @@ export class Engine {
       this.#logger.warn({ err }, 'flushing the memtable at close failed; its writes stay in the write-ahead log');
     }
     this.#closing = true;
+    // A compaction on the worker gives up at its next slice, as one in-process does.
+    this.#worker?.cancelCompactions();
     this.#errors.noSpace.cancel();
     this.#pauses.cancel();
     while (this.#commits.busy) await sleep(1);
@@ -457,6 +492,7 @@ export class Engine {
     this.#mem = new Memtable();
     await old!.close();
     this.#scheduleBackgroundWork();
+    if (this.#compactingOnWorker) this.#flushAlongside();
   }
 
   // ---------------------------------------------------------------- background work
@@ -508,12 +544,19 @@ export class Engine {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
       await this.#room.check('flush', imm.approximateBytes, flushMargin);
-      const job: JobContext = {
-        output: this.#outputContext(),
-        sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
-        yieldSlice: () => yieldToEventLoop(),
-      };
-      const files = await writeMemtable(job, imm, this.#snapshots.oldest(this.#lastSeq));
+      const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
+      let files: FileMeta[];
+      if (this.#worker) {
+        // One copy of the entries here, in slices; the buffer is then moved to the worker, not copied.
+        files = await this.#worker.flush(await serializeEntries(imm, SLICE_MS), smallestSnapshot);
+      } else {
+        const job: JobContext = {
+          output: this.#outputContext(),
+          sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
+          yieldSlice: () => yieldToEventLoop(),
+        };
+        files = await writeMemtable(job, imm, smallestSnapshot);
+      }
       const edit = emptyEdit();
       edit.newFiles = files.map((file) => ({ level: 0, file }));
       // Everything in WALs older than the current one is now in tables.
@@ -528,6 +571,16 @@ export class Engine {
       this.#flushing = undefined;
     });
     return this.#flushing;
+  }
+
+  /** Starts the flush of a new immutable memtable while a compaction holds the background loop on the worker. */
+  #flushAlongside(): void {
+    if (!this.#imm || this.#errors.refusing) return;
+    this.#flushImmutable()
+      .catch((err: unknown) => {
+        if (!(this.#closing && isTdekvError(err, 'CLOSED'))) this.#errors.failed(err, false);
+      })
+      .finally(() => this.#notifyBackgroundProgress());
   }
 
   // ---------------------------------------------------------------- compaction path (compaction/)
@@ -576,18 +629,7 @@ export class Engine {
     }
     const version = this.#versions.acquire();
     try {
-      const ctx: CompactionContext = {
-        output: this.#outputContext(),
-        sliceMs: () => SLICE_MS,
-        yieldSlice: async () => {
-          if (this.#imm) await this.#flushImmutable();
-          await yieldToEventLoop();
-          // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
-          if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
-        },
-        openTable: (n) => this.#tables.iterator(n),
-      };
-      const files = await runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
+      const files = this.#worker ? await this.#compactOnWorker(this.#worker, compaction, version) : await this.#compactInProcess(compaction, version);
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       await this.#logAndApply(compaction.edit(files), files);
@@ -600,6 +642,35 @@ export class Engine {
       this.#versions.release(version);
     }
     await this.#deleteObsoleteFiles();
+  }
+
+  /** The compaction runner on the worker thread; the version pins its inputs until it returns. */
+  async #compactOnWorker(worker: BackgroundWorker, compaction: Compaction, version: Version): Promise<FileMeta[]> {
+    if (this.#closing) throw new TdekvError('CLOSED', 'the database is closing; the compaction was not started');
+    this.#compactingOnWorker = true;
+    try {
+      // A memtable switched before this compaction took the loop is flushed alongside it.
+      this.#flushAlongside();
+      return await worker.compact(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)));
+    } finally {
+      this.#compactingOnWorker = false;
+    }
+  }
+
+  /** The compaction runner on this thread, in slices between which foreground work and a pending flush run. */
+  #compactInProcess(compaction: Compaction, version: Version): Promise<FileMeta[]> {
+    const ctx: CompactionContext = {
+      output: this.#outputContext(),
+      sliceMs: () => SLICE_MS,
+      yieldSlice: async () => {
+        if (this.#imm) await this.#flushImmutable();
+        await yieldToEventLoop();
+        // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
+        if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
+      },
+      openTable: (n) => this.#tables.iterator(n),
+    };
+    return runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
   }
 
   // ---------------------------------------------------------------- installing results
@@ -720,6 +791,7 @@ export class Engine {
   }
 
   async #releaseResources(): Promise<void> {
+    await this.#worker?.terminate();
     await this.#wal.close();
     await this.#versions.close().catch(() => undefined);
     this.#tables.close();

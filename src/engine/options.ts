@@ -77,7 +77,14 @@ export interface EngineOptions extends Partial<EngineTuning> {
   env: EngineFs;
   logger?: Logger;
   walRecoveryMode?: WalRecoveryMode;
+  /**
+   * Flushes and compactions run on a worker thread (default), reading and writing exactly the
+   * files the engine grants them; false runs the same runners on the main thread in slices.
+   */
+  backgroundThread?: boolean;
 }
+
+export const DEFAULT_BACKGROUND_THREAD = true;
 
 /** Defaults filled in and every number checked, naming the option at fault. */
 export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {
