@@ -344,9 +344,12 @@ export class Engine {
     return this.#worker && { ...this.#worker.info };
   }
 
-  /** Tests only: makes the background worker thread die as a crash would ('throw': an uncaught error; 'exit': process.exit). */
-  crashBackgroundThreadForTest(how: 'throw' | 'exit'): void {
-    this.#worker?.crashForTest(how);
+  /**
+   * Tests only: makes the background worker thread die as a crash would ('throw': an uncaught
+   * error; 'exit': process.exit), now, or mid-job: when a job asks for its atTable-th output table from now.
+   */
+  crashBackgroundThreadForTest(how: 'throw' | 'exit', atTable?: number): void {
+    this.#worker?.crashForTest(how, atTable);
   }
 
   /** Table files of the current version per level: for verification and tests. */

@@ -20,8 +20,13 @@ export type ToWorker =
   | { type: 'cancel'; jobId: number }
   /** Whether the main thread has file faults installed (tests): the worker then asks for each file call. */
   | { type: 'faults'; installed: boolean }
-  /** Tests only: end the worker as a crash would ('throw': an uncaught error; 'exit': process.exit). */
-  | { type: 'crash'; how: 'throw' | 'exit' };
+  /**
+   * Tests only: end the worker as a crash would ('throw': an uncaught error; 'exit': process.exit),
+   * now or, with `atTable`, when a job asks for its atTable-th output table from now on (mid-job).
+   */
+  | { type: 'crash'; how: CrashHow; atTable?: number };
+
+export type CrashHow = 'throw' | 'exit';
 
 export type FromWorker =
   | { type: 'done'; jobId: number; files: FileMeta[]; threadId: number }

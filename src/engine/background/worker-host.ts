@@ -9,7 +9,7 @@ import { tableName } from '../file-names.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
 import type { SerializedEntries } from './entries.js';
-import { FAULT_CHANNEL_BYTES, FAULT_HEADER_BYTES, deserializeError, revivedFileMeta, serializeError, type FromWorker, type ToWorker } from './protocol.js';
+import { FAULT_CHANNEL_BYTES, FAULT_HEADER_BYTES, deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 
 /** What the host needs of the engine: its files' grants, table numbers, and the pending-output set it shares with obsolete-file removal. */
 export interface BackgroundHostContext {
@@ -96,9 +96,9 @@ export class BackgroundWorker {
     await this.#exited;
   }
 
-  /** Tests only: makes the worker die as a crash would. */
-  crashForTest(how: 'throw' | 'exit'): void {
-    this.#post({ type: 'crash', how });
+  /** Tests only: makes the worker die as a crash would, now or when a job asks for its atTable-th output from now (starting it if needed). */
+  crashForTest(how: CrashHow, atTable?: number): void {
+    this.#start().postMessage({ type: 'crash', how, ...(atTable === undefined ? {} : { atTable }) } satisfies ToWorker);
   }
 
   #run(kind: Job['kind'], message: (jobId: number) => ToWorker, transfer: ArrayBuffer[], grants: FileGrant[]): Promise<FileMeta[]> {

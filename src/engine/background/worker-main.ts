@@ -19,7 +19,7 @@ import type { EngineTuning } from '../options.js';
 import { TableReader } from '../table-reader.js';
 import type { TableOutputContext } from '../table-output.js';
 import { EntriesIterator } from './entries.js';
-import { FAULT_HEADER_BYTES, deserializeError, revivedFileMeta, serializeError, type FromWorker, type SerializedError, type ToWorker } from './protocol.js';
+import { FAULT_HEADER_BYTES, deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type SerializedError, type ToWorker } from './protocol.js';
 
 /** Longer than the main thread's slices: here a slice only delays reading the host's messages (a cancel, a grant). */
 const WORKER_SLICE_MS = 20;
@@ -60,6 +60,7 @@ function outputContext(jobId: number, tuning: EngineTuning): TableOutputContext 
     },
     pendingOutputs: new Set(),
     newTable: async (): Promise<{ number: number; file: EncryptedWritableFile }> => {
+      if (crashAtTable && --crashAtTable.countdown === 0) crash(crashAtTable.how);
       const m = await request({ type: 'newTable', jobId });
       if (m.type !== 'table') throw new TdekvError('IO_FAILED', `the engine answered a table request with ${m.type}`);
       return { number: m.number, file: await createGranted(m.grant) };
@@ -121,6 +122,16 @@ function run(jobId: number, work: Promise<void>): void {
     .finally(() => cancelled.delete(jobId));
 }
 
+/** Tests: a crash armed to happen when a job asks for an output table. */
+let crashAtTable: { how: CrashHow; countdown: number } | undefined;
+
+function crash(how: CrashHow): void {
+  if (how === 'exit') process.exit(70);
+  setImmediate(() => {
+    throw new Error('background worker crash requested by a test');
+  });
+}
+
 /** Asks the main thread's injector about one file call, blocking this thread until it answers. */
 function askMainThread(op: string, path: string): FileFault {
   const header = new Int32Array(faultChannel, 0, 2);
@@ -157,10 +168,8 @@ port.on('message', (m: ToWorker) => {
       setFileFaults(m.installed ? (op, path) => askMainThread(op, path) : undefined);
       return;
     case 'crash':
-      if (m.how === 'exit') process.exit(70);
-      setImmediate(() => {
-        throw new Error('background worker crash requested by a test');
-      });
+      if (m.atTable === undefined) crash(m.how);
+      else crashAtTable = { how: m.how, countdown: m.atTable };
       return;
   }
 });
