@@ -12,11 +12,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { threadId } from 'node:worker_threads';
 import { Engine } from '../src/engine/engine.js';
 import type { EngineTuning } from '../src/engine/options.js';
+import { configFromOptions, parseConfig } from '../src/config/config.js';
 import { isTdekvError } from '../src/errors.js';
+import type { EngineSettings } from '../src/engine/options.js';
+import type { ManagedEnv as LevelEnv } from '../src/env/open-env.js';
+import type { Logger } from '../src/log/logger.js';
+import { TdekvLevel, type LevelEngine } from '../src/level/tdekv-level.js';
 import { openEnv, type ManagedEnv } from '../src/env/open-env.js';
 import { WRITE_OPS, setFileFaults } from '../src/util/file-io.js';
 import { b, collect, encryptionConfig, SMALL_TUNING } from './support/engine-helpers.js';
-import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 const TUNING: Partial<EngineTuning> = { ...SMALL_TUNING, noSpaceRetryIntervalMs: 5, noSpaceRetryMaxIntervalMs: 40 };
 
@@ -209,6 +214,8 @@ describe('background worker thread', () => {
         assert.equal(again.engine.writeFailure(), undefined);
         assert.deepEqual(contents(again.engine), [...acked].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
         // The crashed job's output was never installed: removed as obsolete at open.
+        // A compaction started at open must end first: its outputs are not live until installed.
+        await again.engine.waitForBackgroundWork();
         assert.deepEqual(await sstNames(dataDir), again.engine.liveTables().map((t) => t.name).sort());
         await again.engine.put(b('after'), b('reopen'));
         await again.engine.compactRange();
@@ -248,7 +255,9 @@ describe('background worker thread', () => {
     const again = await open(dataDir, true);
     try {
       assert.deepEqual(contents(again.engine), [...acked].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
-      assert.deepEqual(await sstNames(dataDir), again.engine.liveTables().map((t) => t.name).sort());
+      // A compaction started at open must end first: its outputs are not live until installed.
+        await again.engine.waitForBackgroundWork();
+        assert.deepEqual(await sstNames(dataDir), again.engine.liveTables().map((t) => t.name).sort());
     } finally {
       await again.close();
     }
@@ -274,10 +283,50 @@ describe('background worker thread', () => {
       await db.engine.flush();
       assert.ok(db.engine.backgroundThread()!.flushes > before, 'the retried flush ran on the worker');
       for (const [k, v] of acked) assert.equal(db.engine.getSync(b(k))?.toString('latin1'), v);
+      // The compaction this flush started removes its inputs when it is installed.
+      await db.engine.waitForBackgroundWork();
       assert.deepEqual(await sstNames(dataDir), db.engine.liveTables().map((t) => t.name).sort());
     } finally {
       setFileFaults(undefined);
       await db.close();
+    }
+  });
+});
+
+/** TdekvLevel that keeps its engine, to look at where its background work runs. */
+class ProbeLevel extends TdekvLevel {
+  engine: Engine | undefined;
+
+  protected override async openEngine(env: LevelEnv, logger: Logger | undefined, settings: EngineSettings): Promise<LevelEngine> {
+    const engine = (await super.openEngine(env, logger, settings)) as Engine;
+    this.engine = engine;
+    return engine;
+  }
+}
+
+describe('where background work runs is a setting', () => {
+  test('[engine] background-thread in the config file, backgroundThread in TdekvLevel options; anything but a boolean is refused', async () => {
+    const opts = { source: '/etc/tdekv/tdekv.toml', baseDir: '/etc/tdekv' };
+    assert.equal(parseConfig('[engine]\nbackground-thread = false', opts).engine.backgroundThread, false);
+    assert.equal(parseConfig('[engine]\nbackground-thread = true', opts).engine.backgroundThread, true);
+    assert.equal(parseConfig('', opts).engine.backgroundThread, undefined, 'absent: the engine default (true)');
+    assert.throws(() => parseConfig('[engine]\nbackground-thread = "no"', opts), expectCode('CONFIG_INVALID', 'background-thread'));
+    assert.equal(configFromOptions({ backgroundThread: false }, 'options').engine.backgroundThread, false);
+    await assert.rejects(Engine.open({ env: undefined as never, backgroundThread: 'yes' as never }), expectCode('CONFIG_INVALID', 'backgroundThread'));
+
+    for (const backgroundThread of [false, true]) {
+      const db = new ProbeLevel(freshDir(), { backgroundThread, ...SMALL_TUNING });
+      await db.open();
+      try {
+        for (let i = 0; i < 300; i++) await db.put(`k${i}`, 'v'.repeat(200));
+        await db.compactRange();
+        const info = db.engine!.backgroundThread();
+        if (backgroundThread) assert.ok(info!.flushes >= 1 && info!.compactions >= 1);
+        else assert.equal(info, undefined, 'backgroundThread false: the runners run in-process');
+        assert.equal(await db.get('k299'), 'v'.repeat(200));
+      } finally {
+        await db.close();
+      }
     }
   });
 });

@@ -159,13 +159,13 @@ export class Engine {
 
   static async open(options: EngineOptions): Promise<Engine> {
     const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', backgroundThread = DEFAULT_BACKGROUND_THREAD, ...partial } = options;
+    if (typeof backgroundThread !== 'boolean') throw new TdekvError('CONFIG_INVALID', `engine option backgroundThread must be true or false (got ${JSON.stringify(backgroundThread)})`);
     // Only the file operations: the engine never holds what can export or rotate keys.
     const env = engineFsOf(given);
     const tuning = resolveTuning(partial);
     if (!(WAL_RECOVERY_MODES as readonly string[]).includes(walRecoveryMode)) {
       throw new TdekvError('CONFIG_INVALID', `engine option walRecoveryMode must be one of ${WAL_RECOVERY_MODES.join(', ')} (got ${JSON.stringify(walRecoveryMode)})`);
     }
-    if (typeof backgroundThread !== 'boolean') throw new TdekvError('CONFIG_INVALID', `engine option backgroundThread must be true or false (got ${JSON.stringify(backgroundThread)})`);
     const logger = givenLogger ?? silentLogger();
     const { versions, existed } = await VersionSet.recover(env, tuning.numLevels, logger);
     const engine = new Engine(env, logger, tuning, versions, backgroundThread);
@@ -413,6 +413,8 @@ export class Engine {
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
+    // The worker is ready by the time the first flush needs it.
+    if (this.#worker?.info.threadId === undefined && mem.approximateBytes * 2 > this.tuning.writeBufferSize) this.#worker?.warmUp();
   }
 
   /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */

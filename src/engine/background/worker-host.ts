@@ -49,6 +49,8 @@ export class BackgroundWorker {
   #worker: Worker | undefined;
   #exited: Promise<void> | undefined;
   #terminating = false;
+  /** Why the worker died unexpectedly: it is not restarted (the engine refuses writes until a reopen). */
+  #crash: TdekvError | undefined;
   readonly #jobs = new Map<number, Job>();
   #nextJobId = 1;
   readonly #faultChannel = new SharedArrayBuffer(FAULT_HEADER_BYTES + FAULT_CHANNEL_BYTES);
@@ -74,6 +76,14 @@ export class BackgroundWorker {
       return Promise.reject(err);
     }
     return this.#run('compaction', (jobId) => ({ type: 'compact', jobId, tuning: this.#ctx.tuning, job, grants }), [], grants);
+  }
+
+  /**
+   * Starts the thread ahead of the first job (a worker takes tens of ms to load): called when
+   * the first memtable is half full, so engines that never flush never start one.
+   */
+  warmUp(): void {
+    if (!this.#worker && !this.#terminating && !this.#crash) this.#start();
   }
 
   /** Compactions in flight give up at their next slice (close()); flushes run to their end. */
@@ -121,6 +131,7 @@ export class BackgroundWorker {
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
+    if (this.#crash) throw this.#crash;
     const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: { faultChannel: this.#faultChannel } });
     this.#worker = worker;
     this.#terminating = false;
@@ -138,6 +149,7 @@ export class BackgroundWorker {
         const failure = expected ? new TdekvError('CLOSED', 'the database was closed while a background job ran; the job was abandoned') : crash;
         this.#failAll(failure);
         if (!expected) {
+          this.#crash = crash;
           this.#ctx.logger.error({ err: crash }, 'the background worker thread died');
           this.#ctx.onCrash(crash);
         }
