@@ -380,6 +380,8 @@ export class Engine {
     while (this.#commits.busy) await sleep(1);
     while (this.#bg) await this.#bg.catch(() => undefined);
     await this.#compactionMutex.run(async () => undefined);
+    // A flush started alongside a compaction on the worker is not the loop's: wait for it too.
+    while (this.#flushing) await this.#flushing.catch(() => undefined);
     this.#closed = true;
     await this.#releaseResources();
   }
@@ -725,7 +727,8 @@ export class Engine {
 
   /** Queues a recovery attempt behind the writes already queued (it must not race a WAL append). */
   #queueRecovery(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+    // Once close() has begun (after its own last try), a retry armed by a late failure must not switch WALs under it.
+    if (this.#closed || this.#closing) return Promise.resolve();
     return this.#commits.run(() => this.#attemptRecovery());
   }
 
@@ -736,7 +739,7 @@ export class Engine {
    * only live log. Writes resume only when all of that is durable. Runs in the write queue.
    */
   async #attemptRecovery(): Promise<void> {
-    if (!this.#errors.noSpace.active || this.#errors.sticky || this.#closed) return;
+    if (!this.#errors.noSpace.active || this.#errors.sticky || this.#closed || this.#closing) return;
     try {
       // A compaction started before the failure may still be running.
       while (this.#bg) await this.#bg;

@@ -49,6 +49,10 @@ export class BackgroundWorker {
   #worker: Worker | undefined;
   #exited: Promise<void> | undefined;
   #terminating = false;
+  /** terminate() was called (the engine closed): no worker is started again. */
+  #closed = false;
+  /** Requests of the worker being answered (env calls): terminate() waits for them, so none runs after the engine closed. */
+  readonly #answering = new Set<Promise<void>>();
   /** Why the worker died unexpectedly: it is not restarted (the engine refuses writes until a reopen). */
   #crash: TdekvError | undefined;
   readonly #jobs = new Map<number, Job>();
@@ -83,7 +87,7 @@ export class BackgroundWorker {
    * the first memtable is half full, so engines that never flush never start one.
    */
   warmUp(): void {
-    if (!this.#worker && !this.#terminating && !this.#crash) this.#start();
+    if (!this.#worker && !this.#closed && !this.#crash) this.#start();
   }
 
   /** Compactions in flight give up at their next slice (close()); flushes run to their end. */
@@ -97,13 +101,16 @@ export class BackgroundWorker {
 
   /** Stops the worker. Jobs still in flight fail; their outputs stop being pending, so obsolete-file removal deletes them. */
   async terminate(): Promise<void> {
+    this.#closed = true;
     this.#unwatchFaults?.();
     this.#unwatchFaults = undefined;
     const w = this.#worker;
-    if (!w) return;
-    this.#terminating = true;
-    await w.terminate();
-    await this.#exited;
+    if (w) {
+      this.#terminating = true;
+      await w.terminate();
+      await this.#exited;
+    }
+    while (this.#answering.size > 0) await Promise.allSettled([...this.#answering]);
   }
 
   /** Tests only: makes the worker die as a crash would, now or when a job asks for its atTable-th output from now (starting it if needed). */
@@ -132,6 +139,7 @@ export class BackgroundWorker {
   #start(): Worker {
     if (this.#worker) return this.#worker;
     if (this.#crash) throw this.#crash;
+    if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed; no background job is started');
     const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: { faultChannel: this.#faultChannel } });
     this.#worker = worker;
     this.#terminating = false;
@@ -201,15 +209,20 @@ export class BackgroundWorker {
         return;
       }
       case 'newTable':
-        void this.#grantTable(m.jobId, m.requestId);
+        this.#answer(this.#grantTable(m.jobId, m.requestId));
         return;
       case 'remove':
-        void this.#removeTable(m.jobId, m.requestId, m.number);
+        this.#answer(this.#removeTable(m.jobId, m.requestId, m.number));
         return;
       case 'fault':
         this.#answerFault(m.op, m.path);
         return;
     }
+  }
+
+  #answer(p: Promise<void>): void {
+    const tracked = p.catch((err: unknown) => this.#ctx.logger.warn({ err }, 'answering the background worker failed')).finally(() => this.#answering.delete(tracked));
+    this.#answering.add(tracked);
   }
 
   async #grantTable(jobId: number, requestId: number): Promise<void> {
