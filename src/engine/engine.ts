@@ -27,6 +27,7 @@ import { DEFAULT_BACKGROUND_THREAD, resolveTuning, WAL_RECOVERY_MODES, type Engi
 import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
+import type { TableGetResult } from './table-reader.js';
 import type { TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
@@ -95,8 +96,9 @@ export class Engine {
   readonly #wal: WalManager;
   #mem = new Memtable();
   #lastSeq = 0;
-  // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read).
+  // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read); get()s waiting on the thread pool, which close() waits for.
   readonly #snapshots = new SnapshotList();
+  readonly #asyncReads = new Set<Promise<unknown>>();
   // Flush path (flush.ts): the memtable being flushed, and the flush in progress.
   #imm: Memtable | undefined;
   #flushing: Promise<void> | undefined;
@@ -204,8 +206,50 @@ export class Engine {
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
   }
 
+  /**
+   * As getSync, but a table block that is not in the block cache is read on the thread pool
+   * rather than with a pread on the event loop (a cold disk then stalls only this get). It
+   * reads at the point in time of the call: the memtables are looked at then, and the
+   * version of that moment is pinned, with its tables, until the reads are done.
+   */
   async get(key: Uint8Array, options?: ReadOptions): Promise<Buffer | undefined> {
-    return this.getSync(key, options);
+    this.#checkOpen();
+    const k = asBuffer(key);
+    const seq = options?.snapshot?.sequence ?? this.#lastSeq;
+    const hash = bloomHash(k);
+    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq, hash) : undefined;
+    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq, hash);
+    if (!r) {
+      const v = this.#versions.acquire();
+      const reading = (async () => {
+        for (const f of v.levels[0]!) {
+          if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
+          const found = await this.#tableGet(f.number, k, seq, hash);
+          if (found) return found;
+        }
+        for (let level = 1; level < v.levels.length; level++) {
+          const f = v.fileFor(level, k);
+          const found = f && (await this.#tableGet(f.number, k, seq, hash));
+          if (found) return found;
+        }
+        return undefined;
+      })().finally(() => {
+        this.#versions.release(v);
+        this.#asyncReads.delete(reading);
+      });
+      this.#asyncReads.add(reading);
+      r = await reading;
+    }
+    return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
+  }
+
+  async #tableGet(tableNumber: number, key: Buffer, seq: number, hash: number): Promise<TableGetResult | undefined> {
+    const { reader, release } = this.#tables.acquire(tableNumber);
+    try {
+      return await reader.getAsync(key, seq, hash);
+    } finally {
+      release();
+    }
   }
 
   snapshot(): Snapshot {
@@ -382,6 +426,8 @@ export class Engine {
     await this.#compactionMutex.run(async () => undefined);
     // A flush started alongside a compaction on the worker is not the loop's: wait for it too.
     while (this.#flushing) await this.#flushing.catch(() => undefined);
+    // Tables are closed below: not under a get() reading on the thread pool.
+    while (this.#asyncReads.size > 0) await Promise.allSettled([...this.#asyncReads]);
     this.#closed = true;
     await this.#releaseResources();
   }
