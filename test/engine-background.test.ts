@@ -115,8 +115,15 @@ describe('background worker thread', () => {
   test('flushes and compactions run on the worker thread, not the main one, and their tables read back', async () => {
     const db = await open(freshDir(), true);
     try {
-      assert.deepEqual(db.engine.backgroundThread(), { threadId: undefined, flushes: 0, compactions: 0 }, 'the worker starts with the first job, not at open');
+      assert.deepEqual(db.engine.backgroundThread(), { threadId: undefined, flushes: 0, compactions: 0 }, 'the worker is not started at open');
+      // A job asked for before the worker has loaded runs in-process: it never waits for the thread to start.
+      await db.engine.put(b('first'), b('flush'));
+      await db.engine.flush();
+      assert.equal(db.engine.stats().flushes, 1);
+      assert.equal(db.engine.backgroundThread()!.flushes, 0, 'the first flush ran in-process while the worker loaded');
+      await db.engine.startBackgroundThread();
       const acked = await load(db.engine, 400, 6);
+      acked.set('first', 'flush');
       await db.engine.compactRange();
       await db.engine.waitForBackgroundWork();
       const info = db.engine.backgroundThread()!;
@@ -124,7 +131,7 @@ describe('background worker thread', () => {
       assert.ok(info.flushes >= 1, 'a flush ran on the worker');
       assert.ok(info.compactions >= 1, 'a compaction ran on the worker');
       const s = db.engine.stats();
-      assert.equal(s.flushes, info.flushes, 'every flush ran on the worker');
+      assert.equal(s.flushes, info.flushes + 1, 'every flush once the worker was ready ran on it');
       assert.equal(s.compactions, info.compactions + 0, 'every rewriting compaction ran on the worker');
       assert.ok(s.levels.slice(1).some((l) => l.files > 0), 'the compaction wrote deeper levels');
       assert.deepEqual(contents(db.engine), [...acked].sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0)));
@@ -139,6 +146,7 @@ describe('background worker thread', () => {
   test('model check: the same random operations give the same contents on the worker and in-process, and after a reopen', async () => {
     const dirs = { worker: freshDir(), inProcess: freshDir() };
     const dbs = { worker: await open(dirs.worker, true), inProcess: await open(dirs.inProcess, false) };
+    await dbs.worker.engine.startBackgroundThread();
     const model = new Map<string, string>();
     const snapshots: Array<{ at: Map<string, string>; worker: ReturnType<Engine['snapshot']>; inProcess: ReturnType<Engine['snapshot']> }> = [];
     try {
@@ -192,6 +200,7 @@ describe('background worker thread', () => {
     test(`a worker that dies mid-compaction (${how}) is a background error: writes refused, close() returns, a reopen has every acknowledged write and no partial table`, async () => {
       const dataDir = freshDir();
       const db = await open(dataDir, true);
+      await db.engine.startBackgroundThread();
       let acked: Map<string, string>;
       try {
         acked = await load(db.engine, 400, 4);
@@ -230,6 +239,7 @@ describe('background worker thread', () => {
     const dataDir = freshDir();
     const db = await open(dataDir, true, { ...TUNING, level0StopWritesTrigger: 2, level0SlowdownWritesTrigger: 2, level0FileNumCompactionTrigger: 2 });
     try {
+      await db.engine.startBackgroundThread();
       await load(db.engine, 100, 1);
       await db.engine.flush();
       db.engine.crashBackgroundThreadForTest('exit');
@@ -244,6 +254,7 @@ describe('background worker thread', () => {
   test('close() during a compaction on the worker abandons it: close returns, the inputs stay, nothing is lost', async () => {
     const dataDir = freshDir();
     const db = await open(dataDir, true);
+    await db.engine.startBackgroundThread();
     const acked = await load(db.engine, 400, 6);
     await db.engine.waitForBackgroundWork();
     const compacting = db.engine.compactRange().then(
@@ -267,6 +278,7 @@ describe('background worker thread', () => {
     const dataDir = freshDir();
     const db = await open(dataDir, true);
     try {
+      await db.engine.startBackgroundThread();
       const acked = await load(db.engine, 50, 1);
       await db.engine.flush();
       const before = db.engine.backgroundThread()!.flushes;
@@ -318,6 +330,7 @@ describe('where background work runs is a setting', () => {
       const db = new ProbeLevel(freshDir(), { backgroundThread, ...SMALL_TUNING });
       await db.open();
       try {
+        await db.engine!.startBackgroundThread();
         for (let i = 0; i < 300; i++) await db.put(`k${i}`, 'v'.repeat(200));
         await db.compactRange();
         const info = db.engine!.backgroundThread();

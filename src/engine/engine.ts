@@ -389,6 +389,16 @@ export class Engine {
   }
 
   /**
+   * Starts the background worker thread now and resolves once it takes jobs (otherwise it
+   * starts when the first memtable is half full, and jobs run in-process until it has
+   * loaded). Resolves at once with backgroundThread false.
+   */
+  async startBackgroundThread(): Promise<void> {
+    this.#checkOpen();
+    await this.#worker?.whenReady();
+  }
+
+  /**
    * Tests only: makes the background worker thread die as a crash would ('throw': an uncaught
    * error; 'exit': process.exit), now, or mid-job: when a job asks for its atTable-th output table from now.
    */
@@ -461,8 +471,8 @@ export class Engine {
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
-    // The worker is ready by the time the first flush needs it.
-    if (this.#worker?.info.threadId === undefined && mem.approximateBytes * 2 > this.tuning.writeBufferSize) this.#worker?.warmUp();
+    // The worker loads while the memtable fills; jobs before it is ready run in-process.
+    if (this.#worker && !this.#worker.ready && mem.approximateBytes * 2 > this.tuning.writeBufferSize) this.#worker.warmUp();
   }
 
   /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */
@@ -599,9 +609,9 @@ export class Engine {
       await this.#room.check('flush', imm.approximateBytes, flushMargin);
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let files: FileMeta[];
-      if (this.#worker) {
+      if (this.#onWorker()) {
         // One copy of the entries here, in slices; the buffer is then moved to the worker, not copied.
-        files = await this.#worker.flush(await serializeEntries(imm, SLICE_MS), smallestSnapshot);
+        files = await this.#worker!.flush(await serializeEntries(imm, SLICE_MS), smallestSnapshot);
       } else {
         const job: JobContext = {
           output: this.#outputContext(),
@@ -682,7 +692,7 @@ export class Engine {
     }
     const version = this.#versions.acquire();
     try {
-      const files = this.#worker ? await this.#compactOnWorker(this.#worker, compaction, version) : await this.#compactInProcess(compaction, version);
+      const files = this.#onWorker() ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version);
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       await this.#logAndApply(compaction.edit(files), files);
@@ -695,6 +705,18 @@ export class Engine {
       this.#versions.release(version);
     }
     await this.#deleteObsoleteFiles();
+  }
+
+  /**
+   * Whether the next job goes to the worker: yes once it has loaded. Until then (it starts when
+   * the first memtable is half full and takes ~100 ms to load) jobs run in-process, so the
+   * first flush never waits for a thread to start. A crashed worker fails the job instead.
+   */
+  #onWorker(): boolean {
+    if (!this.#worker) return false;
+    if (this.#worker.ready) return true;
+    this.#worker.warmUp();
+    return false;
   }
 
   /** The compaction runner on the worker thread; the version pins its inputs until it returns. */

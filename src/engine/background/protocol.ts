@@ -29,6 +29,8 @@ export type ToWorker =
 export type CrashHow = 'throw' | 'exit';
 
 export type FromWorker =
+  /** Its modules are loaded: it takes jobs from now on. */
+  | { type: 'ready' }
   | { type: 'done'; jobId: number; files: FileMeta[]; threadId: number }
   | { type: 'failed'; jobId: number; error: SerializedError }
   | { type: 'newTable'; jobId: number; requestId: number }

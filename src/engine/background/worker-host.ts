@@ -32,6 +32,7 @@ interface Job {
 
 /** Counters for tests and /status: jobs that really ran on the worker thread, and its thread id. */
 export interface BackgroundThreadInfo {
+  /** Set once the worker has loaded and takes jobs; undefined before, and after it ended. */
   threadId: number | undefined;
   flushes: number;
   compactions: number;
@@ -49,6 +50,9 @@ export class BackgroundWorker {
   #worker: Worker | undefined;
   #exited: Promise<void> | undefined;
   #terminating = false;
+  /** The worker has loaded its modules: jobs go to it (before, the engine runs them in-process). */
+  #ready = false;
+  #readyWaiters: Array<{ resolve(): void; reject(err: Error): void }> = [];
   /** terminate() was called (the engine closed): no worker is started again. */
   #closed = false;
   /** Requests of the worker being answered (env calls): terminate() waits for them, so none runs after the engine closed. */
@@ -87,7 +91,29 @@ export class BackgroundWorker {
    * the first memtable is half full, so engines that never flush never start one.
    */
   warmUp(): void {
-    if (!this.#worker && !this.#closed && !this.#crash) this.#start();
+    if (this.#crash) throw this.#crash;
+    if (!this.#worker && !this.#closed) this.#start();
+  }
+
+  /** Whether the worker takes jobs now. */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /** Starts the worker if needed and resolves once it takes jobs. */
+  whenReady(): Promise<void> {
+    if (this.#ready) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      try {
+        this.warmUp();
+      } catch (err) {
+        reject(err as Error);
+        return;
+      }
+      // Someone waits for it: it keeps the process alive until it is ready (idle, it does not).
+      this.#worker?.ref();
+      this.#readyWaiters.push({ resolve, reject });
+    });
   }
 
   /** Compactions in flight give up at their next slice (close()); flushes run to their end. */
@@ -152,10 +178,12 @@ export class BackgroundWorker {
       worker.once('exit', (code) => {
         if (this.#worker === worker) this.#worker = undefined;
         this.info.threadId = undefined;
+        this.#ready = false;
         const expected = this.#terminating;
         crash ??= new TdekvError('IO_FAILED', `the engine's background worker thread exited unexpectedly (code ${code}); flushes and compactions stopped. Writes are refused until the database is reopened; acknowledged writes are in the write-ahead log of ${this.#ctx.fs.dataDir}`);
         const failure = expected ? new TdekvError('CLOSED', 'the database was closed while a background job ran; the job was abandoned') : crash;
         this.#failAll(failure);
+        for (const w of this.#readyWaiters.splice(0)) w.reject(failure);
         if (!expected) {
           this.#crash = crash;
           this.#ctx.logger.error({ err: crash }, 'the background worker thread died');
@@ -164,7 +192,6 @@ export class BackgroundWorker {
         resolve();
       });
     });
-    this.info.threadId = worker.threadId;
     // A test's file faults apply to the worker's file calls too: it asks this thread about each.
     this.#unwatchFaults ??= watchFileFaults((installed) => this.#post({ type: 'faults', installed }));
     if (currentFileFaults()) worker.postMessage({ type: 'faults', installed: true } satisfies ToWorker);
@@ -195,6 +222,12 @@ export class BackgroundWorker {
 
   #onMessage(m: FromWorker): void {
     switch (m.type) {
+      case 'ready':
+        this.#ready = true;
+        this.info.threadId = this.#worker?.threadId;
+        for (const w of this.#readyWaiters.splice(0)) w.resolve();
+        if (this.#jobs.size === 0) this.#worker?.unref();
+        return;
       case 'done': {
         const job = this.#finished(m.jobId);
         if (!job) return;

@@ -174,3 +174,4 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
+post({ type: 'ready' });
