@@ -42,6 +42,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'env', load: async () => (await import('./env-bench.js')).bench },
   { name: 'engine', load: async () => (await import('./engine-bench.js')).bench },
   { name: 'server', load: async () => (await import('./server-bench.js')).bench },
+  { name: 'background', load: async () => (await import('./background-bench.js')).bench },
 ];
 
 const liveTempDirs = new Set<string>();

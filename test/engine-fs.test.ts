@@ -29,7 +29,7 @@ test('the engine holds a narrow EngineFs facade, never the encrypted env: no key
     assert.ok(Object.isFrozen(held));
     assert.deepEqual(
       reachableNames(held),
-      ['create', 'dataDir', 'exists', 'freeSpace', 'list', 'mkdir', 'needsRewrite', 'openRead', 'openReadSync', 'remove', 'rename'],
+      ['create', 'dataDir', 'exists', 'freeSpace', 'grantCreate', 'grantRead', 'list', 'mkdir', 'needsRewrite', 'openRead', 'openReadSync', 'remove', 'rename'],
     );
     for (const name of KEY_ADMINISTRATION) assert.equal(held[name], undefined, name);
     // The facade works: the engine writes through it.

@@ -1,4 +1,4 @@
-import type { EngineTuning, WalRecoveryMode } from '../engine/options.js';
+import type { EngineSettings, WalRecoveryMode } from '../engine/options.js';
 import { fail, show } from './config-error.js';
 import { closest } from './near-miss.js';
 import { applyRules, type SettingNames } from './rules.js';
@@ -16,7 +16,7 @@ import { KIND_NAMES, type Context } from './validators.js';
 export interface OptionsConfig {
   encryption: EncryptionConfig;
   /** Only the options given; the engine fills in the rest from DEFAULT_ENGINE_TUNING. */
-  engine: Partial<EngineTuning>;
+  engine: EngineSettings;
   /** `walRecoveryMode` ([storage] wal-recovery-mode). */
   walRecoveryMode: WalRecoveryMode;
 }
@@ -90,7 +90,7 @@ export function configFromOptions(options: Readonly<Record<string, unknown>>, wh
     const raw = own(options, option);
     if (raw !== undefined) enc[SCHEMA[section]!.into.at(-1)!] = readMasterKeyOption(option, SCHEMA[section]!, raw, ctx, where);
   }
-  const engine = readOptionFields(ENGINE_FIELDS, options, '', 'in the options', ctx, where, false) as Partial<EngineTuning>;
+  const engine = readOptionFields(ENGINE_FIELDS, options, '', 'in the options', ctx, where, false) as EngineSettings;
   const storage = readOptionFields(embeddedStorageFields(), options, '', 'in the options', ctx, where, true) as { walRecoveryMode: WalRecoveryMode };
 
   const encryption = enc as unknown as EncryptionConfig;

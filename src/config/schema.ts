@@ -124,6 +124,8 @@ export const ENGINE_FIELDS: Fields = {
   'num-levels': { prop: 'numLevels', ...integer(ENGINE_MINIMUMS.numLevels, 20) },
   'no-space-retry-interval': { prop: 'noSpaceRetryIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryIntervalMs) },
   'no-space-retry-max-interval': { prop: 'noSpaceRetryMaxIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryMaxIntervalMs) },
+  // Not tuning: where flushes and compactions run (src/engine/background/).
+  'background-thread': { prop: 'backgroundThread', ...flag() },
 };
 
 /** Server row cache (RocksDB's row_cache): hot keys without a walk through the engine. */

@@ -1,4 +1,4 @@
-import type { EngineTuning, WalRecoveryMode } from '../engine/options.js';
+import type { EngineSettings, WalRecoveryMode } from '../engine/options.js';
 import type { EncryptionConfig } from '../env/encryption-config.js';
 import type { LogConfig } from '../log/log-config.js';
 import type { ServerConfig, SyncWrites, TlsConfig } from '../server/server-options.js';
@@ -28,7 +28,7 @@ export interface TdekvConfig {
   storage: StorageConfig;
   security: SecurityConfig;
   /** `[engine]`: only the settings given; the engine's defaults fill in the rest. */
-  engine: Partial<EngineTuning>;
+  engine: EngineSettings;
   /** `[server]`: the Redis-protocol server and its HTTP status endpoint. */
   server: ServerConfig;
   /** `[log]` */

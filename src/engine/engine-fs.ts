@@ -1,4 +1,5 @@
 import type { CreateOptions, EncryptedEnv } from '../env/encrypted-env.js';
+import type { FileGrant } from '../env/file-grant.js';
 import type { EncryptedReadableFile } from '../env/readable-file.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 
@@ -28,6 +29,13 @@ export interface EngineFs {
   freeSpace(): Promise<{ free: number; total: number }>;
   /** Whether the file is not under the current method and data key (or lacks tags): compaction rewrites it rather than moving it. */
   needsRewrite(path: string): boolean;
+  /**
+   * The grant to read one existing file on another thread (src/env/file-grant.ts): the only way
+   * key material reaches the background worker. The holder wipes its key once it is posted.
+   */
+  grantRead(path: string): FileGrant;
+  /** Records, creates (empty) and grants one new file for a writer on another thread; fails if the name exists. */
+  grantCreate(path: string, options?: CreateOptions): Promise<FileGrant>;
 }
 
 /**
@@ -48,6 +56,8 @@ export function engineFsOf(fs: EngineFs): EngineFs {
     mkdir: (dir) => fs.mkdir(dir),
     freeSpace: () => fs.freeSpace(),
     needsRewrite: (path) => fs.needsRewrite(path),
+    grantRead: (path) => fs.grantRead(path),
+    grantCreate: (path, options) => fs.grantCreate(path, options),
   };
   return Object.freeze(facade);
 }

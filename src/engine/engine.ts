@@ -4,6 +4,8 @@ import { engineFsOf, type EngineFs } from './engine-fs.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { SLICE_MS, URGENT_FLUSH_SLICE_MS, type JobContext } from './background-job.js';
+import { serializeEntries } from './background/entries.js';
+import { BackgroundWorker, type BackgroundThreadInfo } from './background/worker-host.js';
 import { BlockCache } from './block-cache.js';
 import { bloomHash } from './bloom.js';
 import { CommitQueue } from './commit.js';
@@ -21,10 +23,11 @@ import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { ErrorHandler, type WriteFailure } from './error-handler.js';
 import { deleteObsoleteFiles } from './obsolete-files.js';
-import { resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
+import { DEFAULT_BACKGROUND_THREAD, resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
 import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
+import type { TableGetResult } from './table-reader.js';
 import type { TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
@@ -93,8 +96,9 @@ export class Engine {
   readonly #wal: WalManager;
   #mem = new Memtable();
   #lastSeq = 0;
-  // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read).
+  // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read); get()s waiting on the thread pool, which close() waits for.
   readonly #snapshots = new SnapshotList();
+  readonly #asyncReads = new Set<Promise<unknown>>();
   // Flush path (flush.ts): the memtable being flushed, and the flush in progress.
   #imm: Memtable | undefined;
   #flushing: Promise<void> | undefined;
@@ -108,6 +112,10 @@ export class Engine {
   // Background work (the scheduler below): the loop and its waiters.
   #bg: Promise<void> | undefined;
   #bgWaiters: Array<() => void> = [];
+  // Where flushes and compactions run (background/): the worker thread, or this thread when undefined (backgroundThread false).
+  readonly #worker: BackgroundWorker | undefined;
+  /** A compaction runs on the worker: a memtable switch then starts its flush alongside (in-process, the compaction's slices do). */
+  #compactingOnWorker = false;
   // Failures and a full disk (error-handler.ts, no-space-recovery.ts): why writes are refused, paused compactions, free space.
   readonly #errors: ErrorHandler;
   readonly #pauses: CompactionPauses;
@@ -119,7 +127,7 @@ export class Engine {
   // Counters for stats(), bumped by the path each names.
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
-  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet) {
+  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet, backgroundThread: boolean) {
     this.env = env;
     this.#dataDir = env.dataDir;
     this.#logger = logger;
@@ -136,10 +144,24 @@ export class Engine {
     this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
     this.#pauses = new CompactionPauses(policy);
     this.#room = new DiskRoom(() => env.freeSpace(), this.#dataDir, logger);
+    this.#worker = backgroundThread
+      ? new BackgroundWorker({
+          fs: env,
+          newFileNumber: () => versions.newFileNumber(),
+          pendingOutputs: this.#pendingOutputs,
+          tuning,
+          logger,
+          onCrash: (err) => {
+            this.#errors.failed(err, false);
+            this.#notifyBackgroundProgress();
+          },
+        })
+      : undefined;
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', ...partial } = options;
+    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', backgroundThread = DEFAULT_BACKGROUND_THREAD, ...partial } = options;
+    if (typeof backgroundThread !== 'boolean') throw new TdekvError('CONFIG_INVALID', `engine option backgroundThread must be true or false (got ${JSON.stringify(backgroundThread)})`);
     // Only the file operations: the engine never holds what can export or rotate keys.
     const env = engineFsOf(given);
     const tuning = resolveTuning(partial);
@@ -148,7 +170,7 @@ export class Engine {
     }
     const logger = givenLogger ?? silentLogger();
     const { versions, existed } = await VersionSet.recover(env, tuning.numLevels, logger);
-    const engine = new Engine(env, logger, tuning, versions);
+    const engine = new Engine(env, logger, tuning, versions, backgroundThread);
     try {
       await engine.#recover(existed, walRecoveryMode);
     } catch (err) {
@@ -184,8 +206,50 @@ export class Engine {
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
   }
 
+  /**
+   * As getSync, but a table block that is not in the block cache is read on the thread pool
+   * rather than with a pread on the event loop (a cold disk then stalls only this get). It
+   * reads at the point in time of the call: the memtables are looked at then, and the
+   * version of that moment is pinned, with its tables, until the reads are done.
+   */
   async get(key: Uint8Array, options?: ReadOptions): Promise<Buffer | undefined> {
-    return this.getSync(key, options);
+    this.#checkOpen();
+    const k = asBuffer(key);
+    const seq = options?.snapshot?.sequence ?? this.#lastSeq;
+    const hash = bloomHash(k);
+    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq, hash) : undefined;
+    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq, hash);
+    if (!r) {
+      const v = this.#versions.acquire();
+      const reading = (async () => {
+        for (const f of v.levels[0]!) {
+          if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
+          const found = await this.#tableGet(f.number, k, seq, hash);
+          if (found) return found;
+        }
+        for (let level = 1; level < v.levels.length; level++) {
+          const f = v.fileFor(level, k);
+          const found = f && (await this.#tableGet(f.number, k, seq, hash));
+          if (found) return found;
+        }
+        return undefined;
+      })().finally(() => {
+        this.#versions.release(v);
+        this.#asyncReads.delete(reading);
+      });
+      this.#asyncReads.add(reading);
+      r = await reading;
+    }
+    return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
+  }
+
+  async #tableGet(tableNumber: number, key: Buffer, seq: number, hash: number): Promise<TableGetResult | undefined> {
+    const { reader, release } = this.#tables.acquire(tableNumber);
+    try {
+      return await reader.getAsync(key, seq, hash);
+    } finally {
+      release();
+    }
   }
 
   snapshot(): Snapshot {
@@ -316,6 +380,32 @@ export class Engine {
     return this.#errors.failure();
   }
 
+  /**
+   * The background worker thread (undefined with backgroundThread false): its thread id while it
+   * runs, and the flushes and compactions that ran on it.
+   */
+  backgroundThread(): BackgroundThreadInfo | undefined {
+    return this.#worker && { ...this.#worker.info };
+  }
+
+  /**
+   * Starts the background worker thread now and resolves once it takes jobs (otherwise it
+   * starts when the first memtable is half full, and jobs run in-process until it has
+   * loaded). Resolves at once with backgroundThread false.
+   */
+  async startBackgroundThread(): Promise<void> {
+    this.#checkOpen();
+    await this.#worker?.whenReady();
+  }
+
+  /**
+   * Tests only: makes the background worker thread die as a crash would ('throw': an uncaught
+   * error; 'exit': process.exit), now, or mid-job: when a job asks for its atTable-th output table from now.
+   */
+  crashBackgroundThreadForTest(how: 'throw' | 'exit', atTable?: number): void {
+    this.#worker?.crashForTest(how, atTable);
+  }
+
   /** Table files of the current version per level: for verification and tests. */
   liveTables(): Array<{ level: number; number: number; name: string; size: number }> {
     return this.#versions.current.levels.flatMap((files, level) => files.map((f) => ({ level, number: f.number, name: tableName(f.number), size: f.size })));
@@ -337,11 +427,17 @@ export class Engine {
       this.#logger.warn({ err }, 'flushing the memtable at close failed; its writes stay in the write-ahead log');
     }
     this.#closing = true;
+    // A compaction on the worker gives up at its next slice, as one in-process does.
+    this.#worker?.cancelCompactions();
     this.#errors.noSpace.cancel();
     this.#pauses.cancel();
     while (this.#commits.busy) await sleep(1);
     while (this.#bg) await this.#bg.catch(() => undefined);
     await this.#compactionMutex.run(async () => undefined);
+    // A flush started alongside a compaction on the worker is not the loop's: wait for it too.
+    while (this.#flushing) await this.#flushing.catch(() => undefined);
+    // Tables are closed below: not under a get() reading on the thread pool.
+    while (this.#asyncReads.size > 0) await Promise.allSettled([...this.#asyncReads]);
     this.#closed = true;
     await this.#releaseResources();
   }
@@ -375,6 +471,8 @@ export class Engine {
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
+    // The worker loads while the memtable fills; jobs before it is ready run in-process.
+    if (this.#worker && !this.#worker.ready && mem.approximateBytes * 2 > this.tuning.writeBufferSize) this.#worker.warmUp();
   }
 
   /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */
@@ -457,6 +555,7 @@ export class Engine {
     this.#mem = new Memtable();
     await old!.close();
     this.#scheduleBackgroundWork();
+    if (this.#compactingOnWorker) this.#flushAlongside();
   }
 
   // ---------------------------------------------------------------- background work
@@ -508,12 +607,19 @@ export class Engine {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
       await this.#room.check('flush', imm.approximateBytes, flushMargin);
-      const job: JobContext = {
-        output: this.#outputContext(),
-        sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
-        yieldSlice: () => yieldToEventLoop(),
-      };
-      const files = await writeMemtable(job, imm, this.#snapshots.oldest(this.#lastSeq));
+      const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
+      let files: FileMeta[];
+      if (this.#onWorker()) {
+        // One copy of the entries here, in slices; the buffer is then moved to the worker, not copied.
+        files = await this.#worker!.flush(await serializeEntries(imm, SLICE_MS), smallestSnapshot);
+      } else {
+        const job: JobContext = {
+          output: this.#outputContext(),
+          sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
+          yieldSlice: () => yieldToEventLoop(),
+        };
+        files = await writeMemtable(job, imm, smallestSnapshot);
+      }
       const edit = emptyEdit();
       edit.newFiles = files.map((file) => ({ level: 0, file }));
       // Everything in WALs older than the current one is now in tables.
@@ -528,6 +634,16 @@ export class Engine {
       this.#flushing = undefined;
     });
     return this.#flushing;
+  }
+
+  /** Starts the flush of a new immutable memtable while a compaction holds the background loop on the worker. */
+  #flushAlongside(): void {
+    if (!this.#imm || this.#errors.refusing) return;
+    this.#flushImmutable()
+      .catch((err: unknown) => {
+        if (!(this.#closing && isTdekvError(err, 'CLOSED'))) this.#errors.failed(err, false);
+      })
+      .finally(() => this.#notifyBackgroundProgress());
   }
 
   // ---------------------------------------------------------------- compaction path (compaction/)
@@ -576,18 +692,7 @@ export class Engine {
     }
     const version = this.#versions.acquire();
     try {
-      const ctx: CompactionContext = {
-        output: this.#outputContext(),
-        sliceMs: () => SLICE_MS,
-        yieldSlice: async () => {
-          if (this.#imm) await this.#flushImmutable();
-          await yieldToEventLoop();
-          // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
-          if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
-        },
-        openTable: (n) => this.#tables.iterator(n),
-      };
-      const files = await runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
+      const files = this.#onWorker() ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version);
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       await this.#logAndApply(compaction.edit(files), files);
@@ -600,6 +705,47 @@ export class Engine {
       this.#versions.release(version);
     }
     await this.#deleteObsoleteFiles();
+  }
+
+  /**
+   * Whether the next job goes to the worker: yes once it has loaded. Until then (it starts when
+   * the first memtable is half full and takes ~100 ms to load) jobs run in-process, so the
+   * first flush never waits for a thread to start. A crashed worker fails the job instead.
+   */
+  #onWorker(): boolean {
+    if (!this.#worker) return false;
+    if (this.#worker.ready) return true;
+    this.#worker.warmUp();
+    return false;
+  }
+
+  /** The compaction runner on the worker thread; the version pins its inputs until it returns. */
+  async #compactOnWorker(worker: BackgroundWorker, compaction: Compaction, version: Version): Promise<FileMeta[]> {
+    if (this.#closing) throw new TdekvError('CLOSED', 'the database is closing; the compaction was not started');
+    this.#compactingOnWorker = true;
+    try {
+      // A memtable switched before this compaction took the loop is flushed alongside it.
+      this.#flushAlongside();
+      return await worker.compact(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)));
+    } finally {
+      this.#compactingOnWorker = false;
+    }
+  }
+
+  /** The compaction runner on this thread, in slices between which foreground work and a pending flush run. */
+  #compactInProcess(compaction: Compaction, version: Version): Promise<FileMeta[]> {
+    const ctx: CompactionContext = {
+      output: this.#outputContext(),
+      sliceMs: () => SLICE_MS,
+      yieldSlice: async () => {
+        if (this.#imm) await this.#flushImmutable();
+        await yieldToEventLoop();
+        // Closing abandons a compaction in progress (its inputs stay live), so close() is prompt.
+        if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
+      },
+      openTable: (n) => this.#tables.iterator(n),
+    };
+    return runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
   }
 
   // ---------------------------------------------------------------- installing results
@@ -649,7 +795,8 @@ export class Engine {
 
   /** Queues a recovery attempt behind the writes already queued (it must not race a WAL append). */
   #queueRecovery(): Promise<void> {
-    if (this.#closed) return Promise.resolve();
+    // Once close() has begun (after its own last try), a retry armed by a late failure must not switch WALs under it.
+    if (this.#closed || this.#closing) return Promise.resolve();
     return this.#commits.run(() => this.#attemptRecovery());
   }
 
@@ -660,7 +807,7 @@ export class Engine {
    * only live log. Writes resume only when all of that is durable. Runs in the write queue.
    */
   async #attemptRecovery(): Promise<void> {
-    if (!this.#errors.noSpace.active || this.#errors.sticky || this.#closed) return;
+    if (!this.#errors.noSpace.active || this.#errors.sticky || this.#closed || this.#closing) return;
     try {
       // A compaction started before the failure may still be running.
       while (this.#bg) await this.#bg;
@@ -720,6 +867,7 @@ export class Engine {
   }
 
   async #releaseResources(): Promise<void> {
+    await this.#worker?.terminate();
     await this.#wal.close();
     await this.#versions.close().catch(() => undefined);
     this.#tables.close();

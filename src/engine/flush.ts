@@ -1,6 +1,6 @@
 import { WorkSlice, type JobContext } from './background-job.js';
 import { DropRule } from './compaction/drop-rule.js';
-import type { Memtable } from './memtable.js';
+import type { InternalIterator } from './iterator.js';
 import { TableOutput } from './table-output.js';
 import type { FileMeta } from './version-edit.js';
 
@@ -8,9 +8,10 @@ import type { FileMeta } from './version-edit.js';
  * The flush runner: writes a memtable to level-0 tables and returns their metadata; the
  * caller installs them. Versions the drop rule hides from every snapshot are left out (RocksDB's
  * flush does the same): a key overwritten many times between flushes is written once, not
- * once per write. On failure the tables written so far are removed.
+ * once per write. On failure the tables written so far are removed. `mem` is a Memtable, or on
+ * the worker thread the entries of one as the main thread serialized them (background/entries.ts).
  */
-export async function writeMemtable(ctx: JobContext, mem: Memtable, smallestSnapshot: number): Promise<FileMeta[]> {
+export async function writeMemtable(ctx: JobContext, mem: { iterator(): InternalIterator }, smallestSnapshot: number): Promise<FileMeta[]> {
   const out = new TableOutput(ctx.output, Infinity);
   const it = mem.iterator();
   const slice = new WorkSlice(() => ctx.sliceMs());

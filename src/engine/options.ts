@@ -69,7 +69,16 @@ export const DEFAULT_ENGINE_TUNING: EngineTuning = {
 export const WAL_RECOVERY_MODES = ['absolute-consistency', 'point-in-time'] as const;
 export type WalRecoveryMode = (typeof WAL_RECOVERY_MODES)[number];
 
-export interface EngineOptions extends Partial<EngineTuning> {
+/** What a config file's [engine] section and the embedded options set: the tuning, and where background work runs. */
+export interface EngineSettings extends Partial<EngineTuning> {
+  /**
+   * Flushes and compactions run on a worker thread (default), reading and writing exactly the
+   * files the engine grants them; false runs the same runners on the main thread in slices.
+   */
+  backgroundThread?: boolean;
+}
+
+export interface EngineOptions extends EngineSettings {
   /**
    * The file system every engine file goes through (the encrypted env). The engine keeps a
    * narrow facade of it (engineFsOf), never the object itself, and does not close it.
@@ -78,6 +87,8 @@ export interface EngineOptions extends Partial<EngineTuning> {
   logger?: Logger;
   walRecoveryMode?: WalRecoveryMode;
 }
+
+export const DEFAULT_BACKGROUND_THREAD = true;
 
 /** Defaults filled in and every number checked, naming the option at fault. */
 export function resolveTuning(partial: Partial<EngineTuning>): EngineTuning {

@@ -56,6 +56,21 @@ export class TableCache {
     return reader;
   }
 
+  /** The open table, kept open (even if evicted) until release(): for reads that span awaits. */
+  acquire(fileNumber: number): { reader: TableReader; release(): void } {
+    const reader = this.get(fileNumber);
+    this.#pins.set(reader, (this.#pins.get(reader) ?? 0) + 1);
+    let released = false;
+    return {
+      reader,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.#unpin(reader);
+      },
+    };
+  }
+
   /** A cursor over the table that keeps it open until the cursor is closed. */
   iterator(fileNumber: number): InternalIterator {
     const reader = this.get(fileNumber);

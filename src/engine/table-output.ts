@@ -1,3 +1,4 @@
+import type { EncryptedWritableFile } from '../env/writable-file.js';
 import type { EngineFs } from './engine-fs.js';
 import { tableName } from './file-names.js';
 import type { EngineTuning } from './options.js';
@@ -6,11 +7,18 @@ import type { FileMeta } from './version-edit.js';
 import type { ValueKind } from './internal-key.js';
 
 export interface TableOutputContext {
-  env: EngineFs;
+  /** Where tables are created (unless newTable is given) and where failed outputs are removed. */
+  env: Pick<EngineFs, 'create' | 'remove'>;
   tuning: EngineTuning;
   newFileNumber(): number;
   /** Numbers being written: obsolete-file collection must not remove them. */
   pendingOutputs: Set<number>;
+  /**
+   * When set, how a new table is numbered and created instead of newFileNumber, pendingOutputs
+   * and env.create: on a worker thread the number and the file's grant come from the main
+   * thread, which registers the pending output itself (src/engine/background/).
+   */
+  newTable?(): Promise<{ number: number; file: EncryptedWritableFile }>;
 }
 
 /**
@@ -39,9 +47,14 @@ export class TableOutput {
 
   async open(): Promise<void> {
     if (this.#builder) await this.#finishCurrent();
-    this.#number = this.#ctx.newFileNumber();
-    this.#ctx.pendingOutputs.add(this.#number);
-    const file = await this.#ctx.env.create(tableName(this.#number));
+    let file: EncryptedWritableFile;
+    if (this.#ctx.newTable) {
+      ({ number: this.#number, file } = await this.#ctx.newTable());
+    } else {
+      this.#number = this.#ctx.newFileNumber();
+      this.#ctx.pendingOutputs.add(this.#number);
+      file = await this.#ctx.env.create(tableName(this.#number));
+    }
     const t = this.#ctx.tuning;
     this.#builder = new TableBuilder(file, { blockSize: t.blockSize, blockRestartInterval: t.blockRestartInterval, bloomFilterBitsPerKey: t.bloomFilterBitsPerKey });
   }

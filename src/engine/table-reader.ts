@@ -101,6 +101,25 @@ export class TableReader {
     return { kind: it.kind(), value: it.value(), seq: it.seq() };
   }
 
+  /**
+   * get() for Engine.get: on a block-cache miss the block is read on the thread pool (the
+   * env's async read) instead of a pread on the event loop. Its own cursors, not the shared
+   * ones: another get may run while this one waits. The caller keeps the table open
+   * (TableCache.acquire) until it returns.
+   */
+  async getAsync(userKey: Uint8Array, seq: number, hash?: number): Promise<TableGetResult | undefined> {
+    if (this.#filter !== undefined && !bloomMayContainHash(this.#filter, hash ?? bloomHash(userKey))) return undefined;
+    const idx = this.#index.iterator();
+    idx.seek(userKey, seq);
+    if (!idx.valid()) return undefined;
+    const handle = this.handleAt(idx);
+    const block = this.#blockCache.get(this.fileNumber, handle.offset) ?? (await this.#readDataBlockAsync(handle));
+    const it = block.iterator();
+    it.seek(userKey, seq);
+    if (!it.valid() || it.compareUserKey(userKey) !== 0) return undefined;
+    return { kind: it.kind(), value: it.value(), seq: it.seq() };
+  }
+
   /** A data block, from the block cache or read, verified and cached. */
   readBlock(handle: BlockHandle): Block {
     const cached = this.#blockCache.get(this.fileNumber, handle.offset);
@@ -195,10 +214,23 @@ export class TableReader {
   }
 
   #readDataBlock(handle: BlockHandle): Block {
+    this.#checkInside(handle);
+    return new Block(readVerified(this.file, handle, this.#layout), this.file.path, handle.offset);
+  }
+
+  async #readDataBlockAsync(handle: BlockHandle): Promise<Block> {
+    this.#checkInside(handle);
+    // read() returns a fresh buffer (overlapping reads cannot share scratch space), so the block may keep it.
+    const raw = await this.file.read(handle.offset, handle.size + this.#layout.trailerBytes);
+    const block = new Block(verifyBlock(raw, handle, this.file.path, this.#layout), this.file.path, handle.offset);
+    this.#blockCache.set(this.fileNumber, handle.offset, block, block.size);
+    return block;
+  }
+
+  #checkInside(handle: BlockHandle): void {
     if (handle.offset + handle.size + this.#layout.trailerBytes > this.#dataLimit) {
       throw tableCorrupted(this.file.path, `the index points at a block (offset ${handle.offset}, ${handle.size} bytes) outside the file`);
     }
-    return new Block(readVerified(this.file, handle, this.#layout), this.file.path, handle.offset);
   }
 }
 

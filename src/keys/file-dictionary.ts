@@ -275,6 +275,9 @@ export class FileDictionary {
         this.#queue = [];
         const records = batch.flatMap((w) => w.records);
         try {
+          // Batches queued before a failure (a log that could not be recreated after a
+          // compaction) must not reach the stale log either: its records would be ignored at load.
+          if (this.#failure) throw this.#failure;
           await this.#persist(records);
           this.#keyDictGeneration = Math.max(this.#keyDictGeneration, applyAll(this.#entries, records));
           for (const w of batch) w.resolve();

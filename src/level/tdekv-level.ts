@@ -17,7 +17,7 @@ import {
 import { configFromOptions, configOptionNames, type OptionsConfig } from '../config/config.js';
 import type { EncryptionMethod } from '../crypto/method.js';
 import { Engine } from '../engine/engine.js';
-import type { EngineTuning } from '../engine/options.js';
+import type { EngineSettings } from '../engine/options.js';
 import type { BatchOp, EngineIterator, IteratorOptions, Snapshot } from '../engine/types.js';
 import type { WalRecoveryMode } from '../engine/options.js';
 import { openEnv, type ManagedEnv } from '../env/open-env.js';
@@ -68,7 +68,7 @@ export type MasterKeyOption =
  * TdekvError CONFIG_INVALID naming the option); the tuning options are the engine's.
  */
 export interface TdekvLevelOptions<K = string, V = string>
-  extends AbstractDatabaseOptions<K, V>, Partial<EngineTuning> {
+  extends AbstractDatabaseOptions<K, V>, EngineSettings {
   /** Method for new files. Default 'plaintext'; any other needs `masterKey`. */
   dataEncryptionMethod?: EncryptionMethod;
   /** A duration such as "168h" or "7d", or milliseconds. Default "7d". */
@@ -231,7 +231,7 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
    * Opens the engine. Tests replace it to run the class over another engine; the default
    * is the real one on the env that `_open` opened.
    */
-  protected async openEngine(env: ManagedEnv, logger: Logger | undefined, tuning: Partial<EngineTuning> & { walRecoveryMode?: WalRecoveryMode }): Promise<LevelEngine> {
+  protected async openEngine(env: ManagedEnv, logger: Logger | undefined, tuning: EngineSettings & { walRecoveryMode?: WalRecoveryMode }): Promise<LevelEngine> {
     return Engine.open({ env: env.env, ...(logger ? { logger } : {}), ...tuning });
   }
 

@@ -1,4 +1,4 @@
-import type { EngineTuning, WalRecoveryMode } from '../engine/options.js';
+import type { EngineSettings, WalRecoveryMode } from '../engine/options.js';
 import type { EncryptionConfig } from '../env/encryption-config.js';
 import type { HostPort } from '../util/host-port.js';
 
@@ -53,6 +53,6 @@ export interface TlsConfig {
 export interface ServerOptions {
   storage: { dataDir: string; syncWrites: SyncWrites; rowCacheSize: number; walRecoveryMode: WalRecoveryMode };
   security: { encryption: EncryptionConfig; requirepass?: string; redactInfoLog: boolean; tls?: TlsConfig };
-  engine: Partial<EngineTuning>;
+  engine: EngineSettings;
   server: ServerConfig;
 }

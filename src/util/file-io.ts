@@ -92,6 +92,23 @@ export function setFileFaults(faults: FileFaults | undefined): void {
   injector = faults;
   Object.assign(fileIo, faults ? faulting : native);
   if (!faults) fdPaths.clear();
+  for (const w of faultWatchers) w(faults !== undefined);
+}
+
+/** The injector installed in this thread, if any (tests): the engine's worker thread asks it through its host. */
+export function currentFileFaults(): FileFaults | undefined {
+  return injector;
+}
+
+const faultWatchers = new Set<(installed: boolean) => void>();
+
+/**
+ * Calls `watcher` whenever an injector is installed or removed in this thread; returns the
+ * unsubscribe. A worker thread has its own fileIo: its host forwards the faults with this.
+ */
+export function watchFileFaults(watcher: (installed: boolean) => void): () => void {
+  faultWatchers.add(watcher);
+  return () => faultWatchers.delete(watcher);
 }
 
 const MESSAGES: Record<string, string> = {
