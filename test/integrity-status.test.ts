@@ -44,6 +44,8 @@ function legacyWriter(env: EncryptedEnv): EncryptedEnv {
   return new Proxy(env, {
     get(target, prop) {
       if (prop === 'create') return (path: string) => target.create(path, { authenticated: false });
+      // Tables written on the background thread are created through a grant.
+      if (prop === 'grantCreate') return (path: string) => target.grantCreate(path, { authenticated: false });
       const v = Reflect.get(target, prop, target) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
