@@ -22,6 +22,14 @@ import { abstractLevelDriver } from './abstract-level-driver.js';
 import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 
 
+/** TDEKV_BENCH_BACKGROUND_THREAD=true|false: run flush and compaction on the worker thread or in-process (default: the engine's). */
+function backgroundThreadOption(): { backgroundThread?: boolean } {
+  const v = process.env['TDEKV_BENCH_BACKGROUND_THREAD'];
+  if (v === undefined || v === '') return {};
+  if (v !== 'true' && v !== 'false') throw new Error(`TDEKV_BENCH_BACKGROUND_THREAD must be true or false, not ${JSON.stringify(v)}`);
+  return { backgroundThread: v === 'true' };
+}
+
 /** A fresh master key file beside (not inside) the data dir, which is returned, not yet created. */
 async function prepare(options: DriverOptions): Promise<{ keyPath: string; dataDir: string }> {
   const keyPath = join(options.dir, 'master.key');
@@ -34,7 +42,7 @@ export async function openTdekv(method: EncryptionMethod, options: DriverOptions
   const { keyPath, dataDir } = await prepare(options);
   await mkdir(dataDir);
   const managed = await openEnv(dataDir, { ...DEFAULT_ENCRYPTION, dataEncryptionMethod: method, masterKey: { type: 'file', path: keyPath } });
-  const engine = await Engine.open({ env: managed.env, blockCacheSize: BENCH_CACHE_BYTES }).catch(async (err: unknown) => {
+  const engine = await Engine.open({ env: managed.env, blockCacheSize: BENCH_CACHE_BYTES, ...backgroundThreadOption() }).catch(async (err: unknown) => {
     await managed.close();
     throw err;
   });
@@ -80,6 +88,7 @@ export async function openTdekvLevel(method: EncryptionMethod, options: DriverOp
     dataEncryptionMethod: method,
     masterKey: { type: 'file', path: keyPath },
     blockCacheSize: BENCH_CACHE_BYTES,
+    ...backgroundThreadOption(),
   });
   await db.open();
   return abstractLevelDriver(db, dataDir, options.sync === true);

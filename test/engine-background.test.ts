@@ -321,7 +321,7 @@ describe('where background work runs is a setting', () => {
     const opts = { source: '/etc/tdekv/tdekv.toml', baseDir: '/etc/tdekv' };
     assert.equal(parseConfig('[engine]\nbackground-thread = false', opts).engine.backgroundThread, false);
     assert.equal(parseConfig('[engine]\nbackground-thread = true', opts).engine.backgroundThread, true);
-    assert.equal(parseConfig('', opts).engine.backgroundThread, undefined, 'absent: the engine default (true)');
+    assert.equal(parseConfig('', opts).engine.backgroundThread, undefined, 'absent: the engine default (false)');
     assert.throws(() => parseConfig('[engine]\nbackground-thread = "no"', opts), expectCode('CONFIG_INVALID', 'background-thread'));
     assert.equal(configFromOptions({ backgroundThread: false }, 'options').engine.backgroundThread, false);
     await assert.rejects(Engine.open({ env: undefined as never, backgroundThread: 'yes' as never }), expectCode('CONFIG_INVALID', 'backgroundThread'));
