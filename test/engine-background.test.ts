@@ -18,9 +18,9 @@ import type { EngineSettings } from '../src/engine/options.js';
 import type { ManagedEnv as LevelEnv } from '../src/env/open-env.js';
 import type { Logger } from '../src/log/logger.js';
 import { TdekvLevel, type LevelEngine } from '../src/level/tdekv-level.js';
-import { openEnv, type ManagedEnv } from '../src/env/open-env.js';
+import type { ManagedEnv } from '../src/env/open-env.js';
 import { WRITE_OPS, setFileFaults } from '../src/util/file-io.js';
-import { b, collect, encryptionConfig, SMALL_TUNING } from './support/engine-helpers.js';
+import { b, collect, openTestDb, SMALL_TUNING } from './support/engine-helpers.js';
 import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 const TUNING: Partial<EngineTuning> = { ...SMALL_TUNING, noSpaceRetryIntervalMs: 5, noSpaceRetryMaxIntervalMs: 40 };
@@ -45,21 +45,8 @@ interface Db {
   close(): Promise<void>;
 }
 
-async function open(dataDir: string, backgroundThread: boolean, tuning: Partial<EngineTuning> = TUNING): Promise<Db> {
-  const managed = await openEnv(dataDir, encryptionConfig(keyPath));
-  const engine = await Engine.open({ env: managed.env, ...tuning, backgroundThread });
-  return {
-    engine,
-    managed,
-    dataDir,
-    async close() {
-      try {
-        await engine.close();
-      } finally {
-        await managed.close();
-      }
-    },
-  };
+function open(dataDir: string, backgroundThread: boolean, tuning: Partial<EngineTuning> = TUNING): Promise<Db> {
+  return openTestDb(root, keyPath, { dataDir, backgroundThread, tuning });
 }
 
 function freshDir(): string {

@@ -43,13 +43,18 @@ export async function abandon(db: TestDb): Promise<void> {
 export async function openTestDb(
   root: string,
   keyPath: string,
-  options: { method?: EncryptionMethod; tuning?: Partial<EngineTuning>; logger?: Logger } = {},
+  options: { method?: EncryptionMethod; tuning?: Partial<EngineTuning>; logger?: Logger; backgroundThread?: boolean; dataDir?: string } = {},
 ): Promise<TestDb> {
-  const dataDir = join(root, 'data');
+  const dataDir = options.dataDir ?? join(root, 'data');
   const managed = await openEnv(dataDir, encryptionConfig(keyPath, options.method), options.logger ? { logger: options.logger } : {});
   let engine: Engine;
   try {
-    engine = await Engine.open({ env: managed.env, ...(options.logger ? { logger: options.logger } : {}), ...(options.tuning ?? SMALL_TUNING) });
+    engine = await Engine.open({
+      env: managed.env,
+      ...(options.logger ? { logger: options.logger } : {}),
+      ...(options.tuning ?? SMALL_TUNING),
+      ...(options.backgroundThread !== undefined ? { backgroundThread: options.backgroundThread } : {}),
+    });
   } catch (err) {
     await managed.close();
     throw err;
