@@ -97,9 +97,11 @@ describe('unfinished requests: memory is accounted and bounded', () => {
     await waitUntil(async () => (await infoNumber(c, 'memory', 'mem_clients_normal')) >= 20 * elements * 9, 'the pending requests to be counted', 10_000);
     const held = await infoNumber(c, 'memory', 'mem_clients_normal');
     assert.ok(held <= 20 * elements * 9 * 2 + 20 * 64 * 1024, `clients hold ${held} bytes`);
-    // A view per element cost ~110 bytes each: ~440 MB here before.
+    // A view per element cost ~110 bytes each: ~440 MB here before. Now ~36 MB of arguments (up
+    // to twice that while buffers grow) plus what the heap and allocator keep: 156 MiB seen under
+    // a loaded CI run, so the bound sits between that and the old cost.
     const grew = rssMiB(server.pid) - rssBefore;
-    assert.ok(grew < 150, `RSS grew by ${grew.toFixed(0)} MiB`);
+    assert.ok(grew < 280, `RSS grew by ${grew.toFixed(0)} MiB`);
     const list = (await c.call('CLIENT', 'LIST')) as string;
     // As Redis: the parsed arguments are argv-mem, only unparsed bytes are the query buffer.
     assert.match(list, /qbuf=\d{1,5} argv-mem=[1-9]\d{5,} multi-mem=0 omem=0 tot-mem=[1-9]\d{5,}/);
