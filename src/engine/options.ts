@@ -90,7 +90,7 @@ export interface EngineOptions extends EngineSettings {
 
 /**
  * Off by default: measured on 2 cores (docs/benchmarks.md, "The background thread: on or off"),
- * the worker costs 3–11 % on batched puts, gets and scans and 30 % on a 3M-key bulk load, and
+ * the worker costs 3–11 % on batched puts, gets and scans and 6–13 % on a 3M-key bulk load, and
  * gains 15 % on the fsynced mix and 6× foreground reads during a compaction.
  */
 export const DEFAULT_BACKGROUND_THREAD = false;
