@@ -1,4 +1,3 @@
-import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EncryptionMethod } from '../crypto/method.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
@@ -14,6 +13,7 @@ import { TableReader } from './table-reader.js';
 import type { FileMeta } from './version-edit.js';
 import { replayManifest } from './version-set.js';
 import { decodeBatch } from './write-batch.js';
+import { fileIo } from '../util/file-io.js';
 
 export type VerifiedKind = 'table' | 'wal' | 'manifest' | 'current' | 'other';
 
@@ -250,11 +250,11 @@ function fail(v: FileVerdict, why: string): void {
 async function filesOnDisk(dataDir: string): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   async function walk(dir: string): Promise<void> {
-    for (const d of await readdir(dir === '' ? dataDir : join(dataDir, dir), { withFileTypes: true })) {
+    for (const d of await fileIo.readdir(dir === '' ? dataDir : join(dataDir, dir), { withFileTypes: true })) {
       const rel = dir === '' ? d.name : `${dir}/${d.name}`;
       if (rel === META_DIR) continue;
       if (d.isDirectory()) await walk(rel);
-      else if (d.isFile()) out.set(rel, (await stat(join(dataDir, rel))).size);
+      else if (d.isFile()) out.set(rel, (await fileIo.stat(join(dataDir, rel))).size);
     }
   }
   await walk('');
