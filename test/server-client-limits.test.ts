@@ -173,6 +173,28 @@ describe('maxmemory-clients', () => {
     small.disconnect();
     await backToBaseline(server, c, base);
   });
+
+  test('a client whose unfinished request outgrows maxmemory-clients is evicted as the bytes arrive, not at the next sweep', tdekvOnly(), async () => {
+    const { server, c } = t;
+    const base = await baseline(server, c);
+    const inputBefore = await infoNumber(c, 'stats', 'total_net_input_bytes');
+    const evictedBefore = await infoNumber(c, 'stats', 'evicted_clients');
+    const hostile = await rawSocket(server.port);
+    // 64 MB of one-byte arguments of a command that never completes, as fast as the socket takes them.
+    const chunk = Buffer.from('$1\r\na\r\n'.repeat(8192));
+    hostile.write('*1000000\r\n');
+    const closed = closedPromise(hostile);
+    for (let sent = 0; sent < 64 * 1024 * 1024 && !hostile.destroyed; sent += chunk.length) {
+      if (!hostile.write(chunk)) await Promise.race([new Promise((r) => hostile.once('drain', r)), closed]);
+    }
+    await waitUntil(async () => (await infoNumber(c, 'stats', 'evicted_clients')) > evictedBefore, 'the client to be evicted', 10_000);
+    hostile.destroy();
+    // Evicted once its arguments passed 4 MiB: the server read little more than that (a sweep once
+    // a second let a loopback client send tens of megabytes first).
+    const read = (await infoNumber(c, 'stats', 'total_net_input_bytes')) - inputBefore;
+    assert.ok(read < 16 * 1024 * 1024, `the server read ${read} bytes before evicting`);
+    await backToBaseline(server, c, base);
+  });
 });
 
 describe('clients that never read', () => {

@@ -158,6 +158,9 @@ export class Connection {
         this.flushQueued = true;
         this.#host.flushLater(this);
       }
+      // An unfinished request grows with no reply to flush: maxmemory-clients must see it now,
+      // not at the next once-a-second sweep (by then a fast client has sent gigabytes).
+      this.#host.memoryChanged(this);
       return;
     }
     this.flush();
