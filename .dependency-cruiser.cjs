@@ -12,6 +12,7 @@ const LAYERS = [
   { name: 'keys', path: '^src/keys/' },
   { name: 'env', path: '^src/env/' },
   { name: 'engine', path: '^src/engine/' },
+  { name: 'lifecycle', path: '^src/lifecycle/' },
   { name: 'metrics', path: '^src/metrics/' },
   { name: 'server', path: '^src/server/' },
   { name: 'config', path: '^src/config/' },
