@@ -1,14 +1,18 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
+import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
 import { registerEncryptionMetrics } from './encryption-metrics.js';
 import { registerEngineMetrics } from './engine-metrics.js';
+import { registerLifecycleMetrics } from './lifecycle-metrics.js';
 import { registerServerMetrics, type ServerCounters } from './server-metrics.js';
 
 export interface MetricsSources {
   env: EncryptedEnv;
   engine?: Engine;
   server?: ServerCounters;
+  /** The online encryption lifecycle's status (EncryptionControl.status). */
+  lifecycle?: () => LifecycleStatus;
 }
 
 /**
@@ -22,5 +26,6 @@ export function createMetricsRegistry(sources: MetricsSources): Registry {
   registerEncryptionMetrics(registry, sources.env);
   if (sources.engine) registerEngineMetrics(registry, sources.engine);
   if (sources.server) registerServerMetrics(registry, sources.server);
+  if (sources.lifecycle) registerLifecycleMetrics(registry, sources.lifecycle);
   return registry;
 }

@@ -3,6 +3,7 @@ import type { ServerOptions } from './server-options.js';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { encryptionFacts } from '../env/encryption-status.js';
+import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
 import type { ServerStats } from './server-stats.js';
 import { failureReason } from './write-refusal.js';
 
@@ -166,7 +167,7 @@ function section(src: InfoSources, name: string): Array<[string, string | number
  * The `# Encryption` section: the same facts as /status and the metrics (one projection,
  * see encryption-status.ts), as INFO's snake_case lines. Ids, counts and generations only.
  */
-export function encryptionInfo(env: EncryptedEnv, config: ServerOptions, nowMs = Date.now()): Array<[string, string | number]> {
+export function encryptionInfo(env: EncryptedEnv, config: ServerOptions, nowMs = Date.now(), lifecycle?: LifecycleStatus): Array<[string, string | number]> {
   const s = encryptionFacts(env, nowMs);
   const integrity = s.integrity;
   const snake = (m: string) => m.replace(/-/g, '_');
@@ -189,5 +190,39 @@ export function encryptionInfo(env: EncryptedEnv, config: ServerOptions, nowMs =
     ['key_dictionary_copy_ok', integrity.keyDictCopyOk ? 1 : 0],
     ['sync_writes', config.storage.syncWrites],
     ['redact_info_log', config.security.redactInfoLog ? 'yes' : 'no'],
+    ...(lifecycle === undefined ? [] : lifecycleInfo(lifecycle)),
+  ];
+}
+
+/**
+ * The online lifecycle's fields (ENCRYPTION STATUS, /status `lifecycle`, the
+ * tdekv_encryption_*state* metrics), named as SQL Server names them where it has a name.
+ * Unknown values are empty (Redis's convention), not "null".
+ */
+export function lifecycleInfo(s: LifecycleStatus): Array<[string, string | number]> {
+  return [
+    ['encryption_state', s.encryptionState],
+    ['encryption_state_desc', s.encryptionStateDesc],
+    ['encryption_scan_state', s.scanState],
+    ['encryption_scan_state_desc', s.scanStateDesc],
+    ['percent_complete', s.percentComplete.toFixed(2)],
+    ['scan_modify_date', s.scanModifyDate ?? ''],
+    ['scan_bytes_done', s.scanBytesDone],
+    ['scan_bytes_total', s.scanBytesTotal],
+    ['scan_bytes_remaining', s.scanBytesRemaining],
+    ['scan_rate_bytes_per_sec', Math.round(s.scanRateBytesPerSec)],
+    ['scan_eta_seconds', s.etaSeconds === null ? '' : Math.ceil(s.etaSeconds)],
+    ['scan_rate_limit', s.scanRateLimit],
+    ['scan_auto', s.scanAuto ? 'yes' : 'no'],
+    // One line whatever the error says: a line break would end the field early.
+    ['scan_error', (s.scanError ?? '').replace(/[\r\n]+/g, ' ')],
+    ['files_off_current_key', s.filesOffCurrentKey],
+    ['key_algorithm', s.keyAlgorithm ?? ''],
+    ['key_length', s.keyLength ?? 0],
+    ['data_key_create_date', s.dataKeyCreateDate ?? ''],
+    ['data_key_regenerate_date', s.dataKeyRegenerateDate ?? ''],
+    ['master_key_identity', s.masterKeyIdentity.replace(/[\r\n]+/g, ' ')],
+    ['last_retired_data_keys', s.lastRetiredKeyIds.join(',')],
+    ['state_changes', s.history.length],
   ];
 }

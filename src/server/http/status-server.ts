@@ -4,6 +4,7 @@ import type { Registry } from 'prom-client';
 import { formatHostPort } from '../../util/host-port.js';
 import { TdekvError, errnoCode } from '../../errors.js';
 import type { Logger } from '../../log/logger.js';
+import { STATUS_PAGE_HEADERS, STATUS_PAGE_HTML } from './status-page.js';
 
 export interface StatusServerOptions {
   host: string;
@@ -30,13 +31,14 @@ type Route = () => Promise<Reply> | Reply;
 const TEXT = 'text/plain; charset=utf-8';
 
 /**
- * The HTTP side of `[server] status-addr`: Prometheus metrics, a JSON status document and
- * a health check, read-only and unauthenticated like TiKV's status port — bind it to a
+ * The HTTP side of `[server] status-addr`: a status page for people, Prometheus metrics, a
+ * JSON status document and a health check, read-only and unauthenticated like TiKV's status port — bind it to a
  * private address.
  */
 export async function startStatusServer(options: StatusServerOptions): Promise<StatusServer> {
   const { registry, logger } = options;
   const routes: Readonly<Record<string, Route>> = {
+    '/': () => ({ status: 200, type: 'text/html; charset=utf-8', body: STATUS_PAGE_HTML, headers: STATUS_PAGE_HEADERS }),
     '/metrics': async () => ({ status: 200, type: registry.contentType, body: await registry.metrics() }),
     '/status': async () => ({ status: 200, type: 'application/json; charset=utf-8', body: `${JSON.stringify(await options.status(), null, 2)}\n` }),
     '/healthz': () => {
@@ -99,7 +101,7 @@ export async function startStatusServer(options: StatusServerOptions): Promise<S
   server.on('error', (err) => logger.error({ err }, 'status server error'));
 
   const address = server.address() as AddressInfo;
-  logger.info({ addr: formatHostPort({ host: address.address, port: address.port }) }, 'status server listening (/metrics, /status, /healthz)');
+  logger.info({ addr: formatHostPort({ host: address.address, port: address.port }) }, 'status server listening (/, /metrics, /status, /healthz)');
 
   let closing: Promise<void> | undefined;
   return {
