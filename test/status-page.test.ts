@@ -1,0 +1,239 @@
+/**
+ * The status page (`GET /` on the status port) in a real browser: Debian's chromium driven by
+ * playwright-core. What the page shows is checked as rendered text, so a mistake in its
+ * script (or a Content-Security-Policy that blocks it) fails here, not in a user's browser.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Browser, Page } from 'playwright-core';
+import type { LifecycleStatus } from '../src/lifecycle/lifecycle-status.js';
+import { createMetricsRegistry } from '../src/metrics/registry.js';
+import { startStatusServer, type StatusServer } from '../src/server/http/status-server.js';
+import { statusReport } from '../src/server/status-report.js';
+import { runCli } from './support/cli.js';
+import { captureLogger } from './support/fs-helpers.js';
+import { scanningStatus } from './support/lifecycle-fixture.js';
+import { openOpsFixture, writeSomeData, type OpsFixture } from './support/ops-fixture.js';
+import { makeTempDir, removeTempDir, startTdekv, type ServerHandle } from './support/server-process.js';
+
+const CHROMIUM = process.env['TDEKV_CHROMIUM'] ?? '/usr/bin/chromium';
+
+/** Why the browser tests cannot run here, or false. */
+function skipReason(): string | false {
+  if (!existsSync(CHROMIUM)) return `chromium is not installed (${CHROMIUM}): apt-get install chromium, as .ci/run does (or set TDEKV_CHROMIUM)`;
+  try {
+    createRequire(import.meta.url).resolve('playwright-core');
+  } catch {
+    return 'the dev dependency playwright-core is not installed (npm install)';
+  }
+  return false;
+}
+
+// CI installs chromium (.ci/run): there a missing browser is a failure, not a skip.
+const SKIP = skipReason();
+if (SKIP !== false && process.env['CI'] === 'true') throw new Error(`the status page browser tests cannot run in CI: ${SKIP}`);
+
+let browser: Browser | undefined;
+
+async function launch(): Promise<Browser> {
+  const { chromium } = await import('playwright-core');
+  // As root (CI containers) chromium refuses to start with its sandbox.
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
+}
+
+/** Opens the page; console errors (a CSP violation is one) and page errors are collected for the caller to check. */
+async function openPage(url: string, viewport = { width: 1024, height: 768 }): Promise<{ page: Page; errors: string[] }> {
+  assert.ok(browser);
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  // Nothing but the status port may be asked for: no CDN, fonts or images.
+  page.on('request', (r) => {
+    if (!r.url().startsWith(new URL(url).origin)) errors.push(`external request: ${r.url()}`);
+  });
+  await page.goto(url);
+  return { page, errors };
+}
+
+const textOf = (page: Page, id: string): Promise<string> => page.locator(`#${id}`).innerText();
+
+/** Waits (the page refreshes every 2 s) until element `id` reads `expected`. */
+async function waitForText(page: Page, id: string, expected: string | RegExp): Promise<void> {
+  await page.waitForFunction(
+    ([sel, src, flags]) => {
+      const t = document.getElementById(sel as string)?.textContent ?? '';
+      return new RegExp(src as string, flags as string).test(t);
+    },
+    typeof expected === 'string' ? [id, `^${expected.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, ''] : [id, expected.source, expected.flags],
+    { timeout: 30_000 },
+  );
+}
+
+describe('status page in chromium', { skip: SKIP }, () => {
+  before(async () => {
+    browser = await launch();
+  });
+  after(async () => {
+    await browser?.close();
+  });
+
+  describe('rendering a status document', () => {
+    let fx: OpsFixture;
+    let server: StatusServer;
+    let lifecycle: LifecycleStatus | undefined = scanningStatus();
+    before(async () => {
+      fx = await openOpsFixture('tdekv-page-');
+      await writeSomeData(fx.engine);
+      const env = fx.managed.env;
+      server = await startStatusServer({
+        host: '127.0.0.1',
+        port: 0,
+        registry: createMetricsRegistry({ env, engine: fx.engine, lifecycle: () => lifecycle ?? scanningStatus() }),
+        status: () => statusReport(env, fx.engine, undefined, Date.now(), lifecycle),
+        healthy: () => ({ ok: true }),
+        logger: captureLogger().logger,
+      });
+    });
+    after(async () => {
+      await server?.close();
+      await fx?.close();
+    });
+    const url = () => `http://127.0.0.1:${server.port}/`;
+
+    test('shows the state and scan in words, the percentage, ETA, keys, files, master key and history', async () => {
+      lifecycle = scanningStatus();
+      const { page, errors } = await openPage(url());
+      await waitForText(page, 'state', 'Encryption in progress');
+      assert.equal(await textOf(page, 'scan'), 'Running');
+      assert.equal(await textOf(page, 'percent'), '42.5%');
+      assert.equal(await page.locator('#bar').evaluate((e) => (e as HTMLProgressElement).value), 42.5);
+      assert.equal(await textOf(page, 'eta'), 'ETA 9 s');
+      assert.match(await textOf(page, 'state-code'), /encryption_state 2 · ENCRYPTION_IN_PROGRESS/);
+      assert.match(await textOf(page, 'bytes'), /425\.0 MiB of 1000\.0 MiB rewritten, 575\.0 MiB to go, 64\.0 MiB\/s/);
+      assert.match(await textOf(page, 'master'), /file[\s\S]*\/etc\/tdekv\/master\.key/);
+      assert.match(await textOf(page, 'retired'), /3, 4/);
+
+      const keys = fx.managed.env;
+      const rows = await page.locator('#keys tbody tr').allInnerTexts();
+      const status = await statusReport(keys, fx.engine);
+      assert.equal(rows.length, status.encryption.dataKeys.length);
+      assert.match(rows[0]!, new RegExp(`^${status.encryption.currentDataKey!.id} \\(current\\)\\s+aes256-ctr\\s+\\d+ s\\s+\\d+\\s+no$`));
+      const files = await page.locator('#files tbody tr').allInnerTexts();
+      assert.ok(files.some((r) => /^aes256-ctr\s+\d+$/.test(r)), files.join(' | '));
+      assert.ok(files.some((r) => r.startsWith('total')));
+      const history = await page.locator('#history li').allInnerTexts();
+      // Newest first.
+      assert.match(history[0]!, /Unencrypted → Encryption in progress \(data-encryption-method plaintext -> aes256-ctr\)/);
+      assert.equal(history.length, 2);
+      assert.match(await page.title(), /Encryption in progress 42\.5%/);
+      assert.deepEqual(errors, []);
+      await page.context().close();
+    });
+
+    test('refreshes itself: a finished scan shows Encrypted and 100%', async () => {
+      lifecycle = scanningStatus();
+      const { page, errors } = await openPage(url());
+      await waitForText(page, 'percent', '42.5%');
+      lifecycle = scanningStatus({
+        encryptionState: 3,
+        encryptionStateDesc: 'ENCRYPTED',
+        scanState: 4,
+        scanStateDesc: 'COMPLETED',
+        percentComplete: 100,
+        scanBytesDone: 1000 * 1024 * 1024,
+        scanBytesRemaining: 0,
+        scanRateBytesPerSec: 0,
+        etaSeconds: null,
+        filesOffCurrentKey: 0,
+      });
+      await waitForText(page, 'state', 'Encrypted');
+      assert.equal(await textOf(page, 'scan'), 'Completed');
+      assert.equal(await textOf(page, 'percent'), '100.0%');
+      assert.equal(await textOf(page, 'eta'), '');
+      assert.deepEqual(errors, []);
+      await page.context().close();
+    });
+
+    test('renders markup in the data as text (an aborted scan whose error holds HTML)', async () => {
+      lifecycle = scanningStatus({ scanState: 3, scanStateDesc: 'ABORTED', scanError: '<img src=x id=injected onerror="document.title=1">EIO' });
+      const { page, errors } = await openPage(url());
+      await waitForText(page, 'scan', 'Aborted');
+      assert.equal(await textOf(page, 'scan-error'), 'Scan aborted: <img src=x id=injected onerror="document.title=1">EIO');
+      assert.equal(await page.locator('#injected').count(), 0);
+      assert.deepEqual(errors, []);
+      await page.context().close();
+    });
+
+    test('fits a phone screen: nothing wider than the viewport', async () => {
+      lifecycle = scanningStatus();
+      const { page, errors } = await openPage(url(), { width: 360, height: 740 });
+      await waitForText(page, 'state', 'Encryption in progress');
+      const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, view: window.innerWidth }));
+      assert.ok(widths.page <= widths.view, `the page is ${widths.page}px wide on a ${widths.view}px screen`);
+      assert.equal(await page.locator('meta[name=viewport]').count(), 1);
+      assert.deepEqual(errors, []);
+      await page.context().close();
+    });
+
+    test('says so when /status cannot be read, and keeps the last figures', async () => {
+      lifecycle = scanningStatus();
+      const { page } = await openPage(url());
+      await waitForText(page, 'percent', '42.5%');
+      // Without a lifecycle in /status the page says the server does not report one.
+      lifecycle = undefined;
+      await page.waitForSelector('#no-lifecycle:not([hidden])', { timeout: 30_000 });
+      assert.equal(await textOf(page, 'state'), '—');
+      await page.route('**/status', (route) => route.fulfill({ status: 500, body: 'internal error' }));
+      await page.waitForSelector('#problem:not([hidden])', { timeout: 30_000 });
+      assert.match(await textOf(page, 'problem'), /Cannot read \/status \(HTTP 500\)/);
+      assert.notEqual(await textOf(page, 'method'), '');
+      await page.context().close();
+    });
+  });
+
+  describe('against a real server', () => {
+    let dir: string;
+    let server: ServerHandle | undefined;
+    const seen: string[] = [];
+    before(async () => {
+      dir = await makeTempDir('tdekv-page-it-');
+      server = await startTdekv({ dir });
+    });
+    after(async () => {
+      await server?.stop();
+      await removeTempDir(dir);
+    });
+
+    test('shows the method, master key and data keys, and no key hex anywhere in the page', async () => {
+      assert.ok(server?.statusPort);
+      const c = server.client();
+      for (let i = 0; i < 200; i++) await c.call('SET', `marker-${i}`, 'v'.repeat(100));
+      const { page, errors } = await openPage(`http://127.0.0.1:${server.statusPort}/`);
+      await waitForText(page, 'method', 'aes256-ctr');
+      assert.match(await textOf(page, 'master'), /Type\s+file/);
+      assert.ok((await page.locator('#keys tbody tr').count()) >= 1);
+      seen.push(await page.content(), await page.locator('body').innerText());
+      assert.deepEqual(errors, []);
+      await page.context().close();
+
+      // The keys, read as the other tests read them: the master key file, and ctl's dump of
+      // every data key (which needs the server stopped: it holds the data dir's lock).
+      await server.stop();
+      server = undefined;
+      const secrets = [(await readFile(join(dir, 'master.key'), 'utf8')).trim().toLowerCase()];
+      const dump = await runCli(['ctl', '--config', join(dir, 'tdekv.toml'), 'encryption-meta', 'dump-key', '--i-consent']);
+      assert.equal(dump.code, 0, dump.stderr);
+      for (const m of dump.stdout.matchAll(/key=([0-9a-f]{32,})/g)) secrets.push(m[1]!);
+      assert.ok(secrets.length >= 2, 'the master key and at least one data key');
+      for (const text of seen) for (const hex of secrets) assert.ok(!text.toLowerCase().includes(hex), 'key hex on the status page');
+    });
+  });
+});
