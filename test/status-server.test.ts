@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { zeroize } from '../src/crypto/random.js';
 import { isTdekvError } from '../src/errors.js';
@@ -115,6 +116,33 @@ describe('status server', () => {
     } finally {
       health = { ok: true };
     }
+  });
+
+  test('GET / serves the status page: self-contained, under a CSP that allows only its own script and style', async () => {
+    const res = await fetch(url('/'));
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /^text\/html; charset=utf-8$/);
+    const html = await res.text();
+    const csp = res.headers.get('content-security-policy') ?? '';
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /connect-src 'self'/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval|\*/);
+    const hash = (s: string) => `'sha256-${createHash('sha256').update(s).digest('base64')}'`;
+    const scripts = [...html.matchAll(/<script>([\s\S]*?)<\/script>/g)].map((m) => m[1]!);
+    const styles = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)].map((m) => m[1]!);
+    assert.equal(scripts.length, 1);
+    assert.equal(styles.length, 1);
+    assert.ok(csp.includes(`script-src ${hash(scripts[0]!)}`), 'the CSP names the hash of the inline script');
+    assert.ok(csp.includes(`style-src ${hash(styles[0]!)}`), 'the CSP names the hash of the inline style');
+    // Nothing fetched from anywhere else, and no script or style outside the two hashed blocks.
+    assert.doesNotMatch(html, /https?:|\/\/[a-z]|<link|<img|<iframe|<script [^>]*src|\son[a-z]+=|\sstyle=/i);
+    assert.match(html, /<meta name="viewport" content="width=device-width, initial-scale=1">/);
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff');
+    const head = await fetch(url('/'), { method: 'HEAD' });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(Buffer.byteLength(html)));
+    assert.equal(await head.text(), '');
   });
 
   test('HEAD answers with headers only', async () => {
