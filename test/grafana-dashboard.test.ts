@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { pathExists } from '../src/keys/atomic-file.js';
 import { createMetricsRegistry } from '../src/metrics/registry.js';
 import { ServerStats } from '../src/server/server-stats.js';
+import { scanningStatus } from './support/lifecycle-fixture.js';
 import { exposedNames, openOpsFixture, writeSomeData, type OpsFixture } from './support/ops-fixture.js';
 
 /*
@@ -48,7 +49,8 @@ before(async () => {
   await writeSomeData(fx.engine, 100);
   const server = new ServerStats();
   server.command('get').calls = 1;
-  exported = exposedNames(await createMetricsRegistry({ env: fx.managed.env, engine: fx.engine, server }).metrics());
+  const lifecycle = scanningStatus();
+  exported = exposedNames(await createMetricsRegistry({ env: fx.managed.env, engine: fx.engine, server, lifecycle: () => lifecycle }).metrics());
 });
 after(() => fx?.close());
 
@@ -75,7 +77,7 @@ describe('docs/grafana-tdekv.json', () => {
     assert.ok(dashboard.schemaVersion >= 36, `schemaVersion ${dashboard.schemaVersion}`);
     assert.equal(typeof dashboard.uid, 'string');
     const rows = dashboard.panels.filter((p) => p.type === 'row').map((p) => p.title);
-    for (const row of ['Encryption', 'Server', 'Engine']) assert.ok(rows.includes(row), `no ${row} row`);
+    for (const row of ['Encryption', 'Encryption scan', 'Server', 'Engine']) assert.ok(rows.includes(row), `no ${row} row`);
     const ids = allPanels(dashboard.panels).map((p) => p.id);
     assert.equal(new Set(ids).size, ids.length, 'panel ids must be unique');
     for (const p of allPanels(dashboard.panels)) {
@@ -95,6 +97,16 @@ describe('docs/grafana-tdekv.json', () => {
       for (const name of names) if (!exported.has(name)) missing.push(`${where}: ${name}`);
     }
     assert.deepEqual(missing, [], 'the dashboard uses metrics that the code does not export');
+  });
+
+  test('has the encryption scan panels: state, scan state, percent complete and rate', () => {
+    const scanRow = dashboard.panels.findIndex((p) => p.type === 'row' && p.title === 'Encryption scan');
+    const nextRow = dashboard.panels.findIndex((p, i) => i > scanRow && p.type === 'row');
+    const inRow = dashboard.panels.slice(scanRow + 1, nextRow === -1 ? undefined : nextRow);
+    const queried = new Set(inRow.flatMap((p) => (p.targets ?? []).flatMap((t) => metricNames(t.expr))));
+    for (const name of ['tdekv_encryption_state', 'tdekv_encryption_scan_state', 'tdekv_encryption_scan_percent_complete', 'tdekv_encryption_scan_rate_bytes', 'tdekv_encryption_scan_bytes_total']) {
+      assert.ok(queried.has(name), `the Encryption scan row does not show ${name}`);
+    }
   });
 
   test('shows every encryption metric', () => {
