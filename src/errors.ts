@@ -29,7 +29,9 @@ export type TdekvErrorCode =
   /** A certificate backup's password does not decrypt its private key (or the file is damaged). */
   | 'CERTIFICATE_PASSWORD_WRONG'
   /** Dropping a certificate that still protects a DEK. */
-  | 'CERTIFICATE_IN_USE';
+  | 'CERTIFICATE_IN_USE'
+  /** An encryption state change (or a backup) asked for while another change's scan runs. */
+  | 'ENCRYPTION_CHANGE_REFUSED';
 
 export class TdekvError extends Error {
   readonly code: TdekvErrorCode;

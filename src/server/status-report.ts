@@ -1,8 +1,8 @@
 import type { Engine, EngineStats } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { encryptionStatus, masterKeyStatus, type EncryptionStatus } from '../env/encryption-status.js';
-import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
 import type { ServerStats } from './server-stats.js';
+import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
 
 /**
  * The `/status` document: what an operator needs to judge encryption, the engine and the
@@ -21,7 +21,7 @@ export interface StatusReport {
    * key.dict copy state).
    */
   encryption: EncryptionStatus;
-  /** The online encryption lifecycle (state, scan, percentage, history): EncryptionControl.status(). */
+  /** The online encryption lifecycle (src/lifecycle/): SQL Server's encryption_state, the scan's state and progress. */
   lifecycle?: LifecycleStatus;
   /**
    * engine.stats(); `backgroundError` is set while writes are refused: until a reopen, or, with
