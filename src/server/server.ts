@@ -184,7 +184,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     server.on('tlsClientError', (err: Error) => this.logger.info({ err: err.message }, 'TLS handshake failed'));
     this.#listener = server;
     await listenOn(server, addr.host, addr.port, 'server.addr');
-    const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats });
+    const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats, lifecycle: () => this.#lifecycle.status() });
     this.#status = await startStatusServer({
       host: statusAddr.host,
       port: statusAddr.port,
@@ -474,7 +474,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
         redisVersion: REDIS_COMPAT_VERSION,
         port: (this.#listener?.address() as AddressInfo | null)?.port ?? 0,
         maxmemoryClients: this.#clientMemoryLimit,
-        encryption: () => encryptionInfo(env, this.config),
+        encryption: () => encryptionInfo(env, this.config, Date.now(), this.#lifecycle.status()),
       },
       sections,
     );
