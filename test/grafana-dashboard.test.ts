@@ -50,7 +50,7 @@ before(async () => {
   const server = new ServerStats();
   server.command('get').calls = 1;
   const lifecycle = scanningStatus();
-  exported = exposedNames(await createMetricsRegistry({ env: fx.managed.env, engine: fx.engine, server, lifecycle: () => lifecycle }).metrics());
+  exported = exposedNames(await createMetricsRegistry({ env: fx.managed.env, engine: fx.engine, server, lifecycle: { status: () => lifecycle, scanBytesTotal: 1 } }).metrics());
 });
 after(() => fx?.close());
 

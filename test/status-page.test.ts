@@ -20,8 +20,8 @@ import { statusReport, type StatusReport } from '../src/server/status-report.js'
 import { runCli } from './support/cli.js';
 import { captureLogger, writeKeyFile } from './support/fs-helpers.js';
 import { scanningStatus } from './support/lifecycle-fixture.js';
-import { openOpsFixture, writeSomeData, type OpsFixture } from './support/ops-fixture.js';
-import { makeTempDir, removeTempDir, startTdekv, waitUntil, type ServerHandle } from './support/server-process.js';
+import { openOpsFixture, parseSamples, sampleOf, writeSomeData, type OpsFixture } from './support/ops-fixture.js';
+import { makeTempDir, parseInfo, removeTempDir, startTdekv, waitUntil, type ServerHandle } from './support/server-process.js';
 
 const CHROMIUM = process.env['TDEKV_CHROMIUM'] ?? '/usr/bin/chromium';
 
@@ -99,7 +99,7 @@ describe('status page in chromium', { skip: SKIP }, () => {
       server = await startStatusServer({
         host: '127.0.0.1',
         port: 0,
-        registry: createMetricsRegistry({ env, engine: fx.engine, lifecycle: () => lifecycle ?? scanningStatus() }),
+        registry: createMetricsRegistry({ env, engine: fx.engine, lifecycle: { status: () => lifecycle ?? scanningStatus(), scanBytesTotal: 0 } }),
         status: () => statusReport(env, fx.engine, undefined, Date.now(), lifecycle),
         healthy: () => ({ ok: true }),
         logger: captureLogger().logger,
@@ -339,6 +339,18 @@ path = "master.key"
       assert.equal(lc.encryptionState, 2);
       assert.ok(lc.percentComplete > 0 && lc.percentComplete < 100, `percentComplete ${lc.percentComplete}`);
       // (The lifecycle core records this change's `from` as 3 today; the page shows whatever it records.)
+      // The same state in the metrics and in INFO encryption.
+      const samples = parseSamples(await (await fetch(`http://127.0.0.1:${server.addresses().statusAddr.port}/metrics`)).text());
+      assert.equal(sampleOf(samples, 'tdekv_encryption_state'), 2);
+      assert.equal(sampleOf(samples, 'tdekv_encryption_scan_state'), 1);
+      assert.equal(sampleOf(samples, 'tdekv_encryption_scan_percent_complete'), lc.percentComplete);
+      assert.ok(sampleOf(samples, 'tdekv_encryption_scan_bytes_total') > 0);
+      client = new Redis({ port: server.addresses().addr.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+      await client.connect();
+      const info = parseInfo((await client.call('INFO', 'encryption')) as string).get('encryption')!;
+      assert.equal(info.get('encryption_state'), '2');
+      assert.equal(info.get('encryption_scan_state_desc'), 'RUNNING');
+      assert.equal(info.get('percent_complete'), lc.percentComplete.toFixed(2));
       assert.match(await textOf(page, 'history'), /→ Encryption in progress \(data-encryption-method plaintext -> aes256-ctr\)/);
       seen.push(await page.content(), await page.locator('body').innerText());
 

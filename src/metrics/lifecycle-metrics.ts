@@ -9,15 +9,22 @@ import { setCounter } from './scrape-values.js';
  * once per scrape.
  */
 
-/** Registers the lifecycle metrics; `status` is EncryptionControl.status (cheap, synchronous). */
-export function registerLifecycleMetrics(registry: Registry, status: () => LifecycleStatus): void {
+/** What the metrics read from the lifecycle (src/lifecycle/encryption-lifecycle.ts has both). */
+export interface LifecycleMetricsSource {
+  /** Cheap and synchronous. */
+  status(): LifecycleStatus;
+  /** Bytes the scan rewrote since this process started: only grows, unlike the per-change `scanBytesDone`. */
+  readonly scanBytesTotal: number;
+}
+
+export function registerLifecycleMetrics(registry: Registry, lifecycle: LifecycleMetricsSource): void {
   const registers = [registry];
   // Every collect() of one scrape runs in the same turn (prom-client awaits them together),
   // so one status read serves them all; the next turn reads afresh.
   let cached: LifecycleStatus | undefined;
   const read = (): LifecycleStatus => {
     if (cached === undefined) {
-      cached = status();
+      cached = lifecycle.status();
       queueMicrotask(() => {
         cached = undefined;
       });
@@ -88,36 +95,12 @@ export function registerLifecycleMetrics(registry: Registry, status: () => Lifec
     },
   });
 
-  registerScanBytesCounter(registers, read);
-}
-
-/**
- * The lifecycle counts bytes per change (its percentage needs that, and it survives restarts);
- * a Prometheus counter must only grow, so this one adds up the growth it sees: bytes the scan
- * rewrote since this process started. When a new change starts its count begins again at 0,
- * which reads here as a drop: what it has reached by then is all new. Bytes the old change
- * rewrote between the last scrape and its end are not seen, as with any sampled source.
- */
-function registerScanBytesCounter(registers: Registry[], read: () => LifecycleStatus): void {
-  let total = 0;
-  // What the lifecycle had already counted before this process (a resumed change) is not ours.
-  let last: number | undefined;
-  const observe = (done: number): void => {
-    if (last !== undefined) total += done >= last ? done - last : done;
-    last = done;
-  };
-  try {
-    observe(read().scanBytesDone);
-  } catch {
-    // The first scrape sets the baseline instead.
-  }
   new Counter({
     name: 'tdekv_encryption_scan_bytes_total',
     help: 'Bytes the encryption scan has rewritten (read and written again under the current method and key) since the server started',
     registers,
     collect() {
-      observe(read().scanBytesDone);
-      setCounter(this, total);
+      setCounter(this, lifecycle.scanBytesTotal);
     },
   });
 }

@@ -1,18 +1,17 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Engine } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
-import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
 import { registerEncryptionMetrics } from './encryption-metrics.js';
 import { registerEngineMetrics } from './engine-metrics.js';
-import { registerLifecycleMetrics } from './lifecycle-metrics.js';
+import { registerLifecycleMetrics, type LifecycleMetricsSource } from './lifecycle-metrics.js';
 import { registerServerMetrics, type ServerCounters } from './server-metrics.js';
 
 export interface MetricsSources {
   env: EncryptedEnv;
   engine?: Engine;
   server?: ServerCounters;
-  /** The online encryption lifecycle's status (EncryptionControl.status). */
-  lifecycle?: () => LifecycleStatus;
+  /** The online encryption lifecycle. */
+  lifecycle?: LifecycleMetricsSource;
 }
 
 /**

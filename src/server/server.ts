@@ -184,7 +184,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     server.on('tlsClientError', (err: Error) => this.logger.info({ err: err.message }, 'TLS handshake failed'));
     this.#listener = server;
     await listenOn(server, addr.host, addr.port, 'server.addr');
-    const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats, lifecycle: () => this.#lifecycle.status() });
+    const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats, lifecycle: this.#lifecycle });
     this.#status = await startStatusServer({
       host: statusAddr.host,
       port: statusAddr.port,
