@@ -10,6 +10,7 @@ import { openEnv, type ManagedEnv } from '../src/env/open-env.js';
 import { EncryptionLifecycle } from '../src/lifecycle/encryption-lifecycle.js';
 import type { LifecycleStatus } from '../src/lifecycle/lifecycle-status.js';
 import { silentLogger } from '../src/log/logger.js';
+import { setFileFaults, WRITE_OPS } from '../src/util/file-io.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 const TUNING: Partial<EngineTuning> = { writeBufferSize: 64 * 1024, targetFileSizeBase: 32 * 1024, maxBytesForLevelBase: 128 * 1024, level0FileNumCompactionTrigger: 2 };
@@ -279,6 +280,59 @@ describe('online encryption lifecycle', () => {
       assert.notEqual(st.encryptionState, 3, 'a forged "completed" must not make plaintext files look encrypted');
       const end = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
       assert.equal(end.encryptionState, 3);
+      assert.deepEqual(await filesHolding(s.dataDir, MARKER), []);
+    } finally {
+      await db.close();
+    }
+  });
+
+  for (const [from, to] of [
+    ['aes256-ctr', 'sm4-ctr'],
+    ['aes128-ctr', 'aes256-ctr'],
+  ] as const) {
+    test(`${from} -> ${to} online is state 4 KEY_CHANGE_IN_PROGRESS and ends with every file under ${to}`, async (t) => {
+      const s = await setup(t);
+      const db = await open(s.dataDir, s.config(from));
+      try {
+        await writeMarkers(db.engine, 5_000);
+        await db.engine.flush();
+        const st = await db.lifecycle.setMethod(to);
+        assert.equal(st.encryptionState, 4);
+        const end = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
+        assert.equal(end.encryptionState, 3);
+        assert.deepEqual(Object.keys(db.managed.env.stats().byMethod), [to]);
+        for (let i = 0; i < 5_000; i += 499) assert.equal(db.engine.getSync(Buffer.from(`k${String(i).padStart(7, '0')}`))?.toString(), `${MARKER}-${i}`);
+      } finally {
+        await db.close();
+      }
+    });
+  }
+
+  test('a write failure during the scan gives ABORTED with the error; data commands go on; RESUME after the fault clears completes', async (t) => {
+    const s = await setup(t);
+    const db = await open(s.dataDir, s.config('plaintext'));
+    t.after(() => setFileFaults(undefined));
+    try {
+      await writeMarkers(db.engine, 20_000);
+      await db.engine.flush();
+      await db.engine.waitForBackgroundWork();
+      let failing = true;
+      setFileFaults((op, path) => (failing && WRITE_OPS.has(op) && path.endsWith('.sst') ? 'EIO' : undefined));
+      await db.lifecycle.setMethod('aes256-ctr');
+      const aborted = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'ABORTED');
+      assert.equal(aborted.scanState, 3);
+      assert.match(aborted.scanError ?? '', /i\/o error|EIO/i);
+      assert.equal(aborted.encryptionState, 2);
+      failing = false;
+      setFileFaults(undefined);
+      await db.engine.write([{ type: 'put', key: Buffer.from('after-abort'), value: Buffer.from('ok') }]);
+      assert.equal(db.engine.getSync(Buffer.from('after-abort'))?.toString(), 'ok');
+      await db.lifecycle.resume();
+      const end = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
+      assert.equal(end.encryptionState, 3);
+      assert.equal(end.scanError, null);
+      await db.engine.flush();
+      await db.engine.waitForBackgroundWork();
       assert.deepEqual(await filesHolding(s.dataDir, MARKER), []);
     } finally {
       await db.close();
