@@ -12,7 +12,8 @@ import { startupIoError } from '../util/startup-io-error.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { ClientState } from './client-state.js';
-import { ReplyError, type CommandContext, type CommandSpec, type ServerContext } from './commands/command.js';
+import { ReplyError, type CommandContext, type CommandSpec, type ReloadReport, type ServerContext } from './commands/command.js';
+import type { EncryptionControl } from '../lifecycle/lifecycle-status.js';
 import { REDIS_COMPAT_VERSION } from './commands/connection.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
@@ -132,6 +133,15 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     return this.#dispatcher.table;
   }
 
+  // PLACEHOLDER until the lifecycle core lands on main (the lead's TdekvServer provides both).
+  get encryption(): EncryptionControl {
+    throw new TdekvError('CLOSED', 'the online encryption lifecycle is not available in this build');
+  }
+
+  reloadEncryption(): Promise<ReloadReport> {
+    return Promise.reject(new TdekvError('CLOSED', 'the online encryption lifecycle is not available in this build'));
+  }
+
   addresses(): ServerAddresses {
     return { addr: this.#listener!.address() as AddressInfo, statusAddr: { address: this.#status!.host, port: this.#status!.port, family: 'IPv4' } };
   }
@@ -152,6 +162,12 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     server.on('tlsClientError', (err: Error) => this.logger.info({ err: err.message }, 'TLS handshake failed'));
     this.#listener = server;
     await listenOn(server, addr.host, addr.port, 'server.addr');
+    if (this.config.security.adminPassword === undefined && !isLoopback(addr.host)) {
+      this.logger.warn(
+        { addr: `${addr.host}:${addr.port}`, setting: 'security.admin-password' },
+        'security.admin-password is not set and server.addr is not a loopback address: every client that can connect (and knows requirepass, if set) may run ENCRYPTION, FLUSHALL, FLUSHDB and CONFIG. Set [security] admin-password to reserve them for AUTH admin <password>.',
+      );
+    }
     const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats });
     this.#status = await startStatusServer({
       host: statusAddr.host,
@@ -210,7 +226,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.#dispatcher.execute(ctx, args);
   }
 
-  context(): Omit<CommandContext, 'out' | 'client'> {
+  context(): Omit<CommandContext, 'out' | 'client' | 'defer'> {
     return { ks: this.#ks, server: this };
   }
 
@@ -529,6 +545,12 @@ function listenOn(server: NetServer, host: string, port: number, setting: string
       resolve();
     });
   });
+}
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\./.test(h);
 }
 
 /** maxmemory-clients in bytes: a percentage is of the machine's memory, or of the cgroup's limit when that is lower. */
