@@ -115,16 +115,18 @@ export class Dispatcher {
     const spec = entry?.spec;
     client.lastCommand = spec?.name ?? 'unknown';
     if (!client.authenticated && !(entry?.noAuth ?? false)) return this.#reject(ctx, 'NOAUTH Authentication required.');
-    if (spec === undefined) return this.#reject(ctx, unknownCommand(args, ctx.server.config.security.redactInfoLog));
+    if (spec === undefined) {
+      // SHUTDOWN and DEBUG are not implemented; a non-admin is told what Redis tells it, so that it learns nothing either way.
+      const name = args[0]!.toString('latin1').toLowerCase();
+      if (ADMIN_ONLY_COMMANDS.has(name) && !client.admin && ctx.server.config.security.adminPassword !== undefined) return this.#refuse(ctx, name);
+      return this.#reject(ctx, unknownCommand(args, ctx.server.config.security.redactInfoLog));
+    }
     if ((spec.arity > 0 && args.length !== spec.arity) || args.length < -spec.arity) {
       return this.#reject(ctx, `ERR wrong number of arguments for '${spec.name}' command`);
     }
     if (entry!.adminOnly && !client.admin && ctx.server.config.security.adminPassword !== undefined) {
       const refused = refusedName(spec, args);
-      if (refused !== undefined) {
-        this.#logger.warn({ client: client.id, addr: client.addr, command: refused }, 'command refused: it needs the admin user (AUTH admin <admin-password>)');
-        return this.#reject(ctx, `NOPERM this user has no permissions to run the '${refused}' command`);
-      }
+      if (refused !== undefined) return this.#refuse(ctx, refused);
     }
     if (client.multi !== undefined && entry!.noMulti) return this.#reject(ctx, 'ERR Command not allowed inside a transaction');
     if (client.multi !== undefined && !TRANSACTION_CONTROL.has(spec.name)) {
@@ -157,6 +159,12 @@ export class Dispatcher {
       ctx.out.error(this.#errorText(err, spec));
     }
     stat.usec += Math.round((performance.now() - started) * 1000);
+  }
+
+  /** Redis 7.0's text for a command the user's ACL lacks (7.2 says `User <name> has no permissions …`). */
+  #refuse(ctx: CommandContext, command: string): void {
+    this.#logger.warn({ client: ctx.client.id, addr: ctx.client.addr, command }, 'command refused: it needs the admin user (AUTH admin <admin-password>)');
+    this.#reject(ctx, `NOPERM this user has no permissions to run the '${command}' command`);
   }
 
   #reject(ctx: CommandContext, message: string): void {
