@@ -29,7 +29,11 @@ export type TdekvErrorCode =
   /** A certificate backup's password does not decrypt its private key (or the file is damaged). */
   | 'CERTIFICATE_PASSWORD_WRONG'
   /** Dropping a certificate that still protects a DEK. */
-  | 'CERTIFICATE_IN_USE';
+  | 'CERTIFICATE_IN_USE'
+  /** `tdekv encryption …`: no server answers at the configured address. */
+  | 'SERVER_UNREACHABLE'
+  /** `tdekv encryption …`: the server answered with an error (a refused change, NOPERM, a wrong password). */
+  | 'SERVER_REFUSED';
 
 export class TdekvError extends Error {
   readonly code: TdekvErrorCode;
