@@ -30,6 +30,8 @@ export type TdekvErrorCode =
   | 'CERTIFICATE_PASSWORD_WRONG'
   /** Dropping a certificate that still protects a DEK. */
   | 'CERTIFICATE_IN_USE'
+  /** An encryption state change (or a backup) asked for while another change's scan runs. */
+  | 'ENCRYPTION_CHANGE_REFUSED'
   /** `tdekv encryption …`: no server answers at the configured address. */
   | 'SERVER_UNREACHABLE'
   /** `tdekv encryption …`: the server answered with an error (a refused change, NOPERM, a wrong password). */

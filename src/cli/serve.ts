@@ -25,6 +25,8 @@ export async function serve(opts: { config: string; generateMasterKey?: boolean;
     if (done !== undefined) logger.warn(done);
   }
   const server = await TdekvServer.start(config, logger);
+  // ENCRYPTION RELOAD re-reads the file, checked by every rule a start would apply.
+  server.setEncryptionConfigSource(async () => (await loadConfig(opts.config)).security.encryption);
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals): void => {

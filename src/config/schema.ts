@@ -199,6 +199,21 @@ export const SCHEMA: Readonly<Record<string, Section>> = {
         default: () => DEFAULT_ENCRYPTION.fileDictionaryRewriteThreshold,
         ...integer(1),
       },
+      'scan-rate-limit': {
+        prop: 'scanRateLimit',
+        default: () => DEFAULT_ENCRYPTION.scanRateLimit,
+        ...size(0),
+      },
+      'scan-auto': {
+        prop: 'scanAuto',
+        default: () => DEFAULT_ENCRYPTION.scanAuto,
+        ...flag(),
+      },
+      'scan-retire-keys': {
+        prop: 'scanRetireKeys',
+        default: () => DEFAULT_ENCRYPTION.scanRetireKeys,
+        ...flag(),
+      },
     },
   },
   'security.encryption.master-key': masterKeySection('masterKey'),

@@ -14,7 +14,7 @@ import { planFor, pickSizeCompaction, type CompactionPlan } from './compaction/p
 import { runCompaction, type CompactionContext } from './compaction/runner.js';
 import { ConcatIterator } from './concat-iterator.js';
 import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
-import { tableName } from './file-names.js';
+import { CURRENT, manifestName, tableName } from './file-names.js';
 import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
@@ -31,6 +31,7 @@ import type { TableGetResult } from './table-reader.js';
 import type { TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
+import { pickEncryptionCompaction, offKeyTables } from './encryption-scan.js';
 import { emptyEdit, type FileMeta, type VersionEdit } from './version-edit.js';
 import { VersionSet } from './version-set.js';
 import { WalManager } from './wal.js';
@@ -343,6 +344,72 @@ export class Engine {
         return first.length > 0 ? planFor(cur, level, outputLevel, first, 'manual') : undefined;
       });
     }
+  }
+
+  // ---------------------------------------------------------------- the encryption scan (encryption-scan.ts)
+
+  /**
+   * "Log zeroing" (SQL Server): the WAL, the manifest and CURRENT move to the current method
+   * and data key now, so nothing new is written in the old form. A memtable with entries is
+   * flushed (its WAL then starts under the new key); an empty one only switches its WAL, which
+   * is safe because no entry depends on the old log. Either way a version edit follows, which
+   * starts a new manifest (VersionSet replaces one under an old key) and swings CURRENT.
+   */
+  async rollLogsToCurrentKey(): Promise<void> {
+    this.#checkOpen();
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const need = await this.#commits.run(async (): Promise<'flush' | 'done'> => {
+        if (!this.env.needsRewrite(this.#wal.path)) return 'done';
+        // Entries in the memtable (or one being flushed) live only in the old log until flushed.
+        if (this.#mem.entries > 0 || this.#imm) return 'flush';
+        await this.#syncWal();
+        const old = await this.#wal.switch();
+        await old!.close();
+        return 'done';
+      });
+      if (need === 'done') break;
+      await this.flush();
+    }
+    await this.#waitForImmFlushed();
+    if (this.env.needsRewrite(manifestName(this.#versions.manifestNumber)) || this.env.needsRewrite(CURRENT) || this.#versions.logNumber < this.#wal.number) {
+      // An empty edit: what it records is the new log number; what it causes is a new manifest.
+      await this.#commits.run(async () => {
+        if (this.#imm) return;
+        const edit = emptyEdit();
+        edit.logNumber = this.#wal.number;
+        edit.lastSequence = this.#lastSeq;
+        await this.#logAndApply(edit, []);
+      });
+    }
+    await this.#deleteObsoleteFiles();
+  }
+
+  /**
+   * Rewrites the next table(s) not under the current method and data key (one scan step; see
+   * encryption-scan.ts), through the same runner, thread and rules as every compaction.
+   * Undefined when no table is left off the current key.
+   */
+  async rewriteNextOffKeyTable(): Promise<{ inputBytes: number; offKeyBytes: number; outputBytes: number } | undefined> {
+    this.#checkOpen();
+    const offKey = (f: FileMeta): boolean => this.#envNeedsRewrite(f.number);
+    let result: { inputBytes: number; offKeyBytes: number; outputBytes: number } | undefined;
+    const before = this.#stats.compactionBytesWritten;
+    await this.#compactOnce((v) => {
+      const plan = pickEncryptionCompaction(v, this.tuning, offKey);
+      if (plan) {
+        const inputs = [...plan.inputs[0], ...plan.inputs[1]];
+        result = { inputBytes: inputs.reduce((n, f) => n + f.size, 0), offKeyBytes: inputs.filter(offKey).reduce((n, f) => n + f.size, 0), outputBytes: 0 };
+      }
+      return plan;
+    });
+    if (result) result.outputBytes = this.#stats.compactionBytesWritten - before;
+    this.#errors.throwIfRefused();
+    return result;
+  }
+
+  /** Tables not under the current method and data key, and their bytes. */
+  offKeyTables(): { count: number; bytes: number } {
+    return offKeyTables(this.#versions.current, (f) => this.#envNeedsRewrite(f.number));
   }
 
   /** Waits until no flush or compaction is pending (for tests and benchmarks). */

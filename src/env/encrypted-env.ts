@@ -102,6 +102,9 @@ export interface KeyAdminAccess {
   readonly keys: DataKeyStore;
   /** `data-encryption-method` for new files. */
   readonly method: EncryptionMethod;
+  /** Changes the method for new files (the online lifecycle); the caller rotates to a key of it. */
+  setMethod(method: EncryptionMethod): void;
+  setRotationPeriodMs(ms: number): void;
   usedKeyIds(): ReadonlySet<number>;
   currentDataKey(): DataKeyInfo | undefined;
   /** Runs a key change as the env's own changes run: refused once closed or read-only, awaited by close(). */
@@ -148,7 +151,8 @@ export class EncryptedEnv {
   private constructor(options: EnvOptions, dict: FileDictionary, keys: DataKeyStore, logger: Logger, lock: DirLock | undefined) {
     this.dataDir = options.dataDir;
     this.metaDir = join(options.dataDir, META_DIR);
-    this.#options = options;
+    // A copy: the method and rotation period change online (KeyAdmin), never the caller's object.
+    this.#options = { ...options };
     this.#dict = dict;
     this.#keys = keys;
     this.#logger = logger;
@@ -478,6 +482,7 @@ export class EncryptedEnv {
     const rel = normalizeRelative(path);
     let removed = true;
     try {
+      if (this.#options.method !== 'plaintext' && this.#dict.get(rel)?.method === 'plaintext') await this.#zeroFill(rel);
       await fileIo.unlink(this.#abs(rel));
     } catch (err) {
       if (errnoCode(err) !== 'ENOENT') throw err;
@@ -487,6 +492,26 @@ export class EncryptedEnv {
     this.#fault('remove', 'unlinked');
     if (this.#dict.has(rel)) await this.#dict.remove(rel);
     else if (!removed) throw new TdekvError('FILE_NOT_FOUND', `cannot remove ${rel}: no such file in ${this.dataDir}`);
+  }
+
+  /**
+   * Overwrites a plaintext file with zeros before it is unlinked, once encryption is on, so its
+   * old form does not linger in free blocks. Best effort: SSDs remap writes and copy-on-write
+   * file systems (btrfs, ZFS) write the zeros elsewhere (docs/encryption.md says so).
+   */
+  async #zeroFill(rel: string): Promise<void> {
+    const fh = await fileIo.open(this.#abs(rel), 'r+').catch(() => undefined);
+    if (!fh) return;
+    try {
+      const { size } = await fh.stat();
+      const zeros = Buffer.alloc(Math.min(size, 1 << 20));
+      for (let off = 0; off < size; off += zeros.length) await fh.write(zeros, 0, Math.min(zeros.length, size - off), off);
+      await fh.datasync();
+    } catch (err) {
+      this.#logger.warn({ file: rel, err: String(err) }, 'could not overwrite a plaintext file with zeros before removing it');
+    } finally {
+      await fh.close();
+    }
   }
 
   async exists(path: string): Promise<boolean> {
@@ -603,9 +628,18 @@ export class EncryptedEnv {
 
   /** See keyAdminAccess(). */
   #keyAdminAccess(): KeyAdminAccess {
+    const options = this.#options;
     return {
       keys: this.#keys,
-      method: this.#options.method,
+      get method() {
+        return options.method;
+      },
+      setMethod: (method) => {
+        options.method = method;
+      },
+      setRotationPeriodMs: (ms) => {
+        options.rotationPeriodMs = ms;
+      },
       usedKeyIds: () => this.#dict.usedKeyIds(),
       currentDataKey: () => this.#currentDataKey(),
       change: async <T>(fn: () => Promise<T>): Promise<T> => {

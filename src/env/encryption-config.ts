@@ -8,13 +8,22 @@ export interface EncryptionConfig {
   dataKeyRotationPeriodMs: number;
   enableFileDictionaryLog: boolean;
   fileDictionaryRewriteThreshold: number;
+  /** `scan-rate-limit`: bytes/s the encryption scan may rewrite; 0 = unlimited. */
+  scanRateLimit?: number;
+  /** `scan-auto`: the scan starts by itself after a method change or a data key regeneration. */
+  scanAuto?: boolean;
+  /** `scan-retire-keys`: once a scan completes, data keys no file uses are retired. */
+  scanRetireKeys?: boolean;
   masterKey: MasterKeyConfig;
   previousMasterKey?: MasterKeyConfig;
 }
 
-export const DEFAULT_ENCRYPTION: Omit<EncryptionConfig, 'masterKey'> = {
+export const DEFAULT_ENCRYPTION: Required<Omit<EncryptionConfig, 'masterKey' | 'previousMasterKey'>> = {
   dataEncryptionMethod: 'plaintext',
   dataKeyRotationPeriodMs: 7 * 24 * 3600 * 1000,
   enableFileDictionaryLog: true,
   fileDictionaryRewriteThreshold: 1_000_000,
+  scanRateLimit: 64 * 1024 * 1024,
+  scanAuto: true,
+  scanRetireKeys: true,
 };

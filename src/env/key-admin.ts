@@ -1,3 +1,5 @@
+import { createHmac, hkdfSync } from 'node:crypto';
+import type { EncryptionMethod } from '../crypto/method.js';
 import { zeroize } from '../crypto/random.js';
 import type { DataKey, DataKeyInfo } from '../keys/data-key.js';
 import type { MasterKey } from '../masterkey/master-key.js';
@@ -48,7 +50,53 @@ export class KeyAdmin {
    * its key.
    */
   retireUnusedKeys(): Promise<number[]> {
-    return this.#access.change(() => this.#access.keys.retireUnused(() => this.#access.usedKeyIds()));
+    // With plaintext for new files the current key encrypts nothing new: it goes too once no file uses it.
+    return this.#access.change(() => this.#access.keys.retireUnused(() => this.#access.usedKeyIds(), { includeCurrent: this.#access.method === 'plaintext' }));
+  }
+
+  /** `data-encryption-method` for new files. */
+  get method(): EncryptionMethod {
+    return this.#access.method;
+  }
+
+  /**
+   * Changes the method for new files on a running database (the lifecycle's ALTER DATABASE …
+   * SET ENCRYPTION): from now on every new file uses it, under a new data key made at once
+   * (none for plaintext). Existing files keep theirs until rewritten (the encryption scan).
+   */
+  async setMethod(method: EncryptionMethod): Promise<DataKeyInfo | undefined> {
+    return this.#access.change(async () => {
+      this.#access.setMethod(method);
+      if (method === 'plaintext') return undefined;
+      const k = await this.#access.keys.rotate(method);
+      zeroize(k.key);
+      return { id: k.id, method: k.method, createdAtMs: k.createdAtMs, exposed: k.exposed };
+    });
+  }
+
+  /** `data-key-rotation-period`, applied online. */
+  setRotationPeriodMs(ms: number): void {
+    this.#access.setRotationPeriodMs(ms);
+  }
+
+  /**
+   * An HMAC-SHA256 of `parts` under a key derived (HKDF, its own label) from key.dict's
+   * dictionary MAC key: only a holder of the master key can make one, so metadata kept beside
+   * the dictionaries (the lifecycle's state) can be told from a forgery. Undefined while
+   * key.dict is in the legacy format without that key.
+   */
+  metadataMac(label: string, ...parts: Uint8Array[]): Buffer | undefined {
+    const root = this.#access.keys.dictMacKey();
+    if (!root) return undefined;
+    const key = Buffer.from(hkdfSync('sha256', root, Buffer.alloc(0), `tdekv metadata mac: ${label}`, 32));
+    zeroize(root);
+    try {
+      const h = createHmac('sha256', key);
+      for (const p of parts) h.update(p);
+      return h.digest();
+    } finally {
+      zeroize(key);
+    }
   }
 
   /** Online master-key rotation: re-seals the key dictionary under `next`. */

@@ -6,14 +6,15 @@ import { PACKAGE_VERSION } from '../util/package-version.js';
 import { readTlsMaterial } from './tls-material.js';
 import type { ClientMemoryLimit, ServerOptions } from './server-options.js';
 import { Engine } from '../engine/engine.js';
+import type { EncryptionConfig } from '../env/encryption-config.js';
+import { EncryptionLifecycle, type ReloadReport } from '../lifecycle/encryption-lifecycle.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
 import { startupIoError } from '../util/startup-io-error.js';
 import type { Logger } from '../log/logger.js';
 import { createMetricsRegistry } from '../metrics/registry.js';
 import { ClientState } from './client-state.js';
-import { ReplyError, type CommandContext, type CommandSpec, type ReloadReport, type ServerContext } from './commands/command.js';
-import type { EncryptionControl } from '../lifecycle/lifecycle-status.js';
+import { ReplyError, type CommandContext, type CommandSpec, type ServerContext } from './commands/command.js';
 import { REDIS_COMPAT_VERSION } from './commands/connection.js';
 import { Connection, type ConnectionHost } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
@@ -58,6 +59,9 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   #clientMemory = 0;
   readonly #managed: ManagedEnv;
   readonly #engine: Engine;
+  readonly #lifecycle: EncryptionLifecycle;
+  /** Re-reads the `[security.encryption]` section of the config file (set by `tdekv serve`); without it ENCRYPTION RELOAD has nothing to read. */
+  #encryptionConfigSource: (() => Promise<EncryptionConfig>) | undefined;
   readonly #store: BatchingStore;
   readonly #ks: Keyspace;
   readonly #dispatcher: Dispatcher;
@@ -77,7 +81,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   /** Every batch after the first failure fails the same way: one log line says it. */
   #failureLogged = false;
 
-  private constructor(config: ServerOptions, logger: Logger, managed: ManagedEnv, engine: Engine) {
+  private constructor(config: ServerOptions, logger: Logger, managed: ManagedEnv, engine: Engine, lifecycle: EncryptionLifecycle) {
     this.config = config;
     this.logger = logger;
     this.maxRequestSize = config.server.maxRequestSize;
@@ -85,6 +89,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.#clientMemoryLimit = clientMemoryLimitBytes(config.server.maxmemoryClients);
     this.#managed = managed;
     this.#engine = engine;
+    this.#lifecycle = lifecycle;
     this.#store = new BatchingStore(engine, { sync: config.storage.syncWrites === 'always', rowCacheBytes: config.storage.rowCacheSize });
     this.#store.onBatchSettled((id, err) => this.#onBatchSettled(id, err));
     this.#ks = new Keyspace(this.#store, {
@@ -119,7 +124,15 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       await managed.close().catch(() => undefined);
       throw await startupIoError(err, dataDir);
     }
-    const server = new TdekvServer(config, logger, managed, engine);
+    let lifecycle: EncryptionLifecycle;
+    try {
+      lifecycle = await EncryptionLifecycle.open({ engine, managed, config: config.security.encryption, logger });
+    } catch (err) {
+      await engine.close().catch(() => undefined);
+      await managed.close().catch(() => undefined);
+      throw await startupIoError(err, dataDir);
+    }
+    const server = new TdekvServer(config, logger, managed, engine, lifecycle);
     try {
       await server.#listen();
     } catch (err) {
@@ -129,17 +142,26 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     return server;
   }
 
+  /** The online encryption lifecycle (ENCRYPTION commands, /status, INFO encryption, metrics). */
+  get encryption(): EncryptionLifecycle {
+    return this.#lifecycle;
+  }
+
+  /** Where ENCRYPTION RELOAD and SIGHUP re-read `[security.encryption]` from. */
+  setEncryptionConfigSource(source: () => Promise<EncryptionConfig>): void {
+    this.#encryptionConfigSource = source;
+  }
+
+  /** ENCRYPTION RELOAD / SIGHUP: re-reads the config file's `[security.encryption]` and applies it (src/lifecycle/). */
+  async reloadEncryption(): Promise<ReloadReport> {
+    if (!this.#encryptionConfigSource) {
+      throw new TdekvError('INVALID_ARGUMENT', 'this server was started without a config file, so there is nothing to reload: change the method with ENCRYPTION commands, or start it with `tdekv serve --config FILE`');
+    }
+    return this.#lifecycle.reload(await this.#encryptionConfigSource());
+  }
+
   get commands(): ReadonlyMap<string, CommandSpec> {
     return this.#dispatcher.table;
-  }
-
-  // PLACEHOLDER until the lifecycle core lands on main (the lead's TdekvServer provides both).
-  get encryption(): EncryptionControl {
-    throw new TdekvError('CLOSED', 'the online encryption lifecycle is not available in this build');
-  }
-
-  reloadEncryption(): Promise<ReloadReport> {
-    return Promise.reject(new TdekvError('CLOSED', 'the online encryption lifecycle is not available in this build'));
   }
 
   addresses(): ServerAddresses {
@@ -173,7 +195,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       host: statusAddr.host,
       port: statusAddr.port,
       registry,
-      status: () => statusReport(this.#managed.env, this.#engine, this.stats),
+      status: () => statusReport(this.#managed.env, this.#engine, this.stats, Date.now(), this.#lifecycle.status()),
       healthy: () => this.#health(),
       logger: this.logger,
     });
@@ -512,6 +534,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     try {
       if (this.#store.failure === undefined) await this.#engine.flush();
     } finally {
+      await this.#lifecycle.close();
       await this.#engine.close();
       await this.#managed.close();
     }

@@ -2,6 +2,7 @@ import type { Engine, EngineStats } from '../engine/engine.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { encryptionStatus, masterKeyStatus, type EncryptionStatus } from '../env/encryption-status.js';
 import type { ServerStats } from './server-stats.js';
+import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
 
 /**
  * The `/status` document: what an operator needs to judge encryption, the engine and the
@@ -20,6 +21,8 @@ export interface StatusReport {
    * key.dict copy state).
    */
   encryption: EncryptionStatus;
+  /** The online encryption lifecycle (src/lifecycle/): SQL Server's encryption_state, the scan's state and progress. */
+  lifecycle?: LifecycleStatus;
   /**
    * engine.stats(); `backgroundError` is set while writes are refused: until a reopen, or, with
    * `backgroundErrorRecoverable` (a full disk), until space is freed and a retry succeeds.
@@ -38,11 +41,12 @@ export interface StatusReport {
   };
 }
 
-export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: ServerStats, nowMs = Date.now()): Promise<StatusReport> {
+export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: ServerStats, nowMs = Date.now(), lifecycle?: LifecycleStatus): Promise<StatusReport> {
   const report: StatusReport = {
     time: new Date(nowMs).toISOString(),
     encryption: await encryptionStatus(env, nowMs),
   };
+  if (lifecycle) report.lifecycle = lifecycle;
   if (engine) {
     // Listed field by field: a field added to EngineStats later is not published unreviewed.
     const e = engine.stats();

@@ -8,7 +8,7 @@ export interface CompactionPlan {
   level: number;
   outputLevel: number;
   inputs: [FileMeta[], FileMeta[]];
-  reason: 'size' | 'manual' | 'key-migration';
+  reason: 'size' | 'manual' | 'encryption';
 }
 
 export function maxBytesForLevel(tuning: EngineTuning, level: number): number {

@@ -5,14 +5,8 @@ import type { Logger } from '../../log/logger.js';
 import type { ScanCursors } from '../scan-cursors.js';
 import type { ServerOptions } from '../server-options.js';
 import type { ServerStats } from '../server-stats.js';
-import type { EncryptionControl, LifecycleStatus } from '../../lifecycle/lifecycle-status.js';
-
-// PLACEHOLDER until the lifecycle core lands: src/lifecycle/encryption-lifecycle.ts's ReloadReport.
-export interface ReloadReport {
-  applied: string[];
-  needsRestart: string[];
-  status: LifecycleStatus;
-}
+import type { EncryptionControl } from '../../lifecycle/lifecycle-status.js';
+import type { ReloadReport } from '../../lifecycle/encryption-lifecycle.js';
 
 /** What a command sees: the data, its connection, the server, and where its reply goes. */
 export interface CommandContext {

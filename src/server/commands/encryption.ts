@@ -2,7 +2,8 @@ import { isTdekvError } from '../../errors.js';
 import { ENCRYPTION_STATES } from '../../lifecycle/lifecycle-status.js';
 import type { LifecycleStatus, StateChange } from '../../lifecycle/lifecycle-status.js';
 import type { ReplyWriter } from '../resp/reply-writer.js';
-import { lowerName, replyError, spec, type CommandContext, type CommandSpec, type DeferredReply, type ReloadReport } from './command.js';
+import { lowerName, replyError, spec, type CommandContext, type CommandSpec, type DeferredReply } from './command.js';
+import type { ReloadReport } from '../../lifecycle/encryption-lifecycle.js';
 
 /*
  * ENCRYPTION: SQL Server's TDE administration (ALTER DATABASE … SET ENCRYPTION, ALTER DATABASE
