@@ -234,7 +234,7 @@ async function command(client: RespClient, args: string[]): Promise<RespReply> {
   const reply = await client.call(...args);
   if (reply instanceof RespError) {
     const hint = reply.message.startsWith('NOPERM')
-      ? ' Set [security] admin-password in the config file this command reads (it authenticates as AUTH admin <admin-password>).'
+      ? '. Set [security] admin-password in the config file this command reads (it authenticates as AUTH admin <admin-password>).'
       : '';
     throw new TdekvError('SERVER_REFUSED', `the server refused ${args.join(' ')}: ${reply.message}${hint}`);
   }
