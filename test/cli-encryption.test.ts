@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { decodeMap, humanBytes, plainView, progressLine, type WireStatus } from '../src/cli/encryption.js';
 import { runCli } from './support/cli.js';
-import { freePort, makeTempDir, removeTempDir, startTdekv, type ServerHandle } from './support/server-process.js';
+import { freePort, hasOpenssl, makeCerts, makeTempDir, removeTempDir, startTdekv, type ServerHandle, type TestCerts } from './support/server-process.js';
 
 // `tdekv encryption …` against a real server process, and with none (issue 12, part 3).
 
@@ -116,6 +116,45 @@ describe('tdekv encryption against a running server', () => {
     for (let i = 1; i < percents.length; i++) assert.ok(percents[i]! >= percents[i - 1]!, percents.join(','));
     assert.match(lines[0]!, / of .*\/s, ETA /);
     assert.equal(await c.get('k1999'), value);
+  });
+});
+
+describe('tdekv encryption over TLS', { skip: !hasOpenssl() && 'openssl is not installed' }, () => {
+  let certs: TestCerts | undefined;
+  let dir = '';
+  let pinned: ServerHandle | undefined;
+  let mutual: ServerHandle | undefined;
+  before(async () => {
+    dir = await makeTempDir('tdekv-cli-enc-tls-');
+    certs = await makeCerts(join(dir, 'certs'));
+    const tls = { certPath: certs.serverCertPath, keyPath: certs.serverKeyPath };
+    pinned = await startTdekv({ tls, settings: { server: { addr: `127.0.0.1:${await freePort()}` } } });
+    mutual = await startTdekv({ tls: { ...tls, caPath: certs.caPath }, settings: { server: { addr: `127.0.0.1:${await freePort()}` } } });
+  });
+  after(async () => {
+    await pinned?.stop();
+    await mutual?.stop();
+    await removeTempDir(dir);
+  });
+
+  test('trusts exactly the server certificate of the config (pinned), or the CA given', async () => {
+    const r = await runCli(['encryption', 'status', '--config', pinned!.configPath!]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^encryption_state_desc\s+ENCRYPTED$/m);
+    const ca = await runCli(['encryption', 'status', '--tls-ca', certs!.caPath, '--config', pinned!.configPath!]);
+    assert.equal(ca.code, 0, ca.stderr);
+    // A certificate that is not the pinned one is refused: the stranger CA did not sign the server's.
+    const other = await runCli(['encryption', 'status', '--tls-ca', join(dir, 'certs', 'stranger-ca.pem'), '--config', pinned!.configPath!]);
+    assert.equal(other.code, 1);
+  });
+
+  test('with ca-path on the server, a client certificate is asked for and used', async () => {
+    const missing = await runCli(['encryption', 'status', '--config', mutual!.configPath!]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /pass --tls-cert and --tls-key/);
+    const r = await runCli(['encryption', 'status', '--tls-cert', certs!.clientCertPath, '--tls-key', certs!.clientKeyPath, '--config', mutual!.configPath!]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^encryption_scan_state_desc\s+/m);
   });
 });
 
