@@ -132,6 +132,12 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       this.#beginTransition(this.#kindOfChangeTo(method), this.#formOfFiles(), method, 'files in another form found at start');
     }
     r.method = method;
+    if (r.transition && r.transition.kind !== 'protection') {
+      // Progress saved up to a second before a crash is re-measured from the files: never lower than shown.
+      const remaining = this.#bytesRemaining();
+      r.bytesTotal = Math.max(r.bytesTotal, r.bytesDone + remaining);
+      if (r.bytesTotal > 0) r.percent = Math.min(100, Math.max(r.percent, (100 * (r.bytesTotal - remaining)) / r.bytesTotal));
+    }
     if (r.transition) {
       if (r.scanState === SCAN_SUSPENDED) {
         this.#logger.warn({ state: this.#stateName(), percentComplete: r.percent }, `the encryption scan is suspended at ${r.percent.toFixed(2)}% (${this.#stateName()}); ENCRYPTION RESUME (or \`tdekv encryption resume\`) continues it`);
