@@ -43,6 +43,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'engine', load: async () => (await import('./engine-bench.js')).bench },
   { name: 'server', load: async () => (await import('./server-bench.js')).bench },
   { name: 'background', load: async () => (await import('./background-bench.js')).bench },
+  { name: 'scan', load: async () => (await import('./scan-bench.js')).bench },
 ];
 
 const liveTempDirs = new Set<string>();

@@ -31,7 +31,11 @@ export type TdekvErrorCode =
   /** Dropping a certificate that still protects a DEK. */
   | 'CERTIFICATE_IN_USE'
   /** An encryption state change (or a backup) asked for while another change's scan runs. */
-  | 'ENCRYPTION_CHANGE_REFUSED';
+  | 'ENCRYPTION_CHANGE_REFUSED'
+  /** `tdekv encryption …`: no server answers at the configured address. */
+  | 'SERVER_UNREACHABLE'
+  /** `tdekv encryption …`: the server answered with an error (a refused change, NOPERM, a wrong password). */
+  | 'SERVER_REFUSED';
 
 export class TdekvError extends Error {
   readonly code: TdekvErrorCode;

@@ -6,6 +6,7 @@ import { createLogger } from '../log/logger.js';
 import { startupIoError } from '../util/startup-io-error.js';
 import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
+import { ENCRYPTION_ACTIONS, encryptionCommand, type EncryptionAction } from './encryption.js';
 import { serve } from './serve.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
 import {
@@ -97,6 +98,49 @@ function program(): Command {
     .description('drop data keys that no file uses and that are not current')
     .requiredOption('--config <file>', 'TOML configuration')
     .action(async (opts: { config: string }) => retireDataKeys(opts, io, createLogger()));
+
+  const online = root
+    .command('encryption')
+    .description('the encryption lifecycle of a running server (ENCRYPTION commands): address, TLS and passwords from the config');
+  const ONLINE: Record<EncryptionAction, string> = {
+    status: 'encryption state, scan state and progress, data key and master key (no key material)',
+    reload: 're-read [security.encryption] from the config file and apply it online; waits for the scan it starts',
+    regenerate: 'a new data key now, then the scan rewrites every file under it; waits for the scan',
+    suspend: 'pause the running encryption scan',
+    resume: 'continue a suspended or aborted scan; waits for it',
+    retire: 'drop the data keys no file uses',
+  };
+  for (const action of ENCRYPTION_ACTIONS) {
+    const cmd = online
+      .command(action)
+      .description(ONLINE[action])
+      .requiredOption('--config <file>', 'TOML configuration the server runs with')
+      .option('--addr <host:port>', 'where the server listens (default: server.addr of the config)')
+      .option('--json', 'print JSON')
+      .option('--tls-ca <file>', 'CA of the server certificate (default: trust exactly security.cert-path of the config)')
+      .option('--tls-cert <file>', 'client certificate, when the server has security.ca-path')
+      .option('--tls-key <file>', 'key of --tls-cert')
+      .option('--interval <ms>', 'milliseconds between two progress polls', (v: string) => Number.parseInt(v, 10), 1000);
+    if (action === 'status') cmd.option('--watch', 'show the progress until the running scan ends');
+    if (action === 'reload' || action === 'regenerate' || action === 'resume') cmd.option('--no-wait', 'return at once instead of showing the scan until it ends');
+    cmd.action(async (opts: { config: string; addr?: string; json?: boolean; tlsCa?: string; tlsCert?: string; tlsKey?: string; interval: number; watch?: boolean; wait?: boolean }) =>
+      encryptionCommand(
+        action,
+        {
+          config: opts.config,
+          intervalMs: opts.interval,
+          ...(opts.addr !== undefined ? { addr: opts.addr } : {}),
+          ...(opts.json !== undefined ? { json: opts.json } : {}),
+          ...(opts.tlsCa !== undefined ? { tlsCa: opts.tlsCa } : {}),
+          ...(opts.tlsCert !== undefined ? { tlsCert: opts.tlsCert } : {}),
+          ...(opts.tlsKey !== undefined ? { tlsKey: opts.tlsKey } : {}),
+          ...(opts.watch !== undefined ? { watch: opts.watch } : {}),
+          ...(opts.wait !== undefined ? { wait: opts.wait } : {}),
+        },
+        io,
+      ),
+    );
+  }
 
   const hierarchy = root
     .command('key')

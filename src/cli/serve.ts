@@ -44,8 +44,28 @@ export async function serve(opts: { config: string; generateMasterKey?: boolean;
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', () => reloadOnSignal(server, logger));
   });
   logger.flush();
+}
+
+/**
+ * SIGHUP: as ENCRYPTION RELOAD, the config file's [security.encryption] is applied online. A
+ * refused reload (a bad config, a change while a scan runs) is logged and changes nothing; it
+ * never stops the server.
+ */
+function reloadOnSignal(server: TdekvServer, logger: Logger): void {
+  logger.info({ signal: 'SIGHUP' }, 'reloading [security.encryption] from the config file');
+  server.reloadEncryption().then(
+    (report) => {
+      const s = report.status;
+      logger.info(
+        { applied: report.applied, needsRestart: report.needsRestart, encryptionState: s.encryptionStateDesc, scanState: s.scanStateDesc, percentComplete: s.percentComplete },
+        report.needsRestart.length > 0 ? `reload applied ${report.applied.length} change(s); these need a restart and were not applied: ${report.needsRestart.join(', ')}` : `reload applied ${report.applied.length} change(s)`,
+      );
+    },
+    (err: unknown) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'reload refused; nothing was changed'),
+  );
 }
 
 async function generateQuickstartKey(mk: { type: string; path?: string }, dataDir: string, generate: boolean, logger: Logger): Promise<void> {

@@ -135,6 +135,13 @@ const RULES: readonly Rule[] = [
     );
   }),
   fileOnly((config, where) => {
+    // One password for both users would make every client that can read data an admin, which is what the admin user is there to prevent.
+    const { requirepass, adminPassword } = config.security;
+    if (adminPassword !== undefined && adminPassword === requirepass) {
+      fail(`${where}: security.admin-password is the same as security.requirepass (values not shown); give the admin user its own password, or remove admin-password.`);
+    }
+  }),
+  fileOnly((config, where) => {
     const { addr, statusAddr } = config.server;
     if (addr.port !== 0 && addr.port === statusAddr.port && addr.host === statusAddr.host) {
       fail(`${where}: server.addr and server.status-addr are both ${formatHostPort(addr)}; give them different ports (or port 0 for a free one).`);

@@ -168,6 +168,7 @@ export const SCHEMA: Readonly<Record<string, Section>> = {
     into: ['security'],
     fields: {
       requirepass: { prop: 'requirepass', secret: true, ...text('a non-empty string (clients send it with AUTH)') },
+      'admin-password': { prop: 'adminPassword', secret: true, ...text('a non-empty string (admin connections send it with AUTH admin <password>)') },
       // Its default depends on the encryption method: set by a rule once every section is read.
       'redact-info-log': { prop: 'redactInfoLog', ...flag() },
       'cert-path': { prop: TLS_PROPS['cert-path'], ...localPath() },

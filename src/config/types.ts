@@ -54,6 +54,11 @@ export interface SecurityConfig {
   encryption: EncryptionConfig;
   /** `requirepass`: clients must AUTH with it before any other command. Never logged. */
   requirepass?: string;
+  /**
+   * `admin-password`: when set, ENCRYPTION, FLUSHALL, FLUSHDB, SHUTDOWN, CONFIG and DEBUG need a
+   * connection that sent `AUTH admin <password>`. Never logged.
+   */
+  adminPassword?: string;
   /** `redact-info-log`: keys and values never appear in logs (default: on when encryption is on). */
   redactInfoLog: boolean;
   /** TLS for the Redis port: set when `cert-path` and `key-path` are given (`ca-path` optional). */

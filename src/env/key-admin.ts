@@ -50,7 +50,8 @@ export class KeyAdmin {
    * its key.
    */
   retireUnusedKeys(): Promise<number[]> {
-    return this.#access.change(() => this.#access.keys.retireUnused(() => this.#access.usedKeyIds()));
+    // With plaintext for new files the current key encrypts nothing new: it goes too once no file uses it.
+    return this.#access.change(() => this.#access.keys.retireUnused(() => this.#access.usedKeyIds(), { includeCurrent: this.#access.method === 'plaintext' }));
   }
 
   /** `data-encryption-method` for new files. */

@@ -408,15 +408,18 @@ export class DataKeyStore {
    * pass a function reading the file dictionary as it is then, not a set computed earlier:
    * a key that was current when the set was computed may be in use by now.
    */
-  retireUnused(usedIds: ReadonlySet<number> | (() => ReadonlySet<number>)): Promise<number[]> {
+  retireUnused(usedIds: ReadonlySet<number> | (() => ReadonlySet<number>), options: { includeCurrent?: boolean } = {}): Promise<number[]> {
     return this.#mutex.run(async () => {
       this.#checkOpen();
       const used = typeof usedIds === 'function' ? usedIds() : usedIds;
-      const retired = [...this.#dict.keys.values()].filter((k) => k.id !== this.#dict.currentKeyId && !used.has(k.id) && !this.#leased.has(k.id));
+      // The current key goes too only when no new file takes it (the method is plaintext): a later change back makes a new one.
+      const keep = (k: DataKey): boolean => (k.id === this.#dict.currentKeyId && options.includeCurrent !== true) || used.has(k.id) || this.#leased.has(k.id);
+      const retired = [...this.#dict.keys.values()].filter((k) => !keep(k));
       if (retired.length === 0) return [];
       const keys = new Map(this.#dict.keys);
       for (const k of retired) keys.delete(k.id);
-      await this.#commit({ ...this.#dict, keys });
+      const currentKeyId = keys.has(this.#dict.currentKeyId) ? this.#dict.currentKeyId : 0;
+      await this.#commit({ ...this.#dict, keys, currentKeyId });
       for (const k of retired) zeroize(k.key);
       this.#logger.info({ ids: retired.map((k) => k.id) }, 'retired unused data keys');
       return retired.map((k) => k.id);

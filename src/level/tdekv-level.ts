@@ -24,7 +24,9 @@ import { openEnv, type ManagedEnv } from '../env/open-env.js';
 import { META_DIR } from '../env/paths.js';
 import { pathExists } from '../keys/atomic-file.js';
 import { TdekvError } from '../errors.js';
-import type { Logger } from '../log/logger.js';
+import { silentLogger, type Logger } from '../log/logger.js';
+import { EncryptionLifecycle } from '../lifecycle/encryption-lifecycle.js';
+import { LevelEncryption } from './level-encryption.js';
 
 /*
  * The embedded API: abstract-level v3 on top of the engine, over the encrypted env.
@@ -197,6 +199,13 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
   readonly #hookNames: ReadonlySet<string>;
   #env: ManagedEnv | undefined;
   #engine: LevelEngine | undefined;
+  #lifecycle: EncryptionLifecycle | undefined;
+  /**
+   * The online encryption lifecycle (docs/encryption.md): `status()`, `setMethod(m)`,
+   * `regenerate()`, `suspend()`, `resume()`, `retire()`, `reload(options)`, and `progress`
+   * events while the encryption scan runs.
+   */
+  readonly encryption: LevelEncryption;
   /** clear() calls in progress: close() stops them between chunks and waits for them. */
   readonly #clears = new Set<Promise<void>>();
   /**
@@ -218,6 +227,7 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     super(MANIFEST, { ...forward, ...settings.hookOptions });
     this.#location = location;
     this.#where = where;
+    this.encryption = new LevelEncryption(location, (opts) => readSettings({ ...options, ...opts } as Readonly<Record<string, unknown>>, where).config.encryption);
     this.#settings = settings;
     this.#hookNames = new Set(Object.keys(settings.hookOptions));
   }
@@ -323,6 +333,17 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
       await env.close().catch((closeErr: unknown) => logger?.warn({ err: closeErr }, 'closing the env after a failed engine open failed'));
       throw err;
     }
+    if (this.#engine instanceof Engine) {
+      try {
+        this.#lifecycle = await EncryptionLifecycle.open({ engine: this.#engine, managed: env, config: config.encryption, logger: logger ?? silentLogger() });
+      } catch (err) {
+        await this.#engine.close().catch(() => undefined);
+        this.#engine = undefined;
+        await env.close().catch(() => undefined);
+        throw err;
+      }
+      this.encryption.attach(this.#lifecycle);
+    }
     this.#env = env;
   }
 
@@ -331,9 +352,13 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     await Promise.allSettled(this.#clears);
     const engine = this.#engine;
     const env = this.#env;
+    const lifecycle = this.#lifecycle;
     this.#engine = undefined;
     this.#env = undefined;
+    this.#lifecycle = undefined;
+    this.encryption.attach(undefined);
     try {
+      await lifecycle?.close();
       await engine?.close();
     } finally {
       await env?.close();

@@ -127,12 +127,17 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       // The configuration is the source of truth: a method changed while stopped is a change now.
       const from = hadRecord ? r.method : this.#formOfFiles();
       this.#logger.info({ from, to: method }, `data-encryption-method changed while stopped (${from} -> ${method}): the encryption scan moves existing files`);
-      this.#beginTransition(from === 'plaintext' ? 'encrypt' : method === 'plaintext' ? 'decrypt' : 'key-change', from, method, `data-encryption-method ${from} -> ${method} (configuration, at start)`);
+      this.#beginTransition(this.#kindOfChangeTo(method), from, method, `data-encryption-method ${from} -> ${method} (configuration, at start)`);
     } else if (!hadRecord && this.#filesInOtherForm() > 0) {
-      const kind: TransitionKind = method === 'plaintext' ? 'decrypt' : this.#hasPlaintextFiles() ? 'encrypt' : 'key-change';
-      this.#beginTransition(kind, this.#formOfFiles(), method, 'files in another form found at start');
+      this.#beginTransition(this.#kindOfChangeTo(method), this.#formOfFiles(), method, 'files in another form found at start');
     }
     r.method = method;
+    if (r.transition && r.transition.kind !== 'protection') {
+      // Progress saved up to a second before a crash is re-measured from the files: never lower than shown.
+      const remaining = this.#bytesRemaining();
+      r.bytesTotal = Math.max(r.bytesTotal, r.bytesDone + remaining);
+      if (r.bytesTotal > 0) r.percent = Math.min(100, Math.max(r.percent, (100 * (r.bytesTotal - remaining)) / r.bytesTotal));
+    }
     if (r.transition) {
       if (r.scanState === SCAN_SUSPENDED) {
         this.#logger.warn({ state: this.#stateName(), percentComplete: r.percent }, `the encryption scan is suspended at ${r.percent.toFixed(2)}% (${this.#stateName()}); ENCRYPTION RESUME (or \`tdekv encryption resume\`) continues it`);
@@ -243,8 +248,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       await this.#managed.keyAdmin.setMethod(method);
       this.#config = { ...this.#config, dataEncryptionMethod: method };
       this.#record.method = method;
-      const kind: TransitionKind = from === 'plaintext' ? 'encrypt' : method === 'plaintext' ? 'decrypt' : 'key-change';
-      this.#beginTransition(kind, from, method, `data-encryption-method ${from} -> ${method}`);
+      this.#beginTransition(this.#kindOfChangeTo(method), from, method, `data-encryption-method ${from} -> ${method}`);
       await this.#afterChange();
     });
   }
@@ -256,7 +260,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       this.#refuseWhileChanging('regenerate the data key');
       const before = this.#managed.keyAdmin.currentDataKey()?.id;
       const k = await this.#managed.keyAdmin.rotateDataKey();
-      this.#beginTransition('key-change', `data key ${before ?? 'none'}`, `data key ${k.id}`, `data key regenerated (${before ?? 'none'} -> ${k.id})`);
+      this.#beginTransition(this.#kindOfChangeTo(method), `data key ${before ?? 'none'}`, `data key ${k.id}`, `data key regenerated (${before ?? 'none'} -> ${k.id})`);
       await this.#afterChange();
     });
   }
@@ -411,6 +415,12 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       'ENCRYPTION_CHANGE_REFUSED',
       `cannot ${what}: an encryption scan is running (state ${this.#stateName()}, ${this.#record.percent.toFixed(2)}% complete); wait for it to complete or suspend it first (ENCRYPTION SUSPEND)`,
     );
+  }
+
+  /** 5 when decrypting; 2 while any file is still plaintext (even after a suspended encryption was replaced); else 4. */
+  #kindOfChangeTo(method: EncryptionMethod): TransitionKind {
+    if (method === 'plaintext') return 'decrypt';
+    return this.#hasPlaintextFiles() ? 'encrypt' : 'key-change';
   }
 
   #beginTransition(kind: TransitionKind, from: string, to: string, reason: string): void {

@@ -7,7 +7,7 @@ export type { Logger };
 export { LOG_FORMATS, type LogFormat, type LogLevel } from './log-config.js';
 
 /** Fields that may hold secrets: always censored. */
-export const SECRET_FIELDS = ['secret', 'password', 'requirepass', 'masterKey', 'dataKey', '*.secret', '*.password'];
+export const SECRET_FIELDS = ['secret', 'password', 'requirepass', 'adminPassword', 'masterKey', 'dataKey', '*.secret', '*.password'];
 
 /** Fields that may hold user keys and values: censored while user data is redacted (`redact-info-log`). */
 export const USER_DATA_FIELDS = ['key', 'value', 'keys', 'values', '*.key', '*.value'];

@@ -7,6 +7,13 @@ export class ClientState {
   libName: string | undefined;
   libVersion: string | undefined;
   authenticated: boolean;
+  /**
+   * Authenticated as the `admin` user (`AUTH admin <admin-password>`): may run the commands
+   * `[security] admin-password` reserves. Another successful AUTH switches back, as in Redis.
+   */
+  admin = false;
+  /** A command is running asynchronously (ENCRYPTION REGENERATE, …): its reply comes later, and the next command waits. */
+  blocked = false;
   /** Commands queued by MULTI, or undefined outside a transaction. */
   multi: Buffer[][] | undefined;
   /** Approximate bytes the queued commands hold (Redis's multi-mem), for the client's memory. */

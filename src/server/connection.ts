@@ -2,7 +2,7 @@ import type { Socket } from 'node:net';
 import type { OutputBufferLimit } from './server-options.js';
 import type { Logger } from '../log/logger.js';
 import { ClientState } from './client-state.js';
-import type { CommandContext } from './commands/command.js';
+import type { CommandContext, DeferredReply } from './commands/command.js';
 import { ProtocolError, RequestParser } from './resp/request-parser.js';
 import { ReplyWriter } from './resp/reply-writer.js';
 
@@ -24,7 +24,7 @@ export interface ConnectionHost {
   /** This connection holds replies until a batch is applied. */
   holding(conn: Connection): void;
   closed(conn: Connection): void;
-  context(conn: Connection): Omit<CommandContext, 'out' | 'client'>;
+  context(conn: Connection): Omit<CommandContext, 'out' | 'client' | 'defer'>;
   countOutput(bytes: number): void;
   countInput(bytes: number): void;
   protocolError(conn: Connection, message: string): void;
@@ -86,7 +86,7 @@ export class Connection {
     this.client = new ClientState(id, `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`, authenticated);
     this.#parser = new RequestParser({ maxBulkLength: host.maxRequestSize });
     this.#parser.restrictUnauthenticated(!authenticated);
-    this.#ctx = { ...host.context(this), out: this.out, client: this.client };
+    this.#ctx = { ...host.context(this), out: this.out, client: this.client, defer: (reply) => this.#defer(reply) };
     this.client.buffers = () => ({ queryBuffer: this.#parser.pendingBytes, argv: this.#parser.argvBytes, output: this.outputBytes, total: this.memory });
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -124,6 +124,8 @@ export class Connection {
     this.#host.execute(this.#ctx, args);
     if (this.out.length > before) this.#replies++;
     if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
+    // The reply comes later; the commands after it wait, as behind a blocking command in Redis.
+    if (this.client.blocked) return false;
     // Checked on the reply as made, before the kernel takes any of it: as in Redis, one reply
     // bigger than the hard limit closes the client.
     if (!this.checkOutputLimit()) return false;
@@ -164,6 +166,21 @@ export class Connection {
       return;
     }
     this.flush();
+  }
+
+  #defer(reply: Promise<DeferredReply>): void {
+    this.client.blocked = true;
+    const done = (write: DeferredReply): void => {
+      this.client.blocked = false;
+      if (this.destroyed) return;
+      write(this.out);
+      this.#replies++;
+      this.flush();
+    };
+    reply.then(done, (err: unknown) => {
+      this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'a deferred command failed unexpectedly');
+      done((out) => out.error('ERR internal error'));
+    });
   }
 
   /** Bytes of replies not yet taken by the client: written by commands, held for their batch, or queued on the socket. */
@@ -306,13 +323,13 @@ export class Connection {
     if (!this.#paused || this.#resuming) return;
     this.#resuming = true;
     try {
-      while (this.#parser.stopped && !this.destroyed && !this.client.closeAfterReply && this.outputBytes <= RESUME_OUTPUT_BYTES) {
+      while (this.#parser.stopped && !this.client.blocked && !this.destroyed && !this.client.closeAfterReply && this.outputBytes <= RESUME_OUTPUT_BYTES) {
         this.#parse(this.#resumeParser);
       }
     } finally {
       this.#resuming = false;
     }
-    if (this.destroyed || this.client.closeAfterReply || this.#parser.stopped || this.outputBytes > RESUME_OUTPUT_BYTES) return;
+    if (this.destroyed || this.client.blocked || this.client.closeAfterReply || this.#parser.stopped || this.outputBytes > RESUME_OUTPUT_BYTES) return;
     this.#paused = false;
     this.socket.resume();
   }

@@ -4,6 +4,7 @@ import type { Logger } from '../log/logger.js';
 import { ADMIN_COMMANDS } from './commands/admin.js';
 import { ReplyError, isWord, type CommandContext, type CommandSpec } from './commands/command.js';
 import { CONNECTION_COMMANDS } from './commands/connection.js';
+import { ENCRYPTION_COMMANDS } from './commands/encryption.js';
 import { HASH_COMMANDS } from './commands/hashes.js';
 import { KEY_COMMANDS } from './commands/keys.js';
 import { STRING_COMMANDS } from './commands/strings.js';
@@ -13,7 +14,7 @@ import type { CommandStat, ServerStats } from './server-stats.js';
 
 export function commandTable(): Map<string, CommandSpec> {
   const table = new Map<string, CommandSpec>();
-  for (const s of [...CONNECTION_COMMANDS, ...ADMIN_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...HASH_COMMANDS, ...TRANSACTION_COMMANDS]) table.set(s.name, s);
+  for (const s of [...CONNECTION_COMMANDS, ...ADMIN_COMMANDS, ...ENCRYPTION_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...HASH_COMMANDS, ...TRANSACTION_COMMANDS]) table.set(s.name, s);
   return table;
 }
 
@@ -30,7 +31,18 @@ interface Entry {
   stat: CommandStat;
   write: boolean;
   noAuth: boolean;
+  noMulti: boolean;
+  /** Needs the admin user when `[security] admin-password` is set. */
+  adminOnly: boolean;
 }
+
+/**
+ * What `[security] admin-password` reserves for the admin user: the encryption lifecycle (SQL
+ * Server asks CONTROL SERVER for TDE metadata), deleting everything, stopping the server, and
+ * the server's configuration and internals. Names, not a flag: DEBUG and SHUTDOWN are listed
+ * before tdekv has them, so they cannot arrive unguarded.
+ */
+export const ADMIN_ONLY_COMMANDS: ReadonlySet<string> = new Set(['encryption', 'flushall', 'flushdb', 'shutdown', 'config', 'debug']);
 
 /** Redis's `%.Ns` of an argument: at most `max` bytes, cut at the first NUL as C strings are. */
 function cString(arg: Buffer, max: number): Buffer {
@@ -74,7 +86,14 @@ export class Dispatcher {
     this.table = commandTable();
     this.#logger = logger;
     for (const spec of this.table.values()) {
-      const entry: Entry = { spec, stat: stats.command(spec.name), write: spec.flags.includes('write'), noAuth: spec.flags.includes('no_auth') };
+      const entry: Entry = {
+        spec,
+        stat: stats.command(spec.name),
+        write: spec.flags.includes('write'),
+        noAuth: spec.flags.includes('no_auth'),
+        noMulti: spec.flags.includes('no_multi'),
+        adminOnly: ADMIN_ONLY_COMMANDS.has(spec.name),
+      };
       this.#entries.set(spec, entry);
       const h = nameHash(Buffer.from(spec.name, 'latin1'));
       const list = this.#byHash.get(h);
@@ -96,10 +115,20 @@ export class Dispatcher {
     const spec = entry?.spec;
     client.lastCommand = spec?.name ?? 'unknown';
     if (!client.authenticated && !(entry?.noAuth ?? false)) return this.#reject(ctx, 'NOAUTH Authentication required.');
-    if (spec === undefined) return this.#reject(ctx, unknownCommand(args, ctx.server.config.security.redactInfoLog));
+    if (spec === undefined) {
+      // SHUTDOWN and DEBUG are not implemented; a non-admin is told what Redis tells it, so that it learns nothing either way.
+      const name = args[0]!.toString('latin1').toLowerCase();
+      if (ADMIN_ONLY_COMMANDS.has(name) && !client.admin && ctx.server.config.security.adminPassword !== undefined) return this.#refuse(ctx, name);
+      return this.#reject(ctx, unknownCommand(args, ctx.server.config.security.redactInfoLog));
+    }
     if ((spec.arity > 0 && args.length !== spec.arity) || args.length < -spec.arity) {
       return this.#reject(ctx, `ERR wrong number of arguments for '${spec.name}' command`);
     }
+    if (entry!.adminOnly && !client.admin && ctx.server.config.security.adminPassword !== undefined) {
+      const refused = refusedName(spec, args);
+      if (refused !== undefined) return this.#refuse(ctx, refused);
+    }
+    if (client.multi !== undefined && entry!.noMulti) return this.#reject(ctx, 'ERR Command not allowed inside a transaction');
     if (client.multi !== undefined && !TRANSACTION_CONTROL.has(spec.name)) {
       client.multi.push(args);
       client.multiBytes += queuedBytes(args);
@@ -132,6 +161,12 @@ export class Dispatcher {
     stat.usec += Math.round((performance.now() - started) * 1000);
   }
 
+  /** Redis 7.0's text for a command the user's ACL lacks (7.2 says `User <name> has no permissions …`). */
+  #refuse(ctx: CommandContext, command: string): void {
+    this.#logger.warn({ client: ctx.client.id, addr: ctx.client.addr, command }, 'command refused: it needs the admin user (AUTH admin <admin-password>)');
+    this.#reject(ctx, `NOPERM this user has no permissions to run the '${command}' command`);
+  }
+
   #reject(ctx: CommandContext, message: string): void {
     if (ctx.client.multi !== undefined) ctx.client.multiFailed = true;
     ctx.out.error(message);
@@ -146,6 +181,16 @@ export class Dispatcher {
     this.#logger.error({ command: spec.name, err: err instanceof Error ? err.stack : String(err) }, 'command failed unexpectedly');
     return `ERR internal error in '${spec.name}': ${err instanceof Error ? err.message : String(err)}`;
   }
+}
+
+/**
+ * The name a NOPERM names, as Redis does: `container|sub` for a known subcommand; undefined for
+ * an unknown one, which the handler refuses as unknown (Redis says so before it checks rights).
+ */
+function refusedName(spec: CommandSpec, args: Buffer[]): string | undefined {
+  if (spec.subcommandNames === undefined || args.length < 2) return spec.name;
+  const sub = args[1]!.toString('latin1').toLowerCase();
+  return spec.subcommandNames.includes(sub) ? `${spec.name}|${sub}` : undefined;
 }
 
 /** A queued command's bytes, plus what each argument's Buffer object costs on the heap (about 100 bytes). */

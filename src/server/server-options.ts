@@ -52,7 +52,7 @@ export interface TlsConfig {
  */
 export interface ServerOptions {
   storage: { dataDir: string; syncWrites: SyncWrites; rowCacheSize: number; walRecoveryMode: WalRecoveryMode };
-  security: { encryption: EncryptionConfig; requirepass?: string; redactInfoLog: boolean; tls?: TlsConfig };
+  security: { encryption: EncryptionConfig; requirepass?: string; adminPassword?: string; redactInfoLog: boolean; tls?: TlsConfig };
   engine: EngineSettings;
   server: ServerConfig;
 }

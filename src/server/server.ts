@@ -184,6 +184,12 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     server.on('tlsClientError', (err: Error) => this.logger.info({ err: err.message }, 'TLS handshake failed'));
     this.#listener = server;
     await listenOn(server, addr.host, addr.port, 'server.addr');
+    if (this.config.security.adminPassword === undefined && !isLoopback(addr.host)) {
+      this.logger.warn(
+        { addr: `${addr.host}:${addr.port}`, setting: 'security.admin-password' },
+        'security.admin-password is not set and server.addr is not a loopback address: every client that can connect (and knows requirepass, if set) may run ENCRYPTION, FLUSHALL, FLUSHDB and CONFIG. Set [security] admin-password to reserve them for AUTH admin <password>.',
+      );
+    }
     const registry = createMetricsRegistry({ env: this.#managed.env, engine: this.#engine, server: this.stats, lifecycle: this.#lifecycle });
     this.#status = await startStatusServer({
       host: statusAddr.host,
@@ -242,7 +248,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.#dispatcher.execute(ctx, args);
   }
 
-  context(): Omit<CommandContext, 'out' | 'client'> {
+  context(): Omit<CommandContext, 'out' | 'client' | 'defer'> {
     return { ks: this.#ks, server: this };
   }
 
@@ -562,6 +568,12 @@ function listenOn(server: NetServer, host: string, port: number, setting: string
       resolve();
     });
   });
+}
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\./.test(h);
 }
 
 /** maxmemory-clients in bytes: a percentage is of the machine's memory, or of the cgroup's limit when that is lower. */

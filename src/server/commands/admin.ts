@@ -172,7 +172,7 @@ const NONE: [number, number, number] = [0, 0, 0];
 export const ADMIN_COMMANDS: CommandSpec[] = [
   spec('command', -1, ['loading', 'stale'], NONE, 'server', 'Returns detailed information about all commands.', command),
   spec('info', -1, ['loading', 'stale'], NONE, 'server', 'Returns information and statistics about the server.', info),
-  spec('config', -2, ['admin', 'loading', 'stale'], NONE, 'server', 'A container for server configuration commands.', config),
+  { ...spec('config', -2, ['admin', 'loading', 'stale'], NONE, 'server', 'A container for server configuration commands.', config), subcommandNames: ['get', 'set', 'resetstat', 'rewrite'] },
   spec('dbsize', 1, ['readonly', 'fast'], NONE, 'server', 'Returns the number of keys in the database.', (ctx) => ctx.out.integer(ctx.ks.keyCount)),
   spec('flushdb', -1, ['write'], NONE, 'server', 'Removes all keys from the current database.', flush),
   spec('flushall', -1, ['write'], NONE, 'server', 'Removes all keys from all databases.', flush),

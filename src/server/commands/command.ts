@@ -5,6 +5,8 @@ import type { Logger } from '../../log/logger.js';
 import type { ScanCursors } from '../scan-cursors.js';
 import type { ServerOptions } from '../server-options.js';
 import type { ServerStats } from '../server-stats.js';
+import type { EncryptionControl } from '../../lifecycle/lifecycle-status.js';
+import type { ReloadReport } from '../../lifecycle/encryption-lifecycle.js';
 
 /** What a command sees: the data, its connection, the server, and where its reply goes. */
 export interface CommandContext {
@@ -12,7 +14,16 @@ export interface CommandContext {
   out: ReplyWriter;
   client: ClientState;
   server: ServerContext;
+  /**
+   * For a command whose work is asynchronous (the encryption lifecycle's changes): its reply is
+   * written when `reply` settles, and the client's next command waits until then, so replies
+   * stay in order. The promise must not reject: turn errors into an error reply.
+   */
+  defer(reply: Promise<DeferredReply>): void;
 }
+
+/** Writes a deferred command's reply. */
+export type DeferredReply = (out: ReplyWriter) => void;
 
 // ServerContext lives here, not beside the server: it and CommandContext name each other, and
 // one module keeps that from being an import cycle.
@@ -41,6 +52,10 @@ export interface ServerContext {
   run(ctx: CommandContext, args: Buffer[]): void;
   /** The INFO text for the named sections (lower case; empty = default sections). */
   info(sections: string[]): string;
+  /** The online encryption lifecycle (ENCRYPTION STATUS|REGENERATE|SUSPEND|RESUME|RETIRE). */
+  readonly encryption: EncryptionControl;
+  /** ENCRYPTION RELOAD and SIGHUP: re-reads the config file's [security.encryption] and applies it online. */
+  reloadEncryption(): Promise<ReloadReport>;
 }
 
 /** Runs a command synchronously; args[0] is the command name as sent. */
@@ -63,6 +78,11 @@ export interface CommandSpec {
   handler: CommandHandler;
   /** Subcommands (CLIENT, CONFIG, COMMAND): lower-case name → spec. */
   subcommands?: Map<string, CommandSpec>;
+  /**
+   * The subcommands a container knows (lower case): a refused one is named `container|sub`, as
+   * Redis names it in NOPERM; an unknown one reaches the handler, which says so (as in Redis).
+   */
+  subcommandNames?: readonly string[];
 }
 
 /** A reply that is an error; the text includes Redis's prefix (ERR, WRONGTYPE, ...). */

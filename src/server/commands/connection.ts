@@ -38,16 +38,28 @@ function refuse(ctx: CommandContext, user: Buffer | undefined): never {
   return replyError('WRONGPASS invalid username-password pair or user is disabled.');
 }
 
+/** The user `[security] admin-password` stands for; user names are case-sensitive, as in Redis. */
+const ADMIN_USER = Buffer.from('admin');
+
+/**
+ * Two users, as a Redis ACL with `default` (requirepass, or nopass) and `admin`: AUTH admin
+ * also authenticates, so an admin client needs only its own password. A failed AUTH changes
+ * nothing; a successful one switches the connection to that user.
+ */
 function authenticate(ctx: CommandContext, user: Buffer | undefined, pass: Buffer): void {
-  const expected = ctx.server.config.security.requirepass;
+  const { requirepass: expected, adminPassword } = ctx.server.config.security;
+  if (user !== undefined && user.equals(ADMIN_USER) && adminPassword !== undefined) {
+    if (!passwordMatches(pass, adminPassword)) refuse(ctx, user);
+    ctx.client.authenticated = true;
+    ctx.client.admin = true;
+    return;
+  }
   if (expected === undefined) {
     if (user === undefined) replyError('ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?');
     if (!isWord(user, 'default')) refuse(ctx, user);
-    ctx.client.authenticated = true;
-    return;
-  }
-  if ((user !== undefined && user.toString('utf8') !== 'default') || !passwordMatches(pass, expected)) refuse(ctx, user);
+  } else if ((user !== undefined && user.toString('utf8') !== 'default') || !passwordMatches(pass, expected)) refuse(ctx, user);
   ctx.client.authenticated = true;
+  ctx.client.admin = false;
 }
 
 function auth(ctx: CommandContext, args: Buffer[]): void {
