@@ -365,6 +365,7 @@ path = "master.key"
       await waitForText(page, 'state', 'Encrypted');
       assert.equal(await textOf(page, 'percent'), '100.0%');
       assert.equal(await textOf(page, 'scan'), 'Completed');
+      assert.match((await page.locator('#history li').allInnerTexts())[0]!, /Encryption in progress → Encrypted/);
       seen.push(await page.content(), await page.locator('body').innerText());
       assert.deepEqual(errors, []);
       await page.context().close();
