@@ -4,7 +4,7 @@
  * script (or a Content-Security-Policy that blocks it) fails here, not in a user's browser.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, statSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
@@ -25,9 +25,18 @@ import { makeTempDir, parseInfo, removeTempDir, startTdekv, waitUntil, type Serv
 
 const CHROMIUM = process.env['TDEKV_CHROMIUM'] ?? '/usr/bin/chromium';
 
+function isExecutableFile(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 /** Why the browser tests cannot run here, or false. */
 function skipReason(): string | false {
-  if (!existsSync(CHROMIUM)) return `chromium is not installed (${CHROMIUM}): apt-get install chromium, as .ci/run does (or set TDEKV_CHROMIUM)`;
+  if (!isExecutableFile(CHROMIUM)) return `chromium is not installed (${CHROMIUM}): apt-get install chromium, as .ci/run does (or set TDEKV_CHROMIUM)`;
   try {
     createRequire(import.meta.url).resolve('playwright-core');
   } catch {
