@@ -44,6 +44,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'server', load: async () => (await import('./server-bench.js')).bench },
   { name: 'background', load: async () => (await import('./background-bench.js')).bench },
   { name: 'scan', load: async () => (await import('./scan-bench.js')).bench },
+  { name: 'scan-load', load: async () => (await import('./scan-load-bench.js')).bench },
 ];
 
 const liveTempDirs = new Set<string>();
