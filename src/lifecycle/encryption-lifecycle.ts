@@ -501,7 +501,11 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
         }
         const elapsed = (performance.now() - started) / 1000;
         this.#progress(bytes, elapsed);
-        await this.#throttle.wait(bytes, elapsed, stopped);
+        // The limit is on what the disk does: a merge of level 0 also rewrites on-key tables.
+        const written = Math.max(bytes, step?.outputBytes ?? 0);
+        // Nothing left: the completion is not held back by the last step's pause.
+        if (this.#bytesRemaining() === 0 && this.#filesOffCurrentKey().length === 0) continue;
+        await this.#throttle.wait(written, elapsed, stopped);
       }
       // Not under the mutex: suspend() and close() hold it while they wait for this loop.
       await this.#complete();
