@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { intFromEnv } from './bench-env.js';
 import type { Bench, BenchContext } from './run.js';
+import { tdekvToml } from './server-bench.js';
 import { freePorts, runRedisBenchmark, startServer, stopServer, type BenchLine } from './server-process.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -65,24 +66,7 @@ export const bench: Bench = {
     const configFile = join(dir, 'tdekv.toml');
     await writeFile(
       configFile,
-      [
-        '[server]',
-        `addr = "127.0.0.1:${port}"`,
-        `status-addr = "127.0.0.1:${statusPort}"`,
-        '[storage]',
-        `data-dir = "${dir}/data"`,
-        'sync-writes = "everysec"',
-        '[security.encryption]',
-        'data-encryption-method = "aes256-ctr"',
-        ...(rate !== undefined ? [`scan-rate-limit = "${rate}"`] : []),
-        ...(background ? ['[engine]', 'background-thread = true'] : []),
-        '[security.encryption.master-key]',
-        'type = "file"',
-        `path = "${dir}/master.key"`,
-        '[log]',
-        'level = "warn"',
-        '',
-      ].join('\n'),
+      tdekvToml(dir, String(port), String(statusPort), rate !== undefined ? [`scan-rate-limit = "${rate}"`] : [], background ? ['[engine]', 'background-thread = true'] : []),
     );
     const server = await startServer({ name: 'tdekv', command: process.execPath, args: [CLI, 'serve', '--config', configFile], port, cwd: dir, startTimeoutSeconds: 60 });
     const results: Record<'none' | 'scan', Record<'SET' | 'GET', BenchLine[]>> = { none: { SET: [], GET: [] }, scan: { SET: [], GET: [] } };

@@ -160,7 +160,8 @@ function redisTarget(key: string, label: string, short: string): Target {
   };
 }
 
-function tdekvToml(dir: string, port: string, statusPort: string): string {
+/** The bench's tdekv config; `encryption` adds lines to [security.encryption], `tail` whole sections. */
+export function tdekvToml(dir: string, port: string, statusPort: string, encryption: string[] = [], tail: string[] = []): string {
   return [
     '[server]',
     `addr = "127.0.0.1:${port}"`,
@@ -170,11 +171,13 @@ function tdekvToml(dir: string, port: string, statusPort: string): string {
     'sync-writes = "everysec"',
     '[security.encryption]',
     'data-encryption-method = "aes256-ctr"',
+    ...encryption,
     '[security.encryption.master-key]',
     'type = "file"',
     `path = "${dir}/master.key"`,
     '[log]',
     'level = "warn"',
+    ...tail,
     '',
   ].join('\n');
 }
