@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { link, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EncryptionConfig } from '../src/env/encryption-config.js';
 import type { EncryptionMethod } from '../src/crypto/method.js';
@@ -334,6 +334,29 @@ describe('online encryption lifecycle', () => {
       await db.engine.flush();
       await db.engine.waitForBackgroundWork();
       assert.deepEqual(await filesHolding(s.dataDir, MARKER), []);
+    } finally {
+      await db.close();
+    }
+  });
+
+  test('a plaintext file removed while encryption is on is overwritten with zeros first (seen through a hard link)', async (t) => {
+    const s = await setup(t);
+    const db = await open(s.dataDir, s.config('plaintext'));
+    try {
+      await writeMarkers(db.engine, 5_000);
+      await db.engine.flush();
+      await db.engine.waitForBackgroundWork();
+      const tables = (await readdir(s.dataDir)).filter((n) => n.endsWith('.sst'));
+      assert.ok(tables.length > 0);
+      // A second name for the same inode: after the unlink it still shows what the blocks hold.
+      const witness = join(s.root, 'witness.sst');
+      await link(join(s.dataDir, tables[0]!), witness);
+      assert.ok((await readFile(witness)).includes(MARKER));
+      await db.lifecycle.setMethod('aes256-ctr');
+      await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
+      assert.ok(!(await readdir(s.dataDir)).includes(tables[0]!), 'the plaintext table was removed');
+      const left = await readFile(witness);
+      assert.ok(left.length > 0 && left.every((b) => b === 0), 'its bytes were zeroed before the unlink');
     } finally {
       await db.close();
     }
