@@ -69,29 +69,37 @@ test('online plaintext -> aes256-ctr with 50,000 marker keys and live traffic: 2
           written++;
           const j = written % KEYS;
           assert.equal(await w.get(`m:${j}`), `${MARKER}-${j}`);
-        } catch {
+        } catch (err) {
           failures++;
+          // A server that is gone fails every call at once: stop rather than spin.
+          if (failures > 100) throw new Error(`client calls keep failing (${String(err)}); server log:\n${server.stderr().slice(-4000)}`);
         }
       }
     })();
-    const report = (await admin.call('ENCRYPTION', 'RELOAD')) as unknown[];
-    const status = statusMap(statusMap(report).get('status') as unknown[]);
-    assert.equal(Number(status.get('encryption_state')), 2);
     const seen = new Set<number>();
     const percents: number[] = [];
-    await waitUntil(
-      async () => {
-        const s = statusMap((await admin.call('ENCRYPTION', 'STATUS')) as unknown[]);
-        seen.add(Number(s.get('encryption_state')));
-        percents.push(Number(s.get('percent_complete')));
-        return s.get('encryption_scan_state_desc') === 'COMPLETED';
-      },
-      'the scan to complete',
-      120_000,
-      100,
-    );
-    stop = true;
-    await traffic;
+    try {
+      const report = (await admin.call('ENCRYPTION', 'RELOAD')) as unknown[];
+      const status = statusMap(statusMap(report).get('status') as unknown[]);
+      assert.equal(Number(status.get('encryption_state')), 2);
+      await waitUntil(
+        async () => {
+          const s = statusMap((await admin.call('ENCRYPTION', 'STATUS')) as unknown[]);
+          seen.add(Number(s.get('encryption_state')));
+          percents.push(Number(s.get('percent_complete')));
+          return s.get('encryption_scan_state_desc') === 'COMPLETED';
+        },
+        'the scan to complete',
+        120_000,
+        100,
+      );
+    } catch (err) {
+      throw new Error(`${String(err)}; server log:\n${server.stderr().slice(-4000)}`, { cause: err });
+    } finally {
+      // Whatever happened, the traffic stops (a dead server must not leave it spinning).
+      stop = true;
+      await traffic;
+    }
     const end = statusMap((await admin.call('ENCRYPTION', 'STATUS')) as unknown[]);
     assert.equal(Number(end.get('encryption_state')), 3);
     assert.equal(Number(end.get('percent_complete')), 100);

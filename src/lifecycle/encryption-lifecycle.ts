@@ -464,10 +464,13 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
         resolve();
       };
     });
-    this.#scan = this.#scanLoop(() => stop, stopped).finally(() => {
-      this.#scan = undefined;
-      this.#stopScan = undefined;
-    });
+    this.#scan = this.#scanLoop(() => stop, stopped)
+      // The loop handles its own errors; anything escaping it is logged, never an unhandled rejection.
+      .catch((err: unknown) => this.#logger.error({ err: err instanceof Error ? err.message : String(err) }, 'encryption scan loop failed'))
+      .finally(() => {
+        this.#scan = undefined;
+        this.#stopScan = undefined;
+      });
   }
 
   async #stopScanLoop(): Promise<void> {
@@ -573,7 +576,13 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
   }
 
   #emitProgress(): void {
-    if (this.listenerCount('progress') > 0) this.emit('progress', this.status());
+    if (this.listenerCount('progress') === 0) return;
+    try {
+      this.emit('progress', this.status());
+    } catch (err) {
+      // A listener's error (or a status read while closing) must not stop the scan.
+      this.#logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'an encryption progress listener failed');
+    }
   }
 
   /** Stops the scan (it resumes at the next open) and saves the state. */

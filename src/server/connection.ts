@@ -177,10 +177,13 @@ export class Connection {
       this.#replies++;
       this.flush();
     };
-    reply.then(done, (err: unknown) => {
-      this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'a deferred command failed unexpectedly');
-      done((out) => out.error('ERR internal error'));
-    });
+    reply
+      .then(done, (err: unknown) => {
+        this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'a deferred command failed unexpectedly');
+        done((out) => out.error('ERR internal error'));
+      })
+      // Writing the reply itself failed (the connection broke meanwhile): logged, never an unhandled rejection that ends the server.
+      .catch((err: unknown) => this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'sending a deferred reply failed'));
   }
 
   /** Bytes of replies not yet taken by the client: written by commands, held for their batch, or queued on the socket. */
