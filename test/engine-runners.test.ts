@@ -48,6 +48,7 @@ function context(sliceMs = 1, yieldSlice: () => Promise<void> = () => yieldToEve
     sliceMs: () => sliceMs,
     yieldSlice,
     openTable: (n) => tables.iterator(n),
+    openTableReader: (n) => tables.acquire(n),
   };
 }
 
@@ -95,7 +96,7 @@ test('flush then compaction run on metadata and an output context alone, and ret
   assert.deepEqual(entries(flushed), ['a@3:a3', 'a@1:a1', 'b@4:-', 'b@2:b2', 'c@5:c5']);
 
   // Level 0 to 1 with nothing below: with that snapshot released, old versions and the tombstone go.
-  const job = { level: 0, outputLevel: 1, inputs: [flushed, []] as [FileMeta[], FileMeta[]], levelsBelow: [], smallestSnapshot: 5 };
+  const job = { level: 0, outputLevel: 1, inputs: [flushed, []] as [FileMeta[], FileMeta[]], levelsBelow: [], smallestSnapshot: 5, rewriteInPlace: false };
   const compacted = await runCompaction(job, context());
   assert.deepEqual(entries(compacted), ['a@3:a3', 'c@5:c5']);
   assert.ok(compacted.every((f) => f.number >= 100 && f.entries > 0 && f.size > 0));
@@ -115,8 +116,33 @@ test('a compaction abandoned between slices removes what it wrote and leaves the
   const ctx = context(0, async () => {
     throw new Error('closing');
   });
-  await assert.rejects(runCompaction({ level: 0, outputLevel: 1, inputs: [flushed, []], levelsBelow: [], smallestSnapshot: MAX_SEQUENCE }, ctx), /closing/);
+  await assert.rejects(runCompaction({ level: 0, outputLevel: 1, inputs: [flushed, []], levelsBelow: [], smallestSnapshot: MAX_SEQUENCE, rewriteInPlace: false }, ctx), /closing/);
   assert.deepEqual(await managed.env.list(''), before);
   assert.equal(ctx.output.pendingOutputs.size, 0);
   assert.equal(entries(flushed).length, 2000);
+});
+
+test('a rewrite in place (the encryption scan) copies every block under the current key: same entries, new key, tags verify', async () => {
+  const mem = new Memtable();
+  for (let i = 0; i < 3000; i++) mem.add(i + 1, i % 7 === 0 ? Deletion : Value, b(`key${String(i).padStart(5, '0')}`), i % 7 === 0 ? Buffer.alloc(0) : Buffer.alloc(50, i));
+  const [input] = await writeMemtable(context(), mem, MAX_SEQUENCE);
+  const oldKey = managed.env.fileInfo(tableName(input!.number))!.keyId;
+  const before = entries([input!]);
+  await managed.keyAdmin.rotateDataKey();
+  const out = await runCompaction({ level: 2, outputLevel: 2, inputs: [[input!], []], levelsBelow: [], smallestSnapshot: MAX_SEQUENCE, rewriteInPlace: true }, context());
+  assert.equal(out.length, 1);
+  const info = managed.env.fileInfo(tableName(out[0]!.number))!;
+  assert.notEqual(info.keyId, oldKey);
+  assert.equal(info.authenticated, true);
+  // Nothing dropped: the tombstones stay (that is compaction's work), every entry is there in order.
+  assert.deepEqual(entries(out), before);
+  assert.equal(out[0]!.entries, input!.entries);
+  assert.ok(out[0]!.smallest.equals(input!.smallest) && out[0]!.largest.equals(input!.largest));
+  const { reader, release } = tables.acquire(out[0]!.number);
+  try {
+    assert.equal(reader.properties.fileSize, out[0]!.size);
+    assert.ok(reader.verifyAll().entries === input!.entries);
+  } finally {
+    release();
+  }
 });

@@ -811,6 +811,7 @@ export class Engine {
         if (this.#closing) throw new TdekvError('CLOSED', 'the database was closed during a compaction; the compaction was abandoned and its input files stay in use');
       },
       openTable: (n) => this.#tables.iterator(n),
+      openTableReader: (n) => this.#tables.acquire(n),
     };
     return runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
   }

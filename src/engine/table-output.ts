@@ -21,6 +21,21 @@ export interface TableOutputContext {
   newTable?(): Promise<{ number: number; file: EncryptedWritableFile }>;
 }
 
+/** A new table file, numbered and kept from obsolete-file removal (or granted by the main thread, on the worker). */
+export async function createTableFile(ctx: TableOutputContext): Promise<{ number: number; file: EncryptedWritableFile }> {
+  if (ctx.newTable) return ctx.newTable();
+  const number = ctx.newFileNumber();
+  ctx.pendingOutputs.add(number);
+  return { number, file: await ctx.env.create(tableName(number)) };
+}
+
+/** On failure: the file closed and removed, its number released. */
+export async function discardTableFile(ctx: TableOutputContext, number: number, file: EncryptedWritableFile | undefined): Promise<void> {
+  await file?.close().catch(() => undefined);
+  await ctx.env.remove(tableName(number)).catch(() => undefined);
+  ctx.pendingOutputs.delete(number);
+}
+
 /**
  * Writes a sorted stream of entries into one or more new tables (created through the env,
  * so under the current data key and method), cutting a new file at `targetSize` but never
@@ -47,14 +62,9 @@ export class TableOutput {
 
   async open(): Promise<void> {
     if (this.#builder) await this.#finishCurrent();
-    let file: EncryptedWritableFile;
-    if (this.#ctx.newTable) {
-      ({ number: this.#number, file } = await this.#ctx.newTable());
-    } else {
-      this.#number = this.#ctx.newFileNumber();
-      this.#ctx.pendingOutputs.add(this.#number);
-      file = await this.#ctx.env.create(tableName(this.#number));
-    }
+    const created = await createTableFile(this.#ctx);
+    this.#number = created.number;
+    const file = created.file;
     const t = this.#ctx.tuning;
     this.#builder = new TableBuilder(file, { blockSize: t.blockSize, blockRestartInterval: t.blockRestartInterval, bloomFilterBitsPerKey: t.bloomFilterBitsPerKey });
   }

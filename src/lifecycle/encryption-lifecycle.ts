@@ -569,11 +569,20 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     this.#emitProgress();
   }
 
-  async #save(): Promise<void> {
+  /**
+   * Saves the record. Saves run one after another (a progress save in the background and a
+   * state change's save share one temporary file name), each writing the record as it is then.
+   */
+  #save(): Promise<void> {
     this.#lastSave = performance.now();
     const keyAdmin = this.#managed.keyAdmin;
-    await writeLifecycleRecord(this.#managed.env.metaDir, this.#record, (label, ...parts) => keyAdmin.metadataMac(label, ...parts));
+    const write = (): Promise<void> => writeLifecycleRecord(this.#managed.env.metaDir, this.#record, (label, ...parts) => keyAdmin.metadataMac(label, ...parts));
+    const saved = this.#saving.then(write, write);
+    this.#saving = saved.catch(() => undefined);
+    return saved;
   }
+
+  #saving: Promise<void> = Promise.resolve();
 
   #emitProgress(): void {
     if (this.listenerCount('progress') === 0) return;

@@ -122,6 +122,15 @@ async function compact(m: Extract<ToWorker, { type: 'compact' }>): Promise<void>
         readers.push(reader);
         return reader.iterator();
       },
+      openTableReader: (n: number) => {
+        const grant = grants.get(n);
+        if (!grant) throw new TdekvError('INVALID_ARGUMENT', `the compaction was not granted table ${n}`);
+        grants.delete(n);
+        const reader = TableReader.open(openGrantedRead(grant), n, noCache);
+        readers.push(reader);
+        // Closed with the job's other readers.
+        return { reader, release: () => undefined };
+      },
     });
     post({ type: 'done', jobId: m.jobId, files, threadId });
   } finally {

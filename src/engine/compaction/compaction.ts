@@ -17,6 +17,11 @@ export interface CompactionJob {
   levelsBelow: ReadonlyArray<readonly FileMeta[]>;
   /** The oldest sequence a snapshot may read at: versions hidden from it can go. */
   smallestSnapshot: number;
+  /**
+   * The encryption scan's rewrite of one table where it lies (same level, same keys): its
+   * blocks are copied under the new key without decoding entries (table-rewrite.ts).
+   */
+  rewriteInPlace: boolean;
 }
 
 /**
@@ -76,6 +81,7 @@ export class Compaction {
       inputs: this.plan.inputs,
       levelsBelow: version.levels.slice(this.plan.outputLevel + 1),
       smallestSnapshot,
+      rewriteInPlace: this.plan.reason === 'encryption' && this.plan.level === this.plan.outputLevel && this.plan.inputs[0].length === 1 && this.plan.inputs[1].length === 0,
     };
   }
 
