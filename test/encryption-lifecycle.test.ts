@@ -361,4 +361,40 @@ describe('online encryption lifecycle', () => {
       await db.close();
     }
   });
+
+  test('level 0 is copied in place in order: overlapping tables keep their ranking, the newest value of every key wins', async (t) => {
+    const s = await setup(t);
+    const enc = s.config('plaintext');
+    const managed = await openEnv(s.dataDir, enc, { deferOpenWrites: true });
+    // Level-0 compactions held back, so level 0 keeps five overlapping tables.
+    const engine = await Engine.open({ env: managed.env, writeBufferSize: 64 * 1024, level0FileNumCompactionTrigger: 100, level0SlowdownWritesTrigger: 100, level0StopWritesTrigger: 100 });
+    const lifecycle = await EncryptionLifecycle.open({ engine, managed, config: enc, logger: silentLogger() });
+    try {
+      for (let round = 0; round < 5; round++) {
+        const ops = [];
+        for (let i = 0; i < 2000; i++) ops.push({ type: 'put' as const, key: Buffer.from(`k${String(i).padStart(5, '0')}`), value: Buffer.from(`${MARKER}-round${round}-${i}`) });
+        await engine.write(ops);
+        await engine.flush();
+      }
+      assert.equal(engine.stats().levels[0]!.files, 5);
+      const compactionsBefore = engine.stats().compactions;
+      await lifecycle.setMethod('aes256-ctr');
+      await waitFor(lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
+      const after = engine.stats();
+      assert.equal(after.levels[0]!.files, 5, 'copied where they were, not merged into level 1');
+      assert.equal(after.levels[1]!.files, 0);
+      assert.equal(after.compactions - compactionsBefore, 1, 'one step copied the whole level');
+      for (let i = 0; i < 2000; i += 37) assert.equal(engine.getSync(Buffer.from(`k${String(i).padStart(5, '0')}`))?.toString(), `${MARKER}-round4-${i}`);
+      const seen: string[] = [];
+      const it = engine.iterator();
+      for (let e = it.next(); e && seen.length < 3; e = it.next()) seen.push(e[1].toString());
+      it.close();
+      assert.deepEqual(seen, [0, 1, 2].map((i) => `${MARKER}-round4-${i}`));
+      assert.deepEqual(await filesHolding(s.dataDir, MARKER), []);
+    } finally {
+      await lifecycle.close();
+      await engine.close();
+      await managed.close();
+    }
+  });
 });

@@ -9,15 +9,30 @@ import { planFor, type CompactionPlan } from './compaction/picker.js';
  * (src/lifecycle/) decides when to scan, how fast, and what that means for the database's
  * state; here is only "which files, merged how".
  *
- * The scan rewrites one table at a time where it lies — a table deeper than level 0 becomes
- * new tables at the same level with the same keys, so the tree keeps its shape and each byte
- * is written once — except at level 0, whose tables overlap each other: there a rewrite of
- * one table alone could put an older value above a newer one, so the whole level is merged
- * into level 1, as every level-0 compaction is.
+ * The scan rewrites tables where they lie, by block copy (table-rewrite.ts): a table deeper
+ * than level 0 becomes one new table at the same level with the same entries, so the tree
+ * keeps its shape and each byte is written once. Level 0 ranks its overlapping tables by file
+ * number (newest first), so a table copied there alone would rank above newer ones: the whole
+ * level is copied at once, under numbers taken in one go in the same order — which only the
+ * engine can promise (no flush may be in flight, and none on another thread). When it cannot
+ * (`level0InPlace` gives no numbers), level 0 is merged into level 1 as every level-0
+ * compaction is.
  */
-export function pickEncryptionCompaction(version: Version, tuning: EngineTuning, offKey: (table: FileMeta) => boolean): CompactionPlan | undefined {
+export function pickEncryptionCompaction(
+  version: Version,
+  tuning: EngineTuning,
+  offKey: (table: FileMeta) => boolean,
+  level0InPlace?: () => number[] | undefined,
+): CompactionPlan | undefined {
   const level0 = version.levels[0]!;
-  if (level0.some(offKey)) return planFor(version, 0, Math.min(1, tuning.numLevels - 1), [...level0], 'encryption');
+  if (level0.some(offKey)) {
+    // Every level-0 table, oldest first, each copied under a number taken now in the same
+    // order: the level keeps its ranking, and a flush that starts later ranks above them all.
+    const oldestFirst = [...level0].sort((a, b) => a.number - b.number);
+    const numbers = level0InPlace?.();
+    if (numbers) return { level: 0, outputLevel: 0, inputs: [oldestFirst, []], reason: 'encryption', outputNumbers: numbers.slice(0, oldestFirst.length) };
+    return planFor(version, 0, Math.min(1, tuning.numLevels - 1), [...level0], 'encryption');
+  }
   for (let level = 1; level < version.levels.length; level++) {
     const table = version.levels[level]!.find(offKey);
     if (table) return planFor(version, level, level, [table], 'encryption');

@@ -395,7 +395,7 @@ export class Engine {
     let result: { inputBytes: number; offKeyBytes: number; outputBytes: number } | undefined;
     const before = this.#stats.compactionBytesWritten;
     await this.#compactOnce((v) => {
-      const plan = pickEncryptionCompaction(v, this.tuning, offKey);
+      const plan = pickEncryptionCompaction(v, this.tuning, offKey, () => this.#level0OutputNumbers(v.levels[0]!.length));
       if (plan) {
         const inputs = [...plan.inputs[0], ...plan.inputs[1]];
         result = { inputBytes: inputs.reduce((n, f) => n + f.size, 0), offKeyBytes: inputs.filter(offKey).reduce((n, f) => n + f.size, 0), outputBytes: 0 };
@@ -405,6 +405,28 @@ export class Engine {
     if (result) result.outputBytes = this.#stats.compactionBytesWritten - before;
     this.#errors.throwIfRefused();
     return result;
+  }
+
+  /**
+   * Numbers for an in-place copy of level 0 (see encryption-scan.ts), taken now, ascending and
+   * kept from obsolete-file removal; undefined when the copy could be outranked: a flush in
+   * flight already holds a smaller number for newer data, and with the background thread a
+   * job's outputs are numbered while it runs.
+   */
+  #level0OutputNumbers(count: number): number[] | undefined {
+    if (this.#worker || this.#imm || this.#flushing) return undefined;
+    const numbers: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const n = this.#versions.newFileNumber();
+      this.#pendingOutputs.add(n);
+      numbers.push(n);
+    }
+    return numbers;
+  }
+
+  #releaseOutputNumbers(numbers: readonly number[], err: unknown): never {
+    for (const n of numbers) this.#pendingOutputs.delete(n);
+    throw err;
   }
 
   /** Tables not under the current method and data key, and their bytes. */
@@ -729,6 +751,7 @@ export class Engine {
         return false;
       }
       const compaction = new Compaction(plan, (n) => this.#envNeedsRewrite(n));
+      const release = (): void => plan.outputNumbers?.forEach((n) => this.#pendingOutputs.delete(n));
       if (!compaction.isTrivialMove()) {
         // The output is at most the inputs (it only drops entries; blocks are rewritten at the
         // same sizes), and the inputs are removed only after it is installed. Flushes go first:
@@ -736,6 +759,7 @@ export class Engine {
         const room = await this.#room.read();
         const need = compaction.inputBytes + this.tuning.writeBufferSize + (room ? spaceMargin(room.total) : 0);
         if (room && room.free < need) {
+          release();
           if (noRoom === 'throw') throw noRoomError('compaction', need, room.free, this.#dataDir);
           if (!this.#pauses.current) this.#logger.warn({ needBytes: need, freeBytes: room.free, dataDir: this.#dataDir }, `compaction paused: needs ${formatBytes(need)}, ${formatBytes(room.free)} free; retried with backoff`);
           this.#pauses.pause(need, room.free, () => this.#scheduleBackgroundWork());
@@ -801,8 +825,19 @@ export class Engine {
 
   /** The compaction runner on this thread, in slices between which foreground work and a pending flush run. */
   #compactInProcess(compaction: Compaction, version: Version): Promise<FileMeta[]> {
+    const numbers = compaction.plan.outputNumbers;
+    const output = this.#outputContext();
+    if (numbers) {
+      // Taken (and kept from removal) when the plan was made, in order.
+      const queue = [...numbers];
+      output.newFileNumber = () => {
+        const n = queue.shift();
+        if (n === undefined) throw new TdekvError('INVALID_ARGUMENT', 'an in-place rewrite of level 0 ran out of the output numbers taken for it');
+        return n;
+      };
+    }
     const ctx: CompactionContext = {
-      output: this.#outputContext(),
+      output,
       sliceMs: () => SLICE_MS,
       yieldSlice: async () => {
         if (this.#imm) await this.#flushImmutable();
@@ -812,8 +847,14 @@ export class Engine {
       },
       openTable: (n) => this.#tables.iterator(n),
       openTableReader: (n) => this.#tables.acquire(n),
+      blockMoved: (fromTable, fromOffset, toTable, toOffset) => {
+        const block = this.#blockCache.get(fromTable, fromOffset);
+        if (block) this.#blockCache.set(toTable, toOffset, block, block.size);
+      },
     };
-    return runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
+    const run = runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
+    // Numbers taken for outputs that were never written (the job failed first) are released.
+    return numbers ? run.catch((err: unknown) => this.#releaseOutputNumbers(numbers, err)) : run;
   }
 
   // ---------------------------------------------------------------- installing results

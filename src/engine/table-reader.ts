@@ -140,7 +140,7 @@ export class TableReader {
    * checksums checked with this file's key): what the encryption scan copies into a table
    * under the new key without decoding entries (table-rewrite.ts). Past the block cache.
    */
-  *dataBlocks(): Generator<{ indexKey: Buffer; contents: Buffer }> {
+  *dataBlocks(): Generator<{ indexKey: Buffer; contents: Buffer; offset: number }> {
     // Read (and decrypted) in pieces of about a megabyte, not block by block: one cipher setup
     // and one pread per piece instead of per 4 KiB block.
     const trailer = this.#layout.trailerBytes;
@@ -158,7 +158,7 @@ export class TableReader {
         region = this.file.readSync(regionStart, Math.min(this.#dataLimit, Math.max(end, regionStart + (1 << 20))) - regionStart);
       }
       const raw = region.subarray(handle.offset - regionStart, end - regionStart);
-      yield { indexKey: Buffer.from(idx.internalKeyView()), contents: verifyBlock(raw, handle, this.file.path, this.#layout) };
+      yield { indexKey: Buffer.from(idx.internalKeyView()), contents: verifyBlock(raw, handle, this.file.path, this.#layout), offset: handle.offset };
     }
   }
 

@@ -17,7 +17,11 @@ const APPEND_BYTES = 1 << 20;
  * the disk instead of the engine's merge. Same keys, same entries: the result replaces the
  * input at the same level.
  */
-export async function rewriteTableBlocks(reader: TableReader, ctx: JobContext): Promise<FileMeta[]> {
+export async function rewriteTableBlocks(
+  reader: TableReader,
+  ctx: JobContext,
+  blockMoved?: (fromTable: number, fromOffset: number, toTable: number, toOffset: number) => void,
+): Promise<FileMeta[]> {
   const { number, file } = await createTableFile(ctx.output);
   try {
     const layout = tableLayout(file.auth);
@@ -42,8 +46,9 @@ export async function rewriteTableBlocks(reader: TableReader, ctx: JobContext): 
       await file.append(out);
     };
     const slice = new WorkSlice(() => ctx.sliceMs());
-    for (const { indexKey, contents } of reader.dataBlocks()) {
+    for (const { indexKey, contents, offset: from } of reader.dataBlocks()) {
       const handle = put(contents);
+      blockMoved?.(reader.fileNumber, from, number, handle.offset);
       index.add(indexKey, handleBytes.subarray(0, putBlockHandle(handleBytes, 0, handle)));
       if (pendingBytes >= APPEND_BYTES) await append();
       if (slice.due()) {

@@ -18,8 +18,9 @@ export interface CompactionJob {
   /** The oldest sequence a snapshot may read at: versions hidden from it can go. */
   smallestSnapshot: number;
   /**
-   * The encryption scan's rewrite of one table where it lies (same level, same keys): its
-   * blocks are copied under the new key without decoding entries (table-rewrite.ts).
+   * The encryption scan's rewrite of tables where they lie (same level, same entries): their
+   * blocks are copied under the new key without decoding entries (table-rewrite.ts), one
+   * output per input, in input order.
    */
   rewriteInPlace: boolean;
 }
@@ -81,7 +82,7 @@ export class Compaction {
       inputs: this.plan.inputs,
       levelsBelow: version.levels.slice(this.plan.outputLevel + 1),
       smallestSnapshot,
-      rewriteInPlace: this.plan.reason === 'encryption' && this.plan.level === this.plan.outputLevel && this.plan.inputs[0].length === 1 && this.plan.inputs[1].length === 0,
+      rewriteInPlace: this.plan.reason === 'encryption' && this.plan.level === this.plan.outputLevel && this.plan.inputs[1].length === 0,
     };
   }
 

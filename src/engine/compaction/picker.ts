@@ -9,6 +9,12 @@ export interface CompactionPlan {
   outputLevel: number;
   inputs: [FileMeta[], FileMeta[]];
   reason: 'size' | 'manual' | 'encryption';
+  /**
+   * Output table numbers taken when the plan was made, one per input, ascending: a rewrite of
+   * level 0 in place keeps its tables' order (level 0 ranks tables by number) only if no table
+   * flushed meanwhile can come between them.
+   */
+  outputNumbers?: number[];
 }
 
 export function maxBytesForLevel(tuning: EngineTuning, level: number): number {

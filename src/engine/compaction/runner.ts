@@ -2,7 +2,7 @@ import { WorkSlice, type JobContext } from '../background-job.js';
 import { ConcatIterator } from '../concat-iterator.js';
 import type { InternalIterator } from '../iterator.js';
 import { MergingIterator } from '../merging-iterator.js';
-import { TableOutput } from '../table-output.js';
+import { discardTableFile, TableOutput } from '../table-output.js';
 import type { TableReader } from '../table-reader.js';
 import { rewriteTableBlocks } from '../table-rewrite.js';
 import type { FileMeta } from '../version-edit.js';
@@ -14,6 +14,12 @@ export interface CompactionContext extends JobContext {
   openTable(tableNumber: number): InternalIterator;
   /** One input table's reader, held open until release(): for the block copy of a rewrite in place. */
   openTableReader(tableNumber: number): { reader: TableReader; release(): void };
+  /**
+   * A block copied by a rewrite in place, from (table, offset) to (table, offset): where the
+   * block cache lives (in-process), the cached block is kept under its new place, so reads of
+   * a table the scan just rewrote still hit the cache.
+   */
+  blockMoved?(fromTable: number, fromOffset: number, toTable: number, toOffset: number): void;
 }
 
 /**
@@ -24,11 +30,21 @@ export interface CompactionContext extends JobContext {
 export async function runCompaction(job: CompactionJob, ctx: CompactionContext): Promise<FileMeta[]> {
   const [first, second] = job.inputs;
   if (job.rewriteInPlace) {
-    const { reader, release } = ctx.openTableReader(first[0]!.number);
+    const outputs: FileMeta[] = [];
     try {
-      return await rewriteTableBlocks(reader, ctx);
-    } finally {
-      release();
+      for (const input of first) {
+        const { reader, release } = ctx.openTableReader(input.number);
+        try {
+          outputs.push(...(await rewriteTableBlocks(reader, ctx, ctx.blockMoved)));
+        } finally {
+          release();
+        }
+      }
+      return outputs;
+    } catch (err) {
+      // Each copy removes its own output when it fails; the ones finished before it go too.
+      for (const f of outputs) await discardTableFile(ctx.output, f.number, undefined);
+      throw err;
     }
   }
   const levelIterator = (files: readonly FileMeta[]): InternalIterator => new ConcatIterator(files, (i) => ctx.openTable(files[i]!.number));
