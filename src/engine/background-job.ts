@@ -21,6 +21,12 @@ export interface JobContext {
   sliceMs(): number;
   /** Between slices, once the output is drained: gives the host its turn; throws to abandon the job. */
   yieldSlice(): Promise<void>;
+  /**
+   * Called as a rate-limited job writes (`scan-rate-limit`): resolves when `bytes` more may be
+   * written, so the job's work is spread at the limit instead of coming in bursts between
+   * pauses. Absent: as fast as the slices allow.
+   */
+  pace?(bytes: number): Promise<void>;
 }
 
 /** Decides when a background loop should give the event loop a turn. */

@@ -389,20 +389,25 @@ export class Engine {
    * encryption-scan.ts), through the same runner, thread and rules as every compaction.
    * Undefined when no table is left off the current key.
    */
-  async rewriteNextOffKeyTable(): Promise<{ inputBytes: number; offKeyBytes: number; outputBytes: number } | undefined> {
+  async rewriteNextOffKeyTable(pace?: (bytes: number) => Promise<void>): Promise<{ inputBytes: number; offKeyBytes: number; outputBytes: number; pacedBytes: number } | undefined> {
     this.#checkOpen();
     const offKey = (f: FileMeta): boolean => this.#envNeedsRewrite(f.number);
-    let result: { inputBytes: number; offKeyBytes: number; outputBytes: number } | undefined;
+    let result: { inputBytes: number; offKeyBytes: number; outputBytes: number; pacedBytes: number } | undefined;
     const before = this.#stats.compactionBytesWritten;
+    let pacedBytes = 0;
+    const counted = pace && ((bytes: number): Promise<void> => ((pacedBytes += bytes), pace(bytes)));
     await this.#compactOnce((v) => {
       const plan = pickEncryptionCompaction(v, this.tuning, offKey, () => this.#level0OutputNumbers(v.levels[0]!.length));
       if (plan) {
         const inputs = [...plan.inputs[0], ...plan.inputs[1]];
-        result = { inputBytes: inputs.reduce((n, f) => n + f.size, 0), offKeyBytes: inputs.filter(offKey).reduce((n, f) => n + f.size, 0), outputBytes: 0 };
+        result = { inputBytes: inputs.reduce((n, f) => n + f.size, 0), offKeyBytes: inputs.filter(offKey).reduce((n, f) => n + f.size, 0), outputBytes: 0, pacedBytes: 0 };
       }
       return plan;
-    });
-    if (result) result.outputBytes = this.#stats.compactionBytesWritten - before;
+    }, 'throw', counted);
+    if (result) {
+      result.outputBytes = this.#stats.compactionBytesWritten - before;
+      result.pacedBytes = pacedBytes;
+    }
     this.#errors.throwIfRefused();
     return result;
   }
@@ -742,7 +747,7 @@ export class Engine {
    * none, or if it was not started for lack of room (`noRoom` 'pause': retried later; 'throw':
    * a no-space error for the caller).
    */
-  #compactOnce(pick: (v: Version) => CompactionPlan | undefined, noRoom: 'pause' | 'throw' = 'throw'): Promise<boolean> {
+  #compactOnce(pick: (v: Version) => CompactionPlan | undefined, noRoom: 'pause' | 'throw' = 'throw', pace?: (bytes: number) => Promise<void>): Promise<boolean> {
     return this.#compactionMutex.run(async () => {
       if (this.#closed) return false;
       const plan = pick(this.#versions.current);
@@ -768,13 +773,13 @@ export class Engine {
       }
       if (this.#pauses.current) this.#logger.info({ dataDir: this.#dataDir }, 'compaction resumed: there is room again');
       this.#pauses.resume();
-      await this.#runCompaction(compaction);
+      await this.#runCompaction(compaction, pace);
       return true;
     });
   }
 
   /** Runs a compaction (or moves its file) and installs the result. */
-  async #runCompaction(compaction: Compaction): Promise<void> {
+  async #runCompaction(compaction: Compaction, pace?: (bytes: number) => Promise<void>): Promise<void> {
     if (compaction.isTrivialMove()) {
       // Nothing to merge with: move the file down without rewriting it.
       await this.#logAndApply(compaction.edit(compaction.plan.inputs[0]), []);
@@ -783,7 +788,7 @@ export class Engine {
     }
     const version = this.#versions.acquire();
     try {
-      const files = this.#onWorker() ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version);
+      const files = this.#onWorker() ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version, pace);
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       await this.#logAndApply(compaction.edit(files), files);
@@ -824,7 +829,7 @@ export class Engine {
   }
 
   /** The compaction runner on this thread, in slices between which foreground work and a pending flush run. */
-  #compactInProcess(compaction: Compaction, version: Version): Promise<FileMeta[]> {
+  #compactInProcess(compaction: Compaction, version: Version, pace?: (bytes: number) => Promise<void>): Promise<FileMeta[]> {
     const numbers = compaction.plan.outputNumbers;
     const output = this.#outputContext();
     if (numbers) {
@@ -847,6 +852,7 @@ export class Engine {
       },
       openTable: (n) => this.#tables.iterator(n),
       openTableReader: (n) => this.#tables.acquire(n),
+      ...(pace ? { pace } : {}),
       blockMoved: (fromTable, fromOffset, toTable, toOffset) => {
         const block = this.#blockCache.get(fromTable, fromOffset);
         if (block) this.#blockCache.set(toTable, toOffset, block, block.size);

@@ -7,6 +7,8 @@ import type { FileMeta } from './version-edit.js';
 
 /** Output is handed to the file in appends of about this size. */
 const APPEND_BYTES = 1 << 20;
+/** With a rate limit, the copy asks for this many bytes at a time: small steps, so the limit holds within a table too. */
+const PACE_BYTES = 256 * 1024;
 
 /**
  * The encryption scan's rewrite of one table where it lies: every block is read and checked
@@ -46,17 +48,27 @@ export async function rewriteTableBlocks(
       await file.append(out);
     };
     const slice = new WorkSlice(() => ctx.sliceMs());
+    const paceEvery = ctx.pace ? PACE_BYTES : Infinity;
+    let unpaced = 0;
     for (const { indexKey, contents, offset: from } of reader.dataBlocks()) {
+      const before = offset;
       const handle = put(contents);
+      unpaced += offset - before;
       blockMoved?.(reader.fileNumber, from, number, handle.offset);
       index.add(indexKey, handleBytes.subarray(0, putBlockHandle(handleBytes, 0, handle)));
       if (pendingBytes >= APPEND_BYTES) await append();
-      if (slice.due()) {
+      if (unpaced >= paceEvery) {
+        await append();
+        await ctx.pace!(unpaced);
+        unpaced = 0;
+        slice.restart();
+      } else if (slice.due()) {
         await append();
         await ctx.yieldSlice();
         slice.restart();
       }
     }
+    if (unpaced > 0) await ctx.pace?.(unpaced);
     const dataBytes = offset;
     const filterContents = reader.filterContents;
     const filter = filterContents ? put(filterContents) : { offset: 0, size: 0 };

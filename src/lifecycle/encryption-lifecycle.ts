@@ -485,7 +485,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       for (;;) {
         if (stopping()) return;
         const started = performance.now();
-        const step = await this.#engine.rewriteNextOffKeyTable();
+        const step = await this.#engine.rewriteNextOffKeyTable((n) => this.#throttle.take(n, stopped));
         let bytes = step?.offKeyBytes ?? 0;
         if (!step) {
           const other = this.#nextOtherFile();
@@ -504,11 +504,12 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
         }
         const elapsed = (performance.now() - started) / 1000;
         this.#progress(bytes, elapsed);
-        // The limit is on what the disk does: a merge of level 0 also rewrites on-key tables.
-        const written = Math.max(bytes, step?.outputBytes ?? 0);
+        // The limit is on what the disk does (a merge of level 0 also rewrites on-key tables);
+        // what the block copy paced as it went is paid already.
+        const unpaced = Math.max(bytes, step?.outputBytes ?? 0) - (step?.pacedBytes ?? 0);
         // Nothing left: the completion is not held back by the last step's pause.
         if (this.#bytesRemaining() === 0 && this.#filesOffCurrentKey().length === 0) continue;
-        await this.#throttle.wait(written, elapsed, stopped);
+        await this.#throttle.take(unpaced, stopped);
       }
       // Not under the mutex: suspend() and close() hold it while they wait for this loop.
       await this.#complete();
