@@ -35,17 +35,19 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
  * connection (a redis-cli process per poll would itself cost the 2-core machine a share of a
  * core). Returns the stop, resolving to how many scans it started.
  */
-function keepScanning(port: number): () => Promise<number> {
+function keepScanning(port: number): () => Promise<{ scans: number; polls: number; running: number }> {
   const client = new Redis({ port, host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 0 });
   let stop = false;
-  let scans = 0;
+  const seen = { scans: 0, polls: 0, running: 0 };
   const loop = (async () => {
     while (!stop) {
       const status = (await client.call('ENCRYPTION', 'STATUS')) as unknown[];
       const i = status.indexOf('encryption_scan_state_desc');
-      if (status[i + 1] !== 'RUNNING') {
+      seen.polls++;
+      if (status[i + 1] === 'RUNNING') seen.running++;
+      else {
         await client.call('ENCRYPTION', 'REGENERATE');
-        scans++;
+        seen.scans++;
       }
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -54,7 +56,7 @@ function keepScanning(port: number): () => Promise<number> {
     stop = true;
     await loop;
     client.disconnect();
-    return scans;
+    return seen;
   };
 }
 
@@ -80,6 +82,8 @@ export const bench: Bench = {
     const server = await startServer({ name: 'tdekv', command: process.execPath, args: [CLI, 'serve', '--config', configFile], port, cwd: dir, startTimeoutSeconds: 60 });
     const results: Record<'none' | 'scan', Record<'SET' | 'GET', BenchLine[]>> = { none: { SET: [], GET: [] }, scan: { SET: [], GET: [] } };
     let scans = 0;
+    let polls = 0;
+    let running = 0;
     try {
       ctx.progress(`loading ${keys} keys of ${valueBytes} B`);
       await runRedisBenchmark(['-p', String(port), '-c', '50', '-n', String(keys), '-r', String(keys), '-d', String(valueBytes), '-t', 'set', '-P', '16', '--csv'], 600);
@@ -95,7 +99,12 @@ export const bench: Bench = {
             results[mode][t].push(line);
             ctx.progress(`round ${r + 1}/${rounds} ${mode === 'scan' ? 'with scan' : 'no scan'}: ${t} ${Math.round(line.rps)} ops/s p99 ${line.p99Ms} ms`);
           }
-          if (stop) scans += await stop();
+          if (stop) {
+            const seen = await stop();
+            scans += seen.scans;
+            polls += seen.polls;
+            running += seen.running;
+          }
         }
       }
     } finally {
@@ -115,7 +124,7 @@ export const bench: Bench = {
     }
     ctx.table({
       title: `redis-benchmark during an encryption scan (scan-rate-limit = ${rate ?? '64MiB, the default'}${background ? ', background-thread = true' : ''})`,
-      notes: [`${keys} keys x ${valueBytes} B, ${requests} requests per line, 50 clients; medians of ${rounds} alternating rounds; ${scans} scans (REGENERATE) ran during the "scan running" lines`],
+      notes: [`${keys} keys x ${valueBytes} B, ${requests} requests per line, 50 clients; medians of ${rounds} alternating rounds; ${scans} scans (REGENERATE) ran during the "scan running" lines, and a scan was RUNNING at ${polls === 0 ? 0 : Math.round((100 * running) / polls)}% of the 10-per-second polls`],
       columns: ['line', 'mode', 'ops/s', 'p99 ms', 'ops ratio', 'p99 ratio'],
       rows,
     });
