@@ -2,7 +2,7 @@ import { after, describe, test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
-import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { TdekvLevel } from '../src/level/tdekv-level.js';
@@ -154,7 +154,7 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
   before(async () => {
     root = await tempDir('tdekv-hierarchy-');
     password = join(root, 'dmk-a.password');
-    await writeFile(password, 'machine A dmk password\n');
+    await writeFile(password, 'machine A dmk password\n', { mode: 0o600 });
     a = await machineWithData(root, 'a', password);
     await readsEveryKey(a);
     const list = await listJson(a);
@@ -163,7 +163,7 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     assert.deepEqual(list.certificates[0]!.protectsDataDirs, [a.dataDir]);
     certFile = join(root, 'tde.crt');
     keyFile = join(root, 'tde.pvk');
-    await writeFile(join(root, 'backup.password'), 'backup password\n');
+    await writeFile(join(root, 'backup.password'), 'backup password\n', { mode: 0o600 });
     ok(await key(a, 'backup-certificate', 'tde', '--file', certFile, '--private-key-file', keyFile, '--password-file', join(root, 'backup.password')), 'backup');
   });
 
@@ -201,7 +201,7 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
 
   test('machine B: the copied data dir does not open until the certificate is restored, naming its thumbprint and the command', async () => {
     const b = await machine(root, 'b');
-    await writeFile(join(root, 'dmk-b.password'), 'machine B has its own password\n');
+    await writeFile(join(root, 'dmk-b.password'), 'machine B has its own password\n', { mode: 0o600 });
     ok(await key(b, 'create-master-key', '--password-file', join(root, 'dmk-b.password')), 'B create-master-key');
     await cp(a.dataDir, b.dataDir, { recursive: true });
     const err = await openError(level(b));
@@ -211,7 +211,7 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
 
     const backupPw = join(root, 'backup.password');
     const wrongPw = join(root, 'wrong.password');
-    await writeFile(wrongPw, 'not the backup password\n');
+    await writeFile(wrongPw, 'not the backup password\n', { mode: 0o600 });
     refused(await key(b, 'restore-certificate', 'tde', '--file', certFile, '--private-key-file', keyFile, '--password-file', wrongPw), ['CERTIFICATE_PASSWORD_WRONG'], keyFile);
     // A byte of the encrypted key changed, well inside the PEM body: refused, whether the
     // damage shows as bad padding, unparsable DER, or a key that no longer matches.
@@ -238,7 +238,7 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     refused(await key(c, 'create-certificate', 'other', '--subject', 'x'), ['DMK_UNAVAILABLE']);
 
     const wrong = join(root, 'wrong-dmk.password');
-    await writeFile(wrong, 'machine A dmk passwore\n');
+    await writeFile(wrong, 'machine A dmk passwore\n', { mode: 0o600 });
     const before = await readFile(join(c.keyStore, 'master-key.json'));
     refused(await key(c, 'open-master-key', '--password-file', wrong, '--add-service-master-key'), ['DMK_PASSWORD_WRONG'], 'nothing was changed');
     assert.deepEqual(await readFile(join(c.keyStore, 'master-key.json')), before);
@@ -276,6 +276,46 @@ describe('SQL Server key hierarchy: SMK → DMK → certificate → DEK', { skip
     await writeFile(after, (await readFile(r.config, 'utf8')).replace('certificate = "tde"', 'certificate = "tde2"'));
     ok(await runCli(['key', 'drop-certificate', 'tde', '--config', after]), 'drop tde after rotating');
     await readsEveryKey(r, 'tde2');
+  });
+
+  test('a password file group or others can read is refused, naming the chmod, and nothing is created', async () => {
+    const m = await machine(root, 'loose');
+    const loose = join(m.dir, 'loose.password');
+    await writeFile(loose, 'readable by everyone\n', { mode: 0o644 });
+    await chmod(loose, 0o644);
+    refused(await key(m, 'create-master-key', '--password-file', loose), ['INVALID_ARGUMENT'], 'mode 0644', `chmod 600 ${loose}`);
+    assert.equal(await stat(m.keyStore).then(() => true, () => false), false, 'no key store was created');
+    await chmod(loose, 0o600);
+    ok(await key(m, 'create-master-key', '--password-file', loose), 'create-master-key once owner-only');
+  });
+
+  test('changing the certificate online is state 6 PROTECTION_CHANGE_IN_PROGRESS: key.dict re-sealed, no table rewritten, no restart', async () => {
+    const r = await machineWithData(root, 'online', password);
+    ok(await key(r, 'create-certificate', 'tde2', '--subject', 'second'), 'create tde2');
+    const tables = (await readdir(r.dataDir)).filter((f) => f.endsWith('.sst'));
+    const before = await Promise.all(tables.map((f) => readFile(join(r.dataDir, f))));
+    const db = level(r);
+    await db.open();
+    try {
+      assert.equal(db.encryption.status().masterKeyIdentity, 'certificate tde');
+      const states: number[] = [];
+      db.encryption.on('progress', (st) => states.push(st.encryptionState));
+      const report = await db.encryption.reload({ masterKey: { type: 'certificate', keyStore: r.keyStore, certificate: 'tde2' } });
+      assert.deepEqual(report.applied, ['master-key']);
+      assert.ok(states.includes(6), `states seen: ${states.join(',')}`);
+      assert.equal(report.status.encryptionState, 3);
+      assert.equal(report.status.masterKeyIdentity, 'certificate tde2');
+      assert.ok(report.status.history.some((h) => h.to === 6) && report.status.history.some((h) => h.from === 6 && h.to === 3));
+      for (let i = 0; i < ROWS; i += 17) assert.equal(await db.get(row(i)[0]), row(i)[1]);
+    } finally {
+      await db.close();
+    }
+    assert.ok(tables.length > 0);
+    assert.deepEqual(await Promise.all(tables.map((f) => readFile(join(r.dataDir, f)))), before, 'no table was rewritten');
+    // The new certificate alone opens it now; the old one no longer does.
+    await readsEveryKey(r, 'tde2');
+    const err = await openError(level(r, 'tde'));
+    assert.ok(isTdekvError(err, 'MASTER_KEY_WRONG'), err.message);
   });
 
   test('serve --dmk-password-file re-protects a moved key store by this machine\'s SMK; without it serve refuses, naming the recovery command', async () => {
@@ -374,7 +414,7 @@ describe('property: create/backup/restore/rotate sequences keep the data readabl
         try {
           const m = await machine(root, `m${run++}`);
           const pw = join(root, 'pw');
-          await writeFile(pw, 'property password\n');
+          await writeFile(pw, 'property password\n', { mode: 0o600 });
           const config = (certificate: string): string => m.config.replace(/\.toml$/, `-${certificate}.toml`);
           const writeConfig = async (certificate: string): Promise<string> => {
             await writeFile(config(certificate), (await readFile(m.config, 'utf8')).replace('certificate = "tde"', `certificate = "${certificate}"`));

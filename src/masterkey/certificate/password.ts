@@ -17,6 +17,9 @@ export interface ScryptParams {
   salt: Buffer;
 }
 
+/** Group and other permission bits: a password file must have none. */
+const OPEN_TO_OTHERS = 0o077;
+
 export const DEFAULT_SCRYPT = { N: 2 ** 17, r: 8, p: 1 } as const;
 const SALT_BYTES = 16;
 /** Refused beyond this: a damaged or hostile key store must not make tdekv allocate gigabytes. */
@@ -57,10 +60,24 @@ export function deriveKey(password: Buffer, params: ScryptParams): Promise<Buffe
  */
 export async function readPasswordFile(path: string, what: string): Promise<Buffer> {
   let content: Buffer;
+  let fh: Awaited<ReturnType<typeof fileIo.open>>;
   try {
-    content = await fileIo.readFile(path);
+    fh = await fileIo.open(path, 'r');
   } catch (err) {
     throw new TdekvError('INVALID_ARGUMENT', `${what} ${path} cannot be read (${errnoCode(err) ?? String(err)}).`, { cause: err });
+  }
+  try {
+    // One descriptor for the check and the read, so the file checked is the file read.
+    const st = await fh.stat();
+    if (!st.isFile()) throw new TdekvError('INVALID_ARGUMENT', `${what} ${path} is not a regular file: give a file holding the password (one line).`);
+    const openBits = Number(st.mode) & OPEN_TO_OTHERS;
+    if (openBits !== 0 && process.platform !== 'win32') {
+      const mode = (Number(st.mode) & 0o777).toString(8).padStart(4, '0');
+      throw new TdekvError('INVALID_ARGUMENT', `${what} ${path} has mode ${mode}: group or other users ${openBits & 0o044 ? 'can read it' : 'have access to it'}. Run \`chmod 600 ${path}\` (owner only) and try again; nothing was changed.`);
+    }
+    content = await fh.readFile();
+  } finally {
+    await fh.close();
   }
   let end = content.length;
   if (end > 0 && content[end - 1] === 0x0a) end--;
