@@ -64,6 +64,20 @@ async function writeMarkers(engine: Engine, n: number, from = 0): Promise<void> 
   }
 }
 
+/** Markers written and flushed to tables, background work done: what the scan has to move. */
+async function loadMarkers(db: Db, n: number): Promise<void> {
+  await writeMarkers(db.engine, n);
+  await db.engine.flush();
+  await db.engine.waitForBackgroundWork();
+}
+
+/** Everything flushed, then no file under the data dir holds a marker in the clear. */
+async function assertNoMarkerLeft(db: Db, dataDir: string): Promise<void> {
+  await db.engine.flush();
+  await db.engine.waitForBackgroundWork();
+  assert.deepEqual(await filesHolding(dataDir, MARKER), []);
+}
+
 async function filesHolding(root: string, needle: string): Promise<string[]> {
   const hits: string[] = [];
   for (const d of await readdir(root, { withFileTypes: true, recursive: true })) {
@@ -97,9 +111,7 @@ describe('online encryption lifecycle', () => {
     const s = await setup(t);
     const db = await open(s.dataDir, s.config('plaintext'));
     try {
-      await writeMarkers(db.engine, 20_000);
-      await db.engine.flush();
-      await db.engine.waitForBackgroundWork();
+      await loadMarkers(db, 20_000);
       assert.equal(db.lifecycle.status().encryptionState, 0);
       assert.ok((await filesHolding(s.dataDir, MARKER)).length > 0, 'the markers are on disk in plaintext before');
       const percents: number[] = [];
@@ -123,9 +135,7 @@ describe('online encryption lifecycle', () => {
       assert.ok(states.has(2));
       for (let i = 1; i < percents.length; i++) assert.ok(percents[i]! >= percents[i - 1]!, `percent went backwards: ${percents.join(',')}`);
       // Written after the change, even while still in the memtable: nothing new in the old form.
-      await db.engine.flush();
-      await db.engine.waitForBackgroundWork();
-      assert.deepEqual(await filesHolding(s.dataDir, MARKER), []);
+      await assertNoMarkerLeft(db, s.dataDir);
       for (let i = 0; i < 25_000; i += 997) assert.equal(db.engine.getSync(Buffer.from(`k${String(i).padStart(7, '0')}`))?.toString(), `${MARKER}-${i}`);
       assert.ok(end.history.some((h) => h.from === 2 && h.to === 3));
     } finally {
@@ -239,9 +249,7 @@ describe('online encryption lifecycle', () => {
     const s = await setup(t);
     const db = await open(s.dataDir, s.config('aes256-ctr'));
     try {
-      await writeMarkers(db.engine, 5_000);
-      await db.engine.flush();
-      await db.engine.waitForBackgroundWork();
+      await loadMarkers(db, 5_000);
       const tablesBefore = (await readdir(s.dataDir)).filter((n) => n.endsWith('.sst')).sort();
       const seen: number[] = [];
       db.lifecycle.on('progress', (st) => seen.push(st.encryptionState));
@@ -313,9 +321,7 @@ describe('online encryption lifecycle', () => {
     const db = await open(s.dataDir, s.config('plaintext'));
     t.after(() => setFileFaults(undefined));
     try {
-      await writeMarkers(db.engine, 20_000);
-      await db.engine.flush();
-      await db.engine.waitForBackgroundWork();
+      await loadMarkers(db, 20_000);
       let failing = true;
       setFileFaults((op, path) => (failing && WRITE_OPS.has(op) && path.endsWith('.sst') ? 'EIO' : undefined));
       await db.lifecycle.setMethod('aes256-ctr');
@@ -331,9 +337,7 @@ describe('online encryption lifecycle', () => {
       const end = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
       assert.equal(end.encryptionState, 3);
       assert.equal(end.scanError, null);
-      await db.engine.flush();
-      await db.engine.waitForBackgroundWork();
-      assert.deepEqual(await filesHolding(s.dataDir, MARKER), []);
+      await assertNoMarkerLeft(db, s.dataDir);
     } finally {
       await db.close();
     }
@@ -343,9 +347,7 @@ describe('online encryption lifecycle', () => {
     const s = await setup(t);
     const db = await open(s.dataDir, s.config('plaintext'));
     try {
-      await writeMarkers(db.engine, 5_000);
-      await db.engine.flush();
-      await db.engine.waitForBackgroundWork();
+      await loadMarkers(db, 5_000);
       const tables = (await readdir(s.dataDir)).filter((n) => n.endsWith('.sst'));
       assert.ok(tables.length > 0);
       // A second name for the same inode: after the unlink it still shows what the blocks hold.
