@@ -18,6 +18,10 @@ import { planFor, type CompactionPlan } from './compaction/picker.js';
  * (`level0InPlace` gives no numbers), level 0 is merged into level 1 as every level-0
  * compaction is.
  */
+/** At most this many tables, and about this many bytes, per scan step below level 0. */
+const STEP_TABLES = 4;
+const STEP_BYTES = 64 * 1024 * 1024;
+
 export function pickEncryptionCompaction(
   version: Version,
   tuning: EngineTuning,
@@ -34,8 +38,17 @@ export function pickEncryptionCompaction(
     return planFor(version, 0, Math.min(1, tuning.numLevels - 1), [...level0], 'encryption');
   }
   for (let level = 1; level < version.levels.length; level++) {
-    const table = version.levels[level]!.find(offKey);
-    if (table) return planFor(version, level, level, [table], 'encryption');
+    // A few tables of one level per step (each copied to its own output): fewer manifest
+    // edits, and two copies can overlap one another's I/O.
+    const tables: FileMeta[] = [];
+    let bytes = 0;
+    for (const f of version.levels[level]!) {
+      if (!offKey(f)) continue;
+      if (tables.length > 0 && (tables.length >= STEP_TABLES || bytes + f.size > STEP_BYTES)) break;
+      tables.push(f);
+      bytes += f.size;
+    }
+    if (tables.length > 0) return planFor(version, level, level, tables, 'encryption');
   }
   return undefined;
 }

@@ -50,7 +50,7 @@ export async function rewriteTableBlocks(
     const slice = new WorkSlice(() => ctx.sliceMs());
     const paceEvery = ctx.pace ? PACE_BYTES : Infinity;
     let unpaced = 0;
-    for (const { indexKey, contents, offset: from } of reader.dataBlocks()) {
+    for await (const { indexKey, contents, offset: from } of reader.dataBlocks()) {
       const before = offset;
       const handle = put(contents);
       unpaced += offset - before;

@@ -485,7 +485,12 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       for (;;) {
         if (stopping()) return;
         const started = performance.now();
-        const step = await this.#engine.rewriteNextOffKeyTable((n) => this.#throttle.take(n, stopped));
+        const step = await this.#engine.rewriteNextOffKeyTable((n) => {
+          this.#progressWithinStep(n);
+          return this.#throttle.take(n, stopped);
+        });
+        const counted = this.#inStep;
+        this.#inStep = 0;
         let bytes = step?.offKeyBytes ?? 0;
         if (!step) {
           const other = this.#nextOtherFile();
@@ -503,7 +508,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
           }
         }
         const elapsed = (performance.now() - started) / 1000;
-        this.#progress(bytes, elapsed);
+        this.#progress(bytes, elapsed, counted);
         // The limit is on what the disk does (a merge of level 0 also rewrites on-key tables);
         // what the block copy paced as it went is paid already.
         const unpaced = Math.max(bytes, step?.outputBytes ?? 0) - (step?.pacedBytes ?? 0);
@@ -529,7 +534,8 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     return env.filesNotOnCurrentKey().find((p) => parseFileName(p) === undefined && p !== 'CURRENT' && !env.fileInfo(p)?.authenticated);
   }
 
-  #progress(bytes: number, elapsedSec: number): void {
+  /** After a step: `bytes` rewritten by it, `counted` of them already added to the counter as the step went. */
+  #progress(bytes: number, elapsedSec: number, counted = 0): void {
     const r = this.#record;
     r.bytesDone += bytes;
     const remaining = this.#bytesRemaining();
@@ -541,8 +547,23 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       const inst = bytes / Math.max(elapsedSec, this.#throttle.limit > 0 ? bytes / this.#throttle.limit : 0);
       this.#rate = this.#rate === 0 ? inst : this.#rate * 0.7 + inst * 0.3;
     }
-    this.#scanBytesTotal += bytes;
+    this.#scanBytesTotal += Math.max(0, bytes - counted);
     if (performance.now() - this.#lastSave >= SAVE_EVERY_MS) void this.#save().catch((err: unknown) => this.#logger.warn({ err: String(err) }, 'could not save the encryption scan progress'));
+    this.#emitProgress();
+  }
+
+  /** Bytes a step in progress has copied so far (a step may be several tables, or all of level 0). */
+  #inStep = 0;
+
+  /** Progress inside a long step, from the bytes it has copied: the percentage moves before the step is installed (never to 100). */
+  #progressWithinStep(bytes: number): void {
+    this.#inStep += bytes;
+    this.#scanBytesTotal += bytes;
+    const r = this.#record;
+    if (r.bytesTotal <= 0) return;
+    const pct = Math.min(99.9, (100 * (r.bytesDone + this.#inStep)) / r.bytesTotal);
+    if (pct <= r.percent) return;
+    r.percent = pct;
     this.#emitProgress();
   }
 

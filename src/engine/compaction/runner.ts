@@ -9,6 +9,9 @@ import type { FileMeta } from '../version-edit.js';
 import { bottommostRule, type CompactionJob } from './compaction.js';
 import { DropRule } from './drop-rule.js';
 
+/** Table copies run at once by a rewrite in place below level 0. */
+const IN_PLACE_LANES = 2;
+
 export interface CompactionContext extends JobContext {
   /** An iterator over one input table. */
   openTable(tableNumber: number): InternalIterator;
@@ -29,24 +32,7 @@ export interface CompactionContext extends JobContext {
  */
 export async function runCompaction(job: CompactionJob, ctx: CompactionContext): Promise<FileMeta[]> {
   const [first, second] = job.inputs;
-  if (job.rewriteInPlace) {
-    const outputs: FileMeta[] = [];
-    try {
-      for (const input of first) {
-        const { reader, release } = ctx.openTableReader(input.number);
-        try {
-          outputs.push(...(await rewriteTableBlocks(reader, ctx, ctx.blockMoved)));
-        } finally {
-          release();
-        }
-      }
-      return outputs;
-    } catch (err) {
-      // Each copy removes its own output when it fails; the ones finished before it go too.
-      for (const f of outputs) await discardTableFile(ctx.output, f.number, undefined);
-      throw err;
-    }
-  }
+  if (job.rewriteInPlace) return rewriteInPlace(job, ctx);
   const levelIterator = (files: readonly FileMeta[]): InternalIterator => new ConcatIterator(files, (i) => ctx.openTable(files[i]!.number));
   const out = new TableOutput(ctx.output, ctx.output.tuning.targetFileSizeBase);
   const input = new MergingIterator([
@@ -76,4 +62,35 @@ export async function runCompaction(job: CompactionJob, ctx: CompactionContext):
   } finally {
     input.close();
   }
+}
+
+/**
+ * The encryption scan's copies, one output per input. Below level 0 two run at once, so one
+ * table's reads and fsync overlap the other's copy; level 0's run one after another in input
+ * order, because its outputs must be numbered in that order (see encryption-scan.ts).
+ */
+async function rewriteInPlace(job: CompactionJob, ctx: CompactionContext): Promise<FileMeta[]> {
+  const inputs = job.inputs[0];
+  const outputs: Array<FileMeta[] | undefined> = inputs.map(() => undefined);
+  const copy = async (i: number): Promise<void> => {
+    const { reader, release } = ctx.openTableReader(inputs[i]!.number);
+    try {
+      outputs[i] = await rewriteTableBlocks(reader, ctx, ctx.blockMoved);
+    } finally {
+      release();
+    }
+  };
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < inputs.length) await copy(next++);
+  };
+  const lanes = job.level === 0 ? 1 : Math.min(IN_PLACE_LANES, inputs.length);
+  const settled = await Promise.allSettled(Array.from({ length: lanes }, () => lane()));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    // Each copy removes its own output when it fails; the ones that finished go too.
+    for (const f of outputs.flat()) if (f) await discardTableFile(ctx.output, f.number, undefined);
+    throw failed.reason;
+  }
+  return outputs.flatMap((o) => o ?? []);
 }
