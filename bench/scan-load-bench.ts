@@ -2,7 +2,7 @@
  * What a default-rate encryption scan costs a serving database (issue 12): redis-benchmark SET
  * and GET against `tdekv serve` with no scan, and with a scan running throughout (each time
  * the scan completes the bench sends ENCRYPTION REGENERATE, so a scan at the default
- * `scan-rate-limit` = 64 MiB/s is running for the whole measurement), rounds alternating which
+ * `scan-rate-limit` = 32 MiB/s is running for the whole measurement), rounds alternating which
  * goes first; medians reported. Targets: ops/s with the scan ≥ 80% of without, p99 ≤ 2×.
  *
  * The database (about 500 MB) is large enough that one scan at the default rate outlasts
@@ -123,7 +123,7 @@ export const bench: Bench = {
       verdicts.push(`${t}: ops ratio ${ratio.toFixed(2)} (target >= 0.80: ${ratio >= 0.8 ? 'met' : 'MISS'}), p99 x${p99x.toFixed(2)} (target <= 2: ${p99x <= 2 ? 'met' : 'MISS'})`);
     }
     ctx.table({
-      title: `redis-benchmark during an encryption scan (scan-rate-limit = ${rate ?? '64MiB, the default'}${background ? ', background-thread = true' : ''})`,
+      title: `redis-benchmark during an encryption scan (scan-rate-limit = ${rate ?? '32MiB, the default'}${background ? ', background-thread = true' : ''})`,
       notes: [`${keys} keys x ${valueBytes} B, ${requests} requests per line, 50 clients; medians of ${rounds} alternating rounds; ${scans} scans (REGENERATE) ran during the "scan running" lines, and a scan was RUNNING at ${polls === 0 ? 0 : Math.round((100 * running) / polls)}% of the 10-per-second polls`],
       columns: ['line', 'mode', 'ops/s', 'p99 ms', 'ops ratio', 'p99 ratio'],
       rows,

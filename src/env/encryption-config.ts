@@ -23,7 +23,7 @@ export const DEFAULT_ENCRYPTION: Required<Omit<EncryptionConfig, 'masterKey' | '
   dataKeyRotationPeriodMs: 7 * 24 * 3600 * 1000,
   enableFileDictionaryLog: true,
   fileDictionaryRewriteThreshold: 1_000_000,
-  scanRateLimit: 64 * 1024 * 1024,
+  scanRateLimit: 32 * 1024 * 1024,
   scanAuto: true,
   scanRetireKeys: true,
 };
