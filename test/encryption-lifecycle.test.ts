@@ -197,6 +197,11 @@ describe('online encryption lifecycle', () => {
       const suspended = await db.lifecycle.suspend();
       assert.equal(suspended.scanStateDesc, 'SUSPENDED');
       assert.equal(suspended.encryptionState, 2);
+      // A backup may start once the scan is suspended; while it runs, neither RESUME nor a change is allowed.
+      const release = db.lifecycle.beginBackup();
+      await assert.rejects(db.lifecycle.resume(), /while a backup runs/);
+      await assert.rejects(db.lifecycle.setMethod('aes128-ctr'), /while a backup runs/);
+      release();
       const next = await db.lifecycle.setMethod('aes128-ctr');
       assert.equal(next.encryptionState, 2, 'plaintext files remain: still encrypting');
     } finally {

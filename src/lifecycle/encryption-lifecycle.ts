@@ -307,6 +307,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
   resume(): Promise<LifecycleStatus> {
     return this.#change(async () => {
       if (this.#record.scanState === SCAN_RUNNING) return;
+      if (this.#backups > 0) throw new TdekvError('ENCRYPTION_CHANGE_REFUSED', 'cannot resume the encryption scan while a backup runs: wait for the backup to finish');
       if (!this.#record.transition && this.#filesOffCurrentKey().length === 0) {
         throw new TdekvError('INVALID_ARGUMENT', `nothing to resume: every file is on the current key (state ${this.#stateName()})`);
       }
@@ -379,7 +380,9 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
    */
   beginBackup(): () => void {
     this.#checkOpen();
-    if (this.#changeRunning()) this.#refuseWhileChanging('start a backup');
+    if (this.#record.scanState === SCAN_RUNNING) {
+      throw new TdekvError('ENCRYPTION_CHANGE_REFUSED', `cannot start a backup: an encryption scan is running (state ${this.#stateName()}, ${this.#record.percent.toFixed(2)}% complete); wait for it to complete or suspend it first (ENCRYPTION SUSPEND)`);
+    }
     this.#backups++;
     let held = true;
     return () => {
