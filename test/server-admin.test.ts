@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { isLoopback } from '../src/server/server.js';
-import { rejectsWith, runTdekvToExit, startRedis, startTdekv, target, tdekvOnly, type ServerHandle } from './support/server-process.js';
+import { encodeCommand, rejectsWith, runTdekvToExit, startRedis, startTdekv, target, tdekvOnly, waitUntil, type ServerHandle } from './support/server-process.js';
 
 // `[security] admin-password` against a Redis 7 ACL with the same two users: `default` lacking
 // the admin commands, and `admin` with everything (issue 12, part 3).
@@ -194,5 +194,35 @@ describe('admin-password configuration', tdekvOnly(), () => {
   test('isLoopback', () => {
     for (const h of ['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost']) assert.equal(isLoopback(h), true, h);
     for (const h of ['0.0.0.0', '::', '10.0.0.1', '192.168.1.1', '128.0.0.1']) assert.equal(isLoopback(h), false, h);
+  });
+});
+
+describe('a client repeating refused commands cannot flood the log', tdekvOnly(), () => {
+  const srv = shared(startWithAdmin);
+
+  test('500 wrong AUTHs and 500 NOPERMs in one burst: a log line or two each, naming how many were held back; INFO counts every failed AUTH', async () => {
+    const raw = await srv().raw();
+    const burst: Buffer[] = [];
+    for (let i = 0; i < 500; i++) burst.push(encodeCommand('AUTH', 'admin', `wrong-${i}`), encodeCommand('FLUSHALL'));
+    raw.send(Buffer.concat(burst));
+    for (let i = 0; i < 1000; i++) await raw.reply();
+    // The log is written asynchronously: wait for the first line of each kind.
+    await waitUntil(() => srv().stderr().includes('AUTH failed') && srv().stderr().includes('command refused'), 'both log lines', 10_000, 20);
+    await new Promise((r) => setTimeout(r, 200));
+    const log = srv().stderr();
+    const authLines = log.split('\n').filter((l) => l.includes('AUTH failed'));
+    const refusedLines = log.split('\n').filter((l) => l.includes('command refused'));
+    assert.ok(authLines.length >= 1 && authLines.length <= 3, `${authLines.length} AUTH lines`);
+    assert.ok(refusedLines.length >= 1 && refusedLines.length <= 3, `${refusedLines.length} NOPERM lines`);
+    // A later line says how many were held back before it.
+    await new Promise((r) => setTimeout(r, 1100));
+    raw.send(encodeCommand('AUTH', 'admin', 'wrong-again'));
+    await raw.reply();
+    await waitUntil(() => srv().stderr().includes('wrong-again') || /"suppressed":\d+/.test(srv().stderr()), 'the next AUTH line', 10_000, 20);
+    const later = srv().stderr().split('\n').filter((l) => l.includes('AUTH failed')).at(-1)!;
+    assert.match(later, /"suppressed":\d+/);
+    const admin = srv().client({ username: 'admin', password: ADMIN_PASSWORD });
+    const info = (await admin.info('stats')).match(/acl_access_denied_auth:(\d+)/);
+    assert.ok(info && Number(info[1]) >= 501, `acl_access_denied_auth ${info?.[1]}`);
   });
 });

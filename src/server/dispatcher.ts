@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { isTdekvError } from '../errors.js';
+import { LogRateLimit } from '../log/log-rate-limit.js';
 import type { Logger } from '../log/logger.js';
 import { ADMIN_COMMANDS } from './commands/admin.js';
 import { ReplyError, isWord, type CommandContext, type CommandSpec } from './commands/command.js';
@@ -79,6 +80,8 @@ function unknownCommand(args: Buffer[], redact: boolean): string {
 export class Dispatcher {
   readonly table: Map<string, CommandSpec>;
   readonly #logger: Logger;
+  /** NOPERM refusals are logged at most once a second (a client can send them at will). */
+  readonly #refusals = new LogRateLimit(1000);
   readonly #byHash = new Map<number, Entry[]>();
   readonly #entries = new Map<CommandSpec, Entry>();
 
@@ -163,7 +166,9 @@ export class Dispatcher {
 
   /** Redis 7.0's text for a command the user's ACL lacks (7.2 says `User <name> has no permissions …`). */
   #refuse(ctx: CommandContext, command: string): void {
-    this.#logger.warn({ client: ctx.client.id, addr: ctx.client.addr, command }, 'command refused: it needs the admin user (AUTH admin <admin-password>)');
+    this.#refusals.run((suppressed) =>
+      this.#logger.warn({ client: ctx.client.id, addr: ctx.client.addr, command, ...(suppressed > 0 ? { suppressed } : {}) }, 'command refused: it needs the admin user (AUTH admin <admin-password>)'),
+    );
     this.#reject(ctx, `NOPERM this user has no permissions to run the '${command}' command`);
   }
 

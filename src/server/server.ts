@@ -8,6 +8,7 @@ import type { ClientMemoryLimit, ServerOptions } from './server-options.js';
 import { Engine } from '../engine/engine.js';
 import type { EncryptionConfig } from '../env/encryption-config.js';
 import { EncryptionLifecycle, type ReloadReport } from '../lifecycle/encryption-lifecycle.js';
+import { LogRateLimit } from '../log/log-rate-limit.js';
 import { TdekvError, errnoCode } from '../errors.js';
 import { openEnvFromConfig, type ManagedEnv } from '../env/open-env.js';
 import { startupIoError } from '../util/startup-io-error.js';
@@ -60,6 +61,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   readonly #managed: ManagedEnv;
   readonly #engine: Engine;
   readonly #lifecycle: EncryptionLifecycle;
+  /** Failed AUTH attempts are logged at most once a second; INFO acl_access_denied_auth counts them all. */
+  readonly authFailureLog = new LogRateLimit(1000);
   /** Re-reads the `[security.encryption]` section of the config file (set by `tdekv serve`); without it ENCRYPTION RELOAD has nothing to read. */
   #encryptionConfigSource: (() => Promise<EncryptionConfig>) | undefined;
   readonly #store: BatchingStore;

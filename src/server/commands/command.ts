@@ -1,6 +1,7 @@
 import type { ReplyWriter } from '../resp/reply-writer.js';
 import type { Keyspace } from '../keyspace/keyspace.js';
 import type { ClientState } from '../client-state.js';
+import type { LogRateLimit } from '../../log/log-rate-limit.js';
 import type { Logger } from '../../log/logger.js';
 import type { ScanCursors } from '../scan-cursors.js';
 import type { ServerOptions } from '../server-options.js';
@@ -31,6 +32,8 @@ export type DeferredReply = (out: ReplyWriter) => void;
 export interface ServerContext {
   readonly config: ServerOptions;
   readonly logger: Logger;
+  /** Log lines a client can cause at will (failed AUTH), at most one a second (log-rate-limit.ts). */
+  readonly authFailureLog: LogRateLimit;
   readonly stats: ServerStats;
   readonly cursors: ScanCursors;
   readonly commands: ReadonlyMap<string, CommandSpec>;

@@ -34,7 +34,9 @@ export function passwordMatches(given: Buffer, expected: string | undefined): bo
 function refuse(ctx: CommandContext, user: Buffer | undefined): never {
   ctx.server.stats.authFailures++;
   const shownUser = user === undefined ? 'default' : redactBytes(user, false);
-  ctx.server.logger.warn({ client: ctx.client.id, addr: ctx.client.addr, user: shownUser }, 'AUTH failed: wrong user name or password');
+  ctx.server.authFailureLog.run((suppressed) =>
+    ctx.server.logger.warn({ client: ctx.client.id, addr: ctx.client.addr, user: shownUser, ...(suppressed > 0 ? { suppressed } : {}) }, 'AUTH failed: wrong user name or password'),
+  );
   return replyError('WRONGPASS invalid username-password pair or user is disabled.');
 }
 
