@@ -42,8 +42,11 @@ describe('status HTTP endpoint', { skip: target() !== 'tdekv' && 'tdekv only' },
     const r = await get('/status');
     assert.equal(r.status, 200);
     assert.match(r.type, /json/);
-    JSON.parse(r.body);
+    const doc = JSON.parse(r.body) as { engine: { backgroundThread: { enabled: boolean } }; lifecycle: { encryptionStateDesc: string } };
     assert.match(r.body, /aes256-ctr/);
+    // The default: flushes and compactions on the main thread, and the lifecycle's state.
+    assert.deepEqual(doc.engine.backgroundThread, { enabled: false });
+    assert.equal(doc.lifecycle.encryptionStateDesc, 'ENCRYPTED');
     assert.ok(!r.body.toLowerCase().includes(masterKeyHex.toLowerCase()), 'no master key hex in /status');
     assert.doesNotMatch(r.body, /"[^"]*"\s*:\s*"[0-9a-fA-F]{64}"/, 'no 256-bit hex strings at all');
   });

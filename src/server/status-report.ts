@@ -27,8 +27,10 @@ export interface StatusReport {
    * engine.stats(); `backgroundError` is set while writes are refused: until a reopen, or, with
    * `backgroundErrorRecoverable` (a full disk), until space is freed and a retry succeeds.
    * `compactionPaused`: a compaction not started for lack of room (writes go on).
+   * `backgroundThread`: `[engine] background-thread` — whether flushes and compactions run on
+   * a worker thread, and, when it runs, its thread id and the jobs it has run.
    */
-  engine?: EngineStats;
+  engine?: EngineStats & { backgroundThread: { enabled: boolean; threadId?: number; flushes?: number; compactions?: number } };
   server?: {
     startedAt: string;
     uptimeSeconds: number;
@@ -70,6 +72,7 @@ export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: 
       noSpaceRecoveries: e.noSpaceRecoveries,
       ...(e.compactionPaused !== undefined ? { compactionPaused: { needBytes: e.compactionPaused.needBytes, freeBytes: e.compactionPaused.freeBytes, since: e.compactionPaused.since } } : {}),
       compactionsPaused: e.compactionsPaused,
+      backgroundThread: backgroundThreadStatus(engine),
     };
   }
   if (server) {
@@ -85,6 +88,12 @@ export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: 
     };
   }
   return report;
+}
+
+function backgroundThreadStatus(engine: Engine): { enabled: boolean; threadId?: number; flushes?: number; compactions?: number } {
+  const t = engine.backgroundThread();
+  if (!t) return { enabled: false };
+  return { enabled: true, ...(t.threadId !== undefined ? { threadId: t.threadId } : {}), flushes: t.flushes, compactions: t.compactions };
 }
 
 /** Kept here for callers of the /status module; the projection is in src/env/encryption-status.ts. */
