@@ -14,6 +14,7 @@ import {
   startTarget,
   target,
   tdekvOnly,
+  waitUntil,
   type ServerHandle,
   type TestCerts,
 } from './support/server-process.js';
@@ -138,8 +139,11 @@ describe('requirepass', () => {
     const before = await metric();
     const c = unauthenticated();
     await rejectsWith(c.call('AUTH', 'guess-one-pw'), WRONGPASS);
+    // Failed AUTHs are logged at most once a second (docs/server.md): the second one waits for its own line.
+    await new Promise((r) => setTimeout(r, 1100));
     await rejectsWith(c.call('AUTH', 'mallory', 'guess-two-pw'), WRONGPASS);
     assert.equal(await metric(), before + 2);
+    await waitUntil(() => srv().stderr().includes('"user":"mallory"'), 'the second AUTH line', 10_000, 20);
     const lines = srv()
       .stderr()
       .split('\n')

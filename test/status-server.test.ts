@@ -22,6 +22,8 @@ const log = captureLogger();
 before(async () => {
   fx = await openOpsFixture('tdekv-status-');
   await writeSomeData(fx.engine);
+  // Flushes and compactions done: the dictionaries' sizes /status reports stay put while it is compared.
+  await fx.engine.waitForBackgroundWork();
   stats.connectedClients = 2;
   stats.keys = () => 400;
   const env = fx.managed.env;
