@@ -404,4 +404,49 @@ describe('online encryption lifecycle', () => {
       await managed.close();
     }
   });
+
+  test('a master key change while an encryption is suspended keeps that change: state 2 before and after, and RESUME finishes it', async (t) => {
+    const s = await setup(t);
+    const db = await open(s.dataDir, s.config('plaintext', { scanRateLimit: 1024 }));
+    try {
+      await loadMarkers(db, 20_000);
+      await db.lifecycle.setMethod('aes256-ctr');
+      await db.lifecycle.suspend();
+      const report = await db.lifecycle.reload({ ...s.config('aes256-ctr', { scanRateLimit: 0 }), masterKey: { type: 'file', path: s.otherKeyPath } });
+      assert.deepEqual(report.applied.sort(), ['master-key', 'scan-rate-limit']);
+      assert.equal(report.status.encryptionState, 2, 'plaintext files remain: the encryption is still in progress');
+      assert.equal(report.status.scanStateDesc, 'SUSPENDED');
+      await db.lifecycle.resume();
+      const end = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'COMPLETED');
+      assert.equal(end.encryptionState, 3);
+      await assertNoMarkerLeft(db, s.dataDir);
+    } finally {
+      await db.close();
+    }
+  });
+
+  test('a table changed on disk without the key stops the scan (ABORTED, naming the file); its blocks are never re-tagged under the new key', async (t) => {
+    const s = await setup(t);
+    const db = await open(s.dataDir, s.config('aes256-ctr'));
+    try {
+      await loadMarkers(db, 20_000);
+      await db.engine.compactRange();
+      const tables = (await readdir(s.dataDir)).filter((n) => n.endsWith('.sst')).sort();
+      assert.ok(tables.length >= 2);
+      // One bit in the middle of a data block, without the key: CTR lets anyone flip plaintext bits.
+      const victim = join(s.dataDir, tables[0]!);
+      const bytes = await readFile(victim);
+      bytes[100] = bytes[100]! ^ 0x01;
+      await writeFile(victim, bytes);
+      await db.lifecycle.regenerate();
+      const aborted = await waitFor(db.lifecycle, (x) => x.scanStateDesc === 'ABORTED');
+      assert.match(aborted.scanError ?? '', new RegExp(`${tables[0]!.replace('.', '\\.')}.*(authentication tag|damaged)`));
+      assert.equal(aborted.encryptionState, 4);
+      // The damaged table is still there, under its old key: nothing vouches for it under the new one.
+      assert.ok((await readdir(s.dataDir)).includes(tables[0]!));
+      assert.notEqual(db.managed.env.fileInfo(tables[0]!)!.keyId, aborted.dataKeyId);
+    } finally {
+      await db.close();
+    }
+  });
 });

@@ -25,6 +25,8 @@ const STATE_OF: Record<TransitionKind, number> = { encrypt: 2, 'key-change': 4, 
 const SAVE_EVERY_MS = 1000;
 /** While old files are still held open (iterators, snapshots), the scan looks again this often. */
 const HELD_FILES_RETRY_MS = 200;
+/** Within a step, progress events at most this often. */
+const STEP_EMIT_MS = 100;
 
 /** What `ENCRYPTION RELOAD` (and SIGHUP) did with the re-read `[security.encryption]` section. */
 export interface ReloadReport {
@@ -241,16 +243,19 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
   // ------------------------------------------------------------------ changes
 
   setMethod(method: EncryptionMethod): Promise<LifecycleStatus> {
-    return this.#change(async () => {
-      const from = this.#managed.keyAdmin.method;
-      if (from === method) return;
-      this.#refuseWhileChanging(`change data-encryption-method to ${method}`);
-      await this.#managed.keyAdmin.setMethod(method);
-      this.#config = { ...this.#config, dataEncryptionMethod: method };
-      this.#record.method = method;
-      this.#beginTransition(this.#kindOfChangeTo(method), from, method, `data-encryption-method ${from} -> ${method}`);
-      await this.#afterChange();
-    });
+    return this.#change(() => this.#setMethodNow(method));
+  }
+
+  /** setMethod's work, under the mutex (reload runs it there too). */
+  async #setMethodNow(method: EncryptionMethod): Promise<void> {
+    const from = this.#managed.keyAdmin.method;
+    if (from === method) return;
+    this.#refuseWhileChanging(`change data-encryption-method to ${method}`);
+    await this.#managed.keyAdmin.setMethod(method);
+    this.#config = { ...this.#config, dataEncryptionMethod: method };
+    this.#record.method = method;
+    this.#beginTransition(this.#kindOfChangeTo(method), from, method, `data-encryption-method ${from} -> ${method}`);
+    await this.#afterChange();
   }
 
   regenerate(): Promise<LifecycleStatus> {
@@ -267,27 +272,32 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
 
   /** Re-seals the key dictionary under `next` (state 6; no file is rewritten). Takes ownership of `next`. */
   changeMasterKey(next: MasterKey): Promise<LifecycleStatus> {
-    return this.#change(async () => {
-      try {
-        this.#refuseWhileChanging('change the master key');
-      } catch (err) {
-        next.close();
-        throw err;
-      }
-      const from = this.#managed.keyAdmin.masterKey.description;
-      const resting = this.#state();
-      this.#record.transition = { kind: 'protection', from, to: next.description, startedAt: new Date().toISOString() };
-      pushHistory(this.#record, { at: new Date().toISOString(), from: resting, to: 6, reason: `master key change: ${from} -> ${next.description}` });
+    return this.#change(() => this.#changeMasterKeyNow(next));
+  }
+
+  /** changeMasterKey's work, under the mutex (reload runs it there too). */
+  async #changeMasterKeyNow(next: MasterKey): Promise<void> {
+    try {
+      this.#refuseWhileChanging('change the master key');
+    } catch (err) {
+      next.close();
+      throw err;
+    }
+    const from = this.#managed.keyAdmin.masterKey.description;
+    const resting = this.#state();
+    // A change whose scan is suspended or aborted stays, and is the state again afterwards.
+    const previous = this.#record.transition;
+    this.#record.transition = { kind: 'protection', from, to: next.description, startedAt: new Date().toISOString() };
+    pushHistory(this.#record, { at: new Date().toISOString(), from: resting, to: 6, reason: `master key change: ${from} -> ${next.description}` });
+    await this.#save();
+    this.#emitProgress();
+    try {
+      await this.#managed.rotateMasterKey(next);
+    } finally {
+      this.#record.transition = previous;
+      pushHistory(this.#record, { at: new Date().toISOString(), from: 6, to: this.#state(), reason: 'master key change done: the key dictionary is re-sealed' });
       await this.#save();
-      this.#emitProgress();
-      try {
-        await this.#managed.rotateMasterKey(next);
-      } finally {
-        this.#record.transition = null;
-        pushHistory(this.#record, { at: new Date().toISOString(), from: 6, to: this.#state(), reason: 'master key change done: the key dictionary is re-sealed' });
-        await this.#save();
-      }
-    });
+    }
   }
 
   suspend(): Promise<LifecycleStatus> {
@@ -336,42 +346,43 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
    * once; the rest is reported as needing a restart. Everything is checked before anything
    * is applied, so a refused reload changes nothing.
    */
-  async reload(next: EncryptionConfig): Promise<ReloadReport> {
-    const applied: string[] = [];
-    const needsRestart: string[] = [];
-    const cur = this.#config;
-    const methodChanges = next.dataEncryptionMethod !== this.#managed.keyAdmin.method;
-    const masterChanges = !sameJson(next.masterKey, cur.masterKey);
-    if ((methodChanges || masterChanges) && this.#changeRunning()) {
-      this.#refuseWhileChanging(methodChanges ? `change data-encryption-method to ${next.dataEncryptionMethod}` : 'change the master key');
-    }
-    if (next.enableFileDictionaryLog !== cur.enableFileDictionaryLog) needsRestart.push('enable-file-dictionary-log');
-    if (next.fileDictionaryRewriteThreshold !== cur.fileDictionaryRewriteThreshold) needsRestart.push('file-dictionary-rewrite-threshold');
-    let nextMaster: MasterKey | undefined;
-    if (masterChanges) nextMaster = await createMasterKey(next.masterKey, { dataDir: this.#managed.env.dataDir });
-    if (nextMaster) {
-      await this.changeMasterKey(nextMaster);
-      applied.push('master-key');
-    }
-    this.#config = { ...next, dataEncryptionMethod: this.#managed.keyAdmin.method };
-    for (const [name, changed] of [
-      ['scan-rate-limit', next.scanRateLimit !== cur.scanRateLimit],
-      ['scan-auto', next.scanAuto !== cur.scanAuto],
-      ['scan-retire-keys', next.scanRetireKeys !== cur.scanRetireKeys],
-    ] as const) {
-      if (changed) applied.push(name);
-    }
-    this.#throttle.limit = this.#settings.scanRateLimit;
-    if (next.dataKeyRotationPeriodMs !== cur.dataKeyRotationPeriodMs) {
-      this.#managed.keyAdmin.setRotationPeriodMs(next.dataKeyRotationPeriodMs);
-      applied.push('data-key-rotation-period');
-    }
-    if (methodChanges) {
-      await this.setMethod(next.dataEncryptionMethod);
-      applied.push('data-encryption-method');
-    }
-    this.#logger.info({ applied, needsRestart }, 'encryption configuration reloaded');
-    return { applied, needsRestart, status: this.status() };
+  reload(next: EncryptionConfig): Promise<ReloadReport> {
+    // One reload at a time, and no other change in between its checks and its changes.
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      const applied: string[] = [];
+      const needsRestart: string[] = [];
+      const cur = this.#config;
+      const methodChanges = next.dataEncryptionMethod !== this.#managed.keyAdmin.method;
+      const masterChanges = !sameJson(next.masterKey, cur.masterKey);
+      if (methodChanges || masterChanges) this.#refuseWhileChanging(methodChanges ? `change data-encryption-method to ${next.dataEncryptionMethod}` : 'change the master key');
+      if (next.enableFileDictionaryLog !== cur.enableFileDictionaryLog) needsRestart.push('enable-file-dictionary-log');
+      if (next.fileDictionaryRewriteThreshold !== cur.fileDictionaryRewriteThreshold) needsRestart.push('file-dictionary-rewrite-threshold');
+      if (masterChanges) {
+        await this.#changeMasterKeyNow(await createMasterKey(next.masterKey, { dataDir: this.#managed.env.dataDir }));
+        applied.push('master-key');
+      }
+      this.#config = { ...next, dataEncryptionMethod: this.#managed.keyAdmin.method };
+      for (const [name, changed] of [
+        ['scan-rate-limit', next.scanRateLimit !== cur.scanRateLimit],
+        ['scan-auto', next.scanAuto !== cur.scanAuto],
+        ['scan-retire-keys', next.scanRetireKeys !== cur.scanRetireKeys],
+      ] as const) {
+        if (changed) applied.push(name);
+      }
+      this.#throttle.limit = this.#settings.scanRateLimit;
+      if (next.dataKeyRotationPeriodMs !== cur.dataKeyRotationPeriodMs) {
+        this.#managed.keyAdmin.setRotationPeriodMs(next.dataKeyRotationPeriodMs);
+        applied.push('data-key-rotation-period');
+      }
+      if (methodChanges) {
+        await this.#setMethodNow(next.dataEncryptionMethod);
+        applied.push('data-encryption-method');
+      }
+      this.#logger.info({ applied, needsRestart }, 'encryption configuration reloaded');
+      this.#emitProgress();
+      return { applied, needsRestart, status: this.status() };
+    });
   }
 
   /**
@@ -511,12 +522,12 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
           }
         }
         const elapsed = (performance.now() - started) / 1000;
-        this.#progress(bytes, elapsed, counted);
+        const remaining = this.#progress(bytes, elapsed, counted);
         // The limit is on what the disk does (a merge of level 0 also rewrites on-key tables);
         // what the block copy paced as it went is paid already.
         const unpaced = Math.max(bytes, step?.outputBytes ?? 0) - (step?.pacedBytes ?? 0);
         // Nothing left: the completion is not held back by the last step's pause.
-        if (this.#bytesRemaining() === 0 && this.#filesOffCurrentKey().length === 0) continue;
+        if (remaining === 0 && this.#filesOffCurrentKey().length === 0) continue;
         await this.#throttle.take(unpaced, stopped);
       }
       // Not under the mutex: suspend() and close() hold it while they wait for this loop.
@@ -537,8 +548,8 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     return env.filesNotOnCurrentKey().find((p) => parseFileName(p) === undefined && p !== 'CURRENT' && !env.fileInfo(p)?.authenticated);
   }
 
-  /** After a step: `bytes` rewritten by it, `counted` of them already added to the counter as the step went. */
-  #progress(bytes: number, elapsedSec: number, counted = 0): void {
+  /** After a step: `bytes` rewritten by it, `counted` of them already added to the counter as the step went. Returns the bytes still off the current key. */
+  #progress(bytes: number, elapsedSec: number, counted = 0): number {
     const r = this.#record;
     r.bytesDone += bytes;
     const remaining = this.#bytesRemaining();
@@ -553,6 +564,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     this.#scanBytesTotal += Math.max(0, bytes - counted);
     if (performance.now() - this.#lastSave >= SAVE_EVERY_MS) void this.#save().catch((err: unknown) => this.#logger.warn({ err: String(err) }, 'could not save the encryption scan progress'));
     this.#emitProgress();
+    return remaining;
   }
 
   /** Bytes a step in progress has copied so far (a step may be several tables, or all of level 0). */
@@ -567,8 +579,14 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     const pct = Math.min(99.9, (100 * (r.bytesDone + this.#inStep)) / r.bytesTotal);
     if (pct <= r.percent) return;
     r.percent = pct;
+    // A status reads every file's entry: listeners hear of it ten times a second at most, not every 256 KiB.
+    const now = performance.now();
+    if (now - this.#lastStepEmit < STEP_EMIT_MS) return;
+    this.#lastStepEmit = now;
     this.#emitProgress();
   }
+
+  #lastStepEmit = 0;
 
   /** Bytes rewritten by scans since this process started (the tdekv_encryption_scan_bytes_total counter). */
   #scanBytesTotal = 0;
