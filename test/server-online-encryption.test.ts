@@ -37,7 +37,15 @@ test('online plaintext -> aes256-ctr with 50,000 marker keys and live traffic: 2
     dir,
     settings: {
       security: { 'admin-password': ADMIN, encryption: { 'data-encryption-method': 'plaintext', 'scan-rate-limit': '1MiB' } },
-      engine: { 'write-buffer-size': '256KiB', 'target-file-size-base': '128KiB' },
+      // Level 0 is not compacted by itself during the test: an ordinary compaction would move the
+      // data to the new key unthrottled and leave the scan nothing to do (seen under CI load).
+      engine: {
+        'write-buffer-size': '256KiB',
+        'target-file-size-base': '128KiB',
+        'level0-file-num-compaction-trigger': 100,
+        'level0-slowdown-writes-trigger': 200,
+        'level0-stop-writes-trigger': 300,
+      },
     },
   });
   try {
@@ -60,6 +68,9 @@ test('online plaintext -> aes256-ctr with 50,000 marker keys and live traffic: 2
     // Traffic throughout: writes of new keys and overwrites, reads of markers.
     let stop = false;
     let written = 0;
+    // Writes acknowledged while the last status seen said the scan was in progress (state 2).
+    let scanning = false;
+    let writtenDuringScan = 0;
     let failures = 0;
     const traffic = (async () => {
       const w = server.client();
@@ -67,6 +78,7 @@ test('online plaintext -> aes256-ctr with 50,000 marker keys and live traffic: 2
         try {
           await w.set(`live:${written}`, `${MARKER}-live-${written}`);
           written++;
+          if (scanning) writtenDuringScan++;
           const j = written % KEYS;
           assert.equal(await w.get(`m:${j}`), `${MARKER}-${j}`);
         } catch (err) {
@@ -86,6 +98,7 @@ test('online plaintext -> aes256-ctr with 50,000 marker keys and live traffic: 2
         async () => {
           const s = statusMap((await admin.call('ENCRYPTION', 'STATUS')) as unknown[]);
           seen.add(Number(s.get('encryption_state')));
+          scanning = Number(s.get('encryption_state')) === 2;
           percents.push(Number(s.get('percent_complete')));
           return s.get('encryption_scan_state_desc') === 'COMPLETED';
         },
@@ -105,7 +118,7 @@ test('online plaintext -> aes256-ctr with 50,000 marker keys and live traffic: 2
     assert.equal(Number(end.get('percent_complete')), 100);
     assert.ok(seen.has(2), `states seen: ${[...seen].join(',')}`);
     for (let i = 1; i < percents.length; i++) assert.ok(percents[i]! >= percents[i - 1]!, 'percent went backwards');
-    assert.ok(percents.some((p) => p > 0 && p < 100), 'the traffic overlapped the scan');
+    assert.ok(writtenDuringScan > 0, `client writes were acknowledged while the scan ran (percentages seen: ${percents.join(',')})`);
     assert.equal(failures, 0);
     assert.ok(written > 0);
     // Everything written is there, and nothing is on disk in the clear once the memtable is flushed too.
