@@ -17,6 +17,7 @@ const LAYERS = [
   { name: 'server', path: '^src/server/' },
   { name: 'config', path: '^src/config/' },
   { name: 'level', path: '^src/level/' },
+  { name: 'backup', path: '^src/backup/' },
   { name: 'entry', path: '^src/(cli/|index\\.ts$)' },
 ];
 
