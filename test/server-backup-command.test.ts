@@ -21,7 +21,7 @@ async function reply(raw: RawConnection, ...args: (string | Buffer)[]): Promise<
 }
 
 const text = (v: RespValue | undefined): string => {
-  assert.ok(v?.t === 'bulk' || v?.t === 'simple', `got ${String(v?.t)}`);
+  assert.ok(v?.t === 'bulk' || v?.t === 'simple' || v?.t === 'verbatim', `got ${String(v?.t)}`);
   return (v as { v: Buffer | string }).v.toString();
 };
 const int = (v: RespValue | undefined): number => {
@@ -153,6 +153,7 @@ describe('BACKUP on a running server', tdekvOnly(), () => {
     const raw = await admin(srv());
     const b = await begin(raw);
     const other = await admin(srv());
+    assert.match(text(await reply(other, 'INFO', 'encryption')), /\r\nbackups_in_progress:1\r\n/);
     assert.match(errorText(await reply(other, 'ENCRYPTION', 'REGENERATE')), /backup/i);
     // A session belongs to its connection.
     assert.match(errorText(await reply(other, 'BACKUP', 'END', b.session)), /^ERR no backup session .* on this connection/);

@@ -43,6 +43,7 @@ export const STATUS_FIELDS: ReadonlyArray<readonly [string, (s: LifecycleStatus)
   ['master_key_type', (s) => ({ text: s.masterKeyType })],
   ['master_key_identity', (s) => ({ text: s.masterKeyIdentity })],
   ['last_retired_key_ids', (s) => ({ ints: s.lastRetiredKeyIds })],
+  ['backups_in_progress', (s) => ({ int: s.backupsInProgress })],
   ['history', (s) => ({ history: s.history })],
 ];
 
