@@ -1,4 +1,3 @@
-import { TdekvError } from '../../errors.js';
 import type { BackupStorage } from './backup-storage.js';
 import { LocalStorage } from './local-storage.js';
 import type { StorageSpec } from './storage-url.js';
@@ -11,8 +10,13 @@ export async function openStorage(spec: StorageSpec): Promise<BackupStorage> {
   switch (spec.kind) {
     case 'local':
       return new LocalStorage(spec);
-    case 's3':
-    case 'azure':
-      throw new TdekvError('INVALID_ARGUMENT', `--storage ${spec.displayUrl}: the ${spec.kind} backend is not built yet`);
+    case 's3': {
+      const { S3Storage } = await import('./s3-storage.js');
+      return new S3Storage(spec);
+    }
+    case 'azure': {
+      const { AzureStorage } = await import('./azure-storage.js');
+      return new AzureStorage(spec);
+    }
   }
 }
