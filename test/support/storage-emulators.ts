@@ -50,8 +50,8 @@ function stopper(child: ChildProcess): () => Promise<void> {
   };
 }
 
-function spawnEmulator(bin: string, args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(join(BIN, bin), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+function spawnEmulator(bin: string, args: string[], cwd: string): { child: ChildProcess; output: () => string } {
+  const child = spawn(join(BIN, bin), args, { stdio: ['ignore', 'pipe', 'pipe'], cwd });
   let out = '';
   const keep = (chunk: Buffer): void => {
     out = (out + chunk.toString()).slice(-4000);
@@ -68,7 +68,7 @@ export async function startS3rver(dir: string, buckets: string[]): Promise<Emula
   await mkdir(data, { recursive: true });
   const args = ['-d', data, '-a', '127.0.0.1', '-p', String(port), '--silent', '--no-vhost-buckets'];
   for (const b of buckets) args.push('--configure-bucket', b);
-  const { child, output } = spawnEmulator('s3rver', args);
+  const { child, output } = spawnEmulator('s3rver', args, dir);
   await waitForPort(port, child, output);
   return { endpoint: `http://127.0.0.1:${port}`, port, stop: stopper(child) };
 }
@@ -98,10 +98,10 @@ export async function startAzurite(dir: string, tls?: TlsMaterial): Promise<Emul
   const port = await freePort();
   const args = [
     '--blobHost', '127.0.0.1', '--blobPort', String(port), '--silent', '--inMemoryPersistence',
-    '--skipApiVersionCheck', '--loose', '--disableTelemetry', '--location', dir,
+    '--skipApiVersionCheck', '--loose', '--disableTelemetry',
   ];
   if (tls !== undefined) args.push('--cert', tls.certPath, '--key', tls.keyPath);
-  const { child, output } = spawnEmulator('azurite-blob', args);
+  const { child, output } = spawnEmulator('azurite-blob', args, dir);
   await waitForPort(port, child, output);
   return { endpoint: `${tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}/${AZURITE_ACCOUNT}`, port, stop: stopper(child) };
 }
