@@ -62,7 +62,7 @@ export class AzureStorage implements BackupStorage {
         `--storage ${this.displayUrl}: no Azure credentials: pass --azblob.account-key (or AZURE_STORAGE_KEY) with the account name, or --azblob.sas-token`,
       );
     }
-    if (spec.encryptionKey !== undefined && !endpoint.startsWith('https:')) {
+    if (spec.encryptionKey !== undefined && !endpoint.toLowerCase().startsWith('https:')) {
       throw new TdekvError(
         'INVALID_ARGUMENT',
         `--storage ${this.displayUrl}: a customer-provided key (--azblob.encryption-key) is sent only over https, and the endpoint is http: use an https endpoint`,
