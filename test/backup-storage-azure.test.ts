@@ -1,4 +1,5 @@
 import { test, before, after } from 'node:test';
+import { spawn } from 'node:child_process';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import assert from 'node:assert/strict';
@@ -204,4 +205,38 @@ test('azure: a customer-provided key with an http endpoint is refused before any
     () => new AzureStorage(spec(`azure://${CONTAINER}/x`, { 'azblob.endpoint': `http://127.0.0.1:1/${AZURITE_ACCOUNT}`, 'azblob.encryption-key': KEY })),
     (e) => isTdekvError(e, 'INVALID_ARGUMENT') && /only over https/.test(e.message) && !e.message.includes(KEY),
   );
+});
+
+test('azure: a process started with NODE_EXTRA_CA_CERTS reaches the https emulator without the ca option (how CLI tests trust it)', async () => {
+  const moduleUrl = new URL('../src/backup/storage/open-storage.js', import.meta.url).href;
+  const urlModule = new URL('../src/backup/storage/storage-url.js', import.meta.url).href;
+  const script = `
+    const { openStorage } = await import(${JSON.stringify(moduleUrl)});
+    const { parseStorageUrl } = await import(${JSON.stringify(urlModule)});
+    const s = await openStorage(parseStorageUrl(process.env.URL));
+    await s.put('via-env-ca', Buffer.from('ok'), 2);
+    process.stdout.write((await s.getBuffer('via-env-ca')).toString());`;
+  const prefix = nextPrefix();
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      NODE_EXTRA_CA_CERTS: tls.certPath,
+      URL: `azure://${CONTAINER}/${prefix}?endpoint=${encodeURIComponent(endpoint())}`,
+      AZURE_STORAGE_ACCOUNT: AZURITE_ACCOUNT,
+      AZURE_STORAGE_KEY: AZURITE_KEY,
+      AZURE_ENCRYPTION_KEY: KEY,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+  assert.equal(code, 0, err);
+  assert.equal(out, 'ok');
+  const s = spec(`azure://${CONTAINER}/${prefix}`);
+  const from = proxy.requests.length;
+  assert.equal((await open(spec(`azure://${CONTAINER}/${prefix}`, { 'azblob.encryption-key': KEY })).getBuffer('via-env-ca')).toString(), 'ok');
+  assert.ok(seen(s, from).length > 0);
 });
