@@ -35,7 +35,13 @@ export type TdekvErrorCode =
   /** `tdekv encryption …`: no server answers at the configured address. */
   | 'SERVER_UNREACHABLE'
   /** `tdekv encryption …`: the server answered with an error (a refused change, NOPERM, a wrong password). */
-  | 'SERVER_REFUSED';
+  | 'SERVER_REFUSED'
+  /** A backup object (manifest, table) is not in the backup storage. */
+  | 'BACKUP_OBJECT_MISSING'
+  /** The backup storage refused or failed a request (credentials, missing bucket, network). */
+  | 'BACKUP_STORAGE_FAILED'
+  /** The backup's blobs are encrypted with an Azure customer-provided key that was not given, or a different one. */
+  | 'BACKUP_STORAGE_KEY_NEEDED';
 
 export class TdekvError extends Error {
   readonly code: TdekvErrorCode;
