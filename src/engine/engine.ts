@@ -598,7 +598,16 @@ export class Engine {
         await sleep(1);
         continue;
       }
-      if (this.#mem.approximateBytes < this.tuning.writeBufferSize) return;
+      if (this.#mem.approximateBytes < this.tuning.writeBufferSize) {
+        // A flush is pending: give its slice a turn now, while the memtable still has room, so
+        // that a writer who never leaves the microtask queue (a loop of awaited batches) slows
+        // down a little per write instead of stopping for the whole flush when the memtable fills.
+        if (this.#imm && !this.#onWorker()) {
+          this.#stats.writeSlowdowns++;
+          await yieldToEventLoop();
+        }
+        return;
+      }
       // Waiting on level 0 helps only when the background will compact it: from the compaction
       // trigger on, and not once close() has begun (otherwise the wait loop never ends).
       const l0Stop = !this.#closing && l0 >= Math.max(this.tuning.level0StopWritesTrigger, this.tuning.level0FileNumCompactionTrigger);
