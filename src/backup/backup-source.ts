@@ -1,14 +1,17 @@
+import type { FileFrame } from '../env/encrypted-buffer-sink.js';
+
 /**
- * What a backup reads: the files of one consistent version of a database, in plaintext (the
- * backup re-encrypts them under its own key). Two implementations: a stopped data dir opened
- * through the encrypted env (offline), and a running server over its admin connection, which
- * pins a version for as long as the source is open (online).
+ * What a backup reads: the files of one consistent version of a database. Two
+ * implementations: a stopped data dir opened through the encrypted env (offline), and a
+ * running server over its admin connection, which pins a version for as long as the source
+ * is open (online). Files never leave a source in plaintext: each is re-written (every block
+ * and record checked under its live key) into the backup's own key, key id and IV.
  */
 export interface BackupSourceFile {
   /** Data-dir relative name, as the engine names it: `000012.sst`, `MANIFEST-000005`, `CURRENT`, `000013.log`. */
   name: string;
   kind: 'table' | 'manifest' | 'current' | 'wal';
-  /** Plaintext length in bytes. */
+  /** Bytes in the live data dir, for progress (the export's size may differ: a plaintext source gains tags); 0 when made on export. */
   size: number;
 }
 
@@ -19,14 +22,21 @@ export interface BackupSourceInfo {
   masterKey: string;
   /** Where it came from, for messages: a data dir path or `host:port`. */
   origin: string;
+  /** The last sequence number of the pinned version (recorded in the manifest); absent when unknown. */
+  sequence?: number;
 }
 
 export interface BackupSource {
   info(): BackupSourceInfo;
   /** The files of the pinned version: tables, one manifest, CURRENT, and any WAL it still needs. */
   files(): BackupSourceFile[];
-  /** Plaintext bytes [offset, offset + length) of one listed file; shorter only at its end. */
-  read(name: string, offset: number, length: number): Promise<Buffer>;
+  /**
+   * Writes one listed file under `frame` (the backup's key and key id, a fresh IV for this
+   * file): `onChunk` gets its ciphertext in order, exactly the bytes the live store would hold
+   * under that key. Resolves with the byte count. A block or record that fails its check under
+   * the live key rejects with DATA_CORRUPTED naming the file: damage is never carried into a backup.
+   */
+  export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number>;
   /** Releases the pinned version (online: ends the server's backup, letting an encryption scan start again). */
   close(): Promise<void>;
 }

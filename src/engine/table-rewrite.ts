@@ -1,14 +1,8 @@
 import { WorkSlice, type JobContext } from './background-job.js';
-import { BlockBuilder } from './block-builder.js';
-import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, tableLayout, type BlockHandle } from './table-format.js';
 import { createTableFile, discardTableFile } from './table-output.js';
+import { copyTableBlocks } from './table-copy.js';
 import type { TableReader } from './table-reader.js';
 import type { FileMeta } from './version-edit.js';
-
-/** Output is handed to the file in appends of about this size. */
-const APPEND_BYTES = 1 << 20;
-/** With a rate limit, the copy asks for this many bytes at a time: small steps, so the limit holds within a table too. */
-const PACE_BYTES = 256 * 1024;
 
 /**
  * The encryption scan's rewrite of one table where it lies: every block is read and checked
@@ -26,63 +20,27 @@ export async function rewriteTableBlocks(
 ): Promise<FileMeta[]> {
   const { number, file } = await createTableFile(ctx.output);
   try {
-    const layout = tableLayout(file.auth);
-    const index = new BlockBuilder(1);
-    const handleBytes = Buffer.allocUnsafe(20);
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let offset = 0;
-    const put = (contents: Buffer): BlockHandle => {
-      const handle = { offset, size: contents.length };
-      const block = blockWithTrailer(contents, layout, offset);
-      pending.push(block);
-      pendingBytes += block.length;
-      offset += block.length;
-      return handle;
-    };
-    const append = async (): Promise<void> => {
-      if (pendingBytes === 0) return;
-      const out = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
-      await file.append(out);
-    };
     const slice = new WorkSlice(() => ctx.sliceMs());
-    const paceEvery = ctx.pace ? PACE_BYTES : Infinity;
-    let unpaced = 0;
-    for await (const { indexKey, contents, offset: from } of reader.dataBlocks()) {
-      const before = offset;
-      const handle = put(contents);
-      unpaced += offset - before;
-      blockMoved?.(reader.fileNumber, from, number, handle.offset);
-      index.add(indexKey, handleBytes.subarray(0, putBlockHandle(handleBytes, 0, handle)));
-      if (pendingBytes >= APPEND_BYTES) await append();
-      if (unpaced >= paceEvery) {
-        await append();
-        await ctx.pace!(unpaced);
-        unpaced = 0;
-        slice.restart();
-      } else if (slice.due()) {
-        await append();
+    const size = await copyTableBlocks(reader, file, {
+      ...(ctx.pace
+        ? {
+            pace: async (bytes: number) => {
+              await ctx.pace!(bytes);
+              slice.restart();
+            },
+          }
+        : {}),
+      yieldDue: () => slice.due(),
+      yieldSlice: async () => {
         await ctx.yieldSlice();
         slice.restart();
-      }
-    }
-    if (unpaced > 0) await ctx.pace?.(unpaced);
-    const dataBytes = offset;
-    const filterContents = reader.filterContents;
-    const filter = filterContents ? put(filterContents) : { offset: 0, size: 0 };
-    const { fileSize: _inputSize, ...stored } = reader.properties;
-    const properties = put(encodeProperties({ ...stored, dataBytes }));
-    const indexHandle = put(index.finish());
-    const footer = encodeFooter({ filter, index: indexHandle, properties }, layout, offset);
-    pending.push(footer);
-    pendingBytes += footer.length;
-    offset += footer.length;
-    await append();
+      },
+      ...(blockMoved ? { blockMoved: (from, to) => blockMoved(reader.fileNumber, from, number, to) } : {}),
+    });
     await file.sync();
     await file.close();
-    return [{ number, size: offset, smallest: stored.smallest, largest: stored.largest, entries: stored.entries }];
+    const { smallest, largest, entries } = reader.properties;
+    return [{ number, size, smallest, largest, entries }];
   } catch (err) {
     await discardTableFile(ctx.output, number, file);
     throw err;

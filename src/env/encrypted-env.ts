@@ -316,6 +316,51 @@ export class EncryptedEnv {
     }
   }
 
+  /**
+   * Puts a file that was encrypted elsewhere (a backup's, under a key imported with
+   * KeyAdmin.importDataKey) in place unchanged: its bytes already are the CTR stream under
+   * `info`'s key and IV, with tags bound to them. The entry is durable before the first byte
+   * (invariant 4); on any failure the file and its entry are removed. Returns the bytes written.
+   */
+  async importFile(path: string, info: FileInfo, data: AsyncIterable<Uint8Array>): Promise<number> {
+    this.#checkWritable();
+    const rel = normalizeRelative(path);
+    if (info.method === 'plaintext' || !this.#keys.has(info.keyId) || this.#keys.get(info.keyId).method !== info.method) {
+      throw new TdekvError('DATA_KEY_MISSING', `cannot import ${rel}: data key ${info.keyId} (${info.method}) is not in the key dictionary of ${this.dataDir}; import the key first`);
+    }
+    if (this.#creating.has(rel)) throw fileExists(rel, this.dataDir);
+    this.#creating.add(rel);
+    try {
+      return await this.#inFlight.run(async () => {
+        await this.#ensureOpenWritten();
+        const abs = this.#abs(rel);
+        if ((await exists(abs)) || this.#dict.has(rel)) throw fileExists(rel, this.dataDir);
+        await this.#dict.set(rel, { method: info.method, keyId: info.keyId, iv: Buffer.from(info.iv), authenticated: info.authenticated });
+        let written = 0;
+        try {
+          const fh = await fileIo.open(abs, 'wx', 0o600);
+          try {
+            for await (const chunk of data) {
+              await fh.write(chunk, 0, chunk.length, written);
+              written += chunk.length;
+            }
+            await fh.sync();
+          } finally {
+            await fh.close();
+          }
+          await this.#syncDirsOf(rel);
+        } catch (err) {
+          await fileIo.unlink(abs).catch(() => undefined);
+          await this.#dict.remove(rel).catch(() => undefined);
+          throw err;
+        }
+        return written;
+      });
+    } finally {
+      this.#creating.delete(rel);
+    }
+  }
+
   /** Opens an existing file for random-access reads. */
   async openRead(path: string): Promise<EncryptedReadableFile> {
     return this.openReadSync(path);

@@ -54,6 +54,11 @@ export class KeyAdmin {
     return this.#access.change(() => this.#access.keys.retireUnused(() => this.#access.usedKeyIds(), { includeCurrent: this.#access.method === 'plaintext' }));
   }
 
+  /** A backup's data key, so the files a restore puts in place under it can be read (EncryptedEnv.importFile). */
+  importDataKey(key: DataKey): Promise<void> {
+    return this.#access.change(() => this.#access.keys.importKey(key));
+  }
+
   /** `data-encryption-method` for new files. */
   get method(): EncryptionMethod {
     return this.#access.method;

@@ -16,6 +16,13 @@ const SLICE_BYTES = 64 * 1024;
 const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
 
 /**
+ * What writers of records and blocks (LogWriter, the table copy) need of a file: where the
+ * next byte goes, the file's tags, appends. An EncryptedWritableFile is one; so is the sink a
+ * backup exports a file into (encrypted-buffer-sink.ts), which never touches the disk.
+ */
+export type AppendSink = Pick<EncryptedWritableFile, 'path' | 'auth' | 'size' | 'append' | 'sync' | 'close'>;
+
+/**
  * An append-only file. Appends are encrypted in order by one CTR stream (so each byte gets
  * its own keystream position), then written with positional writes that may run
  * concurrently on the thread pool: encryption and I/O overlap. Data is durable after sync().

@@ -403,6 +403,24 @@ export class DataKeyStore {
   }
 
   /**
+   * Adds a key made elsewhere (a backup's) so the files restored under it can be read. It
+   * never becomes current: new files keep this dictionary's own key, and the key is retired
+   * once no file uses it. Refuses an id already present (ids are random 53-bit numbers).
+   */
+  importKey(key: DataKey): Promise<void> {
+    return this.#mutex.run(async () => {
+      this.#checkOpen();
+      this.#checkWritable();
+      if (this.#dict.keys.has(key.id)) {
+        throw new TdekvError('INVALID_ARGUMENT', `data key ${key.id} is already in ${this.path}: a key cannot be imported twice (restore into an empty data dir)`);
+      }
+      const copy: DataKey = { ...key, key: Buffer.from(key.key), exposed: key.exposed || !this.#masterKey.protectsKeys };
+      await this.#commit({ ...this.#dict, keys: new Map(this.#dict.keys).set(copy.id, copy) });
+      this.#logger.info({ id: copy.id, method: copy.method }, 'data key imported');
+    });
+  }
+
+  /**
    * Drops keys that are neither current, leased, nor used by any file. Returns the retired
    * ids. `usedIds` is read under the store's lock, after every rotation queued before it, so
    * pass a function reading the file dictionary as it is then, not a set computed earlier:

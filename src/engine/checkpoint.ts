@@ -1,0 +1,75 @@
+import type { AppendSink } from '../env/writable-file.js';
+import { TdekvError } from '../errors.js';
+import type { EngineFs } from './engine-fs.js';
+import { exportEngineFile, writeCurrentRecord, writeManifestSnapshot } from './file-export.js';
+import { CURRENT, manifestName, tableName } from './file-names.js';
+import type { Version } from './version.js';
+import type { VersionEdit } from './version-edit.js';
+
+export interface CheckpointFile {
+  name: string;
+  kind: 'table' | 'manifest' | 'current';
+  /** Bytes in the data dir (tables); 0 for the manifest and CURRENT, written only on export. */
+  size: number;
+}
+
+/**
+ * One version of the database held for a backup (RocksDB's checkpoint, without hard links):
+ * its tables stay on disk while it is held, whatever compaction does meanwhile, and its
+ * manifest is a single snapshot edit made when it was taken. Everything acknowledged before
+ * it was taken is in those tables (the memtable was flushed first), so it needs no WAL.
+ */
+export class EngineCheckpoint {
+  readonly #fs: EngineFs;
+  readonly #tables: ReadonlyMap<string, number>;
+  readonly #snapshot: VersionEdit;
+  readonly #manifest: string;
+  readonly #release: () => void;
+  #released = false;
+
+  constructor(fs: EngineFs, version: Version, counters: { nextFileNumber: number; lastSequence: number }, release: () => void) {
+    this.#fs = fs;
+    this.#release = release;
+    const manifestNumber = counters.nextFileNumber;
+    this.#manifest = manifestName(manifestNumber);
+    this.#snapshot = {
+      // No WAL: everything is in the tables. 0 is what a new database's first manifest says.
+      logNumber: 0,
+      // Past the manifest's own number, so a restored database never reuses it.
+      nextFileNumber: manifestNumber + 1,
+      lastSequence: counters.lastSequence,
+      deletedFiles: [],
+      newFiles: version.levels.flatMap((files, level) => files.map((file) => ({ level, file }))),
+    };
+    this.#tables = new Map(this.#snapshot.newFiles.map(({ file }) => [tableName(file.number), file.size]));
+  }
+
+  /** The sequence number every write in this checkpoint is at or below. */
+  get lastSequence(): number {
+    return this.#snapshot.lastSequence!;
+  }
+
+  files(): CheckpointFile[] {
+    return [
+      ...[...this.#tables].map(([name, size]) => ({ name, kind: 'table' as const, size })),
+      { name: this.#manifest, kind: 'manifest', size: 0 },
+      { name: CURRENT, kind: 'current', size: 0 },
+    ];
+  }
+
+  /** Writes one of files() into `sink`, tagged and encrypted under the sink's key. */
+  async export(name: string, sink: AppendSink): Promise<void> {
+    if (this.#released) throw new TdekvError('CLOSED', 'the checkpoint was released (the backup ended); begin a new one');
+    if (name === this.#manifest) return writeManifestSnapshot(sink, this.#snapshot);
+    if (name === CURRENT) return writeCurrentRecord(sink, this.#manifest);
+    if (!this.#tables.has(name)) throw new TdekvError('INVALID_ARGUMENT', `${name} is not a file of this checkpoint (its files: the tables it lists, ${this.#manifest} and CURRENT)`);
+    return exportEngineFile(this.#fs, name, sink);
+  }
+
+  /** Lets compaction remove the version's tables again; idempotent. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#release();
+  }
+}
