@@ -14,8 +14,8 @@ export class RespError {
   constructor(readonly message: string) {}
 }
 
-/** One reply from `buf` at `pos`, or undefined while incomplete. */
-export function parseReply(buf: Buffer, pos = 0): { value: RespReply; end: number } | undefined {
+/** One reply from `buf` at `pos`, or undefined while incomplete. With `bytes`, bulk strings stay Buffers (binary data). */
+export function parseReply(buf: Buffer, pos = 0, bytes = false): { value: RespReply; end: number } | undefined {
   const lineEnd = buf.indexOf('\r\n', pos);
   if (lineEnd < 0) return undefined;
   const type = buf[pos];
@@ -33,6 +33,7 @@ export function parseReply(buf: Buffer, pos = 0): { value: RespReply; end: numbe
       const n = Number(line);
       if (n < 0) return { value: null, end: next };
       if (buf.length < next + n + 2) return undefined;
+      if (bytes) return { value: Buffer.from(buf.subarray(next, next + n)) as unknown as RespReply, end: next + n + 2 };
       return { value: buf.toString('utf8', next, next + n), end: next + n + 2 };
     }
     case 0x2a: {
@@ -42,7 +43,7 @@ export function parseReply(buf: Buffer, pos = 0): { value: RespReply; end: numbe
       const items: RespReply[] = [];
       let p = next;
       for (let i = 0; i < n; i++) {
-        const r = parseReply(buf, p);
+        const r = parseReply(buf, p, bytes);
         if (r === undefined) return undefined;
         items.push(r.value);
         p = r.end;
@@ -54,10 +55,10 @@ export function parseReply(buf: Buffer, pos = 0): { value: RespReply; end: numbe
   }
 }
 
-function encode(args: string[]): Buffer {
+function encode(args: ReadonlyArray<string | Buffer>): Buffer {
   const parts: Buffer[] = [Buffer.from(`*${args.length}\r\n`)];
   for (const a of args) {
-    const b = Buffer.from(a, 'utf8');
+    const b = Buffer.isBuffer(a) ? a : Buffer.from(a, 'utf8');
     parts.push(Buffer.from(`$${b.length}\r\n`), b, Buffer.from('\r\n'));
   }
   return Buffer.concat(parts);
@@ -76,10 +77,24 @@ export interface RespConnectOptions {
   replyTimeoutMs: number;
 }
 
+/** For an incomplete top-level bulk string: the bytes it needs in all (header, payload, CRLF); 0 when unknown. */
+function bulkBytesNeeded(buf: Buffer): number {
+  if (buf[0] !== 0x24) return 0;
+  const lineEnd = buf.indexOf('\r\n');
+  if (lineEnd < 0) return 0;
+  const n = Number(buf.toString('latin1', 1, lineEnd));
+  return Number.isSafeInteger(n) && n > 0 ? lineEnd + 2 + n + 2 : 0;
+}
+
 export class RespClient {
   readonly #socket: Socket;
   #buf: Buffer = Buffer.alloc(0);
-  #waiter: { resolve: (r: RespReply) => void; reject: (e: Error) => void } | undefined;
+  /** Data received since #buf was last joined: a large reply arrives in many chunks, joined once it is whole. */
+  #chunks: Buffer[] = [];
+  #chunkBytes = 0;
+  /** Bytes the reply being received needs (known from a bulk header), so it is not parsed again before then. */
+  #needed = 0;
+  #waiter: { resolve: (r: RespReply) => void; reject: (e: Error) => void; bytes: boolean } | undefined;
   #closedError: Error | undefined;
   readonly #timeoutMs: number;
 
@@ -87,8 +102,9 @@ export class RespClient {
     this.#socket = socket;
     this.#timeoutMs = timeoutMs;
     socket.on('data', (d: Buffer) => {
-      this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
-      this.#drain();
+      this.#chunks.push(d);
+      this.#chunkBytes += d.length;
+      if (this.#buf.length + this.#chunkBytes >= this.#needed) this.#drain();
     });
     const closed = (err?: Error): void => {
       this.#closedError ??= err ?? new Error('the server closed the connection');
@@ -127,16 +143,25 @@ export class RespClient {
 
   #drain(): void {
     if (this.#waiter === undefined) return;
+    if (this.#chunks.length > 0) {
+      this.#buf = Buffer.concat([this.#buf, ...this.#chunks]);
+      this.#chunks = [];
+      this.#chunkBytes = 0;
+    }
     let r: { value: RespReply; end: number } | undefined;
     try {
-      r = parseReply(this.#buf);
+      r = parseReply(this.#buf, 0, this.#waiter.bytes);
     } catch (err) {
       this.#waiter.reject(err as Error);
       this.#waiter = undefined;
       this.#socket.destroy();
       return;
     }
-    if (r === undefined) return;
+    if (r === undefined) {
+      this.#needed = bulkBytesNeeded(this.#buf);
+      return;
+    }
+    this.#needed = 0;
     this.#buf = this.#buf.subarray(r.end);
     const w = this.#waiter;
     this.#waiter = undefined;
@@ -144,7 +169,18 @@ export class RespClient {
   }
 
   /** Sends one command and waits for its reply (one at a time). */
-  call(...args: string[]): Promise<RespReply> {
+  call(...args: Array<string | Buffer>): Promise<RespReply> {
+    return this.#call(args, false);
+  }
+
+  /** As call(), for a command whose reply is binary: a bulk string comes back as a Buffer (an error as a RespError). */
+  async callBytes(...args: Array<string | Buffer>): Promise<Buffer | RespError> {
+    const r = (await this.#call(args, true)) as unknown;
+    if (r instanceof RespError || Buffer.isBuffer(r)) return r;
+    throw new Error(`expected a bulk string in reply to ${args[0] ?? ''}, got ${typeof r}`);
+  }
+
+  #call(args: ReadonlyArray<string | Buffer>, bytes: boolean): Promise<RespReply> {
     if (this.#closedError !== undefined) return Promise.reject(this.#closedError);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -161,6 +197,7 @@ export class RespClient {
           clearTimeout(timer);
           reject(e);
         },
+        bytes,
       };
       this.#socket.write(encode(args));
       this.#drain();

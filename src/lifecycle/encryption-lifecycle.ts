@@ -190,6 +190,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       masterKeyType: mk.type,
       masterKeyIdentity: identityOf(mk),
       lastRetiredKeyIds: [...r.lastRetiredKeyIds],
+      backupsInProgress: this.#backups,
       history: r.history.map((h) => ({ ...h })),
     };
   }

@@ -79,6 +79,8 @@ export interface LifecycleStatus {
   masterKeyIdentity: string;
   /** Data keys retired automatically after the last completed scan. */
   lastRetiredKeyIds: number[];
+  /** Backups running now (online BACKUP sessions): while any runs, a change that would start the scan is refused. */
+  backupsInProgress: number;
   /** The last state changes, oldest first. */
   history: StateChange[];
 }

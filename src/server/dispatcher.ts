@@ -6,6 +6,7 @@ import { ADMIN_COMMANDS } from './commands/admin.js';
 import { ReplyError, isWord, type CommandContext, type CommandSpec } from './commands/command.js';
 import { CONNECTION_COMMANDS } from './commands/connection.js';
 import { ENCRYPTION_COMMANDS } from './commands/encryption.js';
+import { BACKUP_COMMANDS } from './commands/backup.js';
 import { HASH_COMMANDS } from './commands/hashes.js';
 import { KEY_COMMANDS } from './commands/keys.js';
 import { STRING_COMMANDS } from './commands/strings.js';
@@ -15,7 +16,7 @@ import type { CommandStat, ServerStats } from './server-stats.js';
 
 export function commandTable(): Map<string, CommandSpec> {
   const table = new Map<string, CommandSpec>();
-  for (const s of [...CONNECTION_COMMANDS, ...ADMIN_COMMANDS, ...ENCRYPTION_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...HASH_COMMANDS, ...TRANSACTION_COMMANDS]) table.set(s.name, s);
+  for (const s of [...CONNECTION_COMMANDS, ...ADMIN_COMMANDS, ...ENCRYPTION_COMMANDS, ...BACKUP_COMMANDS, ...STRING_COMMANDS, ...KEY_COMMANDS, ...HASH_COMMANDS, ...TRANSACTION_COMMANDS]) table.set(s.name, s);
   return table;
 }
 
@@ -43,7 +44,7 @@ interface Entry {
  * the server's configuration and internals. Names, not a flag: DEBUG and SHUTDOWN are listed
  * before tdekv has them, so they cannot arrive unguarded.
  */
-export const ADMIN_ONLY_COMMANDS: ReadonlySet<string> = new Set(['encryption', 'flushall', 'flushdb', 'shutdown', 'config', 'debug']);
+export const ADMIN_ONLY_COMMANDS: ReadonlySet<string> = new Set(['encryption', 'backup', 'flushall', 'flushdb', 'shutdown', 'config', 'debug']);
 
 /** Redis's `%.Ns` of an argument: at most `max` bytes, cut at the first NUL as C strings are. */
 function cString(arg: Buffer, max: number): Buffer {

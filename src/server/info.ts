@@ -223,6 +223,7 @@ export function lifecycleInfo(s: LifecycleStatus): Array<[string, string | numbe
     ['data_key_regenerate_date', s.dataKeyRegenerateDate ?? ''],
     ['master_key_identity', s.masterKeyIdentity.replace(/[\r\n]+/g, ' ')],
     ['last_retired_data_keys', s.lastRetiredKeyIds.join(',')],
+    ['backups_in_progress', s.backupsInProgress],
     ['state_changes', s.history.length],
   ];
 }

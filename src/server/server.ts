@@ -5,6 +5,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import { PACKAGE_VERSION } from '../util/package-version.js';
 import { readTlsMaterial } from './tls-material.js';
 import type { ClientMemoryLimit, ServerOptions } from './server-options.js';
+import { BackupSessions } from './backup-sessions.js';
 import { Engine } from '../engine/engine.js';
 import type { EncryptionConfig } from '../env/encryption-config.js';
 import { EncryptionLifecycle, type ReloadReport } from '../lifecycle/encryption-lifecycle.js';
@@ -61,6 +62,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   readonly #managed: ManagedEnv;
   readonly #engine: Engine;
   readonly #lifecycle: EncryptionLifecycle;
+  /** BACKUP sessions: each pins a version and holds the encryption scan off until it ends. */
+  readonly backups: BackupSessions;
   /** Failed AUTH attempts are logged at most once a second; INFO acl_access_denied_auth counts them all. */
   readonly authFailureLog = new LogRateLimit(1000);
   /** Re-reads the `[security.encryption]` section of the config file (set by `tdekv serve`); without it ENCRYPTION RELOAD has nothing to read. */
@@ -94,6 +97,21 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.#engine = engine;
     this.#lifecycle = lifecycle;
     this.#store = new BatchingStore(engine, { sync: config.storage.syncWrites === 'always', rowCacheBytes: config.storage.rowCacheSize });
+    this.backups = new BackupSessions(
+      {
+        // Writes received before BACKUP BEGIN are in the backup: the batch being gathered is committed first.
+        checkpoint: async () => {
+          await this.#store.drain();
+          return this.#engine.checkpoint();
+        },
+        beginBackup: () => this.#lifecycle.beginBackup(),
+        describe: () => {
+          const st = this.#lifecycle.status();
+          return { method: st.method, masterKey: `${st.masterKeyType} ${st.masterKeyIdentity}` };
+        },
+      },
+      logger,
+    );
     this.#store.onBatchSettled((id, err) => this.#onBatchSettled(id, err));
     this.#ks = new Keyspace(this.#store, {
       touched: (key) => this.touch(key),
@@ -310,6 +328,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.#connections.delete(conn);
     this.#holding.delete(conn);
     this.unwatch(conn.client);
+    this.backups.endAllOf(conn.client.id);
     this.stats.connectedClients = this.#connections.size;
     this.logger.debug({ client: conn.client.id }, 'client disconnected');
   }
@@ -537,6 +556,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     try {
       if (this.#store.failure === undefined) await this.#engine.flush();
     } finally {
+      this.backups.endAll();
       await this.#lifecycle.close();
       await this.#engine.close();
       await this.#managed.close();

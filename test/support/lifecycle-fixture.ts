@@ -30,6 +30,7 @@ export function scanningStatus(patch: Partial<LifecycleStatus> = {}): LifecycleS
     masterKeyType: 'file',
     masterKeyIdentity: '/etc/tdekv/master.key',
     lastRetiredKeyIds: [3, 4],
+    backupsInProgress: 0,
     history: [
       { at: '2026-12-01T10:00:00.000Z', from: 0, to: 1, reason: 'database created (plaintext)' },
       { at: '2026-12-03T16:00:00.000Z', from: 1, to: 2, reason: 'data-encryption-method plaintext -> aes256-ctr' },

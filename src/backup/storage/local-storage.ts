@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join, sep } from 'node:path';
+import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errnoCode, TdekvError } from '../../errors.js';
+import { mkdirDurable, syncDir } from '../../keys/atomic-file.js';
 import type { BackupStorage } from './backup-storage.js';
 import { ExactLength, lengthError } from './exact-length.js';
 import { checkObjectName, TEMP_MARK } from './object-name.js';
@@ -48,7 +49,8 @@ export class LocalStorage implements BackupStorage {
     const tmp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
     let fh: FileHandle | undefined;
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      // A new directory's entry must be durable too, or a crash could lose the renamed object.
+      await mkdirDurable(dir);
       fh = await open(tmp, 'wx', 0o600);
       if (Buffer.isBuffer(body)) {
         if (body.length !== size) throw lengthError(name, size, String(body.length));
@@ -127,7 +129,7 @@ export class LocalStorage implements BackupStorage {
       throw this.ioError('listing', rel === '' ? '/' : rel, err);
     }
     for (const entry of entries) {
-      if (entry.name.startsWith(TEMP_MARK) || entry.name.includes(sep)) continue;
+      if (entry.name.startsWith(TEMP_MARK)) continue;
       const name = rel === '' ? entry.name : `${rel}/${entry.name}`;
       if (entry.isDirectory()) {
         // Descend only where names under it can still match the prefix.
@@ -162,11 +164,3 @@ export class LocalStorage implements BackupStorage {
   }
 }
 
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}

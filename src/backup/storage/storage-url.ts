@@ -271,13 +271,14 @@ export function parseStorageUrl(url: string, options: ParseStorageOptions = {}):
   if (url === '') throw invalid(ctx, 'empty: give local:///path, a path, s3://bucket/prefix or azure://container/prefix');
   const schemeMatch = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\/(.*)$/s.exec(url);
   const usedFlags = (Object.keys(flags) as StorageFlagName[]).filter((k) => flags[k] !== undefined && flags[k] !== false);
-  const refuseFlags = (family: string, kind: string): void => {
-    const wrong = usedFlags.find((k) => !k.startsWith(family));
+  /** Flags of another backend are mistakes: a flag that silently did nothing would hide one. */
+  const refuseFlags = (family: 's3.' | 'azblob.' | undefined, kind: string): void => {
+    const wrong = usedFlags.find((k) => family === undefined || !k.startsWith(family));
     if (wrong !== undefined) throw invalid(ctx, `--${wrong} does not apply to ${kind} storage: remove it`);
   };
 
   if (schemeMatch === null) {
-    refuseFlags('-', 'local');
+    refuseFlags(undefined, 'local');
     const root = isAbsolute(url) ? resolve(url) : resolve(options.cwd ?? process.cwd(), url);
     return { kind: 'local', root, displayUrl: `local://${root}` };
   }
@@ -292,7 +293,7 @@ export function parseStorageUrl(url: string, options: ParseStorageOptions = {}):
   switch (scheme) {
     case 'local':
     case 'file': {
-      refuseFlags('-', 'local');
+      refuseFlags(undefined, 'local');
       if (query !== '') throw invalid(ctx, `${scheme}:// takes no query parameters: remove "?…"`);
       if (!rest.startsWith('/')) throw invalid(ctx, `${scheme}:// needs an absolute path, three slashes: ${scheme}:///var/backups/tdekv`);
       let path: string;

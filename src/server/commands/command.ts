@@ -7,6 +7,7 @@ import type { ScanCursors } from '../scan-cursors.js';
 import type { ServerOptions } from '../server-options.js';
 import type { ServerStats } from '../server-stats.js';
 import type { EncryptionControl } from '../../lifecycle/lifecycle-status.js';
+import type { BackupControl } from '../backup-sessions.js';
 import type { ReloadReport } from '../../lifecycle/encryption-lifecycle.js';
 
 /** What a command sees: the data, its connection, the server, and where its reply goes. */
@@ -59,6 +60,8 @@ export interface ServerContext {
   readonly encryption: EncryptionControl;
   /** ENCRYPTION RELOAD and SIGHUP: re-reads the config file's [security.encryption] and applies it online. */
   reloadEncryption(): Promise<ReloadReport>;
+  /** BACKUP sessions (the online side of `tdekv backup full`). */
+  readonly backups: BackupControl;
 }
 
 /** Runs a command synchronously; args[0] is the command name as sent. */

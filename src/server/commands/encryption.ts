@@ -1,8 +1,8 @@
-import { isTdekvError } from '../../errors.js';
 import { ENCRYPTION_STATES } from '../../lifecycle/lifecycle-status.js';
 import type { LifecycleStatus, StateChange } from '../../lifecycle/lifecycle-status.js';
 import type { ReplyWriter } from '../resp/reply-writer.js';
-import { lowerName, replyError, spec, type CommandContext, type CommandSpec, type DeferredReply } from './command.js';
+import { lowerName, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { later } from './deferred.js';
 import type { ReloadReport } from '../../lifecycle/encryption-lifecycle.js';
 
 /*
@@ -43,6 +43,7 @@ export const STATUS_FIELDS: ReadonlyArray<readonly [string, (s: LifecycleStatus)
   ['master_key_type', (s) => ({ text: s.masterKeyType })],
   ['master_key_identity', (s) => ({ text: s.masterKeyIdentity })],
   ['last_retired_key_ids', (s) => ({ ints: s.lastRetiredKeyIds })],
+  ['backups_in_progress', (s) => ({ int: s.backupsInProgress })],
   ['history', (s) => ({ history: s.history })],
 ];
 
@@ -125,40 +126,14 @@ const HELP = [
   '    Print this help.',
 ];
 
-/** A lifecycle error as one `-ERR` line (ReplyWriter.error keeps it on one line). */
-function errorReply(ctx: CommandContext, sub: string, err: unknown): DeferredReply {
-  if (isTdekvError(err)) {
-    ctx.server.logger.warn({ command: `encryption|${sub}`, code: err.code, err: err.message }, 'ENCRYPTION refused');
-    return (out) => out.error(`ERR ${err.message}`);
-  }
-  ctx.server.logger.error({ command: `encryption|${sub}`, err: err instanceof Error ? err.stack : String(err) }, 'ENCRYPTION failed unexpectedly');
-  const message = err instanceof Error ? err.message : String(err);
-  return (out) => out.error(`ERR internal error in 'encryption|${sub}': ${message}`);
-}
-
-function later<T>(ctx: CommandContext, sub: string, work: () => Promise<T>, write: (out: ReplyWriter, value: T) => void): void {
-  let started: Promise<T>;
-  try {
-    started = work();
-  } catch (err) {
-    started = Promise.reject(err);
-  }
-  ctx.defer(
-    started.then(
-      (value): DeferredReply => (out) => write(out, value),
-      (err: unknown) => errorReply(ctx, sub, err),
-    ),
-  );
-}
-
 const SUBCOMMANDS: Record<string, (ctx: CommandContext) => void> = {
   status: (ctx) => writeStatus(ctx.out, ctx.server.encryption.status()),
-  reload: (ctx) => later(ctx, 'reload', () => ctx.server.reloadEncryption(), writeReload),
-  regenerate: (ctx) => later(ctx, 'regenerate', () => ctx.server.encryption.regenerate(), writeStatus),
-  suspend: (ctx) => later(ctx, 'suspend', () => ctx.server.encryption.suspend(), writeStatus),
-  resume: (ctx) => later(ctx, 'resume', () => ctx.server.encryption.resume(), writeStatus),
+  reload: (ctx) => later(ctx, 'encryption|reload', () => ctx.server.reloadEncryption(), writeReload),
+  regenerate: (ctx) => later(ctx, 'encryption|regenerate', () => ctx.server.encryption.regenerate(), writeStatus),
+  suspend: (ctx) => later(ctx, 'encryption|suspend', () => ctx.server.encryption.suspend(), writeStatus),
+  resume: (ctx) => later(ctx, 'encryption|resume', () => ctx.server.encryption.resume(), writeStatus),
   retire: (ctx) =>
-    later(ctx, 'retire', () => ctx.server.encryption.retire(), (out, ids) => {
+    later(ctx, 'encryption|retire', () => ctx.server.encryption.retire(), (out, ids) => {
       out.arrayHeader(ids.length);
       for (const id of ids) out.integer(id);
     }),

@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import type { CheckpointFile, EngineCheckpoint } from '../engine/checkpoint.js';
+import { EncryptedBufferSink, type FileFrame } from '../env/encrypted-buffer-sink.js';
+import { TdekvError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+
+/** What BACKUP BEGIN answers: the session and the pinned version's files. */
+export interface BackupBegun {
+  session: string;
+  sequence: number;
+  method: string;
+  masterKey: string;
+  files: CheckpointFile[];
+}
+
+/** The server's side of `tdekv backup full` (BACKUP BEGIN|EXPORT|READ|END): what commands may ask of it. */
+export interface BackupControl {
+  begin(clientId: number): Promise<BackupBegun>;
+  /** Exports one file of the session's version under `frame`; its ciphertext is then read with read(). Returns its size. */
+  export(clientId: number, session: string, name: string, frame: FileFrame): Promise<number>;
+  read(clientId: number, session: string, offset: number, length: number): Buffer;
+  end(clientId: number, session: string): void;
+  /** Sessions open now (INFO, /status). */
+  readonly active: number;
+}
+
+/** What sessions need of the server. */
+export interface BackupHost {
+  /** A pinned version with every write received so far in it (Engine.checkpoint). */
+  checkpoint(): Promise<EngineCheckpoint>;
+  /** Refuses while an encryption scan runs (ENCRYPTION_CHANGE_REFUSED); the function it returns ends the exclusion. */
+  beginBackup(): () => void;
+  describe(): { method: string; masterKey: string };
+}
+
+interface Session {
+  clientId: number;
+  checkpoint: EngineCheckpoint;
+  /** Ends the exclusion with the encryption scan (lifecycle.beginBackup()). */
+  endExclusion: () => void;
+  /** The last exported file's ciphertext, served by read() until the next export. */
+  exported: { name: string; bytes: Buffer } | undefined;
+  startedAt: number;
+  bytesServed: number;
+}
+
+/** Most bytes one BACKUP READ returns: a client reads a file in slices, so no reply is huge. */
+export const BACKUP_READ_MAX = 8 * 1024 * 1024;
+
+/**
+ * Backup sessions on a running server. A session pins one version (Engine.checkpoint: the
+ * memtable flushed first, its tables kept from compaction) and holds off the encryption scan
+ * (the seed's rule: a backup and the scan exclude each other) until it ends: by BACKUP END, by
+ * its connection closing, or by the server stopping. A session belongs to the connection that
+ * began it. Files leave only re-framed under the key the client sends (FileFrame), never in
+ * plaintext; the key is wiped once the file is exported.
+ */
+export class BackupSessions implements BackupControl {
+  readonly #sessions = new Map<string, Session>();
+  readonly #host: BackupHost;
+  readonly #logger: Logger;
+
+  constructor(host: BackupHost, logger: Logger) {
+    this.#host = host;
+    this.#logger = logger;
+  }
+
+  get active(): number {
+    return this.#sessions.size;
+  }
+
+  async begin(clientId: number): Promise<BackupBegun> {
+    const endExclusion = this.#host.beginBackup();
+    let checkpoint: EngineCheckpoint;
+    try {
+      checkpoint = await this.#host.checkpoint();
+    } catch (err) {
+      endExclusion();
+      throw err;
+    }
+    const session = randomBytes(8).toString('hex');
+    this.#sessions.set(session, { clientId, checkpoint, endExclusion, exported: undefined, startedAt: Date.now(), bytesServed: 0 });
+    const files = checkpoint.files();
+    this.#logger.info({ session, client: clientId, tables: files.filter((f) => f.kind === 'table').length, sequence: checkpoint.lastSequence }, 'backup began: a version is pinned and the encryption scan is held off until it ends');
+    return { session, sequence: checkpoint.lastSequence, ...this.#host.describe(), files };
+  }
+
+  async export(clientId: number, session: string, name: string, frame: FileFrame): Promise<number> {
+    const s = this.#session(clientId, session);
+    s.exported = undefined;
+    const sink = new EncryptedBufferSink(name, frame);
+    try {
+      await s.checkpoint.export(name, sink);
+    } finally {
+      frame.key.fill(0);
+    }
+    const bytes = sink.take();
+    // The session may have ended while the file was exported (the client went away).
+    if (this.#sessions.get(session) === s) s.exported = { name, bytes };
+    return bytes.length;
+  }
+
+  read(clientId: number, session: string, offset: number, length: number): Buffer {
+    const s = this.#session(clientId, session);
+    if (s.exported === undefined) throw new TdekvError('INVALID_ARGUMENT', 'nothing to read: BACKUP EXPORT a file of this session first');
+    const { bytes } = s.exported;
+    if (offset > bytes.length) throw new TdekvError('INVALID_ARGUMENT', `offset ${offset} is past the end of ${s.exported.name} (${bytes.length} bytes)`);
+    const out = bytes.subarray(offset, offset + Math.min(length, BACKUP_READ_MAX));
+    s.bytesServed += out.length;
+    return out;
+  }
+
+  end(clientId: number, session: string): void {
+    this.#close(session, this.#session(clientId, session), 'ended by BACKUP END');
+  }
+
+  /** A connection closed: its sessions end (a backup tool that died must not hold the scan off for ever). */
+  endAllOf(clientId: number): void {
+    for (const [id, s] of this.#sessions) if (s.clientId === clientId) this.#close(id, s, 'its connection closed before BACKUP END');
+  }
+
+  /** The server is stopping. */
+  endAll(): void {
+    for (const [id, s] of this.#sessions) this.#close(id, s, 'the server is stopping');
+  }
+
+  #session(clientId: number, session: string): Session {
+    const s = this.#sessions.get(session);
+    if (s === undefined || s.clientId !== clientId) throw new TdekvError('INVALID_ARGUMENT', `no backup session ${session} on this connection (a session belongs to the connection that began it, and ends with it): BACKUP BEGIN a new one`);
+    return s;
+  }
+
+  #close(id: string, s: Session, why: string): void {
+    this.#sessions.delete(id);
+    s.exported = undefined;
+    s.checkpoint.release();
+    s.endExclusion();
+    this.#logger.info({ session: id, client: s.clientId, seconds: Math.round((Date.now() - s.startedAt) / 1000), bytes: s.bytesServed }, `backup session ended: ${why}`);
+  }
+}
