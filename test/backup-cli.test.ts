@@ -9,6 +9,7 @@ import { runBackup } from '../src/backup/backup-run.js';
 import { runRestore } from '../src/backup/restore-run.js';
 import { backupCertificateCommand, createCertificateCommand, createMasterKeyCommand, restoreCertificateCommand } from '../src/cli/key.js';
 import { runCli, type CliResult } from './support/cli.js';
+import { KeyStore } from '../src/masterkey/certificate/key-store.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { backupMachine, localStorage, readAll, rows, writeData, type BackupMachine } from './support/backup-fixture.js';
 
@@ -156,5 +157,19 @@ describe('the certificate protector (SQL Server\'s BACKUP … WITH ENCRYPTION (S
     await restoreCertificateCommand('bk', { config: b.configPath, ...files }, io);
     await runRestore(storage, b.config, { available });
     assert.deepEqual(await readAll(b), want);
+    // b's key store knows the restored data dir by its real path, not the staging directory the restore built it in.
+    assert.deepEqual((await new KeyStore(b.keyStore).protections()).map((p) => p.dataDir), [b.dataDir]);
+
+    // Once the backups that need bk are pruned (and forgotten by a's key store), bk can be dropped.
+    const again = await OfflineSource.open(a.config);
+    try {
+      await runBackup(again, storage, { protector: { kind: 'master-key', masterKey: mk } });
+    } finally {
+      await again.close();
+    }
+    const prune = await runCli(['backup', 'prune', '--storage', join(root, 'store'), '--keep', '1', '--config', a.configPath]);
+    assert.equal(prune.code, 0, prune.stderr);
+    const dropped = await runCli(['key', 'drop-certificate', 'bk', '--config', a.configPath]);
+    assert.equal(dropped.code, 0, dropped.stderr);
   });
 });

@@ -6,7 +6,7 @@ import { isTdekvError, type TdekvErrorCode } from '../src/errors.js';
 import { openEnvFromConfig } from '../src/env/open-env.js';
 import { OfflineSource } from '../src/backup/offline-source.js';
 import { runBackup, type BackupOptions } from '../src/backup/backup-run.js';
-import { runRestore } from '../src/backup/restore-run.js';
+import { runRestore, stagingDirOf } from '../src/backup/restore-run.js';
 import { runVerify } from '../src/backup/verify-run.js';
 import { runList } from '../src/backup/list-run.js';
 import { runPrune } from '../src/backup/prune-run.js';
@@ -180,6 +180,20 @@ describe('backup and restore (offline source, local storage)', () => {
     await assert.rejects(runRestore(storage, dst.config, { available: { masterKeys: [src.config.security.encryption.masterKey] } }), rejectsWith('BACKUP_REFUSED', new RegExp(`${dst.dataDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is not empty \\(it holds precious\\)`)));
     assert.deepEqual(await readdir(dst.dataDir), ['precious']);
     assert.equal(await readFile(join(dst.dataDir, 'precious'), 'utf8'), 'mine');
+  });
+
+  test('a restore killed half way leaves the target as it was; the next run removes its staging directory and succeeds', async () => {
+    const storage = await localStorage(join(root, 'store-roundtrip'));
+    const dst = await backupMachine(root, 'target-killed');
+    // What a SIGKILL mid-restore leaves: a half-built staging directory beside the (absent) target.
+    const staging = stagingDirOf(dst.dataDir);
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(join(staging, 'encryption-meta'), { recursive: true });
+    await writeFile(join(staging, '000005.sst'), 'half');
+    assert.equal((await readdir(dst.dir)).includes('data'), false, 'the target was never created');
+    await runRestore(storage, dst.config, { available: { masterKeys: [src.config.security.encryption.masterKey] } });
+    assert.deepEqual(await readAll(dst), expected);
+    assert.deepEqual((await readdir(dst.dir)).filter((n) => n.includes('tdekv-restore')), []);
   });
 
   test('--offline is refused while the data dir is in use (a running server holds its lock)', async () => {

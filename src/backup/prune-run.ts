@@ -2,6 +2,8 @@ import { TdekvError } from '../errors.js';
 import type { BackupStorage } from './storage/backup-storage.js';
 import { OBJECTS_PREFIX, manifestName, startedName, uploaderOf } from './backup-format.js';
 import { readCatalog } from './backup-catalog.js';
+import { registryNameOf } from './protector.js';
+import { KeyStore } from '../masterkey/certificate/key-store.js';
 
 export interface PruneResult {
   kept: string[];
@@ -16,7 +18,12 @@ export interface PruneResult {
  * no kept manifest references, then the markers. A backup still running (incomplete and newer
  * than every complete one) and its objects are left alone.
  */
-export async function runPrune(storage: BackupStorage, keep: number): Promise<PruneResult> {
+export interface PruneOptions {
+  /** A key store whose registry records which backups need its certificates: the removed backups' entries are dropped from it. */
+  keyStore?: string;
+}
+
+export async function runPrune(storage: BackupStorage, keep: number, options: PruneOptions = {}): Promise<PruneResult> {
   if (!Number.isInteger(keep) || keep < 1) throw new TdekvError('INVALID_ARGUMENT', `--keep ${keep}: keep at least one backup (an integer ≥ 1)`);
   const catalog = await readCatalog(storage);
   const complete = catalog.filter((e) => e.complete);
@@ -45,5 +52,7 @@ export async function runPrune(storage: BackupStorage, keep: number): Promise<Pr
     removedBytes += o.size;
   }
   for (const id of removedBackups) await storage.remove(startedName(id));
+  // drop-certificate may drop a certificate only these backups needed.
+  if (options.keyStore !== undefined) for (const id of removedBackups) await new KeyStore(options.keyStore).removeProtection(registryNameOf(storage.displayUrl, id));
   return { kept: kept.map((e) => e.id), removedBackups, removedObjects, removedBytes };
 }

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { syncDir } from '../keys/atomic-file.js';
+import { KeyStore } from '../masterkey/certificate/key-store.js';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import type { TdekvConfig } from '../config/types.js';
@@ -38,20 +40,27 @@ const ORDER: Record<BackupObject['kind'], number> = { table: 0, wal: 1, manifest
  * dictionary under the target's master key), the backup's keys imported into it (the data
  * keys re-wrapped under the target's master key), then every object checked against its
  * SHA-256 and put in place unchanged. The engine is opened at the end to prove the data dir
- * starts. Any failure removes everything the restore made.
+ * starts. Any failure removes everything the restore made; a restore killed half way leaves
+ * only a staging directory beside the target, which the next run removes.
  */
 export async function runRestore(storage: BackupStorage, config: TdekvConfig, options: RestoreOptions): Promise<RestoreResult> {
   const dataDir = config.storage.dataDir;
-  const created = await checkEmptyTarget(dataDir);
+  await checkEmptyTarget(dataDir);
   const manifest = await findBackup(storage, options.backupId);
   const body = manifest.body;
   const ring = new KeyRing();
+  // Everything is built in a sibling directory and renamed into place at the end: a restore
+  // killed half way leaves the target as it was (and a staging directory the next run removes),
+  // never a data dir that opens with part of the data.
+  const staging = stagingDirOf(dataDir);
+  await rm(staging, { recursive: true, force: true });
+  const staged: TdekvConfig = { ...config, storage: { ...config.storage, dataDir: staging } };
   let managed: ManagedEnv | undefined;
   try {
     const { nameKey } = await openBackupKeys(manifest, options.available, ring);
     zeroize(nameKey);
-    await mkdir(dataDir, { recursive: true });
-    managed = await openEnvFromConfig(config, { ...(options.logger ? { logger: options.logger } : {}) });
+    await mkdir(staging, { recursive: true });
+    managed = await openEnvFromConfig(staged, { ...(options.logger ? { logger: options.logger } : {}) });
     const createdAtMs = Date.parse(body.createdAt) || Date.now();
     for (const keyId of new Set(body.objects.map((o) => o.keyId))) {
       await managed.keyAdmin.importDataKey({ id: keyId, method: 'aes256-ctr', key: ring.get(keyId), createdAtMs, exposed: false });
@@ -65,39 +74,46 @@ export async function runRestore(storage: BackupStorage, config: TdekvConfig, op
     progress.finish();
     await managed.close();
     managed = undefined;
-    await checkEngineStarts(config, options.logger);
+    // An empty target directory is replaced (rename(2) replaces an empty directory); it was checked empty above.
+    await rename(staging, dataDir);
+    await syncDir(dirname(dataDir));
+    const mk = config.security.encryption.masterKey;
+    // The key store learnt the staging path as a data dir its certificate protects; the open below records the real one.
+    if (mk.type === 'certificate') await new KeyStore(mk.keyStore).removeProtection(staging);
+    try {
+      await checkEngineStarts(config, options.logger);
+    } catch (err) {
+      await rm(dataDir, { recursive: true, force: true });
+      throw err;
+    }
     return { id: body.id, dataDir, files: objects.length, bytes: progress.bytes };
   } catch (err) {
     await managed?.close().catch(() => undefined);
-    await removeRestored(dataDir, created);
+    await rm(staging, { recursive: true, force: true });
     throw err;
   } finally {
     ring.wipe();
   }
 }
 
-/** Missing or empty: true when it did not exist (the restore made it). Anything in it: refused, untouched. */
-async function checkEmptyTarget(dataDir: string): Promise<boolean> {
+/** The reserved sibling a restore builds in. */
+export function stagingDirOf(dataDir: string): string {
+  return join(dirname(dataDir), `.${basename(dataDir)}.tdekv-restore`);
+}
+
+/** Missing or empty, or refused (naming what it holds) and left untouched. */
+async function checkEmptyTarget(dataDir: string): Promise<void> {
   let names: string[];
   try {
     names = await readdir(dataDir);
   } catch (err) {
-    if (errnoCode(err) === 'ENOENT') return true;
+    if (errnoCode(err) === 'ENOENT') return;
     throw err;
   }
   if (names.length > 0) {
     const shown = names.sort().slice(0, 5).join(', ') + (names.length > 5 ? ', …' : '');
     throw new TdekvError('BACKUP_REFUSED', `restore target ${dataDir} is not empty (it holds ${shown}): restore into an empty or new data dir ([storage] data-dir of --config); nothing was changed`);
   }
-  return false;
-}
-
-async function removeRestored(dataDir: string, created: boolean): Promise<void> {
-  if (created) {
-    await rm(dataDir, { recursive: true, force: true });
-    return;
-  }
-  for (const n of await readdir(dataDir).catch(() => [] as string[])) await rm(join(dataDir, n), { recursive: true, force: true });
 }
 
 /** The object's bytes as they stream in, checked against the manifest: a mismatch throws at the end, and the env removes the file. */

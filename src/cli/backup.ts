@@ -99,8 +99,9 @@ export function registerBackupCommands(root: Command, io: Output): void {
       .command('prune')
       .description('keep the newest N complete backups; remove the others and every object no kept backup needs')
       .requiredOption('--keep <n>', 'how many of the newest complete backups to keep', (v: string) => Number(v))
+      .option('--config <file>', 'type = "certificate": forget the removed backups in this key store, so drop-certificate no longer counts them')
       .option('--json', 'print JSON'),
-  ).action(async (opts: CommonOptions & { keep: number }) => backupPrune(opts, io));
+  ).action(async (opts: CommonOptions & { keep: number; config?: string }) => backupPrune(opts, io));
 
   const restore = root.command('restore').description('restore a backup (docs/backup.md)');
   const rfull = restore
@@ -291,8 +292,9 @@ async function backupList(opts: CommonOptions, io: Output): Promise<void> {
   }
 }
 
-async function backupPrune(opts: CommonOptions & { keep: number }, io: Output): Promise<void> {
-  const r = await withStorage(opts, (storage) => runPrune(storage, opts.keep));
+async function backupPrune(opts: CommonOptions & { keep: number; config?: string }, io: Output): Promise<void> {
+  const mk = opts.config !== undefined ? (await loadConfig(opts.config)).security.encryption.masterKey : undefined;
+  const r = await withStorage(opts, (storage) => runPrune(storage, opts.keep, mk?.type === 'certificate' ? { keyStore: mk.keyStore } : {}));
   if (opts.json) io.out(JSON.stringify(r));
   else io.out(`kept ${r.kept.length} backups; removed ${r.removedBackups.length} backups and ${r.removedObjects} objects (${fmt(r.removedBytes)})`);
 }
