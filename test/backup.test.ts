@@ -137,12 +137,34 @@ describe('backup and restore (offline source, local storage)', () => {
     assert.equal((await readdir(dst.dir)).includes('data'), false);
   });
 
+  test('an object deleted, two objects swapped: verify names each, restore refuses naming one', async () => {
+    const storage = await localStorage(join(root, 'store-swap'));
+    const { manifest } = await backupOf(src, storage);
+    const tables = manifest.objects.filter((o) => o.kind === 'table');
+    assert.ok(tables.length >= 3);
+    const [a, b, gone] = tables as [typeof tables[0], typeof tables[0], typeof tables[0]];
+    const at = (o: { object: string }) => join(root, 'store-swap', o.object);
+    const [ba, bb] = [await readFile(at(a)), await readFile(at(b))];
+    await writeFile(at(a), bb);
+    await writeFile(at(b), ba);
+    const { rm } = await import('node:fs/promises');
+    await rm(at(gone));
+    const v = await runVerify(storage, { available: { masterKeys: [src.config.security.encryption.masterKey] } });
+    assert.equal(v.backups[0]!.macChecked, true);
+    const problems = v.backups[0]!.problems.join('\n');
+    assert.match(problems, new RegExp(`object ${gone.object} \\(file ${gone.file}\\) is missing`));
+    for (const o of [a, b]) assert.match(problems, new RegExp(`object ${o.object} \\(file ${o.file}\\) (fails its SHA-256|is \\d+ bytes)`));
+    const dst = await backupMachine(root, 'target-swap');
+    await assert.rejects(runRestore(storage, dst.config, { available: { masterKeys: [src.config.security.encryption.masterKey] } }), rejectsWith('BACKUP_DAMAGED', /object objects\/.* \(file \d+\.sst\)/));
+  });
+
   test('incremental: the second backup uploads only the new tables and restores the new data; prune keeps what the kept backup needs', async () => {
     const m = await backupMachine(root, 'incr-source');
     await writeData(m, rows(2000, 'b'));
     const storage = await localStorage(join(root, 'store-incr'));
     const first = await backupOf(m, storage);
-    await writeData(m, rows(20, 'c', 5000));
+    // 1% of the keys changed.
+    await writeData(m, rows(20, 'c', 1000));
     const want = await readAll(m);
     const second = await backupOf(m, storage, { incremental: true, available: { masterKeys: [m.config.security.encryption.masterKey] } });
     const s = second.manifest;
@@ -154,7 +176,7 @@ describe('backup and restore (offline source, local storage)', () => {
     const addedTables = s.objects.filter((o) => o.added && o.kind === 'table');
     const firstTables = first.manifest.objects.filter((o) => o.kind === 'table');
     assert.ok(addedTables.length < firstTables.length, `${addedTables.length} tables uploaded again of ${firstTables.length}`);
-    assert.ok(s.totals.addedBytes < first.manifest.totals.bytes / 2, `added ${s.totals.addedBytes} of ${first.manifest.totals.bytes}`);
+    assert.ok(s.totals.addedBytes <= first.manifest.totals.bytes * 0.1, `added ${s.totals.addedBytes} of ${first.manifest.totals.bytes}`);
     const listing = await runList(storage);
     assert.deepEqual(listing.map((l) => [l.id, l.complete, l.addedBytes]), [[first.id, true, first.manifest.totals.addedBytes], [second.id, true, s.totals.addedBytes]]);
 
