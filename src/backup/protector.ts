@@ -175,16 +175,22 @@ export async function unwrapBackupKey(wrapped: WrappedBackupKey, backupId: strin
     }
   }
   if (p.kind === 'master-key') {
+    // Why the last candidate failed (a KMS that cannot be reached is not a wrong key): kept as the cause.
+    let lastErr: unknown;
     for (const cfg of available.masterKeys ?? []) {
       if (cfg.type !== p.masterKey.type) continue;
       let mk: MasterKey;
       try {
         mk = await createMasterKey(cfg);
-      } catch {
+      } catch (err) {
+        lastErr = err;
         continue;
       }
       try {
-        const w = await mk.recoverWrappingKey(envelope).catch(() => undefined);
+        const w = await mk.recoverWrappingKey(envelope).catch((err: unknown) => {
+          lastErr = err;
+          return undefined;
+        });
         if (!w) continue;
         const key = unsealHex(w, wrapped.sealed, aadOf(backupId));
         zeroize(w);
@@ -193,7 +199,8 @@ export async function unwrapBackupKey(wrapped: WrappedBackupKey, backupId: strin
         mk.close();
       }
     }
-    throw unavailable(backupId, p, 'configure that key as [security.encryption.master-key] (or previous-master-key) of --config, or restore with the protector the backup was taken with');
+    const detail = lastErr instanceof Error ? ` (${lastErr.message})` : '';
+    throw unavailable(backupId, p, `configure that key as [security.encryption.master-key] (or previous-master-key) of --config${detail}`, lastErr);
   }
   throw new TdekvError('BACKUP_DAMAGED', `backup ${backupId}: its manifest names an unknown protector`);
 }
