@@ -69,7 +69,8 @@ export async function runBackup(source: BackupSource, storage: BackupStorage, op
     nameKey ??= randomBytes(32);
     const keyId = newKeyId(new Set(ring.ids()));
     const started: StartedMarker = { format: STARTED_FORMAT, id, startedAt: new Date().toISOString(), origin: info.origin };
-    await storage.put(startedName(id), Buffer.from(JSON.stringify(started)), Buffer.byteLength(JSON.stringify(started)));
+    const marker = Buffer.from(JSON.stringify(started), 'utf8');
+    await storage.put(startedName(id), marker, marker.length);
 
     const throttle = new ScanThrottle();
     throttle.limit = options.rateLimit ?? 0;

@@ -69,6 +69,9 @@ export class OfflineSource implements BackupSource {
     try {
       managed = await openEnvFromConfig(config, { readOnly: true });
       const env = managed.env;
+      if (!(await env.exists(CURRENT))) {
+        throw new TdekvError('BACKUP_REFUSED', `${dataDir} holds no database yet (no ${CURRENT}): there is nothing to back up until the server (or the engine) has opened it once`);
+      }
       const manifest = readCurrentFile(env);
       const file = env.openReadSync(manifest);
       let replay;

@@ -169,13 +169,13 @@ function protectorFrom(config: TdekvConfig, opts: BackupFullOptions): ProtectorC
 export function progressReporter(io: Output): { onProgress: (p: BackupProgress) => void; stop(): void } {
   if (!process.stderr.isTTY) return { onProgress: (p) => io.err(JSON.stringify({ progress: p })), stop: () => {} };
   const bar = new cliProgress.SingleBar(
-    { format: '{phase} [{bar}] {percentage}% | {files}/{filesTotal} files | {done} of {total} | {rate}/s | ETA {eta_text}', hideCursor: true, barsize: 30, fps: 5 },
+    { format: '{phase} [{bar}] {percentage}% | {files}/{filesTotal} files | {done_text} of {total_text} | {rate_text}/s | ETA {eta_text}', hideCursor: true, barsize: 30, fps: 5 },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
   return {
     onProgress(p) {
-      const payload = { phase: p.phase, files: p.files, filesTotal: p.filesTotal, done: fmt(p.bytes), total: fmt(p.bytesTotal), rate: fmt(p.rate), eta_text: p.etaSeconds === undefined ? '-' : `${p.etaSeconds}s` };
+      const payload = { phase: p.phase, files: p.files, filesTotal: p.filesTotal, done_text: fmt(p.bytes), total_text: fmt(p.bytesTotal), rate_text: fmt(p.rate), eta_text: p.etaSeconds === undefined ? '-' : `${p.etaSeconds}s` };
       if (!started) {
         bar.start(Math.max(p.bytesTotal, 1), p.bytes, payload);
         started = true;
