@@ -41,7 +41,15 @@ export type TdekvErrorCode =
   /** The backup storage refused or failed a request (credentials, missing bucket, network). */
   | 'BACKUP_STORAGE_FAILED'
   /** The backup's blobs are encrypted with an Azure customer-provided key that was not given, or a different one. */
-  | 'BACKUP_STORAGE_KEY_NEEDED';
+  | 'BACKUP_STORAGE_KEY_NEEDED'
+  /** A backup's manifest or object fails its check (changed, swapped, cut short): names the object. */
+  | 'BACKUP_DAMAGED'
+  /** The protector that wraps a backup's key is not available here (certificate, key file, master key). */
+  | 'BACKUP_KEY_UNAVAILABLE'
+  /** No (complete) backup with that id at the storage. */
+  | 'BACKUP_NOT_FOUND'
+  /** A backup or restore refused before it started (a running server with --offline, a non-empty target). */
+  | 'BACKUP_REFUSED';
 
 export class TdekvError extends Error {
   readonly code: TdekvErrorCode;

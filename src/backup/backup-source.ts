@@ -13,6 +13,13 @@ export interface BackupSourceFile {
   kind: 'table' | 'manifest' | 'current' | 'wal';
   /** Bytes in the live data dir, for progress (the export's size may differ: a plaintext source gains tags); 0 when made on export. */
   size: number;
+  /**
+   * Tables only, optional: a stable identity of this file's contents at this source (e.g. its
+   * name and live IV, which a rewrite changes): equal identities promise equal contents, so an
+   * incremental backup references the table it stored before instead of exporting it again.
+   * Absent: the table is always exported.
+   */
+  identity?: string;
 }
 
 export interface BackupSourceInfo {

@@ -2,6 +2,7 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import { TdekvError, errnoCode } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
+import { isBackupRegistryName } from '../backup/protector.js';
 import { loadConfig } from '../config/config.js';
 import type { CertificateMasterKeyConfig, TdekvConfig } from '../config/types.js';
 import { createMasterKey } from '../masterkey/create.js';
@@ -190,12 +191,20 @@ export async function dropCertificateCommand(name: string, opts: { config: strin
   if (c === undefined) throw missing(t, name);
   const users = (await t.store.protections()).filter((p) => p.thumbprint === c.thumbprint).map((p) => p.dataDir);
   if (users.length > 0 || t.cert.certificate === name) {
-    const why = users.length > 0 ? `it protects the DEK of ${users.join(', ')}` : `${t.configPath} names it as the certificate that wraps new DEKs`;
-    throw new TdekvError(
-      'CERTIFICATE_IN_USE',
-      `certificate ${name} (thumbprint ${c.thumbprint}) is not dropped: ${why}, and without it that data cannot be read. ` +
-        `Rotate the data dir to another certificate first (master-key certificate = the new one, previous-master-key = this one), then drop it.`,
-    );
+    const backups = users.filter(isBackupRegistryName);
+    const dataDirs = users.filter((u) => !isBackupRegistryName(u));
+    const why =
+      users.length === 0
+        ? `${t.configPath} names it as the certificate that wraps new DEKs`
+        : [
+            ...(dataDirs.length > 0 ? [`it protects the DEK of ${dataDirs.join(', ')}`] : []),
+            ...(backups.length > 0 ? [`a backup needs it (${backups.map((b) => b.slice('backup '.length)).join(', ')}: its key is wrapped by this certificate)`] : []),
+          ].join('; ');
+    const fix =
+      dataDirs.length > 0 || users.length === 0
+        ? 'Rotate the data dir to another certificate first (master-key certificate = the new one, previous-master-key = this one), then drop it.'
+        : 'Remove those backups first (`tdekv backup prune`), or keep the certificate for as long as they must be restorable.';
+    throw new TdekvError('CERTIFICATE_IN_USE', `certificate ${name} (thumbprint ${c.thumbprint}) is not dropped: ${why}, and without it that data cannot be read. ${fix}`);
   }
   await t.store.removeCertificate(name);
   io.out(`dropped certificate ${name} (thumbprint ${c.thumbprint}) from key store ${t.store.dir}.`);

@@ -19,6 +19,7 @@ import {
   restoreCertificateCommand,
 } from './key.js';
 import { createPkcs11Key, newMasterKeyText, writeMasterKeyFile, writeSecret } from './keygen.js';
+import { registerBackupCommands } from './backup.js';
 
 const io: Output = {
   out: (line) => process.stdout.write(line + '\n'),
@@ -192,6 +193,8 @@ function program(): Command {
     .description('remove a certificate from the key store; refused while it protects a DEK')
     .requiredOption('--config <file>', 'TOML configuration')
     .action(async (name: string, opts: { config: string }) => dropCertificateCommand(name, opts, io));
+
+  registerBackupCommands(root, io);
 
   const ctl = root
     .command('ctl')

@@ -390,6 +390,13 @@ export class KeyStore {
     }));
   }
 
+  /** Forgets an entry (a backup pruned, a restore's staging directory renamed away); a missing one is not an error. */
+  async removeProtection(dataDir: string): Promise<void> {
+    const all = await this.protections();
+    if (!all.some((e) => e.dataDir === dataDir)) return;
+    await writeStoreFile(this.registryPath, { format: REGISTRY_FORMAT, dataDirs: all.filter((e) => e.dataDir !== dataDir) });
+  }
+
   /** Notes that `dataDir`'s DEK is now wrapped by this certificate (one entry per data dir). */
   async recordProtection(dataDir: string, cert: Pick<StoredCertificate, 'name' | 'thumbprint'>): Promise<void> {
     const all = await this.protections();
