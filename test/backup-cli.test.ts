@@ -81,10 +81,10 @@ describe('tdekv backup / restore (the CLI, in child processes)', () => {
     assert.match(again.stderr, /is not empty.*\[BACKUP_REFUSED\]/);
   });
 
-  test('backup full without --offline says online backups are not available yet; prune keeps the newest', async () => {
+  test('backup full without --offline and no server running says so and points to --offline; prune keeps the newest', async () => {
     const online = await runCli(['backup', 'full', '--config', src.configPath, '--storage', store]);
     assert.equal(online.code, 1);
-    assert.match(online.stderr, /not available yet.*--offline/);
+    assert.match(online.stderr, /no tdekv server answers at .*back up its data dir with --offline/);
     ok(await runCli(['backup', 'full', '--config', src.configPath, '--storage', store, '--offline', '--incremental', '--crypter.method', 'aes256-ctr', '--crypter.key-file', crypter]), 'incremental');
     const pruned = await runCli(['backup', 'prune', '--storage', store, '--keep', '1', '--json']);
     ok(pruned, 'prune');

@@ -51,7 +51,10 @@ async function begin(raw: RawConnection): Promise<Begun> {
   assert.equal(v.t, "map", v.t === "error" ? String((v as { v: string }).v) : v.t);
   const m = new Map((v as { v: [RespValue, RespValue][] }).v.map(([k, x]) => [text(k), x]));
   const files = (m.get('files') as { v: RespValue[] }).v.map((f) => {
-    const [name, kind, size] = (f as { v: RespValue[] }).v;
+    const [name, kind, size, identity] = (f as { v: RespValue[] }).v;
+    // A table's identity (incremental backups) is its name, IV and size; other files have none.
+    if (text(kind) === 'table') assert.match(text(identity), new RegExp(`^${text(name)}:[0-9a-f]{32}:${int(size)}$`));
+    else assert.equal(identity?.t, 'null');
     return { name: text(name), kind: text(kind), size: int(size) };
   });
   assert.equal(text(m.get('method')), 'aes256-ctr');

@@ -1,5 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { OnlineBackupSource } from './online-backup-source.js';
+import type { AdminConnectionOptions } from './admin-connection.js';
 import { TdekvError } from '../errors.js';
 import { loadConfig } from '../config/config.js';
 import { parseSize } from '../config/size.js';
@@ -31,8 +33,7 @@ interface CommonOptions extends CrypterOptions {
   [flag: string]: unknown;
 }
 
-interface BackupFullOptions extends CommonOptions {
-  config: string;
+interface BackupFullOptions extends CommonOptions, AdminConnectionOptions {
   ratelimit?: string;
   incremental?: boolean;
   offline?: boolean;
@@ -42,17 +43,6 @@ interface BackupFullOptions extends CommonOptions {
 interface RestoreFullOptions extends CommonOptions {
   config: string;
   backup?: string;
-}
-
-/**
- * How `backup full` gets its source when not --offline. The online source (a running server
- * pinning a version over its admin connection) plugs in here.
- */
-export type OnlineSourceFactory = (config: TdekvConfig, configPath: string) => Promise<BackupSource>;
-let onlineSource: OnlineSourceFactory | undefined;
-
-export function setOnlineSourceFactory(factory: OnlineSourceFactory): void {
-  onlineSource = factory;
 }
 
 function addStorageFlags(cmd: Command): Command {
@@ -73,7 +63,11 @@ export function registerBackupCommands(root: Command, io: Output): void {
     .command('full')
     .description('take a backup: every file of one version re-encrypted under a fresh backup key wrapped by a protector')
     .requiredOption('--config <file>', 'TOML configuration of the database to back up')
-    .option('--offline', 'back up a stopped data dir (refused while a server runs on it)')
+    .option('--offline', 'back up a stopped data dir (refused while a server runs on it); without it, the running server of --config')
+    .option('--addr <host:port>', 'online: where the server listens (default: server.addr of the config)')
+    .option('--tls-ca <file>', 'online: CA of the server certificate (default: trust exactly security.cert-path of the config)')
+    .option('--tls-cert <file>', 'online: client certificate, when the server asks for one')
+    .option('--tls-key <file>', 'online: key of --tls-cert')
     .option('--incremental', 'reference the tables the latest backup at --storage already holds; upload only the rest')
     .option('--ratelimit <size>', 'upload at most this many bytes a second, e.g. 64MiB')
     .option('--certificate <name>', 'protect the backup key with this certificate of the config\'s key store (BACKUP … WITH ENCRYPTION (SERVER CERTIFICATE = …))')
@@ -214,12 +208,8 @@ async function backupFull(opts: BackupFullOptions, io: Output): Promise<void> {
   const config = await loadConfig(opts.config);
   const protector = protectorFrom(config, opts);
   const rateLimit = rateOf(opts.ratelimit);
-  let source: BackupSource;
-  if (opts.offline) source = await OfflineSource.open(config);
-  else if (onlineSource) source = await onlineSource(config, opts.config);
-  else {
-    throw new TdekvError('BACKUP_REFUSED', `online backup of a running server is not available yet: stop the server of ${config.storage.dataDir} and run \`tdekv backup full --offline\``);
-  }
+  // Online: the server pins a version and holds the encryption scan off until the source is closed.
+  const source: BackupSource = opts.offline ? await OfflineSource.open(config) : await OnlineBackupSource.connect(config, opts);
   const progress = progressReporter(io);
   try {
     const { id, manifest } = await withStorage(opts, (storage) =>

@@ -76,10 +76,10 @@ export class OnlineBackupSource implements BackupSource {
     const list = m.get('files');
     if (!Array.isArray(list)) throw unexpected('BACKUP BEGIN', reply);
     const files = list.map((f): BackupSourceFile => {
-      if (!Array.isArray(f) || f.length !== 3) throw unexpected('BACKUP BEGIN', reply);
+      if (!Array.isArray(f) || f.length !== 4) throw unexpected('BACKUP BEGIN', reply);
       const kind = String(f[1]);
       if (kind !== 'table' && kind !== 'manifest' && kind !== 'current' && kind !== 'wal') throw unexpected('BACKUP BEGIN', reply);
-      return { name: String(f[0]), kind, size: Number(f[2]) };
+      return { name: String(f[0]), kind, size: Number(f[2]), ...(typeof f[3] === 'string' ? { identity: f[3] } : {}) };
     });
     const info: BackupSourceInfo = { method: String(m.get('method')), masterKey: String(m.get('master_key')), origin, sequence: Number(m.get('sequence')) };
     return new OnlineBackupSource(client, String(m.get('session')), info, files);

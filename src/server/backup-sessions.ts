@@ -10,7 +10,7 @@ export interface BackupBegun {
   sequence: number;
   method: string;
   masterKey: string;
-  files: CheckpointFile[];
+  files: Array<CheckpointFile & { identity?: string }>;
 }
 
 /** The server's side of `tdekv backup full` (BACKUP BEGIN|EXPORT|READ|END): what commands may ask of it. */
@@ -31,6 +31,11 @@ export interface BackupHost {
   /** Refuses while an encryption scan runs (ENCRYPTION_CHANGE_REFUSED); the function it returns ends the exclusion. */
   beginBackup(): () => void;
   describe(): { method: string; masterKey: string };
+  /**
+   * A table's identity for incremental backups: the same for the same file, and never for
+   * another one (its name, its random IV and its size, as the offline source makes it).
+   */
+  identityOf(name: string, size: number): string | undefined;
 }
 
 interface Session {
@@ -80,7 +85,10 @@ export class BackupSessions implements BackupControl {
     }
     const session = randomBytes(8).toString('hex');
     this.#sessions.set(session, { clientId, checkpoint, endExclusion, exported: undefined, startedAt: Date.now(), bytesServed: 0 });
-    const files = checkpoint.files();
+    const files = checkpoint.files().map((f) => {
+      const identity = f.kind === 'table' ? this.#host.identityOf(f.name, f.size) : undefined;
+      return identity === undefined ? f : { ...f, identity };
+    });
     this.#logger.info({ session, client: clientId, tables: files.filter((f) => f.kind === 'table').length, sequence: checkpoint.lastSequence }, 'backup began: a version is pinned and the encryption scan is held off until it ends');
     return { session, sequence: checkpoint.lastSequence, ...this.#host.describe(), files };
   }

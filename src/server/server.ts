@@ -105,6 +105,10 @@ export class TdekvServer implements ServerContext, ConnectionHost {
           return this.#engine.checkpoint();
         },
         beginBackup: () => this.#lifecycle.beginBackup(),
+        identityOf: (name, size) => {
+          const iv = this.#managed.env.fileInfo(name)?.iv;
+          return iv === undefined ? undefined : `${name}:${Buffer.from(iv).toString('hex')}:${size}`;
+        },
         describe: () => {
           const st = this.#lifecycle.status();
           return { method: st.method, masterKey: `${st.masterKeyType} ${st.masterKeyIdentity}` };

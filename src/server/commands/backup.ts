@@ -16,7 +16,8 @@ const HELP = [
   'BACKUP <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
   'BEGIN',
   '    Flush the memtable, pin the current version and hold off the encryption scan; return the session id, the',
-  '    version\'s last sequence number, the method, the master key identity and the files (name, kind, size).',
+  '    version\'s last sequence number, the method, the master key identity and the files (name, kind, size,',
+  '    identity: a table\'s name, IV and size, for incremental backups).',
   'EXPORT <session> <file> <key-hex> <key-id> <iv-hex>',
   '    Re-write one file of the session under that AES-256 key, key id and IV (every block and record is checked',
   '    under its live key first); return its size. Read it with BACKUP READ.',
@@ -41,10 +42,12 @@ function writeBegun(out: ReplyWriter, b: BackupBegun): void {
   out.bulk('files');
   out.arrayHeader(b.files.length);
   for (const f of b.files) {
-    out.arrayHeader(3);
+    out.arrayHeader(4);
     out.bulk(f.name);
     out.bulk(f.kind);
     out.integer(f.size);
+    if (f.identity === undefined) out.nullBulk();
+    else out.bulk(f.identity);
   }
 }
 
