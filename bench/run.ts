@@ -45,6 +45,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'background', load: async () => (await import('./background-bench.js')).bench },
   { name: 'scan', load: async () => (await import('./scan-bench.js')).bench },
   { name: 'scan-load', load: async () => (await import('./scan-load-bench.js')).bench },
+  { name: 'backup', load: async () => (await import('./backup-bench.js')).bench },
 ];
 
 const liveTempDirs = new Set<string>();

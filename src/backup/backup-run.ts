@@ -79,6 +79,9 @@ export async function runBackup(source: BackupSource, storage: BackupStorage, op
     const sealKey = deriveBackupKey(backupKey, 'key-seal', id);
     const earlier = new Map<number, EarlierKey>();
     let sealedNameKey;
+    // One upload runs behind the export of the next file: the source's CPU work overlaps the
+    // storage's writes and syncs (at most two files' ciphertext in memory).
+    let uploading: Promise<void> = Promise.resolve();
     try {
       sealedNameKey = sealHex(sealKey, nameKey, nameKeyAad(id));
       for (const f of files) {
@@ -101,11 +104,13 @@ export async function runBackup(source: BackupSource, storage: BackupStorage, op
           sha.update(c);
         });
         const object = newObjectName(id);
-        await storage.put(object, Readable.from(paced(chunks, throttle, (n) => progress.add(n * (f.size / Math.max(size, 1)), f.name))), size);
-        chunks.length = 0;
         objects.push({ file: f.name, kind: f.kind, size, object, keyId, iv: iv.toString('hex'), sha256: sha.digest('hex'), ...(cid !== undefined ? { contentId: cid } : {}), added: true });
-        progress.fileDone(f.name);
+        await uploading;
+        uploading = storage.put(object, Readable.from(paced(chunks, throttle, (n) => progress.add(n * (f.size / Math.max(size, 1)), f.name))), size).then(() => progress.fileDone(f.name));
+        // Its failure is thrown by the await above (next file) or below (last file); never unobserved meanwhile.
+        uploading.catch(() => undefined);
       }
+      await uploading;
     } finally {
       zeroize(sealKey);
     }
