@@ -14,7 +14,7 @@ import { authenticateManifest, manifestName, parseManifest } from '../src/backup
 import { unwrapBackupKey, type ProtectorChoice } from '../src/backup/protector.js';
 import type { BackupStorage } from '../src/backup/storage/backup-storage.js';
 import type { BackupProgress } from '../src/backup/backup-progress.js';
-import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { cleanup, flipByte, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { backupMachine, localStorage, readAll, rows, writeData, type BackupMachine } from './support/backup-fixture.js';
 
 function rejectsWith(code: TdekvErrorCode, pattern?: RegExp): (err: unknown) => boolean {
@@ -216,6 +216,22 @@ describe('backup and restore (offline source, local storage)', () => {
     await runRestore(storage, dst.config, { available: { masterKeys: [src.config.security.encryption.masterKey] } });
     assert.deepEqual(await readAll(dst), expected);
     assert.deepEqual((await readdir(dst.dir)).filter((n) => n.includes('tdekv-restore')), []);
+  });
+
+  test('a byte of a live table changed without the key stops the backup on its export worker, naming the table; no backup is listed', async () => {
+    const m = await backupMachine(root, 'tampered');
+    await writeData(m, rows(400, 't'));
+    const table = (await readdir(m.dataDir)).filter((n) => n.endsWith('.sst')).sort()[0]!;
+    await flipByte(join(m.dataDir, table), 100, 0x04);
+    const storage = await localStorage(join(root, 'store-tampered'));
+    const source = await OfflineSource.open(m.config);
+    try {
+      // The table goes to a worker thread (ExportPool): its error comes back as the same TdekvError.
+      await assert.rejects(runBackup(source, storage, { protector: { kind: 'master-key', masterKey: m.config.security.encryption.masterKey } }), rejectsWith('DATA_CORRUPTED', new RegExp(table)));
+    } finally {
+      await source.close();
+    }
+    assert.deepEqual((await runList(storage)).filter((b) => b.complete), []);
   });
 
   test('--offline is refused while the data dir is in use (a running server holds its lock)', async () => {

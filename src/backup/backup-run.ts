@@ -5,7 +5,7 @@ import { freshIv, zeroize } from '../crypto/random.js';
 import { newKeyId } from '../keys/data-key.js';
 import { ScanThrottle } from '../lifecycle/scan-throttle.js';
 import { PACKAGE_VERSION } from '../util/package-version.js';
-import type { BackupSource } from './backup-source.js';
+import type { BackupSource, BackupSourceFile } from './backup-source.js';
 import type { BackupStorage } from './storage/backup-storage.js';
 import { KeyRing, contentId, deriveBackupKey, newBackupKey, sealHex } from './backup-key.js';
 import { encodeManifest, manifestName, newBackupId, newObjectName, startedName, uploaderOf, STARTED_FORMAT, type BackupObject, type EarlierKey, type ManifestBody, type StartedMarker } from './backup-format.js';
@@ -40,6 +40,9 @@ const UPLOAD_CHUNK = 256 * 1024;
  * and the authenticated manifest written last, so a backup that stops half way is never
  * listed as complete. Any BackupSource works (a stopped data dir, a running server).
  */
+/** Files backed up at once (exports and uploads overlapping). */
+const BACKUP_LANES = 3;
+
 export async function runBackup(source: BackupSource, storage: BackupStorage, options: BackupOptions): Promise<BackupResult> {
   const id = newBackupId();
   const files = source.files();
@@ -79,22 +82,21 @@ export async function runBackup(source: BackupSource, storage: BackupStorage, op
     const sealKey = deriveBackupKey(backupKey, 'key-seal', id);
     const earlier = new Map<number, EarlierKey>();
     let sealedNameKey;
-    // One upload runs behind the export of the next file: the source's CPU work overlaps the
-    // storage's writes and syncs (at most two files' ciphertext in memory).
-    let uploading: Promise<void> = Promise.resolve();
+    // Several files at once: their exports (on the source's worker threads, or the server) overlap
+    // each other and the storage's writes and syncs. The manifest lists them in the source's order.
+    const slots: Array<BackupObject | undefined> = new Array(files.length);
     try {
       sealedNameKey = sealHex(sealKey, nameKey, nameKeyAad(id));
-      for (const f of files) {
-        const cid = f.kind === 'table' && f.identity !== undefined ? contentId(nameKey, f.identity) : undefined;
+      const backupOne = async (f: BackupSourceFile): Promise<BackupObject> => {
+        const cid = f.kind === 'table' && f.identity !== undefined ? contentId(nameKey!, f.identity) : undefined;
         const prior = cid !== undefined ? known.get(cid) : undefined;
         if (prior) {
-          objects.push({ ...prior, file: f.name, added: false });
           if (!earlier.has(prior.keyId)) {
             earlier.set(prior.keyId, { backup: uploaderOf(prior.object) ?? '', keyId: prior.keyId, sealed: sealHex(sealKey, ring.get(prior.keyId), earlierAad(id, prior.keyId)) });
           }
           progress.add(f.size, f.name);
           progress.fileDone(f.name);
-          continue;
+          return { ...prior, file: f.name, added: false };
         }
         const iv = freshIv();
         const chunks: Buffer[] = [];
@@ -104,13 +106,26 @@ export async function runBackup(source: BackupSource, storage: BackupStorage, op
           sha.update(c);
         });
         const object = newObjectName(id);
-        objects.push({ file: f.name, kind: f.kind, size, object, keyId, iv: iv.toString('hex'), sha256: sha.digest('hex'), ...(cid !== undefined ? { contentId: cid } : {}), added: true });
-        await uploading;
-        uploading = storage.put(object, Readable.from(paced(chunks, throttle, (n) => progress.add(n * (f.size / Math.max(size, 1)), f.name))), size).then(() => progress.fileDone(f.name));
-        // Its failure is thrown by the await above (next file) or below (last file); never unobserved meanwhile.
-        uploading.catch(() => undefined);
-      }
-      await uploading;
+        await storage.put(object, Readable.from(paced(chunks, throttle, (n) => progress.add(n * (f.size / Math.max(size, 1)), f.name))), size);
+        progress.fileDone(f.name);
+        return { file: f.name, kind: f.kind, size, object, keyId, iv: iv.toString('hex'), sha256: sha.digest('hex'), ...(cid !== undefined ? { contentId: cid } : {}), added: true };
+      };
+      let next = 0;
+      // The first failure stops the other lanes from starting more files.
+      let failure: { err: unknown } | undefined;
+      const lane = async (): Promise<void> => {
+        while (failure === undefined && next < files.length) {
+          const i = next++;
+          try {
+            slots[i] = await backupOne(files[i]!);
+          } catch (err) {
+            failure ??= { err };
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(BACKUP_LANES, files.length) }, lane));
+      if (failure !== undefined) throw failure.err;
+      for (const o of slots) objects.push(o!);
     } finally {
       zeroize(sealKey);
     }

@@ -8,6 +8,7 @@ import { EncryptedBufferSink, type FileFrame } from '../env/encrypted-buffer-sin
 import { readCurrentFile } from '../engine/current-file.js';
 import { engineFsOf } from '../engine/engine-fs.js';
 import { exportEngineFile } from '../engine/file-export.js';
+import { ExportPool } from '../engine/export/export-pool.js';
 import { CURRENT, parseFileName, tableName } from '../engine/file-names.js';
 import { readLog } from '../engine/log-reader.js';
 import { DEFAULT_ENGINE_TUNING } from '../engine/options.js';
@@ -43,6 +44,8 @@ export class OfflineSource implements BackupSource {
   readonly #lock: DirLock;
   readonly #files: BackupSourceFile[];
   readonly #info: BackupSourceInfo;
+  /** Tables and logs are exported on worker threads, several at once (runBackup asks for several). */
+  readonly #pool = new ExportPool();
 
   private constructor(managed: ManagedEnv, lock: DirLock, files: BackupSourceFile[], info: BackupSourceInfo) {
     this.#managed = managed;
@@ -112,13 +115,22 @@ export class OfflineSource implements BackupSource {
 
   async export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
     if (!this.#files.some((x) => x.name === name)) throw new TdekvError('INVALID_ARGUMENT', `${name} is not a file of the backed-up version`);
-    const sink = new EncryptedBufferSink(name, frame, onChunk);
-    await exportEngineFile(engineFsOf(this.#managed.env), name, sink);
-    return sink.size;
+    const parsed = parseFileName(name);
+    if (parsed === undefined || parsed.kind === 'manifest') {
+      // CURRENT and the manifest are small: here.
+      const sink = new EncryptedBufferSink(name, frame, onChunk);
+      await exportEngineFile(engineFsOf(this.#managed.env), name, sink);
+      return sink.size;
+    }
+    // The pool wipes the keys it posts: the frame's key is the backup's, used for every file.
+    const data = await this.#pool.export(this.#managed.env.grantRead(name), { ...frame, key: Buffer.from(frame.key) }, parsed);
+    onChunk(data);
+    return data.length;
   }
 
   async close(): Promise<void> {
     try {
+      await this.#pool.close();
       await this.#managed.close();
     } finally {
       await this.#lock.release();

@@ -43,6 +43,8 @@ export class OnlineBackupSource implements BackupSource {
   readonly #info: BackupSourceInfo;
   readonly #files: BackupSourceFile[];
   #closed = false;
+  /** One command at a time on the connection: exports asked for at once run one after another. */
+  #turn: Promise<unknown> = Promise.resolve();
 
   private constructor(client: RespClient, session: string, info: BackupSourceInfo, files: BackupSourceFile[]) {
     this.#client = client;
@@ -93,7 +95,13 @@ export class OnlineBackupSource implements BackupSource {
     return this.#files;
   }
 
-  async export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
+  export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
+    const run = this.#turn.then(() => this.#export(name, frame, onChunk));
+    this.#turn = run.catch(() => undefined);
+    return run;
+  }
+
+  async #export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
     const key = hexBytes(frame.key);
     let sized: RespReply;
     try {

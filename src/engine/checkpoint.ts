@@ -1,5 +1,7 @@
 import type { AppendSink } from '../env/writable-file.js';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { TdekvError } from '../errors.js';
+import { SLICE_MS, WorkSlice } from './background-job.js';
 import type { EngineFs } from './engine-fs.js';
 import { exportEngineFile, writeCurrentRecord, writeManifestSnapshot } from './file-export.js';
 import { CURRENT, manifestName, tableName } from './file-names.js';
@@ -63,7 +65,15 @@ export class EngineCheckpoint {
     if (name === this.#manifest) return writeManifestSnapshot(sink, this.#snapshot);
     if (name === CURRENT) return writeCurrentRecord(sink, this.#manifest);
     if (!this.#tables.has(name)) throw new TdekvError('INVALID_ARGUMENT', `${name} is not a file of this checkpoint (its files: the tables it lists, ${this.#manifest} and CURRENT)`);
-    return exportEngineFile(this.#fs, name, sink);
+    // In slices, as compaction runs in-process: the server goes on answering while a table is exported.
+    const slice = new WorkSlice(() => SLICE_MS);
+    return exportEngineFile(this.#fs, name, sink, {
+      yieldDue: () => slice.due(),
+      yieldSlice: async () => {
+        await yieldToEventLoop();
+        slice.restart();
+      },
+    });
   }
 
   /** Lets compaction remove the version's tables again; idempotent. */

@@ -1,12 +1,13 @@
+import type { EncryptedReadableFile } from '../env/readable-file.js';
 import type { AppendSink } from '../env/writable-file.js';
 import { TdekvError } from '../errors.js';
 import { BlockCache } from './block-cache.js';
 import { readCurrentFile } from './current-file.js';
 import type { EngineFs } from './engine-fs.js';
-import { CURRENT, parseFileName } from './file-names.js';
+import { CURRENT, parseFileName, type EngineFileKind } from './file-names.js';
 import { encodeRecord, logLayout } from './log-format.js';
 import { readLog } from './log-reader.js';
-import { copyTableBlocks } from './table-copy.js';
+import { copyTableBlocks, type TableCopyOptions } from './table-copy.js';
 import { TableReader } from './table-reader.js';
 import { encodeEdit, type VersionEdit } from './version-edit.js';
 
@@ -18,17 +19,30 @@ import { encodeEdit, type VersionEdit } from './version-edit.js';
  * never decoded, so the file's contents are exactly what the engine wrote.
  */
 
-/** Re-writes the live file `name` (a table, a WAL, a manifest, or CURRENT) into `sink`. */
-export async function exportEngineFile(fs: EngineFs, name: string, sink: AppendSink): Promise<void> {
+/**
+ * Re-writes the live file `name` (a table, a WAL, a manifest, or CURRENT) into `sink`. With
+ * `slices`, a table's copy gives the event loop a turn every slice (a server exporting for an
+ * online backup keeps answering its clients).
+ */
+export async function exportEngineFile(fs: EngineFs, name: string, sink: AppendSink, slices?: TableCopySlices): Promise<void> {
   if (name === CURRENT) return writeCurrentRecord(sink, readCurrentFile(fs));
   const parsed = parseFileName(name);
   if (parsed === undefined) throw new TdekvError('INVALID_ARGUMENT', `${name} in ${fs.dataDir} is not an engine file (a table, log, manifest or CURRENT)`);
-  const file = await fs.openRead(name);
+  return exportOpenedFile(await fs.openRead(name), parsed, sink, slices);
+}
+
+export type TableCopySlices = Pick<TableCopyOptions, 'yieldDue' | 'yieldSlice'>;
+
+/**
+ * The same for a file already opened (from a grant, on an export worker): a table block by
+ * block, a log record by record. Takes ownership of `file` (closed here).
+ */
+export async function exportOpenedFile(file: EncryptedReadableFile, parsed: { kind: EngineFileKind; number: number }, sink: AppendSink, slices?: TableCopySlices): Promise<void> {
   if (parsed.kind === 'table') {
     // The reader owns the file from here (it closes it, also when the open fails).
     const reader = TableReader.open(file, parsed.number, new BlockCache(0));
     try {
-      await copyTableBlocks(reader, sink);
+      await copyTableBlocks(reader, sink, slices);
     } finally {
       reader.close();
     }
