@@ -123,9 +123,13 @@ export class OfflineSource implements BackupSource {
       return sink.size;
     }
     // The pool wipes the keys it posts: the frame's key is the backup's, used for every file.
-    const data = await this.#pool.export(this.#managed.env.grantRead(name), { ...frame, key: Buffer.from(frame.key) }, parsed);
-    onChunk(data);
-    return data.length;
+    const chunks = await this.#pool.export(this.#managed.env.grantRead(name), { ...frame, key: Buffer.from(frame.key) }, parsed);
+    let size = 0;
+    for (const c of chunks) {
+      onChunk(c);
+      size += c.length;
+    }
+    return size;
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ import type { ExportJob, ExportResult } from './export-protocol.js';
 
 interface Lane {
   worker: Worker;
-  busy: { job: ExportJob; resolve(data: Buffer): void; reject(err: Error): void } | undefined;
+  busy: { job: ExportJob; resolve(data: Buffer[]): void; reject(err: Error): void } | undefined;
 }
 
 /**
@@ -22,7 +22,7 @@ interface Lane {
 export class ExportPool {
   readonly #size: number;
   readonly #lanes: Lane[] = [];
-  readonly #queue: Array<{ job: ExportJob; resolve(data: Buffer): void; reject(err: Error): void }> = [];
+  readonly #queue: Array<{ job: ExportJob; resolve(data: Buffer[]): void; reject(err: Error): void }> = [];
   #nextId = 1;
   #closed = false;
 
@@ -34,8 +34,8 @@ export class ExportPool {
     return this.#size;
   }
 
-  /** Exports one granted file under `frame`; resolves with its ciphertext. The grant's and the frame's keys are wiped once posted. */
-  export(grant: FileGrant, frame: FileFrame, parsed: { kind: EngineFileKind; number: number }): Promise<Buffer> {
+  /** Exports one granted file under `frame`; resolves with its ciphertext, in order, in chunks. The grant's and the frame's keys are wiped once posted. */
+  export(grant: FileGrant, frame: FileFrame, parsed: { kind: EngineFileKind; number: number }): Promise<Buffer[]> {
     if (this.#closed) return Promise.reject(new TdekvError('CLOSED', 'the export pool is closed'));
     return new Promise((resolve, reject) => {
       this.#queue.push({ job: { id: this.#nextId++, grant, frame, parsed }, resolve, reject });
@@ -70,7 +70,7 @@ export class ExportPool {
       const busy = lane.busy;
       lane.busy = undefined;
       if (busy !== undefined && busy.job.id === r.id) {
-        if (r.ok) busy.resolve(Buffer.from(r.data));
+        if (r.ok) busy.resolve(r.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)));
         else busy.reject(deserializeError(r.error));
       }
       this.#dispatch();

@@ -11,4 +11,5 @@ export interface ExportJob {
   parsed: { kind: EngineFileKind; number: number };
 }
 
-export type ExportResult = { id: number; ok: true; data: ArrayBuffer } | { id: number; ok: false; error: SerializedError };
+/** The ciphertext as the chunks the cipher produced, their buffers transferred (not copied) to the main thread. */
+export type ExportResult = { id: number; ok: true; chunks: Uint8Array[]; size: number } | { id: number; ok: false; error: SerializedError };

@@ -15,7 +15,7 @@ const port = parentPort!;
 
 port.on('message', (job: ExportJob) => {
   void run(job).then(
-    (result) => port.postMessage(result, result.ok ? [result.data] : []),
+    (result) => port.postMessage(result, result.ok ? result.chunks.map((c) => c.buffer as ArrayBuffer) : []),
     (err: unknown) => port.postMessage({ id: job.id, ok: false, error: serializeError(err) } satisfies ExportResult),
   );
 });
@@ -26,11 +26,9 @@ async function run(job: ExportJob): Promise<ExportResult> {
     const chunks: Buffer[] = [];
     const sink = new EncryptedBufferSink(job.grant.path, { ...job.frame, key, iv: Buffer.from(job.frame.iv) }, (c) => chunks.push(c));
     await exportOpenedFile(openGrantedRead(job.grant), job.parsed, sink);
-    const data = new ArrayBuffer(sink.size);
-    const view = Buffer.from(data);
-    let at = 0;
-    for (const c of chunks) at += c.copy(view, at);
-    return { id: job.id, ok: true, data };
+    // A chunk that owns its whole buffer is transferred as it is; one that shares a buffer (Node's pool) is copied out first.
+    const own = chunks.map((c) => (c.byteOffset === 0 && c.byteLength === c.buffer.byteLength ? c : new Uint8Array(c)));
+    return { id: job.id, ok: true, chunks: own, size: sink.size };
   } finally {
     zeroize(key, job.frame.key);
   }
