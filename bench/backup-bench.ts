@@ -19,7 +19,8 @@ import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { runBackup } from '../src/backup/backup-run.js';
+import { runBackup, type BackupOptions, type BackupResult } from '../src/backup/backup-run.js';
+import type { BackupStorage } from '../src/backup/storage/backup-storage.js';
 import { OfflineSource } from '../src/backup/offline-source.js';
 import { runRestore } from '../src/backup/restore-run.js';
 import { openStorage } from '../src/backup/storage/open-storage.js';
@@ -82,6 +83,15 @@ async function dirBytes(dir: string): Promise<number> {
   return total;
 }
 
+async function offlineBackup(config: TdekvConfig, storage: BackupStorage, options: BackupOptions): Promise<BackupResult> {
+  const source = await OfflineSource.open(config);
+  try {
+    return await runBackup(source, storage, options);
+  } finally {
+    await source.close();
+  }
+}
+
 async function timed<T>(fn: () => Promise<T>): Promise<{ seconds: number; value: T }> {
   const t = performance.now();
   const value = await fn();
@@ -138,14 +148,7 @@ export const bench: Bench = {
           const storeDir = join(dir, `store-${r}`);
           const storage = await openStorage(parseStorageUrl(storeDir));
           try {
-            const b = await timed(async () => {
-              const source = await OfflineSource.open(src);
-              try {
-                return await runBackup(source, storage, { protector });
-              } finally {
-                await source.close();
-              }
-            });
+            const b = await timed(() => offlineBackup(src, storage, { protector }));
             push('tdekv backup full --offline, local://', b.value.manifest.totals.bytes, b.seconds);
             cold = (await dropCaches()) && cold;
             const target = await machine(dir, `target-${r}`);
@@ -179,14 +182,7 @@ export const bench: Bench = {
           ['backup, s3', async (r) => {
             const storage = await openStorage(parseStorageUrl(`s3://bench/tdekv-${r}`, { flags: s3Flags }));
             try {
-              const b = await timed(async () => {
-                const source = await OfflineSource.open(src);
-                try {
-                  return await runBackup(source, storage, { protector });
-                } finally {
-                  await source.close();
-                }
-              });
+              const b = await timed(() => offlineBackup(src, storage, { protector }));
               push('tdekv backup full --offline, s3rver', b.value.manifest.totals.bytes, b.seconds);
             } finally {
               await storage.close();
@@ -208,14 +204,7 @@ export const bench: Bench = {
       let full;
       let incr;
       try {
-        const once = async (incremental: boolean) => {
-          const source = await OfflineSource.open(src);
-          try {
-            return await timed(() => runBackup(source, storage, { protector, ...(incremental ? { incremental: true, available } : {}) }));
-          } finally {
-            await source.close();
-          }
-        };
+        const once = (incremental: boolean) => timed(() => offlineBackup(src, storage, { protector, ...(incremental ? { incremental: true, available } : {}) }));
         ctx.progress('incremental: full backup');
         full = await once(false);
         ctx.progress('incremental: changing 1% of the keys');

@@ -2,7 +2,7 @@ import { isTdekvError } from '../../errors.js';
 import type { FileFrame } from '../../env/encrypted-buffer-sink.js';
 import type { BackupBegun } from '../backup-sessions.js';
 import type { ReplyWriter } from '../resp/reply-writer.js';
-import { lowerName, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { replyError, runSubcommand, spec, type CommandContext, type CommandSpec } from './command.js';
 import { later } from './deferred.js';
 
 /*
@@ -90,12 +90,8 @@ const SUBCOMMANDS: Record<string, (ctx: CommandContext, args: Buffer[]) => void>
 export const BACKUP_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMANDS);
 
 function backup(ctx: CommandContext, args: Buffer[]): void {
-  const sub = lowerName(args[1]!);
-  const run = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-  if (run === undefined) replyError(`ERR unknown subcommand '${args[1]!.toString('latin1')}'. Try BACKUP HELP.`);
-  if (args.length !== ARITY[sub]) replyError(`ERR wrong number of arguments for 'backup|${sub}' command`);
   try {
-    run(ctx, args);
+    runSubcommand(ctx, args, 'backup', SUBCOMMANDS, (sub) => ARITY[sub]!);
   } catch (err) {
     // Session errors of the synchronous subcommands (READ, END) are TdekvErrors: one -ERR line.
     if (isTdekvError(err)) replyError(`ERR ${err.message}`);

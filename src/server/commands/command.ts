@@ -120,3 +120,21 @@ export function lowerName(arg: Buffer): string {
 export function spec(name: string, arity: number, flags: CommandFlag[], keys: [number, number, number], group: CommandSpec['group'], summary: string, handler: CommandHandler): CommandSpec {
   return { name, arity, flags, firstKey: keys[0], lastKey: keys[1], step: keys[2], group, summary, handler };
 }
+
+/**
+ * A container command's dispatch (ENCRYPTION, BACKUP): the subcommand by name, Redis's errors
+ * for an unknown one and for a wrong number of arguments (`arity(sub)` counts the name too).
+ */
+export function runSubcommand<S extends (ctx: CommandContext, args: Buffer[]) => void>(
+  ctx: CommandContext,
+  args: Buffer[],
+  container: string,
+  subcommands: Readonly<Record<string, S>>,
+  arity: (sub: string) => number,
+): void {
+  const sub = lowerName(args[1]!);
+  const run = Object.hasOwn(subcommands, sub) ? subcommands[sub] : undefined;
+  if (run === undefined) replyError(`ERR unknown subcommand '${args[1]!.toString('latin1')}'. Try ${container.toUpperCase()} HELP.`);
+  if (args.length !== arity(sub)) replyError(`ERR wrong number of arguments for '${container}|${sub}' command`);
+  run(ctx, args);
+}

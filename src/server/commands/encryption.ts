@@ -1,7 +1,7 @@
 import { ENCRYPTION_STATES } from '../../lifecycle/lifecycle-status.js';
 import type { LifecycleStatus, StateChange } from '../../lifecycle/lifecycle-status.js';
 import type { ReplyWriter } from '../resp/reply-writer.js';
-import { lowerName, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { runSubcommand, spec, type CommandContext, type CommandSpec } from './command.js';
 import { later } from './deferred.js';
 import type { ReloadReport } from '../../lifecycle/encryption-lifecycle.js';
 
@@ -146,11 +146,7 @@ const SUBCOMMANDS: Record<string, (ctx: CommandContext) => void> = {
 export const ENCRYPTION_SUBCOMMANDS: readonly string[] = Object.keys(SUBCOMMANDS);
 
 function encryption(ctx: CommandContext, args: Buffer[]): void {
-  const sub = lowerName(args[1]!);
-  const run = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-  if (run === undefined) replyError(`ERR unknown subcommand '${args[1]!.toString('latin1')}'. Try ENCRYPTION HELP.`);
-  if (args.length !== 2) replyError(`ERR wrong number of arguments for 'encryption|${sub}' command`);
-  run(ctx);
+  runSubcommand(ctx, args, 'encryption', SUBCOMMANDS, () => 2);
 }
 
 export const ENCRYPTION_COMMANDS: CommandSpec[] = [
