@@ -105,7 +105,7 @@ export const bench: Bench = {
     const keys = intFromEnv('TDEKV_BENCH_BACKUP_KEYS', 1_000_000);
     const valueBytes = intFromEnv('TDEKV_BENCH_BACKUP_VALUE', 1000);
     const rounds = intFromEnv('TDEKV_BENCH_BACKUP_ROUNDS', 3);
-    const withS3 = intFromEnv('TDEKV_BENCH_BACKUP_S3', 1) !== 0;
+    const withS3 = process.env['TDEKV_BENCH_BACKUP_S3'] !== '0';
     const dir = await ctx.tempDir('backup');
     let s3: Awaited<ReturnType<typeof startS3rver>> | undefined;
     try {
