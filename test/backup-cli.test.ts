@@ -8,7 +8,9 @@ import { OfflineSource } from '../src/backup/offline-source.js';
 import { runBackup } from '../src/backup/backup-run.js';
 import { runRestore } from '../src/backup/restore-run.js';
 import { backupCertificateCommand, createCertificateCommand, createMasterKeyCommand, restoreCertificateCommand } from '../src/cli/key.js';
-import { runCli, type CliResult } from './support/cli.js';
+import { CLI, runCli, type CliResult } from './support/cli.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { KeyStore } from '../src/masterkey/certificate/key-store.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { backupMachine, localStorage, readAll, rows, writeData, type BackupMachine } from './support/backup-fixture.js';
@@ -92,6 +94,45 @@ describe('tdekv backup / restore (the CLI, in child processes)', () => {
     assert.equal(p.kept.length, 1);
     assert.equal(p.removedBackups.length, 1);
     ok(await runCli(['backup', 'verify', '--storage', store, '--crypter.method', 'aes256-ctr', '--crypter.key-file', crypter]), 'verify after prune');
+  });
+});
+
+describe('a restore killed with SIGKILL', () => {
+  let root: string;
+  before(async () => {
+    root = await tempDir('tdekv-restore-kill-');
+  });
+  after(() => cleanup(root));
+
+  test('leaves no data dir that opens with part of the data; the next run restores it whole', async () => {
+    const m = await backupMachine(root, 'source');
+    // Hundreds of small tables: the restore takes long enough to be killed in the middle.
+    await writeData(m, rows(8000, 'kill'));
+    const want = await readAll(m);
+    const store = join(root, 'store');
+    const keyFile = (await writeKeyFile(root, 'crypter.key')).path;
+    const protector = ['--crypter.method', 'aes256-ctr', '--crypter.key-file', keyFile];
+    ok(await runCli(['backup', 'full', '--config', m.configPath, '--storage', store, '--offline', ...protector]), 'backup full');
+    const dst = await backupMachine(root, 'target');
+    const child = spawn(process.execPath, [CLI, 'restore', 'full', '--config', dst.configPath, '--storage', store, ...protector], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let killedAt: Record<string, unknown> | undefined;
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      const line = stderr.split('\n').find((l) => l.startsWith('{"progress"'));
+      if (killedAt === undefined && line !== undefined) {
+        killedAt = (JSON.parse(line) as { progress: Record<string, unknown> }).progress;
+        child.kill('SIGKILL');
+      }
+    });
+    const [code, signal] = (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+    assert.equal(signal, 'SIGKILL', `the restore ended by itself (code ${String(code)}) before it could be killed: ${stderr}`);
+    assert.ok(killedAt !== undefined && killedAt['done'] !== true);
+    // The target is absent or empty: a server started on it would find no database, never a partial one.
+    const target = await readdir(dst.dataDir).catch(() => []);
+    assert.deepEqual(target, [], `the target holds ${target.join(', ')} after the kill`);
+    ok(await runCli(['restore', 'full', '--config', dst.configPath, '--storage', store, ...protector]), 'restore full again');
+    assert.deepEqual(await readAll(dst), want);
   });
 });
 
