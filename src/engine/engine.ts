@@ -599,10 +599,12 @@ export class Engine {
         continue;
       }
       if (this.#mem.approximateBytes < this.tuning.writeBufferSize) {
-        // A flush is pending: give its slice a turn now, while the memtable still has room, so
-        // that a writer who never leaves the microtask queue (a loop of awaited batches) slows
-        // down a little per write instead of stopping for the whole flush when the memtable fills.
-        if (this.#imm && !this.#onWorker()) {
+        // A flush is pending: give it a turn now, while the memtable still has room (in-process
+        // its next slice; with the worker, the memtable's serialization and the worker's
+        // messages), so that a writer who never leaves the microtask queue (a loop of awaited
+        // batches) slows down a little per write instead of stopping for the whole flush when
+        // the memtable fills.
+        if (this.#imm) {
           this.#stats.writeSlowdowns++;
           await yieldToEventLoop();
         }
