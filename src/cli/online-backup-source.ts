@@ -8,8 +8,11 @@ import { RespError, type RespClient, type RespReply } from './resp-client.js';
 
 const OFFLINE_HINT = 'If the server is stopped, back up its data dir with --offline.';
 
-/** Bytes asked per BACKUP READ (the server's most). */
-const READ_BYTES = 8 * 1024 * 1024;
+/**
+ * Bytes asked per BACKUP READ (the server gives up to 8 MiB): 1 MiB keeps each reply under a
+ * modest client-output-buffer-limit, which disconnects a client for a single larger reply.
+ */
+const READ_BYTES = 1024 * 1024;
 
 /** The key as hex in a Buffer, never a string (a string cannot be wiped); the caller wipes it. */
 function hexBytes(key: Buffer): Buffer {

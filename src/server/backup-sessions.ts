@@ -38,8 +38,20 @@ export interface BackupHost {
   identityOf(name: string, size: number): string | undefined;
 }
 
+/** Limits that keep a client (a hostile one, or a backup tool that hangs) from holding versions for ever. */
+export interface BackupSessionLimits {
+  /** Sessions open at once; one more is refused. */
+  maxSessions: number;
+  /** A session with no BACKUP command for this long is ended (its version released). */
+  idleMs: number;
+}
+
+export const DEFAULT_BACKUP_SESSION_LIMITS: BackupSessionLimits = { maxSessions: 2, idleMs: 10 * 60 * 1000 };
+
 interface Session {
   clientId: number;
+  /** Ends the session when it has been idle for limits.idleMs. */
+  idleTimer: NodeJS.Timeout | undefined;
   checkpoint: EngineCheckpoint;
   /** Ends the exclusion with the encryption scan (lifecycle.beginBackup()). */
   endExclusion: () => void;
@@ -64,10 +76,12 @@ export class BackupSessions implements BackupControl {
   readonly #sessions = new Map<string, Session>();
   readonly #host: BackupHost;
   readonly #logger: Logger;
+  readonly #limits: BackupSessionLimits;
 
-  constructor(host: BackupHost, logger: Logger) {
+  constructor(host: BackupHost, logger: Logger, limits: BackupSessionLimits = DEFAULT_BACKUP_SESSION_LIMITS) {
     this.#host = host;
     this.#logger = logger;
+    this.#limits = limits;
   }
 
   get active(): number {
@@ -75,6 +89,9 @@ export class BackupSessions implements BackupControl {
   }
 
   async begin(clientId: number): Promise<BackupBegun> {
+    if (this.#sessions.size >= this.#limits.maxSessions) {
+      throw new TdekvError('INVALID_ARGUMENT', `${this.#sessions.size} backup sessions are open, the most at once: each pins a version whose files stay on disk; wait for one to end (BACKUP END, or its connection closing)`);
+    }
     const endExclusion = this.#host.beginBackup();
     let checkpoint: EngineCheckpoint;
     try {
@@ -84,7 +101,9 @@ export class BackupSessions implements BackupControl {
       throw err;
     }
     const session = randomBytes(8).toString('hex');
-    this.#sessions.set(session, { clientId, checkpoint, endExclusion, exported: undefined, startedAt: Date.now(), bytesServed: 0 });
+    const s: Session = { clientId, idleTimer: undefined, checkpoint, endExclusion, exported: undefined, startedAt: Date.now(), bytesServed: 0 };
+    this.#sessions.set(session, s);
+    this.#touch(session, s);
     const files = checkpoint.files().map((f) => {
       const identity = f.kind === 'table' ? this.#host.identityOf(f.name, f.size) : undefined;
       return identity === undefined ? f : { ...f, identity };
@@ -134,12 +153,22 @@ export class BackupSessions implements BackupControl {
 
   #session(clientId: number, session: string): Session {
     const s = this.#sessions.get(session);
-    if (s === undefined || s.clientId !== clientId) throw new TdekvError('INVALID_ARGUMENT', `no backup session ${session} on this connection (a session belongs to the connection that began it, and ends with it): BACKUP BEGIN a new one`);
+    if (s === undefined || s.clientId !== clientId) throw new TdekvError('INVALID_ARGUMENT', `no backup session ${session} on this connection (a session belongs to the connection that began it, and ends with it or after ${Math.round(this.#limits.idleMs / 1000)} s without a BACKUP command): BACKUP BEGIN a new one`);
+    this.#touch(session, s);
     return s;
+  }
+
+  #touch(id: string, s: Session): void {
+    if (s.idleTimer !== undefined) clearTimeout(s.idleTimer);
+    s.idleTimer = setTimeout(() => {
+      if (this.#sessions.get(id) === s) this.#close(id, s, `no BACKUP command for ${Math.round(this.#limits.idleMs / 1000)} s`);
+    }, this.#limits.idleMs);
+    s.idleTimer.unref();
   }
 
   #close(id: string, s: Session, why: string): void {
     this.#sessions.delete(id);
+    if (s.idleTimer !== undefined) clearTimeout(s.idleTimer);
     s.exported = undefined;
     s.checkpoint.release();
     s.endExclusion();
