@@ -8,6 +8,7 @@ import { serializeEntries } from './background/entries.js';
 import { BackgroundWorker, type BackgroundThreadInfo } from './background/worker-host.js';
 import { BlockCache } from './block-cache.js';
 import { EngineCheckpoint } from './checkpoint.js';
+import { ExportPool } from './export/export-pool.js';
 import { bloomHash } from './bloom.js';
 import { CommitQueue } from './commit.js';
 import { Compaction } from './compaction/compaction.js';
@@ -29,7 +30,7 @@ import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
 import type { TableGetResult } from './table-reader.js';
-import type { TableOutputContext } from './table-output.js';
+import { discardTableFile, type TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
 import { pickEncryptionCompaction, offKeyTables } from './encryption-scan.js';
@@ -116,6 +117,8 @@ export class Engine {
   #bgWaiters: Array<() => void> = [];
   // Where flushes and compactions run (background/): the worker thread, or this thread when undefined (backgroundThread false).
   readonly #worker: BackgroundWorker | undefined;
+  /** Worker threads for an unthrottled encryption scan's table copies (export/export-pool.ts); started at the first. */
+  #tablePool: ExportPool | undefined;
   /** A compaction runs on the worker: a memtable switch then starts its flush alongside (in-process, the compaction's slices do). */
   #compactingOnWorker = false;
   // Failures and a full disk (error-handler.ts, no-space-recovery.ts): why writes are refused, paused compactions, free space.
@@ -871,6 +874,9 @@ export class Engine {
     }
     const ctx: CompactionContext = {
       output,
+      // An unthrottled scan copies tables on worker threads, one per core; a rate-limited one
+      // copies here, paced every 256 KiB (a whole table at once would burst past the limit).
+      ...(compaction.plan.reason === 'encryption' && pace === undefined ? { copyTable: (input: FileMeta) => this.#copyTableOffThread(input, output) } : {}),
       sliceMs: () => SLICE_MS,
       yieldSlice: async () => {
         if (this.#imm) await this.#flushImmutable();
@@ -1009,7 +1015,23 @@ export class Engine {
     if (this.#closed || this.#closing) throw new TdekvError('CLOSED', 'the database is closed');
   }
 
+  /** The encryption scan's copy of one table on the table pool (a new table, same level, same entries, under the current key). */
+  async #copyTableOffThread(input: FileMeta, output: TableOutputContext): Promise<FileMeta[]> {
+    const number = output.newFileNumber();
+    output.pendingOutputs.add(number);
+    try {
+      const grant = await this.env.grantCreate(tableName(number));
+      this.#tablePool ??= new ExportPool();
+      const size = await this.#tablePool.copyTable(this.env.grantRead(tableName(input.number)), grant, input.number);
+      return [{ number, size, smallest: input.smallest, largest: input.largest, entries: input.entries }];
+    } catch (err) {
+      await discardTableFile(output, number, undefined);
+      throw err;
+    }
+  }
+
   async #releaseResources(): Promise<void> {
+    await this.#tablePool?.close();
     await this.#worker?.terminate();
     await this.#wal.close();
     await this.#versions.close().catch(() => undefined);

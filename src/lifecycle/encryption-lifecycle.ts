@@ -500,10 +500,16 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       for (;;) {
         if (stopping()) return;
         const started = performance.now();
-        const step = await this.#engine.rewriteNextOffKeyTable((n) => {
-          this.#progressWithinStep(n);
-          return this.#throttle.take(n, stopped);
-        });
+        // Unlimited, the step's tables are copied on worker threads (no pacing within a table,
+        // and progress once per step); limited, here, paced every 256 KiB.
+        const step = await this.#engine.rewriteNextOffKeyTable(
+          this.#throttle.limit === 0
+            ? undefined
+            : (n) => {
+                this.#progressWithinStep(n);
+                return this.#throttle.take(n, stopped);
+              },
+        );
         const counted = this.#inStep;
         this.#inStep = 0;
         let bytes = step?.offKeyBytes ?? 0;

@@ -3,13 +3,14 @@ import { TdekvError } from '../../errors.js';
 import type { FileGrant } from '../../env/file-grant.js';
 import type { Logger } from '../../log/logger.js';
 import { currentFileFaults, watchFileFaults } from '../../util/file-io.js';
+import { answerFault, newFaultChannel } from './fault-channel.js';
 import type { CompactionJob } from '../compaction/compaction.js';
 import type { EngineFs } from '../engine-fs.js';
 import { tableName } from '../file-names.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
 import type { SerializedEntries } from './entries.js';
-import { FAULT_CHANNEL_BYTES, FAULT_HEADER_BYTES, deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
+import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 
 /** What the host needs of the engine: its files' grants, table numbers, and the pending-output set it shares with obsolete-file removal. */
 export interface BackgroundHostContext {
@@ -61,7 +62,7 @@ export class BackgroundWorker {
   #crash: TdekvError | undefined;
   readonly #jobs = new Map<number, Job>();
   #nextJobId = 1;
-  readonly #faultChannel = new SharedArrayBuffer(FAULT_HEADER_BYTES + FAULT_CHANNEL_BYTES);
+  readonly #faultChannel = newFaultChannel();
   #unwatchFaults: (() => void) | undefined;
   readonly info: BackgroundThreadInfo = { threadId: undefined, flushes: 0, compactions: 0 };
 
@@ -303,18 +304,6 @@ export class BackgroundWorker {
   }
 
   #answerFault(op: string, path: string): void {
-    let answer: unknown;
-    try {
-      const injector = currentFileFaults();
-      answer = { fault: injector ? injector(op as Parameters<typeof injector>[0], path) : undefined };
-    } catch (err) {
-      answer = { error: serializeError(err) };
-    }
-    const bytes = Buffer.from(JSON.stringify(answer), 'utf8');
-    const header = new Int32Array(this.#faultChannel, 0, 2);
-    Buffer.from(this.#faultChannel, FAULT_HEADER_BYTES, FAULT_CHANNEL_BYTES).set(bytes.subarray(0, FAULT_CHANNEL_BYTES));
-    Atomics.store(header, 1, Math.min(bytes.length, FAULT_CHANNEL_BYTES));
-    Atomics.store(header, 0, 1);
-    Atomics.notify(header, 0);
+    answerFault(this.#faultChannel, op, path);
   }
 }

@@ -19,7 +19,8 @@ import type { EngineTuning } from '../options.js';
 import { TableReader } from '../table-reader.js';
 import type { TableOutputContext } from '../table-output.js';
 import { EntriesIterator } from './entries.js';
-import { FAULT_HEADER_BYTES, deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type SerializedError, type ToWorker } from './protocol.js';
+import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
+import { askOverChannel } from './fault-channel.js';
 
 /** Longer than the main thread's slices: here a slice only delays reading the host's messages (a cancel, a grant). */
 const WORKER_SLICE_MS = 20;
@@ -158,14 +159,7 @@ function crash(how: CrashHow): void {
 
 /** Asks the main thread's injector about one file call, blocking this thread until it answers. */
 function askMainThread(op: string, path: string): FileFault {
-  const header = new Int32Array(faultChannel, 0, 2);
-  Atomics.store(header, 0, 0);
-  post({ type: 'fault', op, path });
-  Atomics.wait(header, 0, 0);
-  const text = Buffer.from(faultChannel, FAULT_HEADER_BYTES, header[1]!).toString('utf8');
-  const answer = JSON.parse(text) as { fault?: FileFault; error?: SerializedError };
-  if (answer.error) throw deserializeError(answer.error);
-  return answer.fault;
+  return askOverChannel(faultChannel, () => post({ type: 'fault', op, path }));
 }
 
 port.on('message', (m: ToWorker) => {

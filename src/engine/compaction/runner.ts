@@ -23,6 +23,11 @@ export interface CompactionContext extends JobContext {
    * a table the scan just rewrote still hit the cache.
    */
   blockMoved?(fromTable: number, fromOffset: number, toTable: number, toOffset: number): void;
+  /**
+   * Copies one table of a rewrite in place below level 0 on another thread (an unthrottled
+   * scan: ExportPool), returning the new table; absent, the copy runs here in slices.
+   */
+  copyTable?(input: FileMeta): Promise<FileMeta[]>;
 }
 
 /**
@@ -72,7 +77,12 @@ export async function runCompaction(job: CompactionJob, ctx: CompactionContext):
 async function rewriteInPlace(job: CompactionJob, ctx: CompactionContext): Promise<FileMeta[]> {
   const inputs = job.inputs[0];
   const outputs: Array<FileMeta[] | undefined> = inputs.map(() => undefined);
+  const offThread = ctx.copyTable !== undefined && job.level > 0;
   const copy = async (i: number): Promise<void> => {
+    if (offThread) {
+      outputs[i] = await ctx.copyTable!(inputs[i]!);
+      return;
+    }
     const { reader, release } = ctx.openTableReader(inputs[i]!.number);
     try {
       outputs[i] = await rewriteTableBlocks(reader, ctx, ctx.blockMoved);
@@ -84,7 +94,8 @@ async function rewriteInPlace(job: CompactionJob, ctx: CompactionContext): Promi
   const lane = async (): Promise<void> => {
     while (next < inputs.length) await copy(next++);
   };
-  const lanes = job.level === 0 ? 1 : Math.min(IN_PLACE_LANES, inputs.length);
+  // Off the thread, every copy of the step is queued at once: the pool keeps each of its workers busy.
+  const lanes = job.level === 0 ? 1 : offThread ? inputs.length : Math.min(IN_PLACE_LANES, inputs.length);
   const settled = await Promise.allSettled(Array.from({ length: lanes }, () => lane()));
   const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) {

@@ -6,25 +6,37 @@ import type { FileGrant } from '../../env/file-grant.js';
 import { TdekvError } from '../../errors.js';
 import { deserializeError } from '../background/protocol.js';
 import type { EngineFileKind } from '../file-names.js';
-import type { ExportJob, ExportResult } from './export-protocol.js';
+import type { CopyTableResult, ExportResult, FaultQuestion, FaultsInstalled, PoolJob } from './export-protocol.js';
+import { currentFileFaults, watchFileFaults } from '../../util/file-io.js';
+import { answerFault, newFaultChannel } from '../background/fault-channel.js';
+
+interface Pending {
+  job: PoolJob;
+  resolve(result: ExportResult | CopyTableResult): void;
+  reject(err: Error): void;
+}
 
 interface Lane {
   worker: Worker;
-  busy: { job: ExportJob; resolve(data: Buffer[]): void; reject(err: Error): void } | undefined;
+  busy: Pending | undefined;
+  /** Where the test fault injector answers this worker's file calls (background/fault-channel.ts). */
+  faultChannel: SharedArrayBuffer;
 }
 
 /**
- * Worker threads that export files for a backup (file-export.ts), so the per-byte work of a
- * backup (every block's tag checked and made anew, two CTR passes) runs on every core instead
- * of one. Jobs queue and go to the first free worker; the workers start at the first job and
+ * Worker threads that export files for a backup (file-export.ts) or copy tables for the
+ * encryption scan, so their per-byte work (every block's tag checked and made anew, two CTR
+ * passes) runs on every core instead of one. Jobs queue and go to the first free worker; the workers start at the first job and
  * end with close(). Key material reaches a worker only as the job's grant and frame.
  */
 export class ExportPool {
   readonly #size: number;
   readonly #lanes: Lane[] = [];
-  readonly #queue: Array<{ job: ExportJob; resolve(data: Buffer[]): void; reject(err: Error): void }> = [];
+  readonly #queue: Pending[] = [];
   #nextId = 1;
   #closed = false;
+  /** Tells the workers when a test installs or removes the file fault injector. */
+  #unwatchFaults: (() => void) | undefined;
 
   constructor(size = Math.max(1, Math.min(4, availableParallelism()))) {
     this.#size = size;
@@ -35,16 +47,32 @@ export class ExportPool {
   }
 
   /** Exports one granted file under `frame`; resolves with its ciphertext, in order, in chunks. The grant's and the frame's keys are wiped once posted. */
-  export(grant: FileGrant, frame: FileFrame, parsed: { kind: EngineFileKind; number: number }): Promise<Buffer[]> {
+  async export(grant: FileGrant, frame: FileFrame, parsed: { kind: EngineFileKind; number: number }): Promise<Buffer[]> {
+    const r = (await this.#run({ kind: 'export', id: this.#nextId++, grant, frame, parsed })) as ExportResult & { ok: true };
+    return r.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength));
+  }
+
+  /**
+   * Copies table `tableNumber` (read grant) block by block into a new table (create grant),
+   * re-framed under the new file's key: the encryption scan's rewrite in place, on a worker.
+   * Resolves with the new table's size once it is synced and closed.
+   */
+  async copyTable(grant: FileGrant, output: FileGrant, tableNumber: number): Promise<number> {
+    const r = (await this.#run({ kind: 'copy-table', id: this.#nextId++, grant, output, tableNumber })) as CopyTableResult & { ok: true };
+    return r.size;
+  }
+
+  #run(job: PoolJob): Promise<ExportResult | CopyTableResult> {
     if (this.#closed) return Promise.reject(new TdekvError('CLOSED', 'the export pool is closed'));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ job: { id: this.#nextId++, grant, frame, parsed }, resolve, reject });
+      this.#queue.push({ job, resolve, reject });
       this.#dispatch();
     });
   }
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unwatchFaults?.();
     for (const q of this.#queue.splice(0)) q.reject(new TdekvError('CLOSED', 'the export pool closed before the file was exported'));
     await Promise.all(this.#lanes.splice(0).map((l) => l.worker.terminate()));
   }
@@ -58,19 +86,30 @@ export class ExportPool {
       lane.busy = next;
       lane.worker.postMessage(next.job);
       // The worker has its own copies now.
-      zeroize(next.job.grant.key as Buffer, next.job.frame.key);
+      zeroize(next.job.grant.key as Buffer);
+      if (next.job.kind === 'export') zeroize(next.job.frame.key);
+      else zeroize(next.job.output.key as Buffer);
     }
   }
 
   #start(): Lane {
-    const worker = new Worker(new URL('./export-worker-main.js', import.meta.url));
-    const lane: Lane = { worker, busy: undefined };
+    const faultChannel = newFaultChannel();
+    const worker = new Worker(new URL('./export-worker-main.js', import.meta.url), { workerData: { faultChannel } });
+    const lane: Lane = { worker, busy: undefined, faultChannel };
     this.#lanes.push(lane);
-    worker.on('message', (r: ExportResult) => {
+    this.#unwatchFaults ??= watchFileFaults((installed) => {
+      for (const l of this.#lanes) l.worker.postMessage({ kind: 'faults', installed } satisfies FaultsInstalled);
+    });
+    if (currentFileFaults()) worker.postMessage({ kind: 'faults', installed: true } satisfies FaultsInstalled);
+    worker.on('message', (r: ExportResult | CopyTableResult | FaultQuestion) => {
+      if ('fault' in r) {
+        answerFault(lane.faultChannel, r.fault.op, r.fault.path);
+        return;
+      }
       const busy = lane.busy;
       lane.busy = undefined;
       if (busy !== undefined && busy.job.id === r.id) {
-        if (r.ok) busy.resolve(r.chunks.map((c) => Buffer.from(c.buffer, c.byteOffset, c.byteLength)));
+        if (r.ok) busy.resolve(r);
         else busy.reject(deserializeError(r.error));
       }
       this.#dispatch();

@@ -1,24 +1,58 @@
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
+import { setFileFaults } from '../../util/file-io.js';
+import { askOverChannel } from '../background/fault-channel.js';
 import { zeroize } from '../../crypto/random.js';
 import { EncryptedBufferSink } from '../../env/encrypted-buffer-sink.js';
-import { openGrantedRead } from '../../env/file-grant.js';
+import { createGranted, openGrantedRead } from '../../env/file-grant.js';
 import { serializeError } from '../background/protocol.js';
 import { exportOpenedFile } from '../file-export.js';
-import type { ExportJob, ExportResult } from './export-protocol.js';
+import type { CopyTableJob, CopyTableResult, ExportJob, ExportResult, FaultQuestion, FaultsInstalled, PoolJob } from './export-protocol.js';
+import { BlockCache } from '../block-cache.js';
+import { copyTableBlocks } from '../table-copy.js';
+import { TableReader } from '../table-reader.js';
 
 /*
- * An export worker: re-writes one granted file under a backup's frame and posts the
- * ciphertext back (its buffer transferred, not copied). It holds no env and no key dictionary:
- * only the two keys of the job, wiped when the job ends.
+ * A pool worker: re-writes one granted file under a backup's frame and posts the ciphertext
+ * back (its buffers transferred, not copied), or copies one granted table into a granted new
+ * one (the encryption scan). It holds no env and no key dictionary: only the keys of the job's
+ * grants and frame, wiped when the files are opened or the job ends.
  */
 const port = parentPort!;
+const faultChannel = (workerData as { faultChannel: SharedArrayBuffer }).faultChannel;
 
-port.on('message', (job: ExportJob) => {
+port.on('message', (job: PoolJob | FaultsInstalled) => {
+  if (job.kind === 'faults') {
+    setFileFaults(job.installed ? (op, path) => askOverChannel(faultChannel, () => port.postMessage({ fault: { op, path } } satisfies FaultQuestion)) : undefined);
+    return;
+  }
+  if (job.kind === 'copy-table') {
+    void copyTable(job).then(
+      (result) => port.postMessage(result),
+      (err: unknown) => port.postMessage({ id: job.id, ok: false, error: serializeError(err) } satisfies CopyTableResult),
+    );
+    return;
+  }
   void run(job).then(
     (result) => port.postMessage(result, result.ok ? result.chunks.map((c) => c.buffer as ArrayBuffer) : []),
     (err: unknown) => port.postMessage({ id: job.id, ok: false, error: serializeError(err) } satisfies ExportResult),
   );
 });
+
+async function copyTable(job: CopyTableJob): Promise<CopyTableResult> {
+  const reader = TableReader.open(openGrantedRead(job.grant), job.tableNumber, new BlockCache(0));
+  try {
+    const file = await createGranted(job.output);
+    try {
+      const size = await copyTableBlocks(reader, file);
+      await file.sync();
+      return { id: job.id, ok: true, size };
+    } finally {
+      await file.close();
+    }
+  } finally {
+    reader.close();
+  }
+}
 
 async function run(job: ExportJob): Promise<ExportResult> {
   const key = Buffer.from(job.frame.key);
