@@ -4,7 +4,9 @@ import { TdekvError } from '../errors.js';
 import { SLICE_MS, WorkSlice } from './background-job.js';
 import type { EngineFs } from './engine-fs.js';
 import { exportEngineFile, writeCurrentRecord, writeManifestSnapshot } from './file-export.js';
-import { CURRENT, manifestName, tableName } from './file-names.js';
+import { CURRENT, manifestName, parseFileName, tableName } from './file-names.js';
+import { EncryptedBufferSink, type FileFrame } from '../env/encrypted-buffer-sink.js';
+import type { ExportPool } from './export/export-pool.js';
 import type { Version } from './version.js';
 import type { VersionEdit } from './version-edit.js';
 
@@ -27,11 +29,14 @@ export class EngineCheckpoint {
   readonly #snapshot: VersionEdit;
   readonly #manifest: string;
   readonly #release: () => void;
+  /** The engine's worker pool, for tables (started at the first export). */
+  readonly #pool: () => ExportPool;
   #released = false;
 
-  constructor(fs: EngineFs, version: Version, counters: { nextFileNumber: number; lastSequence: number }, release: () => void) {
+  constructor(fs: EngineFs, version: Version, counters: { nextFileNumber: number; lastSequence: number }, pool: () => ExportPool, release: () => void) {
     this.#fs = fs;
     this.#release = release;
+    this.#pool = pool;
     const manifestNumber = counters.nextFileNumber;
     this.#manifest = manifestName(manifestNumber);
     this.#snapshot = {
@@ -74,6 +79,23 @@ export class EngineCheckpoint {
         slice.restart();
       },
     });
+  }
+
+  /**
+   * The same under `frame`, returning the ciphertext: a table on one of the engine's worker
+   * threads (the server's event loop stays free, and two tables export at once on two cores),
+   * the manifest and CURRENT (small) here. The frame's key is the caller's to wipe.
+   */
+  async exportFramed(name: string, frame: FileFrame): Promise<Buffer[]> {
+    if (this.#released) throw new TdekvError('CLOSED', 'the checkpoint was released (the backup ended); begin a new one');
+    if (this.#tables.has(name)) {
+      const parsed = parseFileName(name)!;
+      // The pool wipes what it posts: it gets its own copy of the key.
+      return this.#pool().export(this.#fs.grantRead(name), { ...frame, key: Buffer.from(frame.key) }, parsed);
+    }
+    const chunks: Buffer[] = [];
+    await this.export(name, new EncryptedBufferSink(name, frame, (c) => chunks.push(c)));
+    return chunks;
   }
 
   /** Lets compaction remove the version's tables again; idempotent. */

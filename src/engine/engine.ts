@@ -336,7 +336,7 @@ export class Engine {
     this.#checkOpen();
     const v = this.#versions.acquire();
     const counters = { nextFileNumber: this.#versions.nextFileNumber, lastSequence: this.#lastSeq };
-    return new EngineCheckpoint(this.env, v, counters, () => {
+    return new EngineCheckpoint(this.env, v, counters, () => this.#pool(), () => {
       this.#versions.release(v);
       // Tables compacted away while pinned can go now; a failure here only leaves them for the next pass.
       if (!this.#closing && !this.#closed) void this.#deleteObsoleteFiles().catch((err: unknown) => this.#logger.warn({ err }, 'could not remove obsolete files after a checkpoint'));
@@ -1021,13 +1021,19 @@ export class Engine {
     output.pendingOutputs.add(number);
     try {
       const grant = await this.env.grantCreate(tableName(number));
-      this.#tablePool ??= new ExportPool();
-      const size = await this.#tablePool.copyTable(this.env.grantRead(tableName(input.number)), grant, input.number);
+      const size = await this.#pool().copyTable(this.env.grantRead(tableName(input.number)), grant, input.number);
       return [{ number, size, smallest: input.smallest, largest: input.largest, entries: input.entries }];
     } catch (err) {
       await discardTableFile(output, number, undefined);
       throw err;
     }
+  }
+
+  /** The worker pool for table copies and backup exports, started at the first job. */
+  #pool(): ExportPool {
+    if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
+    this.#tablePool ??= new ExportPool();
+    return this.#tablePool;
   }
 
   async #releaseResources(): Promise<void> {

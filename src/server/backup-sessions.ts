@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { CheckpointFile, EngineCheckpoint } from '../engine/checkpoint.js';
-import { EncryptedBufferSink, type FileFrame } from '../env/encrypted-buffer-sink.js';
+import type { FileFrame } from '../env/encrypted-buffer-sink.js';
 import { TdekvError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 
@@ -115,13 +115,13 @@ export class BackupSessions implements BackupControl {
   async export(clientId: number, session: string, name: string, frame: FileFrame): Promise<number> {
     const s = this.#session(clientId, session);
     s.exported = undefined;
-    const sink = new EncryptedBufferSink(name, frame);
+    let chunks: Buffer[];
     try {
-      await s.checkpoint.export(name, sink);
+      chunks = await s.checkpoint.exportFramed(name, frame);
     } finally {
       frame.key.fill(0);
     }
-    const bytes = sink.take();
+    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     // The session may have ended while the file was exported (the client went away).
     if (this.#sessions.get(session) === s) s.exported = { name, bytes };
     return bytes.length;
