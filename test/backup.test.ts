@@ -101,7 +101,7 @@ describe('backup and restore (offline source, local storage)', () => {
     const raw = await storage.getBuffer(manifestName(id));
     const parsed = parseManifest(raw, manifestName(id));
     const key = await unwrapBackupKey(parsed.body.key, id, { masterKeys: [src.config.security.encryption.masterKey] });
-    authenticateManifest(parsed, key, manifestName(id));
+    authenticateManifest(parsed, key);
     for (let i = 0; i < raw.length; i++) {
       for (const bit of [0x01, 0x20]) {
         const bad = Buffer.from(raw);
@@ -109,7 +109,7 @@ describe('backup and restore (offline source, local storage)', () => {
         assert.throws(
           () => {
             const p = parseManifest(bad, manifestName(id));
-            authenticateManifest(p, key, manifestName(id));
+            authenticateManifest(p, key);
           },
           (err: unknown) => isTdekvError(err, 'BACKUP_DAMAGED'),
           `byte ${i} ^ ${bit} not detected`,
@@ -134,6 +134,23 @@ describe('backup and restore (offline source, local storage)', () => {
     assert.match(v.backups[0]!.problems.join('\n'), new RegExp(`object ${victim.object} \\(file ${victim.file}\\) fails its SHA-256`));
     const dst = await backupMachine(root, 'target-object');
     await assert.rejects(runRestore(storage, dst.config, { available: { masterKeys: [src.config.security.encryption.masterKey] } }), rejectsWith('BACKUP_DAMAGED', new RegExp(victim.object)));
+    assert.equal((await readdir(dst.dir)).includes('data'), false);
+  });
+
+  test('the manifest rolled back (an older backup\'s put in the newest one\'s place): verify and restore refuse, naming it', async () => {
+    const storage = await localStorage(join(root, 'store-rollback'));
+    const older = await backupOf(src, storage);
+    const newer = await backupOf(src, storage);
+    const available = { masterKeys: [src.config.security.encryption.masterKey] };
+    assert.equal((await runVerify(storage, { available })).ok, true);
+    // What the storage's writer can do without any key: copy the older manifest over the newer one.
+    await writeFile(join(root, 'store-rollback', manifestName(newer.id)), await readFile(join(root, 'store-rollback', manifestName(older.id))));
+    const v = await runVerify(storage, { available });
+    assert.equal(v.ok, false);
+    assert.match(JSON.stringify(v.backups), new RegExp(`manifest of backup ${older.id}, put in another backup's place`));
+    const dst = await backupMachine(root, 'target-rollback');
+    await assert.rejects(runRestore(storage, dst.config, { available, backupId: newer.id }), rejectsWith('BACKUP_DAMAGED', new RegExp(older.id)));
+    await assert.rejects(runRestore(storage, dst.config, { available }), rejectsWith('BACKUP_DAMAGED', /put in another backup's place/));
     assert.equal((await readdir(dst.dir)).includes('data'), false);
   });
 

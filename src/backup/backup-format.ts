@@ -131,6 +131,8 @@ export interface ParsedManifest {
   mac: string;
   /** The body exactly as authenticated. */
   bodyText: string;
+  /** Where it was read from (its storage name), which must be its own backup's. */
+  name: string;
 }
 
 function damaged(name: string, why: string): TdekvError {
@@ -160,14 +162,17 @@ export function parseManifest(raw: Buffer, name: string): ParsedManifest {
   if (typeof body !== 'object' || body === null || !Array.isArray(body.objects) || typeof body.id !== 'string' || typeof body.key !== 'object') {
     throw damaged(name, 'its body is incomplete');
   }
-  return { body, mac: d['mac'], bodyText: JSON.stringify(body) };
+  // Checked without the key too: copying an older backup's manifest over the newest one's (a
+  // rollback anyone who can write the storage can do) must not pass for the newest backup.
+  if (manifestName(body.id) !== name) throw damaged(name, `it is the manifest of backup ${body.id}, put in another backup's place`);
+  return { body, mac: d['mac'], bodyText: JSON.stringify(body), name };
 }
 
 /** Checks the manifest's MAC under its backup key; BACKUP_DAMAGED naming it when it fails. */
-export function authenticateManifest(m: ParsedManifest, backupKey: Uint8Array, name: string): void {
+export function authenticateManifest(m: ParsedManifest, backupKey: Uint8Array): void {
   const want = Buffer.from(macOf(backupKey, m.body.id, m.bodyText), 'hex');
-  if (!timingSafeEqual(want, Buffer.from(m.mac, 'hex'))) throw damaged(name, 'it fails its authentication (MAC): it was changed after the backup wrote it');
-  if (manifestName(m.body.id) !== name) throw damaged(name, `it is the manifest of backup ${m.body.id}, put in another backup's place`);
+  if (!timingSafeEqual(want, Buffer.from(m.mac, 'hex'))) throw damaged(m.name, 'it fails its authentication (MAC): it was changed after the backup wrote it');
+  if (manifestName(m.body.id) !== m.name) throw damaged(m.name, `it is the manifest of backup ${m.body.id}, put in another backup's place`);
 }
 
 /** The error for an object that does not match its manifest entry. */

@@ -1,7 +1,7 @@
 import { TdekvError } from '../errors.js';
 import { zeroize } from '../crypto/random.js';
 import { KeyRing, deriveBackupKey, unsealHex } from './backup-key.js';
-import { authenticateManifest, manifestName, type ParsedManifest } from './backup-format.js';
+import { authenticateManifest, type ParsedManifest } from './backup-format.js';
 import { unwrapBackupKey, type AvailableProtectors } from './protector.js';
 
 export function earlierAad(id: string, keyId: number): string {
@@ -20,7 +20,6 @@ export function nameKeyAad(id: string): string {
  */
 export async function openBackupKeys(m: ParsedManifest, available: AvailableProtectors, ring: KeyRing, why?: string): Promise<{ nameKey: Buffer }> {
   const id = m.body.id;
-  const name = manifestName(id);
   let key: Buffer;
   try {
     key = await unwrapBackupKey(m.body.key, id, available);
@@ -30,7 +29,7 @@ export async function openBackupKeys(m: ParsedManifest, available: AvailableProt
     }
     throw err;
   }
-  authenticateManifest(m, key, name);
+  authenticateManifest(m, key);
   ring.set(m.body.keyId, key);
   const sealKey = deriveBackupKey(key, 'key-seal', id);
   try {
