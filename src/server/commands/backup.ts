@@ -70,6 +70,8 @@ const SUBCOMMANDS: Record<string, (ctx: CommandContext, args: Buffer[]) => void>
   begin: (ctx) => later(ctx, 'backup|begin', () => ctx.server.backups.begin(ctx.client.id), writeBegun),
   export: (ctx, args) => {
     const frame: FileFrame = { method: 'aes256-ctr', key: hexArg(args[4]!, 32, 'the key'), keyId: intArg(args[5]!, 'the key id'), iv: hexArg(args[6]!, 16, 'the IV') };
+    // The key's hex is a view into the connection's input: wiped there once parsed (frame.key is wiped after the export).
+    args[4]!.fill(0);
     if (frame.keyId === 0) replyError('ERR the key id must not be 0 (0 means "no key" in the file dictionary)');
     later(ctx, 'backup|export', () => ctx.server.backups.export(ctx.client.id, args[2]!.toString('latin1'), args[3]!.toString('latin1'), frame), (out, size) => out.integer(size));
   },
