@@ -45,7 +45,27 @@ describe('backup sessions: limits', () => {
     assert.equal(sessions.active, 2);
     sessions.endAll();
     assert.equal(exclusions, 0);
-    assert.throws(() => sessions.read(3, three.session, 0, 1), /no backup session/);
+    await assert.rejects(sessions.read(3, three.session, 'CURRENT', 0, 1), /no backup session/);
+  });
+
+  it('at most three files exported and unread at once; one read to its end makes room', async () => {
+    // Two tables (two flushes), the manifest and CURRENT: four files.
+    await db.engine.flush();
+    await db.engine.put(b('extra'), b('x'));
+    await db.engine.flush();
+    const sessions = new BackupSessions(host(), silentLogger(), { maxSessions: 2, idleMs: 60_000 });
+    const s = await sessions.begin(1);
+    assert.ok(s.files.length >= 4, `${s.files.length} files`);
+    const frame = () => ({ method: 'aes256-ctr' as const, key: Buffer.alloc(32, 7), keyId: 9, iv: Buffer.alloc(16, 1) });
+    for (const f of s.files.slice(0, 3)) sessions.export(1, s.session, f.name, frame());
+    assert.throws(() => sessions.export(1, s.session, s.files[3]!.name, frame()), /3 files of this session are exported and not yet read to their end/);
+    const first = s.files[0]!.name;
+    const size = await sessions.size(1, s.session, first);
+    assert.equal((await sessions.read(1, s.session, first, 0, size)).length, size);
+    sessions.export(1, s.session, s.files[3]!.name, frame());
+    await assert.rejects(sessions.size(1, s.session, first), /was read to its end/);
+    sessions.endAll();
+    assert.equal(exclusions, 0);
   });
 
   it('a session with no BACKUP command for the idle time is ended and its version released; a command in time keeps it', async () => {
@@ -55,8 +75,8 @@ describe('backup sessions: limits', () => {
       const kept = await sessions.begin(1);
       const idle = await sessions.begin(2);
       mock.timers.tick(600);
-      // A command resets the clock (READ refuses with nothing exported, but it is a command of the session).
-      assert.throws(() => sessions.read(1, kept.session, 0, 1), /EXPORT a file of this session first/);
+      // A command resets the clock (SIZE refuses with nothing exported, but it is a command of the session).
+      await assert.rejects(sessions.size(1, kept.session, 'CURRENT'), /is not exported in this session/);
       mock.timers.tick(600);
       assert.equal(sessions.active, 1, 'the idle session ended');
       assert.equal(exclusions, 1);

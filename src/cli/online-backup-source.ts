@@ -46,7 +46,7 @@ export class OnlineBackupSource implements BackupSource {
   readonly #info: BackupSourceInfo;
   readonly #files: BackupSourceFile[];
   #closed = false;
-  /** One command at a time on the connection: exports asked for at once run one after another. */
+  /** One command at a time on the connection (RespClient's rule), in the order they are asked for. */
   #turn: Promise<unknown> = Promise.resolve();
 
   private constructor(client: RespClient, session: string, info: BackupSourceInfo, files: BackupSourceFile[]) {
@@ -98,26 +98,28 @@ export class OnlineBackupSource implements BackupSource {
     return this.#files;
   }
 
-  export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
-    const run = this.#turn.then(() => this.#export(name, frame, onChunk));
-    this.#turn = run.catch(() => undefined);
-    return run;
-  }
-
-  async #export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
+  /**
+   * Exports one file: EXPORT (queued on the server at once), SIZE (once exported), READs. Each
+   * command waits its turn on the connection, so several exports asked for at once (runBackup
+   * has three in flight) are all queued on the server before the first is read: the server
+   * exports them on its worker pool while this reads the ones done.
+   */
+  async export(name: string, frame: FileFrame, onChunk: (ciphertext: Buffer) => void): Promise<number> {
     const key = hexBytes(frame.key);
-    let sized: RespReply;
+    let queued: RespReply;
     try {
-      sized = await this.#client.call('BACKUP', 'EXPORT', this.#session, name, key, String(frame.keyId), frame.iv.toString('hex'));
+      queued = await this.#command('BACKUP', 'EXPORT', this.#session, name, key, String(frame.keyId), frame.iv.toString('hex'));
     } finally {
       key.fill(0);
     }
     // Never echo the command: it held the key.
-    if (sized instanceof RespError) throw refused(`BACKUP EXPORT of ${name}`, sized);
-    if (typeof sized !== 'number') throw unexpected(`BACKUP EXPORT of ${name}`, sized);
+    if (queued instanceof RespError) throw refused(`BACKUP EXPORT of ${name}`, queued);
+    const sized = await this.#command('BACKUP', 'SIZE', this.#session, name);
+    if (sized instanceof RespError) throw refused(`the export of ${name}`, sized);
+    if (typeof sized !== 'number') throw unexpected(`BACKUP SIZE of ${name}`, sized);
     let got = 0;
     while (got < sized) {
-      const part = await this.#client.callBytes('BACKUP', 'READ', this.#session, String(got), String(READ_BYTES));
+      const part = await this.#turnOf(() => this.#client.callBytes('BACKUP', 'READ', this.#session, name, String(got), String(READ_BYTES)));
       if (part instanceof RespError) throw refused(`BACKUP READ of ${name}`, part);
       if (part.length === 0) throw new TdekvError('SERVER_REFUSED', `the server sent ${got} of the ${sized} bytes of ${name} and then nothing`);
       onChunk(part);
@@ -126,12 +128,23 @@ export class OnlineBackupSource implements BackupSource {
     return sized;
   }
 
+  #command(...args: Array<string | Buffer>): Promise<RespReply> {
+    return this.#turnOf(() => this.#client.call(...args));
+  }
+
+  /** One command at a time on the connection, in the order asked. */
+  #turnOf<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#turn.then(fn);
+    this.#turn = run.catch(() => undefined);
+    return run;
+  }
+
   /** Ends the session (the server releases the version and lets the encryption scan run) and closes the connection. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      const reply = await this.#client.call('BACKUP', 'END', this.#session);
+      const reply = await this.#command('BACKUP', 'END', this.#session);
       if (reply instanceof RespError) throw refused('BACKUP END', reply);
     } finally {
       // Closing the connection ends the session on the server in any case.

@@ -16,9 +16,15 @@ export interface BackupBegun {
 /** The server's side of `tdekv backup full` (BACKUP BEGIN|EXPORT|READ|END): what commands may ask of it. */
 export interface BackupControl {
   begin(clientId: number): Promise<BackupBegun>;
-  /** Exports one file of the session's version under `frame`; its ciphertext is then read with read(). Returns its size. */
-  export(clientId: number, session: string, name: string, frame: FileFrame): Promise<number>;
-  read(clientId: number, session: string, offset: number, length: number): Buffer;
+  /**
+   * Starts exporting one file of the session's version under `frame` (on the engine's worker
+   * pool) and returns at once, so a client can queue the next file while it reads this one.
+   */
+  export(clientId: number, session: string, name: string, frame: FileFrame): void;
+  /** The exported file's size, once its export is done (its failure, if it failed). */
+  size(clientId: number, session: string, name: string): Promise<number>;
+  /** Bytes [offset, offset + length) of an exported file, once its export is done; the file is let go after its last byte. */
+  read(clientId: number, session: string, name: string, offset: number, length: number): Promise<Buffer>;
   end(clientId: number, session: string): void;
   /** Sessions open now (INFO, /status). */
   readonly active: number;
@@ -55,14 +61,16 @@ interface Session {
   checkpoint: EngineCheckpoint;
   /** Ends the exclusion with the encryption scan (lifecycle.beginBackup()). */
   endExclusion: () => void;
-  /** The last exported file's ciphertext, served by read() until the next export. */
-  exported: { name: string; bytes: Buffer } | undefined;
+  /** Files being exported or exported and not yet read to their end, by name. */
+  exports: Map<string, Promise<Buffer>>;
   startedAt: number;
   bytesServed: number;
 }
 
 /** Most bytes one BACKUP READ returns: a client reads a file in slices, so no reply is huge. */
 export const BACKUP_READ_MAX = 8 * 1024 * 1024;
+/** Files a session may hold exported and unread at once (each is in memory until read). */
+export const BACKUP_EXPORTS_HELD = 3;
 
 /**
  * Backup sessions on a running server. A session pins one version (Engine.checkpoint: the
@@ -101,7 +109,7 @@ export class BackupSessions implements BackupControl {
       throw err;
     }
     const session = randomBytes(8).toString('hex');
-    const s: Session = { clientId, idleTimer: undefined, checkpoint, endExclusion, exported: undefined, startedAt: Date.now(), bytesServed: 0 };
+    const s: Session = { clientId, idleTimer: undefined, checkpoint, endExclusion, exports: new Map(), startedAt: Date.now(), bytesServed: 0 };
     this.#sessions.set(session, s);
     this.#touch(session, s);
     const files = checkpoint.files().map((f) => {
@@ -112,29 +120,59 @@ export class BackupSessions implements BackupControl {
     return { session, sequence: checkpoint.lastSequence, ...this.#host.describe(), files };
   }
 
-  async export(clientId: number, session: string, name: string, frame: FileFrame): Promise<number> {
+  export(clientId: number, session: string, name: string, frame: FileFrame): void {
     const s = this.#session(clientId, session);
-    s.exported = undefined;
-    let chunks: Buffer[];
     try {
-      chunks = await s.checkpoint.exportFramed(name, frame);
-    } finally {
+      if (s.exports.has(name)) throw new TdekvError('INVALID_ARGUMENT', `${name} is being exported already in this session: read it (BACKUP READ) before exporting it again`);
+      if (s.exports.size >= BACKUP_EXPORTS_HELD) {
+        throw new TdekvError('INVALID_ARGUMENT', `${s.exports.size} files of this session are exported and not yet read to their end, the most at once: read one first (BACKUP READ)`);
+      }
+      if (!s.checkpoint.files().some((f) => f.name === name)) {
+        throw new TdekvError('INVALID_ARGUMENT', `${name} is not a file of this checkpoint (BACKUP BEGIN listed its files)`);
+      }
+    } catch (err) {
       frame.key.fill(0);
+      throw err;
     }
-    const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-    // The session may have ended while the file was exported (the client went away).
-    if (this.#sessions.get(session) === s) s.exported = { name, bytes };
-    return bytes.length;
+    const key = frame.key;
+    const done = s.checkpoint.exportFramed(name, frame).then(
+      (chunks) => (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)),
+      (err: unknown) => {
+        this.#logger.warn({ session, file: name, err: err instanceof Error ? err.message : String(err) }, 'backup export failed');
+        throw err;
+      },
+    );
+    done.finally(() => key.fill(0)).catch(() => undefined);
+    s.exports.set(name, done);
   }
 
-  read(clientId: number, session: string, offset: number, length: number): Buffer {
-    const s = this.#session(clientId, session);
-    if (s.exported === undefined) throw new TdekvError('INVALID_ARGUMENT', 'nothing to read: BACKUP EXPORT a file of this session first');
-    const { bytes } = s.exported;
-    if (offset > bytes.length) throw new TdekvError('INVALID_ARGUMENT', `offset ${offset} is past the end of ${s.exported.name} (${bytes.length} bytes)`);
+  async size(clientId: number, session: string, name: string): Promise<number> {
+    return (await this.#exported(clientId, session, name)).length;
+  }
+
+  async read(clientId: number, session: string, name: string, offset: number, length: number): Promise<Buffer> {
+    const bytes = await this.#exported(clientId, session, name);
+    const s = this.#sessions.get(session);
+    if (offset > bytes.length) throw new TdekvError('INVALID_ARGUMENT', `offset ${offset} is past the end of ${name} (${bytes.length} bytes)`);
     const out = bytes.subarray(offset, offset + Math.min(length, BACKUP_READ_MAX));
-    s.bytesServed += out.length;
+    if (s !== undefined) {
+      s.bytesServed += out.length;
+      // Its last byte is read: the session lets it go.
+      if (offset + out.length >= bytes.length) s.exports.delete(name);
+    }
     return out;
+  }
+
+  /** An exported file's ciphertext, once its export is done; refused when the session has no such file. */
+  #exported(clientId: number, session: string, name: string): Promise<Buffer> {
+    const s = this.#session(clientId, session);
+    const done = s.exports.get(name);
+    if (done === undefined) throw new TdekvError('INVALID_ARGUMENT', `${name} is not exported in this session (or was read to its end): BACKUP EXPORT it first`);
+    return done.catch((err: unknown) => {
+      // A failed export is reported once, then let go.
+      s.exports.delete(name);
+      throw err;
+    });
   }
 
   end(clientId: number, session: string): void {
@@ -169,7 +207,7 @@ export class BackupSessions implements BackupControl {
   #close(id: string, s: Session, why: string): void {
     this.#sessions.delete(id);
     if (s.idleTimer !== undefined) clearTimeout(s.idleTimer);
-    s.exported = undefined;
+    s.exports.clear();
     s.checkpoint.release();
     s.endExclusion();
     this.#logger.info({ session: id, client: s.clientId, seconds: Math.round((Date.now() - s.startedAt) / 1000), bytes: s.bytesServed }, `backup session ended: ${why}`);

@@ -19,10 +19,13 @@ const HELP = [
   '    version\'s last sequence number, the method, the master key identity and the files (name, kind, size,',
   '    identity: a table\'s name, IV and size, for incremental backups).',
   'EXPORT <session> <file> <key-hex> <key-id> <iv-hex>',
-  '    Re-write one file of the session under that AES-256 key, key id and IV (every block and record is checked',
-  '    under its live key first); return its size. Read it with BACKUP READ.',
-  'READ <session> <offset> <length>',
-  '    Return bytes of the last exported file (at most 8 MiB a call).',
+  '    Start re-writing one file of the session under that AES-256 key, key id and IV (every block and record is',
+  '    checked under its live key first) and reply QUEUED at once; at most 3 files exported and unread at a time.',
+  'SIZE <session> <file>',
+  '    Wait for the file\'s export and return its size (or the export\'s error).',
+  'READ <session> <file> <offset> <length>',
+  '    Wait for the file\'s export and return its bytes from offset (at most 8 MiB a call); after its last byte the',
+  '    session lets the file go.',
   'END <session>',
   '    Release the version and let the encryption scan run again (closing the connection does the same).',
   'HELP',
@@ -64,7 +67,7 @@ function intArg(arg: Buffer, what: string, max = Number.MAX_SAFE_INTEGER): numbe
   return n;
 }
 
-const ARITY: Record<string, number> = { begin: 2, export: 7, read: 5, end: 3, help: 2 };
+const ARITY: Record<string, number> = { begin: 2, export: 7, size: 4, read: 6, end: 3, help: 2 };
 
 const SUBCOMMANDS: Record<string, (ctx: CommandContext, args: Buffer[]) => void> = {
   begin: (ctx) => later(ctx, 'backup|begin', () => ctx.server.backups.begin(ctx.client.id), writeBegun),
@@ -73,11 +76,13 @@ const SUBCOMMANDS: Record<string, (ctx: CommandContext, args: Buffer[]) => void>
     // The key's hex is a view into the connection's input: wiped there once parsed (frame.key is wiped after the export).
     args[4]!.fill(0);
     if (frame.keyId === 0) replyError('ERR the key id must not be 0 (0 means "no key" in the file dictionary)');
-    later(ctx, 'backup|export', () => ctx.server.backups.export(ctx.client.id, args[2]!.toString('latin1'), args[3]!.toString('latin1'), frame), (out, size) => out.integer(size));
+    ctx.server.backups.export(ctx.client.id, args[2]!.toString('latin1'), args[3]!.toString('latin1'), frame);
+    ctx.out.simple('QUEUED');
   },
+  size: (ctx, args) => later(ctx, 'backup|size', () => ctx.server.backups.size(ctx.client.id, args[2]!.toString('latin1'), args[3]!.toString('latin1')), (out, n) => out.integer(n)),
   read: (ctx, args) => {
-    const bytes = ctx.server.backups.read(ctx.client.id, args[2]!.toString('latin1'), intArg(args[3]!, 'the offset'), intArg(args[4]!, 'the length'));
-    ctx.out.bulk(bytes);
+    const [offset, length] = [intArg(args[4]!, 'the offset'), intArg(args[5]!, 'the length')];
+    later(ctx, 'backup|read', () => ctx.server.backups.read(ctx.client.id, args[2]!.toString('latin1'), args[3]!.toString('latin1'), offset, length), (out, bytes) => out.bulk(bytes));
   },
   end: (ctx, args) => {
     ctx.server.backups.end(ctx.client.id, args[2]!.toString('latin1'));
