@@ -96,6 +96,35 @@ describe('online backup of a running server under a write load', tdekvOnly(), ()
     }
   });
 
+  test('--incremental online uploads only the tables that changed, and restores the later state', async () => {
+    const srv = server!;
+    const c = srv.client();
+    for (let i = 0; i < 3000; i += 100) await c.mset(Object.fromEntries(Array.from({ length: 100 }, (_, j) => [`inc:${i + j}`, `first-${i + j}`])));
+    const crypter = (await writeKeyFile(root, 'crypter-inc.key')).path;
+    const args = ['backup', 'full', '--config', srv.configPath!, '--addr', `127.0.0.1:${srv.port}`, '--storage', join(root, 'store-inc'), '--crypter.method', 'aes256-ctr', '--crypter.key-file', crypter, '--json'];
+    const full = await runCli(args);
+    ok(full, 'full backup (online)');
+    await c.set('inc:7', 'second');
+    const incr = await runCli([...args, '--incremental']);
+    ok(incr, 'incremental backup (online)');
+    const f = JSON.parse(full.stdout) as { addedBytes: number };
+    const i = JSON.parse(incr.stdout) as { addedFiles: number; files: number; addedBytes: number; parent: string | null };
+    assert.ok(i.parent !== null, 'the incremental names its parent');
+    // The tables of the full backup's version are referenced; only the new flush's table (and the manifest, CURRENT) go up.
+    assert.ok(i.addedFiles < i.files, `${i.addedFiles} of ${i.files} files uploaded`);
+    assert.ok(i.addedBytes < f.addedBytes / 2, `${i.addedBytes} bytes uploaded against ${f.addedBytes} for the full backup`);
+    const target = await prepareTdekv({ dir: join(root, 'target-inc') });
+    ok(await runCli(['restore', 'full', '--config', target.configPath, '--storage', join(root, 'store-inc'), '--crypter.method', 'aes256-ctr', '--crypter.key-file', crypter]), 'restore of the incremental');
+    const restored = await startTdekv({ dir: target.dir });
+    try {
+      const r = restored.client();
+      assert.equal(await r.get('inc:7'), 'second');
+      assert.equal(await r.get('inc:2999'), 'first-2999');
+    } finally {
+      await restored.stop();
+    }
+  });
+
   test('refused while an encryption scan runs, naming it, and allowed once the scan is suspended; the server keeps serving', async () => {
     // Its own server: a scan limited to 4 KiB/s stays RUNNING for the whole test.
     const settings = { security: { 'admin-password': ADMIN, encryption: { 'scan-rate-limit': '4KiB' } } };
