@@ -1,5 +1,5 @@
+import { fileIo } from '../util/file-io.js';
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { syncDir } from '../keys/atomic-file.js';
 import { KeyStore } from '../masterkey/certificate/key-store.js';
@@ -56,13 +56,13 @@ export async function runRestore(storage: BackupStorage, config: TdekvConfig, op
   // killed half way leaves the target as it was (and a staging directory the next run removes),
   // never a data dir that opens with part of the data.
   const staging = stagingDirOf(dataDir);
-  await rm(staging, { recursive: true, force: true });
+  await fileIo.rm(staging, { recursive: true, force: true });
   const staged: TdekvConfig = { ...config, storage: { ...config.storage, dataDir: staging } };
   let managed: ManagedEnv | undefined;
   try {
     const { nameKey } = await openBackupKeys(manifest, options.available, ring);
     zeroize(nameKey);
-    await mkdir(staging, { recursive: true });
+    await fileIo.mkdir(staging, { recursive: true });
     managed = await openEnvFromConfig(staged, { ...(options.logger ? { logger: options.logger } : {}) });
     const createdAtMs = Date.parse(body.createdAt) || Date.now();
     for (const keyId of new Set(body.objects.map((o) => o.keyId))) {
@@ -98,7 +98,7 @@ export async function runRestore(storage: BackupStorage, config: TdekvConfig, op
     await managed.close();
     managed = undefined;
     // An empty target directory is replaced (rename(2) replaces an empty directory); it was checked empty above.
-    await rename(staging, dataDir);
+    await fileIo.rename(staging, dataDir);
     await syncDir(dirname(dataDir));
     const mk = config.security.encryption.masterKey;
     // The key store learnt the staging path as a data dir its certificate protects; the open below records the real one.
@@ -106,13 +106,13 @@ export async function runRestore(storage: BackupStorage, config: TdekvConfig, op
     try {
       await checkEngineStarts(config, options.logger);
     } catch (err) {
-      await rm(dataDir, { recursive: true, force: true });
+      await fileIo.rm(dataDir, { recursive: true, force: true });
       throw err;
     }
     return { id: body.id, dataDir, files: objects.length, bytes: progress.bytes };
   } catch (err) {
     await managed?.close().catch(() => undefined);
-    await rm(staging, { recursive: true, force: true });
+    await fileIo.rm(staging, { recursive: true, force: true });
     throw err;
   } finally {
     ring.wipe();
@@ -128,7 +128,7 @@ export function stagingDirOf(dataDir: string): string {
 async function checkEmptyTarget(dataDir: string): Promise<void> {
   let names: string[];
   try {
-    names = await readdir(dataDir);
+    names = await fileIo.readdir(dataDir);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') return;
     throw err;

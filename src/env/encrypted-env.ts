@@ -1,4 +1,4 @@
-import { fileIo } from '../util/file-io.js';
+import { fileIo, writeFully } from '../util/file-io.js';
 import { dirname, join } from 'node:path';
 import { TdekvError, errnoCode, isTdekvError } from '../errors.js';
 import type { EncryptionMethod } from '../crypto/method.js';
@@ -341,7 +341,7 @@ export class EncryptedEnv {
           const fh = await fileIo.open(abs, 'wx', 0o600);
           try {
             for await (const chunk of data) {
-              await fh.write(chunk, 0, chunk.length, written);
+              await writeFully(fh, [Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)], written, abs);
               written += chunk.length;
             }
             await fh.sync();

@@ -1,4 +1,4 @@
-import { fileIo } from '../util/file-io.js';
+import { fileIo, writeFully } from '../util/file-io.js';
 import type { FileHandle } from 'node:fs/promises';
 import { TdekvError } from '../errors.js';
 import type { StreamTransform } from '../crypto/ctr.js';
@@ -150,7 +150,7 @@ export class EncryptedWritableFile {
     const position = this.#issued;
     this.#issued += length;
     this.#inFlightBytes += length;
-    const p: Promise<void> = writeFully(this.#fh, bufs, position)
+    const p: Promise<void> = writeFully(this.#fh, bufs, position, this.path)
       .catch((err: unknown) => {
         // Later appends cannot be made contiguous after a failed write: the file is done for.
         this.#error ??= new TdekvError('IO_FAILED', `write to ${this.path} failed at offset ${position} (${String(err)}); the file is unusable, write it again under a new name`, { cause: err });
@@ -160,21 +160,5 @@ export class EncryptedWritableFile {
         this.#inFlightBytes -= length;
       });
     this.#inFlight.add(p);
-  }
-}
-
-/** One writev per batch; a short write (rare: disk full, signals) continues where it stopped. */
-async function writeFully(fh: FileHandle, bufs: Buffer[], position: number): Promise<void> {
-  let rest = bufs;
-  let at = position;
-  while (rest.length > 0) {
-    const { bytesWritten } = await fh.writev(rest, at);
-    at += bytesWritten;
-    let skip = bytesWritten;
-    while (rest.length > 0 && skip >= rest[0]!.length) {
-      skip -= rest[0]!.length;
-      rest = rest.slice(1);
-    }
-    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
   }
 }

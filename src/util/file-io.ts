@@ -339,3 +339,24 @@ const faulting: FileIo = {
     return native.tryLock(fd);
   },
 };
+
+/**
+ * Writes all of `bufs` at `position` in one writev, and the rest after it when the write
+ * stores fewer bytes than given (the OS may, near a full disk): never a short file or a hole.
+ * A write that stores nothing fails, naming the file.
+ */
+export async function writeFully(fh: Pick<fsp.FileHandle, 'writev'>, bufs: readonly Buffer[], position: number, path: string): Promise<void> {
+  let rest = bufs;
+  let at = position;
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest as Buffer[], at);
+    if (bytesWritten <= 0 && rest.some((b) => b.length > 0)) throw errnoError('EIO', 'writev', path);
+    at += bytesWritten;
+    let skip = bytesWritten;
+    while (rest.length > 0 && skip >= rest[0]!.length) {
+      skip -= rest[0]!.length;
+      rest = rest.slice(1);
+    }
+    if (skip > 0) rest = [rest[0]!.subarray(skip), ...rest.slice(1)];
+  }
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { fileIo, writeFully, type FileIo } from '../../util/file-io.js';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +8,8 @@ import { mkdirDurable, syncDir } from '../../keys/atomic-file.js';
 import type { BackupStorage } from './backup-storage.js';
 import { ExactLength, lengthError } from './exact-length.js';
 import { checkObjectName, TEMP_MARK } from './object-name.js';
+
+type FileHandle = Awaited<ReturnType<FileIo['open']>>;
 import type { LocalStorageSpec } from './storage-url.js';
 
 /**
@@ -51,25 +53,29 @@ export class LocalStorage implements BackupStorage {
     try {
       // A new directory's entry must be durable too, or a crash could lose the renamed object.
       await mkdirDurable(dir);
-      fh = await open(tmp, 'wx', 0o600);
+      fh = await fileIo.open(tmp, 'wx', 0o600);
       if (Buffer.isBuffer(body)) {
         if (body.length !== size) throw lengthError(name, size, String(body.length));
         await fh.writeFile(body);
       } else {
         const out = fh;
+        let at = 0;
         await pipeline(body, new ExactLength(size, name), async (source: AsyncIterable<Buffer>) => {
-          for await (const chunk of source) await out.write(chunk);
+          for await (const chunk of source) {
+            await writeFully(out, [chunk], at, tmp);
+            at += chunk.length;
+          }
         });
       }
       await fh.sync();
       await fh.close();
       fh = undefined;
-      await rename(tmp, final);
+      await fileIo.rename(tmp, final);
       await syncDir(dir);
     } catch (err) {
       if (!Buffer.isBuffer(body)) body.destroy();
       await fh?.close().catch(() => undefined);
-      await unlink(tmp).catch(() => undefined);
+      await fileIo.unlink(tmp).catch(() => undefined);
       throw this.ioError('writing', name, err);
     }
   }
@@ -78,7 +84,7 @@ export class LocalStorage implements BackupStorage {
     const path = this.path(name);
     let fh: FileHandle;
     try {
-      fh = await open(path, 'r');
+      fh = await fileIo.open(path, 'r');
       if (!(await fh.stat()).isFile()) {
         await fh.close();
         throw Object.assign(new Error('not a file'), { code: 'ENOENT' });
@@ -104,7 +110,7 @@ export class LocalStorage implements BackupStorage {
 
   async stat(name: string): Promise<{ size: number } | undefined> {
     try {
-      const st = await stat(this.path(name));
+      const st = await fileIo.stat(this.path(name));
       return st.isFile() ? { size: st.size } : undefined;
     } catch (err) {
       if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return undefined;
@@ -124,7 +130,7 @@ export class LocalStorage implements BackupStorage {
     const dir = rel === '' ? this.root : join(this.root, ...rel.split('/'));
     let entries;
     try {
-      entries = await readdir(dir, { withFileTypes: true });
+      entries = await fileIo.readdir(dir, { withFileTypes: true });
     } catch (err) {
       if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return;
       throw this.ioError('listing', rel === '' ? '/' : rel, err);
@@ -138,7 +144,7 @@ export class LocalStorage implements BackupStorage {
         if (asDir.startsWith(prefix) || prefix.startsWith(asDir)) yield* this.walk(name, prefix);
       } else if (entry.isFile() && name.startsWith(prefix)) {
         try {
-          yield { name, size: (await stat(join(dir, entry.name))).size };
+          yield { name, size: (await fileIo.stat(join(dir, entry.name))).size };
         } catch (err) {
           if (errnoCode(err) !== 'ENOENT') throw this.ioError('listing', name, err); // removed meanwhile
         }
@@ -148,7 +154,7 @@ export class LocalStorage implements BackupStorage {
 
   async remove(name: string): Promise<void> {
     try {
-      await unlink(this.path(name));
+      await fileIo.unlink(this.path(name));
     } catch (err) {
       if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') return;
       throw this.ioError('removing', name, err);
