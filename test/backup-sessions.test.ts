@@ -48,6 +48,16 @@ describe('backup sessions: limits', () => {
     await assert.rejects(sessions.read(3, three.session, 'CURRENT', 0, 1), /no backup session/);
   });
 
+  it('two BEGINs at once do not both pass the limit while their flushes run', async () => {
+    const sessions = new BackupSessions(host(), silentLogger(), { maxSessions: 1, idleMs: 60_000 });
+    await db.engine.put(b('race'), b('1'));
+    const settled = await Promise.allSettled([sessions.begin(1), sessions.begin(2)]);
+    assert.deepEqual(settled.map((r) => r.status).sort(), ['fulfilled', 'rejected']);
+    assert.match(String((settled.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason), /1 backup sessions are open, the most at once/);
+    sessions.endAll();
+    assert.equal(exclusions, 0);
+  });
+
   it('at most three files exported and unread at once; one read to its end makes room', async () => {
     // Two tables (two flushes), the manifest and CURRENT: four files.
     await db.engine.flush();

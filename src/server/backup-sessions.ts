@@ -85,6 +85,8 @@ export class BackupSessions implements BackupControl {
   readonly #host: BackupHost;
   readonly #logger: Logger;
   readonly #limits: BackupSessionLimits;
+  /** BEGINs waiting for their checkpoint (a flush). */
+  #beginning = 0;
 
   constructor(host: BackupHost, logger: Logger, limits: BackupSessionLimits = DEFAULT_BACKUP_SESSION_LIMITS) {
     this.#host = host;
@@ -97,16 +99,20 @@ export class BackupSessions implements BackupControl {
   }
 
   async begin(clientId: number): Promise<BackupBegun> {
-    if (this.#sessions.size >= this.#limits.maxSessions) {
-      throw new TdekvError('INVALID_ARGUMENT', `${this.#sessions.size} backup sessions are open, the most at once: each pins a version whose files stay on disk; wait for one to end (BACKUP END, or its connection closing)`);
+    // Sessions still beginning count too: two BEGINs at once must not both pass the limit while their flushes run.
+    if (this.#sessions.size + this.#beginning >= this.#limits.maxSessions) {
+      throw new TdekvError('INVALID_ARGUMENT', `${this.#sessions.size + this.#beginning} backup sessions are open, the most at once: each pins a version whose files stay on disk; wait for one to end (BACKUP END, or its connection closing)`);
     }
     const endExclusion = this.#host.beginBackup();
     let checkpoint: EngineCheckpoint;
+    this.#beginning++;
     try {
       checkpoint = await this.#host.checkpoint();
     } catch (err) {
       endExclusion();
       throw err;
+    } finally {
+      this.#beginning--;
     }
     const session = randomBytes(8).toString('hex');
     const s: Session = { clientId, idleTimer: undefined, checkpoint, endExclusion, exports: new Map(), startedAt: Date.now(), bytesServed: 0 };
