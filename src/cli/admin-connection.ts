@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
 import { X509Certificate } from 'node:crypto';
 import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import type { TdekvConfig } from '../config/types.js';
@@ -21,6 +22,15 @@ export interface AdminConnectionOptions {
   /** Client certificate and key, when the server asks for one (`[security] ca-path`). */
   tlsCert?: string;
   tlsKey?: string;
+}
+
+/** The options that say where the running server is and how to trust it, for every command that drives one. */
+export function addAdminConnectionOptions(cmd: Command, prefix = ''): Command {
+  return cmd
+    .option('--addr <host:port>', `${prefix}where the server listens (default: server.addr of the config)`)
+    .option('--tls-ca <file>', `${prefix}CA of the server certificate (default: trust exactly security.cert-path of the config)`)
+    .option('--tls-cert <file>', `${prefix}client certificate, when the server asks for one (security.ca-path)`)
+    .option('--tls-key <file>', `${prefix}key of --tls-cert`);
 }
 
 /** Runs one command; an error reply becomes SERVER_REFUSED naming the command (and, for NOPERM, the setting to fix). */

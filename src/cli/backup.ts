@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 import { OnlineBackupSource } from './online-backup-source.js';
-import type { AdminConnectionOptions } from './admin-connection.js';
+import { addAdminConnectionOptions, type AdminConnectionOptions } from './admin-connection.js';
 import { TdekvError } from '../errors.js';
 import { loadConfig } from '../config/config.js';
 import { parseSize } from '../config/size.js';
@@ -64,14 +64,11 @@ export function registerBackupCommands(root: Command, io: Output): void {
     .description('take a backup: every file of one version re-encrypted under a fresh backup key wrapped by a protector')
     .requiredOption('--config <file>', 'TOML configuration of the database to back up')
     .option('--offline', 'back up a stopped data dir (refused while a server runs on it); without it, the running server of --config')
-    .option('--addr <host:port>', 'online: where the server listens (default: server.addr of the config)')
-    .option('--tls-ca <file>', 'online: CA of the server certificate (default: trust exactly security.cert-path of the config)')
-    .option('--tls-cert <file>', 'online: client certificate, when the server asks for one')
-    .option('--tls-key <file>', 'online: key of --tls-cert')
     .option('--incremental', 'reference the tables the latest backup at --storage already holds; upload only the rest')
     .option('--ratelimit <size>', 'upload at most this many bytes a second, e.g. 64MiB')
     .option('--certificate <name>', 'protect the backup key with this certificate of the config\'s key store (BACKUP … WITH ENCRYPTION (SERVER CERTIFICATE = …))')
     .option('--json', 'print the result as JSON');
+  addAdminConnectionOptions(full, 'online: ');
   addCrypterFlags(addStorageFlags(full), false).action(async (opts: BackupFullOptions) => backupFull(opts, io));
 
   addStorageFlags(

@@ -7,6 +7,7 @@ import { startupIoError } from '../util/startup-io-error.js';
 import { decryptFile, dumpFile, dumpKey, status, verify, type CtlTarget, type Output } from './ctl.js';
 import { init } from './init.js';
 import { ENCRYPTION_ACTIONS, encryptionCommand, type EncryptionAction } from './encryption.js';
+import { addAdminConnectionOptions } from './admin-connection.js';
 import { serve } from './serve.js';
 import { reencryptAll, retireDataKeys, rotateDataKey } from './maintenance.js';
 import {
@@ -116,12 +117,9 @@ function program(): Command {
       .command(action)
       .description(ONLINE[action])
       .requiredOption('--config <file>', 'TOML configuration the server runs with')
-      .option('--addr <host:port>', 'where the server listens (default: server.addr of the config)')
       .option('--json', 'print JSON')
-      .option('--tls-ca <file>', 'CA of the server certificate (default: trust exactly security.cert-path of the config)')
-      .option('--tls-cert <file>', 'client certificate, when the server has security.ca-path')
-      .option('--tls-key <file>', 'key of --tls-cert')
       .option('--interval <ms>', 'milliseconds between two progress polls', (v: string) => Number.parseInt(v, 10), 1000);
+    addAdminConnectionOptions(cmd);
     if (action === 'status') cmd.option('--watch', 'show the progress until the running scan ends');
     if (action === 'reload' || action === 'regenerate' || action === 'resume') cmd.option('--no-wait', 'return at once instead of showing the scan until it ends');
     cmd.action(async (opts: { config: string; addr?: string; json?: boolean; tlsCa?: string; tlsCert?: string; tlsKey?: string; interval: number; watch?: boolean; wait?: boolean }) =>
