@@ -19,7 +19,7 @@ import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises'
 import { DEFAULT_ENCRYPTION } from '../src/config/types.js';
 import { Engine } from '../src/engine/engine.js';
 import { openEnv } from '../src/env/open-env.js';
-import { intFromEnv, prng } from './bench-env.js';
+import { intFromEnv, median, prng } from './bench-env.js';
 import type { Bench, BenchContext } from './run.js';
 
 interface Sample {
@@ -31,7 +31,6 @@ interface Sample {
   gets: number;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 type Foreground = 'light' | 'saturating';
 

@@ -31,22 +31,11 @@ import { Engine } from '../src/engine/engine.js';
 import { openEnvFromConfig } from '../src/env/open-env.js';
 import { silentLogger } from '../src/log/logger.js';
 import { startS3rver } from '../test/support/storage-emulators.js';
-import { intFromEnv, prng } from './bench-env.js';
+import { dropCaches, intFromEnv, median, prng } from './bench-env.js';
 import type { Bench, BenchContext } from './run.js';
 
 const run = promisify(execFile);
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mib = (bytes: number): number => bytes / (1024 * 1024);
-
-async function dropCaches(): Promise<boolean> {
-  try {
-    await run('sync');
-    await writeFile('/proc/sys/vm/drop_caches', '3\n');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function machine(dir: string, name: string): Promise<TdekvConfig> {
   const root = join(dir, name);

@@ -15,9 +15,7 @@
  * Sizes: TDEKV_BENCH_SCAN_KEYS (default 200000) keys of TDEKV_BENCH_SCAN_VALUE (default 1000)
  * bytes; TDEKV_BENCH_SCAN_ROUNDS (default 3).
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promisify } from 'node:util';
 import { mkdir, open, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -27,25 +25,9 @@ import { Engine } from '../src/engine/engine.js';
 import { openEnv } from '../src/env/open-env.js';
 import { EncryptionLifecycle } from '../src/lifecycle/encryption-lifecycle.js';
 import { silentLogger } from '../src/log/logger.js';
-import { intFromEnv, prng } from './bench-env.js';
+import { dropCaches, intFromEnv, median, prng } from './bench-env.js';
 import type { Bench, BenchContext } from './run.js';
 
-/**
- * Empties the page cache (root only: sync, then /proc/sys/vm/drop_caches), so the copy and
- * the scan both read from the disk, as a scan of a database larger than memory does. False
- * when not permitted; the report then says the cache was warm.
- */
-async function dropCaches(): Promise<boolean> {
-  try {
-    await promisify(execFile)('sync');
-    await writeFile('/proc/sys/vm/drop_caches', '3\n');
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mb = (bytes: number): number => bytes / (1024 * 1024);
 
 async function buildDb(dataDir: string, keyPath: string, method: EncryptionMethod, keys: number, valueBytes: number): Promise<void> {

@@ -21,14 +21,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { intFromEnv } from './bench-env.js';
+import { intFromEnv, median } from './bench-env.js';
 import type { Bench, BenchContext } from './run.js';
 import { tdekvToml } from './server-bench.js';
 import { freePorts, runRedisBenchmark, startServer, stopServer, type BenchLine } from './server-process.js';
 
 const CLI = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
 const run = promisify(execFile);
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /**
  * Keeps a scan running until stopped: REGENERATE whenever the last one completed, over one
