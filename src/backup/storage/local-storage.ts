@@ -50,6 +50,8 @@ export class LocalStorage implements BackupStorage {
     const dir = dirname(final);
     const tmp = join(dir, `${TEMP_MARK}${randomBytes(8).toString('hex')}`);
     let fh: FileHandle | undefined;
+    // The disk's own error (ENOSPC, EIO): pipeline may reject with the abort it causes instead.
+    let diskError: unknown;
     try {
       // A new directory's entry must be durable too, or a crash could lose the renamed object.
       await mkdirDurable(dir);
@@ -62,7 +64,10 @@ export class LocalStorage implements BackupStorage {
         let at = 0;
         await pipeline(body, new ExactLength(size, name), async (source: AsyncIterable<Buffer>) => {
           for await (const chunk of source) {
-            await writeFully(out, [chunk], at, tmp);
+            await writeFully(out, [chunk], at, tmp).catch((err: unknown) => {
+              diskError = err;
+              throw err;
+            });
             at += chunk.length;
           }
         });
@@ -76,7 +81,7 @@ export class LocalStorage implements BackupStorage {
       if (!Buffer.isBuffer(body)) body.destroy();
       await fh?.close().catch(() => undefined);
       await fileIo.unlink(tmp).catch(() => undefined);
-      throw this.ioError('writing', name, err);
+      throw this.ioError('writing', name, diskError ?? err);
     }
   }
 
