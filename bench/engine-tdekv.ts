@@ -18,16 +18,29 @@ import { DEFAULT_ENCRYPTION } from '../src/config/types.js';
 import type { EncryptionMethod } from '../src/crypto/method.js';
 import type { BatchOp } from '../src/engine/types.js';
 import { openEnv } from '../src/env/open-env.js';
+import { WAL_SYNC_MODES, type WalSyncMode } from '../src/engine/options.js';
 import { abstractLevelDriver } from './abstract-level-driver.js';
 import { BENCH_CACHE_BYTES, type Driver, type DriverOptions } from './engine-driver.js';
 
 
-/** TDEKV_BENCH_BACKGROUND_THREAD=true|false: run flush and compaction on the worker thread or in-process (default: the engine's). */
-function backgroundThreadOption(): { backgroundThread?: boolean } {
+/**
+ * The engine's placement options from the environment (default: the engine's):
+ * TDEKV_BENCH_BACKGROUND_THREAD=true|false runs flush and compaction on the worker thread or
+ * in-process; TDEKV_BENCH_WAL_SYNC=inline|thread-pool says where a sync write's fsync runs.
+ */
+function placementOptions(): { backgroundThread?: boolean; walSync?: WalSyncMode } {
+  const out: { backgroundThread?: boolean; walSync?: WalSyncMode } = {};
   const v = process.env['TDEKV_BENCH_BACKGROUND_THREAD'];
-  if (v === undefined || v === '') return {};
-  if (v !== 'true' && v !== 'false') throw new Error(`TDEKV_BENCH_BACKGROUND_THREAD must be true or false, not ${JSON.stringify(v)}`);
-  return { backgroundThread: v === 'true' };
+  if (v !== undefined && v !== '') {
+    if (v !== 'true' && v !== 'false') throw new Error(`TDEKV_BENCH_BACKGROUND_THREAD must be true or false, not ${JSON.stringify(v)}`);
+    out.backgroundThread = v === 'true';
+  }
+  const w = process.env['TDEKV_BENCH_WAL_SYNC'];
+  if (w !== undefined && w !== '') {
+    if (!(WAL_SYNC_MODES as readonly string[]).includes(w)) throw new Error(`TDEKV_BENCH_WAL_SYNC must be one of ${WAL_SYNC_MODES.join(', ')}, not ${JSON.stringify(w)}`);
+    out.walSync = w as WalSyncMode;
+  }
+  return out;
 }
 
 /** A fresh master key file beside (not inside) the data dir, which is returned, not yet created. */
@@ -42,7 +55,7 @@ export async function openTdekv(method: EncryptionMethod, options: DriverOptions
   const { keyPath, dataDir } = await prepare(options);
   await mkdir(dataDir);
   const managed = await openEnv(dataDir, { ...DEFAULT_ENCRYPTION, dataEncryptionMethod: method, masterKey: { type: 'file', path: keyPath } });
-  const engine = await Engine.open({ env: managed.env, blockCacheSize: BENCH_CACHE_BYTES, ...backgroundThreadOption() }).catch(async (err: unknown) => {
+  const engine = await Engine.open({ env: managed.env, blockCacheSize: BENCH_CACHE_BYTES, ...placementOptions() }).catch(async (err: unknown) => {
     await managed.close();
     throw err;
   });
@@ -88,7 +101,7 @@ export async function openTdekvLevel(method: EncryptionMethod, options: DriverOp
     dataEncryptionMethod: method,
     masterKey: { type: 'file', path: keyPath },
     blockCacheSize: BENCH_CACHE_BYTES,
-    ...backgroundThreadOption(),
+    ...placementOptions(),
   });
   await db.open();
   return abstractLevelDriver(db, dataDir, options.sync === true);

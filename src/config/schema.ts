@@ -1,7 +1,7 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { resolve } from 'node:path';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
-import { ENGINE_MINIMUMS, WAL_RECOVERY_MODES, type EngineTuning } from '../engine/options.js';
+import { ENGINE_MINIMUMS, WAL_RECOVERY_MODES, WAL_SYNC_MODES, type EngineTuning } from '../engine/options.js';
 import { LOG_FORMATS } from '../log/log-config.js';
 import { DEFAULT_ENCRYPTION, DEFAULT_KMS_MAX_ATTEMPTS, DEFAULT_KMS_TIMEOUT_MS, DEFAULT_PKCS11_TIMEOUT_MS, type LogConfig, type MasterKeyConfig, type ServerConfig, type SyncWrites } from './types.js';
 import { duration, flag, hostPort, httpUrl, integer, localPath, oneOf, outputBufferLimit, size, sizeOrPercent, text, type Context, type Validator } from './validators.js';
@@ -126,6 +126,8 @@ export const ENGINE_FIELDS: Fields = {
   'no-space-retry-max-interval': { prop: 'noSpaceRetryMaxIntervalMs', ...duration(ENGINE_MINIMUMS.noSpaceRetryMaxIntervalMs) },
   // Not tuning: where flushes and compactions run (src/engine/background/).
   'background-thread': { prop: 'backgroundThread', ...flag() },
+  // Not tuning: which thread a sync write's fsync runs on (engine/options.ts, WAL_SYNC_MODES).
+  'wal-sync': { prop: 'walSync', ...oneOf(WAL_SYNC_MODES) },
 };
 
 /** Server row cache (RocksDB's row_cache): hot keys without a walk through the engine. */

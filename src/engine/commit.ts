@@ -1,3 +1,4 @@
+import { setImmediate as endOfTurn } from 'node:timers/promises';
 import { batchCount, concatBatches } from './write-batch.js';
 
 /** Writers merged into one WAL record at most (LevelDB caps its groups the same way). */
@@ -16,16 +17,21 @@ type QueueItem =
 export class CommitQueue {
   readonly #commit: (batch: Buffer, sync: boolean) => Promise<void>;
   readonly #failed: (err: unknown) => void;
+  readonly #gatherSyncWriters: boolean;
   #queue: QueueItem[] = [];
   #draining = false;
 
   /**
    * `commit` writes one group's batch (sequence numbers unset) and applies it; `failed` is
-   * told when it throws, before the group's writers are rejected.
+   * told when it throws, before the group's writers are rejected. `gatherSyncWriters`: a
+   * group led by a sync write waits for the end of the event loop's turn first (the I/O
+   * callbacks of the turn have run by then), so every writer of the turn shares its fsync;
+   * for a commit that fsyncs on this thread, where no writer can queue during the fsync.
    */
-  constructor(commit: (batch: Buffer, sync: boolean) => Promise<void>, failed: (err: unknown) => void) {
+  constructor(commit: (batch: Buffer, sync: boolean) => Promise<void>, failed: (err: unknown) => void, options: { gatherSyncWriters?: boolean } = {}) {
     this.#commit = commit;
     this.#failed = failed;
+    this.#gatherSyncWriters = options.gatherSyncWriters ?? false;
   }
 
   /** Whether the queue is being worked through. */
@@ -62,6 +68,7 @@ export class CommitQueue {
           await head.run();
           continue;
         }
+        if (this.#gatherSyncWriters && head.sync) await endOfTurn();
         const group: Array<Extract<QueueItem, { kind: 'write' }>> = [];
         let ops = 0;
         while (this.#queue.length > 0 && this.#queue[0]!.kind === 'write' && (group.length === 0 || ops < MAX_GROUP_OPS)) {

@@ -25,7 +25,7 @@ import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { ErrorHandler, type WriteFailure } from './error-handler.js';
 import { deleteObsoleteFiles } from './obsolete-files.js';
-import { DEFAULT_BACKGROUND_THREAD, resolveTuning, WAL_RECOVERY_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode } from './options.js';
+import { DEFAULT_BACKGROUND_THREAD, DEFAULT_WAL_SYNC, resolveTuning, WAL_RECOVERY_MODES, WAL_SYNC_MODES, type EngineOptions, type EngineTuning, type WalRecoveryMode, type WalSyncMode } from './options.js';
 import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
@@ -102,6 +102,8 @@ export class Engine {
   // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read); get()s waiting on the thread pool, which close() waits for.
   readonly #snapshots = new SnapshotList();
   readonly #asyncReads = new Set<Promise<unknown>>();
+  // Commit path (commit.ts, wal.ts): whether a sync group's fsync runs on this thread (walSync 'inline').
+  readonly #inlineWalSync: boolean;
   // Flush path (flush.ts): the memtable being flushed, and the flush in progress.
   #imm: Memtable | undefined;
   #flushing: Promise<void> | undefined;
@@ -132,7 +134,7 @@ export class Engine {
   // Counters for stats(), bumped by the path each names.
   readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
-  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet, backgroundThread: boolean) {
+  private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet, backgroundThread: boolean, walSync: WalSyncMode) {
     this.env = env;
     this.#dataDir = env.dataDir;
     this.#logger = logger;
@@ -141,9 +143,13 @@ export class Engine {
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
     this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
+    this.#inlineWalSync = walSync === 'inline';
     this.#commits = new CommitQueue(
       (batch, sync) => this.#commitGroup(batch, sync),
       (err) => this.#errors.failed(err, false),
+      // An inline fsync blocks this thread, so sync writers arriving meanwhile cannot queue
+      // behind it: the queue waits for the rest of the turn's writers before it commits.
+      { gatherSyncWriters: this.#inlineWalSync },
     );
     const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
     this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
@@ -165,8 +171,11 @@ export class Engine {
   }
 
   static async open(options: EngineOptions): Promise<Engine> {
-    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', backgroundThread = DEFAULT_BACKGROUND_THREAD, ...partial } = options;
+    const { env: given, logger: givenLogger, walRecoveryMode = 'absolute-consistency', backgroundThread = DEFAULT_BACKGROUND_THREAD, walSync = DEFAULT_WAL_SYNC, ...partial } = options;
     if (typeof backgroundThread !== 'boolean') throw new TdekvError('CONFIG_INVALID', `engine option backgroundThread must be true or false (got ${JSON.stringify(backgroundThread)})`);
+    if (!(WAL_SYNC_MODES as readonly string[]).includes(walSync)) {
+      throw new TdekvError('CONFIG_INVALID', `engine option walSync must be one of ${WAL_SYNC_MODES.join(', ')} (got ${JSON.stringify(walSync)})`);
+    }
     // Only the file operations: the engine never holds what can export or rotate keys.
     const env = engineFsOf(given);
     const tuning = resolveTuning(partial);
@@ -175,7 +184,7 @@ export class Engine {
     }
     const logger = givenLogger ?? silentLogger();
     const { versions, existed } = await VersionSet.recover(env, tuning.numLevels, logger);
-    const engine = new Engine(env, logger, tuning, versions, backgroundThread);
+    const engine = new Engine(env, logger, tuning, versions, backgroundThread, walSync);
     try {
       await engine.#recover(existed, walRecoveryMode);
     } catch (err) {
@@ -581,7 +590,7 @@ export class Engine {
       this.#errors.failed(err, true);
       throw err;
     }
-    if (sync) await this.#syncWal();
+    if (sync) await this.#syncWal(this.#inlineWalSync);
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
@@ -659,11 +668,11 @@ export class Engine {
    * dropped the dirty pages): refuse further writes until the database is reopened rather
    * than acknowledge writes that may follow a hole.
    */
-  async #syncWal(): Promise<void> {
+  async #syncWal(inline = false): Promise<void> {
     // A WAL whose append failed is retired by the recovery, not synced: its records are in the memtable.
     if (this.#errors.noSpace.walDamaged) this.#errors.throwIfRefused();
     try {
-      await this.#wal.sync();
+      await this.#wal.sync({ inline });
     } catch (err) {
       this.#errors.failSticky(new TdekvError('IO_FAILED', `fsync of the write-ahead log ${this.#wal.path} failed (${String(err)}); writes are refused until the database is reopened`, { cause: err }));
       throw err;

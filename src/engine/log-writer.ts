@@ -49,9 +49,9 @@ export class LogWriter {
     return this.file.flush();
   }
 
-  /** Makes every record durable (survives a power loss). */
-  sync(): Promise<void> {
-    return this.file.sync();
+  /** Makes every record durable (survives a power loss); `inline`: see EncryptedWritableFile.sync. */
+  sync(options?: { inline?: boolean }): Promise<void> {
+    return this.file.sync(options);
   }
 
   close(): Promise<void> {

@@ -76,7 +76,22 @@ export interface EngineSettings extends Partial<EngineTuning> {
    * files the engine grants them; false runs the same runners on the main thread in slices.
    */
   backgroundThread?: boolean;
+  /** How a sync write's WAL fsync runs: see WAL_SYNC_MODES. */
+  walSync?: WalSyncMode;
 }
+
+/**
+ * Where the fsync of a sync write's WAL record runs.
+ * - 'inline' (default): fdatasync on the main thread, as SQLite, lmdb and Redis
+ *   (appendfsync always) do. No thread-pool round trip (measured here: 200 µs against 270 µs
+ *   per fsynced append), but nothing else runs on the main thread for the fsync's duration.
+ *   Sync writers queued in the same turn of the event loop still share one fsync.
+ * - 'thread-pool': fdatasync on libuv's thread pool, so reads and other work go on meanwhile
+ *   (for a server whose reads must not wait behind fsyncs of other clients' writes).
+ */
+export const WAL_SYNC_MODES = ['inline', 'thread-pool'] as const;
+export type WalSyncMode = (typeof WAL_SYNC_MODES)[number];
+export const DEFAULT_WAL_SYNC: WalSyncMode = 'inline';
 
 export interface EngineOptions extends EngineSettings {
   /**

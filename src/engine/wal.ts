@@ -53,8 +53,8 @@ export class WalManager {
     this.#current!.writer.addRecordSync(batch);
   }
 
-  sync(): Promise<void> {
-    return this.#current!.writer.sync();
+  sync(options?: { inline?: boolean }): Promise<void> {
+    return this.#current!.writer.sync(options);
   }
 
   /** A log below the manifest's log number holds only data already in tables. */

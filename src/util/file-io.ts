@@ -30,6 +30,8 @@ const native = {
   openSync: fs.openSync,
   readSync: fs.readSync,
   writeSync: fs.writeSync,
+  /** fdatasync on the calling thread: the WAL's inline sync (no thread-pool round trip). */
+  fdatasyncSync: fs.fdatasyncSync,
   fstatSync: fs.fstatSync,
   closeSync: fs.closeSync,
   /** pread on the thread pool (callback form: no promise wrapper per table read). */
@@ -62,7 +64,7 @@ export type FileOp =
 /** Operations that store bytes: the only ones a 'short' fault applies to. */
 export const WRITE_OPS: ReadonlySet<FileOp> = new Set<FileOp>(['writeSync', 'fh.write', 'fh.writev', 'fh.writeFile']);
 /** Operations that make data durable: where a failed fsync is injected. */
-export const SYNC_OPS: ReadonlySet<FileOp> = new Set<FileOp>(['fh.datasync', 'fh.sync']);
+export const SYNC_OPS: ReadonlySet<FileOp> = new Set<FileOp>(['fh.datasync', 'fh.sync', 'fdatasyncSync']);
 
 /**
  * What an injector asks for: an errno code ('ENOSPC', 'EIO', ...) makes the call fail with
@@ -312,6 +314,10 @@ const faulting: FileIo = {
     const [offset = 0, length = bytes.length - (offset as number), position = null] = rest as [number?, number?, (number | null)?];
     return native.writeSync(fd, bytes, offset, length >> 1, position);
   }) as FileIo['writeSync'],
+  fdatasyncSync: (fd: number) => {
+    ask('fdatasyncSync', fdPath(fd));
+    native.fdatasyncSync(fd);
+  },
   fstatSync: ((fd: number, options?: fs.StatSyncOptions) => {
     ask('fstatSync', fdPath(fd));
     return native.fstatSync(fd, options);

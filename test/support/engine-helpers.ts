@@ -3,7 +3,7 @@ import type { EncryptionMethod } from '../../src/crypto/method.js';
 import { DEFAULT_ENCRYPTION, type EncryptionConfig } from '../../src/config/types.js';
 import { openEnv, type ManagedEnv } from '../../src/env/open-env.js';
 import { Engine } from '../../src/engine/engine.js';
-import type { EngineTuning } from '../../src/engine/options.js';
+import type { EngineTuning, WalSyncMode } from '../../src/engine/options.js';
 import type { Logger } from '../../src/log/logger.js';
 
 /** Tuning that makes flushes and compactions happen with a few hundred KiB of data. */
@@ -43,7 +43,7 @@ export async function abandon(db: TestDb): Promise<void> {
 export async function openTestDb(
   root: string,
   keyPath: string,
-  options: { method?: EncryptionMethod; tuning?: Partial<EngineTuning>; logger?: Logger; backgroundThread?: boolean; dataDir?: string } = {},
+  options: { method?: EncryptionMethod; tuning?: Partial<EngineTuning>; logger?: Logger; backgroundThread?: boolean; walSync?: WalSyncMode; dataDir?: string } = {},
 ): Promise<TestDb> {
   const dataDir = options.dataDir ?? join(root, 'data');
   const managed = await openEnv(dataDir, encryptionConfig(keyPath, options.method), options.logger ? { logger: options.logger } : {});
@@ -54,6 +54,7 @@ export async function openTestDb(
       ...(options.logger ? { logger: options.logger } : {}),
       ...(options.tuning ?? SMALL_TUNING),
       ...(options.backgroundThread !== undefined ? { backgroundThread: options.backgroundThread } : {}),
+      ...(options.walSync !== undefined ? { walSync: options.walSync } : {}),
     });
   } catch (err) {
     await managed.close();

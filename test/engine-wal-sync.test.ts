@@ -1,0 +1,153 @@
+/*
+ * Where a sync write's fsync runs ([engine] wal-sync): 'inline' fdatasyncs the WAL on the main
+ * thread (no thread-pool round trip), 'thread-pool' on libuv's pool. Either way a sync write is
+ * acknowledged only after its record is fsynced, a failed fsync refuses writes, and sync
+ * writers of one turn of the event loop share one fsync (group commit).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setFileFaults, type FileOp } from '../src/util/file-io.js';
+import { parseConfig, configFromOptions } from '../src/config/config.js';
+import { Engine } from '../src/engine/engine.js';
+import { TdekvLevel } from '../src/level/tdekv-level.js';
+import type { WalSyncMode } from '../src/engine/options.js';
+import { b, openTestDb, type TestDb } from './support/engine-helpers.js';
+import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
+
+let root: string;
+let keyPath: string;
+let n = 0;
+
+before(async () => {
+  root = await tempDir('tdekv-wal-sync-');
+  keyPath = (await writeKeyFile(root)).path;
+});
+after(async () => {
+  setFileFaults(undefined);
+  await cleanup(root);
+});
+
+/**
+ * What the fault seam does now: handles opened while an injector is installed ask it on
+ * every call, so one is installed for the whole test and forwards to this.
+ */
+let current: (op: FileOp, path: string) => string | undefined = () => undefined;
+
+function installSeam(): void {
+  setFileFaults((op, path) => current(op, path));
+}
+
+function open(walSync?: WalSyncMode): Promise<TestDb> {
+  installSeam();
+  return openTestDb(`${root}/db-${++n}`, keyPath, walSync === undefined ? {} : { walSync });
+}
+
+const isWal = (path: string): boolean => /\.log$/.test(path);
+
+/** The file operations on WAL files during `fn`, in order, through the fault seam (nothing injected). */
+async function walOpsDuring(fn: () => Promise<void>): Promise<FileOp[]> {
+  const ops: FileOp[] = [];
+  current = (op, path) => {
+    if (isWal(path)) ops.push(op);
+    return undefined;
+  };
+  try {
+    await fn();
+  } finally {
+    current = () => undefined;
+  }
+  return ops;
+}
+
+const syncs = (ops: FileOp[]): number => ops.filter((op) => op === 'fdatasyncSync' || op === 'fh.datasync').length;
+
+describe('WAL sync', () => {
+  for (const mode of ['inline', 'thread-pool'] as const) {
+    test(`${mode}: a sync write is acknowledged after its record is written and fsynced on the thread the mode names`, async () => {
+      const db = await open(mode);
+      try {
+        // The first sync of a new log also syncs its directory entry; that one always goes to the pool.
+        await db.engine.write([{ type: 'put', key: b('warm'), value: b('up') }], { sync: true });
+        const ops = await walOpsDuring(() => db.engine.write([{ type: 'put', key: b('k'), value: b('v') }], { sync: true }));
+        const write = ops.indexOf('writeSync');
+        const sync = ops.indexOf(mode === 'inline' ? 'fdatasyncSync' : 'fh.datasync');
+        assert.ok(write >= 0 && sync > write, `record written, then fsynced: ${ops.join(', ')}`);
+        assert.equal(syncs(ops), 1, `one fsync: ${ops.join(', ')}`);
+        assert.ok(!ops.includes(mode === 'inline' ? 'fh.datasync' : 'fdatasyncSync'), `only the mode's fsync: ${ops.join(', ')}`);
+
+        const nosync = await walOpsDuring(() => db.engine.write([{ type: 'put', key: b('k2'), value: b('v') }]));
+        assert.equal(syncs(nosync), 0, 'a write without sync is not fsynced');
+      } finally {
+        await db.close();
+      }
+    });
+
+    test(`${mode}: a failed WAL fsync fails the write, names the log, and refuses later writes`, async () => {
+      const db = await open(mode);
+      try {
+        await db.engine.write([{ type: 'put', key: b('warm'), value: b('up') }], { sync: true });
+        current = (op, path) => (isWal(path) && (op === 'fdatasyncSync' || op === 'fh.datasync') ? 'EIO' : undefined);
+        await assert.rejects(db.engine.write([{ type: 'put', key: b('k'), value: b('v') }], { sync: true }), /EIO/);
+        current = () => undefined;
+        await assert.rejects(db.engine.write([{ type: 'put', key: b('k2'), value: b('v') }]), (err: Error) => /fsync of the write-ahead log .*\.log failed/.test(err.message));
+      } finally {
+        current = () => undefined;
+        await db.close().catch(() => undefined);
+      }
+    });
+  }
+
+  test('inline: sync writers of one turn share one fsync, even when each comes from its own callback', async () => {
+    const db = await open('inline');
+    try {
+      await db.engine.write([{ type: 'put', key: b('warm'), value: b('up') }], { sync: true });
+      // Timers of one phase: each callback queues a write and its microtasks run before the next
+      // callback, so without waiting for the end of the turn each write would fsync alone.
+      const ops = await walOpsDuring(
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const writes: Array<Promise<void>> = [];
+            const at = Date.now() + 5;
+            for (let i = 0; i < 8; i++) {
+              setTimeout(() => {
+                writes.push(db.engine.write([{ type: 'put', key: b(`t${i}`), value: b('v') }], { sync: true }));
+                if (writes.length === 8) Promise.all(writes).then(() => resolve(), reject);
+              }, at - Date.now());
+            }
+          }),
+      );
+      assert.ok(syncs(ops) <= 2, `8 sync writers of one turn: ${syncs(ops)} fsyncs (${ops.join(', ')})`);
+      // And in one tick: one group, one fsync.
+      const tick = await walOpsDuring(async () => {
+        await Promise.all(Array.from({ length: 16 }, (_, i) => db.engine.write([{ type: 'put', key: b(`p${i}`), value: b('v') }], { sync: true })));
+      });
+      assert.equal(syncs(tick), 1, `16 sync writers in one tick: ${tick.join(', ')}`);
+      for (let i = 0; i < 16; i++) assert.equal(db.engine.getSync(b(`p${i}`))?.toString(), 'v');
+    } finally {
+      await db.close();
+    }
+  });
+
+  test('[engine] wal-sync in the config file, walSync in the options; anything else is refused, naming the setting', async () => {
+    const opts = { source: '/etc/tdekv/tdekv.toml', baseDir: '/etc/tdekv' };
+    assert.equal(parseConfig('[engine]\nwal-sync = "thread-pool"', opts).engine.walSync, 'thread-pool');
+    assert.equal(parseConfig('[engine]\nwal-sync = "inline"', opts).engine.walSync, 'inline');
+    assert.equal(parseConfig('', opts).engine.walSync, undefined, 'absent: the engine default');
+    assert.throws(() => parseConfig('[engine]\nwal-sync = "always"', opts), expectCode('CONFIG_INVALID', 'wal-sync'));
+    assert.equal(configFromOptions({ walSync: 'thread-pool' }, 'options').engine.walSync, 'thread-pool');
+    assert.throws(() => configFromOptions({ walSync: 'fast' }, 'options'), expectCode('CONFIG_INVALID', 'walSync'));
+    await assert.rejects(Engine.open({ env: undefined as never, walSync: 'fast' as never }), expectCode('CONFIG_INVALID', 'walSync'));
+
+    // Through TdekvLevel: the option reaches the engine (its fsyncs run on the pool).
+    installSeam();
+    const db = new TdekvLevel(`${root}/level-${++n}`, { masterKey: { type: 'file', path: keyPath }, walSync: 'thread-pool' });
+    await db.open();
+    try {
+      await db.put('warm', 'up', { sync: true });
+      const ops = await walOpsDuring(() => db.put('k', 'v', { sync: true }));
+      assert.ok(ops.includes('fh.datasync') && !ops.includes('fdatasyncSync'), ops.join(', '));
+    } finally {
+      await db.close();
+    }
+  });
+});
