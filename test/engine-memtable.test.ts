@@ -283,6 +283,55 @@ describe('memtable', () => {
     assert.equal(it.valid(), false);
   });
 
+  test('shared with a worker thread, the skip list is read there in place: same entries, same order, no copy', async () => {
+    const mem = new Memtable();
+    const model = new Model();
+    for (let i = 1; i <= 3000; i++) {
+      const key = randomBytes(i % 40 === 0 ? 600 : 1 + (i % 24));
+      const kind = i % 11 === 0 ? ValueKind.Deletion : ValueKind.Value;
+      const value = kind === ValueKind.Deletion ? Buffer.alloc(0) : randomBytes(i % 300 === 0 ? 80_000 : i % 90);
+      mem.add(i, kind, key, value);
+      model.add({ key, seq: i, kind, value });
+    }
+    const shared = mem.shared();
+    // Posting shares SharedArrayBuffers and copies everything else: every part must be shared.
+    for (const [name, part] of Object.entries(shared)) {
+      const views = Array.isArray(part) ? (part as Uint8Array[]) : ArrayBuffer.isView(part) ? [part] : [];
+      for (const v of views) assert.ok(v.buffer instanceof SharedArrayBuffer, `${name} is in shared memory`);
+    }
+    // The worker iterates with the same code the background flush uses, and writes a marker into
+    // the first value's bytes: seen here, it proves the memory was shared, not copied.
+    const workerCode = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(workerData.memtableUrl).then(({ Memtable }) => {
+        const it = Memtable.iteratorOf(workerData.shared);
+        const out = [];
+        for (it.seekToFirst(); it.valid(); it.next()) out.push([Buffer.from(it.userKey()).toString('hex'), it.seq(), it.kind(), Buffer.from(it.value()).toString('hex')]);
+        it.seekToFirst();
+        while (it.valid() && it.value().length === 0) it.next();
+        it.value()[0] ^= 0xff;
+        parentPort.postMessage(out);
+      });
+    `;
+    const { Worker } = await import('node:worker_threads');
+    const memtableUrl = new URL('../src/engine/memtable.js', import.meta.url).href;
+    const worker = new Worker(workerCode, { eval: true, workerData: { shared, memtableUrl } });
+    const seen = await new Promise<Array<[string, number, number, string]>>((resolve, reject) => {
+      worker.once('message', resolve);
+      worker.once('error', reject);
+    });
+    await worker.terminate();
+    assert.deepEqual(
+      seen,
+      model.entries.map((e) => [e.key.toString('hex'), e.seq, e.kind, e.value.toString('hex')]),
+    );
+    const it = mem.iterator();
+    it.seekToFirst();
+    while (it.valid() && it.value().length === 0) it.next();
+    const first = model.entries.find((e) => e.value.length > 0)!;
+    assert.equal(it.value()[0], first.value[0]! ^ 0xff, 'the worker wrote into the same memory');
+  });
+
   test('counts entries and approximate bytes (keys, values and a per-entry overhead)', () => {
     const mem = new Memtable();
     assert.equal(mem.entries, 0);

@@ -4,7 +4,6 @@ import { engineFsOf, type EngineFs } from './engine-fs.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { SLICE_MS, URGENT_FLUSH_SLICE_MS, type JobContext } from './background-job.js';
-import { serializeEntries } from './background/entries.js';
 import { BackgroundWorker, type BackgroundThreadInfo } from './background/worker-host.js';
 import { BlockCache } from './block-cache.js';
 import { EngineCheckpoint } from './checkpoint.js';
@@ -744,8 +743,8 @@ export class Engine {
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let files: FileMeta[];
       if (this.#onWorker()) {
-        // One copy of the entries here, in slices; the buffer is then moved to the worker, not copied.
-        files = await this.#worker!.flush(await serializeEntries(imm, SLICE_MS), smallestSnapshot);
+        // The worker reads the immutable memtable's skip list in place (shared memory): no copy.
+        files = await this.#worker!.flush(imm.shared(), smallestSnapshot);
       } else {
         const job: JobContext = {
           output: this.#outputContext(),

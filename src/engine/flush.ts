@@ -9,7 +9,7 @@ import type { FileMeta } from './version-edit.js';
  * caller installs them. Versions the drop rule hides from every snapshot are left out (RocksDB's
  * flush does the same): a key overwritten many times between flushes is written once, not
  * once per write. On failure the tables written so far are removed. `mem` is a Memtable, or on
- * the worker thread the entries of one as the main thread serialized them (background/entries.ts).
+ * the worker thread one the main thread shares with it (Memtable.iteratorOf).
  */
 export async function writeMemtable(ctx: JobContext, mem: { iterator(): InternalIterator }, smallestSnapshot: number): Promise<FileMeta[]> {
   const out = new TableOutput(ctx.output, Infinity);

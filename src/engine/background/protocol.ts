@@ -3,7 +3,7 @@ import type { FileGrant } from '../../env/file-grant.js';
 import type { CompactionJob } from '../compaction/compaction.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
-import type { SerializedEntries } from './entries.js';
+import type { SharedMemtable } from '../memtable.js';
 
 /**
  * The messages between the engine (main thread) and its background worker. The worker gets
@@ -12,7 +12,7 @@ import type { SerializedEntries } from './entries.js';
  * answers with the output tables' metadata; the main thread installs it.
  */
 export type ToWorker =
-  | { type: 'flush'; jobId: number; tuning: EngineTuning; entries: SerializedEntries; smallestSnapshot: number }
+  | { type: 'flush'; jobId: number; tuning: EngineTuning; memtable: SharedMemtable; smallestSnapshot: number }
   | { type: 'compact'; jobId: number; tuning: EngineTuning; job: CompactionJob; grants: FileGrant[] }
   | { type: 'table'; requestId: number; number: number; grant: FileGrant }
   | { type: 'reply'; requestId: number; error?: SerializedError }

@@ -9,7 +9,7 @@ import type { EngineFs } from '../engine-fs.js';
 import { tableName } from '../file-names.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
-import type { SerializedEntries } from './entries.js';
+import type { SharedMemtable } from '../memtable.js';
 import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 
 /** What the host needs of the engine: its files' grants, table numbers, and the pending-output set it shares with obsolete-file removal. */
@@ -70,9 +70,9 @@ export class BackgroundWorker {
     this.#ctx = ctx;
   }
 
-  /** Flushes serialized memtable entries to level-0 tables on the worker; the buffer is moved there. */
-  flush(entries: SerializedEntries, smallestSnapshot: number): Promise<FileMeta[]> {
-    return this.#run('flush', (jobId) => ({ type: 'flush', jobId, tuning: this.#ctx.tuning, entries, smallestSnapshot }), [entries.buffer], []);
+  /** Flushes an immutable memtable to level-0 tables on the worker, which reads it in shared memory. */
+  flush(memtable: SharedMemtable, smallestSnapshot: number): Promise<FileMeta[]> {
+    return this.#run('flush', (jobId) => ({ type: 'flush', jobId, tuning: this.#ctx.tuning, memtable, smallestSnapshot }), [], []);
   }
 
   /** Runs a compaction on the worker with read grants for exactly its input tables. */

@@ -15,10 +15,10 @@ import { runCompaction } from '../compaction/runner.js';
 import { parseFileName } from '../file-names.js';
 import { writeMemtable } from '../flush.js';
 import type { InternalIterator } from '../iterator.js';
+import { Memtable } from '../memtable.js';
 import type { EngineTuning } from '../options.js';
 import { TableReader } from '../table-reader.js';
 import type { TableOutputContext } from '../table-output.js';
-import { EntriesIterator } from './entries.js';
 import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 import { askOverChannel } from './fault-channel.js';
 
@@ -93,7 +93,7 @@ function jobContext(jobId: number, tuning: EngineTuning, kind: 'flush' | 'compac
 async function flush(m: Extract<ToWorker, { type: 'flush' }>): Promise<void> {
   if (flushes++ === 0) flushesDone = new Promise((resolve) => (flushesDoneResolve = resolve));
   try {
-    const files = await writeMemtable(jobContext(m.jobId, m.tuning, 'flush'), { iterator: () => new EntriesIterator(m.entries) }, m.smallestSnapshot);
+    const files = await writeMemtable(jobContext(m.jobId, m.tuning, 'flush'), { iterator: () => Memtable.iteratorOf(m.memtable) }, m.smallestSnapshot);
     post({ type: 'done', jobId: m.jobId, files, threadId });
   } finally {
     if (--flushes === 0) flushesDoneResolve();
