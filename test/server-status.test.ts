@@ -44,8 +44,9 @@ describe('status HTTP endpoint', { skip: target() !== 'tdekv' && 'tdekv only' },
     assert.match(r.type, /json/);
     const doc = JSON.parse(r.body) as { engine: { backgroundThread: { enabled: boolean } }; lifecycle: { encryptionStateDesc: string } };
     assert.match(r.body, /aes256-ctr/);
-    // The default: flushes and compactions on the main thread, and the lifecycle's state.
-    assert.deepEqual(doc.engine.backgroundThread, { enabled: false });
+    // The default: flushes and compactions on the worker thread (not started before the first
+    // memtable is half full, so no thread id yet), and the lifecycle's state.
+    assert.deepEqual(doc.engine.backgroundThread, { enabled: true, flushes: 0, compactions: 0 });
     assert.equal(doc.lifecycle.encryptionStateDesc, 'ENCRYPTED');
     assert.ok(!r.body.toLowerCase().includes(masterKeyHex.toLowerCase()), 'no master key hex in /status');
     assert.doesNotMatch(r.body, /"[^"]*"\s*:\s*"[0-9a-fA-F]{64}"/, 'no 256-bit hex strings at all');

@@ -443,11 +443,11 @@ export class Engine {
   /**
    * Numbers for an in-place copy of level 0 (see encryption-scan.ts), taken now, ascending and
    * kept from obsolete-file removal; undefined when the copy could be outranked: a flush in
-   * flight already holds a smaller number for newer data, and with the background thread a
-   * job's outputs are numbered while it runs.
+   * flight already holds a smaller number for newer data. (The copy runs on this thread, see
+   * #runsOnWorker: on the background thread a job's outputs are numbered while it runs.)
    */
   #level0OutputNumbers(count: number): number[] | undefined {
-    if (this.#worker || this.#imm || this.#flushing) return undefined;
+    if (this.#imm || this.#flushing) return undefined;
     const numbers: number[] = [];
     for (let i = 0; i < count; i++) {
       const n = this.#versions.newFileNumber();
@@ -827,7 +827,7 @@ export class Engine {
     }
     const version = this.#versions.acquire();
     try {
-      const files = this.#onWorker() ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version, pace);
+      const files = this.#runsOnWorker(compaction, pace) ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version, pace);
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       await this.#logAndApply(compaction.edit(files), files);
@@ -865,6 +865,17 @@ export class Engine {
     } finally {
       this.#compactingOnWorker = false;
     }
+  }
+
+  /**
+   * Whether a compaction goes to the worker thread. A rate-limited encryption scan's step stays
+   * here: it is paced every 256 KiB as it copies (the worker could only be paced between
+   * steps, letting a whole step burst past the limit), and so does a level-0 copy in place,
+   * which needs the output numbers its plan took (unthrottled, its tables are copied on the
+   * export pool's threads, not on this one).
+   */
+  #runsOnWorker(compaction: Compaction, pace: ((bytes: number) => Promise<void>) | undefined): boolean {
+    return this.#onWorker() && pace === undefined && compaction.plan.outputNumbers === undefined;
   }
 
   /** The compaction runner on this thread, in slices between which foreground work and a pending flush run. */

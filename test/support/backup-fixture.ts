@@ -36,7 +36,10 @@ export async function backupMachine(root: string, name: string, extra = ''): Pro
 export async function writeData(m: Pick<BackupMachine, 'config'>, puts: Array<[string, string]>, dels: string[] = []): Promise<void> {
   const managed = await openEnvFromConfig(m.config, { deferOpenWrites: true });
   try {
-    const engine = await Engine.open({ env: managed.env, ...SMALL_TUNING });
+    // In-process: flushes and compactions then interleave with the writes the same way every
+    // run, so the tables (and what an incremental backup must upload again) do not depend on
+    // thread timing; a layout from a worker racing the writes varied by a file either way.
+    const engine = await Engine.open({ env: managed.env, ...SMALL_TUNING, backgroundThread: false });
     try {
       for (let i = 0; i < puts.length; i += 50) await engine.write(puts.slice(i, i + 50).map(([k, v]) => ({ type: 'put' as const, key: Buffer.from(k), value: Buffer.from(v) })));
       for (const k of dels) await engine.del(Buffer.from(k));
