@@ -17,6 +17,35 @@ describe('write pressure in-process', () => {
   });
   after(async () => cleanup(root));
 
+  it('with the worker thread too: a full memtable grows while the last one is flushed, 1 ms per write, rather than stopping', async () => {
+    const key = await writeKeyFile(root);
+    const db = await openTestDb(root, key.path, {
+      dataDir: `${root}/worker`,
+      tuning: { ...SMALL_TUNING, writeBufferSize: 2 << 20, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 },
+      backgroundThread: true,
+    });
+    try {
+      await db.engine.startBackgroundThread();
+      const value = Buffer.alloc(100, 0x61);
+      let biggest = 0;
+      for (let i = 0; i < 2400; i++) {
+        const ops = [];
+        for (let j = 0; j < 100; j++) ops.push({ type: 'put' as const, key: b(`k${String(i * 100 + j).padStart(8, '0')}`), value });
+        await db.engine.write(ops);
+        biggest = Math.max(biggest, db.engine.stats().memtableBytes);
+      }
+      const s = db.engine.stats();
+      assert.ok(db.engine.backgroundThread()!.flushes >= 10, `the worker flushed ${db.engine.backgroundThread()!.flushes} memtables; the test needs at least 10`);
+      // Without the grace every flush slower than filling a memtable stopped writes; with it a
+      // stop needs one slower than filling one and a half while each write waits 1 ms.
+      assert.ok(s.writeStops <= s.flushes * 0.25, `writes stopped ${s.writeStops} times in ${s.flushes} flushes`);
+      // The grace is bounded: each memtable (the one being flushed, the one filling) stays within 1.5 × write-buffer-size.
+      assert.ok(biggest <= 2 * (1.5 * (2 << 20) + 100 * 200), `memtables held ${biggest} bytes`);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a loop of awaited batches over many memtables does not stop for each flush', async () => {
     const key = await writeKeyFile(root);
     // 2 MiB memtables: filling one takes many batches. Level 0 triggers out of reach: this test is about the memtable, not level 0.

@@ -5,7 +5,8 @@ import type { Logger } from '../log/logger.js';
 /**
  * Tuning of the LSM tree. Names follow TiKV's RocksDB settings (camelCase here, kebab-case
  * in TOML's [engine] section). Memory is bounded by these numbers, not by data size:
- * memtables (writeBufferSize × 2), block cache, open tables.
+ * memtables (writeBufferSize × 3: two, each up to 1.5× while the other is flushed), block
+ * cache, open tables.
  */
 export interface EngineTuning {
   /** Memtable size that triggers a flush to a level-0 table (bytes). */
