@@ -13,6 +13,7 @@ import { TdekvLevel } from '../src/level/tdekv-level.js';
 import type { WalSyncMode } from '../src/engine/options.js';
 import { b, openTestDb, type TestDb } from './support/engine-helpers.js';
 import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { parseInfo, startTdekv } from './support/server-process.js';
 
 let root: string;
 let keyPath: string;
@@ -125,6 +126,18 @@ describe('WAL sync', () => {
       for (let i = 0; i < 16; i++) assert.equal(db.engine.getSync(b(`p${i}`))?.toString(), 'v');
     } finally {
       await db.close();
+    }
+  });
+
+  test('the server fsyncs on the thread pool unless [engine] wal-sync says otherwise; INFO persistence says which', async () => {
+    for (const [settings, want] of [[{}, 'thread-pool'], [{ engine: { 'wal-sync': 'inline' } }, 'inline']] as const) {
+      const server = await startTdekv({ settings });
+      try {
+        const info = parseInfo((await server.client().call('INFO', 'persistence')) as string);
+        assert.equal(info.get('persistence')?.get('wal_sync'), want, JSON.stringify(settings));
+      } finally {
+        await server.stop();
+      }
     }
   });
 

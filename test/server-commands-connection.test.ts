@@ -252,8 +252,8 @@ test('INFO has the server, clients, memory, persistence and keyspace sections', 
   assert.ok(Number(info.get('clients')!.get('connected_clients')) >= 1);
   assert.match(info.get('memory')!.get('used_memory') ?? '', /^\d+$/);
   assert.equal(info.get('persistence')!.get('loading'), '0');
-  // The defaults: fsyncs on the main thread, flushes and compactions on the worker thread.
-  assert.equal(info.get('persistence')!.get('wal_sync'), 'inline');
+  // The server's defaults: fsyncs on the thread pool, flushes and compactions on the worker thread.
+  assert.equal(info.get('persistence')!.get('wal_sync'), 'thread-pool');
   assert.equal(info.get('persistence')!.get('background_thread'), 'yes');
   assert.match(info.get('keyspace')!.get('db0') ?? '', /^keys=2,expires=1,avg_ttl=\d+/);
 });

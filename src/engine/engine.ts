@@ -110,6 +110,8 @@ export class Engine {
   readonly #asyncReads = new Set<Promise<unknown>>();
   // Commit path (commit.ts, wal.ts): whether a sync group's fsync runs on this thread (walSync 'inline').
   readonly #inlineWalSync: boolean;
+  /** Where a sync write's fsync runs (EngineSettings.walSync, as opened). */
+  readonly walSync: WalSyncMode;
   // Flush path (flush.ts): the memtable being flushed, and the flush in progress.
   #imm: Memtable | undefined;
   #flushing: Promise<void> | undefined;
@@ -149,6 +151,7 @@ export class Engine {
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
     this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
+    this.walSync = walSync;
     this.#inlineWalSync = walSync === 'inline';
     this.#commits = new CommitQueue(
       (batch, sync) => this.#commitGroup(batch, sync),

@@ -87,8 +87,9 @@ export interface EngineSettings extends Partial<EngineTuning> {
  *   (appendfsync always) do. No thread-pool round trip (measured here: 200 µs against 270 µs
  *   per fsynced append), but nothing else runs on the main thread for the fsync's duration.
  *   Sync writers queued in the same turn of the event loop still share one fsync.
- * - 'thread-pool': fdatasync on libuv's thread pool, so reads and other work go on meanwhile
- *   (for a server whose reads must not wait behind fsyncs of other clients' writes).
+ * - 'thread-pool': fdatasync on libuv's thread pool, so reads and other work go on meanwhile:
+ *   the server's default (src/server/server.ts), where the next clients' requests run during
+ *   the fsync.
  */
 export const WAL_SYNC_MODES = ['inline', 'thread-pool'] as const;
 export type WalSyncMode = (typeof WAL_SYNC_MODES)[number];

@@ -1,7 +1,6 @@
 import os from 'node:os';
 import type { ServerOptions } from './server-options.js';
 import type { Engine } from '../engine/engine.js';
-import { DEFAULT_WAL_SYNC } from '../engine/options.js';
 import type { EncryptedEnv } from '../env/encrypted-env.js';
 import { encryptionFacts } from '../env/encryption-status.js';
 import type { LifecycleStatus } from '../lifecycle/lifecycle-status.js';
@@ -102,7 +101,7 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['aof_last_write_status', src.engine.writeFailure() === undefined ? 'ok' : 'err'],
         ['sync_writes', src.config.storage.syncWrites],
         // Where an fsynced write's fsync runs, and where flushes and compactions run ([engine]).
-        ['wal_sync', src.config.engine.walSync ?? DEFAULT_WAL_SYNC],
+        ['wal_sync', src.engine.walSync],
         ['background_thread', src.engine.backgroundThread() === undefined ? 'no' : 'yes'],
         ['engine_flushes', src.engine.stats().flushes],
         ['engine_compactions', src.engine.stats().compactions],
