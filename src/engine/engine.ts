@@ -108,9 +108,7 @@ export class Engine {
   // Reads: snapshots pin sequence numbers (flush and compaction keep what they may read); get()s waiting on the thread pool, which close() waits for.
   readonly #snapshots = new SnapshotList();
   readonly #asyncReads = new Set<Promise<unknown>>();
-  // Commit path (commit.ts, wal.ts): whether a sync group's fsync runs on this thread (walSync 'inline').
-  readonly #inlineWalSync: boolean;
-  /** Where a sync write's fsync runs (EngineSettings.walSync, as opened). */
+  /** Commit path (commit.ts, wal.ts): where a sync write's fsync runs (EngineSettings.walSync, as opened). */
   readonly walSync: WalSyncMode;
   // Flush path (flush.ts): the memtable being flushed, and the flush in progress.
   #imm: Memtable | undefined;
@@ -152,13 +150,12 @@ export class Engine {
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
     this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
     this.walSync = walSync;
-    this.#inlineWalSync = walSync === 'inline';
     this.#commits = new CommitQueue(
       (batch, sync) => this.#commitGroup(batch, sync),
       (err) => this.#errors.failed(err, false),
       // An inline fsync blocks this thread, so sync writers arriving meanwhile cannot queue
       // behind it: the queue waits for the rest of the turn's writers before it commits.
-      { gatherSyncWriters: this.#inlineWalSync },
+      { gatherSyncWriters: walSync === 'inline' },
     );
     const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
     this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
@@ -599,7 +596,7 @@ export class Engine {
       this.#errors.failed(err, true);
       throw err;
     }
-    if (sync) await this.#syncWal(this.#inlineWalSync);
+    if (sync) await this.#syncWal(this.walSync === 'inline');
     const mem = this.#mem;
     const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
     this.#lastSeq = first + count - 1;
