@@ -137,6 +137,24 @@ describe('memtable', () => {
     assert.equal(back, n);
   });
 
+  test('sequence numbers past 2^32 (stored as two words) keep their order and value', () => {
+    const mem = new Memtable();
+    const seqs = [2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 5, Number.MAX_SAFE_INTEGER - 1];
+    for (const seq of seqs) mem.add(seq, ValueKind.Value, Buffer.from('k'), Buffer.from(String(seq)));
+    for (const seq of seqs) {
+      const got = mem.get(Buffer.from('k'), seq);
+      assert.equal(got?.seq, seq);
+      assert.equal(got?.value.toString(), String(seq));
+      assert.equal(mem.get(Buffer.from('k'), seq - 1)?.seq ?? 0, seqs[seqs.indexOf(seq) - 1] ?? 0, `below ${seq}`);
+    }
+    const it = mem.iterator();
+    const seen: number[] = [];
+    for (it.seekToFirst(); it.valid(); it.next()) seen.push(it.seq());
+    assert.deepEqual(seen, [...seqs].reverse(), 'newest first');
+    it.seek(Buffer.from('k'), 2 ** 32);
+    assert.equal(it.seq(), 2 ** 32, 'a seek lands on the version at or below the snapshot');
+  });
+
   test('get returns the newest version at or below the snapshot sequence, deletions included', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(keyArb, fc.boolean()), { maxLength: 80 }), fc.array(fc.tuple(keyArb, fc.nat(90)), { maxLength: 40 }), (adds, probes) => {

@@ -23,38 +23,60 @@ const OWN_ALLOCATION_BYTES = SLAB_BYTES / 4;
  * has to trace. Measured about 4x faster than object nodes comparing latin1 key strings
  * (random 16-byte keys, 100-byte values into a 16 MiB memtable).
  *
- * Node record at offset `n` in `links` (offsets are node ids; 0 is the head, which is never
- * a successor, so 0 also means "none"): [k0, k1, k2, k3, entry, next_0 .. next_{height-1}].
+ * Each entry has exactly one node, and its record in `links` holds everything about it, so a
+ * point lookup reads one or two cache lines instead of one per field: with the fields in
+ * dense per-entry arrays (the earlier layout), a get missed the cache once for each of
+ * seq, kind, key offset, key length, slab, value offset and value length, and the server's
+ * GET spent a fifth of its time there.
+ *
+ * Node `n` is the offset of its abbreviated key; the entry's fields sit just before it and
+ * the forward pointers just after, so a search step (k0, then next_level) stays within one
+ * or two lines:
+ *
+ *   n-10 klen | n-9 key offset | n-8 slab (-1: no value) | n-7 value offset | n-6 vlen |
+ *   n-5 kind | n-4 seq high | n-3 seq low | n-2 prev0 | n-1 hash32 of the key |
+ *   n+0..n+3 k0..k3 | n+4.. next_0 .. next_{height-1}
+ *
+ * The head's record (node FIELDS, never a successor) has no entry; 0 means "none".
  * k0..k3 hold key bytes 0-15 as big-endian words, zero-padded, top bit flipped so that
  * signed comparison is bytewise order: most comparisons end there, and keys that share a
- * prefix (`user:000123`) still fit. Per-entry data (seq, kind, where the bytes are) sits in
- * dense arrays indexed by `entry`.
+ * prefix (`user:000123`) still fit. Sequence numbers are split into two words (they may
+ * pass 2^32 and stay below 2^53). prev0 (the node before this one at level 0) and the hash
+ * are read only by the main thread's inserts and lookups.
  */
+const KLEN = -10;
+const KEY_OFF = -9;
+const SLAB = -8;
+const VALUE_OFF = -7;
+const VLEN = -6;
+const KIND = -5;
+const SEQ_HI = -4;
+const SEQ_LO = -3;
+const PREV0 = -2;
+const HASH = -1;
+/** Words of a record before its node offset. */
+const FIELDS = 10;
 const K0 = 0;
 const K1 = 1;
 const K2 = 2;
 const K3 = 3;
-const ENTRY = 4;
-const NEXT = 5;
+const NEXT = 4;
 /** Key bytes held in a node record. */
 const ABBREVIATED = 16;
-const HEAD = 0;
+const HEAD = FIELDS;
 const NONE = 0;
+const TWO_32 = 0x1_0000_0000;
 
 /*
- * What the flush reads (node records, entry data, key arena, value slabs) lives in
- * SharedArrayBuffers: the background worker thread flushes an immutable memtable by reading
- * its skip list in place (SharedMemtable), where it used to need a copy of every entry made
- * on the main thread first (about 110 ms of a 16 MiB memtable's flush, in slices between
- * writes, and the next memtable filled before the flush was done). Nothing is written to an
- * immutable memtable, so the two threads never race.
+ * What the flush reads (node records, key arena, value slabs) lives in SharedArrayBuffers:
+ * the background worker thread flushes an immutable memtable by reading its skip list in
+ * place (SharedMemtable), where it used to need a copy of every entry made on the main
+ * thread first (about 110 ms of a 16 MiB memtable's flush, in slices between writes, and
+ * the next memtable filled before the flush was done). Nothing is written to an immutable
+ * memtable, so the two threads never race.
  */
 function sharedInt32(length: number): Int32Array {
   return new Int32Array(new SharedArrayBuffer(length * Int32Array.BYTES_PER_ELEMENT));
-}
-
-function sharedFloat64(length: number): Float64Array {
-  return new Float64Array(new SharedArrayBuffer(length * Float64Array.BYTES_PER_ELEMENT));
 }
 
 function sharedBytes(length: number): Buffer {
@@ -74,40 +96,21 @@ export interface SharedMemtable {
   readonly links: Int32Array;
   readonly height: number;
   readonly count: number;
-  readonly seqs: Float64Array;
-  readonly kinds: Uint8Array;
   readonly keys: Uint8Array;
-  readonly keyOffs: Int32Array;
-  readonly klens: Int32Array;
-  readonly slabOf: Int32Array;
-  readonly valueOffs: Int32Array;
-  readonly vlens: Int32Array;
   readonly slabs: readonly Uint8Array[];
 }
 
 class SkipList {
-  links = sharedInt32(1 << 12);
-  /** The head's record comes first. */
-  linksUsed = NEXT + MAX_HEIGHT;
+  links: Int32Array;
+  linksUsed = HEAD + NEXT + MAX_HEIGHT;
   height = 1;
   count = 0;
-  seqs = sharedFloat64(1 << 10);
-  kinds = sharedBytes(1 << 10) as Uint8Array;
   /**
    * Keys sit back to back in one arena (grown by copying), so comparing past the abbreviated
    * key is a loop over one array; values go to slabs, which are never copied.
    */
-  keys = sharedBytes(1 << 16);
+  keys: Buffer;
   keysUsed = 0;
-  keyOffs = sharedInt32(1 << 10);
-  klens = sharedInt32(1 << 10);
-  slabOf = sharedInt32(1 << 10);
-  /** Per entry: the node before its node at level 0 (the head is node 0). */
-  prev0 = new Int32Array(1 << 10);
-  /** Per entry: hash32 of its key, so the point-lookup index grows without rehashing keys. */
-  hashes = new Int32Array(1 << 10);
-  valueOffs = sharedInt32(1 << 10);
-  vlens = sharedInt32(1 << 10);
   slabs: Buffer[] = [];
   slab = -1;
   slabUsed = SLAB_BYTES;
@@ -117,28 +120,24 @@ class SkipList {
   t2 = 0;
   t3 = 0;
 
-  /** The list as another thread reads it (see SharedMemtable). */
-  shared(): SharedMemtable {
-    const { links, height, count, seqs, kinds, keys, keyOffs, klens, slabOf, valueOffs, vlens, slabs } = this;
-    return { links, height, count, seqs, kinds, keys, keyOffs, klens, slabOf, valueOffs, vlens, slabs: [...slabs] };
+  constructor(shared?: SharedMemtable) {
+    if (shared === undefined) {
+      this.links = sharedInt32(1 << 14);
+      this.keys = sharedBytes(1 << 16);
+      return;
+    }
+    // A read-only list over another thread's shared memory: only what iterating reads is set.
+    this.links = shared.links;
+    this.height = shared.height;
+    this.count = shared.count;
+    this.keys = asBuffer(shared.keys);
+    this.slabs = shared.slabs.map(asBuffer);
   }
 
-  /** A read-only list over another thread's shared memory: only what iterating reads is set. */
-  static reading(shared: SharedMemtable): SkipList {
-    const list = new SkipList();
-    list.links = shared.links;
-    list.height = shared.height;
-    list.count = shared.count;
-    list.seqs = shared.seqs;
-    list.kinds = shared.kinds;
-    list.keys = asBuffer(shared.keys);
-    list.keyOffs = shared.keyOffs;
-    list.klens = shared.klens;
-    list.slabOf = shared.slabOf;
-    list.valueOffs = shared.valueOffs;
-    list.vlens = shared.vlens;
-    list.slabs = shared.slabs.map(asBuffer);
-    return list;
+  /** The list as another thread reads it (see SharedMemtable). */
+  shared(): SharedMemtable {
+    const { links, height, count, keys, slabs } = this;
+    return { links, height, count, keys, slabs: [...slabs] };
   }
 
   /** Sets the search target's abbreviated key. */
@@ -168,23 +167,32 @@ class SkipList {
     const a3 = links[n + K3]!;
     if (a3 !== this.t3) return a3 < this.t3 ? -1 : 1;
     // The first 16 bytes are equal (or zero padding): compare the rest, then the lengths.
-    const e = links[n + ENTRY]!;
-    const keys = this.keys;
-    const off = this.keyOffs[e]!;
-    const alen = this.klens[e]!;
+    const alen = links[n + KLEN]!;
     const blen = key.length;
-    const end = alen < blen ? alen : blen;
-    for (let i = ABBREVIATED; i < end; i++) {
-      const d = keys[off + i]! - key[i]!;
-      if (d !== 0) return d;
+    if (alen > ABBREVIATED && blen > ABBREVIATED) {
+      const keys = this.keys;
+      const off = links[n + KEY_OFF]!;
+      const end = alen < blen ? alen : blen;
+      for (let i = ABBREVIATED; i < end; i++) {
+        const d = keys[off + i]! - key[i]!;
+        if (d !== 0) return d;
+      }
     }
     return alen - blen;
+  }
+
+  seqOf(n: number): number {
+    return this.links[n + SEQ_HI]! * TWO_32 + (this.links[n + SEQ_LO]! >>> 0);
+  }
+
+  kindOf(n: number): ValueKind {
+    return this.links[n + KIND]! as ValueKind;
   }
 
   /** True when node `n` comes before (key, seq): key ascending, then seq descending. */
   before(n: number, key: Uint8Array, seq: number): boolean {
     const c = this.compareKey(n, key);
-    return c < 0 || (c === 0 && this.seqs[this.links[n + ENTRY]!]! > seq);
+    return c < 0 || (c === 0 && this.seqOf(n) > seq);
   }
 
   /** Last node before (key, seq) at each level into `prev` (if given); returns the level-0 one. */
@@ -220,57 +228,38 @@ class SkipList {
     return x;
   }
 
-  /** True when node `n` holds `key` (any version). */
+  /**
+   * True when node `n` holds `key` (any version), after target(key). Keys of up to 16 bytes
+   * are decided by the record alone.
+   */
   sameKey(n: number, key: Uint8Array): boolean {
-    const e = this.links[n + ENTRY]!;
-    const len = this.klens[e]!;
-    if (len !== key.length) return false;
+    const links = this.links;
+    const len = links[n + KLEN]!;
+    if (len !== key.length || links[n + K0] !== this.t0 || links[n + K1] !== this.t1 || links[n + K2] !== this.t2 || links[n + K3] !== this.t3) return false;
+    if (len <= ABBREVIATED) return true;
     const keys = this.keys;
-    const off = this.keyOffs[e]!;
-    for (let i = 0; i < len; i++) if (keys[off + i] !== key[i]) return false;
+    const off = links[n + KEY_OFF]!;
+    for (let i = ABBREVIATED; i < len; i++) if (keys[off + i] !== key[i]) return false;
     return true;
   }
 
   /** True when node `n` holds exactly (key, seq). */
   equals(n: number, key: Uint8Array, seq: number): boolean {
-    return n !== NONE && this.compareKey(n, key) === 0 && this.seqs[this.links[n + ENTRY]!] === seq;
+    return n !== NONE && this.compareKey(n, key) === 0 && this.seqOf(n) === seq;
   }
 
-  entry(n: number): number {
-    return this.links[n + ENTRY]!;
-  }
-
-  /** Allocates a node record of `height` levels (links zeroed = none). */
+  /** Allocates the record of a node of `height` levels (links zeroed = none). */
   newNode(height: number): number {
-    const need = NEXT + height;
+    const need = FIELDS + NEXT + height;
     if (this.linksUsed + need > this.links.length) this.links = grow(this.links, sharedInt32(this.links.length * 2));
-    const n = this.linksUsed;
+    const n = this.linksUsed + FIELDS;
     this.linksUsed += need;
+    this.count++;
     return n;
   }
 
-  /** Allocates an entry slot; returns its index. */
-  newEntry(): number {
-    const e = this.count;
-    if (e === this.seqs.length) {
-      const cap = e * 2;
-      this.seqs = grow(this.seqs, sharedFloat64(cap));
-      this.kinds = grow(this.kinds, sharedBytes(cap) as Uint8Array);
-      this.keyOffs = grow(this.keyOffs, sharedInt32(cap));
-      this.klens = grow(this.klens, sharedInt32(cap));
-      this.slabOf = grow(this.slabOf, sharedInt32(cap));
-      // Only the main thread reads these two (inserts and point lookups).
-      this.prev0 = grow(this.prev0, new Int32Array(cap));
-      this.hashes = grow(this.hashes, new Int32Array(cap));
-      this.valueOffs = grow(this.valueOffs, sharedInt32(cap));
-      this.vlens = grow(this.vlens, sharedInt32(cap));
-    }
-    this.count++;
-    return e;
-  }
-
-  /** Copies the key and value (`vlen` bytes: none for a deletion) of entry `e` in. */
-  store(e: number, key: Uint8Array, value: Uint8Array, vlen: number): void {
+  /** Copies the key and value (`vlen` bytes: none for a deletion) of node `n` in. */
+  store(n: number, key: Uint8Array, value: Uint8Array, vlen: number): void {
     const klen = key.length;
     if (this.keysUsed + klen > this.keys.length) {
       // Earlier views of keys keep the old arena alive and unchanged.
@@ -279,20 +268,22 @@ class SkipList {
       this.keys = grown;
     }
     this.keys.set(key, this.keysUsed);
-    this.keyOffs[e] = this.keysUsed;
-    this.klens[e] = klen;
+    const links = this.links;
+    links[n + KEY_OFF] = this.keysUsed;
+    links[n + KLEN] = klen;
     this.keysUsed += klen;
-    this.vlens[e] = vlen;
+    links[n + VLEN] = vlen;
     if (vlen === 0) {
-      this.slabOf[e] = -1;
+      links[n + SLAB] = -1;
       return;
     }
     let slab: Buffer;
+    let off: number;
     if (vlen > OWN_ALLOCATION_BYTES) {
       slab = sharedBytes(vlen);
       this.slabs.push(slab);
-      this.slabOf[e] = this.slabs.length - 1;
-      this.valueOffs[e] = 0;
+      links[n + SLAB] = this.slabs.length - 1;
+      off = 0;
     } else {
       if (this.slabUsed + vlen > SLAB_BYTES) {
         this.slabs.push(sharedBytes(SLAB_BYTES));
@@ -300,23 +291,25 @@ class SkipList {
         this.slabUsed = 0;
       }
       slab = this.slabs[this.slab]!;
-      this.slabOf[e] = this.slab;
-      this.valueOffs[e] = this.slabUsed;
+      links[n + SLAB] = this.slab;
+      off = this.slabUsed;
       this.slabUsed += vlen;
     }
-    slab.set(value, this.valueOffs[e]!);
+    links[n + VALUE_OFF] = off;
+    slab.set(value, off);
   }
 
-  keyOf(e: number): Buffer {
-    const off = this.keyOffs[e]!;
-    return this.keys.subarray(off, off + this.klens[e]!);
+  keyOf(n: number): Buffer {
+    const off = this.links[n + KEY_OFF]!;
+    return this.keys.subarray(off, off + this.links[n + KLEN]!);
   }
 
-  valueOf(e: number): Buffer {
-    const slab = this.slabOf[e]!;
+  valueOf(n: number): Buffer {
+    const links = this.links;
+    const slab = links[n + SLAB]!;
     if (slab < 0) return EMPTY;
-    const off = this.valueOffs[e]!;
-    return this.slabs[slab]!.subarray(off, off + this.vlens[e]!);
+    const off = links[n + VALUE_OFF]!;
+    return this.slabs[slab]!.subarray(off, off + links[n + VLEN]!);
   }
 }
 
@@ -330,7 +323,7 @@ function word(key: Uint8Array, at: number): number {
   return w ^ 0x80000000;
 }
 
-function grow<T extends Float64Array | Int32Array | Uint8Array>(from: T, to: T): T {
+function grow<T extends Int32Array>(from: T, to: T): T {
   to.set(from);
   return to;
 }
@@ -354,13 +347,14 @@ export class Memtable {
   readonly #filter = new Uint32Array(FILTER_BITS / 32);
   /**
    * Point-lookup index: an open-addressing table from a key's hash to the node of its newest
-   * version (0 = empty slot). A get then costs one or two probes instead of a skip-list
-   * search, whose dozens of dependent loads through cold memory made it the server's
-   * hottest function. Versions of a key are adjacent in the list, newest first, so older
-   * ones are reached by walking forward.
+   * version. A get then costs one or two probes instead of a skip-list search, whose dozens
+   * of dependent loads through cold memory made it the server's hottest function. Versions
+   * of a key are adjacent in the list, newest first, so older ones are reached by walking
+   * forward. A slot is two words, [node (0 = empty), hash32 of its key], so a probe that
+   * lands on another key is rejected without loading that key's node.
    */
-  // 256 KiB to start: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
-  #index = new Int32Array(1 << 16);
+  // 512 KiB to start: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
+  #index = new Int32Array(2 << 16);
   #indexBits = 16;
   #indexUsed = 0;
   #bytes = 0;
@@ -393,9 +387,9 @@ export class Memtable {
     // so no search is needed. Overwrites of hot keys are the common case for a server.
     // The key filter first: for a new key it usually answers without touching the index.
     const newest = height === 1 && this.mayContainHash(hash) ? this.#newestNode(key, hash) : NONE;
-    if (newest !== NONE && list.seqs[list.entry(newest)]! < seq) {
-      list.target(key);
-      prev[0] = list.prev0[list.entry(newest)]!;
+    if (newest !== NONE && list.seqOf(newest) < seq) {
+      // #newestNode set the search target: the new node's abbreviated key.
+      prev[0] = list.links[newest + PREV0]!;
     } else {
       const x = list.findBefore(key, seq, prev);
       if (list.equals(list.next(x), key, seq)) {
@@ -405,49 +399,49 @@ export class Memtable {
 
     const klen = key.length;
     const vlen = kind === ValueKind.Deletion ? 0 : value.length;
-    const e = list.newEntry();
-    list.seqs[e] = seq;
-    list.kinds[e] = kind;
-    list.store(e, key, value, vlen);
-
     if (height > list.height) {
       for (let level = list.height; level < height; level++) prev[level] = HEAD;
       list.height = height;
     }
     const n = list.newNode(height);
+    list.store(n, key, value, vlen);
     const links = list.links;
+    links[n + KIND] = kind;
+    links[n + SEQ_HI] = Math.floor(seq / TWO_32);
+    links[n + SEQ_LO] = seq % TWO_32;
     links[n + K0] = list.t0;
     links[n + K1] = list.t1;
     links[n + K2] = list.t2;
     links[n + K3] = list.t3;
-    links[n + ENTRY] = e;
     for (let level = 0; level < height; level++) {
       const p = prev[level]! + NEXT + level;
       links[n + NEXT + level] = links[p]!;
       links[p] = n;
     }
     const after = links[n + NEXT]!;
-    list.prev0[e] = prev[0]!;
-    list.hashes[e] = hash;
-    if (after !== NONE) list.prev0[links[after + ENTRY]!] = n;
+    links[n + PREV0] = prev[0]!;
+    links[n + HASH] = hash;
+    if (after !== NONE) links[after + PREV0] = n;
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
     this.#addToFilter(hash);
     this.#indexNewest(n, key, hash, seq);
   }
 
-  /** The node of the newest version of `key` here, or NONE. */
+  /** The node of the newest version of `key` here, or NONE; sets the list's search target to `key`. */
   #newestNode(key: Uint8Array, hash: number): number {
     const list = this.#list;
+    list.target(key);
     const index = this.#index;
     const mask = index.length - 1;
-    for (let slot = this.#slotOf(hash); ; slot = (slot + 1) & mask) {
-      const m = index[slot]!;
-      if (m === NONE || list.sameKey(m, key)) return m;
+    for (let at = this.#slotOf(hash); ; at = (at + 2) & mask) {
+      const m = index[at]!;
+      if (m === NONE || (index[at + 1] === (hash | 0) && list.sameKey(m, key))) return m;
     }
   }
 
+  /** The index of a hash's first slot's first word. */
   #slotOf(hash: number): number {
-    return Math.imul(hash, 0x9e3779b1) >>> (32 - this.#indexBits);
+    return (Math.imul(hash, 0x9e3779b1) >>> (32 - this.#indexBits)) << 1;
   }
 
   /** Records node `n` as the newest version of `key` (sequence numbers only grow, but check). */
@@ -455,31 +449,35 @@ export class Memtable {
     const list = this.#list;
     const index = this.#index;
     const mask = index.length - 1;
-    for (let slot = this.#slotOf(hash); ; slot = (slot + 1) & mask) {
-      const m = index[slot]!;
+    for (let at = this.#slotOf(hash); ; at = (at + 2) & mask) {
+      const m = index[at]!;
       if (m === NONE) {
-        index[slot] = n;
-        if (++this.#indexUsed * 2 > index.length) this.#growIndex();
+        index[at] = n;
+        index[at + 1] = hash;
+        // Half full at most (a slot is two words).
+        if (++this.#indexUsed * 4 > index.length) this.#growIndex();
         return;
       }
-      if (list.sameKey(m, key)) {
-        if (list.seqs[list.entry(m)]! < seq) index[slot] = n;
+      if (index[at + 1] === (hash | 0) && list.sameKey(m, key)) {
+        if (list.seqOf(m) < seq) index[at] = n;
         return;
       }
     }
   }
 
   #growIndex(): void {
-    const list = this.#list;
     const old = this.#index;
     this.#indexBits++;
     const index = new Int32Array(old.length * 2);
     const mask = index.length - 1;
-    for (const m of old) {
+    for (let from = 0; from < old.length; from += 2) {
+      const m = old[from]!;
       if (m === NONE) continue;
-      let slot = this.#slotOf(list.hashes[list.entry(m)]! >>> 0);
-      while (index[slot] !== NONE) slot = (slot + 1) & mask;
-      index[slot] = m;
+      const hash = old[from + 1]!;
+      let at = this.#slotOf(hash);
+      while (index[at] !== NONE) at = (at + 2) & mask;
+      index[at] = m;
+      index[at + 1] = hash;
     }
     this.#index = index;
   }
@@ -517,12 +515,13 @@ export class Memtable {
     let n = this.#newestNode(key, hash);
     if (n === NONE) return undefined;
     // Newer versions than the snapshot come first: skip them.
-    while (list.seqs[list.entry(n)]! > seq) {
+    let at = list.seqOf(n);
+    while (at > seq) {
       n = list.next(n);
       if (n === NONE || !list.sameKey(n, key)) return undefined;
+      at = list.seqOf(n);
     }
-    const e = list.entry(n);
-    return { kind: list.kinds[e]! as ValueKind, value: list.valueOf(e), seq: list.seqs[e]! };
+    return { kind: list.kindOf(n), value: list.valueOf(n), seq: at };
   }
 
   iterator(): InternalIterator {
@@ -539,7 +538,7 @@ export class Memtable {
 
   /** An iterator over a memtable shared by another thread (see shared()). */
   static iteratorOf(shared: SharedMemtable): InternalIterator {
-    return new MemtableIterator(SkipList.reading(shared));
+    return new MemtableIterator(new SkipList(shared));
   }
 
   #randomHeight(): number {
@@ -599,24 +598,23 @@ class MemtableIterator implements InternalIterator {
 
   prev(): void {
     // No back links: search from the head, as LevelDB does (O(log n)).
-    const e = this.#list.entry(this.#at());
-    this.#moveTo(this.#list.findBefore(this.userKey(), this.#list.seqs[e]!, null));
+    this.#moveTo(this.#list.findBefore(this.userKey(), this.#list.seqOf(this.#at()), null));
   }
 
   userKey(): Buffer {
-    return (this.#key ??= this.#list.keyOf(this.#list.entry(this.#at())));
+    return (this.#key ??= this.#list.keyOf(this.#at()));
   }
 
   seq(): number {
-    return this.#list.seqs[this.#list.entry(this.#at())]!;
+    return this.#list.seqOf(this.#at());
   }
 
   kind(): ValueKind {
-    return this.#list.kinds[this.#list.entry(this.#at())]! as ValueKind;
+    return this.#list.kindOf(this.#at());
   }
 
   value(): Buffer {
-    return (this.#value ??= this.#list.valueOf(this.#list.entry(this.#at())));
+    return (this.#value ??= this.#list.valueOf(this.#at()));
   }
 
   close(): void {
@@ -624,7 +622,8 @@ class MemtableIterator implements InternalIterator {
   }
 
   #moveTo(n: number): void {
-    this.#node = n;
+    // Searches backwards end at the head when nothing comes before: not an entry.
+    this.#node = n === HEAD ? NONE : n;
     this.#key = undefined;
     this.#value = undefined;
   }
