@@ -59,7 +59,10 @@ async function diskUsage(dir: string): Promise<DiskUsage> {
       const path = join(d, entry.name);
       if (entry.isDirectory()) await walk(path);
       else if (entry.isFile()) {
-        const s = await stat(path);
+        // The store's background work may remove a file (an obsolete WAL) between the listing
+        // and here: it no longer takes space.
+        const s = await stat(path).catch((err: unknown) => ((err as NodeJS.ErrnoException).code === 'ENOENT' ? undefined : Promise.reject(err)));
+        if (s === undefined) continue;
         usage.bytes += s.blocks * 512;
         usage.apparentBytes += s.size;
         usage.files++;
