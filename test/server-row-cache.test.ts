@@ -2,16 +2,18 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RowCache } from '../src/server/keyspace/row-cache.js';
 
+const B = (s: string): Buffer => Buffer.from(s);
+
 describe('row cache', () => {
   test('keeps values and known absences, and forgets the least recently used generation', () => {
     const c = new RowCache(2 * (64 + 2 + 1) * 3); // room for about three entries per generation
-    c.set('k1', Buffer.from('a'));
-    c.set('k2', null);
-    assert.equal(c.get('k1')?.toString(), 'a');
-    assert.equal(c.get('k2'), null, 'a cached absence is null, not undefined');
-    assert.equal(c.get('nope'), undefined);
-    for (let i = 3; i < 12; i++) c.set(`k${i}`, Buffer.from('x'));
-    assert.equal(c.get('k1'), undefined, 'two generations later the first entries are gone');
+    c.set(B('k1'), Buffer.from('a'));
+    c.set(B('k2'), null);
+    assert.equal(c.get(B('k1'))?.toString(), 'a');
+    assert.equal(c.get(B('k2')), null, 'a cached absence is null, not undefined');
+    assert.equal(c.get(B('nope')), undefined);
+    for (let i = 3; i < 12; i++) c.set(B(`k${i}`), Buffer.from('x'));
+    assert.equal(c.get(B('k1')), undefined, 'two generations later the first entries are gone');
     assert.ok(c.entries <= 8, `bounded (${c.entries} entries)`);
     assert.equal(c.hits, 2);
     assert.equal(c.misses, 2);
@@ -19,20 +21,49 @@ describe('row cache', () => {
 
   test('a hit in the old generation survives the next rotation', () => {
     const c = new RowCache(2 * (64 + 2 + 1) * 3);
-    c.set('k0', Buffer.from('keep'));
-    c.set('k1', Buffer.from('x'));
-    c.set('k2', Buffer.from('x')); // rotates: k0..k2 are old now
-    assert.equal(c.get('k0')?.toString(), 'keep'); // promoted to the young generation
-    c.set('k3', Buffer.from('x'));
-    c.set('k4', Buffer.from('x')); // rotates again: the old generation (k1, k2) is dropped
-    assert.equal(c.get('k0')?.toString(), 'keep');
-    assert.equal(c.get('k1'), undefined);
+    c.set(B('k0'), Buffer.from('keep'));
+    c.set(B('k1'), Buffer.from('x'));
+    c.set(B('k2'), Buffer.from('x')); // rotates: k0..k2 are old now
+    assert.equal(c.get(B('k0'))?.toString(), 'keep'); // promoted to the young generation
+    c.set(B('k3'), Buffer.from('x'));
+    c.set(B('k4'), Buffer.from('x')); // rotates again: the old generation (k1, k2) is dropped
+    assert.equal(c.get(B('k0'))?.toString(), 'keep');
+    assert.equal(c.get(B('k1')), undefined);
+  });
+
+  test('with room for everything it answers exactly as a Map would, through growth of its tables', () => {
+    const c = new RowCache(1 << 30);
+    const model = new Map<string, Buffer | null>();
+    // Keys of many lengths, prefixes of one another, zero bytes, and the empty key.
+    const keyOf = (i: number): Buffer => (i % 97 === 0 ? Buffer.alloc(i % 5) : Buffer.from(`k${'\0'.repeat(i % 3)}${i % 4000}`));
+    for (let i = 0; i < 20_000; i++) {
+      const key = keyOf((i * 7919) % 9000);
+      if (i % 3 === 0) {
+        const value = i % 11 === 0 ? null : Buffer.from(String(i));
+        c.set(key, value);
+        model.set(key.toString('latin1'), value);
+      } else {
+        const want = model.get(key.toString('latin1'));
+        const got = c.get(key);
+        assert.equal(got === null ? 'null' : got?.toString(), want === null ? 'null' : want?.toString(), `key ${key.toString('hex')} at step ${i}`);
+      }
+    }
+    assert.equal(c.entries, model.size);
+  });
+
+  test('the key is copied: a reused buffer does not change what was cached', () => {
+    const c = new RowCache(1 << 20);
+    const key = Buffer.from('abc');
+    c.set(key, Buffer.from('1'));
+    key.write('xyz');
+    assert.equal(c.get(B('abc'))?.toString(), '1');
+    assert.equal(c.get(B('xyz')), undefined);
   });
 
   test('a zero budget caches nothing', () => {
     const c = new RowCache(0);
-    c.set('k', Buffer.from('v'));
+    c.set(B('k'), Buffer.from('v'));
     assert.equal(c.enabled, false);
-    assert.equal(c.get('k'), undefined);
+    assert.equal(c.get(B('k')), undefined);
   });
 });

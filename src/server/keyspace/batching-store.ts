@@ -65,16 +65,15 @@ export class BatchingStore {
   }
 
   get(key: Buffer): Buffer | undefined {
-    const cache = this.cache.enabled;
-    if (!cache && this.#overlay.size === 0) return this.#fromEngine(key);
-    const k = this.#mapKey(key);
-    const p = this.#overlay.get(k);
-    if (p !== undefined) return p.value ?? undefined;
-    if (!cache) return this.#fromEngine(key);
-    const cached = this.cache.get(k);
+    if (this.#overlay.size > 0) {
+      const p = this.#overlay.get(this.#mapKey(key));
+      if (p !== undefined) return p.value ?? undefined;
+    }
+    if (!this.cache.enabled) return this.#fromEngine(key);
+    const cached = this.cache.get(key);
     if (cached !== undefined) return cached ?? undefined;
     const value = this.#fromEngine(key);
-    this.cache.set(k, value ?? null);
+    this.cache.set(key, value ?? null);
     return value;
   }
 
@@ -97,19 +96,20 @@ export class BatchingStore {
 
   put(key: Buffer, value: Buffer): void {
     this.#ops.push({ type: 'put', key, value });
-    this.#remember(this.#mapKey(key), value);
+    this.#remember(key, value);
   }
 
   del(key: Buffer): void {
     this.#ops.push({ type: 'del', key });
-    this.#remember(this.#mapKey(key), null);
+    this.#remember(key, null);
   }
 
-  #remember(k: string, value: Buffer | null): void {
+  #remember(key: Buffer, value: Buffer | null): void {
+    const k = this.#mapKey(key);
     this.#overlay.set(k, { value, batch: this.#current });
     this.#keys.push(k);
     // Write-through: the cache then never holds a value older than the engine's.
-    this.cache.set(k, value);
+    this.cache.set(key, value);
   }
 
   /** Deletes every key in the store, atomically with the rest of the current batch. */
