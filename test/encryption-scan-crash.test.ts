@@ -6,6 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../src/engine/engine.js';
 import { openEnv } from '../src/env/open-env.js';
+import { EncryptionLifecycle } from '../src/lifecycle/encryption-lifecycle.js';
+import { readLifecycleRecord } from '../src/lifecycle/lifecycle-state-file.js';
+import { silentLogger } from '../src/log/logger.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { COUNTER, SCAN_TUNING } from './support/lifecycle-scan-workload.js';
 
@@ -101,6 +104,58 @@ test(`encryption scan: SIGKILL at ${KILLS} random moments; each restart resumes 
     for (let j = 0; j < 100_000; j += 7) assert.equal(engine.getSync(Buffer.from(`m${String(j).padStart(6, '0')}`))?.toString(), `${MARKER}-${j}-${'x'.repeat(40)}`);
     assert.deepEqual(managed.env.filesNotOnCurrentKey(), []);
   } finally {
+    await engine.close();
+    await managed.close();
+  }
+});
+
+test('encryption scan: every percentage shown within a step is already saved, so a restart cannot show less', async (t) => {
+  const root = await tempDir('tdekv-scan-shown-');
+  t.after(() => cleanup(root));
+  const { path: keyFile } = await writeKeyFile(root);
+  const dataDir = join(root, 'data');
+  const plain = { dataEncryptionMethod: 'plaintext' as const, dataKeyRotationPeriodMs: 7 * 24 * 3600_000, enableFileDictionaryLog: true, fileDictionaryRewriteThreshold: 1_000_000, masterKey: { type: 'file' as const, path: keyFile } };
+  {
+    const managed = await openEnv(dataDir, plain);
+    const engine = await Engine.open({ env: managed.env, ...SCAN_TUNING });
+    for (let i = 0; i < 30_000; i += 1000) {
+      const ops = [];
+      for (let j = i; j < i + 1000; j++) ops.push({ type: 'put' as const, key: Buffer.from(`m${String(j).padStart(6, '0')}`), value: Buffer.from(`${MARKER}-${j}-${'x'.repeat(40)}`) });
+      await engine.write(ops);
+    }
+    await engine.close();
+    await managed.close();
+  }
+  // Slow, so that the percentage moves many times within each step before the step is installed.
+  const enc = { ...plain, dataEncryptionMethod: 'aes256-ctr' as const, scanRateLimit: 128 * 1024 };
+  const managed = await openEnv(dataDir, enc, { deferOpenWrites: true });
+  const engine = await Engine.open({ env: managed.env, ...SCAN_TUNING });
+  const lifecycle = await EncryptionLifecycle.open({ engine, managed, config: enc, logger: silentLogger() });
+  const mac = (label: string, ...parts: Uint8Array[]) => managed.keyAdmin.metadataMac(label, ...parts);
+  const checks: Array<Promise<void>> = [];
+  let shownMax = 0;
+  try {
+    // The scan's timers do not hold the process open (a server's sockets do): this one does.
+    const alive = setInterval(() => undefined, 100);
+    t.after(() => clearInterval(alive));
+    await new Promise<void>((resolve) => {
+      lifecycle.on('progress', (s) => {
+        shownMax = Math.max(shownMax, s.percentComplete);
+        const shown = s.percentComplete;
+        // Read at once: what a SIGKILL now would leave for the restart.
+        checks.push(
+          readLifecycleRecord(managed.env.metaDir, mac).then(({ record }) => {
+            assert.ok(record !== undefined, 'the lifecycle state is readable');
+            assert.ok(record.percent >= shown - 0.005, `shown ${shown}% but only ${record.percent}% saved`);
+          }),
+        );
+        if (checks.length >= 5) resolve();
+      });
+    });
+    await Promise.all(checks);
+    assert.ok(shownMax > 0 && shownMax < 100, `the events came from within the scan (${shownMax}%)`);
+  } finally {
+    await lifecycle.close();
     await engine.close();
     await managed.close();
   }

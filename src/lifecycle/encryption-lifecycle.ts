@@ -25,8 +25,11 @@ const STATE_OF: Record<TransitionKind, number> = { encrypt: 2, 'key-change': 4, 
 const SAVE_EVERY_MS = 1000;
 /** While old files are still held open (iterators, snapshots), the scan looks again this often. */
 const HELD_FILES_RETRY_MS = 200;
-/** Within a step, progress events at most this often. */
-const STEP_EMIT_MS = 100;
+/**
+ * Within a step, progress is saved and then shown at most this often: each save is an atomic
+ * file replacement (written, fsynced, renamed).
+ */
+const STEP_EMIT_MS = 250;
 
 /** What `ENCRYPTION RELOAD` (and SIGHUP) did with the re-read `[security.encryption]` section. */
 export interface ReloadReport {
@@ -86,8 +89,17 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     this.#logger = options.logger;
     this.#config = options.config;
     this.#record = record;
+    this.#savedPercent = record.percent;
     this.#throttle.limit = this.#settings.scanRateLimit;
   }
+
+  /**
+   * The percentage in the last saved record. The status shows no more than this: a restart
+   * re-measures progress from installed steps, so a percentage reached within a step that a
+   * crash then discarded would otherwise be shown, and after the restart be lower (the
+   * documented promise is "never backwards, also across a restart").
+   */
+  #savedPercent: number;
 
   /**
    * Reads the persisted state, reconciles it with the configuration (a method changed while
@@ -170,7 +182,7 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       encryptionStateDesc: ENCRYPTION_STATES[state]!,
       scanState: r.scanState,
       scanStateDesc: SCAN_STATES[r.scanState]!,
-      percentComplete: Math.round(r.percent * 100) / 100,
+      percentComplete: Math.round(Math.min(r.percent, this.#savedPercent) * 100) / 100,
       scanModifyDate: r.scanModifyDate,
       scanBytesDone: r.bytesDone,
       scanBytesTotal: r.bytesTotal,
@@ -586,11 +598,15 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
     const pct = Math.min(99.9, (100 * (r.bytesDone + this.#inStep)) / r.bytesTotal);
     if (pct <= r.percent) return;
     r.percent = pct;
-    // A status reads every file's entry: listeners hear of it ten times a second at most, not every 256 KiB.
+    // A status reads every file's entry: listeners hear of it four times a second at most, not
+    // every 256 KiB. The percentage is shown once saved (see #savedPercent), so it is saved first.
     const now = performance.now();
     if (now - this.#lastStepEmit < STEP_EMIT_MS) return;
     this.#lastStepEmit = now;
-    this.#emitProgress();
+    this.#save().then(
+      () => this.#emitProgress(),
+      (err: unknown) => this.#logger.warn({ err: String(err) }, 'could not save the encryption scan progress'),
+    );
   }
 
   #lastStepEmit = 0;
@@ -626,7 +642,11 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
   #save(): Promise<void> {
     this.#lastSave = performance.now();
     const keyAdmin = this.#managed.keyAdmin;
-    const write = (): Promise<void> => writeLifecycleRecord(this.#managed.env.metaDir, this.#record, (label, ...parts) => keyAdmin.metadataMac(label, ...parts));
+    const write = async (): Promise<void> => {
+      const percent = this.#record.percent;
+      await writeLifecycleRecord(this.#managed.env.metaDir, this.#record, (label, ...parts) => keyAdmin.metadataMac(label, ...parts));
+      this.#savedPercent = percent;
+    };
     const saved = this.#saving.then(write, write);
     this.#saving = saved.catch(() => undefined);
     return saved;
