@@ -95,6 +95,40 @@ describe('batching store', () => {
     assert.equal(store.failure, undefined);
   });
 
+  test('a settled batch leaves the writes of later batches (in flight or gathering) visible, and only those', async () => {
+    const { engine, settle } = scriptedEngine();
+    // No row cache: reads after the overlay come from the (scripted) engine alone.
+    const store = new BatchingStore(engine, { sync: false });
+    store.put(B('a'), B('1'));
+    store.put(B('b'), B('1'));
+    store.commit(); // batch 1
+    store.put(B('b'), B('2'));
+    store.commit(); // batch 2: b overwritten
+    store.put(B('c'), B('3')); // gathering batch 3
+    settle(true);
+    await tick();
+    assert.equal(store.pendingKeys, 2, 'b (batch 2) and c (gathering) are still pending');
+    assert.equal(store.get(B('b'))?.toString(), '2');
+    assert.equal(store.get(B('c'))?.toString(), '3');
+    assert.equal(store.get(B('a'))?.toString(), '1', 'a is read from the engine now');
+    store.commit(); // batch 3
+    settle(true);
+    await tick();
+    assert.equal(store.pendingKeys, 1, 'c waits for batch 3');
+    settle(true);
+    await tick();
+    assert.equal(store.pendingKeys, 0, 'the last batch settled with nothing gathered since: nothing pending');
+    assert.deepEqual(['a', 'b', 'c'].map((k) => store.get(B(k))?.toString()), ['1', '2', '3']);
+    // The newest committed batch settles while the next one is being gathered.
+    store.put(B('d'), B('4'));
+    store.commit(); // batch 4
+    store.put(B('e'), B('5'));
+    settle(true);
+    await tick();
+    assert.equal(store.get(B('e'))?.toString(), '5', 'a write gathered after the settled batch stays visible');
+    assert.equal(store.pendingKeys, 1);
+  });
+
   test('batches settle in order and drain() waits for the last one', async () => {
     const { engine, applied, settle } = scriptedEngine();
     const store = new BatchingStore(engine, { sync: false, rowCacheBytes: 1 << 20 });

@@ -1,6 +1,7 @@
 import { getVarint, putVarint, readU64, varintLength, writeU64 } from './coding.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { BatchOp } from './types.js';
+import { bufferView } from '../util/buffer-view.js';
 
 /**
  * A write batch as the write-ahead log holds it (one log record per batch, so a batch is
@@ -81,7 +82,8 @@ function lengthPrefixed(buf: Buffer, pos: { offset: number }, end: number, op: n
   const start = pos.offset;
   if (len > end - start) throw new RangeError(`write batch op ${op}: ${what} of ${len} bytes runs past the end of the batch`);
   pos.offset = start + len;
-  return buf.subarray(start, start + len);
+  // Two views per op: subarray's species lookup and checks cost more than the view itself.
+  return bufferView(buf, start, start + len);
 }
 
 function getLength(buf: Buffer, pos: { offset: number }, end: number, op: number, what: string): number {

@@ -194,7 +194,13 @@ export class BatchingStore {
 
   #settle(id: number, err?: unknown): void {
     this.#lastApplied = id;
-    for (const k of this.#inFlightKeys.get(id) ?? []) if (this.#overlay.get(k)?.batch === id) this.#overlay.delete(k);
+    if (id === this.#current - 1 && this.#ops.length === 0) {
+      // Nothing was written since this batch was committed (the usual case: the engine applied
+      // it in the same turn), so every pending write is this batch's or an older one's.
+      this.#overlay.clear();
+    } else {
+      for (const k of this.#inFlightKeys.get(id) ?? []) if (this.#overlay.get(k)?.batch === id) this.#overlay.delete(k);
+    }
     this.#inFlightKeys.delete(id);
     this.#listener(id, err);
     if (id === this.#current - 1) for (const resolve of this.#idle.splice(0)) resolve();
