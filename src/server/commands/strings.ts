@@ -1,7 +1,6 @@
 import { checkedInt64, decimalArg, int64Arg, intArg, storedInt64, ZERO } from './args.js';
 import { isWord, NOT_FLOAT, replyError, spec, SYNTAX_ERROR, type CommandContext, type CommandSpec } from './command.js';
-import { stringOf } from '../keyspace/keyspace.js';
-import type { KeyRecord } from '../keyspace/record.js';
+import { stringOf, type KeyMeta } from '../keyspace/keyspace.js';
 import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
 import { expireAtFrom, expiryUnit, needValue } from './expiry-args.js';
 
@@ -35,8 +34,14 @@ function set(ctx: CommandContext, args: Buffer[]): void {
     else if (isWord(a, 'keepttl') && expireAt === undefined) keepTtl = true;
     else replyError(SYNTAX_ERROR);
   }
-  const existing = ctx.ks.lookup(key);
-  const old = returnOld ? stringOf(existing) : undefined;
+  // Only SET ... GET needs the old value; a plain SET needs whether the key exists, its type and expiry.
+  let existing: KeyMeta | undefined;
+  let old: Buffer | undefined;
+  if (returnOld) {
+    const r = ctx.ks.lookup(key);
+    old = stringOf(r);
+    existing = r;
+  } else existing = ctx.ks.lookupMeta(key);
   if ((nx && existing !== undefined) || (xx && existing === undefined)) {
     if (returnOld) replyBulkOrNull(ctx, old);
     else ctx.out.nullBulk();
@@ -48,7 +53,7 @@ function set(ctx: CommandContext, args: Buffer[]): void {
 }
 
 /** Sets a string; an expiry already in the past deletes the key, as in Redis. */
-function writeString(ctx: CommandContext, key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyRecord | undefined): void {
+function writeString(ctx: CommandContext, key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyMeta | undefined): void {
   if (typeof expireAt === 'number' && expireAt !== 0 && expireAt <= ctx.ks.now()) {
     ctx.ks.delete(key);
     return;
@@ -62,7 +67,7 @@ function replyBulkOrNull(ctx: CommandContext, v: Buffer | undefined): void {
 }
 
 function setnx(ctx: CommandContext, args: Buffer[]): void {
-  const existing = ctx.ks.lookup(args[1]!);
+  const existing = ctx.ks.lookupMeta(args[1]!);
   if (existing !== undefined) return ctx.out.integer(0);
   ctx.ks.setString(args[1]!, args[2]!, 0, existing);
   ctx.out.integer(1);
@@ -71,7 +76,7 @@ function setnx(ctx: CommandContext, args: Buffer[]): void {
 function setexCommand(unit: 'ex' | 'px', name: string) {
   return (ctx: CommandContext, args: Buffer[]): void => {
     const at = expireAtFrom(unit, args[2]!, ctx.ks.now(), name);
-    writeString(ctx, args[1]!, args[3]!, at, ctx.ks.lookup(args[1]!));
+    writeString(ctx, args[1]!, args[3]!, at, ctx.ks.lookupMeta(args[1]!));
     ctx.out.simple('OK');
   };
 }
@@ -91,14 +96,14 @@ function pairsOf(args: Buffer[], name: string): void {
 
 function mset(ctx: CommandContext, args: Buffer[]): void {
   pairsOf(args, 'mset');
-  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0, ctx.ks.lookup(args[i]!));
+  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0, ctx.ks.lookupMeta(args[i]!));
   ctx.out.simple('OK');
 }
 
 function msetnx(ctx: CommandContext, args: Buffer[]): void {
   pairsOf(args, 'msetnx');
   for (let i = 1; i < args.length; i += 2) if (ctx.ks.lookup(args[i]!) !== undefined) return ctx.out.integer(0);
-  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0, ctx.ks.lookup(args[i]!));
+  for (let i = 1; i < args.length; i += 2) ctx.ks.setString(args[i]!, args[i + 1]!, 0, ctx.ks.lookupMeta(args[i]!));
   ctx.out.integer(1);
 }
 

@@ -1,7 +1,7 @@
 import { TdekvError } from '../../errors.js';
 import type { BatchingStore } from './batching-store.js';
 import { RECORD_RANGE, STATS_KEY, decodeExpiryKey, expiryKey, expiryRangeUntil, fieldKey, fieldOf, fieldRange, recordKey, recordRangeWithPrefix, userKeyOf } from './key-codec.js';
-import { decodeRecord, encodeRecord, type KeyRecord } from './record.js';
+import { decodeMeta, decodeRecord, encodeRecord, type KeyRecord } from './record.js';
 
 /** Thrown by typed accessors; the command layer turns it into Redis's WRONGTYPE reply. */
 export class WrongTypeError extends Error {
@@ -11,6 +11,8 @@ export class WrongTypeError extends Error {
 }
 
 export type KeyType = KeyRecord['type'];
+/** What a write needs of the record it replaces: whether there is one, its type and expiry. */
+export type KeyMeta = Pick<KeyRecord, 'type' | 'expireAt'>;
 export type HashRecord = Extract<KeyRecord, { type: 'hash' }>;
 
 /** A record's string value (undefined when there is no record); WrongTypeError for a hash. */
@@ -90,9 +92,21 @@ export class Keyspace {
 
   /** The key's record, or undefined when it does not exist or has expired (then it is removed). */
   lookup(key: Buffer): KeyRecord | undefined {
+    return this.#live(key, decodeRecordChecked);
+  }
+
+  /**
+   * `lookup` without the value: for a write that replaces the key whatever it holds (SET),
+   * which then makes no view of the old value.
+   */
+  lookupMeta(key: Buffer): KeyMeta | undefined {
+    return this.#live(key, decodeMetaChecked);
+  }
+
+  #live<T extends KeyMeta>(key: Buffer, decode: (raw: Buffer, key: Buffer) => T): T | undefined {
     const raw = this.#store.get(this.#recordKey(key));
     if (raw === undefined) return undefined;
-    const r = decodeRecordChecked(raw, key);
+    const r = decode(raw, key);
     if (r.expireAt !== 0 && r.expireAt <= this.now()) {
       this.#remove(key, r);
       this.#events.expired(key);
@@ -115,10 +129,10 @@ export class Keyspace {
 
   /**
    * Sets a string, replacing any value of any type. `expireAt` 0 clears the expiry;
-   * 'keep' keeps the current one (SET KEEPTTL, APPEND, INCR...). `existing` is lookup(key),
-   * which the caller has always made already.
+   * 'keep' keeps the current one (SET KEEPTTL, APPEND, INCR...). `existing` is lookup(key) or
+   * lookupMeta(key), which the caller has always made already.
    */
-  setString(key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyRecord | undefined): void {
+  setString(key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyMeta | undefined): void {
     const at = expireAt === 'keep' ? (existing?.expireAt ?? 0) : expireAt;
     if (existing?.type === 'hash') this.#deleteFields(key);
     this.#writeRecord(key, { type: 'string', expireAt: at, value }, existing);
@@ -290,7 +304,7 @@ export class Keyspace {
   #lastKey: Buffer | undefined;
   #lastRecordKey: Buffer = Buffer.alloc(0);
 
-  #writeRecord(key: Buffer, r: KeyRecord, previous: KeyRecord | undefined): void {
+  #writeRecord(key: Buffer, r: KeyRecord, previous: KeyMeta | undefined): void {
     if (previous === undefined) {
       this.#keys++;
       this.#statsDirty = true;
@@ -311,7 +325,7 @@ export class Keyspace {
     this.#events.touched(key);
   }
 
-  #remove(key: Buffer, r: KeyRecord): void {
+  #remove(key: Buffer, r: KeyMeta): void {
     if (r.type === 'hash') this.#deleteFields(key);
     if (r.expireAt !== 0) {
       this.#store.del(expiryKey(r.expireAt, key));
@@ -331,9 +345,18 @@ export class Keyspace {
 
 const EMPTY = Buffer.alloc(0);
 
-function decodeRecordChecked(raw: Buffer, key: Buffer): KeyRecord {
+function checkRecord(raw: Buffer, key: Buffer): void {
   if (raw.length < 9 || raw[0]! > 1) {
     throw new TdekvError('DATA_CORRUPTED', `the record of a key (${key.length} bytes) is damaged (${raw.length} bytes, type ${raw[0]}); run \`tdekv ctl verify\` and restore from a backup`);
   }
+}
+
+function decodeRecordChecked(raw: Buffer, key: Buffer): KeyRecord {
+  checkRecord(raw, key);
   return decodeRecord(raw);
+}
+
+function decodeMetaChecked(raw: Buffer, key: Buffer): KeyMeta {
+  checkRecord(raw, key);
+  return decodeMeta(raw);
 }

@@ -25,6 +25,11 @@ export function encodeRecord(r: KeyRecord): Buffer {
   return out;
 }
 
+/** A record's type and expiry, without a view of its value. */
+export function decodeMeta(b: Buffer): Pick<KeyRecord, 'type' | 'expireAt'> {
+  return { type: b[0] === TYPE_HASH ? 'hash' : 'string', expireAt: b.readUInt32BE(1) * 0x1_0000_0000 + b.readUInt32BE(5) };
+}
+
 export function decodeRecord(b: Buffer): KeyRecord {
   const expireAt = b.readUInt32BE(1) * 0x1_0000_0000 + b.readUInt32BE(5);
   if (b[0] === TYPE_HASH) return { type: 'hash', expireAt, fields: b.readUInt32BE(HEADER) };
