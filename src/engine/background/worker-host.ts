@@ -134,6 +134,10 @@ export class BackgroundWorker {
     const w = this.#worker;
     if (w) {
       this.#terminating = true;
+      // An idle worker is unref'd, and so is the handle its exit is reported on: without this,
+      // a process with nothing else to do could end its event loop while close() still awaits
+      // the exit (seen under load as a close() that never returned, its test cancelled).
+      w.ref();
       await w.terminate();
       await this.#exited;
     }
@@ -210,6 +214,15 @@ export class BackgroundWorker {
     }
   }
 
+  /**
+   * An idle worker does not keep the process alive. A terminating one does, until its exit is
+   * reported: a job's last message or 'ready' arriving after terminate() began must not unref
+   * it again (seen under load as a close() whose event loop ended before the exit came).
+   */
+  #unrefIfIdle(): void {
+    if (this.#jobs.size === 0 && !this.#terminating) this.#worker?.unref();
+  }
+
   #post(m: ToWorker): void {
     this.#worker?.postMessage(m);
   }
@@ -217,7 +230,7 @@ export class BackgroundWorker {
   #finished(jobId: number): Job | undefined {
     const job = this.#jobs.get(jobId);
     this.#jobs.delete(jobId);
-    if (this.#jobs.size === 0) this.#worker?.unref();
+    this.#unrefIfIdle();
     return job;
   }
 
@@ -227,7 +240,7 @@ export class BackgroundWorker {
         this.#ready = true;
         this.info.threadId = this.#worker?.threadId;
         for (const w of this.#readyWaiters.splice(0)) w.resolve();
-        if (this.#jobs.size === 0) this.#worker?.unref();
+        this.#unrefIfIdle();
         return;
       case 'done': {
         const job = this.#finished(m.jobId);
