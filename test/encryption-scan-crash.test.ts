@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
@@ -53,24 +53,27 @@ function runChild(args: string[], killAfterMs: number | undefined): Promise<Run>
   });
 }
 
-test(`encryption scan: SIGKILL at ${KILLS} random moments; each restart resumes without going backwards, completes, and loses nothing`, async (t) => {
-  const root = await tempDir('tdekv-scan-crash-');
+/** A plaintext database of `keys` marker values, several tables deep, in a temp dir removed after the test. */
+async function plaintextDatabase(t: TestContext, prefix: string, keys: number) {
+  const root = await tempDir(prefix);
   t.after(() => cleanup(root));
   const { path: keyFile } = await writeKeyFile(root);
   const dataDir = join(root, 'data');
-  // A plaintext database of marker values, several tables deep.
   const plain = { dataEncryptionMethod: 'plaintext' as const, dataKeyRotationPeriodMs: 7 * 24 * 3600_000, enableFileDictionaryLog: true, fileDictionaryRewriteThreshold: 1_000_000, masterKey: { type: 'file' as const, path: keyFile } };
-  {
-    const managed = await openEnv(dataDir, plain);
-    const engine = await Engine.open({ env: managed.env, ...SCAN_TUNING });
-    for (let i = 0; i < 100_000; i += 1000) {
-      const ops = [];
-      for (let j = i; j < i + 1000; j++) ops.push({ type: 'put' as const, key: Buffer.from(`m${String(j).padStart(6, '0')}`), value: Buffer.from(`${MARKER}-${j}-${'x'.repeat(40)}`) });
-      await engine.write(ops);
-    }
-    await engine.close();
-    await managed.close();
+  const managed = await openEnv(dataDir, plain);
+  const engine = await Engine.open({ env: managed.env, ...SCAN_TUNING });
+  for (let i = 0; i < keys; i += 1000) {
+    const ops = [];
+    for (let j = i; j < i + 1000; j++) ops.push({ type: 'put' as const, key: Buffer.from(`m${String(j).padStart(6, '0')}`), value: Buffer.from(`${MARKER}-${j}-${'x'.repeat(40)}`) });
+    await engine.write(ops);
   }
+  await engine.close();
+  await managed.close();
+  return { keyFile, dataDir, plain };
+}
+
+test(`encryption scan: SIGKILL at ${KILLS} random moments; each restart resumes without going backwards, completes, and loses nothing`, async (t) => {
+  const { keyFile, dataDir, plain } = await plaintextDatabase(t, 'tdekv-scan-crash-', 100_000);
   // Slow enough that 20 kills land inside the scan.
   const args = [dataDir, keyFile, 'aes256-ctr', String(48 * 1024)];
   let shown = 0;
@@ -110,22 +113,7 @@ test(`encryption scan: SIGKILL at ${KILLS} random moments; each restart resumes 
 });
 
 test('encryption scan: every percentage shown within a step is already saved, so a restart cannot show less', async (t) => {
-  const root = await tempDir('tdekv-scan-shown-');
-  t.after(() => cleanup(root));
-  const { path: keyFile } = await writeKeyFile(root);
-  const dataDir = join(root, 'data');
-  const plain = { dataEncryptionMethod: 'plaintext' as const, dataKeyRotationPeriodMs: 7 * 24 * 3600_000, enableFileDictionaryLog: true, fileDictionaryRewriteThreshold: 1_000_000, masterKey: { type: 'file' as const, path: keyFile } };
-  {
-    const managed = await openEnv(dataDir, plain);
-    const engine = await Engine.open({ env: managed.env, ...SCAN_TUNING });
-    for (let i = 0; i < 30_000; i += 1000) {
-      const ops = [];
-      for (let j = i; j < i + 1000; j++) ops.push({ type: 'put' as const, key: Buffer.from(`m${String(j).padStart(6, '0')}`), value: Buffer.from(`${MARKER}-${j}-${'x'.repeat(40)}`) });
-      await engine.write(ops);
-    }
-    await engine.close();
-    await managed.close();
-  }
+  const { dataDir, plain } = await plaintextDatabase(t, 'tdekv-scan-shown-', 30_000);
   // Slow, so that the percentage moves many times within each step before the step is installed.
   const enc = { ...plain, dataEncryptionMethod: 'aes256-ctr' as const, scanRateLimit: 128 * 1024 };
   const managed = await openEnv(dataDir, enc, { deferOpenWrites: true });
