@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { hash32 } from '../../engine/bloom.js';
 
 /**
@@ -18,6 +19,15 @@ import { hash32 } from '../../engine/bloom.js';
  */
 const ENTRY_OVERHEAD = 64;
 const INITIAL_SLOTS = 1 << 10;
+/*
+ * Clients choose the keys, and hash32 is public: keys crafted to share a slot would turn
+ * every lookup into a walk along them (hash flooding; the Map this replaced hashed with
+ * V8's per-process seed). So the hash is seeded per process, and no entry sits more than
+ * MAX_PROBE slots past its home slot: a lookup stops there, and an insert that would go
+ * further empties the cache instead (a cache may forget; it must not answer slowly).
+ */
+const SEED = randomInt(0x1_0000_0000 - 1);
+const MAX_PROBE = 32;
 
 class Generation {
   /** Per slot [entry + 1 (0 = empty), hash32 of its key]; half full at most. */
@@ -29,6 +39,8 @@ class Generation {
   #arenaUsed = 0;
   #values: Array<Buffer | null> = [];
   bytes = 0;
+  /** An entry would sit further than MAX_PROBE from its home slot: the caller must drop this generation. */
+  overflowed = false;
 
   get size(): number {
     return this.#values.length;
@@ -38,11 +50,13 @@ class Generation {
   find(key: Uint8Array, hash: number): number {
     const slots = this.#slots;
     const mask = slots.length - 1;
-    for (let at = this.#slotOf(hash); ; at = (at + 2) & mask) {
+    let at = this.#slotOf(hash);
+    for (let probe = 0; probe <= MAX_PROBE; probe++, at = (at + 2) & mask) {
       const e = slots[at]! - 1;
       if (e < 0) return -1;
       if (slots[at + 1] === hash && this.#holds(e, key)) return e;
     }
+    return -1;
   }
 
   value(e: number): Buffer | null {
@@ -85,7 +99,10 @@ class Generation {
     const slots = this.#slots;
     const mask = slots.length - 1;
     let at = this.#slotOf(hash);
-    while (slots[at] !== 0) at = (at + 2) & mask;
+    for (let probe = 0; slots[at] !== 0; probe++) {
+      if (probe === MAX_PROBE) this.overflowed = true;
+      at = (at + 2) & mask;
+    }
     slots[at] = e + 1;
     slots[at + 1] = hash;
   }
@@ -119,9 +136,15 @@ export class RowCache {
   #old = new Generation();
   hits = 0;
   misses = 0;
+  /** Times an insert found its slots crowded (crafted keys) and the cache was emptied. */
+  overflows = 0;
 
-  constructor(budgetBytes: number) {
+  readonly #hash: (key: Uint8Array) => number;
+
+  /** `hash` is for tests (a hash every key shares stands for crafted keys). */
+  constructor(budgetBytes: number, hash: (key: Uint8Array) => number = (key) => hash32(key, SEED)) {
     this.#halfBudget = Math.floor(budgetBytes / 2);
+    this.#hash = hash;
   }
 
   get enabled(): boolean {
@@ -130,7 +153,7 @@ export class RowCache {
 
   /** The cached value, null for "known absent", undefined when not cached. */
   get(key: Uint8Array): Buffer | null | undefined {
-    const hash = hash32(key) | 0;
+    const hash = this.#hash(key) | 0;
     const young = this.#young.find(key, hash);
     if (young >= 0) {
       this.hits++;
@@ -150,11 +173,18 @@ export class RowCache {
   /** Caches `value` (null: the key is known to be absent). The key's bytes are copied. */
   set(key: Uint8Array, value: Buffer | null): void {
     if (this.#halfBudget === 0) return;
-    this.#put(key, hash32(key) | 0, value);
+    this.#put(key, this.#hash(key) | 0, value);
   }
 
   #put(key: Uint8Array, hash: number, value: Buffer | null): void {
     this.#young.put(key, hash, value);
+    if (this.#young.overflowed) {
+      // Both generations: the old one may hold an older value of a key the young one held.
+      this.clear();
+      this.#young.put(key, hash, value);
+      this.overflows++;
+      return;
+    }
     if (this.#young.bytes > this.#halfBudget) {
       this.#old = this.#young;
       this.#young = new Generation();
