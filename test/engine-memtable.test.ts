@@ -137,6 +137,41 @@ describe('memtable', () => {
     assert.equal(back, n);
   });
 
+  test('keys crafted to share one index hash cannot make lookups walk them all: the index stays bounded and get stays right', () => {
+    // A client may choose keys whose hash collides; here every key gets one index hash.
+    const mem = new Memtable(() => 0x7e57);
+    const model = new Map<string, { seq: number; value: string }[]>();
+    let seq = 0;
+    for (let i = 0; i < 3000; i++) {
+      const key = `k${(i * 7919) % 1200}`; // 1200 distinct keys, each written 2-3 times, interleaved
+      seq++;
+      mem.add(seq, ValueKind.Value, Buffer.from(key), Buffer.from(`v${seq}`));
+      const versions = model.get(key) ?? [];
+      versions.unshift({ seq, value: `v${seq}` });
+      model.set(key, versions);
+    }
+    assert.equal(mem.indexOverflowed, true, 'keys past the probe bound are left out of the index');
+    assert.ok(mem.longestIndexProbe() <= 32, `an indexed version sits ${mem.longestIndexProbe()} slots from home`);
+    for (const [key, versions] of model) {
+      const newest = versions[0]!;
+      const got = mem.get(Buffer.from(key), Number.MAX_SAFE_INTEGER);
+      assert.deepEqual([got?.seq, got?.value.toString()], [newest.seq, newest.value], `newest of ${key}`);
+      const oldest = versions[versions.length - 1]!;
+      assert.equal(mem.get(Buffer.from(key), oldest.seq)?.value.toString(), oldest.value, `oldest of ${key}`);
+      assert.equal(mem.get(Buffer.from(key), oldest.seq - 1), undefined, `before ${key} was written`);
+    }
+    assert.equal(mem.get(Buffer.from('absent'), Number.MAX_SAFE_INTEGER), undefined);
+    assert.equal(mem.entries, 3000);
+  });
+
+  test('with the default (seeded) index hash, ordinary keys stay within the probe bound', () => {
+    const mem = new Memtable();
+    for (let i = 0; i < 200_000; i++) mem.add(i + 1, ValueKind.Value, Buffer.from(`user:${i}`), Buffer.alloc(0));
+    assert.equal(mem.indexOverflowed, false);
+    assert.ok(mem.longestIndexProbe() <= 32);
+    assert.equal(mem.get(Buffer.from('user:123456'), Number.MAX_SAFE_INTEGER)?.seq, 123457);
+  });
+
   test('sequence numbers past 2^32 (stored as two words) keep their order and value', () => {
     const mem = new Memtable();
     const seqs = [2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1, 2 ** 32, 2 ** 32 + 1, 2 ** 40 + 5, Number.MAX_SAFE_INTEGER - 1];

@@ -209,8 +209,8 @@ export class Engine {
     const seq = options?.snapshot?.sequence ?? this.#lastSeq;
     // One hash serves the memtables' filters and every table's bloom filter.
     const hash = bloomHash(k);
-    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq, hash) : undefined;
-    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq, hash);
+    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
+    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
     if (!r) {
       const v = this.#versions.current;
       for (const f of v.levels[0]!) {
@@ -237,8 +237,8 @@ export class Engine {
     const k = asBuffer(key);
     const seq = options?.snapshot?.sequence ?? this.#lastSeq;
     const hash = bloomHash(k);
-    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq, hash) : undefined;
-    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq, hash);
+    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
+    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
     if (!r) {
       const v = this.#versions.acquire();
       const reading = (async () => {

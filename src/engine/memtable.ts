@@ -1,5 +1,6 @@
 import type { InternalIterator } from './iterator.js';
 import { ValueKind } from './internal-key.js';
+import { randomInt } from 'node:crypto';
 import { hash32 } from './bloom.js';
 
 const MAX_HEIGHT = 12;
@@ -342,6 +343,19 @@ function grow<T extends Int32Array>(from: T, to: T): T {
 const FILTER_BITS = 1 << 20;
 const FILTER_PROBES = 6;
 
+/*
+ * Clients choose the keys, and hash32 is public (table filters on disk use it, with a fixed
+ * seed); its blocks are invertible, so any number of keys with one hash32 cost nothing to
+ * make. An index keyed by it, probing without a bound, let such keys make every add and get
+ * walk all of them: a CPU denial of service through SET. So the index hashes with a seed
+ * drawn per process, and no version sits more than INDEX_MAX_PROBE slots from its home: an
+ * add that would go further leaves the key out of the index and marks it overflowed, and a
+ * lookup that then misses falls back to the skip-list search (O(log n), what the index
+ * only speeds up).
+ */
+const INDEX_SEED = randomInt(0x1_0000_0000 - 1);
+const INDEX_MAX_PROBE = 32;
+
 export class Memtable {
   readonly #list = new SkipList();
   readonly #filter = new Uint32Array(FILTER_BITS / 32);
@@ -357,11 +371,19 @@ export class Memtable {
   #index = new Int32Array(2 << 16);
   #indexBits = 16;
   #indexUsed = 0;
+  /** Some version is missing from the index (see INDEX_MAX_PROBE): lookups it misses search the list. */
+  #indexOverflowed = false;
+  readonly #indexHash: (key: Uint8Array) => number;
   #bytes = 0;
   /** xorshift32: heights need speed, not quality. */
   #rng = 0x9e3779b9;
   /** Scratch for insert: the last node before the new one at each level. */
   readonly #prev = new Int32Array(MAX_HEIGHT);
+
+  /** `indexHash` is for tests that need keys to collide; the default is seeded per process. */
+  constructor(indexHash?: (key: Uint8Array) => number) {
+    this.#indexHash = indexHash ?? ((key) => hash32(key, INDEX_SEED));
+  }
 
   /** Entries held (every version of every key). */
   get entries(): number {
@@ -381,12 +403,13 @@ export class Memtable {
     const list = this.#list;
     const prev = this.#prev;
     const hash = hash32(key);
+    const ih = this.#indexHash(key) | 0; // int32, as the index stores it
     const height = this.#randomHeight();
     // Fast path for a new version of a key already here that gets a one-level node (3 in 4
     // do): it goes right before the newest version, whose level-0 predecessor is recorded,
     // so no search is needed. Overwrites of hot keys are the common case for a server.
     // The key filter first: for a new key it usually answers without touching the index.
-    const newest = height === 1 && this.mayContainHash(hash) ? this.#newestNode(key, hash) : NONE;
+    const newest = height === 1 && this.mayContainHash(hash) ? this.#newestNode(key, ih) : NONE;
     if (newest !== NONE && list.seqOf(newest) < seq) {
       // #newestNode set the search target: the new node's abbreviated key.
       prev[0] = list.links[newest + PREV0]!;
@@ -424,45 +447,62 @@ export class Memtable {
     if (after !== NONE) links[after + PREV0] = n;
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
     this.#addToFilter(hash);
-    this.#indexNewest(n, key, hash, seq);
+    this.#indexNewest(n, key, ih, seq);
   }
 
-  /** The node of the newest version of `key` here, or NONE; sets the list's search target to `key`. */
-  #newestNode(key: Uint8Array, hash: number): number {
+  /**
+   * The node of the newest version of `key` in the index, or NONE (also when the key
+   * overflowed the index: see #indexOverflowed); sets the list's search target to `key`.
+   * `ih` is the key's index hash.
+   */
+  #newestNode(key: Uint8Array, ih: number): number {
     const list = this.#list;
     list.target(key);
     const index = this.#index;
     const mask = index.length - 1;
-    for (let at = this.#slotOf(hash); ; at = (at + 2) & mask) {
+    let at = this.#slotOf(ih);
+    for (let probe = 0; probe <= INDEX_MAX_PROBE; probe++, at = (at + 2) & mask) {
       const m = index[at]!;
-      if (m === NONE || (index[at + 1] === (hash | 0) && list.sameKey(m, key))) return m;
+      if (m === NONE || (index[at + 1] === ih && list.sameKey(m, key))) return m;
     }
+    return NONE;
   }
 
-  /** The index of a hash's first slot's first word. */
-  #slotOf(hash: number): number {
-    return (Math.imul(hash, 0x9e3779b1) >>> (32 - this.#indexBits)) << 1;
+  /** The index of an index hash's first slot's first word. */
+  #slotOf(ih: number): number {
+    return (Math.imul(ih, 0x9e3779b1) >>> (32 - this.#indexBits)) << 1;
   }
 
   /** Records node `n` as the newest version of `key` (sequence numbers only grow, but check). */
-  #indexNewest(n: number, key: Uint8Array, hash: number, seq: number): void {
+  #indexNewest(n: number, key: Uint8Array, ih: number, seq: number): void {
     const list = this.#list;
     const index = this.#index;
     const mask = index.length - 1;
-    for (let at = this.#slotOf(hash); ; at = (at + 2) & mask) {
+    let at = this.#slotOf(ih);
+    for (let probe = 0; probe <= INDEX_MAX_PROBE; probe++, at = (at + 2) & mask) {
       const m = index[at]!;
       if (m === NONE) {
         index[at] = n;
-        index[at + 1] = hash;
+        index[at + 1] = ih;
         // Half full at most (a slot is two words).
         if (++this.#indexUsed * 4 > index.length) this.#growIndex();
         return;
       }
-      if (index[at + 1] === (hash | 0) && list.sameKey(m, key)) {
+      if (index[at + 1] === ih && list.sameKey(m, key)) {
         if (list.seqOf(m) < seq) index[at] = n;
         return;
       }
     }
+    // No slot near enough. Ordinary keys meet this near half full (runs of ~30 were measured
+    // at 2^18 slots): a quarter full makes it vanishingly rare, so grow once and retry.
+    if (this.#indexUsed * 16 > index.length) {
+      this.#growIndex();
+      this.#indexNewest(n, key, ih, seq);
+      return;
+    }
+    // Keys crafted to collide: no older version of this key is indexed either (it would have
+    // been found above), so leaving this one out cannot make a lookup find a stale version.
+    this.#indexOverflowed = true;
   }
 
   #growIndex(): void {
@@ -470,16 +510,45 @@ export class Memtable {
     this.#indexBits++;
     const index = new Int32Array(old.length * 2);
     const mask = index.length - 1;
+    let used = 0;
     for (let from = 0; from < old.length; from += 2) {
       const m = old[from]!;
       if (m === NONE) continue;
-      const hash = old[from + 1]!;
-      let at = this.#slotOf(hash);
-      while (index[at] !== NONE) at = (at + 2) & mask;
+      const ih = old[from + 1]!;
+      let at = this.#slotOf(ih);
+      let probe = 0;
+      while (index[at] !== NONE && probe <= INDEX_MAX_PROBE) {
+        at = (at + 2) & mask;
+        probe++;
+      }
+      if (probe > INDEX_MAX_PROBE) {
+        this.#indexOverflowed = true;
+        continue;
+      }
       index[at] = m;
-      index[at + 1] = hash;
+      index[at + 1] = ih;
+      used++;
     }
     this.#index = index;
+    this.#indexUsed = used;
+  }
+
+  /** For tests: the furthest any indexed version sits from its home slot, in slots. */
+  longestIndexProbe(): number {
+    const index = this.#index;
+    const slots = index.length >>> 1;
+    let longest = 0;
+    for (let at = 0; at < index.length; at += 2) {
+      if (index[at] === NONE) continue;
+      const home = this.#slotOf(index[at + 1]!) >>> 1;
+      longest = Math.max(longest, ((at >>> 1) - home + slots) % slots);
+    }
+    return longest;
+  }
+
+  /** For tests and metrics: some version was left out of the index (see INDEX_MAX_PROBE). */
+  get indexOverflowed(): boolean {
+    return this.#indexOverflowed;
   }
 
   /** False: no version of the key with this hash32 is here (see bloom.ts). */
@@ -508,12 +577,17 @@ export class Memtable {
 
   /**
    * The newest version of `key` with a sequence ≤ `seq` (deletions included), or undefined.
-   * `hash` is hash32(key), when the caller has it already.
    */
-  get(key: Uint8Array, seq: number, hash = hash32(key)): { kind: ValueKind; value: Buffer; seq: number } | undefined {
+  get(key: Uint8Array, seq: number): { kind: ValueKind; value: Buffer; seq: number } | undefined {
     const list = this.#list;
-    let n = this.#newestNode(key, hash);
-    if (n === NONE) return undefined;
+    let n = this.#newestNode(key, this.#indexHash(key) | 0);
+    if (n === NONE) {
+      if (!this.#indexOverflowed) return undefined;
+      // The key may be one the index left out: the list holds every version.
+      n = list.next(list.findBefore(key, seq, null));
+      if (n === NONE || !list.sameKey(n, key)) return undefined;
+      return { kind: list.kindOf(n), value: list.valueOf(n), seq: list.seqOf(n) };
+    }
     // Newer versions than the snapshot come first: skip them.
     let at = list.seqOf(n);
     while (at > seq) {
