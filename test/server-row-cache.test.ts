@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RowCache } from '../src/server/keyspace/row-cache.js';
+import { PREFIX_BYTES, RowCache } from '../src/server/keyspace/row-cache.js';
 
 const B = (s: string): Buffer => Buffer.from(s);
 
@@ -39,13 +39,20 @@ describe('row cache', () => {
     for (let i = 0; i < 20_000; i++) {
       const key = keyOf((i * 7919) % 9000);
       if (i % 3 === 0) {
-        const value = i % 11 === 0 ? null : Buffer.from(String(i));
+        // Values shorter and longer than the prefix, and empty ones.
+        const value = i % 11 === 0 ? null : i % 13 === 0 ? Buffer.alloc(0) : Buffer.from(String(i).repeat(1 + (i % 7)));
         c.set(key, value);
         model.set(key.toString('latin1'), value);
       } else {
         const want = model.get(key.toString('latin1'));
         const got = c.get(key);
         assert.equal(got === null ? 'null' : got?.toString(), want === null ? 'null' : want?.toString(), `key ${key.toString('hex')} at step ${i}`);
+        // The value's first bytes, kept beside the key, agree with the value.
+        const into = Buffer.alloc(PREFIX_BYTES, 0xee);
+        const n = c.getPrefix(key, into);
+        const wantPrefix = want === undefined ? -2 : want === null ? -1 : Math.min(want.length, PREFIX_BYTES);
+        assert.equal(n, wantPrefix, `prefix length of ${key.toString('hex')} at step ${i}`);
+        if (want) assert.deepEqual(into.subarray(0, n), want.subarray(0, PREFIX_BYTES));
       }
     }
     assert.equal(c.entries, model.size);
@@ -72,6 +79,9 @@ describe('row cache', () => {
       const got = c.get(key);
       // A cache may forget; it must never answer with a value the key does not have.
       if (got !== undefined) assert.equal(got?.toString(), model.get(key.toString()), `key ${key.toString()} at step ${i}`);
+      const into = Buffer.alloc(PREFIX_BYTES);
+      const n = c.getPrefix(key, into);
+      if (n !== -2) assert.equal(into.subarray(0, n).toString(), model.get(key.toString()), `prefix of ${key.toString()} at step ${i}`);
     }
     assert.ok(c.overflows > 0, 'crowded slots emptied the cache');
     assert.ok(c.entries <= 2 * 33, `no generation holds more than a probe run of one hash (${c.entries})`);

@@ -1,6 +1,6 @@
 import type { Engine } from '../../engine/engine.js';
 import type { BatchOp } from '../../engine/types.js';
-import { RowCache } from './row-cache.js';
+import { PREFIX_BYTES, RowCache } from './row-cache.js';
 
 /** A pending write: the value, or null for a delete, and the batch that carries it. */
 interface Pending {
@@ -75,6 +75,25 @@ export class BatchingStore {
     const value = this.#fromEngine(key);
     this.cache.set(key, value ?? null);
     return value;
+  }
+
+  /**
+   * get(key), but only the value's first bytes, copied into `into` (PREFIX_BYTES long): their
+   * number (the value's length when shorter), or -1 when the key is absent. A cached key's
+   * prefix is read without touching its value.
+   */
+  getPrefix(key: Buffer, into: Uint8Array): number {
+    if (this.#overlay.size > 0) {
+      const p = this.#overlay.get(this.#mapKey(key));
+      if (p !== undefined) return copyPrefix(p.value, into);
+    }
+    if (this.cache.enabled) {
+      const n = this.cache.getPrefix(key, into);
+      if (n !== -2) return n;
+    }
+    const value = this.#fromEngine(key);
+    if (this.cache.enabled) this.cache.set(key, value ?? null);
+    return copyPrefix(value ?? null, into);
   }
 
   /** latin1(key), remembered for the last Buffer: a read and a write of one record share it. */
@@ -205,4 +224,11 @@ export class BatchingStore {
     this.#listener(id, err);
     if (id === this.#current - 1) for (const resolve of this.#idle.splice(0)) resolve();
   }
+}
+
+function copyPrefix(value: Buffer | null, into: Uint8Array): number {
+  if (value === null) return -1;
+  const n = Math.min(value.length, PREFIX_BYTES);
+  for (let i = 0; i < n; i++) into[i] = value[i]!;
+  return n;
 }

@@ -2,6 +2,7 @@ import { TdekvError } from '../../errors.js';
 import type { BatchingStore } from './batching-store.js';
 import { RECORD_RANGE, STATS_KEY, decodeExpiryKey, expiryKey, expiryRangeUntil, fieldKey, fieldOf, fieldRange, recordKey, recordRangeWithPrefix, userKeyOf } from './key-codec.js';
 import { decodeMeta, decodeRecord, encodeRecord, type KeyRecord } from './record.js';
+import { PREFIX_BYTES } from './row-cache.js';
 
 /** Thrown by typed accessors; the command layer turns it into Redis's WRONGTYPE reply. */
 export class WrongTypeError extends Error {
@@ -100,13 +101,24 @@ export class Keyspace {
    * which then makes no view of the old value.
    */
   lookupMeta(key: Buffer): KeyMeta | undefined {
-    return this.#live(key, decodeMetaChecked);
+    // The record's header only: the store reads it from beside the key in its cache.
+    const head = this.#head;
+    const n = this.#store.getPrefix(this.#recordKey(key), head);
+    if (n < 0) return undefined;
+    checkRecord(n, head[0]!, key);
+    return this.#unlessExpired(key, decodeMeta(head));
   }
+
+  readonly #head = Buffer.alloc(PREFIX_BYTES);
 
   #live<T extends KeyMeta>(key: Buffer, decode: (raw: Buffer, key: Buffer) => T): T | undefined {
     const raw = this.#store.get(this.#recordKey(key));
     if (raw === undefined) return undefined;
-    const r = decode(raw, key);
+    return this.#unlessExpired(key, decode(raw, key));
+  }
+
+  /** `r`, or undefined when it has expired (then the key is removed). */
+  #unlessExpired<T extends KeyMeta>(key: Buffer, r: T): T | undefined {
     if (r.expireAt !== 0 && r.expireAt <= this.now()) {
       this.#remove(key, r);
       this.#events.expired(key);
@@ -345,18 +357,14 @@ export class Keyspace {
 
 const EMPTY = Buffer.alloc(0);
 
-function checkRecord(raw: Buffer, key: Buffer): void {
-  if (raw.length < 9 || raw[0]! > 1) {
-    throw new TdekvError('DATA_CORRUPTED', `the record of a key (${key.length} bytes) is damaged (${raw.length} bytes, type ${raw[0]}); run \`tdekv ctl verify\` and restore from a backup`);
+/** `length`: the record's, or its prefix's when that is shorter than the record (then ≥ 9). */
+function checkRecord(length: number, type: number, key: Buffer): void {
+  if (length < 9 || type > 1) {
+    throw new TdekvError('DATA_CORRUPTED', `the record of a key (${key.length} bytes) is damaged (${length < 9 ? `${length} bytes` : `type ${type}`}); run \`tdekv ctl verify\` and restore from a backup`);
   }
 }
 
 function decodeRecordChecked(raw: Buffer, key: Buffer): KeyRecord {
-  checkRecord(raw, key);
+  checkRecord(raw.length, raw[0]!, key);
   return decodeRecord(raw);
-}
-
-function decodeMetaChecked(raw: Buffer, key: Buffer): KeyMeta {
-  checkRecord(raw, key);
-  return decodeMeta(raw);
 }
