@@ -38,35 +38,42 @@ export class BlockBuilder {
     return this.#entries;
   }
 
-  add(internalKey: Buffer, value: Buffer): void {
+  add(internalKey: Buffer, value: Uint8Array): void {
+    this.addEntry(internalKey, internalKey.length, value, 0, value.length);
+  }
+
+  /** Appends key[0, keyLength) and value[valueStart, valueEnd): a table builder's scratch key and a memtable's slab, with no view of either. */
+  addEntry(key: Buffer, keyLength: number, value: Uint8Array, valueStart: number, valueEnd: number): void {
     if (this.#finished) throw new Error('BlockBuilder.add after finish() without reset()');
+    const internalKey = key;
     let shared = 0;
     if (this.#counter < this.#restartInterval) {
       const last = this.#lastKey;
-      const n = Math.min(this.#lastKeyLength, internalKey.length);
+      const n = Math.min(this.#lastKeyLength, keyLength);
       while (shared < n && last[shared] === internalKey[shared]) shared++;
     } else {
       this.#restarts.push(this.#sink.length);
       this.#counter = 0;
     }
-    const unshared = internalKey.length - shared;
+    const unshared = keyLength - shared;
     const sink = this.#sink;
     // Written in place rather than through ByteSink.bytes: no subarray per entry.
-    sink.reserve(3 * 8 + unshared + value.length);
+    const valueLength = valueEnd - valueStart;
+    sink.reserve(3 * 8 + unshared + valueLength);
     let at = putVarint(sink.buf, sink.length, shared);
     at = putVarint(sink.buf, at, unshared);
-    at = putVarint(sink.buf, at, value.length);
-    at += copyBytes(internalKey, shared, internalKey.length, sink.buf, at);
-    at += copyBytes(value, 0, value.length, sink.buf, at);
+    at = putVarint(sink.buf, at, valueLength);
+    at += copyBytes(internalKey, shared, keyLength, sink.buf, at);
+    at += copyBytes(value, valueStart, valueEnd, sink.buf, at);
     sink.length = at;
 
-    if (this.#lastKey.length < internalKey.length) {
-      const grown = Buffer.allocUnsafe(Math.max(internalKey.length, this.#lastKey.length * 2));
+    if (this.#lastKey.length < keyLength) {
+      const grown = Buffer.allocUnsafe(Math.max(keyLength, this.#lastKey.length * 2));
       this.#lastKey.copy(grown, 0, 0, shared);
       this.#lastKey = grown;
     }
-    copyBytes(internalKey, shared, internalKey.length, this.#lastKey, shared);
-    this.#lastKeyLength = internalKey.length;
+    copyBytes(internalKey, shared, keyLength, this.#lastKey, shared);
+    this.#lastKeyLength = keyLength;
     this.#counter++;
     this.#entries++;
   }

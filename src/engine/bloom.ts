@@ -100,12 +100,17 @@ export class BloomHashCollector {
   }
 
   add(key: Uint8Array): void {
+    this.addHash(hash32(key));
+  }
+
+  /** A key by its bloomHash, when the caller has it (a memtable node keeps its key's). */
+  addHash(hash: number): void {
     if (this.#count === this.#hashes.length) {
       const grown = new Uint32Array(this.#hashes.length * 2);
       grown.set(this.#hashes);
       this.#hashes = grown;
     }
-    this.#hashes[this.#count++] = hash32(key);
+    this.#hashes[this.#count++] = hash;
   }
 
   /** A view of the collected hashes. */

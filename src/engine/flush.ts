@@ -1,6 +1,6 @@
 import { WorkSlice, type JobContext } from './background-job.js';
 import { DropRule } from './compaction/drop-rule.js';
-import type { InternalIterator } from './iterator.js';
+import { newEntryLocation, type MemtableIterator } from './memtable.js';
 import { TableOutput } from './table-output.js';
 import type { FileMeta } from './version-edit.js';
 
@@ -11,19 +11,22 @@ import type { FileMeta } from './version-edit.js';
  * once per write. On failure the tables written so far are removed. `mem` is a Memtable, or on
  * the worker thread one the main thread shares with it (Memtable.iteratorOf).
  */
-export async function writeMemtable(ctx: JobContext, mem: { iterator(): InternalIterator }, smallestSnapshot: number): Promise<FileMeta[]> {
+export async function writeMemtable(ctx: JobContext, mem: { iterator(): MemtableIterator }, smallestSnapshot: number): Promise<FileMeta[]> {
+  // One table, never cut (a target size of Infinity): level-0 tables may overlap anyway.
   const out = new TableOutput(ctx.output, Infinity);
   const it = mem.iterator();
   const slice = new WorkSlice(() => ctx.sliceMs());
   const rule = new DropRule(smallestSnapshot);
+  // Entries are read where they lie in the memtable: no Buffer per key and value.
+  const at = newEntryLocation();
   try {
     for (it.seekToFirst(); it.valid(); it.next()) {
-      const key = it.userKey();
+      it.locate(at);
       const seq = it.seq();
       const kind = it.kind();
-      if (rule.dropsVersion(key, seq, kind)) continue;
-      if (out.needsOpen(key)) await out.open();
-      out.add(key, seq, kind, it.value());
+      if (rule.dropsVersionAt(at.keys, at.keyStart, at.keyEnd, seq, kind)) continue;
+      if (!out.opened) await out.open();
+      out.addAt(at, seq, kind);
       if (slice.due()) {
         await out.drain();
         await ctx.yieldSlice();

@@ -305,6 +305,24 @@ class SkipList {
     return this.keys.subarray(off, off + this.links[n + KLEN]!);
   }
 
+  /** Where node `n`'s key and value lie, into `at` (see EntryLocation). */
+  locate(n: number, at: EntryLocation): void {
+    const links = this.links;
+    at.keys = this.keys;
+    at.keyStart = links[n + KEY_OFF]!;
+    at.keyEnd = at.keyStart + links[n + KLEN]!;
+    const slab = links[n + SLAB]!;
+    if (slab < 0) {
+      at.values = EMPTY;
+      at.valueStart = at.valueEnd = 0;
+    } else {
+      at.values = this.slabs[slab]!;
+      at.valueStart = links[n + VALUE_OFF]!;
+      at.valueEnd = at.valueStart + links[n + VLEN]!;
+    }
+    at.hash = links[n + HASH]! >>> 0;
+  }
+
   valueOf(n: number): Buffer {
     const links = this.links;
     const slab = links[n + SLAB]!;
@@ -315,6 +333,25 @@ class SkipList {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * Where a memtable entry's bytes lie: its key is keys[keyStart, keyEnd), its value
+ * values[valueStart, valueEnd), and `hash` is its key's bloomHash (uint32). A flush reads
+ * entries this way, because a Buffer view per key and value was an eighth of its time.
+ */
+export interface EntryLocation {
+  keys: Buffer;
+  keyStart: number;
+  keyEnd: number;
+  values: Buffer;
+  valueStart: number;
+  valueEnd: number;
+  hash: number;
+}
+
+export function newEntryLocation(): EntryLocation {
+  return { keys: EMPTY, keyStart: 0, keyEnd: 0, values: EMPTY, valueStart: 0, valueEnd: 0, hash: 0 };
+}
 
 /** Key bytes at..at+3 big-endian, zero-padded, top bit flipped: signed order is bytewise order. */
 function word(key: Uint8Array, at: number): number {
@@ -598,7 +635,7 @@ export class Memtable {
     return { kind: list.kindOf(n), value: list.valueOf(n), seq: at };
   }
 
-  iterator(): InternalIterator {
+  iterator(): MemtableIterator {
     return new MemtableIterator(this.#list);
   }
 
@@ -611,7 +648,7 @@ export class Memtable {
   }
 
   /** An iterator over a memtable shared by another thread (see shared()). */
-  static iteratorOf(shared: SharedMemtable): InternalIterator {
+  static iteratorOf(shared: SharedMemtable): MemtableIterator {
     return new MemtableIterator(new SkipList(shared));
   }
 
@@ -631,7 +668,7 @@ export class Memtable {
   }
 }
 
-class MemtableIterator implements InternalIterator {
+export class MemtableIterator implements InternalIterator {
   readonly #list: SkipList;
   #node = NONE;
   /** Views of the current entry, made once: merging iterators ask for the key repeatedly. */
@@ -689,6 +726,11 @@ class MemtableIterator implements InternalIterator {
 
   value(): Buffer {
     return (this.#value ??= this.#list.valueOf(this.#at()));
+  }
+
+  /** Where the current entry's key and value lie, into `at`: userKey() and value() without the views. */
+  locate(at: EntryLocation): void {
+    this.#list.locate(this.#at(), at);
   }
 
   close(): void {

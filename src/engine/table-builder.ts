@@ -2,7 +2,7 @@ import { TdekvError } from '../errors.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { BlockBuilder } from './block-builder.js';
 import { compareBytes, copyBytes } from './compare-bytes.js';
-import { BloomHashCollector, buildBloom } from './bloom.js';
+import { BloomHashCollector, buildBloom, hash32 } from './bloom.js';
 import { MAX_SEQUENCE, TRAILER_BYTES, ValueKind, writeTrailer } from './internal-key.js';
 import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, tableLayout, type BlockHandle, type TableLayout, type TableProperties } from './table-format.js';
 
@@ -83,28 +83,36 @@ export class TableBuilder {
   }
 
   add(userKey: Buffer, seq: number, kind: ValueKind, value: Buffer): void {
+    this.addAt(userKey, 0, userKey.length, seq, kind, value, 0, value.length, -1);
+  }
+
+  /**
+   * add() of key[keyStart, keyEnd) and value[valueStart, valueEnd), read where they lie (a
+   * flush reads a memtable's arena and slabs this way, making no Buffer per entry). `hash`:
+   * the key's bloomHash if the caller has it, else -1.
+   */
+  addAt(key: Buffer, keyStart: number, keyEnd: number, seq: number, kind: ValueKind, value: Uint8Array, valueStart: number, valueEnd: number, hash: number): void {
     if (this.#state !== 'open') throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: add() after finish() or abandon()`);
     if (this.#error !== undefined) throw this.#error;
     if (!(seq >= 0 && seq <= MAX_SEQUENCE) || (kind !== ValueKind.Value && kind !== ValueKind.Deletion)) {
       throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: invalid entry (seq ${seq}, kind ${kind})`);
     }
-    const n = userKey.length;
+    const n = keyEnd - keyStart;
     let newUserKey = true;
     if (this.#entries > 0) {
-      const c = -compareBytes(this.#prev, 0, this.#prevLength - TRAILER_BYTES, userKey);
+      const c = -compareBytes(this.#prev, 0, this.#prevLength - TRAILER_BYTES, key, keyStart, keyEnd);
       if (c < 0 || (c === 0 && seq >= this.#prevSeq)) {
         throw new TdekvError('INVALID_ARGUMENT', `table ${this.#file.path}: entries must be added in internal-key order (user key ascending, sequence descending); entry ${this.#entries} (seq ${seq}) is not after the previous one (seq ${this.#prevSeq})`);
       }
       newUserKey = c !== 0;
     }
     if (this.#key.length < n + TRAILER_BYTES) this.#key = Buffer.allocUnsafe(Math.max(n + TRAILER_BYTES, this.#key.length * 2));
-    copyBytes(userKey, 0, n, this.#key, 0);
+    copyBytes(key, keyStart, keyEnd, this.#key, 0);
     writeTrailer(this.#key, n, seq, kind);
-    const ikey = this.#key.subarray(0, n + TRAILER_BYTES);
-    if (this.#entries === 0) this.#smallest = Buffer.from(ikey);
+    if (this.#entries === 0) this.#smallest = Buffer.from(this.#key.subarray(0, n + TRAILER_BYTES));
     // Versions of one key share a filter entry: the filter answers for user keys.
-    if (newUserKey) this.#hashes?.add(userKey);
-    this.#data.add(ikey, value);
+    if (newUserKey && this.#hashes) this.#hashes.addHash(hash >= 0 ? hash : hash32(key, undefined, keyStart, keyEnd));
+    this.#data.addEntry(this.#key, n + TRAILER_BYTES, value, valueStart, valueEnd);
     this.#entries++;
     if (kind === ValueKind.Deletion) this.#deletions++;
 

@@ -5,6 +5,7 @@ import type { EngineTuning } from './options.js';
 import { TableBuilder } from './table-builder.js';
 import type { FileMeta } from './version-edit.js';
 import type { ValueKind } from './internal-key.js';
+import type { EntryLocation } from './memtable.js';
 
 export interface TableOutputContext {
   /** Where tables are created (unless newTable is given) and where failed outputs are removed. */
@@ -60,6 +61,11 @@ export class TableOutput {
     return this.#builder.approximateSize >= this.#targetSize && this.#lastKey !== undefined && !userKey.equals(this.#lastKey);
   }
 
+  /** A file is open: add() may be called. */
+  get opened(): boolean {
+    return this.#builder !== undefined;
+  }
+
   async open(): Promise<void> {
     if (this.#builder) await this.#finishCurrent();
     const created = await createTableFile(this.#ctx);
@@ -72,6 +78,14 @@ export class TableOutput {
   add(userKey: Buffer, seq: number, kind: ValueKind, value: Buffer): void {
     this.#builder!.add(userKey, seq, kind, value);
     this.#lastKey = userKey;
+  }
+
+  /** add() of an entry read where it lies (see EntryLocation). */
+  addAt(e: EntryLocation, seq: number, kind: ValueKind): void {
+    const builder = this.#builder!;
+    builder.addAt(e.keys, e.keyStart, e.keyEnd, seq, kind, e.values, e.valueStart, e.valueEnd, e.hash);
+    // needsOpen compares with the last key only once the file is full: copy it only then.
+    this.#lastKey = builder.approximateSize >= this.#targetSize ? Buffer.from(e.keys.subarray(e.keyStart, e.keyEnd)) : undefined;
   }
 
   /** Backpressure: waits for the current file's queued writes. */

@@ -12,7 +12,10 @@ import { ValueKind } from '../internal-key.js';
 export class DropRule {
   readonly #smallestSnapshot: number;
   readonly #isBottommost: ((userKey: Buffer) => boolean) | undefined;
+  /** The previous entry's user key: bytes [#start, #end) of #key (none before the first entry). */
   #key: Buffer | undefined;
+  #start = 0;
+  #end = 0;
   #previousSeq = 0;
 
   /** `smallestSnapshot`: the oldest sequence a reader may read at; MAX_SEQUENCE at recovery, when no reader exists yet. */
@@ -23,12 +26,24 @@ export class DropRule {
 
   /** Call once per entry, in order; true when the entry is left out. */
   dropsVersion(userKey: Buffer, seq: number, kind: ValueKind): boolean {
+    return this.dropsVersionAt(userKey, 0, userKey.length, seq, kind);
+  }
+
+  /**
+   * dropsVersion() of the user key key[start, end), read where it lies: the bytes must stay
+   * unchanged until the next call (a flush passes a memtable's key arena).
+   */
+  dropsVersionAt(key: Buffer, start: number, end: number, seq: number, kind: ValueKind): boolean {
     const previous = this.#key;
-    const sameKey = previous !== undefined && userKey.length === previous.length && compareBytes(userKey, 0, userKey.length, previous) === 0;
-    if (!sameKey) this.#key = userKey;
+    const sameKey = previous !== undefined && end - start === this.#end - this.#start && compareBytes(key, start, end, previous, this.#start, this.#end) === 0;
+    if (!sameKey) {
+      this.#key = key;
+      this.#start = start;
+      this.#end = end;
+    }
     const previousSeq = this.#previousSeq;
     this.#previousSeq = seq;
     if (sameKey && previousSeq <= this.#smallestSnapshot) return true;
-    return kind === ValueKind.Deletion && seq <= this.#smallestSnapshot && this.#isBottommost !== undefined && this.#isBottommost(userKey);
+    return kind === ValueKind.Deletion && seq <= this.#smallestSnapshot && this.#isBottommost !== undefined && this.#isBottommost(key.subarray(start, end));
   }
 }
