@@ -139,7 +139,7 @@ describe('memtable', () => {
 
   test('keys crafted to share one index hash cannot make lookups walk them all: the index stays bounded and get stays right', () => {
     // A client may choose keys whose hash collides; here every key gets one index hash.
-    const mem = new Memtable(() => 0x7e57);
+    const mem = new Memtable({ indexHash: () => 0x7e57 });
     const model = new Map<string, { seq: number; value: string }[]>();
     let seq = 0;
     for (let i = 0; i < 3000; i++) {
@@ -170,6 +170,19 @@ describe('memtable', () => {
     assert.equal(mem.indexOverflowed, false);
     assert.ok(mem.longestIndexProbe() <= 32);
     assert.equal(mem.get(Buffer.from('user:123456'), Number.MAX_SAFE_INTEGER)?.seq, 123457);
+  });
+
+  test('a memtable sized from the previous one finds every key, and its index needs no growth', () => {
+    const first = new Memtable();
+    for (let i = 0; i < 150_000; i++) first.add(i + 1, ValueKind.Value, Buffer.from(`key-${i % 120_000}`), Buffer.from(`v${i}`));
+    assert.equal(first.distinctKeys, 120_000);
+    const next = new Memtable({ expectedKeys: first.distinctKeys });
+    const before = next.indexSlots;
+    assert.ok(before * 0.5 >= 120_000, `starts with room for the expected keys (${before} slots)`);
+    for (let i = 0; i < 120_000; i++) next.add(i + 1, ValueKind.Value, Buffer.from(`key-${i}`), Buffer.from(`w${i}`));
+    assert.equal(next.indexSlots, before, 'no rehash on the way');
+    for (let i = 0; i < 120_000; i += 997) assert.equal(next.get(Buffer.from(`key-${i}`), Number.MAX_SAFE_INTEGER)?.value.toString(), `w${i}`);
+    assert.equal(new Memtable({ expectedKeys: 1e12 }).indexSlots, 1 << 22, 'a bounded first size, whatever the previous one held');
   });
 
   test('sequence numbers past 2^32 (stored as two words) keep their order and value', () => {

@@ -704,7 +704,7 @@ export class Engine {
     await this.#syncWal();
     const old = await this.#wal.switch();
     this.#imm = this.#mem;
-    this.#mem = new Memtable();
+    this.#mem = new Memtable({ expectedKeys: this.#imm.distinctKeys });
     await old!.close();
     this.#scheduleBackgroundWork();
     if (this.#compactingOnWorker) this.#flushAlongside();
