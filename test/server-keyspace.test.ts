@@ -161,6 +161,13 @@ function check(h: Harness, model: Map<string, ModelValue>): void {
   const expected = live(model, h.now);
   for (const k of KEYS) {
     const m = expected.get(k);
+    // GET's path: the string read where it lies, a hash refused as the wrong type.
+    if (m?.type === 'hash') assert.throws(() => h.ks.readStringAt(B(k), h.ks.valueAt), WrongTypeError);
+    else {
+      const n = h.ks.readStringAt(B(k), h.ks.valueAt);
+      const at = h.ks.valueAt;
+      assert.equal(n < 0 ? undefined : at.buf.subarray(at.start, at.start + n).toString(), m?.value, `GET ${k}`);
+    }
     const r = h.ks.lookup(B(k));
     assert.equal(r?.type, m?.type, `type of ${k}`);
     if (r === undefined || m === undefined) continue;

@@ -1,6 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PREFIX_BYTES, RowCache } from '../src/server/keyspace/row-cache.js';
+import { INLINE_VALUE_BYTES, RowCache, type ValueLocation } from '../src/server/keyspace/row-cache.js';
 
 const B = (s: string): Buffer => Buffer.from(s);
 
@@ -40,19 +40,19 @@ describe('row cache', () => {
       const key = keyOf((i * 7919) % 9000);
       if (i % 3 === 0) {
         // Values shorter and longer than the prefix, and empty ones.
-        const value = i % 11 === 0 ? null : i % 13 === 0 ? Buffer.alloc(0) : Buffer.from(String(i).repeat(1 + (i % 7)));
+        // Values empty, small (inline) and past INLINE_VALUE_BYTES (held by reference).
+        const value = i % 11 === 0 ? null : i % 13 === 0 ? Buffer.alloc(0) : Buffer.from(String(i).repeat(i % 17 === 0 ? 80 : 1 + (i % 7)));
         c.set(key, value);
         model.set(key.toString('latin1'), value);
       } else {
         const want = model.get(key.toString('latin1'));
         const got = c.get(key);
         assert.equal(got === null ? 'null' : got?.toString(), want === null ? 'null' : want?.toString(), `key ${key.toString('hex')} at step ${i}`);
-        // The value's first bytes, kept beside the key, agree with the value.
-        const into = Buffer.alloc(PREFIX_BYTES, 0xee);
-        const n = c.getPrefix(key, into);
-        const wantPrefix = want === undefined ? -2 : want === null ? -1 : Math.min(want.length, PREFIX_BYTES);
-        assert.equal(n, wantPrefix, `prefix length of ${key.toString('hex')} at step ${i}`);
-        if (want) assert.deepEqual(into.subarray(0, n), want.subarray(0, PREFIX_BYTES));
+        // Where the value lies agrees with the value.
+        const at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
+        const n = c.locate(key, at);
+        assert.equal(n, want === undefined ? -2 : want === null ? -1 : want.length, `located length of ${key.toString('hex')} at step ${i}`);
+        if (want) assert.deepEqual(at.buf.subarray(at.start, at.start + n), want);
       }
     }
     assert.equal(c.entries, model.size);
@@ -79,15 +79,35 @@ describe('row cache', () => {
       const got = c.get(key);
       // A cache may forget; it must never answer with a value the key does not have.
       if (got !== undefined) assert.equal(got?.toString(), model.get(key.toString()), `key ${key.toString()} at step ${i}`);
-      const into = Buffer.alloc(PREFIX_BYTES);
-      const n = c.getPrefix(key, into);
-      if (n !== -2) assert.equal(into.subarray(0, n).toString(), model.get(key.toString()), `prefix of ${key.toString()} at step ${i}`);
+      const at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
+      const n = c.locate(key, at);
+      if (n !== -2) assert.equal(at.buf.subarray(at.start, at.start + n).toString(), model.get(key.toString()), `located ${key.toString()} at step ${i}`);
     }
     assert.ok(c.overflows > 0, 'crowded slots emptied the cache');
     assert.ok(c.entries <= 2 * 33, `no generation holds more than a probe run of one hash (${c.entries})`);
     const last = B('crafted-1');
     c.set(last, B('fresh'));
     assert.equal(c.get(last)?.toString(), 'fresh', 'what was just written is there');
+  });
+
+  test('a value handed out stays as it was when its key is overwritten, the arena grows and the generations turn', () => {
+    const c = new RowCache(256 * 1024);
+    const held: Array<[Buffer, string]> = [];
+    const big = Buffer.alloc(INLINE_VALUE_BYTES + 1, 98);
+    for (let i = 0; i < 20_000; i++) {
+      const key = B(`k${i % 50}`);
+      const value = i % 500 === 0 ? big : B(`value-${i}`);
+      c.set(key, value);
+      const got = c.get(key)!;
+      assert.equal(got.toString(), value.toString());
+      if (i % 250 === 0) held.push([got, value.toString()]);
+      const at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
+      assert.equal(c.locate(key, at), value.length);
+      assert.equal(at.buf.subarray(at.start, at.start + value.length).toString(), value.toString());
+    }
+    // Overwrites append rather than write in place: what a reply still holds cannot change.
+    for (const [buf, text] of held) assert.equal(buf.toString(), text);
+    assert.ok(c.entries <= 100);
   });
 
   test('a zero budget caches nothing', () => {

@@ -8,9 +8,11 @@ import { expireAtFrom, expiryUnit, needValue } from './expiry-args.js';
 const MAX_STRING = 512 * 1024 * 1024;
 
 function get(ctx: CommandContext, args: Buffer[]): void {
-  const v = ctx.ks.getString(args[1]!);
-  if (v === undefined) ctx.out.nullBulk();
-  else ctx.out.bulk(v);
+  // Copied into the reply from where it lies: no Buffer for the value.
+  const at = ctx.ks.valueAt;
+  const n = ctx.ks.readStringAt(args[1]!, at);
+  if (n < 0) ctx.out.nullBulk();
+  else ctx.out.bulkAt(at.buf, at.start, n);
 }
 
 function set(ctx: CommandContext, args: Buffer[]): void {

@@ -1,6 +1,6 @@
 import type { Engine } from '../../engine/engine.js';
 import type { BatchOp } from '../../engine/types.js';
-import { PREFIX_BYTES, RowCache } from './row-cache.js';
+import { RowCache, type ValueLocation } from './row-cache.js';
 
 /** A pending write: the value, or null for a delete, and the batch that carries it. */
 interface Pending {
@@ -78,22 +78,22 @@ export class BatchingStore {
   }
 
   /**
-   * get(key), but only the value's first bytes, copied into `into` (PREFIX_BYTES long): their
-   * number (the value's length when shorter), or -1 when the key is absent. A cached key's
-   * prefix is read without touching its value.
+   * get(key) without a Buffer for a cached value: where the value's bytes lie, into `at`
+   * (read them before the next write to the store). The value's length, or -1 when the key
+   * is absent. A cached small value is read beside its key in the row cache.
    */
-  getPrefix(key: Buffer, into: Uint8Array): number {
+  locate(key: Buffer, at: ValueLocation): number {
     if (this.#overlay.size > 0) {
       const p = this.#overlay.get(this.#mapKey(key));
-      if (p !== undefined) return copyPrefix(p.value, into);
+      if (p !== undefined) return locateBuffer(p.value, at);
     }
     if (this.cache.enabled) {
-      const n = this.cache.getPrefix(key, into);
+      const n = this.cache.locate(key, at);
       if (n !== -2) return n;
     }
     const value = this.#fromEngine(key);
     if (this.cache.enabled) this.cache.set(key, value ?? null);
-    return copyPrefix(value ?? null, into);
+    return locateBuffer(value ?? null, at);
   }
 
   /** latin1(key), remembered for the last Buffer: a read and a write of one record share it. */
@@ -226,9 +226,9 @@ export class BatchingStore {
   }
 }
 
-function copyPrefix(value: Buffer | null, into: Uint8Array): number {
+function locateBuffer(value: Buffer | null, at: ValueLocation): number {
   if (value === null) return -1;
-  const n = Math.min(value.length, PREFIX_BYTES);
-  for (let i = 0; i < n; i++) into[i] = value[i]!;
-  return n;
+  at.buf = value;
+  at.start = 0;
+  return value.length;
 }

@@ -1,8 +1,8 @@
 import { TdekvError } from '../../errors.js';
 import type { BatchingStore } from './batching-store.js';
 import { RECORD_RANGE, STATS_KEY, decodeExpiryKey, expiryKey, expiryRangeUntil, fieldKey, fieldOf, fieldRange, recordKey, recordRangeWithPrefix, userKeyOf } from './key-codec.js';
-import { decodeMeta, decodeRecord, encodeRecord, type KeyRecord } from './record.js';
-import { PREFIX_BYTES } from './row-cache.js';
+import { RECORD_HEADER_BYTES, decodeMetaAt, decodeRecord, encodeRecord, type KeyRecord } from './record.js';
+import type { ValueLocation } from './row-cache.js';
 
 /** Thrown by typed accessors; the command layer turns it into Redis's WRONGTYPE reply. */
 export class WrongTypeError extends Error {
@@ -101,15 +101,38 @@ export class Keyspace {
    * which then makes no view of the old value.
    */
   lookupMeta(key: Buffer): KeyMeta | undefined {
-    // The record's header only: the store reads it from beside the key in its cache.
-    const head = this.#head;
-    const n = this.#store.getPrefix(this.#recordKey(key), head);
+    // The record's header only, read where it lies (beside the key, in the row cache).
+    const at = this.#at;
+    const n = this.#store.locate(this.#recordKey(key), at);
     if (n < 0) return undefined;
-    checkRecord(n, head[0]!, key);
-    return this.#unlessExpired(key, decodeMeta(head));
+    checkRecord(n, at.buf[at.start]!, key);
+    return this.#unlessExpired(key, decodeMetaAt(at.buf, at.start));
   }
 
-  readonly #head = Buffer.alloc(PREFIX_BYTES);
+  /**
+   * getString(key) for a reply (GET): where the string's bytes lie, into `at`, read before
+   * the next write to the keyspace; its length, or -1 when there is no such key. A counted
+   * read; WrongTypeError for a hash. No Buffer is made for the value.
+   */
+  readStringAt(key: Buffer, at: ValueLocation): number {
+    const n = this.#store.locate(this.#recordKey(key), at);
+    if (n >= 0) {
+      checkRecord(n, at.buf[at.start]!, key);
+      const meta = this.#unlessExpired(key, decodeMetaAt(at.buf, at.start));
+      if (meta !== undefined) {
+        this.#events.read(true);
+        if (meta.type !== 'string') throw new WrongTypeError();
+        at.start += RECORD_HEADER_BYTES;
+        return n - RECORD_HEADER_BYTES;
+      }
+    }
+    this.#events.read(false);
+    return -1;
+  }
+
+  readonly #at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
+  /** A location for readStringAt's callers to reuse. */
+  readonly valueAt: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
 
   #live<T extends KeyMeta>(key: Buffer, decode: (raw: Buffer, key: Buffer) => T): T | undefined {
     const raw = this.#store.get(this.#recordKey(key));

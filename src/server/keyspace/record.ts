@@ -12,7 +12,9 @@ export type KeyRecord =
 
 const TYPE_STRING = 0;
 const TYPE_HASH = 1;
-const HEADER = 9;
+/** Bytes before a record's payload (a string's value). */
+export const RECORD_HEADER_BYTES = 9;
+const HEADER = RECORD_HEADER_BYTES;
 
 export function encodeRecord(r: KeyRecord): Buffer {
   const payload = r.type === 'string' ? r.value.length : 4;
@@ -27,7 +29,12 @@ export function encodeRecord(r: KeyRecord): Buffer {
 
 /** A record's type and expiry, without a view of its value. */
 export function decodeMeta(b: Buffer): Pick<KeyRecord, 'type' | 'expireAt'> {
-  return { type: b[0] === TYPE_HASH ? 'hash' : 'string', expireAt: b.readUInt32BE(1) * 0x1_0000_0000 + b.readUInt32BE(5) };
+  return decodeMetaAt(b, 0);
+}
+
+/** decodeMeta() of the record that starts at b[start]. */
+export function decodeMetaAt(b: Buffer, start: number): Pick<KeyRecord, 'type' | 'expireAt'> {
+  return { type: b[start] === TYPE_HASH ? 'hash' : 'string', expireAt: b.readUInt32BE(start + 1) * 0x1_0000_0000 + b.readUInt32BE(start + 5) };
 }
 
 export function decodeRecord(b: Buffer): KeyRecord {

@@ -1,5 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { hash32 } from '../../engine/bloom.js';
+import { copyBytes } from '../../engine/compare-bytes.js';
+import { bufferView } from '../../util/buffer-view.js';
 
 /**
  * Recently read and written engine entries, by key: RocksDB's row cache. A hot key is then
@@ -29,34 +31,51 @@ const INITIAL_SLOTS = 1 << 10;
 const SEED = randomInt(0x1_0000_0000 - 1);
 const MAX_PROBE = 32;
 /**
- * The first bytes of each value are kept beside its key: a caller that needs only a value's
- * start (SET needs the type and expiry of the record it replaces) then reads the line the key
- * comparison just loaded, not the value's Buffer object and its bytes (two or three cache
- * misses, 9 % of a pipelined SET).
+ * Values up to this size are copied into the arena right after their key, so a hit reads
+ * the line(s) the key comparison just loaded instead of the value's Buffer object and then
+ * its bytes elsewhere in the heap (two more cache misses: a third of a pipelined GET).
+ * Bigger values stay Buffers, held by reference.
  */
-export const PREFIX_BYTES = 16;
+export const INLINE_VALUE_BYTES = 256;
 /** Words per entry in a generation's refs. */
 const REF = 4;
+/** refs value-offset word: the key is known to be absent. */
+const ABSENT = -1;
+/** refs value-offset word: the value is a Buffer in #big. */
+const BIG = -2;
+
+/** Where a cached value's bytes are: buf[start, start + length). Filled by locate(). */
+export interface ValueLocation {
+  buf: Buffer;
+  start: number;
+}
 
 class Generation {
   /** Per slot [entry + 1 (0 = empty), hash32 of its key]; half full at most. */
   #slots = new Int32Array(INITIAL_SLOTS * 2);
   #slotBits = 10;
   /**
-   * Per entry [arena offset, key length, prefix length (-1: the value is null), value length], side by side
-   * so that a lookup misses the CPU cache once for them, not once per field. The arena holds
-   * the key's bytes, then PREFIX_BYTES reserved for the value's first bytes.
+   * Per entry [key offset, key length, value offset (ABSENT, BIG), value length], side by
+   * side so that a lookup misses the CPU cache once for them, not once per field. Offsets
+   * are into the arena.
    */
   #refs = new Int32Array((INITIAL_SLOTS / 2) * REF);
+  /**
+   * Keys and small values, appended. A value is never overwritten in place: callers may hold
+   * views of it (get()), so a new value of a key is appended and the old bytes stay until
+   * the generation is dropped; `bytes` counts them.
+   */
   #arena = Buffer.allocUnsafe(16 * 1024);
   #arenaUsed = 0;
-  #values: Array<Buffer | null> = [];
+  /** Values bigger than INLINE_VALUE_BYTES, by entry. */
+  #big: Array<Buffer | undefined> = [];
+  #entries = 0;
   bytes = 0;
   /** An entry would sit further than MAX_PROBE from its home slot: the caller must drop this generation. */
   overflowed = false;
 
   get size(): number {
-    return this.#values.length;
+    return this.#entries;
   }
 
   /** The entry holding `key`, or -1. */
@@ -72,57 +91,76 @@ class Generation {
     return -1;
   }
 
+  /** Entry `e`'s value (a view of the arena for a small one), or null for a known absence. */
   value(e: number): Buffer | null {
-    return this.#values[e]!;
+    const refs = this.#refs;
+    const off = refs[e * REF + 2]!;
+    if (off === ABSENT) return null;
+    if (off === BIG) return this.#big[e]!;
+    return bufferView(this.#arena, off, off + refs[e * REF + 3]!);
   }
 
-  /** Copies entry `e`'s value prefix into `into` (PREFIX_BYTES long); its length, or -1 for a null value. */
-  prefix(e: number, into: Uint8Array): number {
+  /** Where entry `e`'s value lies, into `at`: its length, or -1 for a known absence. */
+  locate(e: number, at: ValueLocation): number {
     const refs = this.#refs;
-    const len = refs[e * REF + 2]!;
-    const from = refs[e * REF]! + refs[e * REF + 1]!;
-    const arena = this.#arena;
-    for (let i = 0; i < len; i++) into[i] = arena[from + i]!;
-    return len;
-  }
-
-  #setPrefix(e: number, value: Buffer | null): void {
-    const refs = this.#refs;
-    const len = value === null ? -1 : Math.min(value.length, PREFIX_BYTES);
-    refs[e * REF + 2] = len;
-    refs[e * REF + 3] = value?.length ?? 0;
-    const arena = this.#arena;
-    const to = refs[e * REF]! + refs[e * REF + 1]!;
-    for (let i = 0; i < len; i++) arena[to + i] = value![i]!;
+    const off = refs[e * REF + 2]!;
+    if (off === ABSENT) return -1;
+    if (off === BIG) {
+      at.buf = this.#big[e]!;
+      at.start = 0;
+    } else {
+      at.buf = this.#arena;
+      at.start = off;
+    }
+    return refs[e * REF + 3]!;
   }
 
   /** Sets `key` to `value` (replacing the value of an entry already here). */
   put(key: Uint8Array, hash: number, value: Buffer | null): void {
-    const e = this.find(key, hash);
-    if (e >= 0) {
+    let e = this.find(key, hash);
+    if (e < 0) {
+      e = this.#entries++;
+      if (e * REF + REF > this.#refs.length) this.#refs = grow(this.#refs);
+      const at = this.#append(key, 0, key.length);
+      this.#refs[e * REF] = at;
+      this.#refs[e * REF + 1] = key.length;
+      this.bytes += key.length + ENTRY_OVERHEAD;
+      if ((e + 1) * 4 > this.#slots.length) this.#growSlots();
+      this.#place(e, hash);
+    } else if (this.#refs[e * REF + 2] === BIG) {
       // The old length from refs: reading it from the old Buffer was a cache miss per SET.
-      this.bytes += (value?.length ?? 0) - this.#refs[e * REF + 3]!;
-      this.#values[e] = value;
-      this.#setPrefix(e, value);
-      return;
+      this.bytes -= this.#refs[e * REF + 3]!;
+      this.#big[e] = undefined;
     }
-    const n = this.#values.length;
-    if ((n + 1) * REF > this.#refs.length) this.#refs = grow(this.#refs);
-    const room = key.length + PREFIX_BYTES;
-    if (this.#arenaUsed + room > this.#arena.length) {
-      const arena = Buffer.allocUnsafe(Math.max(this.#arena.length * 2, this.#arenaUsed + room));
+    const refs = this.#refs;
+    if (value === null) {
+      refs[e * REF + 2] = ABSENT;
+      refs[e * REF + 3] = 0;
+    } else if (value.length > INLINE_VALUE_BYTES) {
+      this.#big[e] = value;
+      refs[e * REF + 2] = BIG;
+      refs[e * REF + 3] = value.length;
+      this.bytes += value.length;
+    } else {
+      refs[e * REF + 2] = this.#append(value, 0, value.length);
+      refs[e * REF + 3] = value.length;
+      this.bytes += value.length;
+    }
+  }
+
+  /** Appends src[start, end) to the arena; returns its offset there. */
+  #append(src: Uint8Array, start: number, end: number): number {
+    const n = end - start;
+    if (this.#arenaUsed + n > this.#arena.length) {
+      // A new arena: views of the old one stay valid, and nothing writes to it again.
+      const arena = Buffer.allocUnsafe(Math.max(this.#arena.length * 2, this.#arenaUsed + n));
       this.#arena.copy(arena, 0, 0, this.#arenaUsed);
       this.#arena = arena;
     }
-    this.#arena.set(key, this.#arenaUsed);
-    this.#refs[n * REF] = this.#arenaUsed;
-    this.#refs[n * REF + 1] = key.length;
-    this.#arenaUsed += room;
-    this.#values.push(value);
-    this.#setPrefix(n, value);
-    this.bytes += key.length + (value?.length ?? 0) + ENTRY_OVERHEAD;
-    if ((n + 1) * 4 > this.#slots.length) this.#growSlots();
-    this.#place(n, hash);
+    const at = this.#arenaUsed;
+    copyBytes(src, start, end, this.#arena, at);
+    this.#arenaUsed = at + n;
+    return at;
   }
 
   #slotOf(hash: number): number {
@@ -205,16 +243,17 @@ export class RowCache {
   }
 
   /**
-   * get(key), but only the value's first bytes, copied into `into` (PREFIX_BYTES long):
-   * their number (the value's length when shorter), -1 when the key is known absent, -2 when
+   * get(key) without a Buffer: where the cached value's bytes lie, into `at` (valid until
+   * the caller's next call that may write: the bytes are never overwritten, but the
+   * location object is reused). The value's length, -1 when the key is known absent, -2 when
    * it is not cached.
    */
-  getPrefix(key: Uint8Array, into: Uint8Array): number {
+  locate(key: Uint8Array, at: ValueLocation): number {
     const hash = this.#hash(key) | 0;
     const young = this.#young.find(key, hash);
     if (young >= 0) {
       this.hits++;
-      return this.#young.prefix(young, into);
+      return this.#young.locate(young, at);
     }
     const e = this.#old.find(key, hash);
     if (e < 0) {
@@ -222,8 +261,9 @@ export class RowCache {
       return -2;
     }
     this.hits++;
-    // Read before the copy back: that may turn the young generation into the old one.
-    const n = this.#old.prefix(e, into);
+    // Located before the copy back, which may turn the young generation into the old one
+    // (the bytes located stay where they are).
+    const n = this.#old.locate(e, at);
     this.#put(key, hash, this.#old.value(e));
     return n;
   }

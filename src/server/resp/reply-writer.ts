@@ -161,6 +161,23 @@ export class ReplyWriter {
     this.#bulkBuffer(b);
   }
 
+  /** A bulk of buf[start, start + length), with no view of it unless it is big (then by reference, as bulk()). */
+  bulkAt(buf: Buffer, start: number, length: number): void {
+    if (length > BIG_BULK) {
+      this.#bulkBuffer(buf.subarray(start, start + length));
+      return;
+    }
+    this.#ensure(length + MAX_HEADER + 2);
+    this.#header(DOLLAR, length);
+    const out = this.#buf;
+    const at = this.#len;
+    // Buffer#copy's call costs more than a loop over a short value.
+    if (length <= 64) for (let i = 0; i < length; i++) out[at + i] = buf[start + i]!;
+    else buf.copy(out, at, start, start + length);
+    this.#len = at + length;
+    this.#crlf();
+  }
+
   nullBulk(): void {
     if (this.proto === 3) this.#null();
     else this.#header(DOLLAR, -1);
