@@ -145,6 +145,7 @@ describe('server metrics', () => {
     stats.protocolErrors = 1;
     stats.keys = () => 42;
     stats.expires = () => 6;
+    stats.rowCache = () => ({ hits: 11, misses: 3, overflows: 2, entries: 8 });
     const registry = createMetricsRegistry({ env: fx.managed.env, server: stats });
     const s = await scrape(registry);
     assert.equal(sampleOf(s, 'tdekv_server_connected_clients'), 3);
@@ -165,6 +166,10 @@ describe('server metrics', () => {
     assert.equal(sampleOf(s, 'tdekv_server_protocol_errors_total'), 1);
     assert.equal(sampleOf(s, 'tdekv_server_keys'), 42);
     assert.equal(sampleOf(s, 'tdekv_server_expiring_keys'), 6);
+    assert.equal(sampleOf(s, 'tdekv_server_row_cache_hits_total'), 11);
+    assert.equal(sampleOf(s, 'tdekv_server_row_cache_misses_total'), 3);
+    assert.equal(sampleOf(s, 'tdekv_server_row_cache_overflows_total'), 2);
+    assert.equal(sampleOf(s, 'tdekv_server_row_cache_entries'), 8);
     assert.ok(sampleOf(s, 'tdekv_server_uptime_seconds') >= 0);
 
     stats.command('get').calls += 1;

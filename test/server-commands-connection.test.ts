@@ -316,6 +316,20 @@ test('INFO stats counts keyspace hits and misses', async () => {
   assert.ok(delta('total_commands_processed') >= 6);
 });
 
+test('INFO stats counts row cache hits and misses, absences included', tdekvOnly(), async () => {
+  const stats = async (): Promise<Map<string, string>> => parseInfo((await c.call('INFO', 'stats')) as string).get('stats')!;
+  await c.call('SET', 'rc-k', 'v');
+  const before = await stats();
+  await c.call('GET', 'rc-k'); // written through the cache: a hit
+  await c.call('GET', 'rc-never-written'); // a miss, then cached as absent
+  await c.call('GET', 'rc-never-written'); // the cached absence: a hit
+  const after = await stats();
+  const delta = (name: string): number => Number(after.get(name)) - Number(before.get(name));
+  assert.equal(delta('row_cache_hits'), 2);
+  assert.equal(delta('row_cache_misses'), 1);
+  assert.equal(after.get('row_cache_overflows'), '0');
+});
+
 test('INFO has an Encryption section', tdekvOnly(), async () => {
   const all = parseInfo((await c.call('INFO')) as string);
   assert.equal(all.get('encryption')?.get('encryption_method'), 'aes256-ctr');

@@ -36,6 +36,16 @@ export interface ServerCounters {
   clientBuffers(): { memory: number };
   keys(): number;
   expires(): number;
+  /** The row cache's counters (`[storage] row-cache-size`). */
+  rowCache(): RowCacheCounters;
+}
+
+export interface RowCacheCounters {
+  readonly hits: number;
+  readonly misses: number;
+  /** Times keys crowding one slot run (crafted to collide) made the cache empty itself. */
+  readonly overflows: number;
+  readonly entries: number;
 }
 
 /** Registers the Redis-protocol server's metrics, read from the counters it bumps. */
@@ -96,4 +106,8 @@ export function registerServerMetrics(registry: Registry, stats: ServerCounters,
   counter('tdekv_server_query_buffer_limit_disconnections_total', 'Clients disconnected for going over client-query-buffer-limit', () => stats.queryBufferLimitDisconnections);
   counter('tdekv_server_output_buffer_limit_disconnections_total', 'Clients disconnected for going over client-output-buffer-limit', () => stats.outputBufferLimitDisconnections);
   counter('tdekv_server_protocol_errors_total', 'Malformed requests (the connection is closed)', () => stats.protocolErrors);
+  counter('tdekv_server_row_cache_hits_total', 'Record lookups the row cache answered', () => stats.rowCache().hits);
+  counter('tdekv_server_row_cache_misses_total', 'Record lookups the row cache sent to the engine', () => stats.rowCache().misses);
+  counter('tdekv_server_row_cache_overflows_total', 'Times the row cache emptied itself because keys crowded one slot run (keys crafted to collide)', () => stats.rowCache().overflows);
+  gauge('tdekv_server_row_cache_entries', 'Keys (present or known absent) the row cache holds', () => stats.rowCache().entries);
 }

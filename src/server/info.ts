@@ -121,6 +121,10 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['client_query_buffer_limit_disconnections', s.queryBufferLimitDisconnections],
         ['client_output_buffer_limit_disconnections', s.outputBufferLimitDisconnections],
         ['acl_access_denied_auth', s.authFailures],
+        // Not Redis's: the row cache in front of the engine ([storage] row-cache-size).
+        ['row_cache_hits', s.rowCache().hits],
+        ['row_cache_misses', s.rowCache().misses],
+        ['row_cache_overflows', s.rowCache().overflows],
       ];
     case 'replication':
       return [

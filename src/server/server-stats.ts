@@ -1,4 +1,4 @@
-import type { CommandCounters, ServerCounters } from '../metrics/server-metrics.js';
+import type { CommandCounters, RowCacheCounters, ServerCounters } from '../metrics/server-metrics.js';
 
 /**
  * Plain counters the server bumps on its hot path. Metrics (`src/metrics/`) and INFO read
@@ -40,6 +40,8 @@ export class ServerStats implements ServerCounters {
   /** Set by the server: current key and expiring-key counts (DBSIZE, INFO keyspace). */
   keys: () => number = () => 0;
   expires: () => number = () => 0;
+  /** Set by the server: its row cache (the RowCache itself has these fields). */
+  rowCache: () => RowCacheCounters = () => ({ hits: 0, misses: 0, overflows: 0, entries: 0 });
 
   command(name: string): CommandStat {
     let s = this.commands.get(name);

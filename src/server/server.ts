@@ -142,6 +142,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.stats.clientBuffers = () => this.#clientBuffers();
     this.stats.keys = () => this.#ks.keyCount;
     this.stats.expires = () => this.#ks.expiresCount;
+    this.stats.rowCache = () => this.#store.cache;
   }
 
   /** Opens the data dir and starts listening; resolves once both ports accept connections. */
