@@ -129,6 +129,51 @@ describe('WAL sync', () => {
     }
   });
 
+  test('syncAppendedWal fsyncs beside the write queue: writes made meanwhile do not wait for it', async () => {
+    const db = await open();
+    try {
+      await db.engine.write([{ type: 'put', key: b('before'), value: b('v') }]);
+      const ops = await walOpsDuring(async () => {
+        const order: string[] = [];
+        const synced = db.engine.syncAppendedWal().then(() => order.push('sync'));
+        // A second call while the first runs joins it: one fsync.
+        const joined = db.engine.syncAppendedWal().then(() => order.push('sync'));
+        const writes = Array.from({ length: 20 }, (_, i) => db.engine.write([{ type: 'put', key: b(`during${i}`), value: b('v') }]).then(() => order.push('write')));
+        await Promise.all([synced, joined, ...writes]);
+        // In the queue (syncWal), every write queued after the sync waited for its fsync.
+        assert.deepEqual(order, [...Array(20).fill('write'), 'sync', 'sync']);
+      });
+      assert.equal(syncs(ops), 1, `one fsync for both calls: ${ops.join(', ')}`);
+      for (let i = 0; i < 20; i++) assert.equal(db.engine.getSync(b(`during${i}`))?.toString(), 'v');
+    } finally {
+      await db.close();
+    }
+  });
+
+  test('syncAppendedWal beside a WAL switch and a close: both finish, nothing is lost, and a failed fsync still refuses writes', async () => {
+    const dir = `${root}/db-${++n}`;
+    installSeam();
+    let db = await openTestDb(dir, keyPath);
+    await db.engine.write([{ type: 'put', key: b('a'), value: b('1') }]);
+    // The flush switches to a new WAL and closes the old one while its fsync may be running.
+    await Promise.all([db.engine.syncAppendedWal(), db.engine.flush(), db.engine.write([{ type: 'put', key: b('b'), value: b('2') }])]);
+    await db.engine.write([{ type: 'put', key: b('c'), value: b('3') }]);
+    const closing = db.engine.syncAppendedWal();
+    await db.close();
+    await closing;
+    db = await openTestDb(dir, keyPath);
+    try {
+      for (const [k, v] of [['a', '1'], ['b', '2'], ['c', '3']]) assert.equal(db.engine.getSync(b(k!))?.toString(), v);
+      current = (op, path) => (isWal(path) && op === 'fh.datasync' ? 'EIO' : undefined);
+      await assert.rejects(db.engine.syncAppendedWal(), /EIO/);
+      current = () => undefined;
+      await assert.rejects(db.engine.write([{ type: 'put', key: b('d'), value: b('4') }]), /fsync of the write-ahead log .*\.log failed/);
+    } finally {
+      current = () => undefined;
+      await db.close();
+    }
+  });
+
   test('the server fsyncs on the thread pool unless [engine] wal-sync says otherwise; INFO persistence says which', async () => {
     for (const [settings, want] of [[{}, 'thread-pool'], [{ engine: { 'wal-sync': 'inline' } }, 'inline']] as const) {
       const server = await startTdekv({ settings });

@@ -117,17 +117,25 @@ export class EncryptedWritableFile {
    */
   async sync(options?: { inline?: boolean }): Promise<void> {
     this.#check();
-    if (options?.inline === true && this.#pendingBytes === 0 && this.#inFlight.size === 0 && !this.#syncDir) {
+    if (options?.inline === true && this.#pendingBytes === 0 && this.#inFlight.size === 0 && !this.#syncDir && !this.#dirSynced) {
       fileIo.fdatasyncSync(this.#fh.fd);
       return;
     }
     await this.flush();
     await this.#fh.datasync();
+    // Syncs may overlap (the engine's syncAppendedWal runs beside the write queue's): each
+    // waits for the one directory sync, so none returns before the file's name is durable.
     if (this.#syncDir) {
-      await this.#syncDir();
+      this.#dirSynced = this.#syncDir().then(() => {
+        this.#dirSynced = undefined;
+      });
       this.#syncDir = undefined;
     }
+    if (this.#dirSynced) await this.#dirSynced;
   }
+
+  /** The directory sync in progress (a failed one stays, so every later sync fails too). */
+  #dirSynced: Promise<void> | undefined;
 
   async close(): Promise<void> {
     if (this.#closed) return;
