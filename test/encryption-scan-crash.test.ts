@@ -112,7 +112,7 @@ test(`encryption scan: SIGKILL at ${KILLS} random moments; each restart resumes 
   }
 });
 
-test('encryption scan: every percentage shown within a step is already saved, so a restart cannot show less', async (t) => {
+test('encryption scan: every percentage shown within a step is already saved, so a restart cannot show less', { timeout: 180_000 }, async (t) => {
   const { dataDir, plain } = await plaintextDatabase(t, 'tdekv-scan-shown-', 30_000);
   // Slow, so that the percentage moves many times within each step before the step is installed.
   const enc = { ...plain, dataEncryptionMethod: 'aes256-ctr' as const, scanRateLimit: 128 * 1024 };
@@ -128,8 +128,11 @@ test('encryption scan: every percentage shown within a step is already saved, so
     t.after(() => clearInterval(alive));
     await new Promise<void>((resolve) => {
       lifecycle.on('progress', (s) => {
-        shownMax = Math.max(shownMax, s.percentComplete);
         const shown = s.percentComplete;
+        // The end of the scan ends the wait too: on a loaded machine the scan may show fewer
+        // than five percentages within its steps, and waiting for a fifth would never end.
+        if (shown >= 100) return resolve();
+        shownMax = Math.max(shownMax, shown);
         // Read at once: what a SIGKILL now would leave for the restart.
         checks.push(
           readLifecycleRecord(managed.env.metaDir, mac).then(({ record }) => {
@@ -141,7 +144,7 @@ test('encryption scan: every percentage shown within a step is already saved, so
       });
     });
     await Promise.all(checks);
-    assert.ok(shownMax > 0 && shownMax < 100, `the events came from within the scan (${shownMax}%)`);
+    assert.ok(checks.length >= 2 && shownMax > 0, `${checks.length} percentages shown within the scan (up to ${shownMax}%): too few to test`);
   } finally {
     await lifecycle.close();
     await engine.close();

@@ -46,6 +46,31 @@ describe('write pressure in-process', () => {
     }
   });
 
+  it('a write that only yields to a pending flush is not counted as a slowdown (those wait 1 ms)', async () => {
+    const key = await writeKeyFile(root);
+    const db = await openTestDb(root, key.path, {
+      dataDir: `${root}/yields`,
+      tuning: { ...SMALL_TUNING, writeBufferSize: 1 << 20, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 },
+      backgroundThread: false,
+    });
+    try {
+      const value = Buffer.alloc(100, 0x61);
+      const batch = (i: number) => Array.from({ length: 100 }, (_, j) => ({ type: 'put' as const, key: b(`y${String(i * 100 + j).padStart(8, '0')}`), value }));
+      let i = 0;
+      while (!db.engine.stats().immutableMemtable) await db.engine.write(batch(i++));
+      const before = db.engine.stats().writeSlowdowns;
+      let whilePending = 0;
+      for (let k = 0; k < 5; k++) {
+        if (db.engine.stats().immutableMemtable) whilePending++;
+        await db.engine.write(batch(i++));
+      }
+      assert.ok(whilePending > 0, 'the flush finished before any write: the test did not run');
+      assert.equal(db.engine.stats().writeSlowdowns, before, `${whilePending} writes beside a pending flush, a nearly empty memtable`);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a loop of awaited batches over many memtables does not stop for each flush', async () => {
     const key = await writeKeyFile(root);
     // 2 MiB memtables: filling one takes many batches. Level 0 triggers out of reach: this test is about the memtable, not level 0.
