@@ -17,13 +17,18 @@ describe('write pressure in-process', () => {
   });
   after(async () => cleanup(root));
 
-  it('with the worker thread too: a full memtable grows while the last one is flushed, 1 ms per write, rather than stopping', async () => {
+  /** An engine whose memtables hold `writeBufferSize` bytes, with level-0 triggers out of reach: these tests are about the memtable. */
+  async function openDb(dataDir: string, writeBufferSize: number, backgroundThread: boolean) {
     const key = await writeKeyFile(root);
-    const db = await openTestDb(root, key.path, {
-      dataDir: `${root}/worker`,
-      tuning: { ...SMALL_TUNING, writeBufferSize: 2 << 20, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 },
-      backgroundThread: true,
+    return openTestDb(root, key.path, {
+      dataDir: `${root}/${dataDir}`,
+      tuning: { ...SMALL_TUNING, writeBufferSize, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 },
+      backgroundThread,
     });
+  }
+
+  it('with the worker thread too: a full memtable grows while the last one is flushed, 1 ms per write, rather than stopping', async () => {
+    const db = await openDb('worker', 2 << 20, true);
     try {
       await db.engine.startBackgroundThread();
       const value = Buffer.alloc(100, 0x61);
@@ -47,12 +52,7 @@ describe('write pressure in-process', () => {
   });
 
   it('a write that only yields to a pending flush is not counted as a slowdown (those wait 1 ms)', async () => {
-    const key = await writeKeyFile(root);
-    const db = await openTestDb(root, key.path, {
-      dataDir: `${root}/yields`,
-      tuning: { ...SMALL_TUNING, writeBufferSize: 1 << 20, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 },
-      backgroundThread: false,
-    });
+    const db = await openDb('yields', 1 << 20, false);
     try {
       const value = Buffer.alloc(100, 0x61);
       const batch = (i: number) => Array.from({ length: 100 }, (_, j) => ({ type: 'put' as const, key: b(`y${String(i * 100 + j).padStart(8, '0')}`), value }));
@@ -72,9 +72,8 @@ describe('write pressure in-process', () => {
   });
 
   it('a loop of awaited batches over many memtables does not stop for each flush', async () => {
-    const key = await writeKeyFile(root);
-    // 2 MiB memtables: filling one takes many batches. Level 0 triggers out of reach: this test is about the memtable, not level 0.
-    const db = await openTestDb(root, key.path, { tuning: { ...SMALL_TUNING, writeBufferSize: 2 << 20, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 }, backgroundThread: false });
+    // 2 MiB memtables: filling one takes many batches.
+    const db = await openDb('in-process', 2 << 20, false);
     try {
       const value = Buffer.alloc(100, 0x61);
       for (let i = 0; i < 2400; i++) {
