@@ -1,6 +1,6 @@
 import type { Engine } from '../../engine/engine.js';
 import type { BatchOp } from '../../engine/types.js';
-import { RowCache, type ValueLocation } from './row-cache.js';
+import { RowCache, bufferAt, type ValueLocation } from './row-cache.js';
 
 /** A pending write: the value, or null for a delete, and the batch that carries it. */
 interface Pending {
@@ -65,17 +65,12 @@ export class BatchingStore {
   }
 
   get(key: Buffer): Buffer | undefined {
-    if (this.#overlay.size > 0) {
-      const p = this.#overlay.get(this.#mapKey(key));
-      if (p !== undefined) return p.value ?? undefined;
-    }
-    if (!this.cache.enabled) return this.#fromEngine(key);
-    const cached = this.cache.get(key);
-    if (cached !== undefined) return cached ?? undefined;
-    const value = this.#fromEngine(key);
-    this.cache.set(key, value ?? null);
-    return value;
+    const at = this.#at;
+    const n = this.locate(key, at);
+    return n < 0 ? undefined : bufferAt(at, n);
   }
+
+  readonly #at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
 
   /**
    * get(key) without a Buffer for a cached value: where the value's bytes lie, into `at`

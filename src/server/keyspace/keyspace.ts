@@ -101,12 +101,7 @@ export class Keyspace {
    * which then makes no view of the old value.
    */
   lookupMeta(key: Buffer): KeyMeta | undefined {
-    // The record's header only, read where it lies (beside the key, in the row cache).
-    const at = this.#at;
-    const n = this.#store.locate(this.#recordKey(key), at);
-    if (n < 0) return undefined;
-    checkRecord(n, at.buf[at.start]!, key);
-    return this.#unlessExpired(key, decodeMetaAt(at.buf, at.start));
+    return this.#locateRecord(key, this.#at);
   }
 
   /**
@@ -115,21 +110,27 @@ export class Keyspace {
    * read; WrongTypeError for a hash. No Buffer is made for the value.
    */
   readStringAt(key: Buffer, at: ValueLocation): number {
-    const n = this.#store.locate(this.#recordKey(key), at);
-    if (n >= 0) {
-      checkRecord(n, at.buf[at.start]!, key);
-      const meta = this.#unlessExpired(key, decodeMetaAt(at.buf, at.start));
-      if (meta !== undefined) {
-        this.#events.read(true);
-        if (meta.type !== 'string') throw new WrongTypeError();
-        at.start += RECORD_HEADER_BYTES;
-        return n - RECORD_HEADER_BYTES;
-      }
-    }
-    this.#events.read(false);
-    return -1;
+    const meta = this.#locateRecord(key, at);
+    this.#events.read(meta !== undefined);
+    if (meta === undefined) return -1;
+    if (meta.type !== 'string') throw new WrongTypeError();
+    at.start += RECORD_HEADER_BYTES;
+    return this.#recordLength - RECORD_HEADER_BYTES;
   }
 
+  /**
+   * The live record's type and expiry, read where it lies (beside the key, in the row cache),
+   * with the record located into `at` and its length in #recordLength.
+   */
+  #locateRecord(key: Buffer, at: ValueLocation): KeyMeta | undefined {
+    const n = this.#store.locate(this.#recordKey(key), at);
+    if (n < 0) return undefined;
+    checkRecord(n, at.buf[at.start]!, key);
+    this.#recordLength = n;
+    return this.#unlessExpired(key, decodeMetaAt(at.buf, at.start));
+  }
+
+  #recordLength = 0;
   readonly #at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
   /** A location for readStringAt's callers to reuse. */
   readonly valueAt: ValueLocation = { buf: Buffer.alloc(0), start: 0 };

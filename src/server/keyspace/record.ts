@@ -27,12 +27,7 @@ export function encodeRecord(r: KeyRecord): Buffer {
   return out;
 }
 
-/** A record's type and expiry, without a view of its value. */
-export function decodeMeta(b: Buffer): Pick<KeyRecord, 'type' | 'expireAt'> {
-  return decodeMetaAt(b, 0);
-}
-
-/** decodeMeta() of the record that starts at b[start]. */
+/** The type and expiry of the record that starts at b[start], without a view of its value. */
 export function decodeMetaAt(b: Buffer, start: number): Pick<KeyRecord, 'type' | 'expireAt'> {
   return { type: b[start] === TYPE_HASH ? 'hash' : 'string', expireAt: b.readUInt32BE(start + 1) * 0x1_0000_0000 + b.readUInt32BE(start + 5) };
 }

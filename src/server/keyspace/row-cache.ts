@@ -50,6 +50,11 @@ export interface ValueLocation {
   start: number;
 }
 
+/** The `length` bytes at `at` as a Buffer: the located Buffer itself when it is exactly them, else a view. */
+export function bufferAt(at: ValueLocation, length: number): Buffer {
+  return at.start === 0 && length === at.buf.length ? at.buf : bufferView(at.buf, at.start, at.start + length);
+}
+
 class Generation {
   /** Per slot [entry + 1 (0 = empty), hash32 of its key]; half full at most. */
   #slots = new Int32Array(INITIAL_SLOTS * 2);
@@ -225,22 +230,12 @@ export class RowCache {
 
   /** The cached value, null for "known absent", undefined when not cached. */
   get(key: Uint8Array): Buffer | null | undefined {
-    const hash = this.#hash(key) | 0;
-    const young = this.#young.find(key, hash);
-    if (young >= 0) {
-      this.hits++;
-      return this.#young.value(young);
-    }
-    const e = this.#old.find(key, hash);
-    if (e < 0) {
-      this.misses++;
-      return undefined;
-    }
-    this.hits++;
-    const value = this.#old.value(e);
-    this.#put(key, hash, value);
-    return value;
+    const at = this.#at;
+    const n = this.locate(key, at);
+    return n === -2 ? undefined : n === -1 ? null : bufferAt(at, n);
   }
+
+  readonly #at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
 
   /**
    * get(key) without a Buffer: where the cached value's bytes lie, into `at` (valid until
