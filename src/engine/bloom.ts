@@ -36,8 +36,9 @@ export function hash32(data: Uint8Array, seed = SEED, start = 0, end = data.leng
   return h;
 }
 
-export function bloomHash(key: Uint8Array): number {
-  return hash32(key);
+/** The hash table filters are built from and probed with (on disk: its seed is fixed). The memtable keeps each key's, and a flush passes it on. */
+export function bloomHash(key: Uint8Array, start = 0, end = key.length): number {
+  return hash32(key, SEED, start, end);
 }
 
 export function bloomProbes(bitsPerKey: number): number {
@@ -100,7 +101,7 @@ export class BloomHashCollector {
   }
 
   add(key: Uint8Array): void {
-    this.addHash(hash32(key));
+    this.addHash(bloomHash(key));
   }
 
   /** A key by its bloomHash, when the caller has it (a memtable node keeps its key's). */

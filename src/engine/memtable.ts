@@ -1,7 +1,7 @@
 import type { InternalIterator } from './iterator.js';
 import { ValueKind } from './internal-key.js';
 import { randomInt } from 'node:crypto';
-import { hash32 } from './bloom.js';
+import { bloomHash, hash32 } from './bloom.js';
 
 const MAX_HEIGHT = 12;
 /**
@@ -35,7 +35,7 @@ const OWN_ALLOCATION_BYTES = SLAB_BYTES / 4;
  * or two lines:
  *
  *   n-10 klen | n-9 key offset | n-8 slab (-1: no value) | n-7 value offset | n-6 vlen |
- *   n-5 kind | n-4 seq high | n-3 seq low | n-2 prev0 | n-1 hash32 of the key |
+ *   n-5 kind | n-4 seq high | n-3 seq low | n-2 prev0 | n-1 bloomHash of the key |
  *   n+0..n+3 k0..k3 | n+4.. next_0 .. next_{height-1}
  *
  * The head's record (node FIELDS, never a successor) has no entry; 0 means "none".
@@ -403,7 +403,7 @@ export class Memtable {
    * version. A get then costs one or two probes instead of a skip-list search, whose dozens
    * of dependent loads through cold memory made it the server's hottest function. Versions
    * of a key are adjacent in the list, newest first, so older ones are reached by walking
-   * forward. A slot is two words, [node (0 = empty), hash32 of its key], so a probe that
+   * forward. A slot is two words, [node (0 = empty), index hash of its key], so a probe that
    * lands on another key is rejected without loading that key's node.
    */
   // 512 KiB to start: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
@@ -462,7 +462,8 @@ export class Memtable {
   add(seq: number, kind: ValueKind, key: Uint8Array, value: Uint8Array): void {
     const list = this.#list;
     const prev = this.#prev;
-    const hash = hash32(key);
+    // The table filter's hash: mayContainHash is asked with it, and the flush hands it on.
+    const hash = bloomHash(key);
     const ih = this.#indexHash(key) | 0; // int32, as the index stores it
     const height = this.#randomHeight();
     // Fast path for a new version of a key already here that gets a one-level node (3 in 4
@@ -611,7 +612,7 @@ export class Memtable {
     return this.#indexOverflowed;
   }
 
-  /** False: no version of the key with this hash32 is here (see bloom.ts). */
+  /** False: no version of the key with this bloomHash is here (see bloom.ts). */
   mayContainHash(hash: number): boolean {
     const f = this.#filter;
     let h = hash;

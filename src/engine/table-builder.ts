@@ -2,7 +2,7 @@ import { TdekvError } from '../errors.js';
 import type { EncryptedWritableFile } from '../env/writable-file.js';
 import { BlockBuilder } from './block-builder.js';
 import { compareBytes, copyBytes } from './compare-bytes.js';
-import { BloomHashCollector, buildBloom, hash32 } from './bloom.js';
+import { BloomHashCollector, bloomHash, buildBloom } from './bloom.js';
 import { MAX_SEQUENCE, TRAILER_BYTES, ValueKind, writeTrailer } from './internal-key.js';
 import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, tableLayout, type BlockHandle, type TableLayout, type TableProperties } from './table-format.js';
 
@@ -111,7 +111,7 @@ export class TableBuilder {
     writeTrailer(this.#key, n, seq, kind);
     if (this.#entries === 0) this.#smallest = Buffer.from(this.#key.subarray(0, n + TRAILER_BYTES));
     // Versions of one key share a filter entry: the filter answers for user keys.
-    if (newUserKey && this.#hashes) this.#hashes.addHash(hash >= 0 ? hash : hash32(key, undefined, keyStart, keyEnd));
+    if (newUserKey && this.#hashes) this.#hashes.addHash(hash >= 0 ? hash : bloomHash(key, keyStart, keyEnd));
     this.#data.addEntry(this.#key, n + TRAILER_BYTES, value, valueStart, valueEnd);
     this.#entries++;
     if (kind === ValueKind.Deletion) this.#deletions++;
