@@ -465,16 +465,19 @@ export class Memtable {
     // The table filter's hash: mayContainHash is asked with it, and the flush hands it on.
     const hash = bloomHash(key);
     const ih = this.#indexHash(key) | 0; // int32, as the index stores it
-    const height = this.#randomHeight();
-    // Fast path for a new version of a key already here that gets a one-level node (3 in 4
-    // do): it goes right before the newest version, whose level-0 predecessor is recorded,
-    // so no search is needed. Overwrites of hot keys are the common case for a server.
+    // Fast path for a new version of a key already here: it goes right before the newest
+    // version, whose level-0 predecessor is recorded, so no search is needed. Overwrites of
+    // hot keys are the common case for a server. Such a node gets one level: the key's first
+    // version already has the random height that keeps searches logarithmic in distinct keys,
+    // and a taller node would need the predecessors a search finds.
     // The key filter first: for a new key it usually answers without touching the index.
-    const newest = height === 1 && this.mayContainHash(hash) ? this.#newestNode(key, ih) : NONE;
+    const newest = this.mayContainHash(hash) ? this.#newestNode(key, ih) : NONE;
+    let height = 1;
     if (newest !== NONE && list.seqOf(newest) < seq) {
       // #newestNode set the search target: the new node's abbreviated key.
       prev[0] = list.links[newest + PREV0]!;
     } else {
+      height = this.#randomHeight();
       const x = list.findBefore(key, seq, prev);
       if (list.equals(list.next(x), key, seq)) {
         throw new RangeError(`memtable already holds sequence ${seq} for this key: sequence numbers must be unique`);
