@@ -1,11 +1,11 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, open, readdir, rm, stat, truncate } from 'node:fs/promises';
+import { cp, open, readdir, readFile, rm, stat, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EncryptionConfig } from '../src/config/types.js';
 import { Block } from '../src/engine/block.js';
 import { Engine } from '../src/engine/engine.js';
-import { RECORD_HEADER_BYTES } from '../src/engine/log-format.js';
+import { RECORD_HEADER_BYTES, SECTOR_BYTES } from '../src/engine/log-format.js';
 import { BlockCache } from '../src/engine/block-cache.js';
 import type { EngineTuning } from '../src/engine/options.js';
 import { tableLayout, verifyBlock } from '../src/engine/table-format.js';
@@ -225,7 +225,13 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
       assert.ok(wal);
       await cp(dataDir, crashCopy, { recursive: true });
       await rm(join(crashCopy, 'encryption-meta', 'LOCK'));
-      return { wal, plain: await managed.env.readFile(wal) };
+      // A live WAL ends in space reserved ahead of its appends (zeros on disk), as a crash leaves it.
+      const plain = await managed.env.readFile(wal);
+      let end = 0;
+      for (let i = 0; i < count; i++) end += RECORD_HEADER_BYTES + plain.readUInt32LE(end + 4) + TAG_BYTES;
+      const raw = await readFile(join(crashCopy, wal));
+      assert.ok(raw.length > end && raw.subarray(end).every((b) => b === 0), 'the crashed WAL ends in reserved zeros');
+      return { wal, plain: plain.subarray(0, end) };
     } finally {
       await engine.close();
       await managed.close();
@@ -303,11 +309,13 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
       ['cut inside the payload', () => truncate(walPath, last.offset + RECORD_HEADER_BYTES + 2)],
       ['cut inside the tag', () => truncate(walPath, last.offset + last.size - 3)],
       [
-        'the record zero-filled from its payload on',
+        // A crash leaves whole sectors of an append unwritten: here the last record's share of its sector.
+        'the record zero-filled where its sector never landed',
         async () => {
           const fh = await open(walPath, 'r+');
+          const from = Math.max(last.offset, Math.floor((last.offset + last.size - 1) / SECTOR_BYTES) * SECTOR_BYTES);
           try {
-            await fh.write(Buffer.alloc(last.size - RECORD_HEADER_BYTES), 0, last.size - RECORD_HEADER_BYTES, last.offset + RECORD_HEADER_BYTES);
+            await fh.write(Buffer.alloc(last.offset + last.size - from), 0, last.offset + last.size - from, from);
           } finally {
             await fh.close();
           }

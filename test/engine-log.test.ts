@@ -8,7 +8,7 @@ import { EncryptedEnv } from '../src/env/encrypted-env.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { crc32c } from '../src/engine/crc32c.js';
-import { RECORD_HEADER_BYTES } from '../src/engine/log-format.js';
+import { RECORD_HEADER_BYTES, SECTOR_BYTES } from '../src/engine/log-format.js';
 import { AuthDomain, TAG_BYTES } from '../src/crypto/file-auth.js';
 import { LogReader, readLog, type LogContents } from '../src/engine/log-reader.js';
 import { LogWriter } from '../src/engine/log-writer.js';
@@ -242,6 +242,65 @@ describe('record log', () => {
     const text = JSON.stringify(capture.lines);
     assert.ok(text.includes(w.name) && text.includes(String(w.offsets[1])), text);
     for (const enc of ['utf8', 'hex', 'base64'] as const) assert.ok(!text.includes(secret.subarray(0, 12).toString(enc)), `no ${enc} payload in ${text}`);
+  });
+
+  test('space reserved ahead of synchronous appends reads as the end of the log; closing cuts it off', async () => {
+    const name = `${String(++fileNo).padStart(6, '0')}.log`;
+    const writer = new LogWriter(await env.create(name));
+    writer.file.reserveAhead(4096);
+    const payloads = Array.from({ length: 40 }, () => randomBytes(150));
+    for (const p of payloads) writer.addRecordSync(p);
+    await writer.sync();
+    const abs = join(env.dataDir, name);
+    const written = writer.size;
+    assert.ok(written > 4096, `the records run past one step (${written} bytes)`);
+    assert.equal((await readFile(abs)).length, Math.ceil(written / 4096) * 4096, 'the size is set in whole steps ahead');
+    const offsets = [0];
+    for (const p of payloads) offsets.push(offsets.at(-1)! + RECORD_HEADER_BYTES + p.length + TAG_BYTES);
+    const w: Written = { name, abs, payloads, types: payloads.map(() => 1), offsets };
+    for (const [label, read] of READERS) {
+      const got = await read(name);
+      assertRecords(got, w, payloads.length, `${label}, open`);
+      assert.equal(got.tornTailAt, written, `${label}: the zeros after the last record end the log`);
+    }
+    await writer.close();
+    assert.equal((await readFile(abs)).length, written, 'closed, the file ends at its last record');
+    for (const [label, read] of READERS) {
+      const got = await read(name);
+      assertRecords(got, w, payloads.length, `${label}, closed`);
+      assert.equal(got.tornTailAt, undefined, label);
+    }
+  });
+
+  test('with zeros after it, the last record is torn only where a whole sector of it never landed', async () => {
+    // Three records of 125 bytes: all in the file's first 512-byte sector.
+    const w = await writeLog([randomBytes(100), randomBytes(100), randomBytes(100)]);
+    const raw = await readFile(w.abs);
+    const last = w.offsets[2]!;
+    assert.ok(w.offsets[3]! < SECTOR_BYTES);
+    const withTail = (edit: (b: Buffer) => void): Buffer => {
+      const b = Buffer.concat([raw, Buffer.alloc(8192)]);
+      edit(b);
+      return b;
+    };
+    const damaged: Array<[string, Buffer]> = [
+      ['a header byte of the last record flipped', withTail((b) => (b[last + 5]! ^= 0x01))],
+      ['a tag byte of the last record flipped', withTail((b) => (b[w.offsets[3]! - 1]! ^= 0x80))],
+      ['the last record\'s final 20 bytes zeroed, inside its sector', withTail((b) => b.fill(0, w.offsets[3]! - 20, w.offsets[3]!))],
+      ['a middle header flipped, intact records after it', withTail((b) => (b[w.offsets[1]! + 1]! ^= 0x10))],
+    ];
+    for (const [what, bytes] of damaged) {
+      await writeFile(w.abs, bytes);
+      const at = what.startsWith('a middle') ? w.offsets[1]! : last;
+      for (const [label, read] of READERS) await assert.rejects(read(w.name), expectCode('DATA_CORRUPTED', w.name, `offset ${at}`), `${label}: ${what}`);
+    }
+    // The last record's share of its sector is zeros: an append that never landed.
+    await writeFile(w.abs, withTail((b) => b.fill(0, last, w.offsets[3]!)));
+    for (const [label, read] of READERS) {
+      const got = await read(w.name);
+      assertRecords(got, w, 2, label);
+      assert.equal(got.tornTailAt, last, label);
+    }
   });
 
   test('the damage message says the file is damaged and what to do', async () => {

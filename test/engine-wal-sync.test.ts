@@ -11,8 +11,10 @@ import { parseConfig, configFromOptions } from '../src/config/config.js';
 import { Engine } from '../src/engine/engine.js';
 import { TdekvLevel } from '../src/level/tdekv-level.js';
 import type { WalSyncMode } from '../src/engine/options.js';
-import { b, openTestDb, type TestDb } from './support/engine-helpers.js';
-import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { cp, readdir, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { b, openTestDb, SMALL_TUNING, type TestDb } from './support/engine-helpers.js';
+import { captureLogger, cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { parseInfo, startTdekv } from './support/server-process.js';
 
 let root: string;
@@ -170,6 +172,65 @@ describe('WAL sync', () => {
       await assert.rejects(db.engine.write([{ type: 'put', key: b('d'), value: b('4') }]), /fsync of the write-ahead log .*\.log failed/);
     } finally {
       current = () => undefined;
+      await db.close();
+    }
+  });
+
+  test('the WAL reserves space ahead of its appends, so a sync write does not grow the file; after a crash the zeros end the log', async () => {
+    const MiB = 1 << 20;
+    installSeam();
+    const db = await openTestDb(`${root}/db-${++n}`, keyPath, { tuning: { ...SMALL_TUNING, writeBufferSize: 64 * MiB } });
+    let wal = '';
+    const crashed = `${root}/db-${n}-crashed`;
+    try {
+      await db.engine.write([{ type: 'put', key: b('warm'), value: b('up') }], { sync: true });
+      wal = join(db.dataDir, (await readdir(db.dataDir)).find((f) => isWal(f))!);
+      assert.equal((await stat(wal)).size, MiB, 'the first append reserved a step');
+      const ops = await walOpsDuring(() => db.engine.write([{ type: 'put', key: b('k'), value: b('v') }], { sync: true }));
+      assert.ok(ops.includes('fdatasyncSync') && !ops.includes('ftruncateSync'), `fsynced with no size change within the reserved space: ${ops.join(', ')}`);
+      assert.equal((await stat(wal)).size, MiB);
+      // A group that runs past the reservation grows it by whole steps, before its bytes are written.
+      const big = Array.from({ length: 1200 }, (_, i) => ({ type: 'put' as const, key: b(`big-${i}`), value: Buffer.alloc(1000, i) }));
+      const grew = await walOpsDuring(() => db.engine.write(big, { sync: true }));
+      assert.ok(grew.indexOf('ftruncateSync') >= 0 && grew.indexOf('ftruncateSync') < grew.indexOf('writeSync'), `reserved, then written: ${grew.join(', ')}`);
+      assert.equal((await stat(wal)).size, 2 * MiB);
+      // A crash now leaves the reserved zeros after the last record: they end the log, and every write replays.
+      await cp(db.dataDir, crashed, { recursive: true });
+      await rm(join(crashed, 'encryption-meta', 'LOCK'));
+    } finally {
+      current = () => undefined;
+      await db.close();
+    }
+    const logger = captureLogger();
+    const again = await openTestDb(`${root}/db-${n}`, keyPath, { dataDir: crashed, logger: logger.logger });
+    try {
+      assert.equal(again.engine.getSync(b('k'))?.toString(), 'v');
+      assert.ok(again.engine.getSync(b('big-1199'))?.equals(Buffer.alloc(1000, 1199 & 0xff)));
+      const torn = logger.warnings().filter((w) => String(w['reason']).includes('zeros'));
+      assert.equal(torn.length, 1, `one warning names the zeros after the last record: ${JSON.stringify(logger.warnings())}`);
+    } finally {
+      await again.close();
+    }
+  });
+
+  test('a file system that refuses the reservation only costs the speed-up: writes go on and replay', async () => {
+    const dir = `${root}/db-${++n}`;
+    installSeam();
+    current = (op, path) => (isWal(path) && op === 'ftruncateSync' ? 'EIO' : undefined);
+    let db = await openTestDb(dir, keyPath);
+    let wal = '';
+    try {
+      for (let i = 0; i < 20; i++) await db.engine.write([{ type: 'put', key: b(`k${i}`), value: b(`v${i}`) }], { sync: true });
+      wal = join(db.dataDir, (await readdir(db.dataDir)).find((f) => isWal(f))!);
+      assert.ok((await stat(wal)).size < 4096, 'no space reserved');
+    } finally {
+      current = () => undefined;
+      await db.close();
+    }
+    db = await openTestDb(dir, keyPath);
+    try {
+      for (let i = 0; i < 20; i++) assert.equal(db.engine.getSync(b(`k${i}`))?.toString(), `v${i}`);
+    } finally {
       await db.close();
     }
   });

@@ -68,7 +68,7 @@ export type RecordProblem =
  * Why the record starting at `off` in `buf` is not intact, or null when it is. `buf` must
  * run to the end of the file, so that "runs past the end" means past the end of the file.
  */
-export function recordProblem(buf: Buffer, off: number, layout: LogLayout = FORMAT_1): RecordProblem | null {
+export function recordProblem(buf: Buffer, off: number, layout: LogLayout = FORMAT_1, fileOffset = off): RecordProblem | null {
   const left = buf.length - off;
   if (left < RECORD_HEADER_BYTES) return { kind: 'short', reason: `its header is cut short (${left} of ${RECORD_HEADER_BYTES} bytes)` };
   if (layout.auth && crc32c(buf.subarray(off + 4, off + RECORD_HEADER_BYTES)) !== buf.readUInt32LE(off)) {
@@ -79,7 +79,7 @@ export function recordProblem(buf: Buffer, off: number, layout: LogLayout = FORM
   if (len > room) return { kind: 'past-end', reason: `its length (${len} bytes) runs past the end of the file (${Math.max(0, room)} bytes left)` };
   const end = off + RECORD_HEADER_BYTES + len;
   if (layout.auth) {
-    if (!layout.auth.verify(AuthDomain.LogRecord, off, buf.subarray(off, end), buf.subarray(end, end + TAG_BYTES))) {
+    if (!layout.auth.verify(AuthDomain.LogRecord, fileOffset, buf.subarray(off, end), buf.subarray(end, end + TAG_BYTES))) {
       return { kind: 'check', reason: 'it fails its authentication tag', end: end + TAG_BYTES };
     }
   } else if (crc32c(buf.subarray(off + 4, end)) !== buf.readUInt32LE(off)) {
@@ -89,13 +89,14 @@ export function recordProblem(buf: Buffer, off: number, layout: LogLayout = FORM
 }
 
 /**
- * Offset of the first intact record starting after `from` (at any byte, not just where
- * records would start if the bad one's length were right), or -1. Format 1 only: a crash
- * only tears the last append, so a bad record followed by an intact one is damage. (Format
- * 2 needs no search: its header checksum already tells a damaged length from a torn one.)
+ * Offset of the first intact record starting after `from` and before `before` (at any byte,
+ * not just where records would start if the bad one's length were right), or -1. Format 1
+ * only: a crash only tears the last append, so a bad record followed by an intact one is
+ * damage. (Format 2 needs no search: its header checksum tells a damaged length from a torn
+ * one, and the reader refuses any bad record with written bytes after it.)
  */
-export function findIntactRecordAfter(buf: Buffer, from: number): number {
-  for (let p = from + 1; p + RECORD_HEADER_BYTES <= buf.length; p++) {
+export function findIntactRecordAfter(buf: Buffer, from: number, before = buf.length): number {
+  for (let p = from + 1; p < before && p + RECORD_HEADER_BYTES <= buf.length; p++) {
     const len = buf.readUInt32LE(p + 4);
     if (len > buf.length - p - RECORD_HEADER_BYTES) continue;
     if (crc32c(buf.subarray(p + 4, p + RECORD_HEADER_BYTES + len)) === buf.readUInt32LE(p)) return p;
@@ -104,10 +105,12 @@ export function findIntactRecordAfter(buf: Buffer, from: number): number {
 }
 
 /**
- * A file system that crashed while extending a file can leave the new end zero-filled (the
- * size was updated, the data never written). A record whose on-disk bytes end in such a
- * run, reaching the end of the file, is an append cut short, not damage. The run must be at
- * least a tag long: 16 zero bytes at the end of a record's ciphertext do not happen by
- * chance, so real damage is never taken for a torn write.
+ * What a crash can leave of an append: each 512-byte sector of the file either holds what
+ * was written or what was there before, which past the last record is zeros (a file system
+ * that grew the file before its data landed, or the space the WAL reserves ahead of its
+ * appends, wal.ts). So a record is torn only if some sector's share of it is all zeros on
+ * disk. A complete record whose every sector landed but which fails its check was changed
+ * after it was written: damage, even as the last record. Ciphertext is zero in a whole
+ * share by chance only for shares of a byte or two at a sector's edge.
  */
-export const ZERO_TAIL_MIN_BYTES = 16;
+export const SECTOR_BYTES = 512;

@@ -2,7 +2,7 @@ import type { EncryptedReadableFile } from '../env/readable-file.js';
 import { TdekvError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { AuthDomain, TAG_BYTES } from '../crypto/file-auth.js';
-import { ZERO_TAIL_MIN_BYTES, findIntactRecordAfter, logLayout, RECORD_HEADER_BYTES, recordProblem, type LogLayout, type RecordProblem } from './log-format.js';
+import { SECTOR_BYTES, findIntactRecordAfter, logLayout, RECORD_HEADER_BYTES, recordProblem, type LogLayout, type RecordProblem } from './log-format.js';
 import { crc32c } from './crc32c.js';
 
 export interface LogRecord {
@@ -134,39 +134,46 @@ export class LogReader {
 
   /**
    * The record at `offset` is not intact: a torn tail to drop, or damage to refuse. Torn
-   * means cut short by a crash: it runs past the end of the file, or the file ends in a
-   * zero-filled run that starts inside it. A complete record whose checksum or tag fails is
-   * damage (an edit or a media error), even as the last record: with sync-writes it may
-   * hold an acknowledged write, so dropping it would silently lose data.
+   * means cut short by a crash: it runs past the end of the file, or a sector's share of it
+   * never landed (zeros on disk, see SECTOR_BYTES), with nothing written after it. A complete
+   * record whose checksum or tag fails is damage (an edit or a media error), even as the last
+   * record: with sync-writes it may hold an acknowledged write, so dropping it would silently
+   * lose data. So is any bad record with an intact one after it: a crash tears only the end.
    */
   #bad(offset: number): undefined {
     this.#done = true;
     const rest = this.#file.readSync(offset, this.#size - offset);
-    const problem: RecordProblem = recordProblem(rest, 0, this.#layout) ?? { kind: 'check', reason: 'it could not be read', end: rest.length };
+    const problem: RecordProblem = recordProblem(rest, 0, this.#layout, offset) ?? { kind: 'check', reason: 'it could not be read', end: rest.length };
     const path = this.#file.path;
-    if (!this.#layout.auth) {
-      const later = findIntactRecordAfter(rest, 0);
-      if (later >= 0) {
-        return this.#damaged(
-          offset,
-          `${path} is damaged at offset ${offset}: the record there ${problem.reason}, but later records (from offset ${offset + later}) are intact, so this is damage to the file (a disk or media error, or an edit), not a write cut short by a crash.`,
-        );
-      }
-    }
+    const raw = this.#file.readRawSync(offset, this.#size - offset);
+    const zeros = trailingZeros(raw);
     if (problem.kind === 'header' || problem.kind === 'check') {
-      const raw = this.#file.readRawSync(offset, this.#size - offset);
-      const zeros = trailingZeros(raw);
-      const recordEnd = problem.kind === 'check' ? problem.end : raw.length;
-      if ((zeros < ZERO_TAIL_MIN_BYTES && zeros < raw.length) || raw.length - zeros >= recordEnd) {
+      // A damaged header hides the record's length: only its own bytes can be judged.
+      const recordEnd = problem.kind === 'check' ? problem.end : Math.min(RECORD_HEADER_BYTES, raw.length);
+      if (raw.length - zeros > recordEnd || !hasUnwrittenSector(raw, recordEnd, offset)) {
         return this.#damaged(
           offset,
           `${path} is damaged at offset ${offset}: the record there is complete but ${problem.reason}, so it was changed after it was written (an edit, or a disk or media error), not cut short by a crash.`,
         );
       }
     }
+    if (!this.#layout.auth) {
+      // Records start only where bytes were written: none in the zero run at the end.
+      const later = findIntactRecordAfter(rest, 0, raw.length - zeros);
+      if (later >= 0) {
+        return this.#damaged(
+          offset,
+          `${path} is damaged at offset ${offset}: the record there is not intact (${problem.reason}), but later records (from offset ${offset + later}) are intact, so this is damage to the file (a disk or media error, or an edit), not a write cut short by a crash.`,
+        );
+      }
+    }
     this.#tornTailAt = offset;
+    const reason =
+      zeros === raw.length
+        ? `the rest of the file (${raw.length} bytes) is zeros: space reserved ahead of appends, or a crash after the file grew and before its data landed`
+        : problem.reason;
     this.#logger?.warn(
-      { file: path, offset, droppedBytes: rest.length, reason: problem.reason },
+      { file: path, offset, droppedBytes: rest.length, reason },
       'log ends with an incomplete record (a crash during its append); dropping it',
     );
     return undefined;
@@ -183,6 +190,21 @@ export class LogReader {
       `${what} The records before offset ${offset} are intact; restore the data dir from a backup and keep the damaged copy for inspection (for a write-ahead log, [storage] wal-recovery-mode = "point-in-time" opens with the writes before the damage and drops the rest).`,
     );
   }
+}
+
+/**
+ * True when some sector's share of raw[0, end) is all zeros: part of the append never landed
+ * (see SECTOR_BYTES). `raw[0]` is at file offset `fileOffset`.
+ */
+function hasUnwrittenSector(raw: Uint8Array, end: number, fileOffset: number): boolean {
+  for (let start = 0; start < end; ) {
+    const shareEnd = Math.min(end, (Math.floor((fileOffset + start) / SECTOR_BYTES) + 1) * SECTOR_BYTES - fileOffset);
+    let i = start;
+    while (i < shareEnd && raw[i] === 0) i++;
+    if (i === shareEnd) return true;
+    start = shareEnd;
+  }
+  return false;
 }
 
 function trailingZeros(raw: Uint8Array): number {

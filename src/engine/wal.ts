@@ -12,6 +12,13 @@ type WalFile = ConstructorParameters<typeof LogWriter>[0];
 type WalReadFile = Parameters<typeof readLog>[0];
 
 /**
+ * Each log's size is set this far ahead of its appends (EncryptedWritableFile.reserveAhead),
+ * so a sync write's fdatasync rarely has a new file size to make durable: 1 MiB is ~7,000
+ * single-put records between growths, and a hole costs no disk space.
+ */
+const WAL_RESERVE_BYTES = 1 << 20;
+
+/**
  * The write-ahead logs: one current log that write groups are appended to, switched for a
  * new file with each memtable (logs are never reused: that would reuse an IV), read back at
  * open. Which logs are live is the manifest's log number; everything below it is obsolete.
@@ -44,6 +51,7 @@ export class WalManager {
     const previous = this.#current?.writer;
     const number = this.#newFileNumber();
     const file = await this.#create(walName(number));
+    file.reserveAhead(WAL_RESERVE_BYTES);
     this.#current = { number, writer: new LogWriter(file) };
     return previous;
   }

@@ -33,6 +33,8 @@ const native = {
   /** fdatasync on the calling thread: the WAL's inline sync (no thread-pool round trip). */
   fdatasyncSync: fs.fdatasyncSync,
   fstatSync: fs.fstatSync,
+  /** Sets a file's size: the WAL reserves space ahead of its appends with it (writable-file.ts). */
+  ftruncateSync: fs.ftruncateSync,
   closeSync: fs.closeSync,
   /** pread on the thread pool (callback form: no promise wrapper per table read). */
   read: fs.read,
@@ -322,6 +324,10 @@ const faulting: FileIo = {
     ask('fstatSync', fdPath(fd));
     return native.fstatSync(fd, options);
   }) as FileIo['fstatSync'],
+  ftruncateSync: (fd: number, len?: number) => {
+    ask('ftruncateSync', fdPath(fd));
+    native.ftruncateSync(fd, len);
+  },
   closeSync: (fd: number) => {
     const path = fdPath(fd);
     fdPaths.delete(fd);
