@@ -25,7 +25,9 @@
  * (profile kept in DIR) for a warm-up and a SET -P16 run, summarised as self time per
  * function and per area. Separate from the measured run because profiling slows the server.
  * TDEKV_BENCH_SERVER_STANDIN=redis-server: a second redis-server stands in for tdekv, for
- * working on this harness without a server build.
+ * working on this harness without a server build. TDEKV_BENCH_SERVER_STANDIN=node-floor: a
+ * Node server that stores nothing and parses next to nothing (node-floor-server.ts) stands in,
+ * to show the ratios Node's sockets and event loop allow on this machine at all.
  */
 import { execFile } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
@@ -67,7 +69,8 @@ interface Config {
   startSeconds: number;
   stopSeconds: number;
   benchTimeoutSeconds: number;
-  standIn: boolean;
+  /** What stands in for tdekv, if anything (see the file's comment). */
+  standIn: 'redis-server' | 'node-floor' | undefined;
   cpuProfDir: string | undefined;
   /** Alternating runs of both servers; each line reports the median. */
   rounds: number;
@@ -75,8 +78,8 @@ interface Config {
 
 function config(): Config {
   const standIn = process.env.TDEKV_BENCH_SERVER_STANDIN;
-  if (standIn !== undefined && standIn !== '' && standIn !== 'redis-server') {
-    throw new Error(`TDEKV_BENCH_SERVER_STANDIN=${standIn}: only "redis-server" is supported`);
+  if (standIn !== undefined && standIn !== '' && standIn !== 'redis-server' && standIn !== 'node-floor') {
+    throw new Error(`TDEKV_BENCH_SERVER_STANDIN=${standIn}: only "redis-server" and "node-floor" are supported`);
   }
   const prof = process.env.TDEKV_BENCH_SERVER_CPU_PROF;
   return {
@@ -90,7 +93,7 @@ function config(): Config {
     startSeconds: intFromEnv('TDEKV_BENCH_SERVER_START_SECONDS', 60),
     stopSeconds: intFromEnv('TDEKV_BENCH_SERVER_STOP_SECONDS', 30),
     benchTimeoutSeconds: intFromEnv('TDEKV_BENCH_REDIS_TIMEOUT_SECONDS', 300),
-    standIn: standIn === 'redis-server',
+    standIn: standIn === 'redis-server' || standIn === 'node-floor' ? standIn : undefined,
     cpuProfDir: prof !== undefined && prof.trim() !== '' ? resolve(prof) : undefined,
     rounds: intFromEnv('TDEKV_BENCH_SERVER_ROUNDS', 3),
   };
@@ -181,6 +184,19 @@ export function tdekvToml(dir: string, port: string, statusPort: string, encrypt
     '',
   ].join('\n');
 }
+
+const FLOOR_SERVER = fileURLToPath(new URL('./node-floor-server.js', import.meta.url));
+
+const nodeFloorTarget: Target = {
+  key: 'node-floor',
+  label: 'node floor (stores nothing)',
+  short: 'floor',
+  prepare: async (_dir, port) => ({
+    command: process.execPath,
+    args: [FLOOR_SERVER, String(port)],
+    display: ['node', 'dist/bench/node-floor-server.js', '$PORT'],
+  }),
+};
 
 const tdekvTarget: Target = {
   key: 'tdekv',
@@ -289,7 +305,8 @@ async function run(ctx: BenchContext): Promise<void> {
   ctx.line(`  redis-benchmark  ${benchmarkVersion}`);
 
   const all = lines(cfg);
-  const subject = cfg.standIn ? redisTarget('standin', 'stand-in redis-server', 'stand-in') : tdekvTarget;
+  const subject =
+    cfg.standIn === 'redis-server' ? redisTarget('standin', 'stand-in redis-server', 'stand-in') : cfg.standIn === 'node-floor' ? nodeFloorTarget : tdekvTarget;
   const peer = redisTarget('redis', 'redis-server', 'redis');
   // Rounds alternate the servers, so a slow minute of a shared machine hits both, and the
   // median per line drops a disturbed run (one run per line swung by 1.5× here).
@@ -304,7 +321,7 @@ async function run(ctx: BenchContext): Promise<void> {
   report(ctx, cfg, all, medianOf(peerRuns, all), medianOf(subjectRuns, all));
   if (cfg.rounds > 1) reportRounds(ctx, all, peerRuns, subjectRuns);
   if (cfg.cpuProfDir !== undefined) {
-    if (cfg.standIn) ctx.line('TDEKV_BENCH_SERVER_CPU_PROF ignored: the subject is a redis-server stand-in');
+    if (cfg.standIn) ctx.line(`TDEKV_BENCH_SERVER_CPU_PROF ignored: the subject is a ${cfg.standIn} stand-in`);
     else await profile(ctx, cfg, cfg.cpuProfDir, all[2]!);
   }
 }
@@ -413,9 +430,7 @@ function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult,
   ctx.line('commands ($PORT: a free port per server, $DIR: a fresh temp dir per server):');
   const port = '$PORT';
   ctx.line(`  ${peer.display.join(' ') || 'redis-server (not started)'}`);
-  if (!subject.display.includes('redis-server')) {
-    ctx.line(`  node dist/src/cli/main.js keygen --out $DIR/master.key`);
-  }
+  if (!cfg.standIn) ctx.line(`  node dist/src/cli/main.js keygen --out $DIR/master.key`);
   ctx.line(`  ${subject.display.join(' ') || `${subject.label} (not started)`}`);
   ctx.line(`  redis-benchmark ${warmupArgs(cfg, port).join(' ')}    # warm-up, not reported`);
   for (const line of all) ctx.line(`  redis-benchmark ${lineArgs(cfg, port, line).join(' ')}`);
