@@ -36,7 +36,7 @@ import { pickEncryptionCompaction, offKeyTables } from './encryption-scan.js';
 import { emptyEdit, type FileMeta, type VersionEdit } from './version-edit.js';
 import { VersionSet } from './version-set.js';
 import { WalManager } from './wal.js';
-import { decodeBatch, encodeBatch, setBatchSequence } from './write-batch.js';
+import { decodeBatchAt, encodeBatch, setBatchSequence } from './write-batch.js';
 
 export interface EngineStats {
   levels: Array<{ level: number; files: number; bytes: number }>;
@@ -622,7 +622,7 @@ export class Engine {
     }
     if (sync) await this.#syncWal(this.walSync === 'inline');
     const mem = this.#mem;
-    const { count } = decodeBatch(batch, (seq, kind, key, value) => mem.add(seq, kind, key, value));
+    const { count } = decodeBatchAt(batch, (seq, kind, keyOff, keyLen, valueOff, valueLen) => mem.addAt(seq, kind, batch, keyOff, keyLen, batch, valueOff, valueLen));
     this.#lastSeq = first + count - 1;
     // The worker loads while the memtable fills; jobs before it is ready run in-process.
     if (this.#worker && !this.#worker.ready && mem.approximateBytes * 2 > this.tuning.writeBufferSize) this.#worker.warmUp();

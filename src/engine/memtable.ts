@@ -115,7 +115,13 @@ class SkipList {
   slabs: Buffer[] = [];
   slab = -1;
   slabUsed = SLAB_BYTES;
-  /** Abbreviated key of the current search target (set by target()). */
+  /**
+   * The current search target (set by target()): its abbreviated key, and where its bytes
+   * are, which may be a range of a larger buffer (a write batch), so no view is made per key.
+   */
+  tBuf: Uint8Array = EMPTY;
+  tOff = 0;
+  tLen = 0;
   t0 = 0;
   t1 = 0;
   t2 = 0;
@@ -141,23 +147,26 @@ class SkipList {
     return { links, height, count, keys, slabs: [...slabs] };
   }
 
-  /** Sets the search target's abbreviated key. */
-  target(key: Uint8Array): void {
-    if (key.length >= ABBREVIATED) {
-      this.t0 = ((key[0]! << 24) | (key[1]! << 16) | (key[2]! << 8) | key[3]!) ^ 0x80000000;
-      this.t1 = ((key[4]! << 24) | (key[5]! << 16) | (key[6]! << 8) | key[7]!) ^ 0x80000000;
-      this.t2 = ((key[8]! << 24) | (key[9]! << 16) | (key[10]! << 8) | key[11]!) ^ 0x80000000;
-      this.t3 = ((key[12]! << 24) | (key[13]! << 16) | (key[14]! << 8) | key[15]!) ^ 0x80000000;
+  /** Sets the search target: the key buf[off, off + len). */
+  target(buf: Uint8Array, off = 0, len = buf.length - off): void {
+    this.tBuf = buf;
+    this.tOff = off;
+    this.tLen = len;
+    if (len >= ABBREVIATED) {
+      this.t0 = ((buf[off]! << 24) | (buf[off + 1]! << 16) | (buf[off + 2]! << 8) | buf[off + 3]!) ^ 0x80000000;
+      this.t1 = ((buf[off + 4]! << 24) | (buf[off + 5]! << 16) | (buf[off + 6]! << 8) | buf[off + 7]!) ^ 0x80000000;
+      this.t2 = ((buf[off + 8]! << 24) | (buf[off + 9]! << 16) | (buf[off + 10]! << 8) | buf[off + 11]!) ^ 0x80000000;
+      this.t3 = ((buf[off + 12]! << 24) | (buf[off + 13]! << 16) | (buf[off + 14]! << 8) | buf[off + 15]!) ^ 0x80000000;
     } else {
-      this.t0 = word(key, 0);
-      this.t1 = word(key, 4);
-      this.t2 = word(key, 8);
-      this.t3 = word(key, 12);
+      this.t0 = word(buf, off, len, 0);
+      this.t1 = word(buf, off, len, 4);
+      this.t2 = word(buf, off, len, 8);
+      this.t3 = word(buf, off, len, 12);
     }
   }
 
-  /** Key order of node `n` against the target set by target(key): negative, 0 or positive. */
-  compareKey(n: number, key: Uint8Array): number {
+  /** Key order of node `n` against the target set by target(): negative, 0 or positive. */
+  compareKey(n: number): number {
     const links = this.links;
     const a0 = links[n + K0]!;
     if (a0 !== this.t0) return a0 < this.t0 ? -1 : 1;
@@ -169,13 +178,15 @@ class SkipList {
     if (a3 !== this.t3) return a3 < this.t3 ? -1 : 1;
     // The first 16 bytes are equal (or zero padding): compare the rest, then the lengths.
     const alen = links[n + KLEN]!;
-    const blen = key.length;
+    const blen = this.tLen;
     if (alen > ABBREVIATED && blen > ABBREVIATED) {
       const keys = this.keys;
       const off = links[n + KEY_OFF]!;
+      const key = this.tBuf;
+      const toff = this.tOff;
       const end = alen < blen ? alen : blen;
       for (let i = ABBREVIATED; i < end; i++) {
-        const d = keys[off + i]! - key[i]!;
+        const d = keys[off + i]! - key[toff + i]!;
         if (d !== 0) return d;
       }
     }
@@ -190,20 +201,22 @@ class SkipList {
     return this.links[n + KIND]! as ValueKind;
   }
 
-  /** True when node `n` comes before (key, seq): key ascending, then seq descending. */
-  before(n: number, key: Uint8Array, seq: number): boolean {
-    const c = this.compareKey(n, key);
+  /** True when node `n` comes before (target, seq): key ascending, then seq descending. */
+  before(n: number, seq: number): boolean {
+    const c = this.compareKey(n);
     return c < 0 || (c === 0 && this.seqOf(n) > seq);
   }
 
-  /** Last node before (key, seq) at each level into `prev` (if given); returns the level-0 one. */
-  findBefore(key: Uint8Array, seq: number, prev: Int32Array | null): number {
-    this.target(key);
+  /**
+   * Last node before (target, seq) at each level into `prev` (if given); returns the level-0
+   * one. Call target() first.
+   */
+  findBefore(seq: number, prev: Int32Array | null): number {
     const links = this.links;
     let x = HEAD;
     for (let level = this.height - 1; level >= 0; level--) {
       let n = links[x + NEXT + level]!;
-      while (n !== NONE && this.before(n, key, seq)) {
+      while (n !== NONE && this.before(n, seq)) {
         x = n;
         n = links[x + NEXT + level]!;
       }
@@ -230,23 +243,25 @@ class SkipList {
   }
 
   /**
-   * True when node `n` holds `key` (any version), after target(key). Keys of up to 16 bytes
-   * are decided by the record alone.
+   * True when node `n` holds the target key (any version). Keys of up to 16 bytes are decided
+   * by the record alone.
    */
-  sameKey(n: number, key: Uint8Array): boolean {
+  sameKey(n: number): boolean {
     const links = this.links;
     const len = links[n + KLEN]!;
-    if (len !== key.length || links[n + K0] !== this.t0 || links[n + K1] !== this.t1 || links[n + K2] !== this.t2 || links[n + K3] !== this.t3) return false;
+    if (len !== this.tLen || links[n + K0] !== this.t0 || links[n + K1] !== this.t1 || links[n + K2] !== this.t2 || links[n + K3] !== this.t3) return false;
     if (len <= ABBREVIATED) return true;
     const keys = this.keys;
     const off = links[n + KEY_OFF]!;
-    for (let i = ABBREVIATED; i < len; i++) if (keys[off + i] !== key[i]) return false;
+    const key = this.tBuf;
+    const toff = this.tOff;
+    for (let i = ABBREVIATED; i < len; i++) if (keys[off + i] !== key[toff + i]) return false;
     return true;
   }
 
-  /** True when node `n` holds exactly (key, seq). */
-  equals(n: number, key: Uint8Array, seq: number): boolean {
-    return n !== NONE && this.compareKey(n, key) === 0 && this.seqOf(n) === seq;
+  /** True when node `n` holds exactly (target, seq). */
+  equals(n: number, seq: number): boolean {
+    return n !== NONE && this.compareKey(n) === 0 && this.seqOf(n) === seq;
   }
 
   /** Allocates the record of a node of `height` levels (links zeroed = none). */
@@ -259,16 +274,19 @@ class SkipList {
     return n;
   }
 
-  /** Copies the key and value (`vlen` bytes: none for a deletion) of node `n` in. */
-  store(n: number, key: Uint8Array, value: Uint8Array, vlen: number): void {
-    const klen = key.length;
+  /**
+   * Copies the target key and the value values[valueOff, valueOff + vlen) (none for a
+   * deletion) of node `n` in.
+   */
+  store(n: number, values: Uint8Array, valueOff: number, vlen: number): void {
+    const klen = this.tLen;
     if (this.keysUsed + klen > this.keys.length) {
       // Earlier views of keys keep the old arena alive and unchanged.
       const grown = sharedBytes(Math.max(this.keys.length * 2, this.keysUsed + klen));
       this.keys.copy(grown, 0, 0, this.keysUsed);
       this.keys = grown;
     }
-    this.keys.set(key, this.keysUsed);
+    copyInto(this.keys, this.keysUsed, this.tBuf, this.tOff, klen);
     const links = this.links;
     links[n + KEY_OFF] = this.keysUsed;
     links[n + KLEN] = klen;
@@ -297,7 +315,7 @@ class SkipList {
       this.slabUsed += vlen;
     }
     links[n + VALUE_OFF] = off;
-    slab.set(value, off);
+    copyInto(slab, off, values, valueOff, vlen);
   }
 
   keyOf(n: number): Buffer {
@@ -353,12 +371,23 @@ export function newEntryLocation(): EntryLocation {
   return { keys: EMPTY, keyStart: 0, keyEnd: 0, values: EMPTY, valueStart: 0, valueEnd: 0, hash: 0 };
 }
 
-/** Key bytes at..at+3 big-endian, zero-padded, top bit flipped: signed order is bytewise order. */
-function word(key: Uint8Array, at: number): number {
-  const len = key.length;
+/**
+ * Bytes at..at+3 of the key buf[off, off + len), big-endian, zero-padded, top bit flipped:
+ * signed order is bytewise order.
+ */
+function word(buf: Uint8Array, off: number, len: number, at: number): number {
   let w = 0;
-  for (let i = at; i < at + 4; i++) w = (w << 8) | (i < len ? key[i]! : 0);
+  for (let i = at; i < at + 4; i++) w = (w << 8) | (i < len ? buf[off + i]! : 0);
   return w ^ 0x80000000;
+}
+
+/** Copies from[fromOff, fromOff + n) to to[toOff…]: a loop for short runs, where TypedArray.set's native call costs more than the copy. */
+function copyInto(to: Uint8Array, toOff: number, from: Uint8Array, fromOff: number, n: number): void {
+  if (n <= 32) {
+    for (let i = 0; i < n; i++) to[toOff + i] = from[fromOff + i]!;
+  } else {
+    to.set(from.subarray(fromOff, fromOff + n), toOff);
+  }
 }
 
 function grow<T extends Int32Array>(from: T, to: T): T {
@@ -412,7 +441,7 @@ export class Memtable {
   #indexUsed = 0;
   /** Some version is missing from the index (see INDEX_MAX_PROBE): lookups it misses search the list. */
   #indexOverflowed = false;
-  readonly #indexHash: (key: Uint8Array) => number;
+  readonly #indexHash: (buf: Uint8Array, start: number, end: number) => number;
   #bytes = 0;
   /** xorshift32: heights need speed, not quality. */
   #rng = 0x9e3779b9;
@@ -425,8 +454,8 @@ export class Memtable {
    * there (2.5 % of a bulk load's main thread). `indexHash` is for tests that need keys to
    * collide; the default is seeded per process.
    */
-  constructor(options: { expectedKeys?: number; indexHash?: (key: Uint8Array) => number } = {}) {
-    this.#indexHash = options.indexHash ?? ((key) => hash32(key, INDEX_SEED));
+  constructor(options: { expectedKeys?: number; indexHash?: (buf: Uint8Array, start: number, end: number) => number } = {}) {
+    this.#indexHash = options.indexHash ?? ((buf, start, end) => hash32(buf, INDEX_SEED, start, end));
     // At most 40 % full when the expected keys are in (it grows at half).
     const bits = Math.min(MAX_INITIAL_INDEX_BITS, Math.max(this.#indexBits, Math.ceil(Math.log2(Math.max(1, (options.expectedKeys ?? 0) * 2.5)))));
     if (bits > this.#indexBits) {
@@ -460,38 +489,48 @@ export class Memtable {
    * Each (key, seq) may be added once: sequence numbers are unique per write.
    */
   add(seq: number, kind: ValueKind, key: Uint8Array, value: Uint8Array): void {
+    this.addAt(seq, kind, key, 0, key.length, value, 0, value.length);
+  }
+
+  /**
+   * add() of the key keys[keyOff, keyOff + keyLen) and the value values[valueOff, valueOff +
+   * valueLen): a write batch's ops are inserted from where they lie in it, with no Buffer view
+   * per key and value (two views per op were a twentieth of a bulk load's main thread).
+   */
+  addAt(seq: number, kind: ValueKind, keys: Uint8Array, keyOff: number, keyLen: number, values: Uint8Array, valueOff: number, valueLen: number): void {
     const list = this.#list;
     const prev = this.#prev;
     // The table filter's hash: mayContainHash is asked with it, and the flush hands it on.
-    const hash = bloomHash(key);
-    const ih = this.#indexHash(key) | 0; // int32, as the index stores it
+    const hash = bloomHash(keys, keyOff, keyOff + keyLen);
+    const ih = this.#indexHash(keys, keyOff, keyOff + keyLen) | 0; // int32, as the index stores it
+    list.target(keys, keyOff, keyLen);
     // Fast path for a new version of a key already here: it goes right before the newest
     // version, whose level-0 predecessor is recorded, so no search is needed. Overwrites of
     // hot keys are the common case for a server. Such a node gets one level: the key's first
     // version already has the random height that keeps searches logarithmic in distinct keys,
     // and a taller node would need the predecessors a search finds.
     // The key filter first: for a new key it usually answers without touching the index.
-    const newest = this.mayContainHash(hash) ? this.#newestNode(key, ih) : NONE;
+    const newest = this.mayContainHash(hash) ? this.#newestNode(ih) : NONE;
     let height = 1;
     if (newest !== NONE && list.seqOf(newest) < seq) {
       // #newestNode set the search target: the new node's abbreviated key.
       prev[0] = list.links[newest + PREV0]!;
     } else {
       height = this.#randomHeight();
-      const x = list.findBefore(key, seq, prev);
-      if (list.equals(list.next(x), key, seq)) {
+      const x = list.findBefore(seq, prev);
+      if (list.equals(list.next(x), seq)) {
         throw new RangeError(`memtable already holds sequence ${seq} for this key: sequence numbers must be unique`);
       }
     }
 
-    const klen = key.length;
-    const vlen = kind === ValueKind.Deletion ? 0 : value.length;
+    const klen = keyLen;
+    const vlen = kind === ValueKind.Deletion ? 0 : valueLen;
     if (height > list.height) {
       for (let level = list.height; level < height; level++) prev[level] = HEAD;
       list.height = height;
     }
     const n = list.newNode(height);
-    list.store(n, key, value, vlen);
+    list.store(n, values, valueOff, vlen);
     const links = list.links;
     links[n + KIND] = kind;
     links[n + SEQ_HI] = Math.floor(seq / TWO_32);
@@ -511,23 +550,21 @@ export class Memtable {
     if (after !== NONE) links[after + PREV0] = n;
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
     this.#addToFilter(hash);
-    this.#indexNewest(n, key, ih, seq);
+    this.#indexNewest(n, ih, seq);
   }
 
   /**
-   * The node of the newest version of `key` in the index, or NONE (also when the key
-   * overflowed the index: see #indexOverflowed); sets the list's search target to `key`.
-   * `ih` is the key's index hash.
+   * The node of the newest version of the list's search target in the index, or NONE (also
+   * when the key overflowed the index: see #indexOverflowed). `ih` is the key's index hash.
    */
-  #newestNode(key: Uint8Array, ih: number): number {
+  #newestNode(ih: number): number {
     const list = this.#list;
-    list.target(key);
     const index = this.#index;
     const mask = index.length - 1;
     let at = this.#slotOf(ih);
     for (let probe = 0; probe <= INDEX_MAX_PROBE; probe++, at = (at + 2) & mask) {
       const m = index[at]!;
-      if (m === NONE || (index[at + 1] === ih && list.sameKey(m, key))) return m;
+      if (m === NONE || (index[at + 1] === ih && list.sameKey(m))) return m;
     }
     return NONE;
   }
@@ -537,8 +574,8 @@ export class Memtable {
     return (Math.imul(ih, 0x9e3779b1) >>> (32 - this.#indexBits)) << 1;
   }
 
-  /** Records node `n` as the newest version of `key` (sequence numbers only grow, but check). */
-  #indexNewest(n: number, key: Uint8Array, ih: number, seq: number): void {
+  /** Records node `n` as the newest version of the search target's key (sequence numbers only grow, but check). */
+  #indexNewest(n: number, ih: number, seq: number): void {
     const list = this.#list;
     const index = this.#index;
     const mask = index.length - 1;
@@ -552,7 +589,7 @@ export class Memtable {
         if (++this.#indexUsed * 4 > index.length) this.#growIndex();
         return;
       }
-      if (index[at + 1] === ih && list.sameKey(m, key)) {
+      if (index[at + 1] === ih && list.sameKey(m)) {
         if (list.seqOf(m) < seq) index[at] = n;
         return;
       }
@@ -561,7 +598,7 @@ export class Memtable {
     // at 2^18 slots): a quarter full makes it vanishingly rare, so grow once and retry.
     if (this.#indexUsed * 16 > index.length) {
       this.#growIndex();
-      this.#indexNewest(n, key, ih, seq);
+      this.#indexNewest(n, ih, seq);
       return;
     }
     // Keys crafted to collide: no older version of this key is indexed either (it would have
@@ -644,19 +681,20 @@ export class Memtable {
    */
   get(key: Uint8Array, seq: number): { kind: ValueKind; value: Buffer; seq: number } | undefined {
     const list = this.#list;
-    let n = this.#newestNode(key, this.#indexHash(key) | 0);
+    list.target(key);
+    let n = this.#newestNode(this.#indexHash(key, 0, key.length) | 0);
     if (n === NONE) {
       if (!this.#indexOverflowed) return undefined;
       // The key may be one the index left out: the list holds every version.
-      n = list.next(list.findBefore(key, seq, null));
-      if (n === NONE || !list.sameKey(n, key)) return undefined;
+      n = list.next(list.findBefore(seq, null));
+      if (n === NONE || !list.sameKey(n)) return undefined;
       return { kind: list.kindOf(n), value: list.valueOf(n), seq: list.seqOf(n) };
     }
     // Newer versions than the snapshot come first: skip them.
     let at = list.seqOf(n);
     while (at > seq) {
       n = list.next(n);
-      if (n === NONE || !list.sameKey(n, key)) return undefined;
+      if (n === NONE || !list.sameKey(n)) return undefined;
       at = list.seqOf(n);
     }
     return { kind: list.kindOf(n), value: list.valueOf(n), seq: at };
@@ -720,14 +758,16 @@ export class MemtableIterator implements InternalIterator {
 
   seek(userKey: Uint8Array, seq: number): void {
     const list = this.#list;
-    this.#moveTo(list.next(list.findBefore(userKey, seq, null)));
+    list.target(userKey);
+    this.#moveTo(list.next(list.findBefore(seq, null)));
   }
 
   seekForPrev(userKey: Uint8Array, seq: number): void {
     const list = this.#list;
-    const x = list.findBefore(userKey, seq, null);
+    list.target(userKey);
+    const x = list.findBefore(seq, null);
     const n = list.next(x);
-    this.#moveTo(list.equals(n, userKey, seq) ? n : x);
+    this.#moveTo(list.equals(n, seq) ? n : x);
   }
 
   next(): void {
@@ -736,7 +776,9 @@ export class MemtableIterator implements InternalIterator {
 
   prev(): void {
     // No back links: search from the head, as LevelDB does (O(log n)).
-    this.#moveTo(this.#list.findBefore(this.userKey(), this.#list.seqOf(this.#at()), null));
+    const list = this.#list;
+    list.target(this.userKey());
+    this.#moveTo(list.findBefore(list.seqOf(this.#at()), null));
   }
 
   userKey(): Buffer {

@@ -9,7 +9,7 @@ import type { EngineTuning, WalRecoveryMode } from './options.js';
 import { emptyEdit } from './version-edit.js';
 import type { VersionSet } from './version-set.js';
 import { replayLogs, type WalManager } from './wal.js';
-import { decodeBatch } from './write-batch.js';
+import { decodeBatchAt } from './write-batch.js';
 
 export interface RecoveryContext {
   /** The data dir's file names, and a synchronous open for reading. */
@@ -56,7 +56,8 @@ export async function recover(ctx: RecoveryContext, existed: boolean, walRecover
   for (const { name, records } of logs) {
     let mem = new Memtable();
     for (const r of records) {
-      const info = decodeBatch(r.payload, (seq, kind, key, value) => mem.add(seq, kind, key, value));
+      const payload = r.payload;
+      const info = decodeBatchAt(payload, (seq, kind, keyOff, keyLen, valueOff, valueLen) => mem.addAt(seq, kind, payload, keyOff, keyLen, payload, valueOff, valueLen));
       if (info.count > 0) lastSeq = Math.max(lastSeq, info.firstSeq + info.count - 1);
       if (mem.approximateBytes >= ctx.tuning.writeBufferSize) {
         edit.newFiles.push(...(await writeMemtable(ctx.job, mem, MAX_SEQUENCE)).map((file) => ({ level: 0, file })));

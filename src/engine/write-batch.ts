@@ -57,6 +57,19 @@ export function encodeBatch(ops: readonly BatchOp[], firstSeq: number): Buffer {
  * means the log is damaged, and the caller refuses the whole replay.
  */
 export function decodeBatch(payload: Buffer, visit: (seq: number, kind: ValueKind, key: Buffer, value: Buffer) => void): { firstSeq: number; count: number } {
+  return decodeBatchAt(payload, (seq, kind, keyOff, keyLen, valueOff, valueLen) =>
+    visit(seq, kind, bufferView(payload, keyOff, keyOff + keyLen), kind === ValueKind.Value ? bufferView(payload, valueOff, valueOff + valueLen) : EMPTY),
+  );
+}
+
+/**
+ * decodeBatch() with each op's key and value as ranges of `payload` (a deletion's value is
+ * the empty range at 0): Memtable.addAt inserts them from there, with no view per op.
+ */
+export function decodeBatchAt(
+  payload: Buffer,
+  visit: (seq: number, kind: ValueKind, keyOff: number, keyLen: number, valueOff: number, valueLen: number) => void,
+): { firstSeq: number; count: number } {
   if (payload.length < BATCH_HEADER_BYTES) throw new RangeError(`write batch of ${payload.length} bytes is shorter than its ${BATCH_HEADER_BYTES}-byte header`);
   const firstSeq = readU64(payload, 0);
   const count = payload.readUInt32LE(8);
@@ -67,9 +80,15 @@ export function decodeBatch(payload: Buffer, visit: (seq: number, kind: ValueKin
     if (pos.offset >= end) throw new RangeError(`write batch ends after ${i} of ${count} ops`);
     const kind = payload[pos.offset++]!;
     if (kind !== ValueKind.Value && kind !== ValueKind.Deletion) throw new RangeError(`write batch op ${i} has unknown kind ${kind}`);
-    const key = lengthPrefixed(payload, pos, end, i, 'key');
-    const value = kind === ValueKind.Value ? lengthPrefixed(payload, pos, end, i, 'value') : EMPTY;
-    visit(firstSeq + i, kind, key, value);
+    const keyLen = lengthPrefixed(payload, pos, end, i, 'key');
+    const keyOff = pos.offset - keyLen;
+    let valueOff = 0;
+    let valueLen = 0;
+    if (kind === ValueKind.Value) {
+      valueLen = lengthPrefixed(payload, pos, end, i, 'value');
+      valueOff = pos.offset - valueLen;
+    }
+    visit(firstSeq + i, kind, keyOff, keyLen, valueOff, valueLen);
   }
   if (pos.offset !== end) throw new RangeError(`write batch has ${end - pos.offset} bytes after its ${count} ops`);
   return { firstSeq, count };
@@ -77,13 +96,13 @@ export function decodeBatch(payload: Buffer, visit: (seq: number, kind: ValueKin
 
 const EMPTY = Buffer.alloc(0);
 
-function lengthPrefixed(buf: Buffer, pos: { offset: number }, end: number, op: number, what: string): Buffer {
+/** Reads a length and steps `pos` past the bytes it prefixes; returns the length. */
+function lengthPrefixed(buf: Buffer, pos: { offset: number }, end: number, op: number, what: string): number {
   const len = getLength(buf, pos, end, op, what);
   const start = pos.offset;
   if (len > end - start) throw new RangeError(`write batch op ${op}: ${what} of ${len} bytes runs past the end of the batch`);
   pos.offset = start + len;
-  // Two views per op: subarray's species lookup and checks cost more than the view itself.
-  return bufferView(buf, start, start + len);
+  return len;
 }
 
 function getLength(buf: Buffer, pos: { offset: number }, end: number, op: number, what: string): number {
