@@ -97,14 +97,22 @@ function sameTree(a: Map<string, Buffer>, b: Map<string, Buffer>): boolean {
 }
 
 /** Plaintext offsets and sizes of an authenticated record log (WAL or MANIFEST). */
-function recordsOf(plain: Buffer): Array<{ offset: number; size: number }> {
+function recordsOf(plain: Buffer, raw?: Buffer): Array<{ offset: number; size: number }> {
   const out: Array<{ offset: number; size: number }> = [];
-  for (let off = 0; off < plain.length; ) {
+  // A live WAL ends in space reserved ahead of its appends: zeros on disk, no records.
+  const end = raw === undefined ? plain.length : raw.length - trailingZeros(raw);
+  for (let off = 0; off < end; ) {
     const size = RECORD_HEADER_BYTES + plain.readUInt32LE(off + 4) + TAG_BYTES;
     out.push({ offset: off, size });
     off += size;
   }
   return out;
+}
+
+function trailingZeros(raw: Buffer): number {
+  let n = 0;
+  while (n < raw.length && raw[raw.length - 1 - n] === 0) n++;
+  return n;
 }
 
 /** Where each batch of file.dict.log starts (preamble = header + MAC), and where the log ends. */
@@ -172,7 +180,13 @@ test('every byte of every metadata file flipped: the open refuses naming the fil
       await reader.close();
     }
   }
-  const walRecords = recordsOf(walPlain);
+  const walRaw = await readFile(join(pristine, wal));
+  const walRecords = recordsOf(walPlain, walRaw);
+  const walBytes = walRaw.length;
+  const reservedOffsets = (last: { offset: number; size: number }, size: number): number[] => {
+    const end = last.offset + last.size;
+    return [end, end + 4, end + 8, end + 9, end + 700, Math.floor((end + size) / 2), size - 1].filter((o) => o < size);
+  };
   assert.equal(walRecords.length, 4, 'one WAL record per synced write');
   const lastTwo = walRecords.slice(-2);
   const manifestRecords = recordsOf(manifestPlain);
@@ -216,7 +230,13 @@ test('every byte of every metadata file flipped: the open refuses naming the fil
       offsets: [...new Set([...recordOffsets(firstRec, 6), ...every(firstRec.offset + firstRec.size, lastRec.offset, 23), ...recordOffsets(lastRec, 4)])].sort((a, b) => a - b),
       names: [manifest],
     },
-    { rel: wal, offsets: [...new Set(lastTwo.flatMap((r) => recordOffsets(r, 3)))], names: [wal] },
+    {
+      rel: wal,
+      // The records, and the space reserved after them (zeros that no record covers): a flip
+      // there is refused too, never read as data.
+      offsets: [...new Set([...lastTwo.flatMap((r) => recordOffsets(r, 3)), ...reservedOffsets(walRecords.at(-1)!, walBytes)])],
+      names: [wal],
+    },
   ];
 
   await cp(pristine, dataDir, { recursive: true });
