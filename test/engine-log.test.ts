@@ -272,7 +272,7 @@ describe('record log', () => {
     }
   });
 
-  test('with zeros after it, the last record is torn only where a whole sector of it never landed', async () => {
+  test('with zeros after it, the last record is torn only where 16 or more of its bytes never landed, with nothing after', async () => {
     // Three records of 125 bytes: all in the file's first 512-byte sector.
     const w = await writeLog([randomBytes(100), randomBytes(100), randomBytes(100)]);
     const raw = await readFile(w.abs);
@@ -286,7 +286,8 @@ describe('record log', () => {
     const damaged: Array<[string, Buffer]> = [
       ['a header byte of the last record flipped', withTail((b) => (b[last + 5]! ^= 0x01))],
       ['a tag byte of the last record flipped', withTail((b) => (b[w.offsets[3]! - 1]! ^= 0x80))],
-      ['the last record\'s final 20 bytes zeroed, inside its sector', withTail((b) => b.fill(0, w.offsets[3]! - 20, w.offsets[3]!))],
+      ['the last record\'s final 10 bytes zeroed: fewer than a cut-short write leaves', withTail((b) => b.fill(0, w.offsets[3]! - 10, w.offsets[3]!))],
+      ['a header byte of the last record flipped, the rest of it zeroed', withTail((b) => ((b[last + 2]! ^= 0x04), b.fill(0, last + RECORD_HEADER_BYTES, w.offsets[3]!)))],
       ['a middle header flipped, intact records after it', withTail((b) => (b[w.offsets[1]! + 1]! ^= 0x10))],
     ];
     for (const [what, bytes] of damaged) {
@@ -294,13 +295,33 @@ describe('record log', () => {
       const at = what.startsWith('a middle') ? w.offsets[1]! : last;
       for (const [label, read] of READERS) await assert.rejects(read(w.name), expectCode('DATA_CORRUPTED', w.name, `offset ${at}`), `${label}: ${what}`);
     }
-    // The last record's share of its sector is zeros: an append that never landed.
-    await writeFile(w.abs, withTail((b) => b.fill(0, last, w.offsets[3]!)));
-    for (const [label, read] of READERS) {
-      const got = await read(w.name);
-      assertRecords(got, w, 2, label);
-      assert.equal(got.tornTailAt, last, label);
+    // Torn: the last record's share of its sector is zeros (an append that never landed), its
+    // last 20 bytes are (a write the disk filled part way), or its header was cut short.
+    const torn: Array<[string, Buffer]> = [
+      ['its sector share zeroed', withTail((b) => b.fill(0, last, w.offsets[3]!))],
+      ['its final 20 bytes zeroed', withTail((b) => b.fill(0, w.offsets[3]! - 20, w.offsets[3]!))],
+      ['zeros from inside its header on', withTail((b) => b.fill(0, last + 5, w.offsets[3]!))],
+    ];
+    for (const [what, bytes] of torn) {
+      await writeFile(w.abs, bytes);
+      for (const [label, read] of READERS) {
+        const got = await read(w.name);
+        assertRecords(got, w, 2, `${label}: ${what}`);
+        assert.equal(got.tornTailAt, last, `${label}: ${what}`);
+      }
     }
+  });
+
+  test('fewer than 16 zero bytes at a sector edge of the last record are damage, not a torn write', async () => {
+    // The fourth record runs 5 bytes into the second sector; those 5 zeroed could be a sector
+    // that never landed, or chance and damage: under 16 bytes, the reader refuses.
+    const w = await writeLog([randomBytes(100), randomBytes(100), randomBytes(100), randomBytes(117)]);
+    assert.equal(w.offsets[4], SECTOR_BYTES + 5);
+    const raw = await readFile(w.abs);
+    const bytes = Buffer.concat([raw, Buffer.alloc(4096)]);
+    bytes.fill(0, SECTOR_BYTES, SECTOR_BYTES + 5);
+    await writeFile(w.abs, bytes);
+    for (const [label, read] of READERS) await assert.rejects(read(w.name), expectCode('DATA_CORRUPTED', w.name, `offset ${w.offsets[3]}`), label);
   });
 
   test('the damage message says the file is damaged and what to do', async () => {

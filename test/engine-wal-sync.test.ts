@@ -213,6 +213,36 @@ describe('WAL sync', () => {
     }
   });
 
+  test('a WAL append the disk fills part way (a short write, then ENOSPC) is dropped at reopen as cut short; the writes before it replay', async () => {
+    const dir = `${root}/db-${++n}`;
+    const crashed = `${dir}-crashed`;
+    installSeam();
+    let db = await openTestDb(dir, keyPath);
+    try {
+      for (let i = 0; i < 5; i++) await db.engine.write([{ type: 'put', key: b(`k${i}`), value: b(`v${i}`) }], { sync: true });
+      let calls = 0;
+      current = (op, path) => (isWal(path) && op === 'writeSync' ? (++calls === 1 ? 'short' : 'ENOSPC') : undefined);
+      await assert.rejects(db.engine.write([{ type: 'put', key: b('lost'), value: Buffer.alloc(200, 7) }], { sync: true }));
+      assert.ok(calls >= 2, 'the append was cut short, then refused');
+      // The process dies here: its WAL ends in half a record and then the reserved zeros.
+      await cp(db.dataDir, crashed, { recursive: true });
+      await rm(join(crashed, 'encryption-meta', 'LOCK'));
+    } finally {
+      current = () => undefined;
+      await db.close().catch(() => undefined);
+    }
+    // A torn tail, not damage: the open goes on without it.
+    const logger = captureLogger();
+    db = await openTestDb(dir, keyPath, { logger: logger.logger, dataDir: crashed });
+    try {
+      for (let i = 0; i < 5; i++) assert.equal(db.engine.getSync(b(`k${i}`))?.toString(), `v${i}`);
+      assert.equal(db.engine.getSync(b('lost')), undefined);
+      assert.ok(logger.warnings().some((w) => /incomplete record/.test(String(w['msg']))), JSON.stringify(logger.warnings()));
+    } finally {
+      await db.close();
+    }
+  });
+
   test('a file system that refuses the reservation only costs the speed-up: writes go on and replay', async () => {
     const dir = `${root}/db-${++n}`;
     installSeam();

@@ -105,12 +105,15 @@ export function findIntactRecordAfter(buf: Buffer, from: number, before = buf.le
 }
 
 /**
- * What a crash can leave of an append: each 512-byte sector of the file either holds what
- * was written or what was there before, which past the last record is zeros (a file system
- * that grew the file before its data landed, or the space the WAL reserves ahead of its
- * appends, wal.ts). So a record is torn only if some sector's share of it is all zeros on
- * disk. A complete record whose every sector landed but which fails its check was changed
- * after it was written: damage, even as the last record. Ciphertext is zero in a whole
- * share by chance only for shares of a byte or two at a sector's edge.
+ * What a cut-short append can leave: past the last record the file holds zeros (a file
+ * system that grew the file before its data landed, or the space the WAL reserves ahead of
+ * its appends, wal.ts), and of the record, a written prefix (a write the disk filled part
+ * way: any length) or whole 512-byte sectors missing (a crash: each sector holds what was
+ * written or what was there before). So a bad record is torn only if at least
+ * ZERO_TAIL_MIN_BYTES of it are such zeros, at its end or filling its share of a sector,
+ * with nothing written after it. A complete record that fails its check was changed after
+ * it was written: damage, even as the last record. 16 zero bytes in a row do not happen in
+ * ciphertext by chance, so real damage is not taken for a torn write.
  */
 export const SECTOR_BYTES = 512;
+export const ZERO_TAIL_MIN_BYTES = 16;

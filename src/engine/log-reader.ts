@@ -2,7 +2,7 @@ import type { EncryptedReadableFile } from '../env/readable-file.js';
 import { TdekvError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { AuthDomain, TAG_BYTES } from '../crypto/file-auth.js';
-import { SECTOR_BYTES, findIntactRecordAfter, logLayout, RECORD_HEADER_BYTES, recordProblem, type LogLayout, type RecordProblem } from './log-format.js';
+import { SECTOR_BYTES, ZERO_TAIL_MIN_BYTES, findIntactRecordAfter, logLayout, RECORD_HEADER_BYTES, recordProblem, type LogLayout, type RecordProblem } from './log-format.js';
 import { crc32c } from './crc32c.js';
 
 export interface LogRecord {
@@ -134,11 +134,13 @@ export class LogReader {
 
   /**
    * The record at `offset` is not intact: a torn tail to drop, or damage to refuse. Torn
-   * means cut short by a crash: it runs past the end of the file, or a sector's share of it
-   * never landed (zeros on disk, see SECTOR_BYTES), with nothing written after it. A complete
-   * record whose checksum or tag fails is damage (an edit or a media error), even as the last
-   * record: with sync-writes it may hold an acknowledged write, so dropping it would silently
-   * lose data. So is any bad record with an intact one after it: a crash tears only the end.
+   * means cut short (a crash, or a write the disk filled part way): it runs past the end of
+   * the file, or at least ZERO_TAIL_MIN_BYTES of it never landed (zeros on disk: its end, or
+   * a sector's share, see SECTOR_BYTES), with nothing written after it; a header failing its
+   * checksum only if the zeros start inside it. A complete record whose checksum or tag
+   * fails is damage (an edit or a media error), even as the last record: with sync-writes it
+   * may hold an acknowledged write, so dropping it would silently lose data. So is any bad
+   * record with an intact one after it: a crash tears only the end.
    */
   #bad(offset: number): undefined {
     this.#done = true;
@@ -147,15 +149,22 @@ export class LogReader {
     const path = this.#file.path;
     const raw = this.#file.readRawSync(offset, this.#size - offset);
     const zeros = trailingZeros(raw);
-    if (problem.kind === 'header' || problem.kind === 'check') {
-      // A damaged header hides the record's length: only its own bytes can be judged.
-      const recordEnd = problem.kind === 'check' ? problem.end : Math.min(RECORD_HEADER_BYTES, raw.length);
-      if (raw.length - zeros > recordEnd || !hasUnwrittenSector(raw, recordEnd, offset)) {
-        return this.#damaged(
-          offset,
-          `${path} is damaged at offset ${offset}: the record there is complete but ${problem.reason}, so it was changed after it was written (an edit, or a disk or media error), not cut short by a crash.`,
-        );
-      }
+    // Bytes before the zero run that ends the file: what was written from this record on
+    // (none: the log ends here, as a WAL's reserved space reads).
+    const written = raw.length - zeros;
+    const torn =
+      written === 0 ||
+      (problem.kind === 'header'
+        ? // A damaged header hides the record's length: torn only if the header itself was cut short.
+          written < RECORD_HEADER_BYTES
+        : problem.kind === 'check'
+          ? written <= problem.end && (problem.end - written >= ZERO_TAIL_MIN_BYTES || hasUnwrittenSector(raw, problem.end, offset))
+          : true);
+    if (!torn) {
+      return this.#damaged(
+        offset,
+        `${path} is damaged at offset ${offset}: the record there is complete but ${problem.reason}, so it was changed after it was written (an edit, or a disk or media error), not cut short by a crash.`,
+      );
     }
     if (!this.#layout.auth) {
       // Records start only where bytes were written: none in the zero run at the end.
@@ -193,15 +202,15 @@ export class LogReader {
 }
 
 /**
- * True when some sector's share of raw[0, end) is all zeros: part of the append never landed
- * (see SECTOR_BYTES). `raw[0]` is at file offset `fileOffset`.
+ * True when some sector's share of raw[0, end), of at least ZERO_TAIL_MIN_BYTES, is all zeros:
+ * part of the append never landed (see SECTOR_BYTES). `raw[0]` is at file offset `fileOffset`.
  */
 function hasUnwrittenSector(raw: Uint8Array, end: number, fileOffset: number): boolean {
   for (let start = 0; start < end; ) {
     const shareEnd = Math.min(end, (Math.floor((fileOffset + start) / SECTOR_BYTES) + 1) * SECTOR_BYTES - fileOffset);
     let i = start;
     while (i < shareEnd && raw[i] === 0) i++;
-    if (i === shareEnd) return true;
+    if (i === shareEnd && shareEnd - start >= ZERO_TAIL_MIN_BYTES) return true;
     start = shareEnd;
   }
   return false;
