@@ -131,6 +131,10 @@ test('verify: runs without the lock while the database is open', async (t) => {
     const r = await verify(db);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.match(r.stdout, /^damaged: 0$/m);
+    // The open WAL ends in the space reserved ahead of its appends: named as such, not as a torn record.
+    const wal = r.stdout.split('\n').find((l) => /^\d+\.log\t/.test(l));
+    assert.ok(wal, r.stdout);
+    assert.match(wal, /\tok\t.*1 records, 1 writes; ends at offset \d+, then \d+ bytes of zeros \(space reserved ahead of appends/);
   });
 });
 

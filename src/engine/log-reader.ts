@@ -16,6 +16,8 @@ export interface LogContents {
   records: LogRecord[];
   /** Set when the file ended with a torn record (a crash during its append), which was dropped. */
   tornTailAt?: number;
+  /** With tornTailAt: everything from there on is zeros (a WAL's reserved space, or a crash's), no record bytes. */
+  tornTailZeros?: boolean;
   /** With `onDamage: 'stop'`: where the first damaged record starts; nothing from there on was read. */
   damagedAt?: number;
 }
@@ -44,7 +46,10 @@ export function readLog(file: EncryptedReadableFile, logger?: Logger, options: L
   const records: LogRecord[] = [];
   for (let r = reader.read(); r !== undefined; r = reader.read()) records.push(r);
   const out: LogContents = { records };
-  if (reader.tornTailAt !== undefined) out.tornTailAt = reader.tornTailAt;
+  if (reader.tornTailAt !== undefined) {
+    out.tornTailAt = reader.tornTailAt;
+    out.tornTailZeros = reader.tornTailZeros;
+  }
   if (reader.damagedAt !== undefined) out.damagedAt = reader.damagedAt;
   return out;
 }
@@ -67,6 +72,7 @@ export class LogReader {
   #pos = 0;
   #done = false;
   #tornTailAt: number | undefined;
+  #tornTailZeros = false;
   #damagedAt: number | undefined;
 
   constructor(file: EncryptedReadableFile, logger?: Logger, chunkBytes = CHUNK_BYTES, options: LogReadOptions = {}) {
@@ -81,6 +87,11 @@ export class LogReader {
   /** Set once reading has reached a torn tail (which was dropped). */
   get tornTailAt(): number | undefined {
     return this.#tornTailAt;
+  }
+
+  /** With tornTailAt: the dropped rest of the file is all zeros (no bytes of a record are in it). */
+  get tornTailZeros(): boolean {
+    return this.#tornTailZeros;
   }
 
   /** Set once reading has stopped at a damaged record (only with `onDamage: 'stop'`). */
@@ -177,6 +188,7 @@ export class LogReader {
       }
     }
     this.#tornTailAt = offset;
+    this.#tornTailZeros = written === 0;
     const reason =
       zeros === raw.length
         ? `the rest of the file (${raw.length} bytes) is zeros: space reserved ahead of appends, or a crash after the file grew and before its data landed`

@@ -143,7 +143,7 @@ function checkFile(env: EncryptedEnv, verdict: FileVerdict, info: FileInfo, mani
       }
     }
     case 'wal': {
-      const { records, tornTailAt } = readLogFile(env, verdict.path);
+      const { records, tornTailAt, tornTailZeros } = readLogFile(env, verdict.path);
       let ops = 0;
       for (const r of records) {
         try {
@@ -152,12 +152,12 @@ function checkFile(env: EncryptedEnv, verdict: FileVerdict, info: FileInfo, mani
           throw new TdekvError('DATA_CORRUPTED', `${verdict.path}: the record at offset ${r.offset} passes its checksum but is not a valid write batch (${(err as Error).message})`);
         }
       }
-      return `${records.length} records, ${ops} writes${tornTail(tornTailAt, verdict.size!)}`;
+      return `${records.length} records, ${ops} writes${tornTail(tornTailAt, verdict.size!, tornTailZeros)}`;
     }
     case 'manifest': {
-      const { records, tornTailAt } = readLogFile(env, verdict.path);
+      const { records, tornTailAt, tornTailZeros } = readLogFile(env, verdict.path);
       manifests.set(verdict.path, replayedState(verdict.path, records, numLevels));
-      return `${records.length} edits${tornTail(tornTailAt, verdict.size!)}`;
+      return `${records.length} edits${tornTail(tornTailAt, verdict.size!, tornTailZeros)}`;
     }
     case 'current': {
       return `names ${readCurrentFile(env, verdict.path)}`;
@@ -231,8 +231,11 @@ function readLogFile(env: EncryptedEnv, path: string): ReturnType<typeof readLog
   }
 }
 
-function tornTail(at: number | undefined, size: number): string {
-  return at === undefined ? '' : `; ends with a torn record at offset ${at} (${size - at} bytes, a crash during an append: the next open drops it)`;
+function tornTail(at: number | undefined, size: number, zeros = false): string {
+  if (at === undefined) return '';
+  // A WAL that is open, or was when the process stopped, ends in the space reserved ahead of its appends.
+  if (zeros) return `; ends at offset ${at}, then ${size - at} bytes of zeros (space reserved ahead of appends, or left by a crash)`;
+  return `; ends with a torn record at offset ${at} (${size - at} bytes, a crash during an append: the next open drops it)`;
 }
 
 function kindOf(path: string): VerifiedKind {
