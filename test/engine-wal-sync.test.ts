@@ -208,6 +208,7 @@ describe('WAL sync', () => {
       assert.ok(again.engine.getSync(b('big-1199'))?.equals(Buffer.alloc(1000, 1199 & 0xff)));
       const torn = logger.warnings().filter((w) => String(w['reason']).includes('zeros'));
       assert.equal(torn.length, 1, `one warning names the zeros after the last record: ${JSON.stringify(logger.warnings())}`);
+      assert.match(String(torn[0]!['msg']), /ends in zeros after its last record/, 'not reported as an incomplete record: none was');
     } finally {
       await again.close();
     }

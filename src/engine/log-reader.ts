@@ -189,12 +189,20 @@ export class LogReader {
     }
     this.#tornTailAt = offset;
     this.#tornTailZeros = written === 0;
-    const reason =
-      zeros === raw.length
-        ? `the rest of the file (${raw.length} bytes) is zeros: space reserved ahead of appends, or a crash after the file grew and before its data landed`
-        : problem.reason;
+    if (this.#tornTailZeros) {
+      this.#logger?.warn(
+        {
+          file: path,
+          offset,
+          droppedBytes: rest.length,
+          reason: `the rest of the file (${raw.length} bytes) is zeros: space reserved ahead of appends, or a crash after the file grew and before its data landed`,
+        },
+        'log ends in zeros after its last record (the process stopped without closing it); reading stops there',
+      );
+      return undefined;
+    }
     this.#logger?.warn(
-      { file: path, offset, droppedBytes: rest.length, reason },
+      { file: path, offset, droppedBytes: rest.length, reason: problem.reason },
       'log ends with an incomplete record (a crash during its append); dropping it',
     );
     return undefined;
