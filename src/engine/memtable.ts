@@ -513,7 +513,7 @@ export class Memtable {
     const newest = this.mayContainHash(hash) ? this.#newestNode(ih) : NONE;
     let height = 1;
     if (newest !== NONE && list.seqOf(newest) < seq) {
-      // #newestNode set the search target: the new node's abbreviated key.
+      // The new node goes right after the newest version's level-0 predecessor.
       prev[0] = list.links[newest + PREV0]!;
     } else {
       height = this.#randomHeight();
@@ -551,6 +551,8 @@ export class Memtable {
     this.#bytes += klen + vlen + ENTRY_OVERHEAD_BYTES;
     this.#addToFilter(hash);
     this.#indexNewest(n, ih, seq);
+    // The target may be a range of a whole write batch: do not keep the batch alive with the memtable.
+    list.tBuf = EMPTY;
   }
 
   /**
