@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { ValueKind } from '../src/engine/internal-key.js';
 import type { InternalIterator } from '../src/engine/iterator.js';
-import { ENTRY_OVERHEAD_BYTES, Memtable } from '../src/engine/memtable.js';
+import { ENTRY_OVERHEAD_BYTES, firstMemtableSizes, Memtable } from '../src/engine/memtable.js';
 import { bloomHash } from '../src/engine/bloom.js';
 import { compareEntries, type ModelEntry } from './support/iterator-model.js';
 
@@ -188,13 +188,37 @@ describe('memtable', () => {
     const first = new Memtable();
     for (let i = 0; i < 150_000; i++) first.add(i + 1, ValueKind.Value, Buffer.from(`key-${i % 120_000}`), Buffer.from(`v${i}`));
     assert.equal(first.distinctKeys, 120_000);
-    const next = new Memtable({ expectedKeys: first.distinctKeys });
+    const next = new Memtable({ like: first.sizes });
     const before = next.indexSlots;
     assert.ok(before * 0.5 >= 120_000, `starts with room for the expected keys (${before} slots)`);
     for (let i = 0; i < 120_000; i++) next.add(i + 1, ValueKind.Value, Buffer.from(`key-${i}`), Buffer.from(`w${i}`));
     assert.equal(next.indexSlots, before, 'no rehash on the way');
     for (let i = 0; i < 120_000; i += 997) assert.equal(next.get(Buffer.from(`key-${i}`), Number.MAX_SAFE_INTEGER)?.value.toString(), `w${i}`);
-    assert.equal(new Memtable({ expectedKeys: 1e12 }).indexSlots, 1 << 22, 'a bounded first size, whatever the previous one held');
+    assert.equal(new Memtable({ like: { distinctKeys: 1e12 } }).indexSlots, 1 << 22, 'a bounded first size, whatever the previous one held');
+  });
+
+  test('a memtable sized from the previous one starts with room for its node records and keys, within bounds', () => {
+    const first = new Memtable();
+    const start = first.capacity;
+    for (let i = 0; i < 100_000; i++) first.add(i + 1, ValueKind.Value, Buffer.from(`a-longer-key-than-sixteen-bytes-${i}`), Buffer.from(`v${i}`));
+    assert.ok(first.capacity.linkWords > start.linkWords && first.capacity.keyBytes > start.keyBytes, 'the first one grew');
+    const sizes = first.sizes;
+    assert.equal(sizes.distinctKeys, 100_000);
+    const next = new Memtable({ like: sizes });
+    const room = next.capacity;
+    assert.ok(room.linkWords >= sizes.linkWords && room.keyBytes >= sizes.keyBytes, `room for what the previous one held (${JSON.stringify(room)} for ${JSON.stringify(sizes)})`);
+    for (let i = 0; i < 100_000; i++) next.add(i + 1, ValueKind.Value, Buffer.from(`a-longer-key-than-sixteen-bytes-${i}`), Buffer.from(`w${i}`));
+    assert.deepEqual(next.capacity, room, 'the same load needs no growth');
+    for (let i = 0; i < 100_000; i += 991) assert.equal(next.get(Buffer.from(`a-longer-key-than-sixteen-bytes-${i}`), Number.MAX_SAFE_INTEGER)?.value.toString(), `w${i}`);
+    // An unusual previous memtable (or a wrong figure) cannot make the next one reserve without bound.
+    const huge = new Memtable({ like: { linkWords: 1e12, keyBytes: 1e12 } }).capacity;
+    assert.ok(huge.linkWords <= 1 << 22 && huge.keyBytes <= 1 << 24, JSON.stringify(huge));
+    // A first memtable (no previous one) gets room for a write buffer of small entries, and still grows past it.
+    const sized = new Memtable({ like: firstMemtableSizes(4 * 1024 * 1024) });
+    assert.ok(sized.capacity.linkWords >= (4 * 1024 * 1024) / 128 * 14, JSON.stringify(sized.capacity));
+    for (let i = 0; i < 200_000; i++) sized.add(i + 1, ValueKind.Value, Buffer.from(`k${i}`), Buffer.from('v'));
+    assert.equal(sized.get(Buffer.from('k199999'), Number.MAX_SAFE_INTEGER)?.seq, 200_000);
+    assert.equal(sized.get(Buffer.from('k0'), Number.MAX_SAFE_INTEGER)?.seq, 1);
   });
 
   test('sequence numbers past 2^32 (stored as two words) keep their order and value', () => {

@@ -19,7 +19,7 @@ import { CURRENT, manifestName, tableName } from './file-names.js';
 import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
-import { Memtable } from './memtable.js';
+import { firstMemtableSizes, Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { ErrorHandler, type WriteFailure } from './error-handler.js';
@@ -103,7 +103,7 @@ export class Engine {
   // Commit path (commit.ts, wal.ts): the queue, the current WAL, the memtable writes go to, the last sequence.
   readonly #commits: CommitQueue;
   readonly #wal: WalManager;
-  #mem = new Memtable();
+  #mem: Memtable;
   #lastSeq = 0;
   /** The fsync of syncAppendedWal() in progress, which runs beside the queue; close() waits for it. */
   #appendedSync: Promise<void> | undefined;
@@ -147,6 +147,7 @@ export class Engine {
     this.#dataDir = env.dataDir;
     this.#logger = logger;
     this.tuning = tuning;
+    this.#mem = new Memtable({ like: firstMemtableSizes(tuning.writeBufferSize) });
     this.#versions = versions;
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
@@ -726,7 +727,7 @@ export class Engine {
     await this.#syncWal();
     const old = await this.#wal.switch();
     this.#imm = this.#mem;
-    this.#mem = new Memtable({ expectedKeys: this.#imm.distinctKeys });
+    this.#mem = new Memtable({ like: this.#imm.sizes });
     await old!.close();
     this.#scheduleBackgroundWork();
     if (this.#compactingOnWorker) this.#flushAlongside();
@@ -1026,7 +1027,7 @@ export class Engine {
         if (this.#imm) await this.#flushImmutable();
         const damaged = await this.#wal.switch();
         this.#imm = this.#mem;
-        this.#mem = new Memtable();
+        this.#mem = new Memtable({ like: this.#imm.sizes });
         this.#errors.noSpace.walDamaged = false;
         await damaged!.close().catch(() => undefined);
       } else if (this.#mem.approximateBytes >= this.tuning.writeBufferSize) {

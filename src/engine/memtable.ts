@@ -127,10 +127,11 @@ class SkipList {
   t2 = 0;
   t3 = 0;
 
-  constructor(shared?: SharedMemtable) {
+  /** `linkWords` and `keyBytes`: room to start with (see MemtableSizes). */
+  constructor(shared?: SharedMemtable, linkWords = 1 << 14, keyBytes = 1 << 16) {
     if (shared === undefined) {
-      this.links = sharedInt32(1 << 14);
-      this.keys = sharedBytes(1 << 16);
+      this.links = sharedInt32(linkWords);
+      this.keys = sharedBytes(keyBytes);
       return;
     }
     // A read-only list over another thread's shared memory: only what iterating reads is set.
@@ -390,6 +391,12 @@ function copyInto(to: Uint8Array, toOff: number, from: Uint8Array, fromOff: numb
   }
 }
 
+/** Room for `used` (with an eighth more), at least `least`, at most `most`. */
+function initialSize(used: number | undefined, least: number, most: number): number {
+  if (used === undefined || !(used > least)) return least;
+  return Math.min(most, Math.ceil((used * 1.125) / 1024) * 1024);
+}
+
 function grow<T extends Int32Array>(from: T, to: T): T {
   to.set(from);
   return to;
@@ -424,8 +431,33 @@ const INDEX_MAX_PROBE = 32;
 /** 2^22 slots (32 MiB): what 2M small entries in one memtable would need. */
 const MAX_INITIAL_INDEX_BITS = 22;
 
+/**
+ * What a memtable grew to, so that the next one can start at that size: growing by doubling
+ * copied each array about once more and made fresh memory for every step (a twentieth of a
+ * bulk load's main thread, in the copies and the page faults of the new arrays).
+ */
+export interface MemtableSizes {
+  distinctKeys: number;
+  linkWords: number;
+  keyBytes: number;
+}
+
+/** Bounds on a first size taken from a previous memtable (2^22 words and 2^24 bytes: 16 MiB each). */
+const MAX_INITIAL_LINK_WORDS = 1 << 22;
+const MAX_INITIAL_KEY_BYTES = 1 << 24;
+
+/**
+ * A first memtable's sizes, when there is no previous one: room for a write buffer of
+ * 128-byte entries (48 bytes of key and value). Untouched room costs address space only
+ * (the pages are committed when first written).
+ */
+export function firstMemtableSizes(writeBufferSize: number): MemtableSizes {
+  const entries = Math.floor(writeBufferSize / 128);
+  return { distinctKeys: 0, linkWords: entries * (FIELDS + NEXT + 2), keyBytes: entries * 16 };
+}
+
 export class Memtable {
-  readonly #list = new SkipList();
+  readonly #list: SkipList;
   readonly #filter = new Uint32Array(FILTER_BITS / 32);
   /**
    * Point-lookup index: an open-addressing table from a key's hash to the node of its newest
@@ -449,15 +481,18 @@ export class Memtable {
   readonly #prev = new Int32Array(MAX_HEIGHT);
 
   /**
-   * `expectedKeys`: distinct keys the memtable will likely hold (the previous one's
-   * `distinctKeys`), so that its index starts at its final size instead of rehashing its way
-   * there (2.5 % of a bulk load's main thread). `indexHash` is for tests that need keys to
-   * collide; the default is seeded per process.
+   * `like`: what the previous memtable grew to (its `sizes`), so that this one starts at its
+   * final size instead of growing its way there: its index (rehashing was 2.5 % of a bulk
+   * load's main thread), its node records and its key arena (a bounded first size: an
+   * unusual previous memtable must not reserve much). `indexHash` is for tests that need keys
+   * to collide; the default is seeded per process.
    */
-  constructor(options: { expectedKeys?: number; indexHash?: (buf: Uint8Array, start: number, end: number) => number } = {}) {
+  constructor(options: { like?: Partial<MemtableSizes>; indexHash?: (buf: Uint8Array, start: number, end: number) => number } = {}) {
     this.#indexHash = options.indexHash ?? ((buf, start, end) => hash32(buf, INDEX_SEED, start, end));
+    const like = options.like ?? {};
+    this.#list = new SkipList(undefined, initialSize(like.linkWords, 1 << 14, MAX_INITIAL_LINK_WORDS), initialSize(like.keyBytes, 1 << 16, MAX_INITIAL_KEY_BYTES));
     // At most 40 % full when the expected keys are in (it grows at half).
-    const bits = Math.min(MAX_INITIAL_INDEX_BITS, Math.max(this.#indexBits, Math.ceil(Math.log2(Math.max(1, (options.expectedKeys ?? 0) * 2.5)))));
+    const bits = Math.min(MAX_INITIAL_INDEX_BITS, Math.max(this.#indexBits, Math.ceil(Math.log2(Math.max(1, (like.distinctKeys ?? 0) * 2.5)))));
     if (bits > this.#indexBits) {
       this.#indexBits = bits;
       this.#index = new Int32Array(2 << bits);
@@ -467,6 +502,17 @@ export class Memtable {
   /** Slots of the lookup index (for tests). */
   get indexSlots(): number {
     return this.#index.length >>> 1;
+  }
+
+  /** What this memtable grew to: the next one's `like`. */
+  get sizes(): MemtableSizes {
+    const list = this.#list;
+    return { distinctKeys: this.#indexUsed, linkWords: list.linksUsed, keyBytes: list.keysUsed };
+  }
+
+  /** Node-record words and key-arena bytes allocated (for tests). */
+  get capacity(): { linkWords: number; keyBytes: number } {
+    return { linkWords: this.#list.links.length, keyBytes: this.#list.keys.length };
   }
 
   /** Keys held, each counted once whatever its versions (those in the lookup index). */
