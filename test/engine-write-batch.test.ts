@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ValueKind } from '../src/engine/internal-key.js';
 import type { BatchOp } from '../src/engine/types.js';
-import { BATCH_HEADER_BYTES, batchByteSize, decodeBatch, encodeBatch } from '../src/engine/write-batch.js';
+import { BATCH_HEADER_BYTES, batchByteSize, decodeBatch, encodeBatch, WriteBatchBuilder } from '../src/engine/write-batch.js';
 import { isTdekvError } from '../src/errors.js';
 
 const bytes = (max: number): fc.Arbitrary<Uint8Array> => fc.uint8Array({ maxLength: max });
@@ -157,5 +157,59 @@ describe('write batch codec', () => {
     assert.throws(() => encodeBatch([], -1), RangeError);
     assert.throws(() => encodeBatch([], 1.5), RangeError);
     assert.throws(() => encodeBatch([{ type: 'del', key: Buffer.from('a') }, { type: 'del', key: Buffer.from('b') }], Number.MAX_SAFE_INTEGER), RangeError);
+  });
+
+  test('a batch built op by op is byte for byte the batch encodeBatch makes of the same ops, and the builder starts over after take()', () => {
+    // A builder reused across batches (as a chained batch or the server's turn is), starting
+    // small so that it grows, with ops around the copy loop's 64-byte edge.
+    const builder = new WriteBatchBuilder(16);
+    fc.assert(
+      fc.property(fc.array(ops, { minLength: 1, maxLength: 4 }), (batches) => {
+        for (const batch of batches) {
+          for (const o of batch) {
+            if (o.type === 'put') builder.put(o.key, o.value);
+            else builder.del(o.key);
+          }
+          assert.equal(builder.count, batch.length);
+          assert.equal(builder.byteLength, batchByteSize(batch));
+          const taken = builder.take();
+          assert.ok(taken.equals(encodeBatch(batch, 0)), 'the same bytes as encodeBatch');
+          assert.equal(builder.count, 0);
+          assert.equal(builder.byteLength, BATCH_HEADER_BYTES);
+          // What was taken is the caller's: building the next batch does not change it.
+          const copy = Buffer.from(taken);
+          builder.put(Buffer.alloc(300, 7), Buffer.alloc(300, 9));
+          builder.clear();
+          assert.ok(taken.equals(copy));
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('a builder copies what it is given, refuses what is not bytes, and clear() drops its ops', () => {
+    const builder = new WriteBatchBuilder();
+    const key = Buffer.from('key-1');
+    const value = Buffer.alloc(100, 1);
+    builder.put(key, value);
+    key.write('KEY-2');
+    value.fill(2);
+    builder.del(key);
+    const got = decodeAll(builder.take());
+    assert.deepEqual(
+      got.ops.map((d) => [d.kind, d.key.toString(), d.value.length > 0 ? d.value[0] : -1]),
+      [
+        [ValueKind.Value, 'key-1', 1],
+        [ValueKind.Deletion, 'KEY-2', -1],
+      ],
+    );
+    assert.throws(() => builder.put('k' as unknown as Buffer, Buffer.alloc(1)), (e: unknown) => isTdekvError(e) && /key must be a Buffer or Uint8Array/.test((e as Error).message));
+    assert.throws(() => builder.put(Buffer.from('k'), 5 as unknown as Buffer), (e: unknown) => isTdekvError(e) && /value must be a Buffer or Uint8Array/.test((e as Error).message));
+    assert.throws(() => builder.del(undefined as unknown as Buffer), (e: unknown) => isTdekvError(e) && /key must be/.test((e as Error).message));
+    assert.equal(builder.count, 0, 'a refused op is not counted');
+    builder.put(Buffer.from('a'), Buffer.from('b'));
+    builder.clear();
+    assert.equal(builder.count, 0);
+    assert.equal(decodeAll(builder.take()).count, 0);
   });
 });

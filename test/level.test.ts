@@ -8,6 +8,7 @@ import { isTdekvError } from '../src/errors.js';
 import type { Engine } from '../src/engine/engine.js';
 import type { EngineTuning } from '../src/engine/options.js';
 import type { BatchOp, WriteOptions } from '../src/engine/types.js';
+import type { WriteBatchBuilder } from '../src/engine/write-batch.js';
 import type { ManagedEnv } from '../src/env/open-env.js';
 import type { Logger } from '../src/log/logger.js';
 import { TdekvLevel, type LevelEngine, type TdekvLevelOptions } from '../src/level/tdekv-level.js';
@@ -25,6 +26,7 @@ class ProbeLevel<K = string, V = string> extends TdekvLevel<K, V> {
     const engine = (await super.openEngine(env, logger, tuning)) as Engine;
     this.engine = engine;
     const write = engine.write.bind(engine);
+    const writeBatch = engine.writeBatch.bind(engine);
     return Object.assign(Object.create(engine) as Engine, {
       getSync: engine.getSync.bind(engine),
       snapshot: engine.snapshot.bind(engine),
@@ -33,6 +35,10 @@ class ProbeLevel<K = string, V = string> extends TdekvLevel<K, V> {
       write: (ops: readonly BatchOp[], options?: WriteOptions) => {
         this.writes.push(options);
         return write(ops, options);
+      },
+      writeBatch: (batch: WriteBatchBuilder, options?: WriteOptions) => {
+        this.writes.push(options);
+        return writeBatch(batch, options);
       },
     });
   }
@@ -249,6 +255,54 @@ describe('TdekvLevel', () => {
         ],
       );
       await db.close();
+    });
+  });
+
+  it('a chained batch keeps what each put was given, applies its puts and dels at once, in order, and clear() drops them', async () => {
+    await withTempDir(async (dir) => {
+      const options = await encrypted(dir);
+      const db = new TdekvLevel<Buffer, Buffer>(join(dir, 'db'), { ...options, keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      await db.open();
+      await db.put(Buffer.from('gone'), Buffer.from('x'));
+      const batch = db.batch();
+      const key = Buffer.from('k1');
+      const big = Buffer.alloc(200, 0x61);
+      batch.put(key, big);
+      key.write('k2');
+      big.fill(0x62);
+      batch.put(key, Buffer.from('short'));
+      batch.put(Buffer.from('k3'), Buffer.from('first'));
+      batch.put(Buffer.from('k3'), Buffer.from('second'));
+      batch.del(Buffer.from('gone'));
+      key.fill(0);
+      big.fill(0);
+      assert.equal(batch.length, 5);
+      // Nothing is visible before write().
+      assert.equal(db.getSync(Buffer.from('k1')), undefined);
+      assert.deepEqual(db.getSync(Buffer.from('gone')), Buffer.from('x'));
+      await batch.write();
+      assert.deepEqual(
+        (await db.iterator().all()).map(([k, v]) => [k.toString(), v.toString()]),
+        [
+          ['k1', 'a'.repeat(200)],
+          ['k2', 'short'],
+          ['k3', 'second'],
+        ],
+      );
+      const dropped = db.batch();
+      dropped.put(Buffer.from('never'), Buffer.from('1'));
+      dropped.clear();
+      dropped.put(Buffer.from('after-clear'), Buffer.from('2'));
+      await dropped.write();
+      assert.equal(db.getSync(Buffer.from('never')), undefined);
+      assert.deepEqual(db.getSync(Buffer.from('after-clear')), Buffer.from('2'));
+      assert.throws(() => db.batch().put(Buffer.from('k'), undefined as unknown as Buffer), /value/i);
+      await db.close();
+      // And it is all in the write-ahead log or tables: a reopen reads the same.
+      const again = new TdekvLevel<Buffer, Buffer>(join(dir, 'db'), { ...options, keyEncoding: 'buffer', valueEncoding: 'buffer' });
+      await again.open();
+      assert.equal((await again.keys().all()).map((k) => k.toString()).join(','), 'after-clear,k1,k2,k3');
+      await again.close();
     });
   });
 

@@ -36,7 +36,7 @@ import { pickEncryptionCompaction, offKeyTables } from './encryption-scan.js';
 import { emptyEdit, type FileMeta, type VersionEdit } from './version-edit.js';
 import { VersionSet } from './version-set.js';
 import { WalManager } from './wal.js';
-import { decodeBatchAt, encodeBatch, setBatchSequence } from './write-batch.js';
+import { decodeBatchAt, encodeBatch, setBatchSequence, type WriteBatchBuilder } from './write-batch.js';
 
 export interface EngineStats {
   levels: Array<{ level: number; files: number; bytes: number }>;
@@ -313,6 +313,20 @@ export class Engine {
     // Encoded now: the caller may reuse its buffers as soon as write() returns.
     const batch = encodeBatch(ops, 0);
     return this.#commits.write(batch, options.sync === true);
+  }
+
+  /**
+   * Applies the ops of `batch` atomically, in order, and empties it (it may be refilled at
+   * once): write() without an array of op objects.
+   */
+  writeBatch(batch: WriteBatchBuilder, options: WriteOptions = {}): Promise<void> {
+    try {
+      this.#checkOpen();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (batch.count === 0) return Promise.resolve();
+    return this.#commits.write(batch.take(), options.sync === true);
   }
 
   put(key: Uint8Array, value: Uint8Array, options?: WriteOptions): Promise<void> {

@@ -5,6 +5,8 @@
  */
 import type { LevelEngine } from '../../src/level/tdekv-level.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot } from '../../src/engine/types.js';
+import { decodeBatch, type WriteBatchBuilder } from '../../src/engine/write-batch.js';
+import { ValueKind } from '../../src/engine/internal-key.js';
 
 interface Version {
   seq: number;
@@ -48,6 +50,15 @@ export class MemoryEngine implements LevelEngine {
       list.push({ seq, value: op.type === 'put' ? Buffer.from(op.value) : undefined });
       this.#versions.set(k, list);
     }
+  }
+
+  /** Decodes the builder's bytes (as the real engine's log replay would) into write(). */
+  async writeBatch(batch: WriteBatchBuilder): Promise<void> {
+    this.#check();
+    if (batch.count === 0) return;
+    const ops: BatchOp[] = [];
+    decodeBatch(batch.take(), (_seq, kind, key, value) => ops.push(kind === ValueKind.Value ? { type: 'put', key: Buffer.from(key), value: Buffer.from(value) } : { type: 'del', key: Buffer.from(key) }));
+    await this.write(ops);
   }
 
   snapshot(): Snapshot {
