@@ -3,10 +3,12 @@ import assert from 'node:assert/strict';
 import type { Engine } from '../src/engine/engine.js';
 import type { BatchOp } from '../src/engine/types.js';
 import { BatchingStore } from '../src/server/keyspace/batching-store.js';
+import { decodeBatch, type WriteBatchBuilder } from '../src/engine/write-batch.js';
+import { ValueKind } from '../src/engine/internal-key.js';
 
 /**
  * An engine whose writes succeed or fail on command: a failing disk cannot be produced on
- * demand with real files, so this stands in for the engine's write() only.
+ * demand with real files, so this stands in for the engine's writeBatch() only.
  */
 function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settle: (ok: boolean) => void; recover: () => void } {
   const applied = new Map<string, Buffer>();
@@ -16,7 +18,12 @@ function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settl
   const engine = {
     getSync: (key: Buffer) => applied.get(key.toString('latin1')),
     iterator: () => ({ next: () => undefined, seek: () => undefined, close: () => undefined }),
-    write: (ops: readonly BatchOp[]) => new Promise<void>((resolve, reject) => pending.push({ ops, resolve, reject })),
+    // The store hands over encoded batches: decoded here as the engine's log replay would.
+    writeBatch: (batch: WriteBatchBuilder) => {
+      const ops: BatchOp[] = [];
+      decodeBatch(batch.take(), (_seq, kind, key, value) => ops.push(kind === ValueKind.Value ? { type: 'put', key: Buffer.from(key), value: Buffer.from(value) } : { type: 'del', key: Buffer.from(key) }));
+      return new Promise<void>((resolve, reject) => pending.push({ ops, resolve, reject }));
+    },
     writeFailure: () => failure,
   } as unknown as Engine;
   const settle = (ok: boolean): void => {

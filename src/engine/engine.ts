@@ -320,13 +320,15 @@ export class Engine {
    * once): write() without an array of op objects.
    */
   writeBatch(batch: WriteBatchBuilder, options: WriteOptions = {}): Promise<void> {
+    // Taken first: a refused write leaves the builder empty too, as a failed write() leaves its caller's array behind.
+    const encoded = batch.count === 0 ? undefined : batch.take();
     try {
       this.#checkOpen();
     } catch (err) {
       return Promise.reject(err);
     }
-    if (batch.count === 0) return Promise.resolve();
-    return this.#commits.write(batch.take(), options.sync === true);
+    if (encoded === undefined) return Promise.resolve();
+    return this.#commits.write(encoded, options.sync === true);
   }
 
   put(key: Uint8Array, value: Uint8Array, options?: WriteOptions): Promise<void> {

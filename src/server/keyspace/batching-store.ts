@@ -1,5 +1,5 @@
 import type { Engine } from '../../engine/engine.js';
-import type { BatchOp } from '../../engine/types.js';
+import { WriteBatchBuilder } from '../../engine/write-batch.js';
 import { RowCache, bufferAt, type ValueLocation } from './row-cache.js';
 
 /** A pending write: the value, or null for a delete, and the batch that carries it. */
@@ -30,7 +30,8 @@ export class BatchingStore {
   readonly #sync: boolean;
   /** latin1(key) → newest pending write; latin1 keeps byte order under string comparison. */
   readonly #overlay = new Map<string, Pending>();
-  #ops: BatchOp[] = [];
+  /** This turn's writes, encoded as they are made. */
+  readonly #batch = new WriteBatchBuilder();
   /** Overlay keys written by each batch not yet settled, so settling costs its own size. */
   #keys: string[] = [];
   readonly #inFlightKeys = new Map<number, string[]>();
@@ -109,12 +110,12 @@ export class BatchingStore {
   }
 
   put(key: Buffer, value: Buffer): void {
-    this.#ops.push({ type: 'put', key, value });
+    this.#batch.put(key, value);
     this.#remember(key, value);
   }
 
   del(key: Buffer): void {
-    this.#ops.push({ type: 'del', key });
+    this.#batch.del(key);
     this.#remember(key, null);
   }
 
@@ -128,7 +129,7 @@ export class BatchingStore {
 
   /** Deletes every key in the store, atomically with the rest of the current batch. */
   clear(range: StoreRange): void {
-    for (const [key] of this.entries(range)) this.#ops.push({ type: 'del', key });
+    for (const [key] of this.entries(range)) this.#batch.del(key);
     this.#overlay.clear();
     this.cache.clear();
     this.#hideEngineUntil = this.#current;
@@ -166,7 +167,7 @@ export class BatchingStore {
 
   /** Operations gathered for the next batch. */
   get pendingOps(): number {
-    return this.#ops.length;
+    return this.#batch.count;
   }
 
   /** Writes pending in the overlay (gathered or in flight). */
@@ -176,19 +177,17 @@ export class BatchingStore {
 
   /** The batch a reply produced now depends on, or 0 when everything is applied. */
   get dependency(): number {
-    if (this.#ops.length > 0) return this.#current;
+    if (this.#batch.count > 0) return this.#current;
     return this.#current - 1 > this.#lastApplied ? this.#current - 1 : 0;
   }
 
   /** Sends the gathered operations to the engine as one atomic batch. */
   commit(): void {
-    if (this.#ops.length === 0) return;
+    if (this.#batch.count === 0) return;
     const id = this.#current++;
-    const ops = this.#ops;
-    this.#ops = [];
     this.#inFlightKeys.set(id, this.#keys);
     this.#keys = [];
-    this.#engine.write(ops, { sync: this.#sync }).then(
+    this.#engine.writeBatch(this.#batch, { sync: this.#sync }).then(
       () => this.#settle(id),
       (err: unknown) => {
         this.#failure ??= err;
@@ -208,7 +207,7 @@ export class BatchingStore {
 
   #settle(id: number, err?: unknown): void {
     this.#lastApplied = id;
-    if (id === this.#current - 1 && this.#ops.length === 0) {
+    if (id === this.#current - 1 && this.#batch.count === 0) {
       // Nothing was written since this batch was committed (the usual case: the engine applied
       // it in the same turn), so every pending write is this batch's or an older one's.
       this.#overlay.clear();
