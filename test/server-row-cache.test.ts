@@ -58,6 +58,32 @@ describe('row cache', () => {
     assert.equal(c.entries, model.size);
   });
 
+  test('through many generations a read is never stale, and each new generation starts with the room its predecessor reached', () => {
+    const c = new RowCache(256 * 1024);
+    const model = new Map<string, string | null>();
+    const first = c.youngSizes;
+    let forgotten = 0;
+    let largest = first;
+    for (let i = 0; i < 60_000; i++) {
+      const k = `key:${(i * 7919) % 5000}`;
+      if (i % 4 !== 3) {
+        const v = i % 10 === 0 ? null : `v${i}`.repeat(1 + (i % 5));
+        c.set(B(k), v === null ? null : B(v));
+        model.set(k, v);
+      } else {
+        const got = c.get(B(k));
+        if (got === undefined) forgotten++;
+        else assert.equal(got === null ? null : got.toString(), model.get(k), `${k} at step ${i}`);
+      }
+      const now = c.youngSizes;
+      // Without presizing, each rotation started the young generation over at its first size.
+      assert.ok(now.arenaBytes >= largest.arenaBytes && now.slotBits >= largest.slotBits && now.refWords >= largest.refWords, `step ${i}: ${JSON.stringify(now)} after ${JSON.stringify(largest)}`);
+      largest = now;
+    }
+    assert.ok(forgotten > 0, 'the budget made generations turn over');
+    assert.ok(largest.arenaBytes > first.arenaBytes && largest.slotBits > first.slotBits, JSON.stringify({ first, largest }));
+  });
+
   test('the key is copied: a reused buffer does not change what was cached', () => {
     const c = new RowCache(1 << 20);
     const key = Buffer.from('abc');

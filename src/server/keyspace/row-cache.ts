@@ -55,22 +55,29 @@ export function bufferAt(at: ValueLocation, length: number): Buffer {
   return at.start === 0 && length === at.buf.length ? at.buf : bufferView(at.buf, at.start, at.start + length);
 }
 
+/** A generation's sizes when it was retired, so the next one starts there (see Generation's constructor). */
+export interface GenerationSizes {
+  slotBits: number;
+  refWords: number;
+  arenaBytes: number;
+}
+
 class Generation {
   /** Per slot [entry + 1 (0 = empty), hash32 of its key]; half full at most. */
-  #slots = new Int32Array(INITIAL_SLOTS * 2);
-  #slotBits = 10;
+  #slots: Int32Array;
+  #slotBits: number;
   /**
    * Per entry [key offset, key length, value offset (ABSENT, BIG), value length], side by
    * side so that a lookup misses the CPU cache once for them, not once per field. Offsets
    * are into the arena.
    */
-  #refs = new Int32Array((INITIAL_SLOTS / 2) * REF);
+  #refs: Int32Array;
   /**
    * Keys and small values, appended. A value is never overwritten in place: callers may hold
    * views of it (get()), so a new value of a key is appended and the old bytes stay until
    * the generation is dropped; `bytes` counts them.
    */
-  #arena = Buffer.allocUnsafe(16 * 1024);
+  #arena: Buffer;
   #arenaUsed = 0;
   /** Values bigger than INLINE_VALUE_BYTES, by entry. */
   #big: Array<Buffer | undefined> = [];
@@ -78,6 +85,23 @@ class Generation {
   bytes = 0;
   /** An entry would sit further than MAX_PROBE from its home slot: the caller must drop this generation. */
   overflowed = false;
+
+  /**
+   * `like`: the sizes the previous young generation reached, so that this one starts there:
+   * growing by doubling from small copied the arena and rehashed the slots each time, and
+   * faulted in fresh memory at every step (about 2 % of a pipelined SET's main thread).
+   */
+  constructor(like?: GenerationSizes) {
+    this.#slotBits = like?.slotBits ?? 10;
+    this.#slots = new Int32Array(2 << this.#slotBits);
+    this.#refs = new Int32Array(like?.refWords ?? (INITIAL_SLOTS / 2) * REF);
+    this.#arena = Buffer.allocUnsafe(like?.arenaBytes ?? 16 * 1024);
+  }
+
+  /** What this generation grew to (bounded by the cache's budget, which retired it). */
+  get sizes(): GenerationSizes {
+    return { slotBits: this.#slotBits, refWords: this.#refs.length, arenaBytes: this.#arena.length };
+  }
 
   get size(): number {
     return this.#entries;
@@ -280,7 +304,7 @@ export class RowCache {
     }
     if (this.#young.bytes > this.#halfBudget) {
       this.#old = this.#young;
-      this.#young = new Generation();
+      this.#young = new Generation(this.#old.sizes);
     }
   }
 
@@ -291,5 +315,10 @@ export class RowCache {
 
   get entries(): number {
     return this.#young.size + this.#old.size;
+  }
+
+  /** The young generation's tables (for tests). */
+  get youngSizes(): GenerationSizes {
+    return this.#young.sizes;
   }
 }
