@@ -63,15 +63,6 @@ export class BlockCache {
     while (this.#usage > this.capacity && this.#tail) this.#remove(this.#tail);
   }
 
-  /** Bytes of a file's blocks held. */
-  bytesOf(file: number): number {
-    const blocks = this.#files.get(file);
-    if (!blocks) return 0;
-    let bytes = 0;
-    for (const node of blocks.values()) bytes += node.charge;
-    return bytes;
-  }
-
   /** Drops every block of a file (its table was deleted). */
   evictFile(file: number): void {
     const blocks = this.#files.get(file);

@@ -5,7 +5,6 @@ import { silentLogger, type Logger } from '../log/logger.js';
 import { Mutex } from '../util/mutex.js';
 import { SLICE_MS, URGENT_FLUSH_SLICE_MS, type JobContext } from './background-job.js';
 import { BackgroundWorker, type BackgroundThreadInfo } from './background/worker-host.js';
-import type { JobResult } from './background/protocol.js';
 import { BlockCache } from './block-cache.js';
 import { EngineCheckpoint } from './checkpoint.js';
 import { ExportPool } from './export/export-pool.js';
@@ -20,7 +19,6 @@ import { CURRENT, manifestName, tableName } from './file-names.js';
 import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
-import { WarmBlocks, warmBlockCache, type WarmTable } from './warm-blocks.js';
 import { firstMemtableSizes, Memtable } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
@@ -40,9 +38,6 @@ import { VersionSet } from './version-set.js';
 import { WalManager } from './wal.js';
 import { decodeBatchAt, encodeBatch, setBatchSequence, type WriteBatchBuilder } from './write-batch.js';
 
-/** At most this much of a job's output goes to the block cache when it is installed (warm-blocks.ts): ~8k blocks, put there in one go. */
-const MAX_WARM_BYTES = 32 * 1024 * 1024;
-
 export interface EngineStats {
   levels: Array<{ level: number; files: number; bytes: number }>;
   memtableBytes: number;
@@ -56,8 +51,6 @@ export interface EngineStats {
   compactionBytesWritten: number;
   writeSlowdowns: number;
   writeStops: number;
-  /** Blocks of new tables put in the block cache as they were installed (warm-blocks.ts). */
-  warmedBlocks: number;
   /** Why writes are refused; set until a reopen, or until space is freed when backgroundErrorRecoverable. */
   backgroundError?: string;
   /** Set with backgroundError for a full disk (ENOSPC, EDQUOT): the engine retries and resumes writes by itself. */
@@ -147,7 +140,7 @@ export class Engine {
   #closed = false;
   #closePromise: Promise<void> | undefined;
   // Counters for stats(), bumped by the path each names.
-  readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0, warmedBlocks: 0 };
+  readonly #stats = { flushes: 0, compactions: 0, compactionBytesRead: 0, compactionBytesWritten: 0, writeSlowdowns: 0, writeStops: 0 };
 
   private constructor(env: EngineFs, logger: Logger, tuning: EngineTuning, versions: VersionSet, backgroundThread: boolean, walSync: WalSyncMode) {
     this.env = env;
@@ -807,19 +800,16 @@ export class Engine {
       await this.#room.check('flush', imm.approximateBytes, flushMargin);
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let files: FileMeta[];
-      let warm: WarmTable[];
       if (this.#onWorker()) {
         // The worker reads the immutable memtable's skip list in place (shared memory): no copy.
-        ({ files, warm } = await this.#worker!.flush(imm.shared(), smallestSnapshot, this.#warmBytes()));
+        files = await this.#worker!.flush(imm.shared(), smallestSnapshot);
       } else {
-        const kept = new WarmBlocks(this.#warmBytes());
         const job: JobContext = {
-          output: { ...this.#outputContext(), warm: kept },
+          output: this.#outputContext(),
           sliceMs: () => (this.#mem.approximateBytes * 2 > this.tuning.writeBufferSize ? URGENT_FLUSH_SLICE_MS : SLICE_MS),
           yieldSlice: () => yieldToEventLoop(),
         };
         files = await writeMemtable(job, imm, smallestSnapshot);
-        warm = kept.tables;
       }
       const edit = emptyEdit();
       edit.newFiles = files.map((file) => ({ level: 0, file }));
@@ -827,7 +817,6 @@ export class Engine {
       edit.logNumber = this.#wal.number;
       edit.lastSequence = this.#lastSeq;
       await this.#logAndApply(edit, files);
-      this.#warmBlockCache(warm);
       this.#imm = undefined;
       this.#stats.flushes++;
       this.#notifyBackgroundProgress();
@@ -896,12 +885,10 @@ export class Engine {
     }
     const version = this.#versions.acquire();
     try {
-      const warmBytes = this.#warmBytes(compaction.inputFiles);
-      const { files, warm } = this.#runsOnWorker(compaction, pace) ? await this.#compactOnWorker(this.#worker!, compaction, version, warmBytes) : await this.#compactInProcess(compaction, version, pace, warmBytes);
+      const files = this.#runsOnWorker(compaction, pace) ? await this.#compactOnWorker(this.#worker!, compaction, version) : await this.#compactInProcess(compaction, version, pace);
       // From here the edit may reach the manifest even if logAndApply fails: keep the
       // outputs (unreferenced ones are removed as obsolete later), never delete them.
       await this.#logAndApply(compaction.edit(files), files);
-      this.#warmBlockCache(warm);
       this.#compactPointers.set(compaction.level, compaction.pointer);
       this.#stats.compactions++;
       this.#stats.compactionBytesRead += compaction.inputBytes;
@@ -926,13 +913,13 @@ export class Engine {
   }
 
   /** The compaction runner on the worker thread; the version pins its inputs until it returns. */
-  async #compactOnWorker(worker: BackgroundWorker, compaction: Compaction, version: Version, warmBytes: number): Promise<JobResult> {
+  async #compactOnWorker(worker: BackgroundWorker, compaction: Compaction, version: Version): Promise<FileMeta[]> {
     if (this.#closing) throw new TdekvError('CLOSED', 'the database is closing; the compaction was not started');
     this.#compactingOnWorker = true;
     try {
       // A memtable switched before this compaction took the loop is flushed alongside it.
       this.#flushAlongside();
-      return await worker.compact(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), warmBytes);
+      return await worker.compact(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)));
     } finally {
       this.#compactingOnWorker = false;
     }
@@ -950,10 +937,9 @@ export class Engine {
   }
 
   /** The compaction runner on this thread, in slices between which foreground work and a pending flush run. */
-  async #compactInProcess(compaction: Compaction, version: Version, pace: ((bytes: number) => Promise<void>) | undefined, warmBytes: number): Promise<JobResult> {
+  #compactInProcess(compaction: Compaction, version: Version, pace?: (bytes: number) => Promise<void>): Promise<FileMeta[]> {
     const numbers = compaction.plan.outputNumbers;
-    const kept = new WarmBlocks(warmBytes);
-    const output = { ...this.#outputContext(), warm: kept };
+    const output = this.#outputContext();
     if (numbers) {
       // Taken (and kept from removal) when the plan was made, in order.
       const queue = [...numbers];
@@ -985,29 +971,7 @@ export class Engine {
     };
     const run = runCompaction(compaction.job(version, this.#snapshots.oldest(this.#lastSeq)), ctx);
     // Numbers taken for outputs that were never written (the job failed first) are released.
-    const files = await (numbers ? run.catch((err: unknown) => this.#releaseOutputNumbers(numbers, err)) : run);
-    return { files, warm: kept.tables };
-  }
-
-  /**
-   * How much of a job's output plaintext to keep for the block cache (warm-blocks.ts): for a
-   * flush, a quarter of the cache (recent writes are likely read soon); for a compaction, as
-   * much as the cache holds of its inputs, whose blocks go with them, so a compaction keeps
-   * warm what was warm without growing the cache's share of its key range. At most
-   * MAX_WARM_BYTES a job: the main thread puts the blocks in the cache in one go.
-   */
-  #warmBytes(inputs?: readonly FileMeta[]): number {
-    const cap = Math.min(MAX_WARM_BYTES, Math.floor(this.#blockCache.capacity / 4));
-    if (inputs === undefined) return cap;
-    let cached = 0;
-    for (const f of inputs) cached += this.#blockCache.bytesOf(f.number);
-    return Math.min(cap, cached);
-  }
-
-  #warmBlockCache(tables: readonly WarmTable[]): void {
-    if (tables.length === 0) return;
-    const blocks = warmBlockCache(this.#blockCache, tables, tableName);
-    this.#stats.warmedBlocks += blocks;
+    return numbers ? run.catch((err: unknown) => this.#releaseOutputNumbers(numbers, err)) : run;
   }
 
   // ---------------------------------------------------------------- installing results

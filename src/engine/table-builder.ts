@@ -4,7 +4,6 @@ import { BlockBuilder } from './block-builder.js';
 import { compareBytes, copyBytes } from './compare-bytes.js';
 import { BloomHashCollector, bloomHash, buildBloom } from './bloom.js';
 import { MAX_SEQUENCE, TRAILER_BYTES, ValueKind, writeTrailer } from './internal-key.js';
-import { ownedPiece, type WarmBlocks, type WarmTable } from './warm-blocks.js';
 import { blockWithTrailer, encodeFooter, encodeProperties, putBlockHandle, tableLayout, type BlockHandle, type TableLayout, type TableProperties } from './table-format.js';
 
 export interface TableBuilderOptions {
@@ -12,8 +11,6 @@ export interface TableBuilderOptions {
   blockRestartInterval: number;
   /** 0: no filter block. */
   bloomFilterBitsPerKey: number;
-  /** Keep the table's plaintext, up to its budget, for the block cache (see warm-blocks.ts). */
-  warm?: WarmBlocks;
 }
 
 /** Queued blocks are handed to the file in appends of up to this many bytes. */
@@ -57,12 +54,6 @@ export class TableBuilder {
   #smallest: Buffer | undefined;
   readonly #handleScratch = Buffer.allocUnsafe(20);
   #state: 'open' | 'finishing' | 'done' = 'open';
-  readonly #warm: WarmBlocks | undefined;
-  /** What was kept for the block cache (see warm-blocks.ts): pieces handed to the file, data block handles. */
-  readonly #warmChunks: Array<{ offset: number; bytes: Uint8Array }> = [];
-  readonly #warmBlocks: number[] = [];
-  /** Bytes handed to the file so far (the offset of the next piece). */
-  #handedOff = 0;
 
   constructor(file: EncryptedWritableFile, options: TableBuilderOptions) {
     if (!(options.blockSize > 0)) throw new TdekvError('INVALID_ARGUMENT', `blockSize must be positive (got ${options.blockSize})`);
@@ -76,16 +67,6 @@ export class TableBuilder {
     this.#bitsPerKey = options.bloomFilterBitsPerKey;
     this.#data = new BlockBuilder(options.blockRestartInterval, options.blockSize + 1024);
     this.#hashes = options.bloomFilterBitsPerKey > 0 ? new BloomHashCollector() : undefined;
-    this.#warm = options.warm !== undefined && options.warm.bytesLeft > 0 ? options.warm : undefined;
-  }
-
-  /**
-   * After finish(): the data blocks kept for the block cache, as table `number`, or undefined
-   * when none were (no budget, or none of them fit it).
-   */
-  warmTable(number: number): WarmTable | undefined {
-    if (this.#state !== 'done' || this.#warmChunks.length === 0) return undefined;
-    return { number, chunks: this.#warmChunks, blocks: this.#warmBlocks };
   }
 
   get entries(): number {
@@ -206,7 +187,6 @@ export class TableBuilder {
     const handle = this.#writeBlock(this.#data.finish());
     this.#data.reset();
     // Keyed by the block's last key: the first block whose key is >= a target holds it.
-    if (this.#warm !== undefined) this.#warmBlocks.push(handle.offset, handle.size);
     const end = putBlockHandle(this.#handleScratch, 0, handle);
     this.#index.add(this.#prev.subarray(0, this.#prevLength), this.#handleScratch.subarray(0, end));
   }
@@ -245,16 +225,6 @@ export class TableBuilder {
     while (n < this.#queue.length && (n === 0 || bytes + this.#queue[n]!.length <= APPEND_BATCH_BYTES)) bytes += this.#queue[n++]!.length;
     const parts = this.#queue.splice(0, n);
     this.#queuedBytes -= bytes;
-    let piece = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
-    const offset = this.#handedOff;
-    this.#handedOff += bytes;
-    const warm = this.#warm;
-    if (warm !== undefined && warm.bytesLeft >= bytes) {
-      // The file encrypts a piece into new buffers and keeps none of it: the plaintext stays as it is.
-      piece = ownedPiece(piece);
-      warm.bytesLeft -= bytes;
-      this.#warmChunks.push({ offset, bytes: piece });
-    }
-    return piece;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
   }
 }

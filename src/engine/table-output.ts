@@ -6,7 +6,6 @@ import { TableBuilder } from './table-builder.js';
 import type { FileMeta } from './version-edit.js';
 import type { ValueKind } from './internal-key.js';
 import type { EntryLocation } from './memtable.js';
-import type { WarmBlocks } from './warm-blocks.js';
 
 export interface TableOutputContext {
   /** Where tables are created (unless newTable is given) and where failed outputs are removed. */
@@ -21,8 +20,6 @@ export interface TableOutputContext {
    * thread, which registers the pending output itself (src/engine/background/).
    */
   newTable?(): Promise<{ number: number; file: EncryptedWritableFile }>;
-  /** Keep the new tables' data blocks for the block cache, up to this budget (see warm-blocks.ts). */
-  warm?: WarmBlocks;
 }
 
 /** A new table file, numbered and kept from obsolete-file removal (or granted by the main thread, on the worker). */
@@ -75,7 +72,7 @@ export class TableOutput {
     this.#number = created.number;
     const file = created.file;
     const t = this.#ctx.tuning;
-    this.#builder = new TableBuilder(file, { blockSize: t.blockSize, blockRestartInterval: t.blockRestartInterval, bloomFilterBitsPerKey: t.bloomFilterBitsPerKey, ...(this.#ctx.warm ? { warm: this.#ctx.warm } : {}) });
+    this.#builder = new TableBuilder(file, { blockSize: t.blockSize, blockRestartInterval: t.blockRestartInterval, bloomFilterBitsPerKey: t.bloomFilterBitsPerKey });
   }
 
   add(userKey: Buffer, seq: number, kind: ValueKind, value: Buffer): void {
@@ -125,8 +122,6 @@ export class TableOutput {
     this.#lastKey = undefined;
     if (props.entries > 0) {
       this.files.push({ number: this.#number, size: props.fileSize, smallest: props.smallest, largest: props.largest, entries: props.entries });
-      const warm = b.warmTable(this.#number);
-      if (warm !== undefined) this.#ctx.warm!.tables.push(warm);
     } else {
       await this.#ctx.env.remove(tableName(this.#number));
       this.#ctx.pendingOutputs.delete(this.#number);

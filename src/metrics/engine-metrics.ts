@@ -65,6 +65,5 @@ export function registerEngineMetrics(registry: Registry, engine: Engine): void 
   counter('tdekv_engine_no_space_recoveries_total', 'Times writes resumed by themselves after a full disk', (s) => s.noSpaceRecoveries);
   counter('tdekv_engine_compactions_paused_total', 'Compactions not started because their output and a margin would not fit in the free space', (s) => s.compactionsPaused);
   counter('tdekv_engine_write_slowdowns_total', 'Writes delayed 1 ms: level 0 at level0-slowdown-writes-trigger, or the memtable full while the previous one is still being flushed', (s) => s.writeSlowdowns);
-  counter('tdekv_engine_warmed_blocks_total', 'Blocks of new tables put in the block cache as flushes and compactions installed them (no read, decryption or tag check on their first get)', (s) => s.warmedBlocks);
   counter('tdekv_engine_write_stops_total', 'Times writes stopped to wait for the background: the memtable was full while another was being flushed, or level 0 reached level0-stop-writes-trigger', (s) => s.writeStops);
 }

@@ -65,7 +65,6 @@ export async function statusReport(env: EncryptedEnv, engine?: Engine, server?: 
       compactionBytesWritten: e.compactionBytesWritten,
       writeSlowdowns: e.writeSlowdowns,
       writeStops: e.writeStops,
-      warmedBlocks: e.warmedBlocks,
       ...(e.backgroundError !== undefined ? { backgroundError: e.backgroundError } : {}),
       ...(e.backgroundErrorRecoverable !== undefined ? { backgroundErrorRecoverable: e.backgroundErrorRecoverable } : {}),
       ...(e.noSpaceNextRetryMs !== undefined ? { noSpaceNextRetryMs: e.noSpaceNextRetryMs } : {}),

@@ -4,7 +4,6 @@ import type { CompactionJob } from '../compaction/compaction.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
 import type { SharedMemtable } from '../memtable.js';
-import type { WarmTable } from '../warm-blocks.js';
 
 /**
  * The messages between the engine (main thread) and its background worker. The worker gets
@@ -13,9 +12,8 @@ import type { WarmTable } from '../warm-blocks.js';
  * answers with the output tables' metadata; the main thread installs it.
  */
 export type ToWorker =
-  /** `warmBytes`: plaintext of the outputs' data blocks to keep for the main thread's block cache (warm-blocks.ts). */
-  | { type: 'flush'; jobId: number; tuning: EngineTuning; memtable: SharedMemtable; smallestSnapshot: number; warmBytes: number }
-  | { type: 'compact'; jobId: number; tuning: EngineTuning; job: CompactionJob; grants: FileGrant[]; warmBytes: number }
+  | { type: 'flush'; jobId: number; tuning: EngineTuning; memtable: SharedMemtable; smallestSnapshot: number }
+  | { type: 'compact'; jobId: number; tuning: EngineTuning; job: CompactionJob; grants: FileGrant[] }
   | { type: 'table'; requestId: number; number: number; grant: FileGrant }
   | { type: 'reply'; requestId: number; error?: SerializedError }
   /** Abandon the job at its next slice (its outputs are removed): close() during a compaction. */
@@ -33,7 +31,7 @@ export type CrashHow = 'throw' | 'exit';
 export type FromWorker =
   /** Its modules are loaded: it takes jobs from now on. */
   | { type: 'ready' }
-  | { type: 'done'; jobId: number; files: FileMeta[]; warm: WarmTable[]; threadId: number }
+  | { type: 'done'; jobId: number; files: FileMeta[]; threadId: number }
   | { type: 'failed'; jobId: number; error: SerializedError }
   | { type: 'newTable'; jobId: number; requestId: number }
   | { type: 'remove'; jobId: number; requestId: number; number: number }
@@ -87,12 +85,6 @@ export function deserializeError(s: SerializedError): Error {
 /** Structured clone turns Buffers into Uint8Arrays: the runners compare keys with Buffer methods. */
 export function asBuffer(u: Uint8Array): Buffer {
   return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
-}
-
-/** A job's result: its output tables, and what it kept of their blocks for the block cache. */
-export interface JobResult {
-  files: FileMeta[];
-  warm: WarmTable[];
 }
 
 export function revivedFileMeta(f: FileMeta): FileMeta {

@@ -8,8 +8,9 @@ import type { CompactionJob } from '../compaction/compaction.js';
 import type { EngineFs } from '../engine-fs.js';
 import { tableName } from '../file-names.js';
 import type { EngineTuning } from '../options.js';
+import type { FileMeta } from '../version-edit.js';
 import type { SharedMemtable } from '../memtable.js';
-import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type JobResult, type ToWorker } from './protocol.js';
+import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 
 /** What the host needs of the engine: its files' grants, table numbers, and the pending-output set it shares with obsolete-file removal. */
 export interface BackgroundHostContext {
@@ -24,7 +25,7 @@ export interface BackgroundHostContext {
 
 interface Job {
   kind: 'flush' | 'compaction';
-  resolve(result: JobResult): void;
+  resolve(files: FileMeta[]): void;
   reject(err: Error): void;
   /** Numbers handed out to this job: the only ones it may ask to remove. */
   outputs: Set<number>;
@@ -69,16 +70,13 @@ export class BackgroundWorker {
     this.#ctx = ctx;
   }
 
-  /**
-   * Flushes an immutable memtable to level-0 tables on the worker, which reads it in shared
-   * memory. `warmBytes`: how much of the tables' plaintext to send back for the block cache.
-   */
-  flush(memtable: SharedMemtable, smallestSnapshot: number, warmBytes = 0): Promise<JobResult> {
-    return this.#run('flush', (jobId) => ({ type: 'flush', jobId, tuning: this.#ctx.tuning, memtable, smallestSnapshot, warmBytes }), [], []);
+  /** Flushes an immutable memtable to level-0 tables on the worker, which reads it in shared memory. */
+  flush(memtable: SharedMemtable, smallestSnapshot: number): Promise<FileMeta[]> {
+    return this.#run('flush', (jobId) => ({ type: 'flush', jobId, tuning: this.#ctx.tuning, memtable, smallestSnapshot }), [], []);
   }
 
   /** Runs a compaction on the worker with read grants for exactly its input tables. */
-  compact(job: CompactionJob, warmBytes = 0): Promise<JobResult> {
+  compact(job: CompactionJob): Promise<FileMeta[]> {
     const grants: FileGrant[] = [];
     try {
       for (const f of [...job.inputs[0], ...job.inputs[1]]) grants.push(this.#ctx.fs.grantRead(tableName(f.number)));
@@ -86,7 +84,7 @@ export class BackgroundWorker {
       for (const g of grants) g.key.fill(0);
       return Promise.reject(err);
     }
-    return this.#run('compaction', (jobId) => ({ type: 'compact', jobId, tuning: this.#ctx.tuning, job, grants, warmBytes }), [], grants);
+    return this.#run('compaction', (jobId) => ({ type: 'compact', jobId, tuning: this.#ctx.tuning, job, grants }), [], grants);
   }
 
   /**
@@ -151,9 +149,9 @@ export class BackgroundWorker {
     this.#start().postMessage({ type: 'crash', how, ...(atTable === undefined ? {} : { atTable }) } satisfies ToWorker);
   }
 
-  #run(kind: Job['kind'], message: (jobId: number) => ToWorker, transfer: ArrayBuffer[], grants: FileGrant[]): Promise<JobResult> {
+  #run(kind: Job['kind'], message: (jobId: number) => ToWorker, transfer: ArrayBuffer[], grants: FileGrant[]): Promise<FileMeta[]> {
     const jobId = this.#nextJobId++;
-    return new Promise<JobResult>((resolve, reject) => {
+    return new Promise<FileMeta[]>((resolve, reject) => {
       try {
         const worker = this.#start();
         this.#jobs.set(jobId, { kind, resolve, reject, outputs: new Set() });
@@ -249,7 +247,7 @@ export class BackgroundWorker {
         if (!job) return;
         if (job.kind === 'flush') this.info.flushes++;
         else this.info.compactions++;
-        job.resolve({ files: m.files.map(revivedFileMeta), warm: m.warm });
+        job.resolve(m.files.map(revivedFileMeta));
         return;
       }
       case 'failed': {

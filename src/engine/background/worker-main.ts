@@ -19,8 +19,6 @@ import { Memtable } from '../memtable.js';
 import type { EngineTuning } from '../options.js';
 import { TableReader } from '../table-reader.js';
 import type { TableOutputContext } from '../table-output.js';
-import type { FileMeta } from '../version-edit.js';
-import { WarmBlocks } from '../warm-blocks.js';
 import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 import { askOverChannel } from './fault-channel.js';
 
@@ -35,13 +33,8 @@ let nextRequestId = 1;
 // Inputs are read once by a compaction: caching their blocks would only cost memory.
 const noCache = new BlockCache(0);
 
-function post(m: FromWorker, transfer: ArrayBuffer[] = []): void {
-  port.postMessage(m, transfer);
-}
-
-/** A finished job's answer: its kept plaintext moves to the main thread rather than being copied. */
-function postDone(jobId: number, files: FileMeta[], warm: WarmBlocks): void {
-  post({ type: 'done', jobId, files, warm: warm.tables, threadId }, warm.transferList());
+function post(m: FromWorker): void {
+  port.postMessage(m);
 }
 
 function request(m: { type: 'newTable'; jobId: number } | { type: 'remove'; jobId: number; number: number }): Promise<ToWorker> {
@@ -52,10 +45,9 @@ function request(m: { type: 'newTable'; jobId: number } | { type: 'remove'; jobI
   });
 }
 
-function outputContext(jobId: number, tuning: EngineTuning, warm: WarmBlocks): TableOutputContext {
+function outputContext(jobId: number, tuning: EngineTuning): TableOutputContext {
   return {
     tuning,
-    warm,
     env: {
       create: () => Promise.reject(new TdekvError('INVALID_ARGUMENT', 'the background worker creates tables only through grants')),
       remove: async (name) => {
@@ -86,9 +78,9 @@ let flushes = 0;
 let flushesDone: Promise<void> = Promise.resolve();
 let flushesDoneResolve: () => void = () => undefined;
 
-function jobContext(jobId: number, tuning: EngineTuning, kind: 'flush' | 'compaction', warm: WarmBlocks): JobContext {
+function jobContext(jobId: number, tuning: EngineTuning, kind: 'flush' | 'compaction'): JobContext {
   return {
-    output: outputContext(jobId, tuning, warm),
+    output: outputContext(jobId, tuning),
     sliceMs: () => WORKER_SLICE_MS,
     yieldSlice: async () => {
       await yieldToEventLoop();
@@ -101,9 +93,8 @@ function jobContext(jobId: number, tuning: EngineTuning, kind: 'flush' | 'compac
 async function flush(m: Extract<ToWorker, { type: 'flush' }>): Promise<void> {
   if (flushes++ === 0) flushesDone = new Promise((resolve) => (flushesDoneResolve = resolve));
   try {
-    const warm = new WarmBlocks(m.warmBytes);
-    const files = await writeMemtable(jobContext(m.jobId, m.tuning, 'flush', warm), { iterator: () => Memtable.iteratorOf(m.memtable) }, m.smallestSnapshot);
-    postDone(m.jobId, files, warm);
+    const files = await writeMemtable(jobContext(m.jobId, m.tuning, 'flush'), { iterator: () => Memtable.iteratorOf(m.memtable) }, m.smallestSnapshot);
+    post({ type: 'done', jobId: m.jobId, files, threadId });
   } finally {
     if (--flushes === 0) flushesDoneResolve();
   }
@@ -121,10 +112,9 @@ async function compact(m: Extract<ToWorker, { type: 'compact' }>): Promise<void>
     inputs: [m.job.inputs[0].map(revivedFileMeta), m.job.inputs[1].map(revivedFileMeta)] as [ReturnType<typeof revivedFileMeta>[], ReturnType<typeof revivedFileMeta>[]],
     levelsBelow: m.job.levelsBelow.map((files) => files.map(revivedFileMeta)),
   };
-  const warm = new WarmBlocks(m.warmBytes);
   try {
     const files = await runCompaction(job, {
-      ...jobContext(m.jobId, m.tuning, 'compaction', warm),
+      ...jobContext(m.jobId, m.tuning, 'compaction'),
       openTable: (n: number): InternalIterator => {
         const grant = grants.get(n);
         if (!grant) throw new TdekvError('INVALID_ARGUMENT', `the compaction was not granted table ${n}`);
@@ -143,7 +133,7 @@ async function compact(m: Extract<ToWorker, { type: 'compact' }>): Promise<void>
         return { reader, release: () => undefined };
       },
     });
-    postDone(m.jobId, files, warm);
+    post({ type: 'done', jobId: m.jobId, files, threadId });
   } finally {
     for (const r of readers) r.close();
     // Grants of inputs never opened: their keys go now.
