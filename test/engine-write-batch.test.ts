@@ -212,4 +212,17 @@ describe('write batch codec', () => {
     assert.equal(builder.count, 0);
     assert.equal(decodeAll(builder.take()).count, 0);
   });
+
+  test('one huge batch does not make the batches after it huge', () => {
+    const builder = new WriteBatchBuilder();
+    builder.put(Buffer.from('big'), Buffer.alloc(4 * 1024 * 1024, 1));
+    assert.equal(decodeAll(builder.take()).ops[0]!.value.length, 4 * 1024 * 1024);
+    for (let i = 0; i < 3; i++) {
+      builder.put(Buffer.from(`k${i}`), Buffer.from('v'));
+      const small = builder.take();
+      assert.deepEqual(decodeAll(small).ops.map((d) => d.key.toString()), [`k${i}`]);
+      // The first small batch may start with the huge one's room; the ones after it do not.
+      if (i > 0) assert.ok(small.buffer.byteLength <= 64 * 1024, `batch ${i} sits in ${small.buffer.byteLength} bytes`);
+    }
+  });
 });

@@ -62,12 +62,17 @@ const MAX_LENGTH_VARINT = 5;
  * takes the bytes, and the builder starts over.
  */
 export class WriteBatchBuilder {
-  #buf: Buffer;
+  /** Empty after take() until the next op: a builder that is not refilled allocates nothing more. */
+  #buf: Buffer = EMPTY;
   #length = BATCH_HEADER_BYTES;
   #count = 0;
+  /** Room to start a batch with: the size of the last one taken (likely the next one's), at least the initial size. */
+  #startBytes: number;
+  readonly #initialBytes: number;
 
   constructor(initialBytes = 4096) {
-    this.#buf = Buffer.allocUnsafe(Math.max(BATCH_HEADER_BYTES, initialBytes));
+    this.#initialBytes = Math.max(BATCH_HEADER_BYTES, initialBytes);
+    this.#startBytes = this.#initialBytes;
   }
 
   /** Ops added since the last take() or clear(). */
@@ -111,12 +116,14 @@ export class WriteBatchBuilder {
 
   /** The encoded batch (sequence unset), which the caller now owns; the builder starts over, empty. */
   take(): Buffer {
+    if (this.#buf.length < BATCH_HEADER_BYTES) this.#buf = Buffer.allocUnsafe(BATCH_HEADER_BYTES);
     const buf = this.#buf;
     writeU64(buf, 0, 0);
     buf.writeUInt32LE(this.#count, 8);
     const out = buf.subarray(0, this.#length);
-    // The next batch is likely as big as this one: start with its room.
-    this.#buf = Buffer.allocUnsafe(buf.length);
+    // Sized by this batch, not by the largest ever: one huge batch must not make every later one huge.
+    this.#startBytes = Math.max(this.#initialBytes, this.#length);
+    this.#buf = EMPTY;
     this.clear();
     return out;
   }
@@ -127,8 +134,9 @@ export class WriteBatchBuilder {
     this.#count++;
     const need = this.#length + bytes;
     if (need > this.#buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2));
-      this.#buf.copy(grown, 0, 0, this.#length);
+      const grown = Buffer.allocUnsafe(Math.max(need, this.#buf.length * 2, this.#buf.length === 0 ? this.#startBytes : 0));
+      // The header is written by take(); only the ops so far are copied.
+      if (this.#buf.length > 0) this.#buf.copy(grown, BATCH_HEADER_BYTES, BATCH_HEADER_BYTES, this.#length);
       this.#buf = grown;
     }
     return this.#length;
