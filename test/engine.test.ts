@@ -152,6 +152,14 @@ describe('engine basics', () => {
     await assert.rejects(db.engine.write([{ type: 'put', key: 'str' as unknown as Buffer, value: b('v') }]), expectCode('INVALID_ARGUMENT'));
     await assert.rejects(db.engine.write([{ type: 'put', key: b('k'), value: 5 as unknown as Buffer }]), expectCode('INVALID_ARGUMENT'));
     await assert.rejects(db.engine.write([{ type: 'merge', key: b('k') } as unknown as { type: 'del'; key: Buffer }]), expectCode('INVALID_ARGUMENT'));
+    await assert.rejects(db.engine.write([{ type: 'del', key: null as unknown as Buffer }]), expectCode('INVALID_ARGUMENT'));
+    await assert.rejects(db.engine.write([{ type: 'put', key: b('k'), value: undefined as unknown as Buffer }]), expectCode('INVALID_ARGUMENT'));
+    // A bad op anywhere refuses the whole write: the good ops before it are not applied either.
+    await assert.rejects(
+      db.engine.write([{ type: 'put', key: b('before-bad'), value: b('v') }, { type: 'put', key: b('k'), value: null as unknown as Buffer }]),
+      expectCode('INVALID_ARGUMENT'),
+    );
+    assert.equal(db.engine.getSync(b('before-bad')), undefined);
     await db.close();
     await assert.rejects(db.engine.put(b('k'), b('v')), expectCode('CLOSED'));
     assert.throws(() => db.engine.getSync(b('k')), /closed/);

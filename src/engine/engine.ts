@@ -299,19 +299,16 @@ export class Engine {
 
   /** Applies the operations atomically, in order; later operations on a key win. */
   write(ops: readonly BatchOp[], options: WriteOptions = {}): Promise<void> {
+    let batch: Buffer;
     try {
       this.#checkOpen();
-      for (const op of ops) {
-        if (!(op.key instanceof Uint8Array)) throw new TdekvError('INVALID_ARGUMENT', `batch operation key must be a Buffer or Uint8Array (got ${typeof op.key})`);
-        if (op.type === 'put' && !(op.value instanceof Uint8Array)) throw new TdekvError('INVALID_ARGUMENT', `put value must be a Buffer or Uint8Array (got ${typeof op.value})`);
-        if (op.type !== 'put' && op.type !== 'del') throw new TdekvError('INVALID_ARGUMENT', `batch operation type must be "put" or "del" (got ${JSON.stringify((op as { type: unknown }).type)})`);
-      }
+      // Encoded now (and checked: a bad op refuses the whole write): the caller may reuse its
+      // buffers as soon as write() returns.
+      batch = encodeBatch(ops, 0);
     } catch (err) {
       return Promise.reject(err);
     }
     if (ops.length === 0) return Promise.resolve();
-    // Encoded now: the caller may reuse its buffers as soon as write() returns.
-    const batch = encodeBatch(ops, 0);
     return this.#commits.write(batch, options.sync === true);
   }
 
