@@ -275,7 +275,8 @@ describe('memtable', () => {
       fc.property(fc.array(stepArb, { maxLength: 150 }), (steps) => {
         const mem = new Memtable();
         const model = new Model();
-        // Made before any entry exists: it must see everything added later.
+        // Made before any entry exists: it must see everything linked later (another iterator's
+        // making links what is staged, and the walk makes one after each add).
         const it = mem.iterator();
         let at: Entry | undefined;
         let nextSeq = 1;
@@ -293,6 +294,7 @@ describe('memtable', () => {
                 mem.add(seq, s.kind, s.key, s.value);
               }
               model.add({ key: s.key, seq, kind: s.kind, value: s.kind === ValueKind.Value ? s.value : Buffer.alloc(0) });
+              mem.iterator().close();
               break;
             }
             case 'first':
@@ -331,6 +333,116 @@ describe('memtable', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  test('shared with the flush, staged and linked versions iterate merged: random walks in both directions match the model', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(keyArb, fc.boolean(), fc.nat(9)), { maxLength: 120 }),
+        fc.array(stepArb.filter((s) => s.op !== 'add'), { maxLength: 80 }),
+        fc.boolean(),
+        (adds, walk, overWorkerView) => {
+          const mem = new Memtable();
+          const model = new Model();
+          adds.forEach(([key, put, linkNow], i) => {
+            const kind = put ? ValueKind.Value : ValueKind.Deletion;
+            const value = put ? Buffer.from(`v${i}`) : Buffer.alloc(0);
+            mem.add(i + 1, kind, key, value);
+            model.add({ key, seq: i + 1, kind, value });
+            // Now and then an iterator links what is staged: the list then holds some versions
+            // of a key and the staged nodes newer ones.
+            if (linkNow === 0) mem.iterator().close();
+          });
+          const shared = mem.shared();
+          const it = overWorkerView ? Memtable.iteratorOf(shared) : mem.iterator();
+          let at: Entry | undefined;
+          for (const [i, s] of walk.entries()) {
+            const what = `step ${i} (${s.op})`;
+            switch (s.op) {
+              case 'first':
+                it.seekToFirst();
+                at = model.entries[0];
+                break;
+              case 'last':
+                it.seekToLast();
+                at = model.entries.at(-1);
+                break;
+              case 'seek':
+                it.seek(s.key, s.seq);
+                at = model.entries.find((e) => cmp(e, s) >= 0);
+                break;
+              case 'seekForPrev':
+                it.seekForPrev(s.key, s.seq);
+                at = lastWhere(model.entries, (e) => cmp(e, s) <= 0);
+                break;
+              case 'next':
+              case 'prev': {
+                if (!at) continue;
+                const idx = model.indexOf(at);
+                if (s.op === 'next') it.next();
+                else it.prev();
+                at = model.entries[s.op === 'next' ? idx + 1 : idx - 1];
+                break;
+              }
+            }
+            assertAt(it, at, what);
+          }
+          const all: number[] = [];
+          // Bounded, so that a cursor that stops moving fails rather than hangs.
+          for (it.seekToFirst(); it.valid() && all.length <= model.entries.length; it.next()) all.push(it.seq());
+          assert.deepEqual(all, model.entries.map((e) => e.seq), 'forward, whole');
+          const back: number[] = [];
+          for (it.seekToLast(); it.valid() && back.length <= model.entries.length; it.prev()) back.push(it.seq());
+          assert.deepEqual(back, model.entries.map((e) => e.seq).reverse(), 'backward, whole');
+          for (const e of model.entries) assert.equal(mem.get(e.key, e.seq)?.seq, e.seq, 'get of each version');
+          assert.throws(() => mem.add(adds.length + 1, ValueKind.Value, Buffer.from('k'), Buffer.from('v')), RangeError, 'no add after sharing');
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  test('new keys are staged, not searched for, until the list is iterated; the radix sort orders thousands of them as a comparison sort would', () => {
+    const shapes: Record<string, (i: number, r: Buffer) => Buffer> = {
+      // Shared prefixes longer than the abbreviated 16 bytes, short keys, and versions of a key.
+      mixed: (i, r) => (i % 3 === 0 ? Buffer.concat([Buffer.from('user:session:0000'), r]) : i % 3 === 1 ? r.subarray(0, 1 + (r[0]! % 4)) : Buffer.from(`k${r[1]! % 50}`)),
+      // What redis-benchmark writes: the first words are the same in every key.
+      numbered: (_i, r) => Buffer.from(`key:${String(r.readUInt32BE(0) % 100_000).padStart(12, '0')}`),
+      // Every key shares its first 16 bytes and more: no word tells them apart.
+      longPrefix: (_i, r) => Buffer.concat([Buffer.from('tenant/0042/users/'), r.subarray(0, 1 + (r[0]! % 4))]),
+    };
+    for (const [shape, makeKey] of Object.entries(shapes)) {
+      const mem = new Memtable();
+      const model = new Model();
+      for (let i = 1; i <= 5000; i++) {
+        const key = makeKey(i, randomBytes(4));
+        const kind = i % 13 === 0 ? ValueKind.Deletion : ValueKind.Value;
+        const value = kind === ValueKind.Value ? Buffer.from(String(i)) : Buffer.alloc(0);
+        mem.add(i, kind, key, value);
+        model.add({ key, seq: i, kind, value });
+      }
+      assert.ok(mem.stagedEntries > 500, `${shape}: new keys are staged (${mem.stagedEntries})`);
+      for (const e of model.entries.slice(0, 300)) assert.equal(mem.get(e.key, e.seq)?.seq, e.seq, `${shape}: get reads staged versions`);
+      const merged = Memtable.iteratorOf(mem.shared());
+      const seen: number[] = [];
+      for (merged.seekToFirst(); merged.valid() && seen.length <= model.entries.length; merged.next()) seen.push(merged.seq());
+      assert.deepEqual(seen, model.entries.map((e) => e.seq), `${shape}: merged order`);
+    }
+  });
+
+  test('an iterator links the staged nodes: every entry, in order, and nothing staged after', () => {
+    const mem = new Memtable();
+    for (let i = 1; i <= 2000; i++) mem.add(i, ValueKind.Value, randomBytes(8), Buffer.from('v'));
+    assert.ok(mem.stagedEntries > 0);
+    const it = mem.iterator();
+    assert.equal(mem.stagedEntries, 0);
+    let n = 0;
+    let last: Buffer | undefined;
+    for (it.seekToFirst(); it.valid() && n <= 2000; it.next(), n++) {
+      if (last) assert.ok(Buffer.compare(last, it.userKey()) < 0);
+      last = it.userKey();
+    }
+    assert.equal(n, 2000);
   });
 
   test('keys added from ranges of a larger buffer sort, hash and read back as the same keys added whole', () => {

@@ -302,6 +302,9 @@ export class Keyspace {
    * Returns how many index entries it looked at (the caller repeats while it is `limit`).
    */
   expireCycle(limit: number): number {
+    // Nothing to walk (as Redis skips a database without expires): the walk would make the
+    // engine link every key written since the last one into its memtable's list.
+    if (this.#expires === 0) return 0;
     const now = this.now();
     const due: Array<{ at: number; key: Buffer; indexKey: Buffer }> = [];
     for (const [k] of this.#store.entries(expiryRangeUntil(now))) {
