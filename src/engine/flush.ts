@@ -1,6 +1,7 @@
 import { WorkSlice, type JobContext } from './background-job.js';
 import { DropRule } from './compaction/drop-rule.js';
-import { newEntryLocation, type MemtableIterator } from './memtable.js';
+import type { MemtableIterator } from './memtable-iterator.js';
+import { newEntryLocation } from './skip-list.js';
 import { TableOutput } from './table-output.js';
 import type { FileMeta } from './version-edit.js';
 

@@ -5,7 +5,7 @@ import type { EngineTuning } from './options.js';
 import { TableBuilder } from './table-builder.js';
 import type { FileMeta } from './version-edit.js';
 import type { ValueKind } from './internal-key.js';
-import type { EntryLocation } from './memtable.js';
+import type { EntryLocation } from './skip-list.js';
 
 export interface TableOutputContext {
   /** Where tables are created (unless newTable is given) and where failed outputs are removed. */

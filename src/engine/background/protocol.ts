@@ -3,7 +3,7 @@ import type { FileGrant } from '../../env/file-grant.js';
 import type { CompactionJob } from '../compaction/compaction.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
-import type { SharedMemtable } from '../memtable.js';
+import type { SharedMemtable } from '../skip-list.js';
 
 /**
  * The messages between the engine (main thread) and its background worker. The worker gets

@@ -9,7 +9,7 @@ import type { EngineFs } from '../engine-fs.js';
 import { tableName } from '../file-names.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
-import type { SharedMemtable } from '../memtable.js';
+import type { SharedMemtable } from '../skip-list.js';
 import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 
 /** What the host needs of the engine: its files' grants, table numbers, and the pending-output set it shares with obsolete-file removal. */
