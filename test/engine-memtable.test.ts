@@ -84,6 +84,31 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constantFrom('seek' as const, 'seekForPrev' as const), key: keyArb, seq: fc.nat(60) }) },
 );
 
+/** Moves `it` as step `s` says; returns the entry the model says it is on now (`at`: before; next and prev need one). */
+function move(it: InternalIterator, model: Model, s: Exclude<Step, { op: 'add' }>, at: Entry | undefined): Entry | undefined {
+  switch (s.op) {
+    case 'first':
+      it.seekToFirst();
+      return model.entries[0];
+    case 'last':
+      it.seekToLast();
+      return model.entries.at(-1);
+    case 'seek':
+      it.seek(s.key, s.seq);
+      return model.entries.find((e) => cmp(e, s) >= 0);
+    case 'seekForPrev':
+      it.seekForPrev(s.key, s.seq);
+      return lastWhere(model.entries, (e) => cmp(e, s) <= 0);
+    case 'next':
+    case 'prev': {
+      const idx = model.indexOf(at!);
+      if (s.op === 'next') it.next();
+      else it.prev();
+      return model.entries[s.op === 'next' ? idx + 1 : idx - 1];
+    }
+  }
+}
+
 describe('memtable', () => {
   test('iterates in internal order (key ascending, newest first) in both directions', () => {
     fc.assert(
@@ -297,30 +322,9 @@ describe('memtable', () => {
               mem.iterator().close();
               break;
             }
-            case 'first':
-              it.seekToFirst();
-              at = model.entries[0];
-              break;
-            case 'last':
-              it.seekToLast();
-              at = model.entries.at(-1);
-              break;
-            case 'seek':
-              it.seek(s.key, s.seq);
-              at = model.entries.find((e) => cmp(e, s) >= 0);
-              break;
-            case 'seekForPrev':
-              it.seekForPrev(s.key, s.seq);
-              at = lastWhere(model.entries, (e) => cmp(e, s) <= 0);
-              break;
-            case 'next':
-            case 'prev': {
-              if (!at) continue;
-              const idx = model.indexOf(at);
-              if (s.op === 'next') it.next();
-              else it.prev();
-              at = model.entries[s.op === 'next' ? idx + 1 : idx - 1];
-              break;
+            default: {
+              if (!at && (s.op === 'next' || s.op === 'prev')) continue;
+              at = move(it, model, s, at);
             }
           }
           assertAt(it, at, what);
@@ -358,33 +362,8 @@ describe('memtable', () => {
           let at: Entry | undefined;
           for (const [i, s] of walk.entries()) {
             const what = `step ${i} (${s.op})`;
-            switch (s.op) {
-              case 'first':
-                it.seekToFirst();
-                at = model.entries[0];
-                break;
-              case 'last':
-                it.seekToLast();
-                at = model.entries.at(-1);
-                break;
-              case 'seek':
-                it.seek(s.key, s.seq);
-                at = model.entries.find((e) => cmp(e, s) >= 0);
-                break;
-              case 'seekForPrev':
-                it.seekForPrev(s.key, s.seq);
-                at = lastWhere(model.entries, (e) => cmp(e, s) <= 0);
-                break;
-              case 'next':
-              case 'prev': {
-                if (!at) continue;
-                const idx = model.indexOf(at);
-                if (s.op === 'next') it.next();
-                else it.prev();
-                at = model.entries[s.op === 'next' ? idx + 1 : idx - 1];
-                break;
-              }
-            }
+            if (!at && (s.op === 'next' || s.op === 'prev')) continue;
+            at = move(it, model, s, at);
             assertAt(it, at, what);
           }
           const all: number[] = [];
