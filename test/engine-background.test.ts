@@ -99,6 +99,24 @@ async function until(cond: () => boolean, what: string, boundMs = 20_000): Promi
 }
 
 describe('background worker thread', () => {
+  test('the worker starts loading once the first memtable is an eighth full, not before', async () => {
+    const writeBufferSize = 256 * 1024;
+    const db = await open(freshDir(), true, { ...TUNING, writeBufferSize });
+    try {
+      // Just under an eighth (each entry is ~500 bytes as the memtable counts them), then past it.
+      const entry = (i: number): Buffer => Buffer.alloc(400, i % 251);
+      let i = 0;
+      while (db.engine.stats().memtableBytes < writeBufferSize / 8 - 1024) await db.engine.put(b(`k${i}`), entry(i++));
+      await sleep(300);
+      assert.equal(db.engine.backgroundThread()!.threadId, undefined, `no worker under an eighth full (${db.engine.stats().memtableBytes} bytes)`);
+      for (let j = 0; j < 16; j++, i++) await db.engine.put(b(`k${i}`), entry(i));
+      await until(() => db.engine.backgroundThread()!.threadId !== undefined, 'the worker to start');
+      assert.equal(db.engine.stats().flushes, 0, 'started ahead of the first flush');
+    } finally {
+      await db.close();
+    }
+  });
+
   test('flushes and compactions run on the worker thread, not the main one, and their tables read back', async () => {
     const db = await open(freshDir(), true);
     try {

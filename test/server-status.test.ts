@@ -45,7 +45,7 @@ describe('status HTTP endpoint', { skip: target() !== 'tdekv' && 'tdekv only' },
     const doc = JSON.parse(r.body) as { engine: { backgroundThread: { enabled: boolean } }; lifecycle: { encryptionStateDesc: string } };
     assert.match(r.body, /aes256-ctr/);
     // The default: flushes and compactions on the worker thread (not started before the first
-    // memtable is half full, so no thread id yet), and the lifecycle's state.
+    // memtable is an eighth full, so no thread id yet), and the lifecycle's state.
     assert.deepEqual(doc.engine.backgroundThread, { enabled: true, flushes: 0, compactions: 0 });
     assert.equal(doc.lifecycle.encryptionStateDesc, 'ENCRYPTED');
     assert.ok(!r.body.toLowerCase().includes(masterKeyHex.toLowerCase()), 'no master key hex in /status');

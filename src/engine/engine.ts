@@ -76,6 +76,14 @@ export type { WriteFailure } from './error-handler.js';
 const FLUSH_GRACE = 0.5;
 
 /**
+ * The worker thread starts loading when the first memtable is this fraction of
+ * write-buffer-size full (an eighth: 2 MiB by default), so that engines that write little
+ * never start one. At half full (until the ninth session) a bulk load's first flush came
+ * before the worker had loaded (~150 ms here) and ran on the main thread.
+ */
+const WORKER_WARM_UP_FILL = 8;
+
+/**
  * An LSM tree on the encrypted env: a write-ahead log and memtable in front, sorted tables
  * in levels behind, merged by background compaction. Every file goes through the env, so
  * it is encrypted under the current data key when written; compaction rewrites old files
@@ -556,7 +564,7 @@ export class Engine {
 
   /**
    * Starts the background worker thread now and resolves once it takes jobs (otherwise it
-   * starts when the first memtable is half full, and jobs run in-process until it has
+   * starts when the first memtable is an eighth full, and jobs run in-process until it has
    * loaded). Resolves at once with backgroundThread false.
    */
   async startBackgroundThread(): Promise<void> {
@@ -639,7 +647,7 @@ export class Engine {
     const { count } = decodeBatchAt(batch, (seq, kind, keyOff, keyLen, valueOff, valueLen) => mem.addAt(seq, kind, batch, keyOff, keyLen, batch, valueOff, valueLen));
     this.#lastSeq = first + count - 1;
     // The worker loads while the memtable fills; jobs before it is ready run in-process.
-    if (this.#worker && !this.#worker.ready && mem.approximateBytes * 2 > this.tuning.writeBufferSize) this.#worker.warmUp();
+    if (this.#worker && !this.#worker.ready && mem.approximateBytes * WORKER_WARM_UP_FILL > this.tuning.writeBufferSize) this.#worker.warmUp();
   }
 
   /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */
@@ -899,7 +907,7 @@ export class Engine {
 
   /**
    * Whether the next job goes to the worker: yes once it has loaded. Until then (it starts when
-   * the first memtable is half full and takes ~100 ms to load) jobs run in-process, so the
+   * the first memtable is an eighth full and takes ~150 ms to load) jobs run in-process, so the
    * first flush never waits for a thread to start. A crashed worker fails the job instead.
    */
   #onWorker(): boolean {

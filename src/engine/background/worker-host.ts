@@ -89,7 +89,7 @@ export class BackgroundWorker {
 
   /**
    * Starts the thread ahead of the first job (a worker takes tens of ms to load): called when
-   * the first memtable is half full, so engines that never flush never start one.
+   * the first memtable is an eighth full, so engines that write little never start one.
    */
   warmUp(): void {
     if (this.#crash) throw this.#crash;
