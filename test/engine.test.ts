@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { cleanup, expectCode, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { abandon, b, collect, openTestDb, type TestDb } from './support/engine-helpers.js';
 import type { Snapshot } from '../src/engine/types.js';
+import { STAGED_LINK_BOUND } from '../src/engine/memtable.js';
 
 let root: string;
 let keyPath: string;
@@ -210,6 +211,39 @@ describe('engine basics', () => {
       for (let e = it.next(); e; e = it.next()) rest.push(e[1].toString());
       it.close();
       assert.deepEqual([...firstHalf, ...rest], Array.from({ length: 500 }, (_, i) => `old${i}`));
+    } finally {
+      await db.close();
+    }
+  });
+});
+
+describe('staged keys', () => {
+  test('until the database is first iterated new keys stay staged; after, they are linked in bounded batches, also in later memtables', async () => {
+    const dir = `${root}/staged`;
+    const db = await openTestDb(dir, keyPath, { tuning: { writeBufferSize: 8 * 1024 * 1024 } });
+    const bound = STAGED_LINK_BOUND;
+    const write = async (from: number, count: number): Promise<number> => {
+      let most = 0;
+      for (let i = from; i < from + count; i += 500) {
+        const ops = [];
+        for (let j = i; j < Math.min(i + 500, from + count); j++) ops.push({ type: 'put' as const, key: b(`k${String(j * 7919 % 1_000_003).padStart(7, '0')}`), value: b('v') });
+        await db.engine.write(ops);
+        most = Math.max(most, db.engine.stagedEntriesForTests());
+      }
+      return most;
+    };
+    try {
+      assert.ok((await write(0, 3 * bound)) >= 3 * bound - 500, 'a write-only load leaves every new key staged');
+      const it = db.engine.iterator();
+      let n = 0;
+      for (let e = it.next(); e; e = it.next()) n++;
+      it.close();
+      assert.equal(n, 3 * bound, 'the iterator saw every key');
+      assert.equal(db.engine.stagedEntriesForTests(), 0, 'the iterator linked them');
+      assert.ok((await write(3 * bound, 3 * bound)) < bound, 'after an iterator, never a bound or more staged');
+      await db.engine.flush();
+      assert.ok((await write(6 * bound, 2 * bound)) < bound, 'in the next memtable too');
+      assert.equal(collect(db.engine.iterator()).length, 8 * bound);
     } finally {
       await db.close();
     }

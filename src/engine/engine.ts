@@ -19,7 +19,7 @@ import { CURRENT, manifestName, tableName } from './file-names.js';
 import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
-import { firstMemtableSizes, Memtable } from './memtable.js';
+import { firstMemtableSizes, Memtable, STAGED_LINK_BOUND, type MemtableSizes } from './memtable.js';
 import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { ErrorHandler, type WriteFailure } from './error-handler.js';
@@ -155,7 +155,7 @@ export class Engine {
     this.#dataDir = env.dataDir;
     this.#logger = logger;
     this.tuning = tuning;
-    this.#mem = new Memtable({ like: firstMemtableSizes(tuning.writeBufferSize) });
+    this.#mem = this.#newMemtable(firstMemtableSizes(tuning.writeBufferSize));
     this.#versions = versions;
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
     this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
@@ -748,7 +748,7 @@ export class Engine {
     await this.#syncWal();
     const old = await this.#wal.switch();
     this.#imm = this.#mem;
-    this.#mem = new Memtable({ like: this.#imm.sizes });
+    this.#mem = this.#newMemtable(this.#imm.sizes);
     await old!.close();
     this.#scheduleBackgroundWork();
     if (this.#compactingOnWorker) this.#flushAlongside();
@@ -1048,7 +1048,7 @@ export class Engine {
         if (this.#imm) await this.#flushImmutable();
         const damaged = await this.#wal.switch();
         this.#imm = this.#mem;
-        this.#mem = new Memtable({ like: this.#imm.sizes });
+        this.#mem = this.#newMemtable(this.#imm.sizes);
         this.#errors.noSpace.walDamaged = false;
         await damaged!.close().catch(() => undefined);
       } else if (this.#mem.approximateBytes >= this.tuning.writeBufferSize) {
@@ -1083,6 +1083,9 @@ export class Engine {
   }
 
   #internalIterators(version: Version): InternalIterator[] {
+    // Iterated: from now on new keys are not left unlinked in bulk (see Memtable.linkThreshold).
+    this.#iterated = true;
+    this.#mem.linkThreshold = STAGED_LINK_BOUND;
     const children: InternalIterator[] = [this.#mem.iterator()];
     if (this.#imm) children.push(this.#imm.iterator());
     for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number));
@@ -1091,6 +1094,23 @@ export class Engine {
       if (files.length > 0) children.push(new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number)));
     }
     return children;
+  }
+
+  /**
+   * Whether an iterator was ever made: until then new keys stay staged until a flush (a
+   * write-only load never pays for their order), after it they are linked in bounded batches.
+   */
+  #iterated = false;
+
+  #newMemtable(like: MemtableSizes): Memtable {
+    const mem = new Memtable({ like });
+    if (this.#iterated) mem.linkThreshold = STAGED_LINK_BOUND;
+    return mem;
+  }
+
+  /** Tests only: nodes staged and not linked in the mutable memtable. */
+  stagedEntriesForTests(): number {
+    return this.#mem.stagedEntries;
   }
 
   #checkOpen(): void {

@@ -37,6 +37,9 @@ const FILTER_PROBES = 6;
  */
 const INDEX_SEED = randomInt(0x1_0000_0000 - 1);
 const INDEX_MAX_PROBE = 32;
+/** See Memtable.linkThreshold. */
+export const STAGED_LINK_BOUND = 8192;
+
 /** 2^22 slots (32 MiB): what 2M small entries in one memtable would need. */
 const MAX_INITIAL_INDEX_BITS = 22;
 
@@ -93,6 +96,14 @@ export class Memtable {
   #bytes = 0;
   /** xorshift32: heights need speed, not quality. */
   #rng = 0x9e3779b9;
+  /**
+   * Staged nodes are linked once there are this many (Infinity: only when the list is
+   * iterated). Linking them all at an iterator's start took 70–150 ms after 100k new keys
+   * (a server's SCAN); a bound of STAGED_LINK_BOUND keeps that under ~10 ms but costs the
+   * writes about 0.7 µs a new key (measured: 0.33 µs linking all at once, 1.2 µs a key in
+   * batches of 2048), so the engine sets it only once the database is iterated.
+   */
+  linkThreshold = Infinity;
 
   /**
    * `like`: what the previous memtable grew to (its `sizes`), so that this one starts at its
@@ -194,6 +205,7 @@ export class Memtable {
       const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, newest === NONE ? this.#randomHeight() : 1);
       if (this.#indexNewest(n, ih, seq)) {
         list.stage(n, newest);
+        if (list.stagedCount >= this.linkThreshold) list.linkStaged();
       } else {
         list.findBefore(seq, list.prev);
         list.link(n);
