@@ -387,8 +387,10 @@ describe('memtable', () => {
       mixed: (i, r) => (i % 3 === 0 ? Buffer.concat([Buffer.from('user:session:0000'), r]) : i % 3 === 1 ? r.subarray(0, 1 + (r[0]! % 4)) : Buffer.from(`k${r[1]! % 50}`)),
       // What redis-benchmark writes: the first words are the same in every key.
       numbered: (_i, r) => Buffer.from(`key:${String(r.readUInt32BE(0) % 100_000).padStart(12, '0')}`),
-      // Every key shares its first 16 bytes and more: no word tells them apart.
+      // Every key shares its first 16 bytes and more.
       longPrefix: (_i, r) => Buffer.concat([Buffer.from('tenant/0042/users/'), r.subarray(0, 1 + (r[0]! % 4))]),
+      // The 8 bytes after the shared prefix take two values: runs of thousands sorted by comparison.
+      bigRuns: (_i, r) => Buffer.concat([Buffer.from('p'), Buffer.from([r[0]! % 2]), Buffer.alloc(7, 7), r.subarray(1)]),
     };
     for (const [shape, makeKey] of Object.entries(shapes)) {
       const mem = new Memtable();

@@ -591,64 +591,67 @@ const RADIX_SORT_MIN = 512;
 /**
  * Nodes ids[0, count) of `list` in internal order (key ascending, sequence descending), as a
  * new array. A comparison sort of a memtable's new keys reads node records in random order;
- * this reads each once, in order, and radix-sorts (least significant digit first, 16 bits a
- * pass) by the first two words of the abbreviated key that are not the same in every node
- * (a shared prefix such as `key:` is skipped), then sorts each run of nodes equal in those
- * words by comparison (versions of one key, longer shared prefixes).
+ * this reads each key once, in the order the keys were added (which is their order in the
+ * key arena), and radix-sorts (least significant digit first, 16 bits a pass) by the 8 bytes
+ * after the prefix every key shares (`key:000…`, `tenant/42/users/`: so a shared prefix,
+ * however long, costs nothing), then sorts each run of nodes equal in those bytes by
+ * comparison (versions of one key, and keys that differ only further on).
  */
 export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32Array {
   const compare = (a: number, b: number): number => list.compareNodes(a, b);
   if (count < RADIX_SORT_MIN) return ids.slice(0, count).sort(compare);
   const links = list.links;
-  const words = new Int32Array(count * 4);
+  const keys = list.keys;
+  const firstOff = links[ids[0]! + KEY_OFF]!;
+  let prefix = links[ids[0]! + KLEN]!;
+  for (let i = 1; i < count && prefix > 0; i++) {
+    const n = ids[i]!;
+    const off = links[n + KEY_OFF]!;
+    const len = Math.min(prefix, links[n + KLEN]!);
+    let p = 0;
+    while (p < len && keys[off + p] === keys[firstOff + p]) p++;
+    prefix = p;
+  }
+  const words = new Int32Array(count * 2);
   for (let i = 0; i < count; i++) {
     const n = ids[i]!;
-    for (let k = 0; k < 4; k++) words[i * 4 + k] = links[n + K0 + k]!;
+    const off = links[n + KEY_OFF]!;
+    const len = links[n + KLEN]!;
+    words[i * 2] = keyWord(keys, off, len, prefix);
+    words[i * 2 + 1] = keyWord(keys, off, len, prefix + 4);
   }
-  let first = 0;
-  while (first < 4 && sameInAll(words, count, first)) first++;
-  if (first === 4) return ids.slice(0, count).sort(compare);
-  const last = Math.min(first + 1, 3);
   let order = new Int32Array(count);
   for (let i = 0; i < count; i++) order[i] = i;
   let spare = new Int32Array(count);
   const starts = new Int32Array(0x1_0001);
-  for (let word = last; word >= first; word--) {
-    for (const high of [false, true]) {
-      starts.fill(0);
-      for (let i = 0; i < count; i++) starts[digit(words[i * 4 + word]!, high) + 1]!++;
-      for (let d = 1; d <= 0x1_0000; d++) starts[d]! += starts[d - 1]!;
-      for (let i = 0; i < count; i++) {
-        const at = order[i]!;
-        spare[starts[digit(words[at * 4 + word]!, high)]!++] = at;
-      }
-      [order, spare] = [spare, order];
+  // Least significant digit first: the second word's low half, its high half, then the first's.
+  for (let pass = 3; pass >= 0; pass--) {
+    const word = pass >> 1;
+    const shift = pass & 1 ? 0 : 16;
+    starts.fill(0);
+    for (let i = 0; i < count; i++) starts[((words[i * 2 + word]! >>> shift) & 0xffff) + 1]!++;
+    for (let d = 1; d <= 0x1_0000; d++) starts[d]! += starts[d - 1]!;
+    for (let i = 0; i < count; i++) {
+      const at = order[i]!;
+      spare[starts[(words[at * 2 + word]! >>> shift) & 0xffff]!++] = at;
     }
+    [order, spare] = [spare, order];
   }
   const sorted = new Int32Array(count);
   for (let i = 0; i < count; i++) sorted[i] = ids[order[i]!]!;
   for (let start = 0; start < count; ) {
-    const w = order[start]! * 4;
+    const w = order[start]! * 2;
     let end = start + 1;
-    while (end < count && sameWords(words, order[end]! * 4, w, first, last)) end++;
+    while (end < count && words[order[end]! * 2] === words[w] && words[order[end]! * 2 + 1] === words[w + 1]) end++;
     if (end - start > 1) sorted.subarray(start, end).sort(compare);
     start = end;
   }
   return sorted;
 }
 
-function sameInAll(words: Int32Array, count: number, word: number): boolean {
-  const w = words[word]!;
-  for (let i = 1; i < count; i++) if (words[i * 4 + word] !== w) return false;
-  return true;
-}
-
-function sameWords(words: Int32Array, a: number, b: number, first: number, last: number): boolean {
-  for (let k = first; k <= last; k++) if (words[a + k] !== words[b + k]) return false;
-  return true;
-}
-
-/** 16 bits of the key bytes a word abbreviates (see SkipList: stored with the top bit flipped). */
-function digit(word: number, high: boolean): number {
-  return high ? (word >>> 16) ^ 0x8000 : word & 0xffff;
+/** Bytes at..at+3 of the key keys[off, off + len), big-endian, zero-padded. */
+function keyWord(keys: Uint8Array, off: number, len: number, at: number): number {
+  let w = 0;
+  for (let i = at; i < at + 4; i++) w = (w << 8) | (i < len ? keys[off + i]! : 0);
+  return w;
 }
