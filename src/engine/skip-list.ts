@@ -563,8 +563,10 @@ export function newEntryLocation(): EntryLocation {
 function word(buf: Uint8Array, off: number, len: number, at: number): number {
   let w = 0;
   for (let i = at; i < at + 4; i++) w = (w << 8) | (i < len ? buf[off + i]! : 0);
-  return w ^ 0x80000000;
+  return w ^ TOP_BIT;
 }
+
+const TOP_BIT = 0x80000000;
 
 /** Copies from[fromOff, fromOff + n) to to[toOff…]: a loop for short runs, where TypedArray.set's native call costs more than the copy. */
 function copyInto(to: Uint8Array, toOff: number, from: Uint8Array, fromOff: number, n: number): void {
@@ -617,8 +619,9 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
     const n = ids[i]!;
     const off = links[n + KEY_OFF]!;
     const len = links[n + KLEN]!;
-    words[i * 2] = keyWord(keys, off, len, prefix);
-    words[i * 2 + 1] = keyWord(keys, off, len, prefix + 4);
+    // As the abbreviated key's words: signed order is byte order (so digits flip the top bit back).
+    words[i * 2] = word(keys, off, len, prefix);
+    words[i * 2 + 1] = word(keys, off, len, prefix + 4);
   }
   let order = new Int32Array(count);
   for (let i = 0; i < count; i++) order[i] = i;
@@ -626,14 +629,14 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
   const starts = new Int32Array(0x1_0001);
   // Least significant digit first: the second word's low half, its high half, then the first's.
   for (let pass = 3; pass >= 0; pass--) {
-    const word = pass >> 1;
+    const which = pass >> 1; // the first or the second word
     const shift = pass & 1 ? 0 : 16;
     starts.fill(0);
-    for (let i = 0; i < count; i++) starts[((words[i * 2 + word]! >>> shift) & 0xffff) + 1]!++;
+    for (let i = 0; i < count; i++) starts[(((words[i * 2 + which]! ^ TOP_BIT) >>> shift) & 0xffff) + 1]!++;
     for (let d = 1; d <= 0x1_0000; d++) starts[d]! += starts[d - 1]!;
     for (let i = 0; i < count; i++) {
       const at = order[i]!;
-      spare[starts[(words[at * 2 + word]! >>> shift) & 0xffff]!++] = at;
+      spare[starts[((words[at * 2 + which]! ^ TOP_BIT) >>> shift) & 0xffff]!++] = at;
     }
     [order, spare] = [spare, order];
   }
@@ -647,11 +650,4 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
     start = end;
   }
   return sorted;
-}
-
-/** Bytes at..at+3 of the key keys[off, off + len), big-endian, zero-padded. */
-function keyWord(keys: Uint8Array, off: number, len: number, at: number): number {
-  let w = 0;
-  for (let i = at; i < at + 4; i++) w = (w << 8) | (i < len ? keys[off + i]! : 0);
-  return w;
 }
