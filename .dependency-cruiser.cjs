@@ -29,6 +29,20 @@ const upward = LAYERS.slice(0, -1).map((layer, i) => ({
   to: { path: LAYERS.slice(i + 1).map((l) => l.path) },
 }));
 
+/** node:fs and node:fs/promises, as the checker names them. */
+const FS = '^(node:)?fs(/promises)?$';
+/** The modules that may use node:fs (see the rule files-only-through-env). */
+const FS_MODULES = [
+  '^src/util/file-io\\.ts$', // the I/O layer under the env (and its fault injection for tests)
+  '^src/env/',
+  '^src/keys/',
+  '^src/masterkey/', // master key files and tokens: key material, not user data
+  '^src/cli/',
+  '^src/config/toml-config\\.ts$', // reads the config file
+  '^src/server/tls-material\\.ts$', // reads the TLS certificate and key
+  '^src/util/package-version\\.ts$', // reads package.json
+];
+
 module.exports = {
   forbidden: [
     {
@@ -61,6 +75,14 @@ module.exports = {
       to: {},
     },
     {
+      name: 'files-only-through-env',
+      comment:
+        'user data reaches disk only through the encrypted env (src/env/, over util/file-io.ts): node:fs is for the env, the key layers, the CLI, and modules that read files holding no user data (the config, TLS material, package.json); a new one must be added here with its reason',
+      severity: 'error',
+      from: { path: '^src/', pathNot: FS_MODULES },
+      to: { path: FS },
+    },
+    {
       name: 'not-to-unresolvable',
       comment: 'an import the checker cannot resolve would hide an edge',
       severity: 'error',
@@ -73,7 +95,8 @@ module.exports = {
     // and the JavaScript fallback drops `export type … from` edges.
     parser: 'swc',
     tsPreCompilationDeps: true,
-    includeOnly: '^src/',
+    // node:fs too, so that files-only-through-env sees who imports it.
+    includeOnly: ['^src/', FS],
     doNotFollow: { path: 'node_modules' },
     enhancedResolveOptions: { extensions: ['.ts', '.d.ts', '.js'] },
   },

@@ -74,3 +74,18 @@ test('the checker sees a type-only import that goes upward or closes a cycle', a
   assert.match(cycles[0]!, /src\/config\/(shape|types)\.ts → src\/config\/(shape|types)\.ts → /);
   assert.equal(found.length, 2, found.join('\n'));
 });
+
+test('node:fs is refused outside the modules allowed to touch files, so user data cannot bypass the encrypted env', async () => {
+  const dir = await tempDir('deprules-fs-');
+  copyFileSync(CONFIG, join(dir, '.dependency-cruiser.cjs'));
+  const write = (path: string, text: string): void => {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  };
+  write('src/server/dump.ts', "import { writeFile } from 'node:fs/promises';\nexport const dump = (b: Uint8Array): Promise<void> => writeFile('dump', b);\n");
+  write('src/engine/peek.ts', "import { readFileSync } from 'fs';\nexport const peek = (): Buffer => readFileSync('x');\n");
+  write('src/env/file.ts', "import { open } from 'node:fs/promises';\nexport const o = open;\n");
+  write('src/server/tls-material.ts', "import { readFileSync } from 'node:fs';\nexport const r = readFileSync;\n");
+  const found = cruise(dir).summary.violations.map(describe).sort();
+  assert.deepEqual(found, ['files-only-through-env: src/engine/peek.ts → fs', 'files-only-through-env: src/server/dump.ts → fs/promises']);
+});
