@@ -48,6 +48,17 @@ function describe(v: Violation): string {
   return `${v.rule.name}: ${path}`;
 }
 
+/** A temporary tree with the real rules, and a way to add source files to it. */
+async function tinyTree(prefix: string): Promise<{ dir: string; write: (path: string, text: string) => void }> {
+  const dir = await tempDir(prefix);
+  copyFileSync(CONFIG, join(dir, '.dependency-cruiser.cjs'));
+  const write = (path: string, text: string): void => {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  };
+  return { dir, write };
+}
+
 test('src/ keeps the layer rules: imports go only downward, no cycles (type-only imports included)', () => {
   const out = cruise(ROOT);
   assert.ok(out.summary.totalCruised > 100, `only ${out.summary.totalCruised} modules were read: is the checker looking at src/?`);
@@ -57,12 +68,7 @@ test('src/ keeps the layer rules: imports go only downward, no cycles (type-only
 test('the checker sees a type-only import that goes upward or closes a cycle', async () => {
   // A tiny tree with the real rules: if the parser dropped `import type` or `export type … from`,
   // the check above would pass while the rules were broken.
-  const dir = await tempDir('deprules-');
-  copyFileSync(CONFIG, join(dir, '.dependency-cruiser.cjs'));
-  const write = (path: string, text: string): void => {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  };
+  const { dir, write } = await tinyTree('deprules-');
   write('src/log/logger.ts', "import type { LogLevel } from '../config/types.js';\nexport const level: LogLevel = 'info';\n");
   write('src/config/types.ts', "export type LogLevel = 'info';\nexport type { Shape } from './shape.js';\n");
   write('src/config/shape.ts', "import type { LogLevel } from './types.js';\nexport interface Shape { level: LogLevel }\n");
@@ -76,12 +82,7 @@ test('the checker sees a type-only import that goes upward or closes a cycle', a
 });
 
 test('node:fs is refused outside the modules allowed to touch files, so user data cannot bypass the encrypted env', async () => {
-  const dir = await tempDir('deprules-fs-');
-  copyFileSync(CONFIG, join(dir, '.dependency-cruiser.cjs'));
-  const write = (path: string, text: string): void => {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  };
+  const { dir, write } = await tinyTree('deprules-fs-');
   write('src/server/dump.ts', "import { writeFile } from 'node:fs/promises';\nexport const dump = (b: Uint8Array): Promise<void> => writeFile('dump', b);\n");
   write('src/engine/peek.ts', "import { readFileSync } from 'fs';\nexport const peek = (): Buffer => readFileSync('x');\n");
   write('src/env/file.ts', "import { open } from 'node:fs/promises';\nexport const o = open;\n");
