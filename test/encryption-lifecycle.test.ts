@@ -125,7 +125,20 @@ describe('online encryption lifecycle', () => {
       assert.equal(started.encryptionStateDesc, 'ENCRYPTION_IN_PROGRESS');
       // Writes go on during the scan.
       await writeMarkers(db.engine, 5_000, 20_000);
+      // A status read at any moment (not only at progress events, which follow a save) that says
+      // COMPLETED says 100 %: the completion's own save was once still running, showing 0.
+      const completedPercents: number[] = [];
+      let polling = true;
+      const poll = (): void => {
+        const st = db.lifecycle.status();
+        if (st.scanStateDesc === 'COMPLETED') completedPercents.push(st.percentComplete);
+        if (polling) setImmediate(poll);
+      };
+      poll();
       const end = await waitFor(db.lifecycle, (st) => st.scanStateDesc === 'COMPLETED');
+      polling = false;
+      assert.ok(completedPercents.length > 0, 'a status read saw the scan completed before its progress event');
+      assert.deepEqual(completedPercents.filter((p) => p !== 100), [], 'a completed scan shows 100 %');
       assert.equal(end.encryptionState, 3);
       assert.equal(end.encryptionStateDesc, 'ENCRYPTED');
       assert.equal(end.percentComplete, 100);

@@ -182,7 +182,9 @@ export class EncryptionLifecycle extends EventEmitter<EncryptionLifecycleEvents>
       encryptionStateDesc: ENCRYPTION_STATES[state]!,
       scanState: r.scanState,
       scanStateDesc: SCAN_STATES[r.scanState]!,
-      percentComplete: Math.round(Math.min(r.percent, this.#savedPercent) * 100) / 100,
+      // Completed means every file is on the current key, which a restart measures as 100 % too;
+      // the completion's own save may still be running (and the last saved percentage be lower).
+      percentComplete: r.scanState === SCAN_COMPLETED ? 100 : Math.round(Math.min(r.percent, this.#savedPercent) * 100) / 100,
       scanModifyDate: r.scanModifyDate,
       scanBytesDone: r.bytesDone,
       scanBytesTotal: r.bytesTotal,
