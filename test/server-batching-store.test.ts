@@ -1,5 +1,6 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import type { Engine } from '../src/engine/engine.js';
 import type { BatchOp } from '../src/engine/types.js';
 import { BatchingStore } from '../src/server/keyspace/batching-store.js';
@@ -17,7 +18,13 @@ function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settl
   const pending: Array<{ ops: readonly BatchOp[]; resolve: () => void; reject: (e: unknown) => void }> = [];
   const engine = {
     getSync: (key: Buffer) => applied.get(key.toString('latin1')),
-    iterator: () => ({ next: () => undefined, seek: () => undefined, close: () => undefined }),
+    iterator: (range: { gte: Buffer; lt: Buffer }) => {
+      const lo = range.gte.toString('latin1');
+      const hi = range.lt.toString('latin1');
+      const rows = [...applied].filter(([k]) => k >= lo && k < hi).sort(([a], [b]) => (a < b ? -1 : 1));
+      let i = 0;
+      return { next: () => (i < rows.length ? [Buffer.from(rows[i]![0], 'latin1'), rows[i++]![1]] : undefined), seek: () => undefined, close: () => undefined };
+    },
     // The store hands over encoded batches: decoded here as the engine's log replay would.
     writeBatch: (batch: WriteBatchBuilder) => {
       const ops: BatchOp[] = [];
@@ -79,7 +86,7 @@ describe('batching store', () => {
       assert.match(String(store.failure), /disk full/);
       assert.equal(store.get(B('a'))?.toString(), '1', 'the failed batch is no longer visible');
       assert.equal(store.get(B('b')), undefined);
-      assert.equal(store.pendingKeys, 0);
+      assert.equal(store.pendingWrites, 0);
     });
   }
 
@@ -114,17 +121,17 @@ describe('batching store', () => {
     store.put(B('c'), B('3')); // gathering batch 3
     settle(true);
     await tick();
-    assert.equal(store.pendingKeys, 2, 'b (batch 2) and c (gathering) are still pending');
+    assert.equal(store.pendingWrites, 2, 'b (batch 2) and c (gathering) are still pending');
     assert.equal(store.get(B('b'))?.toString(), '2');
     assert.equal(store.get(B('c'))?.toString(), '3');
     assert.equal(store.get(B('a'))?.toString(), '1', 'a is read from the engine now');
     store.commit(); // batch 3
     settle(true);
     await tick();
-    assert.equal(store.pendingKeys, 1, 'c waits for batch 3');
+    assert.equal(store.pendingWrites, 1, 'c waits for batch 3');
     settle(true);
     await tick();
-    assert.equal(store.pendingKeys, 0, 'the last batch settled with nothing gathered since: nothing pending');
+    assert.equal(store.pendingWrites, 0, 'the last batch settled with nothing gathered since: nothing pending');
     assert.deepEqual(['a', 'b', 'c'].map((k) => store.get(B(k))?.toString()), ['1', '2', '3']);
     // The newest committed batch settles while the next one is being gathered.
     store.put(B('d'), B('4'));
@@ -133,7 +140,96 @@ describe('batching store', () => {
     settle(true);
     await tick();
     assert.equal(store.get(B('e'))?.toString(), '5', 'a write gathered after the settled batch stays visible');
-    assert.equal(store.pendingKeys, 1);
+    assert.equal(store.pendingWrites, 1);
+  });
+
+  // With the row cache on, pending writes are found in it until it forgets something; then an
+  // overlay is built from them. A tiny cache forgets every few writes.
+  for (const rowCacheBytes of [0, 300, 1 << 20]) {
+    test(`reads and range listings see the newest write, whatever is pending, applied, failed or forgotten by the cache (row cache ${rowCacheBytes} bytes)`, async () => {
+      const key = fc.constantFrom('a', 'b', 'c', 'd', 'e', 'f');
+      const op = fc.oneof(
+        { weight: 6, arbitrary: fc.tuple(fc.constant('put' as const), key, fc.string({ minLength: 1, maxLength: 40 })) },
+        { weight: 2, arbitrary: fc.tuple(fc.constant('del' as const), key) },
+        { weight: 6, arbitrary: fc.tuple(fc.constant('get' as const), key) },
+        { weight: 1, arbitrary: fc.constant(['list'] as const) },
+        { weight: 2, arbitrary: fc.constant(['commit'] as const) },
+        { weight: 2, arbitrary: fc.constant(['settle'] as const) },
+        { weight: 1, arbitrary: fc.constant(['fail'] as const) },
+      );
+      await fc.assert(
+        fc.asyncProperty(fc.array(op, { maxLength: 80 }), async (ops) => {
+          const { engine, settle, recover } = scriptedEngine();
+          const store = new BatchingStore(engine, { sync: false, rowCacheBytes });
+          // The model: what was applied, and the writes of each batch in flight and of the one gathering.
+          const applied = new Map<string, string>();
+          const inFlight: Array<Array<[string, string | null]>> = [];
+          let gathering: Array<[string, string | null]> = [];
+          const visible = (): Map<string, string> => {
+            const m = new Map(applied);
+            for (const w of [...inFlight, gathering]) for (const [k, v] of w) v === null ? m.delete(k) : m.set(k, v);
+            return m;
+          };
+          const settleNext = async (ok: boolean): Promise<void> => {
+            const w = inFlight.shift();
+            if (w === undefined) return;
+            if (ok) for (const [k, v] of w) v === null ? applied.delete(k) : applied.set(k, v);
+            settle(ok);
+            await tick();
+            recover();
+          };
+          for (const o of ops) {
+            if (o[0] === 'put') {
+              store.put(B(o[1]), B(o[2]));
+              gathering.push([o[1], o[2]]);
+            } else if (o[0] === 'del') {
+              store.del(B(o[1]));
+              gathering.push([o[1], null]);
+            } else if (o[0] === 'get') {
+              assert.equal(store.get(B(o[1]))?.toString(), visible().get(o[1]), `get ${o[1]}`);
+            } else if (o[0] === 'list') {
+              const listed = [...store.entries({ gte: B('a'), lt: B('z') })].map(([k, v]) => [k.toString(), v.toString()]);
+              assert.deepEqual(listed, [...visible()].sort(([a], [b]) => (a < b ? -1 : 1)));
+            } else if (o[0] === 'commit') {
+              if (gathering.length === 0) continue;
+              store.commit();
+              inFlight.push(gathering);
+              gathering = [];
+            } else await settleNext(o[0] === 'settle');
+          }
+          assert.equal(store.pendingWrites, inFlight.reduce((n, w) => n + w.length, gathering.length));
+          while (inFlight.length > 0) await settleNext(true);
+          for (const k of ['a', 'b', 'c', 'd', 'e', 'f']) assert.equal(store.get(B(k))?.toString(), visible().get(k));
+        }),
+        { numRuns: 300 },
+      );
+    });
+  }
+
+  test('with the row cache on, a failed batch empties the cache and the later pending writes are still read', async () => {
+    const { engine, settle } = scriptedEngine();
+    const store = new BatchingStore(engine, { sync: false, rowCacheBytes: 1 << 20 });
+    store.put(B('a'), B('1'));
+    store.commit(); // batch 1, to fail
+    store.put(B('a'), B('2'));
+    store.put(B('b'), B('2'));
+    store.commit(); // batch 2, in flight
+    store.put(B('c'), B('3')); // gathering
+    assert.equal(store.overlayBuilt, false, 'nothing forgotten: pending writes are read from the cache');
+    settle(false);
+    await tick();
+    assert.deepEqual(['a', 'b', 'c'].map((k) => store.get(B(k))?.toString()), ['2', '2', '3']);
+    assert.equal(store.overlayBuilt, true, 'the cache was emptied: the pending writes are read from an overlay');
+    settle(true);
+    store.commit();
+    settle(true);
+    await tick();
+    assert.equal(store.overlayBuilt, false, 'dropped once everything pending is applied');
+    assert.deepEqual(['a', 'b', 'c'].map((k) => store.get(B(k))?.toString()), ['2', '2', '3']);
+    // New pending writes, and a read that misses the cache: the cache forgot nothing since they began.
+    store.put(B('d'), B('4'));
+    assert.equal(store.get(B('e')), undefined);
+    assert.equal(store.overlayBuilt, false, 'what the cache forgot before these writes does not matter');
   });
 
   test('batches settle in order and drain() waits for the last one', async () => {

@@ -244,7 +244,7 @@ describe('server keyspace', () => {
       assert.ok(h.store.dependency > 0);
       await h.commit();
       assert.equal(h.store.dependency, 0);
-      assert.equal(h.store.pendingKeys, 0, 'the overlay empties once applied');
+      assert.equal(h.store.pendingWrites, 0, 'the overlay empties once applied');
       assert.ok(h.db.engine.getSync(Buffer.from('kp')) !== undefined);
     } finally {
       await h.db.close();

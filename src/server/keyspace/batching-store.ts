@@ -13,6 +13,12 @@ export interface StoreRange {
   lt: Buffer;
 }
 
+/** One batch's writes in the order made: keys[i] set to values[i] (null: deleted). */
+interface BatchWrites {
+  keys: Buffer[];
+  values: Array<Buffer | null>;
+}
+
 /** Called when a batch has been applied (or has failed); batches settle in id order. */
 export type BatchListener = (batch: number, error?: unknown) => void;
 
@@ -24,17 +30,29 @@ export type BatchListener = (batch: number, error?: unknown) => void;
  * even though the engine applies it only when its WAL record is written. The server holds
  * replies until the batch that a reply may depend on has been applied, so nothing is
  * acknowledged before it is in the WAL (and fsynced, with `sync`).
+ *
+ * With the row cache on, pending writes are found there: it is written through, so it holds
+ * the newest value of every key written, until it forgets something (a generation dropped,
+ * the cache emptied). Only then is an overlay map of the pending writes built, and kept
+ * until they have all been applied: a pipelined SET no longer makes a string of its key and
+ * inserts it in a map, and its lookup of the key it replaces probes one table, not two.
  */
 export class BatchingStore {
   readonly #engine: Engine;
   readonly #sync: boolean;
-  /** latin1(key) → newest pending write; latin1 keeps byte order under string comparison. */
-  readonly #overlay = new Map<string, Pending>();
+  /**
+   * latin1(key) → newest pending write (latin1 keeps byte order under string comparison).
+   * Without a row cache always kept; with one, undefined until needed (see the class comment).
+   */
+  #overlay: Map<string, Pending> | undefined;
+  /** The row cache's forget count when the pending writes were last none. */
+  #forgetMark = 0;
   /** This turn's writes, encoded as they are made. */
   readonly #batch = new WriteBatchBuilder();
-  /** Overlay keys written by each batch not yet settled, so settling costs its own size. */
-  #keys: string[] = [];
-  readonly #inFlightKeys = new Map<number, string[]>();
+  /** This turn's writes, and those of each batch not yet settled (so settling costs its own size). */
+  #writes: BatchWrites = { keys: [], values: [] };
+  readonly #inFlight = new Map<number, BatchWrites>();
+  #pendingWrites = 0;
   /** Id of the batch being gathered; lower ids are in flight or applied. */
   #current = 1;
   #lastApplied = 0;
@@ -50,6 +68,7 @@ export class BatchingStore {
     this.#engine = engine;
     this.#sync = options.sync;
     this.cache = new RowCache(options.rowCacheBytes ?? 0);
+    if (!this.cache.enabled) this.#overlay = new Map();
   }
 
   onBatchSettled(listener: BatchListener): void {
@@ -79,13 +98,15 @@ export class BatchingStore {
    * is absent. A cached small value is read beside its key in the row cache.
    */
   locate(key: Buffer, at: ValueLocation): number {
-    if (this.#overlay.size > 0) {
-      const p = this.#overlay.get(this.#mapKey(key));
-      if (p !== undefined) return locateBuffer(p.value, at);
-    }
+    // The cache first: a value it holds is never older than a pending write of the key.
     if (this.cache.enabled) {
       const n = this.cache.locate(key, at);
       if (n !== -2) return n;
+    }
+    const overlay = this.#overlayIfNeeded();
+    if (overlay !== undefined && overlay.size > 0) {
+      const p = overlay.get(this.#mapKey(key));
+      if (p !== undefined) return locateBuffer(p.value, at);
     }
     const value = this.#fromEngine(key);
     if (this.cache.enabled) this.cache.set(key, value ?? null);
@@ -120,17 +141,38 @@ export class BatchingStore {
   }
 
   #remember(key: Buffer, value: Buffer | null): void {
-    const k = this.#mapKey(key);
-    this.#overlay.set(k, { value, batch: this.#current });
-    this.#keys.push(k);
-    // Write-through: the cache then never holds a value older than the engine's.
+    if (this.#pendingWrites === 0 && this.#overlay === undefined) this.#forgetMark = this.cache.forgets;
+    this.#pendingWrites++;
+    this.#writes.keys.push(key);
+    this.#writes.values.push(value);
+    this.#overlay?.set(this.#mapKey(key), { value, batch: this.#current });
+    // Write-through: the cache then never holds a value older than the engine's, nor than a pending write.
     this.cache.set(key, value);
+  }
+
+  /**
+   * The overlay, when a lookup that missed the row cache needs it: always without a cache;
+   * with one, once the cache has forgotten anything since the pending writes were last none
+   * (it may have forgotten one of them), or when `all` of them are wanted. Built then from the
+   * pending writes, oldest first, and kept until they have all been applied.
+   */
+  #overlayIfNeeded(all = false): Map<string, Pending> | undefined {
+    if (this.#overlay !== undefined || this.#pendingWrites === 0 || (!all && this.cache.forgets === this.#forgetMark)) return this.#overlay;
+    const overlay = new Map<string, Pending>();
+    const add = (batch: number, w: BatchWrites): void => {
+      for (let i = 0; i < w.keys.length; i++) overlay.set(w.keys[i]!.toString('latin1'), { value: w.values[i]!, batch });
+    };
+    for (const [batch, w] of this.#inFlight) add(batch, w);
+    add(this.#current, this.#writes);
+    this.#overlay = overlay;
+    return overlay;
   }
 
   /** Deletes every key in the store, atomically with the rest of the current batch. */
   clear(range: StoreRange): void {
     for (const [key] of this.entries(range)) this.#batch.del(key);
-    this.#overlay.clear();
+    // The writes made so far are gone: an empty overlay, kept until they are all applied.
+    this.#overlay = new Map();
     this.cache.clear();
     this.#hideEngineUntil = this.#current;
   }
@@ -140,7 +182,8 @@ export class BatchingStore {
     const lo = range.gte.toString('latin1');
     const hi = range.lt.toString('latin1');
     const pending: Array<[string, Pending]> = [];
-    for (const e of this.#overlay) if (e[0] >= lo && e[0] < hi) pending.push(e);
+    // Every pending write, the cached ones too: the cache cannot list a range.
+    for (const e of this.#overlayIfNeeded(true) ?? []) if (e[0] >= lo && e[0] < hi) pending.push(e);
     pending.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
     const it = this.#hideEngineUntil > this.#lastApplied ? undefined : this.#engine.iterator({ gte: range.gte, lt: range.lt });
     try {
@@ -170,9 +213,14 @@ export class BatchingStore {
     return this.#batch.count;
   }
 
-  /** Writes pending in the overlay (gathered or in flight). */
-  get pendingKeys(): number {
-    return this.#overlay.size;
+  /** Whether pending writes are kept in an overlay map now (for tests: with a row cache, only once it forgot something). */
+  get overlayBuilt(): boolean {
+    return this.#overlay !== undefined && this.cache.enabled;
+  }
+
+  /** Writes not yet applied (gathered or in flight). */
+  get pendingWrites(): number {
+    return this.#pendingWrites;
   }
 
   /** The batch a reply produced now depends on, or 0 when everything is applied. */
@@ -185,8 +233,8 @@ export class BatchingStore {
   commit(): void {
     if (this.#batch.count === 0) return;
     const id = this.#current++;
-    this.#inFlightKeys.set(id, this.#keys);
-    this.#keys = [];
+    this.#inFlight.set(id, this.#writes);
+    this.#writes = { keys: [], values: [] };
     this.#engine.writeBatch(this.#batch, { sync: this.#sync }).then(
       () => this.#settle(id),
       (err: unknown) => {
@@ -207,14 +255,24 @@ export class BatchingStore {
 
   #settle(id: number, err?: unknown): void {
     this.#lastApplied = id;
+    const writes = this.#inFlight.get(id);
+    this.#inFlight.delete(id);
     if (id === this.#current - 1 && this.#batch.count === 0) {
       // Nothing was written since this batch was committed (the usual case: the engine applied
       // it in the same turn), so every pending write is this batch's or an older one's.
-      this.#overlay.clear();
-    } else {
-      for (const k of this.#inFlightKeys.get(id) ?? []) if (this.#overlay.get(k)?.batch === id) this.#overlay.delete(k);
+      this.#pendingWrites = 0;
+      if (this.cache.enabled) this.#overlay = undefined;
+      else this.#overlay!.clear();
+    } else if (writes !== undefined) {
+      this.#pendingWrites -= writes.keys.length;
+      const overlay = this.#overlay;
+      if (overlay !== undefined) {
+        for (const key of writes.keys) {
+          const k = key.toString('latin1');
+          if (overlay.get(k)?.batch === id) overlay.delete(k);
+        }
+      }
     }
-    this.#inFlightKeys.delete(id);
     this.#listener(id, err);
     if (id === this.#current - 1) for (const resolve of this.#idle.splice(0)) resolve();
   }

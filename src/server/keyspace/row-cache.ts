@@ -239,6 +239,11 @@ export class RowCache {
   misses = 0;
   /** Times an insert found its slots crowded (crafted keys) and the cache was emptied. */
   overflows = 0;
+  /**
+   * Times the cache forgot entries (a generation dropped, or all of it). Until this changes,
+   * every key set since is still here with the value last set.
+   */
+  forgets = 0;
 
   readonly #hash: (key: Uint8Array) => number;
 
@@ -303,12 +308,14 @@ export class RowCache {
       return;
     }
     if (this.#young.bytes > this.#halfBudget) {
+      this.forgets++;
       this.#old = this.#young;
       this.#young = new Generation(this.#old.sizes);
     }
   }
 
   clear(): void {
+    this.forgets++;
     this.#young = new Generation();
     this.#old = new Generation();
   }
