@@ -6,6 +6,7 @@ import { ValueKind } from '../src/engine/internal-key.js';
 import type { InternalIterator } from '../src/engine/iterator.js';
 import { ENTRY_OVERHEAD_BYTES, firstMemtableSizes, Memtable } from '../src/engine/memtable.js';
 import { bloomHash } from '../src/engine/bloom.js';
+import { SkipList, sortNodes } from '../src/engine/skip-list.js';
 import { compareEntries, type ModelEntry } from './support/iterator-model.js';
 
 type Entry = ModelEntry;
@@ -408,6 +409,41 @@ describe('memtable', () => {
       const seen: number[] = [];
       for (merged.seekToFirst(); merged.valid() && seen.length <= model.entries.length; merged.next()) seen.push(merged.seq());
       assert.deepEqual(seen, model.entries.map((e) => e.seq), `${shape}: merged order`);
+    }
+  });
+
+  test('the staged-node sort orders versions of one key newest first in whatever order they were added, and keys equal in the radix-sorted bytes by comparison', () => {
+    // Straight on a skip list, so versions can be added out of sequence order (a memtable stages
+    // a key's versions oldest first, and the sort reverses those runs without comparing).
+    const shapes: Record<string, (r: Buffer) => Buffer> = {
+      // Short keys: hundreds of versions of a few dozen keys.
+      versions: (r) => Buffer.from([0x6b, r[0]! % 40]),
+      // Equal in the 8 bytes after the shared prefix but of other lengths: 'ab' and 'ab\0' are not one key.
+      zeroPadded: (r) => Buffer.concat([Buffer.from('p:'), Buffer.from([r[0]! % 3]), Buffer.alloc(r[1]! % 4)]),
+      // Longer than the sorted bytes, equal in them: compared further on.
+      longTails: (r) => Buffer.concat([Buffer.from('prefix-12345678'), Buffer.from([r[0]! % 2, r[1]! % 2])]),
+    };
+    for (const [shape, makeKey] of Object.entries(shapes)) {
+      for (const seqOrder of ['ascending', 'shuffled']) {
+        const list = new SkipList();
+        const seqs = Array.from({ length: 1500 }, (_, i) => i + 1);
+        if (seqOrder === 'shuffled') for (let i = seqs.length - 1; i > 0; i--) {
+          const j = randomBytes(4).readUInt32BE(0) % (i + 1);
+          [seqs[i], seqs[j]] = [seqs[j]!, seqs[i]!];
+        }
+        const ids: number[] = [];
+        const model: Array<{ key: Buffer; seq: number }> = [];
+        for (const seq of seqs) {
+          const key = makeKey(randomBytes(2));
+          list.target(key);
+          ids.push(list.newEntry(seq, ValueKind.Value, key, 0, key.length, bloomHash(key), 1));
+          model.push({ key, seq });
+        }
+        model.sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq);
+        const sorted = sortNodes(list, Int32Array.from(ids), ids.length);
+        const got = [...sorted].map((n) => `${list.keyOf(n).toString('hex')}@${list.seqOf(n)}`);
+        assert.deepEqual(got, model.map((e) => `${e.key.toString('hex')}@${e.seq}`), `${shape}, sequence numbers ${seqOrder}`);
+      }
     }
   });
 

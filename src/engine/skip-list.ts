@@ -596,8 +596,11 @@ const RADIX_SORT_MIN = 512;
  * this reads each key once, in the order the keys were added (which is their order in the
  * key arena), and radix-sorts (least significant digit first, 16 bits a pass) by the 8 bytes
  * after the prefix every key shares (`key:000…`, `tenant/42/users/`: so a shared prefix,
- * however long, costs nothing), then sorts each run of nodes equal in those bytes by
- * comparison (versions of one key, and keys that differ only further on).
+ * however long, costs nothing), then sorts each run of nodes equal in those bytes: versions
+ * of one key (a key no longer than the bytes sorted on) by their sequence numbers, gathered
+ * with the words (comparing the nodes read their records again, in random order: two fifths
+ * of a server's flush, where SETs rewrite keys), and keys that differ only further on by
+ * comparison.
  */
 export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32Array {
   const compare = (a: number, b: number): number => list.compareNodes(a, b);
@@ -615,6 +618,8 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
     prefix = p;
   }
   const words = new Int32Array(count * 2);
+  const lens = new Int32Array(count);
+  const seqs = new Float64Array(count);
   for (let i = 0; i < count; i++) {
     const n = ids[i]!;
     const off = links[n + KEY_OFF]!;
@@ -622,6 +627,8 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
     // As the abbreviated key's words: signed order is byte order (so digits flip the top bit back).
     words[i * 2] = word(keys, off, len, prefix);
     words[i * 2 + 1] = word(keys, off, len, prefix + 4);
+    lens[i] = len;
+    seqs[i] = links[n + SEQ_HI]! * TWO_32 + (links[n + SEQ_LO]! >>> 0);
   }
   let order = new Int32Array(count);
   for (let i = 0; i < count; i++) order[i] = i;
@@ -640,14 +647,36 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
     }
     [order, spare] = [spare, order];
   }
-  const sorted = new Int32Array(count);
-  for (let i = 0; i < count; i++) sorted[i] = ids[order[i]!]!;
+  // Runs of one key's versions are put in order here (newest first); others are compared after.
+  const sortedBytes = prefix + 8;
+  const compared: number[] = [];
   for (let start = 0; start < count; ) {
-    const w = order[start]! * 2;
+    const first = order[start]!;
     let end = start + 1;
-    while (end < count && words[order[end]! * 2] === words[w] && words[order[end]! * 2 + 1] === words[w + 1]) end++;
-    if (end - start > 1) sorted.subarray(start, end).sort(compare);
+    // Equal in every byte sorted on, as long, and no longer than them: the same key.
+    let oneKey = lens[first]! <= sortedBytes;
+    while (end < count && words[order[end]! * 2] === words[first * 2] && words[order[end]! * 2 + 1] === words[first * 2 + 1]) {
+      if (lens[order[end]!] !== lens[first]) oneKey = false;
+      end++;
+    }
+    if (end - start > 1) {
+      if (!oneKey || !reverseAscending(order, start, end, seqs)) compared.push(start, end);
+    }
     start = end;
   }
+  const sorted = new Int32Array(count);
+  for (let i = 0; i < count; i++) sorted[i] = ids[order[i]!]!;
+  for (let r = 0; r < compared.length; r += 2) sorted.subarray(compared[r], compared[r + 1]).sort(compare);
   return sorted;
+}
+
+/**
+ * Puts order[start, end), one key's versions, newest first, when they arrived oldest first,
+ * as they do: the radix sort is stable, and a memtable stages a key's new version only when
+ * it is newer than the key's newest. Otherwise returns false (the run is then compared).
+ */
+function reverseAscending(order: Int32Array, start: number, end: number, seqs: Float64Array): boolean {
+  for (let i = start + 1; i < end; i++) if (seqs[order[i]!]! <= seqs[order[i - 1]!]!) return false;
+  order.subarray(start, end).reverse();
+  return true;
 }
