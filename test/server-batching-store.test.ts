@@ -153,6 +153,7 @@ describe('batching store', () => {
         { weight: 2, arbitrary: fc.tuple(fc.constant('del' as const), key) },
         { weight: 6, arbitrary: fc.tuple(fc.constant('get' as const), key) },
         { weight: 1, arbitrary: fc.constant(['list'] as const) },
+        { weight: 1, arbitrary: fc.constant(['clear'] as const) },
         { weight: 2, arbitrary: fc.constant(['commit'] as const) },
         { weight: 2, arbitrary: fc.constant(['settle'] as const) },
         { weight: 1, arbitrary: fc.constant(['fail'] as const) },
@@ -165,6 +166,9 @@ describe('batching store', () => {
           const applied = new Map<string, string>();
           const inFlight: Array<Array<[string, string | null]>> = [];
           let gathering: Array<[string, string | null]> = [];
+          // The store counts the writes made through put and del, not the deletions of a clear.
+          let clearDeletes = 0;
+          const inFlightClearDeletes: number[] = [];
           const visible = (): Map<string, string> => {
             const m = new Map(applied);
             for (const w of [...inFlight, gathering]) for (const [k, v] of w) v === null ? m.delete(k) : m.set(k, v);
@@ -173,6 +177,7 @@ describe('batching store', () => {
           const settleNext = async (ok: boolean): Promise<void> => {
             const w = inFlight.shift();
             if (w === undefined) return;
+            inFlightClearDeletes.shift();
             if (ok) for (const [k, v] of w) v === null ? applied.delete(k) : applied.set(k, v);
             settle(ok);
             await tick();
@@ -187,6 +192,12 @@ describe('batching store', () => {
               gathering.push([o[1], null]);
             } else if (o[0] === 'get') {
               assert.equal(store.get(B(o[1]))?.toString(), visible().get(o[1]), `get ${o[1]}`);
+            } else if (o[0] === 'clear') {
+              // FLUSHDB: every key visible now is deleted, atomically with the batch being gathered.
+              const keys = [...visible().keys()];
+              store.clear({ gte: B('a'), lt: B('z') });
+              for (const k of keys) gathering.push([k, null]);
+              clearDeletes += keys.length;
             } else if (o[0] === 'list') {
               const listed = [...store.entries({ gte: B('a'), lt: B('z') })].map(([k, v]) => [k.toString(), v.toString()]);
               assert.deepEqual(listed, [...visible()].sort(([a], [b]) => (a < b ? -1 : 1)));
@@ -194,10 +205,13 @@ describe('batching store', () => {
               if (gathering.length === 0) continue;
               store.commit();
               inFlight.push(gathering);
+              inFlightClearDeletes.push(clearDeletes);
               gathering = [];
+              clearDeletes = 0;
             } else await settleNext(o[0] === 'settle');
           }
-          assert.equal(store.pendingWrites, inFlight.reduce((n, w) => n + w.length, gathering.length));
+          const cleared = inFlightClearDeletes.reduce((n, d) => n + d, clearDeletes);
+          assert.equal(store.pendingWrites, inFlight.reduce((n, w) => n + w.length, gathering.length) - cleared);
           while (inFlight.length > 0) await settleNext(true);
           for (const k of ['a', 'b', 'c', 'd', 'e', 'f']) assert.equal(store.get(B(k))?.toString(), visible().get(k));
         }),
