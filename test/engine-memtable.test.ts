@@ -422,6 +422,10 @@ describe('memtable', () => {
       zeroPadded: (r) => Buffer.concat([Buffer.from('p:'), Buffer.from([r[0]! % 3]), Buffer.alloc(r[1]! % 4)]),
       // Longer than the sorted bytes, equal in them: compared further on.
       longTails: (r) => Buffer.concat([Buffer.from('prefix-12345678'), Buffer.from([r[0]! % 2, r[1]! % 2])]),
+      // Equal in the first 8 bytes after the shared prefix, then in the next 8, then not: sorted a level deeper each time.
+      deep: (r) => Buffer.concat([Buffer.from([r[0]! % 2]), Buffer.alloc(7, 1), Buffer.from([r[1]! % 2]), Buffer.alloc(7, 2), r]),
+      // Versions of a few keys longer than 16 bytes.
+      longVersions: (r) => Buffer.from(`a-key-longer-than-sixteen-bytes-${r[0]! % 3}`),
     };
     for (const [shape, makeKey] of Object.entries(shapes)) {
       for (const seqOrder of ['ascending', 'shuffled']) {
@@ -444,6 +448,36 @@ describe('memtable', () => {
         const got = [...sorted].map((n) => `${list.keyOf(n).toString('hex')}@${list.seqOf(n)}`);
         assert.deepEqual(got, model.map((e) => `${e.key.toString('hex')}@${e.seq}`), `${shape}, sequence numbers ${seqOrder}`);
       }
+    }
+  });
+
+  test('the staged-node sort compares few nodes, whatever the keys: one stray key of another prefix, versions of long keys', () => {
+    const shapes: Record<string, (i: number, r: Buffer) => Buffer> = {
+      // The server's record keys beside its stats record: no prefix is shared by every key.
+      strayKey: (i, r) => (i === 7 ? Buffer.from('\x00stats') : Buffer.from(`kkey:${String(r.readUInt32BE(0) % 3000).padStart(12, '0')}`)),
+      longVersions: (_i, r) => Buffer.from(`tenant/0042/users/profile/${r.readUInt16BE(0) % 2000}`),
+      random: (_i, r) => r,
+    };
+    for (const [shape, makeKey] of Object.entries(shapes)) {
+      const list = new SkipList();
+      const ids: number[] = [];
+      const model: Array<{ key: Buffer; seq: number }> = [];
+      for (let seq = 1; seq <= 20_000; seq++) {
+        const key = makeKey(seq, randomBytes(8));
+        list.target(key);
+        ids.push(list.newEntry(seq, ValueKind.Value, key, 0, key.length, bloomHash(key), 1));
+        model.push({ key, seq });
+      }
+      let comparisons = 0;
+      const compareNodes = list.compareNodes.bind(list);
+      list.compareNodes = (a: number, b: number): number => {
+        comparisons++;
+        return compareNodes(a, b);
+      };
+      const sorted = sortNodes(list, Int32Array.from(ids), ids.length);
+      model.sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq);
+      assert.deepEqual([...sorted].map((n) => list.seqOf(n)), model.map((e) => e.seq), `${shape}: order`);
+      assert.ok(comparisons < ids.length / 10, `${shape}: ${comparisons} comparisons for ${ids.length} nodes`);
     }
   });
 

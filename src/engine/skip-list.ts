@@ -589,80 +589,75 @@ function grow<T extends Int32Array>(from: T, to: T): T {
 
 /** Fewer nodes than this are sorted by comparison, more by radix. */
 const RADIX_SORT_MIN = 512;
+/** Runs shorter than this are radix-sorted a byte a pass (256 buckets), longer ones two bytes a pass. */
+const WIDE_DIGITS_MIN = 16_384;
+/** The radix sort's counters (16-bit digits), kept: allocated per sort, they were faulted in each time. */
+const RADIX_COUNTS = new Int32Array(0x1_0001);
 
 /**
  * Nodes ids[0, count) of `list` in internal order (key ascending, sequence descending), as a
  * new array. A comparison sort of a memtable's new keys reads node records in random order;
  * this reads each key once, in the order the keys were added (which is their order in the
- * key arena), and radix-sorts (least significant digit first, 16 bits a pass) by the 8 bytes
- * after the prefix every key shares (`key:000…`, `tenant/42/users/`: so a shared prefix,
- * however long, costs nothing), then sorts each run of nodes equal in those bytes: versions
- * of one key (a key no longer than the bytes sorted on) by their sequence numbers, gathered
- * with the words (comparing the nodes read their records again, in random order: two fifths
- * of a server's flush, where SETs rewrite keys), and keys that differ only further on by
- * comparison.
+ * key arena), and radix-sorts (least significant digit first) by the 8 bytes after the prefix
+ * every key shares (`key:000…`, `tenant/42/users/`: a shared prefix, however long, costs
+ * nothing). Each run of nodes equal in those bytes is then sorted the same way by its next 8
+ * bytes (after the prefix the run shares) while it is long and its keys go on, so no key
+ * shape (a stray key of another prefix, say, which leaves every other key equal in the first
+ * bytes sorted on) leaves a long run to compare. What is left: versions of one key (a key no
+ * longer than the bytes sorted on) are put newest first by their sequence numbers, gathered
+ * with the keys (comparing nodes reads their records again, in random order: two fifths of a
+ * server's flush, where SETs rewrite keys), and short runs of other keys are compared.
  */
 export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32Array {
   const compare = (a: number, b: number): number => list.compareNodes(a, b);
   if (count < RADIX_SORT_MIN) return ids.slice(0, count).sort(compare);
   const links = list.links;
   const keys = list.keys;
-  const firstOff = links[ids[0]! + KEY_OFF]!;
-  let prefix = links[ids[0]! + KLEN]!;
-  for (let i = 1; i < count && prefix > 0; i++) {
-    const n = ids[i]!;
-    const off = links[n + KEY_OFF]!;
-    const len = Math.min(prefix, links[n + KLEN]!);
-    let p = 0;
-    while (p < len && keys[off + p] === keys[firstOff + p]) p++;
-    prefix = p;
-  }
-  const words = new Int32Array(count * 2);
-  const lens = new Int32Array(count);
-  const seqs = new Float64Array(count);
-  for (let i = 0; i < count; i++) {
-    const n = ids[i]!;
-    const off = links[n + KEY_OFF]!;
-    const len = links[n + KLEN]!;
-    // As the abbreviated key's words: signed order is byte order (so digits flip the top bit back).
-    words[i * 2] = word(keys, off, len, prefix);
-    words[i * 2 + 1] = word(keys, off, len, prefix + 4);
-    lens[i] = len;
-    seqs[i] = links[n + SEQ_HI]! * TWO_32 + (links[n + SEQ_LO]! >>> 0);
-  }
-  let order = new Int32Array(count);
+  const order = new Int32Array(count);
   for (let i = 0; i < count; i++) order[i] = i;
-  let spare = new Int32Array(count);
-  const starts = new Int32Array(0x1_0001);
-  // Least significant digit first: the second word's low half, its high half, then the first's.
-  for (let pass = 3; pass >= 0; pass--) {
-    const which = pass >> 1; // the first or the second word
-    const shift = pass & 1 ? 0 : 16;
-    starts.fill(0);
-    for (let i = 0; i < count; i++) starts[(((words[i * 2 + which]! ^ TOP_BIT) >>> shift) & 0xffff) + 1]!++;
-    for (let d = 1; d <= 0x1_0000; d++) starts[d]! += starts[d - 1]!;
-    for (let i = 0; i < count; i++) {
-      const at = order[i]!;
-      spare[starts[((words[at * 2 + which]! ^ TOP_BIT) >>> shift) & 0xffff]!++] = at;
-    }
-    [order, spare] = [spare, order];
-  }
-  // Runs of one key's versions are put in order here (newest first); others are compared after.
-  const sortedBytes = prefix + 8;
+  const spare = new Int32Array(count);
+  const words = new Int32Array(count * 2);
   const compared: number[] = [];
-  for (let start = 0; start < count; ) {
-    const first = order[start]!;
-    let end = start + 1;
-    // Equal in every byte sorted on, as long, and no longer than them: the same key.
-    let oneKey = lens[first]! <= sortedBytes;
-    while (end < count && words[order[end]! * 2] === words[first * 2] && words[order[end]! * 2 + 1] === words[first * 2 + 1]) {
-      if (lens[order[end]!] !== lens[first]) oneKey = false;
-      end++;
+  // Runs still to radix-sort: [start, end, first key byte not yet known to be equal in the run].
+  const todo: number[] = [0, count, 0];
+  while (todo.length > 0) {
+    const from = todo.pop()!;
+    const end = todo.pop()!;
+    const start = todo.pop()!;
+    const at = from + sharedPrefix(list, ids, order, start, end, from);
+    for (let i = start; i < end; i++) {
+      const x = order[i]!;
+      const n = ids[x]!;
+      const off = links[n + KEY_OFF]!;
+      const len = links[n + KLEN]!;
+      // As the abbreviated key's words: signed order is byte order (so digits flip the top bit back).
+      words[x * 2] = word(keys, off, len, at) ^ TOP_BIT;
+      words[x * 2 + 1] = word(keys, off, len, at + 4) ^ TOP_BIT;
     }
-    if (end - start > 1) {
-      if (!oneKey || !reverseAscending(order, start, end, seqs)) compared.push(start, end);
+    radixSort(order, spare, start, end, words);
+    // Runs of one key's versions are put in order here (newest first); long runs of keys that
+    // go on are sorted by their next bytes; the rest are compared after.
+    const sortedBytes = at + 8;
+    for (let i = start; i < end; ) {
+      const first = order[i]!;
+      let j = i + 1;
+      while (j < end && words[order[j]! * 2] === words[first * 2] && words[order[j]! * 2 + 1] === words[first * 2 + 1]) j++;
+      if (j - i > 1) {
+        const len = links[ids[first]! + KLEN]!;
+        let oneKey = len <= sortedBytes;
+        let goesOn = len > sortedBytes;
+        for (let k = i + 1; k < j; k++) {
+          const l = links[ids[order[k]!]! + KLEN]!;
+          if (l !== len) oneKey = false;
+          if (l > sortedBytes) goesOn = true;
+        }
+        if (!(oneKey && reverseAscending(list, ids, order, i, j))) {
+          if (goesOn && j - i >= RADIX_SORT_MIN) todo.push(i, j, sortedBytes);
+          else compared.push(i, j);
+        }
+      }
+      i = j;
     }
-    start = end;
   }
   const sorted = new Int32Array(count);
   for (let i = 0; i < count; i++) sorted[i] = ids[order[i]!]!;
@@ -670,13 +665,67 @@ export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32
   return sorted;
 }
 
+/** How many bytes from `from` on every key of order[start, end) shares with the first. */
+function sharedPrefix(list: SkipList, ids: Int32Array, order: Int32Array, start: number, end: number, from: number): number {
+  const links = list.links;
+  const keys = list.keys;
+  const first = ids[order[start]!]!;
+  const firstOff = links[first + KEY_OFF]! + from;
+  let prefix = Math.max(0, links[first + KLEN]! - from);
+  for (let i = start + 1; i < end && prefix > 0; i++) {
+    const n = ids[order[i]!]!;
+    const off = links[n + KEY_OFF]! + from;
+    const len = Math.min(prefix, links[n + KLEN]! - from);
+    let p = 0;
+    while (p < len && keys[off + p] === keys[firstOff + p]) p++;
+    prefix = p;
+  }
+  return prefix;
+}
+
+/**
+ * Sorts order[start, end) by the unsigned 64-bit (words[2x], words[2x + 1]) of each entry x,
+ * least significant digit first (stable): 16-bit digits for a long run, 8-bit for a shorter
+ * one, where clearing 65,536 counters per pass would cost more than the pass. A run of every
+ * entry is counted in entry order, which reads the words in order.
+ */
+function radixSort(order: Int32Array, spare: Int32Array, start: number, end: number, words: Int32Array): void {
+  const bits = end - start >= WIDE_DIGITS_MIN ? 16 : 8;
+  const mask = (1 << bits) - 1;
+  const perWord = 32 / bits;
+  const whole = start === 0 && end === order.length;
+  const counts = RADIX_COUNTS;
+  let from = order;
+  let to = spare;
+  for (let pass = 2 * perWord - 1; pass >= 0; pass--) {
+    const which = pass < perWord ? 0 : 1; // the first word's digits are the high passes
+    const low = 32 - bits * ((pass % perWord) + 1);
+    counts.fill(0, 0, mask + 2);
+    if (whole) for (let x = 0; x < end; x++) counts[((words[x * 2 + which]! >>> low) & mask) + 1]!++;
+    else for (let i = start; i < end; i++) counts[((words[from[i]! * 2 + which]! >>> low) & mask) + 1]!++;
+    counts[0] = start;
+    for (let d = 1; d <= mask + 1; d++) counts[d]! += counts[d - 1]!;
+    for (let i = start; i < end; i++) {
+      const x = from[i]!;
+      to[counts[(words[x * 2 + which]! >>> low) & mask]!++] = x;
+    }
+    [from, to] = [to, from];
+  }
+  // An even number of passes: the result is back in `order`.
+}
+
 /**
  * Puts order[start, end), one key's versions, newest first, when they arrived oldest first,
  * as they do: the radix sort is stable, and a memtable stages a key's new version only when
  * it is newer than the key's newest. Otherwise returns false (the run is then compared).
  */
-function reverseAscending(order: Int32Array, start: number, end: number, seqs: Float64Array): boolean {
-  for (let i = start + 1; i < end; i++) if (seqs[order[i]!]! <= seqs[order[i - 1]!]!) return false;
+function reverseAscending(list: SkipList, ids: Int32Array, order: Int32Array, start: number, end: number): boolean {
+  let last = list.seqOf(ids[order[start]!]!);
+  for (let i = start + 1; i < end; i++) {
+    const seq = list.seqOf(ids[order[i]!]!);
+    if (seq <= last) return false;
+    last = seq;
+  }
   order.subarray(start, end).reverse();
   return true;
 }
