@@ -604,9 +604,10 @@ const RADIX_COUNTS = new Int32Array(0x1_0001);
  * bytes (after the prefix the run shares) while it is long and its keys go on, so no key
  * shape (a stray key of another prefix, say, which leaves every other key equal in the first
  * bytes sorted on) leaves a long run to compare. What is left: versions of one key (a key no
- * longer than the bytes sorted on) are put newest first by their sequence numbers, gathered
- * with the keys (comparing nodes reads their records again, in random order: two fifths of a
- * server's flush, where SETs rewrite keys), and short runs of other keys are compared.
+ * longer than the bytes sorted on), which arrive oldest first, are reversed once their
+ * sequence numbers are seen to rise (comparing them node against node re-read their records
+ * at random: two fifths of a server's flush, where SETs rewrite keys), and short runs of
+ * other keys are compared.
  */
 export function sortNodes(list: SkipList, ids: Int32Array, count: number): Int32Array {
   const compare = (a: number, b: number): number => list.compareNodes(a, b);
