@@ -110,6 +110,19 @@ function move(it: InternalIterator, model: Model, s: Exclude<Step, { op: 'add' }
   }
 }
 
+/** Nodes for `entries`, added to `list` in that order and left unlinked (as staged nodes are). */
+function unlinkedNodes(list: SkipList, entries: ReadonlyArray<{ key: Buffer; seq: number }>): Int32Array {
+  return Int32Array.from(entries, ({ key, seq }) => {
+    list.target(key);
+    return list.newEntry(seq, ValueKind.Value, key, 0, key.length, bloomHash(key), 1);
+  });
+}
+
+/** `entries` in internal order: key ascending, then sequence descending. */
+function inInternalOrder<T extends { key: Buffer; seq: number }>(entries: readonly T[]): T[] {
+  return [...entries].sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq);
+}
+
 describe('memtable', () => {
   test('iterates in internal order (key ascending, newest first) in both directions', () => {
     fc.assert(
@@ -435,18 +448,11 @@ describe('memtable', () => {
           const j = randomBytes(4).readUInt32BE(0) % (i + 1);
           [seqs[i], seqs[j]] = [seqs[j]!, seqs[i]!];
         }
-        const ids: number[] = [];
-        const model: Array<{ key: Buffer; seq: number }> = [];
-        for (const seq of seqs) {
-          const key = makeKey(randomBytes(2));
-          list.target(key);
-          ids.push(list.newEntry(seq, ValueKind.Value, key, 0, key.length, bloomHash(key), 1));
-          model.push({ key, seq });
-        }
-        model.sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq);
-        const sorted = sortNodes(list, Int32Array.from(ids), ids.length);
+        const entries = seqs.map((seq) => ({ key: makeKey(randomBytes(2)), seq }));
+        const ids = unlinkedNodes(list, entries);
+        const sorted = sortNodes(list, ids, ids.length);
         const got = [...sorted].map((n) => `${list.keyOf(n).toString('hex')}@${list.seqOf(n)}`);
-        assert.deepEqual(got, model.map((e) => `${e.key.toString('hex')}@${e.seq}`), `${shape}, sequence numbers ${seqOrder}`);
+        assert.deepEqual(got, inInternalOrder(entries).map((e) => `${e.key.toString('hex')}@${e.seq}`), `${shape}, sequence numbers ${seqOrder}`);
       }
     }
   });
@@ -460,23 +466,16 @@ describe('memtable', () => {
     };
     for (const [shape, makeKey] of Object.entries(shapes)) {
       const list = new SkipList();
-      const ids: number[] = [];
-      const model: Array<{ key: Buffer; seq: number }> = [];
-      for (let seq = 1; seq <= 20_000; seq++) {
-        const key = makeKey(seq, randomBytes(8));
-        list.target(key);
-        ids.push(list.newEntry(seq, ValueKind.Value, key, 0, key.length, bloomHash(key), 1));
-        model.push({ key, seq });
-      }
+      const entries = Array.from({ length: 20_000 }, (_, i) => ({ key: makeKey(i + 1, randomBytes(8)), seq: i + 1 }));
+      const ids = unlinkedNodes(list, entries);
       let comparisons = 0;
       const compareNodes = list.compareNodes.bind(list);
       list.compareNodes = (a: number, b: number): number => {
         comparisons++;
         return compareNodes(a, b);
       };
-      const sorted = sortNodes(list, Int32Array.from(ids), ids.length);
-      model.sort((a, b) => Buffer.compare(a.key, b.key) || b.seq - a.seq);
-      assert.deepEqual([...sorted].map((n) => list.seqOf(n)), model.map((e) => e.seq), `${shape}: order`);
+      const sorted = sortNodes(list, ids, ids.length);
+      assert.deepEqual([...sorted].map((n) => list.seqOf(n)), inInternalOrder(entries).map((e) => e.seq), `${shape}: order`);
       assert.ok(comparisons < ids.length / 10, `${shape}: ${comparisons} comparisons for ${ids.length} nodes`);
     }
   });
