@@ -16,8 +16,9 @@
  * 200000)) keys put with sync, at most TDEKV_BENCH_SYNC_SECONDS (60); TDEKV_BENCH_MIX_OPS
  * (500000) and TDEKV_BENCH_MIX_SECONDS (5) bound each mix, whichever comes first.
  * TDEKV_BENCH_ENGINES (comma list, default all: see ENGINES in engine-driver.ts);
- * TDEKV_BENCH_SQLITE_CIPHER (default chacha20). One timed run per number (a load is the
- * measurement; there are no rounds).
+ * TDEKV_BENCH_SQLITE_CIPHER (default chacha20). TDEKV_BENCH_ENGINE_ROUNDS (3): the whole list
+ * runs that many times, in alternating order; each line reports its median run and each
+ * ratio the median of the rounds' ratios (engine-rounds.ts).
  */
 import { fork } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
@@ -26,7 +27,8 @@ import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
 import { BENCH_CACHE_BYTES, ENGINES, LEVEL_SUBJECT, SUBJECT, type EngineName } from './engine-driver.js';
 import { sqliteCipher } from './engine-peers.js';
 import type { Bench, BenchContext } from './run.js';
-import { intFromEnv } from './bench-env.js';
+import { intFromEnv, median } from './bench-env.js';
+import { medianRatio, medianRun, opsPerSecond, roundOrder, roundRatios, type Rate } from './engine-rounds.js';
 
 const MiB = 1024 * 1024;
 const CHILD = fileURLToPath(new URL('./engine-child.js', import.meta.url));
@@ -35,6 +37,7 @@ const CHILD = fileURLToPath(new URL('./engine-child.js', import.meta.url));
 interface Config extends Omit<ChildJob, 'engine' | 'dir'> {
   engines: EngineName[];
   childTimeoutSeconds: number;
+  rounds: number;
 }
 
 
@@ -59,6 +62,7 @@ function config(): Config {
     syncSeconds: intFromEnv('TDEKV_BENCH_SYNC_SECONDS', 60),
     engines: listFromEnv('TDEKV_BENCH_ENGINES', ENGINES),
     childTimeoutSeconds: intFromEnv('TDEKV_BENCH_CHILD_TIMEOUT_SECONDS', 600),
+    rounds: intFromEnv('TDEKV_BENCH_ENGINE_ROUNDS', 3),
   };
 }
 
@@ -128,6 +132,7 @@ function runChild(ctx: BenchContext, job: ChildJob, timeoutSeconds: number): Pro
 
 type Workload = 'load-nosync' | 'load-sync' | 'gets' | 'scan' | 'mix-nosync' | 'mix-sync';
 
+/** One round: every engine's child run once. */
 interface Outcome {
   results: Map<EngineName, ChildResult>;
   errors: Map<EngineName, string>;
@@ -135,7 +140,9 @@ interface Outcome {
   load: Map<EngineName, [number, number]>;
 }
 
-function measurement(o: Outcome, engine: EngineName, w: Workload): { ops: number; ms: number; note: string } | undefined {
+type Measurement = Rate & { note: string };
+
+function measurement(o: Outcome, engine: EngineName, w: Workload): Measurement | undefined {
   const r = o.results.get(engine);
   if (!r) return undefined;
   const limited = (m: { timedOut: boolean }): string => (m.timedOut ? ' †' : '');
@@ -155,20 +162,30 @@ function measurement(o: Outcome, engine: EngineName, w: Workload): { ops: number
   }
 }
 
-const loadCell = (o: Outcome, engine: EngineName): string => {
-  const l = o.load.get(engine);
-  return l ? `${l[0].toFixed(1)} → ${l[1].toFixed(1)}` : '';
+/** One entry per round: the engine's measurement of `w` in that round, undefined where it failed. */
+const runsOf = (rounds: readonly Outcome[], engine: EngineName, w: Workload): Array<Measurement | undefined> => rounds.map((o) => measurement(o, engine, w));
+
+/** The median over rounds of `subject`'s ops/s ÷ `peer`'s on `w`, with the per-round ratios. */
+function comparison(rounds: readonly Outcome[], subject: EngineName, peer: EngineName, w: Workload): { median: number | undefined; perRound: Array<number | undefined> } {
+  const perRound = roundRatios(runsOf(rounds, subject, w), runsOf(rounds, peer, w));
+  return { median: medianRatio(perRound), perRound };
+}
+
+/** Lowest and highest 1-minute load average seen as the engine's processes started and ended. */
+const loadCell = (rounds: readonly Outcome[], engine: EngineName): string => {
+  const seen = rounds.flatMap((o) => o.load.get(engine) ?? []);
+  if (seen.length === 0) return '';
+  const lo = Math.min(...seen).toFixed(1);
+  const hi = Math.max(...seen).toFixed(1);
+  return lo === hi ? lo : `${lo} – ${hi}`;
 };
-const opsPerSecond = (m: { ops: number; ms: number }): number => m.ops / (m.ms / 1000);
 const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 const fmtMiB = (bytes: number): string => (bytes / MiB).toFixed(1);
 
-async function run(ctx: BenchContext): Promise<void> {
-  const cfg = config();
+/** Every engine of `order` in its own child, one after another. */
+async function runRound(ctx: BenchContext, cfg: Config, order: readonly EngineName[]): Promise<Outcome> {
   const outcome: Outcome = { results: new Map(), errors: new Map(), load: new Map() };
-  const n = (x: number): string => x.toLocaleString('en-US');
-
-  for (const engine of cfg.engines) {
+  for (const engine of order) {
     const dir = await ctx.tempDir(`engine-${engine}`);
     const job: ChildJob = {
       engine,
@@ -195,6 +212,17 @@ async function run(ctx: BenchContext): Promise<void> {
       await ctx.removeTempDir(dir);
     }
   }
+  return outcome;
+}
+
+async function run(ctx: BenchContext): Promise<void> {
+  const cfg = config();
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const rounds: Outcome[] = [];
+  for (let round = 1; round <= cfg.rounds; round++) {
+    if (cfg.rounds > 1) ctx.progress(`round ${round} of ${cfg.rounds}`);
+    rounds.push(await runRound(ctx, cfg, roundOrder(cfg.engines, round)));
+  }
 
   const workloads: Array<{ w: Workload; title: string }> = [
     { w: 'load-nosync', title: `batched puts, nosync` },
@@ -206,25 +234,27 @@ async function run(ctx: BenchContext): Promise<void> {
   ];
 
   const rows: string[][] = [];
+  const ratioCell = (subject: EngineName, engine: EngineName, w: Workload): string => {
+    const r = comparison(rounds, subject, engine, w).median;
+    return r === undefined ? '-' : r.toFixed(2);
+  };
   for (const { w, title } of workloads) {
-    const subject = measurement(outcome, SUBJECT, w);
-    const levelSubject = measurement(outcome, LEVEL_SUBJECT, w);
-    const ratio = (s: { ops: number; ms: number } | undefined, m: { ops: number; ms: number }): string =>
-      s ? `${(opsPerSecond(s) / opsPerSecond(m)).toFixed(2)}` : '-';
     for (const engine of cfg.engines) {
-      const m = measurement(outcome, engine, w);
+      const m = medianRun(runsOf(rounds, engine, w));
       if (!m) {
-        rows.push([title, label(engine), '', '', outcome.errors.has(engine) ? 'failed' : '-', '', '', '']);
+        rows.push([title, label(engine), '', '', rounds.some((o) => o.errors.has(engine)) ? 'failed' : '-', '', '', '']);
         continue;
       }
-      rows.push([title, label(engine), fmtInt(m.ops), (m.ms / 1000).toFixed(2), fmtInt(opsPerSecond(m)), ratio(subject, m), m.note, ratio(levelSubject, m)]);
+      rows.push([title, label(engine), fmtInt(m.ops), (m.ms / 1000).toFixed(2), fmtInt(opsPerSecond(m)), ratioCell(SUBJECT, engine, w), m.note, ratioCell(LEVEL_SUBJECT, engine, w)]);
     }
   }
   ctx.table({
     title: `storage engine vs peers — ${n(cfg.keys)} keys`,
     notes: [
       `${n(cfg.keys)} keys of 16 bytes (a hashed counter: loaded in random key order), 100-byte random values. Each engine`,
-      `  in its own process on a fresh dir under the OS temp dir, engines one after another; one timed run per number.`,
+      `  in its own process on a fresh dir under the OS temp dir, engines one after another, ${cfg.rounds} round(s) in alternating order`,
+      `  (reversed every other round; TDEKV_BENCH_ENGINE_ROUNDS). Each row is the line's median run; each ratio the median`,
+      `  of the rounds' ratios.`,
       `Every store through its fastest public API in the configuration that gives the durability asked for`,
       `  (docs/benchmarks.md, "How peers are configured"). tdekv Engine = the engine class (Engine.write);`,
       `  tdekv TdekvLevel = the embedded API users call (abstract-level), on the same engine and settings.`,
@@ -247,7 +277,7 @@ async function run(ctx: BenchContext): Promise<void> {
       `  (TDEKV_BENCH_CACHE_MB; tdekv's default cache is 64 MiB);`,
       `  lmdb reads through its memory map. Encryption: lmdb encryptionKey (a 32-character key, ChaCha8); SQLite PRAGMA`,
       `  cipher + PRAGMA key; tdekv a file master key. classic-level has no encryption (LevelDB + Snappy; values do not compress).`,
-      `"aes256 ×" = tdekv aes256-ctr (Engine) ops/s ÷ this engine's ops/s (above 1: tdekv aes256-ctr is faster);`,
+      `"aes256 ×" = tdekv aes256-ctr (Engine) ops/s ÷ this engine's ops/s in the same round (above 1: tdekv aes256-ctr is faster);`,
       `  "level ×" = the same for tdekv TdekvLevel aes256-ctr.`,
     ],
     columns: ['workload', 'engine', 'ops', 'time s', 'ops/s', 'aes256 ×', 'mix puts', 'level ×'],
@@ -256,57 +286,81 @@ async function run(ctx: BenchContext): Promise<void> {
 
   const resourceRows: string[][] = [];
   for (const engine of cfg.engines) {
-    const r = outcome.results.get(engine);
-    if (!r) {
-      resourceRows.push([label(engine), encryption(engine), 'failed', '', '', '', '', '', loadCell(outcome, engine)]);
+    const runs = rounds.map((o) => o.results.get(engine)).filter((r): r is ChildResult => r !== undefined);
+    const first = runs[0];
+    if (!first) {
+      resourceRows.push([label(engine), encryption(engine), 'failed', '', '', '', '', '', loadCell(rounds, engine)]);
       continue;
     }
     resourceRows.push([
       label(engine),
       encryption(engine),
-      fmtMiB(r.maxRssKiB * 1024),
-      fmtMiB(r.disk.bytes),
-      fmtMiB(r.disk.apparentBytes),
-      String(r.disk.files),
-      (r.openMs / 1000).toFixed(2),
-      (r.closeMs / 1000).toFixed(2),
-      loadCell(outcome, engine),
+      fmtMiB(Math.max(...runs.map((r) => r.maxRssKiB)) * 1024),
+      fmtMiB(first.disk.bytes),
+      fmtMiB(first.disk.apparentBytes),
+      String(first.disk.files),
+      (median(runs.map((r) => r.openMs)) / 1000).toFixed(2),
+      (median(runs.map((r) => r.closeMs)) / 1000).toFixed(2),
+      loadCell(rounds, engine),
     ]);
   }
   ctx.table({
     title: 'memory and disk per engine',
     notes: [
-      `peak RSS = process.resourceUsage().maxRSS of the engine's process over its whole run (includes Node itself and the`,
+      `peak RSS = process.resourceUsage().maxRSS of the engine's process over its whole run, the highest of the rounds (includes Node itself and the`,
       `  ${fmtMiB((cfg.keys + cfg.syncKeys) * 16)} MiB key array every process holds). disk = the database's files right after the nosync load of`,
       `  ${n(cfg.keys)} keys (${fmtMiB(cfg.keys * 116)} MiB of keys + values): allocated (st_blocks × 512) and apparent (file sizes);`,
-      `  tdekv counts its data dir including encryption-meta, not the master key file. close s: after all workloads.`,
-      `loadavg = the machine's 1-minute load average when the engine's process started → ended (${availableParallelism()} cores): well above`,
+      `  tdekv counts its data dir including encryption-meta, not the master key file (first round). open s, close s: medians;`,
+      `  close after all workloads.`,
+      `loadavg = the lowest – highest 1-minute load average as the engine's processes started and ended (${availableParallelism()} cores): well above`,
       `  0 means other work shared the CPU and that engine's numbers are low by an unknown amount.`,
     ],
     columns: ['engine', 'encryption at rest', 'peak RSS MiB', 'disk MiB', 'apparent MiB', 'files', 'open s', 'close s', 'loadavg'],
     rows: resourceRows,
   });
 
-  for (const [engine, message] of outcome.errors) ctx.line(`FAILED ${engine}: ${message.split('\n').slice(0, 3).join(' | ')}`);
+  if (cfg.rounds > 1) reportRounds(ctx, cfg, rounds, workloads);
+  rounds.forEach((o, i) => {
+    for (const [engine, message] of o.errors) ctx.line(`FAILED ${cfg.rounds > 1 ? `round ${i + 1}: ` : ''}${engine}: ${message.split('\n').slice(0, 3).join(' | ')}`);
+  });
 
-  verdicts(ctx, outcome, workloads);
+  verdicts(ctx, rounds, workloads);
 }
 
-function verdicts(ctx: BenchContext, o: Outcome, workloads: Array<{ w: Workload; title: string }>): void {
+/** The comparisons the targets are about, per workload and round, so the spread behind each median is visible. */
+function reportRounds(ctx: BenchContext, cfg: Config, rounds: readonly Outcome[], workloads: ReadonlyArray<{ w: Workload; title: string }>): void {
+  const pairs: Array<[EngineName, EngineName]> = [
+    [LEVEL_SUBJECT, 'classic-level'],
+    [LEVEL_SUBJECT, 'sqlite-encrypted'],
+    [LEVEL_SUBJECT, 'lmdb-encrypted'],
+    [SUBJECT, 'tdekv-plaintext'],
+  ];
+  const present = pairs.filter(([a, b]) => cfg.engines.includes(a) && cfg.engines.includes(b));
+  if (present.length === 0) return;
+  const rows: string[][] = [];
+  for (const { w, title } of workloads) {
+    for (const [a, b] of present) {
+      const c = comparison(rounds, a, b, w);
+      rows.push([title, `${label(a)} ÷ ${label(b)}`, ...c.perRound.map((r) => (r === undefined ? '-' : r.toFixed(2))), c.median === undefined ? '-' : c.median.toFixed(2)]);
+    }
+  }
+  ctx.table({
+    title: 'ratio per round (ops/s ÷ ops/s within one round; the targets below use the median)',
+    columns: ['workload', 'comparison', ...rounds.map((_, i) => `round ${i + 1}`), 'median'],
+    rows,
+  });
+}
+
+function verdicts(ctx: BenchContext, rounds: readonly Outcome[], workloads: Array<{ w: Workload; title: string }>): void {
   ctx.line();
-  ctx.line('targets (from the storage engine issue):');
-  const rate = (engine: EngineName, w: Workload): number | undefined => {
-    const m = measurement(o, engine, w);
-    return m && opsPerSecond(m);
-  };
+  ctx.line(`targets (the storage engine issue and the engine architecture issue; ${rounds.length > 1 ? `medians of ${rounds.length} rounds' ratios` : 'one round'}):`);
   const check = (what: string, w: Workload, peer: EngineName, factor: number, subject: EngineName = SUBJECT): void => {
-    const a = rate(subject, w);
-    const b = rate(peer, w);
-    if (a === undefined || b === undefined) {
-      ctx.line(`n/a   ${what}: ${a === undefined ? label(subject) : label(peer)} has no result`);
+    const ratio = comparison(rounds, subject, peer, w).median;
+    if (ratio === undefined) {
+      const missing = rounds.some((o) => measurement(o, subject, w)) ? label(peer) : label(subject);
+      ctx.line(`n/a   ${what}: ${missing} has no result`);
       return;
     }
-    const ratio = a / b;
     ctx.line(`${ratio >= factor ? 'PASS' : 'MISS'}  ${what}: ${ratio.toFixed(2)}× (target ≥ ${factor})`);
   };
   for (const mode of ['nosync', 'sync'] as const) {
@@ -319,7 +373,10 @@ function verdicts(ctx: BenchContext, o: Outcome, workloads: Array<{ w: Workload;
   for (const { w, title } of workloads.filter(({ w }) => w === 'load-nosync' || w === 'load-sync' || w === 'gets' || w === 'scan')) {
     check(`${title}: TdekvLevel aes256-ctr ≥ classic-level`, w, 'classic-level', 1, LEVEL_SUBJECT);
   }
-  for (const { w, title } of workloads) check(`${title}: aes256-ctr within 10% of tdekv plaintext`, w, 'tdekv-plaintext', 0.9);
+  for (const peer of ['classic-level', 'lmdb-encrypted', 'sqlite-encrypted'] as const) {
+    check(`90/10 mix, sync: TdekvLevel aes256-ctr ≥ ${label(peer)}`, 'mix-sync', peer, 1, LEVEL_SUBJECT);
+  }
+  for (const { w, title } of workloads) check(`${title}: aes256-ctr within 5% of tdekv plaintext`, w, 'tdekv-plaintext', 0.95);
 }
 
 export const bench: Bench = {
