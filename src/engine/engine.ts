@@ -166,7 +166,7 @@ export class Engine {
       (err) => this.#errors.failed(err, false),
       // An inline fsync blocks this thread, so sync writers arriving meanwhile cannot queue
       // behind it: the queue waits for the rest of the turn's writers before it commits.
-      { gatherSyncWriters: walSync === 'inline' },
+      { gatherSyncWriters: walSync === 'inline', commitNow: (batch) => this.#commitNow(batch) },
     );
     const policy = { initialMs: tuning.noSpaceRetryIntervalMs, maxMs: tuning.noSpaceRetryMaxIntervalMs };
     this.#errors = new ErrorHandler(policy, this.#dataDir, logger, { closing: () => this.#closing, retry: () => void this.#queueRecovery() });
@@ -633,6 +633,26 @@ export class Engine {
   async #commitGroup(batch: Buffer, sync: boolean): Promise<void> {
     if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
     await this.#makeRoomForWrite();
+    const first = this.#appendToWal(batch);
+    if (sync) await this.#syncWal(this.walSync === 'inline');
+    this.#insert(batch, first);
+  }
+
+  /**
+   * #commitGroup for a non-sync batch that needs nothing to wait for, on the spot: false
+   * (nothing done) when #makeRoomForWrite would slow it down, yield to a pending flush or
+   * switch the memtable.
+   */
+  #commitNow(batch: Buffer): boolean {
+    if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
+    this.#errors.throwIfRefused();
+    if (this.#imm || this.#mem.approximateBytes >= this.tuning.writeBufferSize || this.#versions.current.fileCount(0) >= this.tuning.level0SlowdownWritesTrigger) return false;
+    this.#insert(batch, this.#appendToWal(batch));
+    return true;
+  }
+
+  /** Numbers the batch's ops from the next sequence number and appends it to the WAL; returns the first number. */
+  #appendToWal(batch: Buffer): number {
     const first = this.#lastSeq + 1;
     setBatchSequence(batch, first);
     // Acknowledged writes survive a process crash (the OS has them); sync ones also a power loss.
@@ -642,7 +662,11 @@ export class Engine {
       this.#errors.failed(err, true);
       throw err;
     }
-    if (sync) await this.#syncWal(this.walSync === 'inline');
+    return first;
+  }
+
+  /** Adds a batch appended to the WAL to the memtable, which makes it visible. */
+  #insert(batch: Buffer, first: number): void {
     const mem = this.#mem;
     const { count } = decodeBatchAt(batch, (seq, kind, keyOff, keyLen, valueOff, valueLen) => mem.addAt(seq, kind, batch, keyOff, keyLen, batch, valueOff, valueLen));
     this.#lastSeq = first + count - 1;
