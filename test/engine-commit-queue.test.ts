@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { setImmediate as endOfTurn } from 'node:timers/promises';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { CommitQueue } from '../src/engine/commit.js';
 import { WriteBatchBuilder } from '../src/engine/write-batch.js';
+import { b, openTestDb, SMALL_TUNING } from './support/engine-helpers.js';
+import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 /*
  * The write queue's two paths: a non-sync write to an idle queue is committed on the spot
@@ -95,5 +97,49 @@ describe('commit queue', () => {
     assert.deepEqual(failures, [boom]);
     await queue.write(batchOf('ok'), false);
     assert.deepEqual(log, ['now ok']);
+  });
+});
+
+describe('Engine.writeBatchNow', () => {
+  let root: string;
+  before(async () => {
+    root = await tempDir('write-now-');
+  });
+  after(async () => cleanup(root));
+
+  test('commits on the spot when nothing waits, and otherwise leaves the batch for writeBatch()', async () => {
+    const key = await writeKeyFile(root);
+    const db = await openTestDb(root, key.path, { tuning: { ...SMALL_TUNING, writeBufferSize: 64 << 10, level0FileNumCompactionTrigger: 1000, level0SlowdownWritesTrigger: 1000, level0StopWritesTrigger: 1000 } });
+    try {
+      const batch = new WriteBatchBuilder();
+      batch.put(b('a'), b('1'));
+      assert.equal(db.engine.writeBatchNow(batch), true);
+      assert.equal(batch.count, 0, 'the batch was taken');
+      assert.equal(db.engine.getSync(b('a'))?.toString(), '1', 'visible as soon as it returns');
+
+      // A sync write in the queue: nothing may overtake it.
+      const syncWrite = db.engine.write([{ type: 'put', key: b('s'), value: b('sync') }], { sync: true });
+      batch.put(b('a'), b('2'));
+      assert.equal(db.engine.writeBatchNow(batch), false);
+      assert.equal(batch.count, 1, 'the batch is untouched');
+      assert.equal(db.engine.getSync(b('a'))?.toString(), '1');
+      await Promise.all([syncWrite, db.engine.writeBatch(batch)]);
+      assert.equal(db.engine.getSync(b('a'))?.toString(), '2');
+
+      // A full memtable waits for its switch: refused too, and the queue switches it.
+      const big = Buffer.alloc(70 << 10, 0x62);
+      const fill = new WriteBatchBuilder();
+      fill.put(b('big'), big);
+      assert.equal(db.engine.writeBatchNow(fill), true, 'room before it');
+      fill.put(b('c'), b('3'));
+      assert.equal(db.engine.writeBatchNow(fill), false, 'the memtable is over its size');
+      await db.engine.writeBatch(fill);
+      assert.equal(db.engine.getSync(b('c'))?.toString(), '3');
+    } finally {
+      await db.close();
+    }
+    const late = new WriteBatchBuilder();
+    late.put(b('x'), b('y'));
+    assert.throws(() => db.engine.writeBatchNow(late), /closed/i, 'a closed engine refuses, naming why');
   });
 });

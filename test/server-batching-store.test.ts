@@ -11,8 +11,10 @@ import { ValueKind } from '../src/engine/internal-key.js';
  * An engine whose writes succeed or fail on command: a failing disk cannot be produced on
  * demand with real files, so this stands in for the engine's writeBatch() only.
  */
-function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settle: (ok: boolean) => void; recover: () => void } {
+function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settle: (ok: boolean) => void; recover: () => void; applyNow: (on: boolean) => void } {
   const applied = new Map<string, Buffer>();
+  /** Whether writeBatchNow applies a batch on the spot (as the engine does when its queue is idle). */
+  let now = false;
   /** What the engine's writeFailure() reports: set by a failed write, cleared by recover(). */
   let failure: { error: Error; recoverable: boolean } | undefined;
   const pending: Array<{ ops: readonly BatchOp[]; resolve: () => void; reject: (e: unknown) => void }> = [];
@@ -30,6 +32,13 @@ function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settl
       const ops: BatchOp[] = [];
       decodeBatch(batch.take(), (_seq, kind, key, value) => ops.push(kind === ValueKind.Value ? { type: 'put', key: Buffer.from(key), value: Buffer.from(value) } : { type: 'del', key: Buffer.from(key) }));
       return new Promise<void>((resolve, reject) => pending.push({ ops, resolve, reject }));
+    },
+    // As the engine: only when nothing is in flight, and never once writes are refused.
+    writeBatchNow: (batch: WriteBatchBuilder) => {
+      if (!now || pending.length > 0) return false;
+      if (failure) throw failure.error;
+      decodeBatch(batch.take(), (_seq, kind, key, value) => (kind === ValueKind.Value ? applied.set(Buffer.from(key).toString('latin1'), Buffer.from(value)) : applied.delete(Buffer.from(key).toString('latin1'))));
+      return true;
     },
     writeFailure: () => failure,
   } as unknown as Engine;
@@ -51,6 +60,9 @@ function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settl
     settle,
     recover: () => {
       failure = undefined;
+    },
+    applyNow: (on: boolean) => {
+      now = on;
     },
   };
 }
@@ -89,6 +101,38 @@ describe('batching store', () => {
       assert.equal(store.pendingWrites, 0);
     });
   }
+
+  test('a batch the engine applies on the spot settles before commit() returns; one it refuses on the spot fails as a queued one does', async () => {
+    const { engine, settle, applyNow } = scriptedEngine();
+    const store = new BatchingStore(engine, { sync: false, rowCacheBytes: 1 << 20 });
+    const settled: Array<[number, unknown]> = [];
+    store.onBatchSettled((id, err) => settled.push([id, err]));
+    applyNow(true);
+    store.put(B('a'), B('1'));
+    assert.equal(store.dependency, 1);
+    store.commit();
+    assert.deepEqual(settled, [[1, undefined]], 'settled synchronously');
+    assert.equal(store.dependency, 0);
+    assert.equal(store.pendingWrites, 0);
+    assert.equal(store.get(B('a'))?.toString(), '1');
+
+    // A queued batch fails and the engine refuses writes from then on: the next batch's
+    // writeBatchNow throws, and the store reports that failure after the turn, as a queued one.
+    applyNow(false);
+    store.put(B('b'), B('x'));
+    store.commit();
+    settle(false);
+    applyNow(true);
+    store.put(B('c'), B('y'));
+    store.commit();
+    assert.equal(settled.length, 1, 'no failure is reported inside commit()');
+    await tick();
+    assert.deepEqual(settled.map(([id]) => id), [1, 2, 3]);
+    assert.ok(settled.slice(1).every(([, err]) => /disk full/.test(String(err))), 'batches 2 and 3 failed');
+    assert.match(String(store.failure), /disk full/);
+    assert.equal(store.get(B('a'))?.toString(), '1');
+    for (const k of ['b', 'c']) assert.equal(store.get(B(k)), undefined, `${k} is not visible`);
+  });
 
   test('the failure clears once the engine accepts writes again (it recovers from a full disk by itself)', async () => {
     const { engine, settle, recover, applied } = scriptedEngine();
@@ -155,13 +199,16 @@ describe('batching store', () => {
         { weight: 1, arbitrary: fc.constant(['list'] as const) },
         { weight: 1, arbitrary: fc.constant(['clear'] as const) },
         { weight: 2, arbitrary: fc.constant(['commit'] as const) },
+        { weight: 2, arbitrary: fc.constant(['commitNow'] as const) },
         { weight: 2, arbitrary: fc.constant(['settle'] as const) },
         { weight: 1, arbitrary: fc.constant(['fail'] as const) },
       );
       await fc.assert(
         fc.asyncProperty(fc.array(op, { maxLength: 80 }), async (ops) => {
-          const { engine, settle, recover } = scriptedEngine();
+          const { engine, settle, recover, applyNow } = scriptedEngine();
           const store = new BatchingStore(engine, { sync: false, rowCacheBytes });
+          const settledIds: number[] = [];
+          store.onBatchSettled((id) => settledIds.push(id));
           // The model: what was applied, and the writes of each batch in flight and of the one gathering.
           const applied = new Map<string, string>();
           const inFlight: Array<Array<[string, string | null]>> = [];
@@ -201,11 +248,23 @@ describe('batching store', () => {
             } else if (o[0] === 'list') {
               const listed = [...store.entries({ gte: B('a'), lt: B('z') })].map(([k, v]) => [k.toString(), v.toString()]);
               assert.deepEqual(listed, [...visible()].sort(([a], [b]) => (a < b ? -1 : 1)));
-            } else if (o[0] === 'commit') {
+            } else if (o[0] === 'commit' || o[0] === 'commitNow') {
               if (gathering.length === 0) continue;
+              // commitNow: the engine applies the batch on the spot if nothing is in flight.
+              const onTheSpot = o[0] === 'commitNow' && inFlight.length === 0;
+              const settledBefore = settledIds.length;
+              applyNow(o[0] === 'commitNow');
               store.commit();
-              inFlight.push(gathering);
-              inFlightClearDeletes.push(clearDeletes);
+              applyNow(false);
+              if (onTheSpot) {
+                for (const [k, v] of gathering) v === null ? applied.delete(k) : applied.set(k, v);
+                assert.equal(settledIds.length, settledBefore + 1, 'a batch applied on the spot is settled before commit() returns');
+                assert.equal(store.dependency, 0, 'no reply waits for it');
+              } else {
+                inFlight.push(gathering);
+                inFlightClearDeletes.push(clearDeletes);
+                assert.equal(settledIds.length, settledBefore, 'a queued batch settles later');
+              }
               gathering = [];
               clearDeletes = 0;
             } else await settleNext(o[0] === 'settle');

@@ -235,15 +235,33 @@ export class BatchingStore {
     const id = this.#current++;
     this.#inFlight.set(id, this.#writes);
     this.#writes = { keys: [], values: [] };
+    if (!this.#sync) {
+      // Usually the engine can apply it now: settled at once, the replies waiting for it go
+      // out with the rest of the turn's instead of being held and released later.
+      let applied: boolean;
+      try {
+        applied = this.#engine.writeBatchNow(this.#batch);
+      } catch (err) {
+        // Reported as a failed writeBatch() is: after the caller's turn.
+        queueMicrotask(() => this.#failed(id, err));
+        return;
+      }
+      if (applied) {
+        this.#settle(id);
+        return;
+      }
+    }
     this.#engine.writeBatch(this.#batch, { sync: this.#sync }).then(
       () => this.#settle(id),
-      (err: unknown) => {
-        this.#failure ??= err;
-        // The cache may hold values of the failed batch, which the engine does not have.
-        this.cache.clear();
-        this.#settle(id, err);
-      },
+      (err: unknown) => this.#failed(id, err),
     );
+  }
+
+  #failed(id: number, err: unknown): void {
+    this.#failure ??= err;
+    // The cache may hold values of the failed batch, which the engine does not have.
+    this.cache.clear();
+    this.#settle(id, err);
   }
 
   /** Resolves when every batch committed so far has settled. */
