@@ -141,5 +141,6 @@ describe('Engine.writeBatchNow', () => {
     const late = new WriteBatchBuilder();
     late.put(b('x'), b('y'));
     assert.throws(() => db.engine.writeBatchNow(late), /closed/i, 'a closed engine refuses, naming why');
+    assert.equal(late.count, 0, 'and the refused batch is emptied, as writeBatch() empties it');
   });
 });

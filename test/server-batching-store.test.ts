@@ -36,7 +36,11 @@ function scriptedEngine(): { engine: Engine; applied: Map<string, Buffer>; settl
     // As the engine: only when nothing is in flight, and never once writes are refused.
     writeBatchNow: (batch: WriteBatchBuilder) => {
       if (!now || pending.length > 0) return false;
-      if (failure) throw failure.error;
+      if (failure) {
+        // As the engine's: a refused batch is emptied, not left for the next commit.
+        batch.take();
+        throw failure.error;
+      }
       decodeBatch(batch.take(), (_seq, kind, key, value) => (kind === ValueKind.Value ? applied.set(Buffer.from(key).toString('latin1'), Buffer.from(value)) : applied.delete(Buffer.from(key).toString('latin1'))));
       return true;
     },
@@ -103,7 +107,7 @@ describe('batching store', () => {
   }
 
   test('a batch the engine applies on the spot settles before commit() returns; one it refuses on the spot fails as a queued one does', async () => {
-    const { engine, settle, applyNow } = scriptedEngine();
+    const { engine, settle, applyNow, recover, applied } = scriptedEngine();
     const store = new BatchingStore(engine, { sync: false, rowCacheBytes: 1 << 20 });
     const settled: Array<[number, unknown]> = [];
     store.onBatchSettled((id, err) => settled.push([id, err]));
@@ -132,6 +136,13 @@ describe('batching store', () => {
     assert.match(String(store.failure), /disk full/);
     assert.equal(store.get(B('a'))?.toString(), '1');
     for (const k of ['b', 'c']) assert.equal(store.get(B(k)), undefined, `${k} is not visible`);
+
+    // Once the engine takes writes again, the next batch holds only its own ops.
+    recover();
+    store.put(B('e'), B('w'));
+    store.commit();
+    assert.equal(applied.get('e')?.toString(), 'w');
+    assert.equal(applied.has('c'), false, 'the refused batch is not applied with the next one');
   });
 
   test('the failure clears once the engine accepts writes again (it recovers from a full disk by itself)', async () => {

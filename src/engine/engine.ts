@@ -340,14 +340,22 @@ export class Engine {
    * writeBatch() without sync, done on the spot when it can be: when no write or task is
    * queued or running and the memtable has room, `batch` is committed (in the WAL and the
    * memtable, visible) before this returns true, and emptied. False: nothing was done and
-   * `batch` is as it was; call writeBatch(). Throws what a failed commit rejects with (the
-   * batch is then gone, as after a failed writeBatch()). The server commits its turn's batch
-   * this way, so the replies that wait for it go out in the same pass.
+   * `batch` is as it was; call writeBatch(). Throws what a refused or failed writeBatch()
+   * rejects with, and then the batch is gone as it is after those (emptied: a caller that
+   * goes on filling it must not commit the refused ops with the next ones). The server
+   * commits its turn's batch this way, so the replies that wait for it go out in the same pass.
    */
   writeBatchNow(batch: WriteBatchBuilder): boolean {
     if (batch.count === 0) return true;
-    this.#checkOpen();
-    if (this.#commits.busy || !this.#roomNow()) return false;
+    let room: boolean;
+    try {
+      this.#checkOpen();
+      room = !this.#commits.busy && this.#roomNow();
+    } catch (err) {
+      batch.take();
+      throw err;
+    }
+    if (!room) return false;
     const encoded = batch.take();
     try {
       this.#applyNow(encoded);
