@@ -19,7 +19,7 @@ import { isTdekvError } from '../src/errors.js';
 import { silentLogger } from '../src/log/logger.js';
 import type { MasterKey } from '../src/masterkey/master-key.js';
 import { cleanup, expectCode, newFileMasterKey, tempDir } from './support/fs-helpers.js';
-import { assertAt, lowerBound, normalize, walkProbes, type ModelEntry } from './support/iterator-model.js';
+import { assertAt, lowerBound, normalize, upperBoundPrev, walkProbes, type ModelEntry } from './support/iterator-model.js';
 
 // ---- a sorted-array model of a table (the block tests have their own copy) ----
 
@@ -192,6 +192,70 @@ describe('SSTable', () => {
       assert.deepEqual(v?.value, Buffer.alloc(200 * 1024, 7));
     } finally {
       t.close();
+    }
+  });
+
+  test('index entries are the shortest separators between blocks, and every key between two blocks reads right', async () => {
+    // Random 16-byte keys, as most stores have: adjacent blocks' keys differ early, so their
+    // separator is a byte or two; a few keys ending in 0xff bytes, where no shorter key fits.
+    const keys = new Set<string>();
+    while (keys.size < 6000) keys.add(Buffer.from(Array.from({ length: 16 }, () => randomInt(256))).toString('latin1'));
+    for (let i = 0; i < 50; i++) keys.add(Buffer.concat([Buffer.from([i, 0xff, 0xff]), Buffer.alloc(i % 3, 0xff)]).toString('latin1'));
+    const model = normalize([...keys].map((k, i) => ({ key: Buffer.from(k, 'latin1'), seq: 10 + i, kind: ValueKind.Value, value: Buffer.alloc(100, i % 251) })));
+    await writeTable('sep.sst', model);
+    const t = await openTable('sep.sst');
+    try {
+      const indexKeys: Buffer[] = [];
+      for await (const { indexKey } of t.dataBlocks()) indexKeys.push(indexKey);
+      assert.ok(indexKeys.length > 100, `${indexKeys.length} data blocks`);
+      const userLengths = indexKeys.map((k) => k.length - 8);
+      const short = userLengths.filter((n) => n <= 3).length;
+      assert.ok(short >= indexKeys.length * 0.9, `index user keys of at most 3 bytes: ${short} of ${indexKeys.length} (lengths ${userLengths.slice(0, 20).join(',')}...)`);
+      // verifyAll checks each index key against its block's last key and the next block's
+      // first; the probes read at, just below and just above each separator.
+      const probes = indexKeys.flatMap((k) => {
+        const user = k.subarray(0, k.length - 8);
+        const below = Buffer.from(user);
+        below[below.length - 1] = below[below.length - 1]! - 1;
+        return [user, below, Buffer.concat([user, Buffer.from([0])]), Buffer.concat([below, Buffer.from([0xff, 0xff])])].flatMap((key) => [
+          { key, seq: MAX_SEQUENCE },
+          { key, seq: 0 },
+        ]);
+      });
+      checkTable(t, model, probes);
+      const it = t.iterator();
+      for (const { key } of probes) {
+        it.seek(key, MAX_SEQUENCE);
+        assertAt(it, model, lowerBound(model, key, MAX_SEQUENCE), `seek to ${key.toString('hex')}`);
+        it.seekForPrev(key, 0);
+        assertAt(it, model, upperBoundPrev(model, key, 0), `seekForPrev to ${key.toString('hex')}`);
+      }
+      it.close();
+    } finally {
+      t.close();
+    }
+
+    // Keys that differ by one in their last differing byte ("user:000123:name", then
+    // "user:000124:age"): raising that byte would reach the next key's, so the separator keeps
+    // it and raises the byte after it instead ("user:000123;").
+    const fields = ['age', 'mail', 'name'];
+    const users = normalize(
+      Array.from({ length: 3000 }, (_, i) => fields.map((f, j) => ({ key: Buffer.from(`user:${String(i).padStart(6, '0')}:${f}`), seq: 5 + i * 3 + j, kind: ValueKind.Value, value: Buffer.alloc(60, j) }))).flat(),
+    );
+    await writeTable('users.sst', users);
+    const u = await openTable('users.sst', 2);
+    try {
+      const separators: string[] = [];
+      for await (const { indexKey } of u.dataBlocks()) separators.push(indexKey.subarray(0, indexKey.length - 8).toString('latin1'));
+      assert.ok(separators.length > 50, `${separators.length} blocks`);
+      // Each at most "user:000123;" (12 bytes; "user:00008:" where the carry is earlier), the last block's just "v".
+      const long = separators.filter((k) => k.length > 12);
+      assert.deepEqual(long, [], 'every separator is cut after the id');
+      assert.equal(separators.at(-1), 'v', 'the last block: the first byte raised');
+      assert.ok(separators.filter((k) => /^user:\d{6};$/.test(k)).length > separators.length / 2, separators.slice(0, 8).join(' '));
+      checkTable(u, users, separators.flatMap((k) => [{ key: Buffer.from(k, 'latin1'), seq: MAX_SEQUENCE }, { key: Buffer.from(`${k.slice(0, -1)}:zzz`, 'latin1'), seq: 0 }]));
+    } finally {
+      u.close();
     }
   });
 

@@ -53,6 +53,14 @@ export class TableBuilder {
   #prevSeq = 0;
   #smallest: Buffer | undefined;
   readonly #handleScratch = Buffer.allocUnsafe(20);
+  /**
+   * A finished data block's index entry waits for the next block's first key (its handle is
+   * in #handleScratch meanwhile): the entry's key is then the shortest separator between the
+   * two blocks, not the whole last key, as LevelDB and RocksDB write their index.
+   */
+  #pendingIndex = false;
+  #pendingHandleEnd = 0;
+  #separator: Buffer = Buffer.allocUnsafe(64);
   #state: 'open' | 'finishing' | 'done' = 'open';
 
   constructor(file: EncryptedWritableFile, options: TableBuilderOptions) {
@@ -106,6 +114,7 @@ export class TableBuilder {
       }
       newUserKey = c !== 0;
     }
+    if (this.#pendingIndex) this.#addIndexEntry(key, keyStart, keyEnd);
     if (this.#key.length < n + TRAILER_BYTES) this.#key = Buffer.allocUnsafe(Math.max(n + TRAILER_BYTES, this.#key.length * 2));
     copyBytes(key, keyStart, keyEnd, this.#key, 0);
     writeTrailer(this.#key, n, seq, kind);
@@ -151,6 +160,7 @@ export class TableBuilder {
     if (this.#error !== undefined) throw this.#error;
     this.#state = 'finishing';
     if (!this.#data.empty) this.#flushDataBlock();
+    if (this.#pendingIndex) this.#addIndexEntry(undefined, 0, 0);
     this.#dataBytes = this.#offset;
 
     let filter: BlockHandle = { offset: 0, size: 0 };
@@ -186,9 +196,62 @@ export class TableBuilder {
   #flushDataBlock(): void {
     const handle = this.#writeBlock(this.#data.finish());
     this.#data.reset();
-    // Keyed by the block's last key: the first block whose key is >= a target holds it.
-    const end = putBlockHandle(this.#handleScratch, 0, handle);
-    this.#index.add(this.#prev.subarray(0, this.#prevLength), this.#handleScratch.subarray(0, end));
+    this.#pendingHandleEnd = putBlockHandle(this.#handleScratch, 0, handle);
+    this.#pendingIndex = true;
+  }
+
+  /**
+   * The pending index entry, keyed by a key k with (the block's last key) <= k < (the next
+   * block's first key, `limit`; none after the last block): the first block whose index key
+   * is >= a target holds it. k is the last user key cut just after the first byte where it
+   * differs from `limit`'s, that byte raised by one, or, when raising it would reach limit's
+   * byte, cut after the next byte below 0xff, raised (the last block: after its first byte
+   * below 0xff, raised), with the highest sequence number; or the whole last key when no
+   * shorter user key fits. Fewer bytes per entry make a smaller index block to keep in memory
+   * and to search.
+   */
+  #addIndexEntry(limit: Buffer | undefined, limitStart: number, limitEnd: number): void {
+    this.#pendingIndex = false;
+    const last = this.#prev;
+    const lastUserLength = this.#prevLength - TRAILER_BYTES;
+    let cut = -1;
+    if (limit !== undefined) {
+      const common = Math.min(lastUserLength, limitEnd - limitStart);
+      let d = 0;
+      while (d < common && last[d] === limit[limitStart + d]) d++;
+      if (d < common) {
+        if (last[d]! + 1 < limit[limitStart + d]!) {
+          cut = d + 1;
+        } else {
+          // The next byte up is limit's own: keep that byte and raise a later one instead
+          // (the first below 0xff), as RocksDB does; the key stays below limit at byte d.
+          for (let j = d + 1; j < lastUserLength; j++) {
+            if (last[j] !== 0xff) {
+              cut = j + 1;
+              break;
+            }
+          }
+        }
+      }
+    } else {
+      for (let i = 0; i < lastUserLength; i++) {
+        if (last[i] !== 0xff) {
+          cut = i + 1;
+          break;
+        }
+      }
+    }
+    const handle = this.#handleScratch.subarray(0, this.#pendingHandleEnd);
+    if (cut < 0 || cut >= lastUserLength) {
+      this.#index.add(last.subarray(0, this.#prevLength), handle);
+      return;
+    }
+    if (this.#separator.length < cut + TRAILER_BYTES) this.#separator = Buffer.allocUnsafe(cut + TRAILER_BYTES);
+    const sep = this.#separator;
+    last.copy(sep, 0, 0, cut);
+    sep[cut - 1] = sep[cut - 1]! + 1;
+    writeTrailer(sep, cut, MAX_SEQUENCE, ValueKind.Value);
+    this.#index.add(sep.subarray(0, cut + TRAILER_BYTES), handle);
   }
 
   #writeBlock(contents: Buffer): BlockHandle {
