@@ -105,17 +105,19 @@ describe('WAL sync', () => {
     try {
       await db.engine.write([{ type: 'put', key: b('warm'), value: b('up') }], { sync: true });
       // Timers of one phase: each callback queues a write and its microtasks run before the next
-      // callback, so without waiting for the end of the turn each write would fsync alone.
+      // callback, so without waiting for the end of the turn each write would fsync alone. One
+      // delay for all: timers made in one turn with one delay share an expiry (the loop's cached
+      // time plus the delay), so they fire in one timers phase however slow the machine is (a
+      // delay recomputed from Date.now() per timer split them over three turns on a loaded CI run).
       const ops = await walOpsDuring(
         () =>
           new Promise<void>((resolve, reject) => {
             const writes: Array<Promise<void>> = [];
-            const at = Date.now() + 5;
             for (let i = 0; i < 8; i++) {
               setTimeout(() => {
                 writes.push(db.engine.write([{ type: 'put', key: b(`t${i}`), value: b('v') }], { sync: true }));
                 if (writes.length === 8) Promise.all(writes).then(() => resolve(), reject);
-              }, at - Date.now());
+              }, 5);
             }
           }),
       );
