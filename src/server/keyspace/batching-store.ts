@@ -235,7 +235,9 @@ export class BatchingStore {
     const id = this.#current++;
     this.#inFlight.set(id, this.#writes);
     this.#writes = { keys: [], values: [] };
-    if (!this.#sync) {
+    // Only once every older batch has settled: the engine may have applied one whose settle
+    // is still a queued microtask, and batches must settle in id order.
+    if (!this.#sync && this.#lastApplied === id - 1) {
       // Usually the engine can apply it now: settled at once, the replies waiting for it go
       // out with the rest of the turn's instead of being held and released later.
       let applied: boolean;
