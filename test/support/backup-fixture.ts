@@ -43,6 +43,9 @@ export async function writeData(m: Pick<BackupMachine, 'config'>, puts: Array<[s
     try {
       for (let i = 0; i < puts.length; i += 50) await engine.write(puts.slice(i, i + 50).map(([k, v]) => ({ type: 'put' as const, key: Buffer.from(k), value: Buffer.from(v) })));
       for (const k of dels) await engine.del(Buffer.from(k));
+      // Flushed and compacted here, not by close(): a close cancels a compaction its flush
+      // started at whatever slice it has reached, which left a layout that varied run to run.
+      await engine.flush();
       await engine.waitForBackgroundWork();
     } finally {
       await engine.close();
