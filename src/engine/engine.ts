@@ -20,6 +20,7 @@ import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
 import type { InternalIterator } from './iterator.js';
 import { firstMemtableSizes, Memtable, STAGED_LINK_BOUND, type MemtableSizes } from './memtable.js';
+import type { MemtableMemory } from './memtable-memory.js';
 import { MergingIterator } from './merging-iterator.js';
 import { CompactionPauses, DiskRoom, flushMargin, formatBytes, noRoomError, spaceMargin } from './no-space-recovery.js';
 import { ErrorHandler, type WriteFailure } from './error-handler.js';
@@ -886,6 +887,8 @@ export class Engine {
       edit.lastSequence = this.#lastSeq;
       await this.#logAndApply(edit, files);
       this.#imm = undefined;
+      // Nothing reads it any more unless an iterator over it is open (then retire() declines).
+      this.#spareMemory = imm.retire() ?? this.#spareMemory;
       this.#stats.flushes++;
       this.#notifyBackgroundProgress();
       await this.#deleteObsoleteFiles();
@@ -1165,10 +1168,25 @@ export class Engine {
    */
   #iterated = false;
 
+  /**
+   * The arrays of the last memtable flushed, for the next one: memory already faulted in
+   * (see MemtableMemory). Held from a flush to the next memtable switch.
+   */
+  #spareMemory: MemtableMemory | undefined;
+  #reusedMemtables = 0;
+
   #newMemtable(like: MemtableSizes): Memtable {
-    const mem = new Memtable({ like });
+    const memory = this.#spareMemory;
+    this.#spareMemory = undefined;
+    if (memory !== undefined) this.#reusedMemtables++;
+    const mem = new Memtable({ like, memory });
     if (this.#iterated) mem.linkThreshold = STAGED_LINK_BOUND;
     return mem;
+  }
+
+  /** Tests only: memtables built on a flushed one's memory (see #spareMemory). */
+  reusedMemtablesForTests(): number {
+    return this.#reusedMemtables;
   }
 
   /** Tests only: nodes staged and not linked in the mutable memtable. */

@@ -17,9 +17,13 @@ export class MemtableIterator implements InternalIterator {
   #key: Buffer | undefined;
   #value: Buffer | undefined;
 
-  constructor(list: SkipList, staged: Int32Array) {
+  /** Told once, at the first close(): the memtable counts its open iterators (Memtable.retire). */
+  #onClose: (() => void) | undefined;
+
+  constructor(list: SkipList, staged: Int32Array, onClose?: () => void) {
     this.#list = list;
     this.#staged = staged;
+    this.#onClose = onClose;
   }
 
   valid(): boolean {
@@ -94,6 +98,9 @@ export class MemtableIterator implements InternalIterator {
     this.#a = NONE;
     this.#b = this.#staged.length;
     this.#node = NONE;
+    const onClose = this.#onClose;
+    this.#onClose = undefined;
+    onClose?.();
   }
 
   /** The first staged node at or after (target, seq): a binary search. */

@@ -2,6 +2,7 @@ import { ValueKind } from './internal-key.js';
 import { randomInt } from 'node:crypto';
 import { bloomHash, hash32 } from './bloom.js';
 import { MemtableIterator } from './memtable-iterator.js';
+import type { MemtableMemory } from './memtable-memory.js';
 import { EMPTY, MAX_HEIGHT, NONE, nodeWords, SkipList, type SharedMemtable } from './skip-list.js';
 
 /**
@@ -10,10 +11,14 @@ import { EMPTY, MAX_HEIGHT, NONE, nodeWords, SkipList, type SharedMemtable } fro
  */
 export const ENTRY_OVERHEAD_BYTES = 80;
 
-/** Room for `used` (with an eighth more), at least `least`, at most `most`. */
+/**
+ * Room for `used` (with a quarter more), at least `least`, at most `most`. Room never written
+ * costs address space only; the quarter lets the next memtable but one build on this one's
+ * arrays (see MemtableMemory) when it holds a little more, which it often does.
+ */
 function initialSize(used: number | undefined, least: number, most: number): number {
   if (used === undefined || !(used > least)) return least;
-  return Math.min(most, Math.ceil((used * 1.125) / 1024) * 1024);
+  return Math.min(most, Math.ceil((used * 1.25) / 1024) * 1024);
 }
 
 /**
@@ -77,7 +82,7 @@ export function firstMemtableSizes(writeBufferSize: number): MemtableSizes {
  */
 export class Memtable {
   readonly #list: SkipList;
-  readonly #filter = new Uint32Array(FILTER_BITS / 32);
+  readonly #filter: Uint32Array;
   /**
    * Point-lookup index: an open-addressing table from a key's hash to the node of its newest
    * version. A get then costs one or two probes instead of a skip-list search, whose dozens
@@ -87,7 +92,7 @@ export class Memtable {
    * lands on another key is rejected without loading that key's node.
    */
   // 512 KiB to start: a full memtable of small entries needs 2^18 slots, and each doubling rehashes.
-  #index = new Int32Array(2 << 16);
+  #index: Int32Array = new Int32Array(2 << 16);
   #indexBits = 16;
   #indexUsed = 0;
   /** Some version is missing from the index (see INDEX_MAX_PROBE): lookups it misses search the list. */
@@ -112,16 +117,49 @@ export class Memtable {
    * unusual previous memtable must not reserve much). `indexHash` is for tests that need keys
    * to collide; the default is seeded per process.
    */
-  constructor(options: { like?: Partial<MemtableSizes>; indexHash?: (buf: Uint8Array, start: number, end: number) => number } = {}) {
+  constructor(options: { like?: Partial<MemtableSizes>; memory?: MemtableMemory; indexHash?: (buf: Uint8Array, start: number, end: number) => number } = {}) {
     this.#indexHash = options.indexHash ?? ((buf, start, end) => hash32(buf, INDEX_SEED, start, end));
     const like = options.like ?? {};
-    this.#list = new SkipList(undefined, initialSize(like.linkWords, 1 << 14, MAX_INITIAL_LINK_WORDS), initialSize(like.keyBytes, 1 << 16, MAX_INITIAL_KEY_BYTES));
+    const memory = options.memory;
+    this.#list = new SkipList(undefined, initialSize(like.linkWords, 1 << 14, MAX_INITIAL_LINK_WORDS), initialSize(like.keyBytes, 1 << 16, MAX_INITIAL_KEY_BYTES), memory);
     // At most 40 % full when the expected keys are in (it grows at half).
     const bits = Math.min(MAX_INITIAL_INDEX_BITS, Math.max(this.#indexBits, Math.ceil(Math.log2(Math.max(1, (like.distinctKeys ?? 0) * 2.5)))));
-    if (bits > this.#indexBits) {
+    if (memory !== undefined && memory.index.length >= 2 << bits) {
+      // A bigger index than asked for is only emptier.
+      memory.index.fill(0);
+      this.#index = memory.index;
+      this.#indexBits = Math.log2(memory.index.length) - 1;
+    } else if (bits > this.#indexBits) {
       this.#indexBits = bits;
       this.#index = new Int32Array(2 << bits);
     }
+    if (memory !== undefined) {
+      memory.filter.fill(0);
+      this.#filter = memory.filter;
+    } else this.#filter = new Uint32Array(FILTER_BITS / 32);
+  }
+
+  /** Open iterators (see retire()). */
+  #readers = 0;
+  #retired = false;
+
+  /**
+   * Gives this memtable's arrays up for the next one (see MemtableMemory), or returns
+   * undefined while an iterator over it is open (its memory is then left to the GC). Call it
+   * only once nothing else can reach the memtable: flushed, installed and dropped by the
+   * engine. It cannot be read afterwards.
+   */
+  retire(): MemtableMemory | undefined {
+    if (this.#readers > 0 || this.#retired) return undefined;
+    this.#retired = true;
+    this.#shared = true; // nothing may be added either
+    const memory = { ...this.#list.memory(), index: this.#index, filter: this.#filter };
+    this.#index = NO_NODES;
+    return memory;
+  }
+
+  #checkLive(): void {
+    if (this.#retired) throw new RangeError('memtable was retired: its memory belongs to another memtable now');
   }
 
   /** Slots of the lookup index (for tests). */
@@ -358,6 +396,7 @@ export class Memtable {
    * The newest version of `key` with a sequence ≤ `seq` (deletions included), or undefined.
    */
   get(key: Uint8Array, seq: number): { kind: ValueKind; value: Buffer; seq: number } | undefined {
+    this.#checkLive();
     const list = this.#list;
     list.target(key);
     let n = this.#newestNode(this.#indexHash(key, 0, key.length) | 0);
@@ -384,14 +423,20 @@ export class Memtable {
    * them, sorted once for all its iterators.
    */
   iterator(): MemtableIterator {
+    this.#checkLive();
     const list = this.#list;
+    this.#readers++;
     if (!this.#shared) {
       list.linkStaged();
-      return new MemtableIterator(list, NO_NODES);
+      return new MemtableIterator(list, NO_NODES, this.#readerClosed);
     }
     this.#sortedStaged ??= list.sortedStaged();
-    return new MemtableIterator(list, this.#sortedStaged);
+    return new MemtableIterator(list, this.#sortedStaged, this.#readerClosed);
   }
+
+  readonly #readerClosed = (): void => {
+    this.#readers--;
+  };
 
   /** Shared with the flush: nothing may be added or linked any more. */
   #shared = false;

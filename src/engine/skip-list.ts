@@ -1,4 +1,5 @@
 import type { ValueKind } from './internal-key.js';
+import type { MemtableMemory } from './memtable-memory.js';
 
 /*
  * The memtable's skip list: node records in shared typed arrays, keys in one arena, values in
@@ -104,6 +105,12 @@ export interface SharedMemtable {
   readonly staged: Int32Array;
 }
 
+/** A retired array is reused when it has at least this fraction of the room asked for. */
+const REUSE_FRACTION = 0.9;
+
+/** What a list built on a retired one's memory takes from it. */
+export type ListMemory = Pick<MemtableMemory, 'links' | 'linksUsed' | 'keys' | 'slabs' | 'staged'>;
+
 export class SkipList {
   links: Int32Array;
   linksUsed = HEAD + NEXT + MAX_HEIGHT;
@@ -143,12 +150,21 @@ export class SkipList {
   t2 = 0;
   t3 = 0;
 
-  /** `linkWords` and `keyBytes`: room to start with (see MemtableSizes). */
-  constructor(shared?: SharedMemtable, linkWords = 1 << 14, keyBytes = 1 << 16) {
+  /**
+   * `linkWords` and `keyBytes`: room to start with (see MemtableSizes). `memory`: a retired
+   * list's arrays to build on (see MemtableMemory), each used if it has that room.
+   */
+  constructor(shared?: SharedMemtable, linkWords = 1 << 14, keyBytes = 1 << 16, memory?: ListMemory) {
     if (shared === undefined) {
-      this.links = sharedInt32(linkWords);
-      this.keys = sharedBytes(keyBytes);
-      this.staged = sharedInt32(1024);
+      // Sizes come with a quarter of headroom (Memtable's initialSize): a retired array with
+      // a little less than asked for still leaves an eighth over the last memtable's use.
+      if (memory !== undefined && memory.links.length >= linkWords * REUSE_FRACTION) {
+        memory.links.fill(0, 0, memory.linksUsed);
+        this.links = memory.links;
+      } else this.links = sharedInt32(linkWords);
+      this.keys = memory !== undefined && memory.keys.length >= keyBytes * REUSE_FRACTION ? memory.keys : sharedBytes(keyBytes);
+      this.staged = memory?.staged ?? sharedInt32(1024);
+      if (memory !== undefined) this.#spareSlabs = memory.slabs;
       return;
     }
     // A read-only list over another thread's shared memory: only what iterating reads is set.
@@ -159,6 +175,19 @@ export class SkipList {
     this.slabs = shared.slabs.map(asBuffer);
     this.staged = shared.staged;
     this.stagedCount = shared.staged.length;
+  }
+
+  /** Value slabs of a retired list, taken before new ones are made. */
+  #spareSlabs: Buffer[] = [];
+
+  /** The arrays, for a list built after this one (see MemtableMemory); this list must not be used again. */
+  memory(): ListMemory {
+    const slabs = this.#spareSlabs;
+    for (const s of this.slabs) if (s.length === SLAB_BYTES) slabs.push(s);
+    const out = { links: this.links, linksUsed: this.linksUsed, keys: this.keys, slabs, staged: this.staged };
+    this.#spareSlabs = [];
+    this.slabs = [];
+    return out;
   }
 
   /** The list as another thread reads it (see SharedMemtable). */
@@ -408,7 +437,7 @@ export class SkipList {
       off = 0;
     } else {
       if (this.slabUsed + vlen > SLAB_BYTES) {
-        this.slabs.push(sharedBytes(SLAB_BYTES));
+        this.slabs.push(this.#spareSlabs.pop() ?? sharedBytes(SLAB_BYTES));
         this.slab = this.slabs.length - 1;
         this.slabUsed = 0;
       }
