@@ -218,6 +218,8 @@ interface LineResult extends BenchLine {
   seconds: number;
   /** The server's CPU time during the run ÷ wall time (100 = one core busy). */
   cpuPercent: number | undefined;
+  /** The server's minor page faults during the run per 1,000 requests. */
+  faultsPerThousand: number | undefined;
 }
 
 interface ServerResult {
@@ -265,7 +267,9 @@ async function measure(ctx: BenchContext, cfg: Config, target: Target, runLines:
       const r = csv.get(line.test.toUpperCase());
       if (!r) throw new Error(`redis-benchmark printed no ${line.test.toUpperCase()} line (got ${[...csv.keys()].join(', ')})`);
       const cpuPercent = before && after ? ((after.cpuSeconds - before.cpuSeconds) / seconds) * 100 : undefined;
-      result.lines.set(line.label, { ...r, seconds, cpuPercent });
+      const requests = line.pipelined ? cfg.pipelinedRequests : cfg.requests;
+      const faultsPerThousand = before && after ? ((after.minorFaults - before.minorFaults) * 1000) / requests : undefined;
+      result.lines.set(line.label, { ...r, seconds, cpuPercent, faultsPerThousand });
       ctx.progress(`${target.label}: ${line.label} ${fmtInt(r.rps)} ops/s, p50 ${r.p50Ms} ms, ${seconds.toFixed(1)} s`);
     }
   } catch (err) {
@@ -402,13 +406,15 @@ function report(ctx: BenchContext, cfg: Config, all: Line[], peer: ServerResult,
   });
 
   const cpu = (r: ServerResult, line: Line): string => {
-    const p = r.lines.get(line.label)?.cpuPercent;
-    return p === undefined ? '' : p.toFixed(0);
+    const l = r.lines.get(line.label);
+    if (l?.cpuPercent === undefined) return '';
+    return l.faultsPerThousand === undefined ? l.cpuPercent.toFixed(0) : `${l.cpuPercent.toFixed(0)} (${l.faultsPerThousand.toFixed(0)})`;
   };
   ctx.table({
     title: 'servers',
     notes: [
-      `CPU % = the server process's user + system CPU time during a line ÷ the line's wall time (100 = one core busy).`,
+      `CPU % = the server process's user + system CPU time during a line ÷ the line's wall time (100 = one core busy);`,
+      `  in parentheses its minor page faults per 1,000 requests (first writes to fresh memory: ~11 µs each on a small VM).`,
       `peak RSS = VmHWM just before SIGTERM. exit: after SIGTERM (tdekv should drain, fsync and exit 0).`,
       `loadavg = the machine's 1-minute load average at start → stop: the server and redis-benchmark account for about 2;`,
       `  more means other work shared the cores and both ops/s and the ratio are unreliable.`,

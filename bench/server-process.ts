@@ -164,6 +164,11 @@ export interface ProcStats {
   peakRssKiB: number;
   /** utime + stime over the process's life. */
   cpuSeconds: number;
+  /**
+   * Minor page faults over the process's life (all threads): first writes to fresh memory,
+   * ~11 µs each on the VMs this bench runs on (docs/engine.md, "Memtable memory").
+   */
+  minorFaults: number;
 }
 
 /** From /proc (Linux); undefined elsewhere or once the process is gone. */
@@ -174,8 +179,9 @@ export async function procStats(pid: number): Promise<ProcStats | undefined> {
     // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
-    if (!hwm || !Number.isFinite(ticks)) return undefined;
-    return { peakRssKiB: Number(hwm[1]), cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND };
+    const minorFaults = Number(fields[7]);
+    if (!hwm || !Number.isFinite(ticks) || !Number.isFinite(minorFaults)) return undefined;
+    return { peakRssKiB: Number(hwm[1]), cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, minorFaults };
   } catch {
     return undefined;
   }
