@@ -140,7 +140,7 @@ interface Outcome {
   load: Map<EngineName, [number, number]>;
 }
 
-type Measurement = Rate & { note: string };
+type Measurement = Rate & { note: string; faults?: number };
 
 function measurement(o: Outcome, engine: EngineName, w: Workload): Measurement | undefined {
   const r = o.results.get(engine);
@@ -242,10 +242,11 @@ async function run(ctx: BenchContext): Promise<void> {
     for (const engine of cfg.engines) {
       const m = medianRun(runsOf(rounds, engine, w));
       if (!m) {
-        rows.push([title, label(engine), '', '', rounds.some((o) => o.errors.has(engine)) ? 'failed' : '-', '', '', '']);
+        rows.push([title, label(engine), '', '', rounds.some((o) => o.errors.has(engine)) ? 'failed' : '-', '', '', '', '']);
         continue;
       }
-      rows.push([title, label(engine), fmtInt(m.ops), (m.ms / 1000).toFixed(2), fmtInt(opsPerSecond(m)), ratioCell(SUBJECT, engine, w), m.note, ratioCell(LEVEL_SUBJECT, engine, w)]);
+      const faults = m.faults === undefined || m.ops === 0 ? '' : ((m.faults * 1000) / m.ops).toFixed(0);
+      rows.push([title, label(engine), fmtInt(m.ops), (m.ms / 1000).toFixed(2), fmtInt(opsPerSecond(m)), ratioCell(SUBJECT, engine, w), m.note, ratioCell(LEVEL_SUBJECT, engine, w), faults]);
     }
   }
   ctx.table({
@@ -279,8 +280,10 @@ async function run(ctx: BenchContext): Promise<void> {
       `  cipher + PRAGMA key; tdekv a file master key. classic-level has no encryption (LevelDB + Snappy; values do not compress).`,
       `"aes256 ×" = tdekv aes256-ctr (Engine) ops/s ÷ this engine's ops/s in the same round (above 1: tdekv aes256-ctr is faster);`,
       `  "level ×" = the same for tdekv TdekvLevel aes256-ctr.`,
+      `faults /1k ops = the engine process's minor page faults during the workload (all threads) per 1,000 ops: first writes`,
+      `  to fresh memory, ~11 µs each on a small VM (docs/engine.md, "Memtable memory").`,
     ],
-    columns: ['workload', 'engine', 'ops', 'time s', 'ops/s', 'aes256 ×', 'mix puts', 'level ×'],
+    columns: ['workload', 'engine', 'ops', 'time s', 'ops/s', 'aes256 ×', 'mix puts', 'level ×', 'faults /1k ops'],
     rows,
   });
 

@@ -84,6 +84,19 @@ function send(message: ChildMessage): Promise<void> {
   });
 }
 
+/** Minor page faults of this process so far (every thread). */
+function minorFaults(): number {
+  return process.resourceUsage().minorPageFault;
+}
+
+/** `work`'s measurement, with the page faults made while it ran. */
+async function counted<M extends Measurement>(work: () => M | Promise<M>): Promise<M> {
+  const before = minorFaults();
+  const m = await work();
+  m.faults = minorFaults() - before;
+  return m;
+}
+
 async function run(job: ChildJob): Promise<ChildResult> {
   const progress = (text: string): void => void send({ type: 'progress', text: `${job.engine}: ${text}` });
   const n = (x: number): string => x.toLocaleString('en-US');
@@ -94,22 +107,22 @@ async function run(job: ChildJob): Promise<ChildResult> {
   const openMs = performance.now() - t;
 
   progress(`nosync: load ${n(job.keys)} keys in batches of ${job.batch}`);
-  const loaded = await load(driver, data, { from: 0, to: job.keys, batch: job.batch }, (done) => progress(`nosync: load ${n(done)}`));
+  const loaded = await counted(() => load(driver, data, { from: 0, to: job.keys, batch: job.batch }, (done) => progress(`nosync: load ${n(done)}`)));
   const disk = await diskUsage(driver.dataDir);
   progress(`${n(job.gets)} random gets`);
-  const got = gets(driver, data, job.keys, job.gets);
+  const got = await counted(() => gets(driver, data, job.keys, job.gets));
   progress('full scan');
-  const scanned = await scan(driver, job.keys);
+  const scanned = await counted(() => scan(driver, job.keys));
   progress(`nosync: 90/10 mix (at most ${n(job.mixOps)} ops or ${job.mixSeconds} s)`);
-  const mixed = await mix(driver, data, job.keys, job.mixOps, job.mixSeconds * 1000);
+  const mixed = await counted(() => mix(driver, data, job.keys, job.mixOps, job.mixSeconds * 1000));
 
   await driver.setSync(true);
   progress(`sync: batched puts of ${n(job.syncKeys)} new keys (at most ${job.syncSeconds} s)`);
-  const syncLoaded = await load(driver, data, { from: job.keys, to: job.keys + job.syncKeys, batch: job.batch, maxMs: job.syncSeconds * 1000 }, (done) =>
-    progress(`sync: load ${n(done)}`),
+  const syncLoaded = await counted(() =>
+    load(driver, data, { from: job.keys, to: job.keys + job.syncKeys, batch: job.batch, maxMs: job.syncSeconds * 1000 }, (done) => progress(`sync: load ${n(done)}`)),
   );
   progress(`sync: 90/10 mix (at most ${n(job.mixOps)} ops or ${job.mixSeconds} s)`);
-  const syncMixed = await mix(driver, data, job.keys, job.mixOps, job.mixSeconds * 1000, { seed: MIX_SEED + 1, firstVersion: 1 + mixed.writes });
+  const syncMixed = await counted(() => mix(driver, data, job.keys, job.mixOps, job.mixSeconds * 1000, { seed: MIX_SEED + 1, firstVersion: 1 + mixed.writes }));
 
   t = performance.now();
   await driver.close();

@@ -63,6 +63,18 @@ test('the engine bench runs its rounds in alternating order and judges on the me
   const firsts = err.split(/round \d of 3/).slice(1).map((part) => /(tdekv-[a-z0-9-]+): /.exec(part)?.[1]);
   assert.deepEqual(firsts, ['tdekv-plaintext', 'tdekv-aes256-ctr', 'tdekv-plaintext']);
 
+  // The main table counts each workload's page faults per 1,000 ops for every line: a load of
+  // fresh keys into an empty store faults in its memtable, so that cell cannot be 0.
+  assert.match(out, /faults \/1k ops/);
+  const lines = out.split('\n');
+  const first = lines.findIndex((l) => l.startsWith('batched puts, nosync'));
+  const loadRows = lines.slice(first, first + 2);
+  assert.ok(first >= 0 && loadRows.every((l) => /tdekv (plaintext|aes256-ctr)\s+3,000\s/.test(l)), out);
+  for (const row of loadRows) {
+    const faults = Number(row.trim().split(/\s+/).at(-1));
+    assert.ok(Number.isFinite(faults) && faults > 0, row);
+  }
+
   // Every per-round row: three ratios and their median.
   const rows = out.split('\n').filter((l) => l.includes('tdekv aes256-ctr ÷ tdekv plaintext'));
   assert.equal(rows.length, 6, out);
