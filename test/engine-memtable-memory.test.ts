@@ -27,6 +27,15 @@ const opArb: fc.Arbitrary<Op> = fc.record({
   ),
 });
 
+/** Identity of two arrays, asserted as a boolean: a failing assert.equal would print both, megabytes each. */
+function same(a: object, b: object, message = 'the same array'): void {
+  assert.ok(a === b, message);
+}
+
+function different(a: object, b: object, message = 'another array'): void {
+  assert.ok(a !== b, message);
+}
+
 function apply(m: Memtable, ops: Op[], firstSeq: number): number {
   let seq = firstSeq;
   for (const op of ops) {
@@ -84,11 +93,11 @@ describe('memtable memory reuse', () => {
     const reused = new Memtable({ like, memory });
     for (let i = 0; i < 5000; i++) reused.add(10_000 + i, ValueKind.Value, Buffer.from(`other-${i}`), Buffer.alloc(100, 7));
     const again = reused.retire()!;
-    assert.equal(again.links, memory.links);
-    assert.equal(again.keys, memory.keys);
-    assert.equal(again.index, memory.index);
-    assert.equal(again.filter, memory.filter);
-    assert.equal(again.staged, memory.staged);
+    same(again.links, memory.links);
+    same(again.keys, memory.keys);
+    same(again.index, memory.index);
+    same(again.filter, memory.filter);
+    same(again.staged, memory.staged);
     for (const slab of memory.slabs) assert.ok(again.slabs.includes(slab), 'every slab taken back');
   });
 
@@ -116,6 +125,21 @@ describe('memtable memory reuse', () => {
     assert.throws(() => m.add(2, ValueKind.Value, b('k'), b('w')), RangeError);
   });
 
+  test('a retired array far bigger than asked for is not kept: one huge key must not pin its arena in every later memtable', () => {
+    const old = new Memtable();
+    old.add(1, ValueKind.Value, Buffer.alloc(4 * 1024 * 1024, 0x6b), b('v'));
+    for (let i = 0; i < 100; i++) old.add(2 + i, ValueKind.Value, Buffer.from(`k${i}`), b('v'));
+    const memory = old.retire()!;
+    assert.ok(memory.keys.length >= 4 * 1024 * 1024);
+    // The next memtables hold ordinary keys: they ask for what such a memtable needs.
+    const next = new Memtable({ like: { linkWords: 1 << 14, keyBytes: 1 << 16, distinctKeys: 100 }, memory });
+    next.add(1000, ValueKind.Value, b('a'), b('1'));
+    assert.equal(next.get(b('a'), 1000)?.value.toString(), '1');
+    const back = next.retire()!;
+    different(back.keys, memory.keys, 'the 4 MiB key arena was left to the GC');
+    assert.ok(back.keys.length < 1024 * 1024);
+  });
+
   test('a retired array that is too small is not used', () => {
     const small = new Memtable();
     small.add(1, ValueKind.Value, b('k'), b('v'));
@@ -123,10 +147,10 @@ describe('memtable memory reuse', () => {
     // Asked for room for far more than the small memtable had.
     const big = new Memtable({ like: { linkWords: memory.links.length * 8, keyBytes: memory.keys.length * 8, distinctKeys: 1 << 20 }, memory });
     const back = big.retire()!;
-    assert.notEqual(back.links, memory.links);
-    assert.notEqual(back.keys, memory.keys);
-    assert.notEqual(back.index, memory.index);
-    assert.equal(back.filter, memory.filter, 'the filter has one size');
+    different(back.links, memory.links);
+    different(back.keys, memory.keys);
+    different(back.index, memory.index);
+    same(back.filter, memory.filter, 'the filter has one size');
   });
 });
 

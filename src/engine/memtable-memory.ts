@@ -24,3 +24,13 @@ export interface MemtableMemory {
   readonly index: Int32Array;
   readonly filter: Uint32Array;
 }
+
+/**
+ * Whether a retired array of `length` serves a new memtable that asks for `wanted`: at least
+ * 90 % of it (fresh sizes carry a quarter of headroom, so that still leaves an eighth over the
+ * last memtable's use), and at most twice it, so that one unusual memtable (a huge key, a
+ * burst of tiny entries) does not pin its oversized array in every memtable after it.
+ */
+export function reusable(length: number, wanted: number): boolean {
+  return length >= wanted * 0.9 && length <= wanted * 2;
+}

@@ -2,7 +2,7 @@ import { ValueKind } from './internal-key.js';
 import { randomInt } from 'node:crypto';
 import { bloomHash, hash32 } from './bloom.js';
 import { MemtableIterator } from './memtable-iterator.js';
-import type { MemtableMemory } from './memtable-memory.js';
+import { reusable, type MemtableMemory } from './memtable-memory.js';
 import { EMPTY, MAX_HEIGHT, NONE, nodeWords, SkipList, type SharedMemtable } from './skip-list.js';
 
 /**
@@ -124,8 +124,8 @@ export class Memtable {
     this.#list = new SkipList(undefined, initialSize(like.linkWords, 1 << 14, MAX_INITIAL_LINK_WORDS), initialSize(like.keyBytes, 1 << 16, MAX_INITIAL_KEY_BYTES), memory);
     // At most 40 % full when the expected keys are in (it grows at half).
     const bits = Math.min(MAX_INITIAL_INDEX_BITS, Math.max(this.#indexBits, Math.ceil(Math.log2(Math.max(1, (like.distinctKeys ?? 0) * 2.5)))));
-    if (memory !== undefined && memory.index.length >= 2 << bits) {
-      // A bigger index than asked for is only emptier.
+    if (memory !== undefined && memory.index.length >= 2 << bits && reusable(memory.index.length, 2 << bits)) {
+      // A bigger index than asked for is only emptier (and costs its zeroing: at most twice).
       memory.index.fill(0);
       this.#index = memory.index;
       this.#indexBits = Math.log2(memory.index.length) - 1;

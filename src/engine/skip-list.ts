@@ -1,5 +1,5 @@
 import type { ValueKind } from './internal-key.js';
-import type { MemtableMemory } from './memtable-memory.js';
+import { reusable, type MemtableMemory } from './memtable-memory.js';
 
 /*
  * The memtable's skip list: node records in shared typed arrays, keys in one arena, values in
@@ -105,9 +105,6 @@ export interface SharedMemtable {
   readonly staged: Int32Array;
 }
 
-/** A retired array is reused when it has at least this fraction of the room asked for. */
-const REUSE_FRACTION = 0.9;
-
 /** What a list built on a retired one's memory takes from it. */
 export type ListMemory = Pick<MemtableMemory, 'links' | 'linksUsed' | 'keys' | 'slabs' | 'staged'>;
 
@@ -156,13 +153,11 @@ export class SkipList {
    */
   constructor(shared?: SharedMemtable, linkWords = 1 << 14, keyBytes = 1 << 16, memory?: ListMemory) {
     if (shared === undefined) {
-      // Sizes come with a quarter of headroom (Memtable's initialSize): a retired array with
-      // a little less than asked for still leaves an eighth over the last memtable's use.
-      if (memory !== undefined && memory.links.length >= linkWords * REUSE_FRACTION) {
+      if (memory !== undefined && reusable(memory.links.length, linkWords)) {
         memory.links.fill(0, 0, memory.linksUsed);
         this.links = memory.links;
       } else this.links = sharedInt32(linkWords);
-      this.keys = memory !== undefined && memory.keys.length >= keyBytes * REUSE_FRACTION ? memory.keys : sharedBytes(keyBytes);
+      this.keys = memory !== undefined && reusable(memory.keys.length, keyBytes) ? memory.keys : sharedBytes(keyBytes);
       this.staged = memory?.staged ?? sharedInt32(1024);
       if (memory !== undefined) this.#spareSlabs = memory.slabs;
       return;
