@@ -125,8 +125,9 @@ function benchmarkArgs(cfg: Config, port: string, tests: string, requests: numbe
   ];
 }
 
-const lineArgs = (cfg: Config, port: string, line: Line): string[] =>
-  benchmarkArgs(cfg, port, line.test, line.pipelined ? cfg.pipelinedRequests : cfg.requests, line.pipelined);
+/** Requests one run of `line` sends. */
+const requestsOf = (cfg: Config, line: Line): number => (line.pipelined ? cfg.pipelinedRequests : cfg.requests);
+const lineArgs = (cfg: Config, port: string, line: Line): string[] => benchmarkArgs(cfg, port, line.test, requestsOf(cfg, line), line.pipelined);
 const warmupArgs = (cfg: Config, port: string): string[] => benchmarkArgs(cfg, port, 'set,get', cfg.warmup, false);
 
 /** How to start one server in `dir`; `display` is the command with $PORT/$DIR for the report. */
@@ -267,8 +268,7 @@ async function measure(ctx: BenchContext, cfg: Config, target: Target, runLines:
       const r = csv.get(line.test.toUpperCase());
       if (!r) throw new Error(`redis-benchmark printed no ${line.test.toUpperCase()} line (got ${[...csv.keys()].join(', ')})`);
       const cpuPercent = before && after ? ((after.cpuSeconds - before.cpuSeconds) / seconds) * 100 : undefined;
-      const requests = line.pipelined ? cfg.pipelinedRequests : cfg.requests;
-      const faultsPerThousand = before && after ? ((after.minorFaults - before.minorFaults) * 1000) / requests : undefined;
+      const faultsPerThousand = before && after ? ((after.minorFaults - before.minorFaults) * 1000) / requestsOf(cfg, line) : undefined;
       result.lines.set(line.label, { ...r, seconds, cpuPercent, faultsPerThousand });
       ctx.progress(`${target.label}: ${line.label} ${fmtInt(r.rps)} ops/s, p50 ${r.p50Ms} ms, ${seconds.toFixed(1)} s`);
     }
