@@ -133,6 +133,36 @@ export class BlockIterator implements InternalIterator {
     return this.#current < this.#restartsOffset;
   }
 
+  /** On the block's last entry: next() leaves it. */
+  get atLast(): boolean {
+    return this.#current < this.#restartsOffset && this.#next >= this.#restartsOffset;
+  }
+
+  /** On the block's first entry: prev() leaves it. */
+  get atFirst(): boolean {
+    return this.#current === this.#block.restartAt(0) && this.#current < this.#restartsOffset;
+  }
+
+  /**
+   * Where the next entry's value lies in block.data, without moving: [start, end), or
+   * undefined on the last entry (or none). Its key is not decoded (that needs the current
+   * one); a table cursor reads the handle of the data block it moves into next this way.
+   */
+  peekNextValue(): [number, number] | undefined {
+    if (!this.valid()) return undefined;
+    const data = this.#data;
+    const end = this.#restartsOffset;
+    const p = this.#next;
+    if (p >= end) return undefined;
+    const shared = varintAt(data, p, end);
+    const unshared = shared < 0 ? -1 : varintAt(data, varintEnd, end);
+    const valueLength = unshared < 0 ? -1 : varintAt(data, varintEnd, end);
+    if (valueLength < 0) throw this.#block.corrupt(`the entry at ${p} has a malformed header`);
+    const start = varintEnd + unshared;
+    if (start + valueLength > end) throw this.#block.corrupt(`the entry at ${p} does not fit (unshared ${unshared}, value ${valueLength}, ${end - varintEnd} bytes left)`);
+    return [start, start + valueLength];
+  }
+
   seekToFirst(): void {
     this.#seekToRestart(0);
     this.#parseNext();

@@ -1,5 +1,5 @@
 import { TRAILER_BYTES, trailerSeq, type ValueKind } from './internal-key.js';
-import type { InternalIterator } from './iterator.js';
+import type { InternalIterator, SeekTarget } from './iterator.js';
 
 export interface FileBounds {
   /** Internal keys (user key ++ trailer) of the file's first and last entries. */
@@ -17,6 +17,8 @@ export class ConcatIterator implements InternalIterator {
   readonly #open: (index: number) => InternalIterator;
   #index = -1;
   #child: InternalIterator | undefined;
+  /** The file after (or before) the open one, opened early by readBeforeStep to read its first block ahead. */
+  #neighbour: { index: number; child: InternalIterator } | undefined;
 
   constructor(files: ReadonlyArray<FileBounds>, open: (index: number) => InternalIterator) {
     this.#files = files;
@@ -40,29 +42,13 @@ export class ConcatIterator implements InternalIterator {
   }
 
   seek(userKey: Uint8Array, seq: number): void {
-    // The first file whose largest entry is at or after the target.
-    let lo = 0;
-    let hi = this.#files.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareToTarget(this.#files[mid]!.largest, userKey, seq) < 0) lo = mid + 1;
-      else hi = mid;
-    }
-    if (!this.#moveTo(lo)) return;
+    if (!this.#moveTo(this.#firstEndingAtOrAfter(userKey, seq))) return;
     this.#child!.seek(userKey, seq);
     this.#skipForward();
   }
 
   seekForPrev(userKey: Uint8Array, seq: number): void {
-    // The last file whose smallest entry is at or before the target.
-    let lo = 0;
-    let hi = this.#files.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (compareToTarget(this.#files[mid]!.smallest, userKey, seq) <= 0) lo = mid + 1;
-      else hi = mid;
-    }
-    if (!this.#moveTo(lo - 1)) return;
+    if (!this.#moveTo(this.#lastStartingAtOrBefore(userKey, seq))) return;
     this.#child!.seekForPrev(userKey, seq);
     this.#skipBackward();
   }
@@ -97,6 +83,73 @@ export class ConcatIterator implements InternalIterator {
     this.#moveTo(-1);
   }
 
+  readBeforeStep(forward: boolean): Promise<void> | undefined {
+    const child = this.#child;
+    if (child === undefined || !child.valid()) return undefined;
+    const read = child.readBeforeStep?.(forward);
+    if (read !== undefined || child.lastInDirection?.(forward) !== true) return read;
+    // The move leaves this file for the neighbour, whose first (or last) block it then reads.
+    const index = this.#index + (forward ? 1 : -1);
+    if (index < 0 || index >= this.#files.length) return undefined;
+    if (this.#neighbour?.index !== index) {
+      this.#neighbour?.child.close();
+      this.#neighbour = undefined;
+      this.#neighbour = { index, child: this.#open(index) };
+    }
+    return this.#neighbour.child.readBeforeSeek?.({ to: forward ? 'first' : 'last' });
+  }
+
+  readBeforeSeek(target: SeekTarget): Promise<void> | undefined {
+    const index = this.#fileFor(target);
+    if (index < 0 || index >= this.#files.length) return undefined;
+    this.#moveTo(index);
+    return this.#child!.readBeforeSeek?.(target);
+  }
+
+  lastInDirection(forward: boolean): boolean {
+    const child = this.#child;
+    if (child === undefined || !child.valid()) return true;
+    return child.lastInDirection?.(forward) === true && (forward ? this.#index === this.#files.length - 1 : this.#index === 0);
+  }
+
+  /** The file a seek lands in first (-1 or files.length: none). */
+  #fileFor(target: SeekTarget): number {
+    switch (target.to) {
+      case 'first':
+        return 0;
+      case 'last':
+        return this.#files.length - 1;
+      case 'at-or-after':
+        return this.#firstEndingAtOrAfter(target.userKey, target.seq);
+      case 'at-or-before':
+        return this.#lastStartingAtOrBefore(target.userKey, target.seq);
+    }
+  }
+
+  /** The first file whose largest entry is at or after the target. */
+  #firstEndingAtOrAfter(userKey: Uint8Array, seq: number): number {
+    let lo = 0;
+    let hi = this.#files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareToTarget(this.#files[mid]!.largest, userKey, seq) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** The last file whose smallest entry is at or before the target. */
+  #lastStartingAtOrBefore(userKey: Uint8Array, seq: number): number {
+    let lo = 0;
+    let hi = this.#files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareToTarget(this.#files[mid]!.smallest, userKey, seq) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - 1;
+  }
+
   #at(): InternalIterator {
     if (this.#child === undefined || !this.#child.valid()) throw new RangeError('level iterator is not positioned on an entry');
     return this.#child;
@@ -110,8 +163,12 @@ export class ConcatIterator implements InternalIterator {
     this.#child = undefined;
     this.#index = -1;
     prev?.close();
+    // The file read ahead is used if this move is to it, and closed otherwise (it pins its table).
+    const neighbour = this.#neighbour;
+    this.#neighbour = undefined;
+    if (neighbour !== undefined && neighbour.index !== index) neighbour.child.close();
     if (index < 0 || index >= this.#files.length) return false;
-    this.#child = this.#open(index);
+    this.#child = neighbour?.index === index ? neighbour.child : this.#open(index);
     this.#index = index;
     return true;
   }

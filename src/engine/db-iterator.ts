@@ -1,4 +1,4 @@
-import type { InternalIterator } from './iterator.js';
+import { seekTo, type InternalIterator, type SeekTarget } from './iterator.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { EngineIterator, RangeOptions } from './types.js';
 
@@ -26,6 +26,13 @@ export function asBuffer(b: Uint8Array): Buffer {
  * User-visible iteration over the merged internal entries: for each user key, the newest
  * version at the snapshot's sequence, hiding deletions, within a range, in one direction.
  * Returned keys and values are copies, so callers may keep or change them freely.
+ *
+ * next() reads synchronously, as every engine read does. nextAsync() and nextBatch() read a
+ * block that is not in the block cache on the thread pool instead, so that a cold block
+ * stalls only this iterator, not the event loop: before each move of the internal cursor
+ * they ask it which block that move would read (InternalIterator.readBeforeStep) and wait
+ * for that read. So that they can, the cursor is moved lazily: past a returned entry at the
+ * next call, and to a seek's target at the next call too.
  */
 export class DbIterator implements EngineIterator {
   readonly #it: InternalIterator;
@@ -34,38 +41,81 @@ export class DbIterator implements EngineIterator {
   readonly #reverse: boolean;
   readonly #limit: number;
   readonly #onClose: () => void;
+  /** Registers a read on the thread pool with the engine, whose close() waits for it. */
+  readonly #track: (read: Promise<void>) => Promise<void>;
   #returned = 0;
-  #positioned = false;
+  /** Where the next call positions the cursor first: undefined once positioned. */
+  #seekTarget: { to: Buffer | undefined } | undefined = { to: undefined };
+  /** The cursor must move one entry (in the iterator's direction) before its entry is looked at. */
+  #stepOwed = false;
   /** Forward: the user key just returned, whose older versions must be skipped. */
   #skip: Buffer | undefined;
+  /** Reverse: the newest visible version seen so far of the key being gathered (kept across a wait). */
+  #prevKind: ValueKind = ValueKind.Deletion;
+  #prevKey: Buffer | undefined;
+  #prevValue: Buffer | undefined;
+  /** The read a #find stopped for (it returned WAIT). */
+  #pending: Promise<void> | undefined;
   #done = false;
   #closed = false;
 
-  constructor(it: InternalIterator, seq: number, range: UserRange, reverse: boolean, limit: number, onClose: () => void) {
+  constructor(it: InternalIterator, seq: number, range: UserRange, reverse: boolean, limit: number, onClose: () => void, track: (read: Promise<void>) => Promise<void> = (read) => read) {
     this.#it = it;
     this.#seq = seq;
     this.#range = range;
     this.#reverse = reverse;
     this.#limit = limit < 0 ? Infinity : limit;
     this.#onClose = onClose;
+    this.#track = track;
   }
 
   next(): [Buffer, Buffer] | undefined {
     if (this.#closed || this.#done || this.#returned >= this.#limit) return undefined;
-    if (!this.#positioned) this.#seekStart(undefined);
-    const entry = this.#reverse ? this.#findPrev() : this.#findNext();
-    if (!entry) {
-      this.#done = true;
-      return undefined;
+    if (this.#seekTarget !== undefined) this.#position();
+    // With no reads allowed to wait, the find never returns WAIT.
+    return this.#took((this.#reverse ? this.#findPrev(false) : this.#findNext(false)) as [Buffer, Buffer] | undefined);
+  }
+
+  /** next(), reading blocks that are not in the block cache on the thread pool. */
+  async nextAsync(): Promise<[Buffer, Buffer] | undefined> {
+    const out = await this.nextBatch(1);
+    return out[0];
+  }
+
+  /**
+   * Up to `max` entries, as that many next() calls return them, reading blocks that are not
+   * in the block cache on the thread pool. Fewer only at the end of the range (or at close).
+   */
+  async nextBatch(max: number): Promise<Array<[Buffer, Buffer]>> {
+    const out: Array<[Buffer, Buffer]> = [];
+    while (out.length < max && !this.#closed && !this.#done && this.#returned < this.#limit) {
+      if (this.#seekTarget !== undefined) {
+        const read = this.#it.readBeforeSeek?.(this.#startTarget(this.#seekTarget.to));
+        if (read !== undefined) {
+          await this.#track(read);
+          continue; // closed meanwhile, or sought again: look again
+        }
+        this.#position();
+      }
+      const e = this.#reverse ? this.#findPrev(true) : this.#findNext(true);
+      if (e === WAIT) {
+        const read = this.#pending!;
+        this.#pending = undefined;
+        await this.#track(read);
+        continue;
+      }
+      const entry = this.#took(e);
+      if (entry === undefined) break;
+      out.push(entry);
     }
-    this.#returned++;
-    return entry;
+    return out;
   }
 
   seek(target: Uint8Array): void {
     if (this.#closed) return;
     this.#done = false;
-    this.#seekStart(asBuffer(target));
+    // Positioned at the next call: an async one may read the target's blocks first.
+    this.#seekTarget = { to: asBuffer(target) };
   }
 
   close(): void {
@@ -75,32 +125,70 @@ export class DbIterator implements EngineIterator {
     this.#onClose();
   }
 
-  #seekStart(target: Buffer | undefined): void {
-    this.#positioned = true;
-    this.#skip = undefined;
-    const { lower, lowerInclusive, upper, upperInclusive } = this.#range;
+  /** Counts a found entry; at the end of the range, marks the iterator done. */
+  #took(entry: [Buffer, Buffer] | undefined): [Buffer, Buffer] | undefined {
+    if (entry === undefined) {
+      this.#done = true;
+      return undefined;
+    }
+    this.#returned++;
+    return entry;
+  }
+
+  /** Where the cursor goes for a seek to `target` (undefined: the start of the range), in internal terms. */
+  #startTarget(target: Buffer | undefined): SeekTarget {
+    const { lower, upper, upperInclusive } = this.#range;
     if (!this.#reverse) {
-      let from = lower;
-      let inclusive = lowerInclusive;
-      if (target && (!from || Buffer.compare(target, from) > 0)) ((from = target), (inclusive = true));
-      if (from === undefined) this.#it.seekToFirst();
-      else this.#it.seek(from, MAX_SEQUENCE);
-      if (from !== undefined && !inclusive) this.#skip = from;
-    } else {
-      let from = upper;
-      let inclusive = upperInclusive;
-      if (target && (!from || Buffer.compare(target, from) < 0)) ((from = target), (inclusive = true));
-      if (from === undefined) this.#it.seekToLast();
-      else if (inclusive) this.#it.seekForPrev(from, 0);
-      else this.#it.seekForPrev(from, MAX_SEQUENCE);
+      const from = target && (!lower || Buffer.compare(target, lower) > 0) ? target : lower;
+      return from === undefined ? FIRST : { to: 'at-or-after', userKey: from, seq: MAX_SEQUENCE };
+    }
+    let from = upper;
+    let inclusive = upperInclusive;
+    if (target && (!from || Buffer.compare(target, from) < 0)) ((from = target), (inclusive = true));
+    if (from === undefined) return LAST;
+    return { to: 'at-or-before', userKey: from, seq: inclusive ? 0 : MAX_SEQUENCE };
+  }
+
+  #position(): void {
+    const target = this.#seekTarget!.to;
+    this.#seekTarget = undefined;
+    this.#stepOwed = false;
+    this.#skip = undefined;
+    this.#resetPrev();
+    seekTo(this.#it, this.#startTarget(target));
+    if (!this.#reverse) {
+      // An exclusive lower bound (not overridden by a later target): its own key is skipped.
+      const { lower, lowerInclusive } = this.#range;
+      if (lower !== undefined && !lowerInclusive && !(target && Buffer.compare(target, lower) > 0)) this.#skip = lower;
     }
   }
 
-  #findNext(): [Buffer, Buffer] | undefined {
+  /** Moves the cursor if a move is owed; false, with the read it needs in #pending, when `reads` and that move would read. */
+  #step(reads: boolean, forward: boolean): boolean {
+    if (reads) {
+      const read = this.#it.readBeforeStep?.(forward);
+      if (read !== undefined) {
+        this.#pending = read;
+        return false;
+      }
+    }
+    if (forward) this.#it.next();
+    else this.#it.prev();
+    this.#stepOwed = false;
+    return true;
+  }
+
+  #findNext(reads: boolean): [Buffer, Buffer] | undefined | typeof WAIT {
     const it = this.#it;
     const { upper, upperInclusive } = this.#range;
     let skip = this.#skip;
-    for (; it.valid(); it.next()) {
+    for (;;) {
+      if (this.#stepOwed && !this.#step(reads, true)) {
+        this.#skip = skip;
+        return WAIT;
+      }
+      if (!it.valid()) return undefined;
+      this.#stepOwed = true;
       if (it.seq() > this.#seq) continue;
       const key = it.userKey();
       if (skip !== undefined && key.equals(skip)) continue;
@@ -114,34 +202,55 @@ export class DbIterator implements EngineIterator {
       }
       const out: [Buffer, Buffer] = [Buffer.from(key), Buffer.from(it.value())];
       this.#skip = out[0];
-      it.next();
       return out;
     }
-    return undefined;
   }
 
   /** LevelDB's FindPrevUserEntry: walking backwards, the last visible version seen of a key is its newest. */
-  #findPrev(): [Buffer, Buffer] | undefined {
+  #findPrev(reads: boolean): [Buffer, Buffer] | undefined | typeof WAIT {
     const it = this.#it;
     const { lower, lowerInclusive } = this.#range;
-    let kind: ValueKind = ValueKind.Deletion;
-    let key: Buffer | undefined;
-    let value: Buffer | undefined;
-    while (it.valid()) {
+    let kind = this.#prevKind;
+    let key = this.#prevKey;
+    let value = this.#prevValue;
+    for (;;) {
+      if (this.#stepOwed && !this.#step(reads, false)) {
+        this.#prevKind = kind;
+        this.#prevKey = key;
+        this.#prevValue = value;
+        return WAIT;
+      }
+      if (!it.valid()) break;
       if (it.seq() <= this.#seq) {
         const uk = it.userKey();
+        // The cursor stays on this older key: the next call starts there, with no move owed.
         if (kind !== ValueKind.Deletion && uk.compare(key!) < 0) break;
         if (lower !== undefined && kind === ValueKind.Deletion) {
           const c = uk.compare(lower);
-          if (c < 0 || (c === 0 && !lowerInclusive)) return undefined;
+          if (c < 0 || (c === 0 && !lowerInclusive)) {
+            this.#resetPrev();
+            return undefined;
+          }
         }
         kind = it.kind();
         if (kind === ValueKind.Deletion) key = value = undefined;
         else ((key = uk), (value = it.value()));
       }
-      it.prev();
+      this.#stepOwed = true;
     }
+    this.#resetPrev();
     if (kind === ValueKind.Deletion) return undefined;
     return [Buffer.from(key!), Buffer.from(value!)];
   }
+
+  #resetPrev(): void {
+    this.#prevKind = ValueKind.Deletion;
+    this.#prevKey = undefined;
+    this.#prevValue = undefined;
+  }
 }
+
+/** What #findNext and #findPrev return when they stopped for a read (in #pending). */
+const WAIT = null;
+const FIRST: SeekTarget = { to: 'first' };
+const LAST: SeekTarget = { to: 'last' };

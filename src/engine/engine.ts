@@ -253,7 +253,7 @@ export class Engine {
     if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
     if (!r) {
       const v = this.#versions.acquire();
-      const reading = (async () => {
+      const reading = this.#trackRead((async () => {
         for (const f of v.levels[0]!) {
           if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
           const found = await this.#tableGet(f.number, k, seq, hash);
@@ -265,14 +265,17 @@ export class Engine {
           if (found) return found;
         }
         return undefined;
-      })().finally(() => {
-        this.#versions.release(v);
-        this.#asyncReads.delete(reading);
-      });
-      this.#asyncReads.add(reading);
+      })().finally(() => this.#versions.release(v)));
       r = await reading;
     }
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
+  }
+
+  /** A read on the thread pool that close() must wait for before it closes the tables. */
+  #trackRead<T>(read: Promise<T>): Promise<T> {
+    const tracked = read.finally(() => this.#asyncReads.delete(tracked));
+    this.#asyncReads.add(tracked);
+    return tracked;
   }
 
   async #tableGet(tableNumber: number, key: Buffer, seq: number, hash: number): Promise<TableGetResult | undefined> {
@@ -301,7 +304,7 @@ export class Engine {
       this.#versions.release(version);
       throw err;
     }
-    return new DbIterator(new MergingIterator(children), seq, toUserRange(options), options.reverse ?? false, options.limit ?? -1, () => this.#versions.release(version));
+    return new DbIterator(new MergingIterator(children), seq, toUserRange(options), options.reverse ?? false, options.limit ?? -1, () => this.#versions.release(version), (read) => this.#trackRead(read));
   }
 
   // ---------------------------------------------------------------- writes

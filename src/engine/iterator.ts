@@ -5,7 +5,9 @@ import type { ValueKind } from './internal-key.js';
  * ascending, sequence descending). Memtables, blocks, tables, levels and the merge of them
  * all implement it, so the database iterator works on any of them.
  *
- * All methods are synchronous: reads come from memory or page-cached preads. Buffers
+ * All methods are synchronous: reads come from memory or page-cached preads. A caller that
+ * may wait (an async iterator) asks readBeforeStep/readBeforeSeek first, so that a block not
+ * in the cache is read on the thread pool instead. Buffers
  * returned by userKey()/value() stay valid after the cursor moves (implementations return
  * subarrays of immutable blocks or stored buffers, never a reused scratch buffer).
  * A damaged block throws a TdekvError('DATA_CORRUPTED') naming the file.
@@ -26,4 +28,42 @@ export interface InternalIterator {
   value(): Buffer;
   /** Releases what the cursor pins (table handles, cache entries). Idempotent. */
   close(): void;
+  /**
+   * The block read that the next next() (`forward`) or prev() would make synchronously,
+   * started on the thread pool: once it settles, that move reads from memory. Undefined when
+   * the move needs no read, or when the cursor cannot tell (the move then reads as always).
+   * Optional: memtables never read.
+   */
+  readBeforeStep?(forward: boolean): Promise<void> | undefined;
+  /** The same for a seek, before it is made: the block(s) it would land in. */
+  readBeforeSeek?(target: SeekTarget): Promise<void> | undefined;
+  /** Whether the next move in a direction leaves the cursor exhausted (a level then reads ahead into its next file). */
+  lastInDirection?(forward: boolean): boolean;
+}
+
+/** A positioning move: seekToFirst, seekToLast, seek or seekForPrev (with its target). */
+export type SeekTarget =
+  | { readonly to: 'first' | 'last' }
+  | { readonly to: 'at-or-after' | 'at-or-before'; readonly userKey: Uint8Array; readonly seq: number };
+
+/** Moves `it` as `target` says. */
+export function seekTo(it: InternalIterator, target: SeekTarget): void {
+  switch (target.to) {
+    case 'first':
+      return it.seekToFirst();
+    case 'last':
+      return it.seekToLast();
+    case 'at-or-after':
+      return it.seek(target.userKey, target.seq);
+    case 'at-or-before':
+      return it.seekForPrev(target.userKey, target.seq);
+  }
+}
+
+/** One promise for several reads (undefined when there are none). */
+export function allReads(reads: ReadonlyArray<Promise<void> | undefined>): Promise<void> | undefined {
+  const pending = reads.filter((r): r is Promise<void> => r !== undefined);
+  if (pending.length === 0) return undefined;
+  if (pending.length === 1) return pending[0];
+  return Promise.all(pending).then(() => undefined);
 }

@@ -1,5 +1,5 @@
 import { compareKeySeq, type ValueKind } from './internal-key.js';
-import type { InternalIterator } from './iterator.js';
+import { allReads, type InternalIterator, type SeekTarget } from './iterator.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -88,6 +88,18 @@ export class MergingIterator implements InternalIterator {
     }
     this.#children[cur]!.prev();
     this.#restoreTop();
+  }
+
+  readBeforeStep(forward: boolean): Promise<void> | undefined {
+    // Only the current child moves, unless the direction changes: then every child seeks,
+    // and reads as it does (a database iterator keeps one direction).
+    const top = this.#heap[0];
+    if (top === undefined || forward !== this.#forward) return undefined;
+    return this.#children[top]!.readBeforeStep?.(forward);
+  }
+
+  readBeforeSeek(target: SeekTarget): Promise<void> | undefined {
+    return allReads(this.#children.map((c) => c.readBeforeSeek?.(target)));
   }
 
   userKey(): Buffer {

@@ -2,7 +2,7 @@ import type { EncryptedReadableFile } from '../env/readable-file.js';
 import { Block, BlockIterator } from './block.js';
 import { bloomHash, bloomMayContain, bloomMayContainHash } from './bloom.js';
 import { compareInternalKeys, ValueKind, TRAILER_BYTES } from './internal-key.js';
-import type { InternalIterator } from './iterator.js';
+import type { InternalIterator, SeekTarget } from './iterator.js';
 import type { BlockCache } from './block-cache.js';
 import {
   decodeBlockHandle,
@@ -123,6 +123,21 @@ export class TableReader {
     return { kind: it.kind(), value: it.value(), seq: it.seq() };
   }
 
+  /** The data block at `handle` if the block cache holds it. */
+  cachedBlock(handle: BlockHandle): Block | undefined {
+    return this.#blockCache.get(this.fileNumber, handle.offset);
+  }
+
+  /** The data block at `handle`, read on the thread pool, verified and cached (see readBlock). */
+  readBlockAsync(handle: BlockHandle): Promise<Block> {
+    return this.#readDataBlockAsync(handle);
+  }
+
+  /** A fresh cursor over the index block (a table cursor looks ahead with one). */
+  indexCursor(): BlockIterator {
+    return this.#index.iterator();
+  }
+
   /** A data block, from the block cache or read, verified and cached. */
   readBlock(handle: BlockHandle): Block {
     const cached = this.#blockCache.get(this.fileNumber, handle.offset);
@@ -135,7 +150,12 @@ export class TableReader {
   /** The data block handle held by an index cursor's current entry. */
   handleAt(indexCursor: BlockIterator): BlockHandle {
     const start = indexCursor.valueOffset;
-    return decodeBlockHandle(indexCursor.block.data, start, start + indexCursor.valueLength, this.file.path, `the index entry at offset ${start} of the index block`);
+    return this.handleIn(indexCursor.block, start, start + indexCursor.valueLength);
+  }
+
+  /** The data block handle encoded in index block bytes [start, end). */
+  handleIn(index: Block, start: number, end: number): BlockHandle {
+    return decodeBlockHandle(index.data, start, end, this.file.path, `the index entry at offset ${start} of the index block`);
   }
 
   /**
@@ -304,6 +324,13 @@ class TableIterator implements InternalIterator {
   readonly #data: BlockIterator;
   #blockOffset = -1;
   #onClose: (() => void) | undefined;
+  /**
+   * The block a read ahead (readBeforeStep, readBeforeSeek) brought in, kept here until the
+   * move that needs it: the block cache may be too small to hold it, or may evict it first.
+   */
+  #readAhead: { offset: number; block: Block } | undefined;
+  /** A second index cursor: readBeforeSeek finds where a seek would land without moving. */
+  #seekIndex: BlockIterator | undefined;
 
   constructor(table: TableReader, index: BlockIterator, onClose: (() => void) | undefined) {
     this.#table = table;
@@ -368,10 +395,64 @@ class TableIterator implements InternalIterator {
     return this.#data.value();
   }
 
+  readBeforeStep(forward: boolean): Promise<void> | undefined {
+    const data = this.#data;
+    if (forward ? !data.atLast : !data.atFirst) return undefined;
+    const index = this.#index;
+    let handle: BlockHandle;
+    if (forward) {
+      const at = index.peekNextValue();
+      if (at === undefined) return undefined;
+      handle = this.#table.handleIn(index.block, at[0], at[1]);
+    } else {
+      if (index.atFirst) return undefined;
+      // A block cursor cannot look back without moving: step back and return (next() after
+      // prev() parses the same entry again). Once per data block.
+      index.prev();
+      handle = this.#table.handleAt(index);
+      index.next();
+    }
+    return this.#readAheadOf(handle);
+  }
+
+  readBeforeSeek(target: SeekTarget): Promise<void> | undefined {
+    const index = (this.#seekIndex ??= this.#table.indexCursor());
+    switch (target.to) {
+      case 'first':
+        index.seekToFirst();
+        break;
+      case 'last':
+        index.seekToLast();
+        break;
+      case 'at-or-after':
+        index.seek(target.userKey, target.seq);
+        break;
+      case 'at-or-before':
+        index.seek(target.userKey, target.seq);
+        if (!index.valid()) index.seekToLast();
+        break;
+    }
+    return index.valid() ? this.#readAheadOf(this.#table.handleAt(index)) : undefined;
+  }
+
+  lastInDirection(forward: boolean): boolean {
+    return forward ? this.#data.atLast && this.#index.peekNextValue() === undefined : this.#data.atFirst && this.#index.atFirst;
+  }
+
+  /** Reads the block at `handle` ahead of the move that needs it, unless it is in memory already. */
+  #readAheadOf(handle: BlockHandle): Promise<void> | undefined {
+    if (handle.offset === this.#blockOffset || handle.offset === this.#readAhead?.offset) return undefined;
+    if (this.#table.cachedBlock(handle) !== undefined) return undefined;
+    return this.#table.readBlockAsync(handle).then((block) => {
+      this.#readAhead = { offset: handle.offset, block };
+    });
+  }
+
   close(): void {
     this.#index.close();
     this.#data.reset(EMPTY_BLOCK);
     this.#blockOffset = -1;
+    this.#readAhead = undefined;
     const onClose = this.#onClose;
     this.#onClose = undefined;
     onClose?.();
@@ -386,7 +467,15 @@ class TableIterator implements InternalIterator {
     }
     const handle = this.#table.handleAt(this.#index);
     if (handle.offset !== this.#blockOffset) {
-      this.#data.reset(this.#table.readBlock(handle));
+      const ahead = this.#readAhead;
+      let block: Block;
+      if (ahead !== undefined && ahead.offset === handle.offset) {
+        block = ahead.block;
+        this.#readAhead = undefined;
+      } else {
+        block = this.#table.readBlock(handle);
+      }
+      this.#data.reset(block);
       this.#blockOffset = handle.offset;
     }
     return true;

@@ -34,6 +34,12 @@ export interface IteratorOptions extends RangeOptions, ReadOptions {
 export interface EngineIterator {
   /** Next entry in the iterator's direction, or undefined at the end of the range. */
   next(): [key: Buffer, value: Buffer] | undefined;
+  /**
+   * Up to `max` entries, as next() returns them, except that a table block not in the block
+   * cache is read on the thread pool instead of on the calling thread. Fewer only at the end
+   * of the range, or when the iterator was closed meanwhile.
+   */
+  nextBatch(max: number): Promise<Array<[key: Buffer, value: Buffer]>>;
   /** Repositions at the first key at or after `target` (at or before, when reverse), within the range. */
   seek(target: Uint8Array): void;
   close(): void;

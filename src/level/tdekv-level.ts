@@ -467,13 +467,9 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     try {
       let remaining = options.limit < 0 ? Infinity : options.limit;
       while (remaining > 0) {
-        const ops: BatchOp[] = [];
-        while (ops.length < CLEAR_CHUNK && remaining > 0) {
-          const entry = cursor.next();
-          if (entry === undefined) break;
-          ops.push({ type: 'del', key: entry[0] });
-          remaining--;
-        }
+        const entries = await cursor.nextBatch(Math.min(CLEAR_CHUNK, remaining));
+        const ops: BatchOp[] = entries.map(([key]) => ({ type: 'del', key }));
+        remaining -= ops.length;
         if (ops.length === 0) break;
         await engine.write(ops, writeOptions(options));
         if (ops.length < CLEAR_CHUNK) break;
@@ -720,8 +716,16 @@ class Cursor {
     }
   }
 
-  next(): [Buffer, Buffer] | undefined {
-    return this.#it?.next();
+  /** The next entry; a table block not in the block cache is read on the thread pool. */
+  async next(): Promise<[Buffer, Buffer] | undefined> {
+    if (this.#it === undefined) return undefined;
+    const batch = await this.#it.nextBatch(1);
+    return batch[0];
+  }
+
+  /** Up to `size` entries (fewer only at the end), read as next() reads. */
+  async nextBatch(size: number): Promise<Array<[Buffer, Buffer]>> {
+    return this.#it === undefined ? [] : this.#it.nextBatch(size);
   }
 
   seek(target: Data): void {
@@ -740,9 +744,10 @@ class Cursor {
 }
 
 /** Up to `size` cursor entries, each mapped: the body of every iterator kind's _nextv. */
-function take<T>(cursor: Cursor, size: number, map: (e: [Buffer, Buffer]) => T): T[] {
-  const out: T[] = [];
-  for (let e; out.length < size && (e = cursor.next()) !== undefined; ) out.push(map(e));
+async function take<T>(cursor: Cursor, size: number, map: (e: [Buffer, Buffer]) => T): Promise<T[]> {
+  const entries = await cursor.nextBatch(size);
+  const out = new Array<T>(entries.length);
+  for (let i = 0; i < entries.length; i++) out[i] = map(entries[i]!);
   return out;
 }
 
@@ -772,7 +777,7 @@ class TdekvIterator extends AbstractIterator<object, Data, Data> {
   }
 
   async _next(): Promise<[Data, Data] | undefined> {
-    const e = this.#cursor.next();
+    const e = await this.#cursor.next();
     return e === undefined ? undefined : this.#entry(e);
   }
 
@@ -804,7 +809,7 @@ class TdekvKeyIterator extends AbstractKeyIterator<object, Data> {
   }
 
   async _next(): Promise<Data | undefined> {
-    const e = this.#cursor.next();
+    const e = await this.#cursor.next();
     return e === undefined ? undefined : fromBytes(e[0], this.#format);
   }
 
@@ -836,7 +841,7 @@ class TdekvValueIterator extends AbstractValueIterator<object, Data, Data> {
   }
 
   async _next(): Promise<Data | undefined> {
-    const e = this.#cursor.next();
+    const e = await this.#cursor.next();
     return e === undefined ? undefined : fromBytes(e[1], this.#format);
   }
 

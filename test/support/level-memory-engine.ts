@@ -97,12 +97,18 @@ export class MemoryEngine implements LevelEngine {
     let returned = 0;
     let closed = false;
     this.openIterators++;
+    const next = (): [Buffer, Buffer] | undefined => {
+      if (closed || returned >= limit || i >= entries.length) return undefined;
+      returned++;
+      const [k, v] = entries[i++]!;
+      return [Buffer.from(k), Buffer.from(v)];
+    };
     return {
-      next: () => {
-        if (closed || returned >= limit || i >= entries.length) return undefined;
-        returned++;
-        const [k, v] = entries[i++]!;
-        return [Buffer.from(k), Buffer.from(v)];
+      next,
+      nextBatch: async (max) => {
+        const out: Array<[Buffer, Buffer]> = [];
+        for (let e; out.length < max && (e = next()) !== undefined; ) out.push(e);
+        return out;
       },
       seek: (target) => {
         const t = Buffer.from(target);
