@@ -1,5 +1,5 @@
 import { TRAILER_BYTES, trailerSeq, type ValueKind } from './internal-key.js';
-import type { InternalIterator, SeekTarget } from './iterator.js';
+import { EXHAUSTS, type InternalIterator, type SeekTarget, type StepRead } from './iterator.js';
 
 export interface FileBounds {
   /** Internal keys (user key ++ trailer) of the file's first and last entries. */
@@ -83,17 +83,18 @@ export class ConcatIterator implements InternalIterator {
     this.#moveTo(-1);
   }
 
-  readBeforeStep(forward: boolean): Promise<void> | undefined {
+  readBeforeStep(forward: boolean): StepRead {
     const child = this.#child;
-    if (child === undefined || !child.valid()) return undefined;
+    if (child === undefined) return undefined;
     const read = child.readBeforeStep?.(forward);
-    if (read !== undefined || child.lastInDirection?.(forward) !== true) return read;
+    if (read !== EXHAUSTS) return read;
     // The move leaves this file for the neighbour, whose first (or last) block it then reads.
     const index = this.#index + (forward ? 1 : -1);
-    if (index < 0 || index >= this.#files.length) return undefined;
+    if (index < 0 || index >= this.#files.length) return EXHAUSTS;
     if (this.#neighbour?.index !== index) {
-      this.#neighbour?.child.close();
+      const stale = this.#neighbour;
       this.#neighbour = undefined;
+      stale?.child.close();
       this.#neighbour = { index, child: this.#open(index) };
     }
     return this.#neighbour.child.readBeforeSeek?.({ to: forward ? 'first' : 'last' });
@@ -104,12 +105,6 @@ export class ConcatIterator implements InternalIterator {
     if (index < 0 || index >= this.#files.length) return undefined;
     this.#moveTo(index);
     return this.#child!.readBeforeSeek?.(target);
-  }
-
-  lastInDirection(forward: boolean): boolean {
-    const child = this.#child;
-    if (child === undefined || !child.valid()) return true;
-    return child.lastInDirection?.(forward) === true && (forward ? this.#index === this.#files.length - 1 : this.#index === 0);
   }
 
   /** The file a seek lands in first (-1 or files.length: none). */

@@ -1,4 +1,4 @@
-import { seekTo, type InternalIterator, type SeekTarget } from './iterator.js';
+import { EXHAUSTS, seekTo, type InternalIterator, type SeekTarget } from './iterator.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { EngineIterator, RangeOptions } from './types.js';
 
@@ -97,18 +97,29 @@ export class DbIterator implements EngineIterator {
         }
         this.#position();
       }
-      const e = this.#reverse ? this.#findPrev(true) : this.#findNext(true);
-      if (e === WAIT) {
+      if (this.#fill(out, Math.min(max, out.length + this.#limit - this.#returned))) {
         const read = this.#pending!;
         this.#pending = undefined;
         await this.#track(read);
-        continue;
       }
-      const entry = this.#took(e);
-      if (entry === undefined) break;
-      out.push(entry);
     }
     return out;
+  }
+
+  /** Adds entries to `out` until it holds `until` or the range ends; true when it stopped for a read (in #pending). */
+  #fill(out: Array<[Buffer, Buffer]>, until: number): boolean {
+    const reverse = this.#reverse;
+    while (out.length < until) {
+      const e = reverse ? this.#findPrev(true) : this.#findNext(true);
+      if (e === WAIT) return true;
+      if (e === undefined) {
+        this.#done = true;
+        return false;
+      }
+      this.#returned++;
+      out.push(e);
+    }
+    return false;
   }
 
   seek(target: Uint8Array): void {
@@ -167,7 +178,7 @@ export class DbIterator implements EngineIterator {
   #step(reads: boolean, forward: boolean): boolean {
     if (reads) {
       const read = this.#it.readBeforeStep?.(forward);
-      if (read !== undefined) {
+      if (read !== undefined && read !== EXHAUSTS) {
         this.#pending = read;
         return false;
       }

@@ -31,15 +31,18 @@ export interface InternalIterator {
   /**
    * The block read that the next next() (`forward`) or prev() would make synchronously,
    * started on the thread pool: once it settles, that move reads from memory. Undefined when
-   * the move needs no read, or when the cursor cannot tell (the move then reads as always).
-   * Optional: memtables never read.
+   * the move needs no read (or the cursor cannot tell: the move then reads as always);
+   * EXHAUSTS when the move leaves the cursor with no entry (a level then reads ahead into its
+   * next file). Optional: memtables never read.
    */
-  readBeforeStep?(forward: boolean): Promise<void> | undefined;
+  readBeforeStep?(forward: boolean): StepRead;
   /** The same for a seek, before it is made: the block(s) it would land in. */
   readBeforeSeek?(target: SeekTarget): Promise<void> | undefined;
-  /** Whether the next move in a direction leaves the cursor exhausted (a level then reads ahead into its next file). */
-  lastInDirection?(forward: boolean): boolean;
 }
+
+/** See InternalIterator.readBeforeStep. */
+export const EXHAUSTS = 1;
+export type StepRead = Promise<void> | undefined | typeof EXHAUSTS;
 
 /** A positioning move: seekToFirst, seekToLast, seek or seekForPrev (with its target). */
 export type SeekTarget =

@@ -1,5 +1,5 @@
 import { compareKeySeq, type ValueKind } from './internal-key.js';
-import { allReads, type InternalIterator, type SeekTarget } from './iterator.js';
+import { allReads, EXHAUSTS, type InternalIterator, type SeekTarget, type StepRead } from './iterator.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -90,12 +90,14 @@ export class MergingIterator implements InternalIterator {
     this.#restoreTop();
   }
 
-  readBeforeStep(forward: boolean): Promise<void> | undefined {
+  readBeforeStep(forward: boolean): StepRead {
     // Only the current child moves, unless the direction changes: then every child seeks,
     // and reads as it does (a database iterator keeps one direction).
     const top = this.#heap[0];
     if (top === undefined || forward !== this.#forward) return undefined;
-    return this.#children[top]!.readBeforeStep?.(forward);
+    const read = this.#children[top]!.readBeforeStep?.(forward);
+    // A child that runs out leaves the others: the merge goes on.
+    return read === EXHAUSTS ? undefined : read;
   }
 
   readBeforeSeek(target: SeekTarget): Promise<void> | undefined {

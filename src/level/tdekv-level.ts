@@ -745,10 +745,10 @@ class Cursor {
 
 /** Up to `size` cursor entries, each mapped: the body of every iterator kind's _nextv. */
 async function take<T>(cursor: Cursor, size: number, map: (e: [Buffer, Buffer]) => T): Promise<T[]> {
-  const entries = await cursor.nextBatch(size);
-  const out = new Array<T>(entries.length);
-  for (let i = 0; i < entries.length; i++) out[i] = map(entries[i]!);
-  return out;
+  // Mapped in place: the batch is this call's own array.
+  const entries = (await cursor.nextBatch(size)) as unknown as T[];
+  for (let i = 0; i < entries.length; i++) entries[i] = map(entries[i] as unknown as [Buffer, Buffer]);
+  return entries;
 }
 
 /** Entries left before the iterator's limit. */
