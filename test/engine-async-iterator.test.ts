@@ -156,6 +156,35 @@ test('nextBatch reads data blocks on the thread pool, forward, in reverse and af
   }
 });
 
+test('nextBatch opens level files that are not in the table cache on the thread pool too', async () => {
+  const dir = `${root}/db-${++n}`;
+  let db = await openTestDb(dir, keyPath, { tuning: NO_CACHE });
+  let model: Map<string, string>;
+  try {
+    model = await layeredStore(db, 1500);
+    await db.engine.compactRange();
+    await db.engine.waitForBackgroundWork();
+    assert.equal(db.engine.stats().levels[0]!.files, 0, 'nothing on level 0 (its tables open when an iterator is made)');
+  } finally {
+    await db.close();
+  }
+  // Reopened: no table is open.
+  db = await openTestDb(dir, keyPath, { tuning: NO_CACHE });
+  try {
+    assert.ok(db.engine.liveTables().length >= 3, `several tables (${db.engine.liveTables().length})`);
+    for (const reverse of [false, true]) {
+      let got: string[] = [];
+      const ops = await tableReadsDuring(async () => {
+        got = await drainAsync(db.engine.iterator({ reverse }), 100);
+      });
+      assert.deepEqual(got, modelEntries(model, { reverse }));
+      assert.equal(ops.filter((op) => op === 'readSync').length, 0, `reverse ${reverse}: no synchronous read, table opens included (${ops.length} reads)`);
+    }
+  } finally {
+    await db.close();
+  }
+});
+
 test('nextBatch answers as next() and a model do: random ranges, directions, limits, batch sizes and seeks over every level', async () => {
   const db = await open({ ...NO_CACHE, blockCacheSize: 4 * 1024 });
   try {
@@ -201,6 +230,27 @@ test('nextBatch answers as next() and a model do: random ranges, directions, lim
       ),
       { numRuns: 60 },
     );
+  } finally {
+    await db.close();
+  }
+});
+
+test('a read that interrupts the skipping of a deleted key resumes the skipping: nextBatch never shows a hidden value', async () => {
+  const db = await open();
+  try {
+    const keys = Array.from({ length: 2000 }, (_, i) => key(i));
+    await db.engine.write(keys.map((k) => ({ type: 'put' as const, key: b(k), value: value(k, 1) })));
+    await db.engine.compactRange();
+    // A newer table of deletions over the values: most moves in it stop on a deletion, and
+    // its reads ahead start there.
+    await db.engine.write(keys.filter((_, i) => i % 10 !== 0).map((k) => ({ type: 'del' as const, key: b(k) })));
+    await db.engine.flush();
+    await db.engine.waitForBackgroundWork();
+    const live = keys.filter((_, i) => i % 10 === 0).map((k) => `${k}=${value(k, 1).toString()}`);
+    for (const batch of [1, 7, 1000]) {
+      assert.deepEqual(await drainAsync(db.engine.iterator(), batch), live, `forward, batches of ${batch}`);
+      assert.deepEqual(await drainAsync(db.engine.iterator({ reverse: true }), batch), [...live].reverse(), `reverse, batches of ${batch}`);
+    }
   } finally {
     await db.close();
   }

@@ -15,14 +15,20 @@ export interface FileBounds {
 export class ConcatIterator implements InternalIterator {
   readonly #files: ReadonlyArray<FileBounds>;
   readonly #open: (index: number) => InternalIterator;
+  readonly #prepare: ((index: number) => Promise<void> | undefined) | undefined;
   #index = -1;
   #child: InternalIterator | undefined;
   /** The file after (or before) the open one, opened early by readBeforeStep to read its first block ahead. */
   #neighbour: { index: number; child: InternalIterator } | undefined;
 
-  constructor(files: ReadonlyArray<FileBounds>, open: (index: number) => InternalIterator) {
+  /**
+   * `prepare`, if given, opens file `index` without blocking (undefined when it is open
+   * already): the read-ahead methods wait for it before they open the file with `open`.
+   */
+  constructor(files: ReadonlyArray<FileBounds>, open: (index: number) => InternalIterator, prepare?: (index: number) => Promise<void> | undefined) {
     this.#files = files;
     this.#open = open;
+    this.#prepare = prepare;
   }
 
   valid(): boolean {
@@ -92,6 +98,8 @@ export class ConcatIterator implements InternalIterator {
     const index = this.#index + (forward ? 1 : -1);
     if (index < 0 || index >= this.#files.length) return EXHAUSTS;
     if (this.#neighbour?.index !== index) {
+      const opening = this.#prepare?.(index);
+      if (opening !== undefined) return opening;
       const stale = this.#neighbour;
       this.#neighbour = undefined;
       stale?.child.close();
@@ -103,6 +111,10 @@ export class ConcatIterator implements InternalIterator {
   readBeforeSeek(target: SeekTarget): Promise<void> | undefined {
     const index = this.#fileFor(target);
     if (index < 0 || index >= this.#files.length) return undefined;
+    if (index !== this.#index) {
+      const opening = this.#prepare?.(index);
+      if (opening !== undefined) return opening;
+    }
     this.#moveTo(index);
     return this.#child!.readBeforeSeek?.(target);
   }

@@ -159,7 +159,7 @@ export class Engine {
     this.#mem = this.#newMemtable(firstMemtableSizes(tuning.writeBufferSize));
     this.#versions = versions;
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
-    this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache });
+    this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache, openFileAsync: (n) => env.openRead(tableName(n)) });
     this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
     this.walSync = walSync;
     this.#commits = new CommitQueue(
@@ -1160,7 +1160,7 @@ export class Engine {
     for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number));
     for (let level = 1; level < version.levels.length; level++) {
       const files = version.levels[level]!;
-      if (files.length > 0) children.push(new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number)));
+      if (files.length > 0) children.push(new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number), (i) => this.#tables.prepare(files[i]!.number)));
     }
     return children;
   }

@@ -10,11 +10,15 @@ import type { BlockCache } from './block-cache.js';
  * synchronous, so a table that is not open yet must be opened without awaiting.
  */
 export type TableOpener = (fileNumber: number) => EncryptedReadableFile;
+/** Opens a table file for prepare(), which reads the table's metadata on the thread pool. */
+export type AsyncTableOpener = (fileNumber: number) => Promise<EncryptedReadableFile>;
 
 export interface TableCacheOptions {
   /** Open tables kept (at least 1 is always kept: the one just opened is in use). */
   maxOpenFiles: number;
   blockCache: BlockCache;
+  /** For prepare(); without it prepare() opens nothing ahead. */
+  openFileAsync?: AsyncTableOpener;
 }
 
 /**
@@ -24,6 +28,9 @@ export interface TableCacheOptions {
  */
 export class TableCache {
   readonly #openFile: TableOpener;
+  readonly #openFileAsync: AsyncTableOpener | undefined;
+  /** Tables being opened by prepare(). */
+  readonly #opening = new Map<number, Promise<void>>();
   readonly #blockCache: BlockCache;
   readonly #tables: LruCache<TableReader, number>;
   /** Open iterators per table. */
@@ -34,6 +41,7 @@ export class TableCache {
 
   constructor(openFile: TableOpener, options: TableCacheOptions) {
     this.#openFile = openFile;
+    this.#openFileAsync = options.openFileAsync;
     this.#blockCache = options.blockCache;
     this.#tables = new LruCache<TableReader, number>(Math.max(1, options.maxOpenFiles), (_key, reader) => this.#dropped(reader));
   }
@@ -54,6 +62,28 @@ export class TableCache {
     const reader = TableReader.open(this.#openFile(fileNumber), fileNumber, this.#blockCache);
     this.#tables.set(fileNumber, reader, 1);
     return reader;
+  }
+
+  /**
+   * Opens the table with its metadata read on the thread pool, unless it is open already
+   * (undefined): a get(), acquire() or iterator() of it after this settles reads nothing
+   * synchronously. The caller must keep the file from deletion meanwhile (a pinned version).
+   */
+  prepare(fileNumber: number): Promise<void> | undefined {
+    this.#check();
+    const openFileAsync = this.#openFileAsync;
+    if (openFileAsync === undefined || this.#tables.has(fileNumber)) return undefined;
+    let opening = this.#opening.get(fileNumber);
+    if (opening === undefined) {
+      opening = (async () => {
+        const reader = await TableReader.openAsync(await openFileAsync(fileNumber), fileNumber, this.#blockCache);
+        // Closed meanwhile, or opened by a synchronous get(): this copy is not needed.
+        if (this.#closed || this.#tables.has(fileNumber)) reader.close();
+        else this.#tables.set(fileNumber, reader, 1);
+      })().finally(() => this.#opening.delete(fileNumber));
+      this.#opening.set(fileNumber, opening);
+    }
+    return opening;
   }
 
   /** The open table, kept open (even if evicted) until release(): for reads that span awaits. */

@@ -77,14 +77,36 @@ export class TableReader {
     try {
       const layout = tableLayout(file.auth);
       const footer = readFooter(file, layout);
-      const index = new Block(readVerified(file, footer.index, layout), file.path, footer.index.offset);
-      const filter = footer.filter.size > 0 ? readVerified(file, footer.filter, layout) : undefined;
-      const stored = decodeProperties(readVerified(file, footer.properties, layout), file.path);
-      return new TableReader(file, fileNumber, blockCache, layout, footer, index, filter, { ...stored, fileSize: file.size });
+      const read = (handle: BlockHandle): Buffer => readVerified(file, handle, layout);
+      return TableReader.#build(file, fileNumber, blockCache, layout, footer, read(footer.index), footer.filter.size > 0 ? read(footer.filter) : undefined, read(footer.properties));
     } catch (err) {
       file.close();
       throw err;
     }
+  }
+
+  /** open(), with the footer, index, filter and properties read on the thread pool. */
+  static async openAsync(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache): Promise<TableReader> {
+    try {
+      const layout = tableLayout(file.auth);
+      const n = layout.footerBytes;
+      if (file.size < n) throw footerMissing(file, n);
+      const footer = decodeFooter(await file.read(file.size - n, n), file.size, file.path, layout);
+      const read = async (handle: BlockHandle): Promise<Buffer> => verifyBlock(await file.read(handle.offset, handle.size + layout.trailerBytes), handle, file.path, layout);
+      // All settled before anything is thrown: the file is closed below, never under a read.
+      const [index, filter, properties] = await Promise.allSettled([read(footer.index), footer.filter.size > 0 ? read(footer.filter) : undefined, read(footer.properties)]);
+      for (const r of [index, filter, properties]) if (r.status === 'rejected') throw r.reason;
+      const value = <T>(r: PromiseSettledResult<T>): T => (r as PromiseFulfilledResult<T>).value;
+      return TableReader.#build(file, fileNumber, blockCache, layout, footer, value(index), value(filter), value(properties));
+    } catch (err) {
+      file.close();
+      throw err;
+    }
+  }
+
+  static #build(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, layout: TableLayout, footer: Footer, index: Buffer, filter: Buffer | undefined, properties: Buffer): TableReader {
+    const stored = decodeProperties(properties, file.path);
+    return new TableReader(file, fileNumber, blockCache, layout, footer, new Block(index, file.path, footer.index.offset), filter, { ...stored, fileSize: file.size });
   }
 
   get path(): string {
@@ -331,8 +353,12 @@ export class TableReader {
 
 function readFooter(file: EncryptedReadableFile, layout: TableLayout): Footer {
   const n = layout.footerBytes;
-  if (file.size < n) throw tableCorrupted(file.path, `it is ${file.size} bytes, too small to be a table (the footer alone is ${n})`);
+  if (file.size < n) throw footerMissing(file, n);
   return decodeFooter(file.readSync(file.size - n, n), file.size, file.path, layout);
+}
+
+function footerMissing(file: EncryptedReadableFile, footerBytes: number): Error {
+  return tableCorrupted(file.path, `it is ${file.size} bytes, too small to be a table (the footer alone is ${footerBytes})`);
 }
 
 function readVerified(file: EncryptedReadableFile, handle: BlockHandle, layout: TableLayout): Buffer {
