@@ -87,7 +87,8 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
     const { dataDir, enc } = await fixture(t);
     const N = 240;
     // Small blocks: a table of ~9 KiB with over a dozen data blocks keeps the number of cases small.
-    const tuning: Partial<EngineTuning> = { blockSize: 512, bloomFilterBitsPerKey: 10 };
+    // No block cache: every scan, synchronous or not, reads the damaged bytes itself.
+    const tuning: Partial<EngineTuning> = { blockSize: 512, bloomFilterBitsPerKey: 10, blockCacheSize: 0 };
     const managed = await openEnv(dataDir, enc);
     t.after(() => managed.close());
     const { env } = managed;
@@ -171,23 +172,31 @@ describe('engine corruption: a flipped byte is an error naming the file, never a
             const want = expected.get(k.toString());
             assert.ok(want === undefined ? got === undefined : got !== undefined && got.equals(want), `${where}: getSync(${k}) returned a wrong value`);
           }
-          // A scan returns exactly the expected entries in order, up to where it stops with an error.
+          // A scan returns exactly the expected entries in order, up to where it stops with an
+          // error: reading synchronously (next()) and on the thread pool in runs of blocks (nextBatch).
           const want = [...expected];
-          const it = engine.iterator();
-          let n = 0;
-          try {
-            for (let e = it.next(); e !== undefined; e = it.next(), n++) {
-              assert.ok(n < want.length, `${where}: the scan returned more entries than exist`);
-              assert.equal(e[0].toString(), want[n]![0], `${where}: the scan returned a wrong key at position ${n}`);
-              assert.ok(e[1].equals(want[n]![1]), `${where}: the scan returned a wrong value for ${want[n]![0]}`);
+          for (const mode of ['next', 'nextBatch'] as const) {
+            const it = engine.iterator();
+            let n = 0;
+            try {
+              for (;;) {
+                const batch = mode === 'next' ? [it.next()].filter((e) => e !== undefined) : await it.nextBatch(13);
+                for (const e of batch) {
+                  assert.ok(n < want.length, `${where}: the ${mode} scan returned more entries than exist`);
+                  assert.equal(e[0].toString(), want[n]![0], `${where}: the ${mode} scan returned a wrong key at position ${n}`);
+                  assert.ok(e[1].equals(want[n]![1]), `${where}: the ${mode} scan returned a wrong value for ${want[n]![0]}`);
+                  n++;
+                }
+                if (batch.length === 0 || (mode === 'nextBatch' && batch.length < 13)) break;
+              }
+              assert.equal(n, want.length, `${where}: the ${mode} scan ended early without an error`);
+            } catch (err) {
+              if (err instanceof assert.AssertionError) throw err;
+              assert.ok(isTableError(err), `${where}: the ${mode} scan threw ${String(err)}`);
+              detected++;
+            } finally {
+              it.close();
             }
-            assert.equal(n, want.length, `${where}: the scan ended early without an error`);
-          } catch (err) {
-            if (err instanceof assert.AssertionError) throw err;
-            assert.ok(isTableError(err), `${where}: the scan threw ${String(err)}`);
-            detected++;
-          } finally {
-            it.close();
           }
         } finally {
           await engine.close();

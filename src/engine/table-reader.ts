@@ -146,7 +146,7 @@ export class TableReader {
     idx.seek(userKey, seq);
     if (!idx.valid()) return undefined;
     const handle = this.handleAt(idx);
-    const block = this.#blockCache.get(this.fileNumber, handle.offset) ?? (await this.#readDataBlockAsync(handle));
+    const block = this.#blockCache.get(this.fileNumber, handle.offset) ?? (await this.readBlocksAsync([handle]))[0]!;
     const it = block.iterator();
     it.seek(userKey, seq);
     if (!it.valid() || it.compareUserKey(userKey) !== 0) return undefined;
@@ -173,8 +173,8 @@ export class TableReader {
     const start = handles[0]!.offset;
     const region = await this.file.read(start, end - start);
     return handles.map((handle) => {
-      // Each block its own copy: a cached block must not keep the whole region alive.
-      const raw = Buffer.from(region.subarray(handle.offset - start, handle.offset + handle.size + trailer - start));
+      // Each block its own copy (when there are several): a cached block must not keep the whole region alive.
+      const raw = handles.length === 1 ? region : Buffer.from(region.subarray(handle.offset - start, handle.offset + handle.size + trailer - start));
       const block = new Block(verifyBlock(raw, handle, this.file.path, this.#layout), this.file.path, handle.offset);
       this.#blockCache.set(this.fileNumber, handle.offset, block, block.size);
       return block;
@@ -333,15 +333,6 @@ export class TableReader {
   #readDataBlock(handle: BlockHandle): Block {
     this.#checkInside(handle);
     return new Block(readVerified(this.file, handle, this.#layout), this.file.path, handle.offset);
-  }
-
-  async #readDataBlockAsync(handle: BlockHandle): Promise<Block> {
-    this.#checkInside(handle);
-    // read() returns a fresh buffer (overlapping reads cannot share scratch space), so the block may keep it.
-    const raw = await this.file.read(handle.offset, handle.size + this.#layout.trailerBytes);
-    const block = new Block(verifyBlock(raw, handle, this.file.path, this.#layout), this.file.path, handle.offset);
-    this.#blockCache.set(this.fileNumber, handle.offset, block, block.size);
-    return block;
   }
 
   #checkInside(handle: BlockHandle): void {
