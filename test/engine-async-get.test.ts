@@ -111,3 +111,31 @@ test('close() waits for get()s reading on the thread pool: they answer, then the
   const got = await Promise.all(gets);
   assert.deepEqual(got.map((v) => v?.toString()), keys.map((k) => value(k, 1).toString()));
 });
+
+test('get() opens a table that is not open on the thread pool, and answers from the caches with no read at all when they hold the block', async () => {
+  const dir = `${root}/db-${++n}`;
+  let db = await openTestDb(dir, keyPath, { tuning: { ...SMALL_TUNING, blockCacheSize: 1 << 20 } });
+  const keys = Array.from({ length: 400 }, (_, i) => `k${String(i).padStart(4, '0')}`);
+  try {
+    await db.engine.write(keys.map((k) => ({ type: 'put' as const, key: b(k), value: value(k, 2) })));
+    await db.engine.compactRange();
+  } finally {
+    await db.close();
+  }
+  db = await openTestDb(dir, keyPath, { tuning: { ...SMALL_TUNING, blockCacheSize: 1 << 20 } });
+  try {
+    // Reopened: no table open, no block cached.
+    const cold = await opsDuring(async () => {
+      for (const k of keys) assert.equal((await db.engine.get(b(k)))?.toString(), value(k, 2).toString());
+    });
+    assert.ok(cold.includes('pread'), 'read on the thread pool');
+    assert.equal(cold.filter((op) => op === 'readSync').length, 0, `no synchronous read, table opens included (${cold.join(', ')})`);
+    const warm = await opsDuring(async () => {
+      for (const k of keys) assert.equal((await db.engine.get(b(k)))?.toString(), value(k, 2).toString());
+      assert.equal(await db.engine.get(b('k9999')), undefined);
+    });
+    assert.deepEqual(warm.filter((op) => op === 'readSync' || op === 'pread'), [], 'every block in the cache: no read');
+  } finally {
+    await db.close();
+  }
+});

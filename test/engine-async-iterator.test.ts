@@ -319,3 +319,38 @@ test('TdekvLevel iterators read cold blocks on the thread pool', async () => {
     await db.close();
   }
 });
+
+test('TdekvLevel get, getMany, has and hasMany read cold blocks and open tables on the thread pool, each call at one point in time', async () => {
+  const location = `${root}/level-${++n}`;
+  const options = { dataEncryptionMethod: 'aes256-ctr' as const, masterKey: { type: 'file' as const, path: keyPath }, ...NO_CACHE };
+  let db = new TdekvLevel(location, options);
+  const keys = Array.from({ length: 1200 }, (_, i) => key(i));
+  try {
+    await db.batch(keys.map((k) => ({ type: 'put' as const, key: k, value: value(k, 1).toString() })));
+    await db.compactRange();
+  } finally {
+    await db.close();
+  }
+  db = new TdekvLevel(location, options);
+  try {
+    await db.open();
+    const some = keys.filter((_, i) => i % 97 === 0);
+    const ops = await tableReadsDuring(async () => {
+      assert.equal(await db.get(key(5)), value(key(5), 1).toString());
+      assert.equal(await db.get('absent'), undefined);
+      assert.deepEqual(await db.getMany([...some, 'absent']), [...some.map((k) => value(k, 1).toString()), undefined]);
+      assert.equal(await db.has(key(700)), true);
+      assert.deepEqual(await db.hasMany([key(1), 'absent', key(1199)]), [true, false, true]);
+    });
+    assert.ok(ops.includes('pread'), 'read on the thread pool');
+    assert.equal(ops.filter((op) => op === 'readSync').length, 0, `no synchronous read, table opens included (${ops.length} reads)`);
+    // Overwritten while the reads are in flight (no block cache: every get waits for a read): the answers are the call's moment.
+    const pending = db.getMany(some);
+    await db.batch(some.map((k) => ({ type: 'put' as const, key: k, value: 'later' })));
+    assert.deepEqual(await pending, some.map((k) => value(k, 1).toString()));
+    assert.deepEqual(await db.getMany(some), some.map(() => 'later'));
+    assert.equal(db.getSync(some[0]!), 'later');
+  } finally {
+    await db.close();
+  }
+});

@@ -29,6 +29,8 @@ class ProbeLevel<K = string, V = string> extends TdekvLevel<K, V> {
     const writeBatch = engine.writeBatch.bind(engine);
     return Object.assign(Object.create(engine) as Engine, {
       getSync: engine.getSync.bind(engine),
+      get: engine.get.bind(engine),
+      getCached: engine.getCached.bind(engine),
       snapshot: engine.snapshot.bind(engine),
       iterator: engine.iterator.bind(engine),
       close: engine.close.bind(engine),

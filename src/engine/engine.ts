@@ -29,7 +29,7 @@ import { DEFAULT_BACKGROUND_THREAD, DEFAULT_WAL_SYNC, resolveTuning, WAL_RECOVER
 import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
-import type { TableGetResult } from './table-reader.js';
+import { NOT_CACHED, type TableGetResult } from './table-reader.js';
 import { discardTableFile, type TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
@@ -223,17 +223,52 @@ export class Engine {
     const hash = bloomHash(k);
     let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
     if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
+    if (!r) r = this.#tablesGet(k, seq, hash, false) as TableGetResult | undefined;
+    return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
+  }
+
+  /**
+   * The newest entry of `k` at `seq` in the current version's tables, looked up as getSync
+   * does; with `cachedOnly`, NOT_CACHED as soon as a table is not open or a block is not in
+   * the block cache (get() then reads on the thread pool).
+   */
+  #tablesGet(k: Buffer, seq: number, hash: number, cachedOnly: boolean): TableGetResult | undefined | typeof NOT_CACHED {
+    const v = this.#versions.current;
+    for (const f of v.levels[0]!) {
+      if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
+      const r = this.#tableLookup(f.number, k, seq, hash, cachedOnly);
+      if (r) return r;
+    }
+    for (let level = 1; level < v.levels.length; level++) {
+      const f = v.fileFor(level, k);
+      const r = f && this.#tableLookup(f.number, k, seq, hash, cachedOnly);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  #tableLookup(fileNumber: number, k: Buffer, seq: number, hash: number, cachedOnly: boolean): TableGetResult | undefined | typeof NOT_CACHED {
+    if (!cachedOnly) return this.#tables.get(fileNumber).get(k, seq, hash);
+    const reader = this.#tables.cached(fileNumber);
+    return reader === undefined ? NOT_CACHED : reader.getCached(k, seq, hash);
+  }
+
+  /**
+   * getSync from what is in memory alone (memtables, open tables, the block cache): NOT_CACHED
+   * when it would have to open a table or read a block. No promise, no read: callers that may
+   * wait call get() only then.
+   */
+  getCached(key: Uint8Array, options?: ReadOptions): Buffer | undefined | typeof NOT_CACHED {
+    this.#checkOpen();
+    const k = asBuffer(key);
+    const seq = options?.snapshot?.sequence ?? this.#lastSeq;
+    const hash = bloomHash(k);
+    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
+    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
     if (!r) {
-      const v = this.#versions.current;
-      for (const f of v.levels[0]!) {
-        if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
-        r = this.#tables.get(f.number).get(k, seq, hash);
-        if (r) break;
-      }
-      for (let level = 1; !r && level < v.levels.length; level++) {
-        const f = v.fileFor(level, k);
-        if (f) r = this.#tables.get(f.number).get(k, seq, hash);
-      }
+      const found = this.#tablesGet(k, seq, hash, true);
+      if (found === NOT_CACHED) return NOT_CACHED;
+      r = found;
     }
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
   }
@@ -251,7 +286,10 @@ export class Engine {
     const hash = bloomHash(k);
     let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
     if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
-    if (!r) {
+    // From the caches when they hold everything the lookup needs: no read, no await.
+    const cached = r ? undefined : this.#tablesGet(k, seq, hash, true);
+    if (cached !== NOT_CACHED) r ??= cached;
+    else {
       const v = this.#versions.acquire();
       const reading = this.#trackRead((async () => {
         for (const f of v.levels[0]!) {
@@ -279,6 +317,9 @@ export class Engine {
   }
 
   async #tableGet(tableNumber: number, key: Buffer, seq: number, hash: number): Promise<TableGetResult | undefined> {
+    // A table not open yet is opened with its metadata read on the thread pool too.
+    const opening = this.#tables.prepare(tableNumber);
+    if (opening !== undefined) await opening;
     const { reader, release } = this.#tables.acquire(tableNumber);
     try {
       return await reader.getAsync(key, seq, hash);

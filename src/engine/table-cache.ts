@@ -86,6 +86,12 @@ export class TableCache {
     return opening;
   }
 
+  /** The table if it is open (it is not opened here). Use it synchronously, as get()'s. */
+  cached(fileNumber: number): TableReader | undefined {
+    this.#check();
+    return this.#tables.get(fileNumber);
+  }
+
   /** The open table, kept open (even if evicted) until release(): for reads that span awaits. */
   acquire(fileNumber: number): { reader: TableReader; release(): void } {
     const reader = this.get(fileNumber);

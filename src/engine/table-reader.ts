@@ -17,6 +17,9 @@ import {
   type TableProperties,
 } from './table-format.js';
 
+/** What a read from caches alone answers when it would have to read from the disk. */
+export const NOT_CACHED: unique symbol = Symbol('not cached');
+
 export interface TableGetResult {
   kind: ValueKind;
   value: Buffer;
@@ -123,12 +126,24 @@ export class TableReader {
    * here hides older versions in deeper levels).
    */
   get(userKey: Uint8Array, seq: number, hash?: number): TableGetResult | undefined {
+    return this.#get(userKey, seq, hash, false) as TableGetResult | undefined;
+  }
+
+  /** get() from the block cache alone: NOT_CACHED when it would have to read a block. */
+  getCached(userKey: Uint8Array, seq: number, hash?: number): TableGetResult | undefined | typeof NOT_CACHED {
+    return this.#get(userKey, seq, hash, true);
+  }
+
+  #get(userKey: Uint8Array, seq: number, hash: number | undefined, cachedOnly: boolean): TableGetResult | undefined | typeof NOT_CACHED {
     if (this.#filter !== undefined && !bloomMayContainHash(this.#filter, hash ?? bloomHash(userKey))) return undefined;
     const idx = this.#indexCursor;
     idx.seek(userKey, seq);
     if (!idx.valid()) return undefined;
+    const handle = this.handleAt(idx);
+    const block = cachedOnly ? this.cachedBlock(handle) : this.readBlock(handle);
+    if (block === undefined) return NOT_CACHED;
     const it = this.#dataCursor;
-    it.reset(this.readBlock(this.handleAt(idx)));
+    it.reset(block);
     it.seek(userKey, seq);
     if (!it.valid() || it.compareUserKey(userKey) !== 0) return undefined;
     return { kind: it.kind(), value: it.value(), seq: it.seq() };

@@ -21,6 +21,7 @@ import { Engine } from '../engine/engine.js';
 import type { EngineSettings } from '../engine/options.js';
 import type { BatchOp, EngineIterator, IteratorOptions, Snapshot } from '../engine/types.js';
 import type { WalRecoveryMode } from '../engine/options.js';
+import { NOT_CACHED } from '../engine/table-reader.js';
 import { WriteBatchBuilder } from '../engine/write-batch.js';
 import { openEnv, type ManagedEnv } from '../env/open-env.js';
 import { META_DIR } from '../env/paths.js';
@@ -118,6 +119,8 @@ const TDEKV_OPTIONS = new Set([...configOptionNames(), ...OWN_OPTIONS, HOOK_OPTI
  */
 export interface LevelEngine {
   getSync(key: Uint8Array, options?: { snapshot?: Snapshot }): Buffer | undefined;
+  get(key: Uint8Array, options?: { snapshot?: Snapshot }): Promise<Buffer | undefined>;
+  getCached(key: Uint8Array, options?: { snapshot?: Snapshot }): Buffer | undefined | typeof NOT_CACHED;
   write(ops: readonly BatchOp[], options?: { sync?: boolean }): Promise<void>;
   writeBatch(batch: WriteBatchBuilder, options?: { sync?: boolean }): Promise<void>;
   snapshot(): Snapshot;
@@ -393,12 +396,43 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
     return this.#open().getSync(toBytes(key), snapshot ? { snapshot } : undefined);
   }
 
-  /** @internal */
-  async _get(key: Data, options: EncodingOptions): Promise<Data | undefined> {
-    return this._getSync(key, options);
+  /**
+   * The values of `keys`, all at one point in time: the snapshot asked for, or the moment of
+   * the call. A block not in the block cache is read on the thread pool (Engine.get).
+   */
+  async #readMany(keys: Data[], options: EncodingOptions): Promise<Array<Buffer | undefined>> {
+    const engine = this.#open();
+    const snapshot = engineSnapshotOf(options.snapshot, this);
+    const readOptions = snapshot ? { snapshot } : undefined;
+    // Each key from memory if it is there, else Engine.get, which reads at the moment it is
+    // called (memtables then, that version's tables pinned): all made in one synchronous
+    // pass, they are one point in time however the reads finish.
+    let reads: Array<Promise<Buffer | undefined>> | undefined;
+    const values = keys.map((key) => {
+      const k = toBytes(key);
+      const value = engine.getCached(k, readOptions);
+      if (value !== NOT_CACHED) return value;
+      (reads ??= []).push(engine.get(k, readOptions));
+      return NOT_CACHED;
+    });
+    if (reads === undefined) return values as Array<Buffer | undefined>;
+    const read = await Promise.all(reads);
+    let next = 0;
+    return values.map((v) => (v === NOT_CACHED ? read[next++] : v));
   }
 
-  /** @internal Reads are synchronous in the engine, so _get and _getMany see one point in time. */
+  /** @internal */
+  async _get(key: Data, options: EncodingOptions): Promise<Data | undefined> {
+    const engine = this.#open();
+    const snapshot = engineSnapshotOf(options.snapshot, this);
+    const k = toBytes(key);
+    // From memory with no promise of its own (the common case); a read waits on the thread pool.
+    const cached = engine.getCached(k, snapshot ? { snapshot } : undefined);
+    const value = cached !== NOT_CACHED ? cached : await engine.get(k, snapshot ? { snapshot } : undefined);
+    return value === undefined ? undefined : fromBytes(value, options.valueEncoding);
+  }
+
+  /** @internal getSync reads synchronously (a block not in the block cache with a pread on this thread). */
   _getSync(key: Data, options: EncodingOptions): Data | undefined {
     const value = this.#read(key, options);
     return value === undefined ? undefined : fromBytes(value, options.valueEncoding);
@@ -406,17 +440,17 @@ export class TdekvLevel<KDefault = string, VDefault = string> extends AbstractLe
 
   /** @internal */
   async _getMany(keys: Data[], options: EncodingOptions): Promise<(Data | undefined)[]> {
-    return keys.map((key) => this._getSync(key, options));
+    return (await this.#readMany(keys, options)).map((value) => (value === undefined ? undefined : fromBytes(value, options.valueEncoding)));
   }
 
   /** @internal */
   async _has(key: Data, options: EncodingOptions): Promise<boolean> {
-    return this.#read(key, options) !== undefined;
+    return (await this.#readMany([key], options))[0] !== undefined;
   }
 
   /** @internal */
   async _hasMany(keys: Data[], options: EncodingOptions): Promise<boolean[]> {
-    return keys.map((key) => this.#read(key, options) !== undefined);
+    return (await this.#readMany(keys, options)).map((value) => value !== undefined);
   }
 
   /** @internal */

@@ -35,6 +35,15 @@ export class MemoryEngine implements LevelEngine {
     return this.#state.seq;
   }
 
+  async get(key: Uint8Array, options?: ReadOptions): Promise<Buffer | undefined> {
+    return this.getSync(key, options);
+  }
+
+  /** Everything is in memory here. */
+  getCached(key: Uint8Array, options?: ReadOptions): Buffer | undefined {
+    return this.getSync(key, options);
+  }
+
   getSync(key: Uint8Array, options?: ReadOptions): Buffer | undefined {
     this.#check();
     const v = this.#at(Buffer.from(key).toString('latin1'), options?.snapshot?.sequence ?? this.#seq);
