@@ -5,9 +5,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { setFileFaults, type FileOp } from '../src/util/file-io.js';
+import { setFileFaults } from '../src/util/file-io.js';
 import type { EngineTuning } from '../src/engine/options.js';
 import { b, openTestDb, SMALL_TUNING, type TestDb } from './support/engine-helpers.js';
+import { fileOpsDuring } from './support/file-ops.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 
 let root: string;
@@ -32,21 +33,6 @@ function open(tuning: Partial<EngineTuning> = NO_CACHE): Promise<TestDb> {
 
 const value = (k: string, round: number): Buffer => Buffer.from(`${k}@${round}`.padEnd(150, '.'));
 
-/** File operations of src/env during `fn`, recorded through the fault seam (no fault injected). */
-async function opsDuring(fn: () => Promise<void>): Promise<FileOp[]> {
-  const ops: FileOp[] = [];
-  setFileFaults((op) => {
-    ops.push(op);
-    return undefined;
-  });
-  try {
-    await fn();
-  } finally {
-    setFileFaults(undefined);
-  }
-  return ops;
-}
-
 test('get() on a block-cache miss reads on the thread pool (pread), getSync with a synchronous read', async () => {
   const db = await open();
   try {
@@ -54,12 +40,12 @@ test('get() on a block-cache miss reads on the thread pool (pread), getSync with
     await db.engine.flush();
     // Opens the table (footer, index, filter): the open itself stays synchronous.
     assert.equal(db.engine.getSync(b('k'))?.toString(), value('k', 0).toString());
-    const asyncOps = await opsDuring(async () => {
+    const asyncOps = await fileOpsDuring(async () => {
       assert.equal((await db.engine.get(b('k')))?.toString(), value('k', 0).toString());
     });
     assert.ok(asyncOps.includes('pread'), `get() read on the thread pool (${asyncOps.join(', ')})`);
     assert.ok(!asyncOps.includes('readSync'), `get() did not read on the event loop (${asyncOps.join(', ')})`);
-    const syncOps = await opsDuring(async () => {
+    const syncOps = await fileOpsDuring(async () => {
       assert.equal(db.engine.getSync(b('k'))?.toString(), value('k', 0).toString());
     });
     assert.ok(syncOps.includes('readSync') && !syncOps.includes('pread'), `getSync reads synchronously (${syncOps.join(', ')})`);
@@ -125,12 +111,12 @@ test('get() opens a table that is not open on the thread pool, and answers from 
   db = await openTestDb(dir, keyPath, { tuning: { ...SMALL_TUNING, blockCacheSize: 1 << 20 } });
   try {
     // Reopened: no table open, no block cached.
-    const cold = await opsDuring(async () => {
+    const cold = await fileOpsDuring(async () => {
       for (const k of keys) assert.equal((await db.engine.get(b(k)))?.toString(), value(k, 2).toString());
     });
     assert.ok(cold.includes('pread'), 'read on the thread pool');
     assert.equal(cold.filter((op) => op === 'readSync').length, 0, `no synchronous read, table opens included (${cold.join(', ')})`);
-    const warm = await opsDuring(async () => {
+    const warm = await fileOpsDuring(async () => {
       for (const k of keys) assert.equal((await db.engine.get(b(k)))?.toString(), value(k, 2).toString());
       assert.equal(await db.engine.get(b('k9999')), undefined);
     });

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { setFileFaults, type FileOp } from '../src/util/file-io.js';
+import { fileOpsDuring } from './support/file-ops.js';
 import type { EngineTuning } from '../src/engine/options.js';
 import type { EngineIterator, IteratorOptions } from '../src/engine/types.js';
 import { b, openTestDb, SMALL_TUNING, type TestDb } from './support/engine-helpers.js';
@@ -39,22 +40,11 @@ const key = (i: number): string => `key:${String(i).padStart(5, '0')}`;
 const value = (k: string, round: number): Buffer => Buffer.from(`${k}@${round}`.padEnd(120, '.'));
 
 /**
- * File reads during `fn`, recorded through the fault seam (no fault injected). Only tables
- * are read while iterating (their files were opened before, so the seam has no path for them).
+ * File reads during `fn`. Only tables are read while iterating (their files were opened
+ * before, so the seam has no path for them).
  */
 async function tableReadsDuring(fn: () => Promise<void>): Promise<FileOp[]> {
-  const ops: FileOp[] = [];
-  setFileFaults((op) => {
-    if (op === 'readSync' || op === 'pread') ops.push(op);
-    if (op === 'readSync' && process.env.TRACE_SYNC) { Error.stackTraceLimit = 60; console.log(new Error('readSync').stack); }
-    return undefined;
-  });
-  try {
-    await fn();
-  } finally {
-    setFileFaults(undefined);
-  }
-  return ops;
+  return (await fileOpsDuring(fn)).filter((op) => op === 'readSync' || op === 'pread');
 }
 
 function drainSync(it: EngineIterator): string[] {

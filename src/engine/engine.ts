@@ -216,6 +216,19 @@ export class Engine {
   // ---------------------------------------------------------------- reads
 
   getSync(key: Uint8Array, options?: ReadOptions): Buffer | undefined {
+    return this.#lookup(key, options, false) as Buffer | undefined;
+  }
+
+  /**
+   * getSync from what is in memory alone (memtables, open tables, the block cache): NOT_CACHED
+   * when it would have to open a table or read a block. No promise, no read: callers that may
+   * wait call get() only then.
+   */
+  getCached(key: Uint8Array, options?: ReadOptions): Buffer | undefined | typeof NOT_CACHED {
+    return this.#lookup(key, options, true);
+  }
+
+  #lookup(key: Uint8Array, options: ReadOptions | undefined, cachedOnly: boolean): Buffer | undefined | typeof NOT_CACHED {
     this.#checkOpen();
     const k = asBuffer(key);
     const seq = options?.snapshot?.sequence ?? this.#lastSeq;
@@ -223,7 +236,11 @@ export class Engine {
     const hash = bloomHash(k);
     let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
     if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
-    if (!r) r = this.#tablesGet(k, seq, hash, false) as TableGetResult | undefined;
+    if (!r) {
+      const found = this.#tablesGet(k, seq, hash, cachedOnly);
+      if (found === NOT_CACHED) return NOT_CACHED;
+      r = found;
+    }
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
   }
 
@@ -254,58 +271,34 @@ export class Engine {
   }
 
   /**
-   * getSync from what is in memory alone (memtables, open tables, the block cache): NOT_CACHED
-   * when it would have to open a table or read a block. No promise, no read: callers that may
-   * wait call get() only then.
-   */
-  getCached(key: Uint8Array, options?: ReadOptions): Buffer | undefined | typeof NOT_CACHED {
-    this.#checkOpen();
-    const k = asBuffer(key);
-    const seq = options?.snapshot?.sequence ?? this.#lastSeq;
-    const hash = bloomHash(k);
-    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
-    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
-    if (!r) {
-      const found = this.#tablesGet(k, seq, hash, true);
-      if (found === NOT_CACHED) return NOT_CACHED;
-      r = found;
-    }
-    return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
-  }
-
-  /**
    * As getSync, but a table block that is not in the block cache is read on the thread pool
    * rather than with a pread on the event loop (a cold disk then stalls only this get). It
    * reads at the point in time of the call: the memtables are looked at then, and the
    * version of that moment is pinned, with its tables, until the reads are done.
    */
   async get(key: Uint8Array, options?: ReadOptions): Promise<Buffer | undefined> {
-    this.#checkOpen();
+    // From memory when everything the lookup needs is there: no read, no await.
+    const cached = this.getCached(key, options);
+    if (cached !== NOT_CACHED) return cached;
+    // Not in the memtables, and a table to open or a block to read: the tables of this moment's version.
     const k = asBuffer(key);
     const seq = options?.snapshot?.sequence ?? this.#lastSeq;
     const hash = bloomHash(k);
-    let r = this.#mem.mayContainHash(hash) ? this.#mem.get(k, seq) : undefined;
-    if (!r && this.#imm?.mayContainHash(hash)) r = this.#imm.get(k, seq);
-    // From the caches when they hold everything the lookup needs: no read, no await.
-    const cached = r ? undefined : this.#tablesGet(k, seq, hash, true);
-    if (cached !== NOT_CACHED) r ??= cached;
-    else {
-      const v = this.#versions.acquire();
-      const reading = this.#trackRead((async () => {
-        for (const f of v.levels[0]!) {
-          if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
-          const found = await this.#tableGet(f.number, k, seq, hash);
-          if (found) return found;
-        }
-        for (let level = 1; level < v.levels.length; level++) {
-          const f = v.fileFor(level, k);
-          const found = f && (await this.#tableGet(f.number, k, seq, hash));
-          if (found) return found;
-        }
-        return undefined;
-      })().finally(() => this.#versions.release(v)));
-      r = await reading;
-    }
+    const v = this.#versions.acquire();
+    const reading = this.#trackRead((async () => {
+      for (const f of v.levels[0]!) {
+        if (compareUserKeyOf(f.smallest, k) > 0 || compareUserKeyOf(f.largest, k) < 0) continue;
+        const found = await this.#tableGet(f.number, k, seq, hash);
+        if (found) return found;
+      }
+      for (let level = 1; level < v.levels.length; level++) {
+        const f = v.fileFor(level, k);
+        const found = f && (await this.#tableGet(f.number, k, seq, hash));
+        if (found) return found;
+      }
+      return undefined;
+    })().finally(() => this.#versions.release(v)));
+    const r = await reading;
     return r && r.kind === ValueKind.Value ? Buffer.from(r.value) : undefined;
   }
 
