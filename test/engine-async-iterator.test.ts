@@ -12,6 +12,9 @@ import { setFileFaults, type FileOp } from '../src/util/file-io.js';
 import { fileOpsDuring } from './support/file-ops.js';
 import type { EngineTuning } from '../src/engine/options.js';
 import type { EngineIterator, IteratorOptions } from '../src/engine/types.js';
+import { DbIterator } from '../src/engine/db-iterator.js';
+import { ValueKind } from '../src/engine/internal-key.js';
+import type { InternalIterator } from '../src/engine/iterator.js';
 import { b, openTestDb, SMALL_TUNING, type TestDb } from './support/engine-helpers.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { TdekvLevel } from '../src/level/tdekv-level.js';
@@ -222,6 +225,71 @@ test('nextBatch answers as next() and a model do: random ranges, directions, lim
     );
   } finally {
     await db.close();
+  }
+});
+
+test('a cursor that asks for a read before every move, whatever was read, cannot keep nextBatch waiting: each move waits a bounded number of times', { timeout: 10_000 }, async () => {
+  const keys = Array.from({ length: 50 }, (_, i) => b(key(i)));
+  /** A sorted array as a cursor, whose read-ahead questions always answer "wait for this read". */
+  class AlwaysReading implements InternalIterator {
+    #i = -1;
+    asked = 0;
+    valid(): boolean {
+      return this.#i >= 0 && this.#i < keys.length;
+    }
+    seekToFirst(): void {
+      this.#i = 0;
+    }
+    seekToLast(): void {
+      this.#i = keys.length - 1;
+    }
+    seek(userKey: Uint8Array): void {
+      const i = keys.findIndex((k) => Buffer.compare(k, userKey) >= 0);
+      this.#i = i < 0 ? keys.length : i;
+    }
+    seekForPrev(userKey: Uint8Array): void {
+      let i = keys.length - 1;
+      while (i >= 0 && Buffer.compare(keys[i]!, userKey) > 0) i--;
+      this.#i = i;
+    }
+    next(): void {
+      this.#i++;
+    }
+    prev(): void {
+      this.#i--;
+    }
+    userKey(): Buffer {
+      return keys[this.#i]!;
+    }
+    seq(): number {
+      return 1;
+    }
+    kind(): ValueKind {
+      return ValueKind.Value;
+    }
+    value(): Buffer {
+      return keys[this.#i]!;
+    }
+    close(): void {}
+    // Settled in a later turn, as a read is: a waiting loop without end then fails by the test's timeout instead of spinning.
+    readBeforeStep(): Promise<void> {
+      this.asked++;
+      return new Promise((resolve) => setImmediate(resolve));
+    }
+    readBeforeSeek(): Promise<void> {
+      this.asked++;
+      return new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  for (const reverse of [false, true]) {
+    const cursor = new AlwaysReading();
+    const it = new DbIterator(cursor, 10, { lowerInclusive: true, upperInclusive: true }, reverse, -1, () => undefined);
+    const got: string[] = [];
+    for (let batch; (batch = await it.nextBatch(7)).length > 0; ) got.push(...batch.map(([k]) => k.toString()));
+    const want = keys.map((k) => k.toString());
+    assert.deepEqual(got, reverse ? want.reverse() : want);
+    // 50 moves and a seek, each waiting a few times at most.
+    assert.ok(cursor.asked > 50 && cursor.asked <= 51 * 4, `asked ${cursor.asked} times`);
   }
 });
 

@@ -27,8 +27,8 @@ export function asBuffer(b: Uint8Array): Buffer {
  * version at the snapshot's sequence, hiding deletions, within a range, in one direction.
  * Returned keys and values are copies, so callers may keep or change them freely.
  *
- * next() reads synchronously, as every engine read does. nextAsync() and nextBatch() read a
- * block that is not in the block cache on the thread pool instead, so that a cold block
+ * next() reads synchronously, as every engine read does. nextBatch() reads a block that is
+ * not in the block cache on the thread pool instead, so that a cold block
  * stalls only this iterator, not the event loop: before each move of the internal cursor
  * they ask it which block that move would read (InternalIterator.readBeforeStep) and wait
  * for that read. So that they can, the cursor is moved lazily: past a returned entry at the
@@ -56,6 +56,14 @@ export class DbIterator implements EngineIterator {
   #prevValue: Buffer | undefined;
   /** The read a #find stopped for (it returned WAIT). */
   #pending: Promise<void> | undefined;
+  /**
+   * Reads waited for before the owed move, and before the pending seek: each is asked again
+   * after a wait (a level's next table is opened, then its block read), but at most
+   * MAX_WAITS_PER_MOVE times, so that a table cache too small for the tables one move needs
+   * (each open evicting another's) cannot keep it waiting: it then reads synchronously.
+   */
+  #stepWaits = 0;
+  #seekWaits = 0;
   #done = false;
   #closed = false;
 
@@ -76,12 +84,6 @@ export class DbIterator implements EngineIterator {
     return this.#took((this.#reverse ? this.#findPrev(false) : this.#findNext(false)) as [Buffer, Buffer] | undefined);
   }
 
-  /** next(), reading blocks that are not in the block cache on the thread pool. */
-  async nextAsync(): Promise<[Buffer, Buffer] | undefined> {
-    const out = await this.nextBatch(1);
-    return out[0];
-  }
-
   /**
    * Up to `max` entries, as that many next() calls return them, reading blocks that are not
    * in the block cache on the thread pool. Fewer only at the end of the range (or at close).
@@ -89,17 +91,20 @@ export class DbIterator implements EngineIterator {
   async nextBatch(max: number): Promise<Array<[Buffer, Buffer]>> {
     const out: Array<[Buffer, Buffer]> = [];
     while (out.length < max && !this.#closed && !this.#done && this.#returned < this.#limit) {
-      if (this.#seekTarget !== undefined) {
-        const read = this.#it.readBeforeSeek?.(this.#startTarget(this.#seekTarget.to));
+      const target = this.#seekTarget;
+      if (target !== undefined) {
+        const read = this.#seekWaits < MAX_WAITS_PER_MOVE ? this.#it.readBeforeSeek?.(this.#startTarget(target.to)) : undefined;
         if (read !== undefined) {
+          this.#seekWaits++;
           await this.#track(read);
-          continue; // closed meanwhile, or sought again: look again
+          continue; // asks again (a table opened, then its block read), or closed, or sought again meanwhile
         }
         this.#position();
       }
       if (this.#fill(out, Math.min(max, out.length + this.#limit - this.#returned))) {
         const read = this.#pending!;
         this.#pending = undefined;
+        this.#stepWaits++;
         await this.#track(read);
       }
     }
@@ -127,6 +132,7 @@ export class DbIterator implements EngineIterator {
     this.#done = false;
     // Positioned at the next call: an async one may read the target's blocks first.
     this.#seekTarget = { to: asBuffer(target) };
+    this.#seekWaits = 0;
   }
 
   close(): void {
@@ -163,7 +169,9 @@ export class DbIterator implements EngineIterator {
   #position(): void {
     const target = this.#seekTarget!.to;
     this.#seekTarget = undefined;
+    this.#seekWaits = 0;
     this.#stepOwed = false;
+    this.#stepWaits = 0;
     this.#skip = undefined;
     this.#resetPrev();
     seekTo(this.#it, this.#startTarget(target));
@@ -176,7 +184,7 @@ export class DbIterator implements EngineIterator {
 
   /** Moves the cursor if a move is owed; false, with the read it needs in #pending, when `reads` and that move would read. */
   #step(reads: boolean, forward: boolean): boolean {
-    if (reads) {
+    if (reads && this.#stepWaits < MAX_WAITS_PER_MOVE) {
       const read = this.#it.readBeforeStep?.(forward);
       if (read !== undefined && read !== EXHAUSTS) {
         this.#pending = read;
@@ -186,6 +194,7 @@ export class DbIterator implements EngineIterator {
     if (forward) this.#it.next();
     else this.#it.prev();
     this.#stepOwed = false;
+    this.#stepWaits = 0;
     return true;
   }
 
@@ -263,5 +272,7 @@ export class DbIterator implements EngineIterator {
 
 /** What #findNext and #findPrev return when they stopped for a read (in #pending). */
 const WAIT = null;
+/** See DbIterator.#stepWaits. A move waits for a table open and a block read at most. */
+const MAX_WAITS_PER_MOVE = 4;
 const FIRST: SeekTarget = { to: 'first' };
 const LAST: SeekTarget = { to: 'last' };
