@@ -18,6 +18,7 @@ import type { InternalIterator } from '../src/engine/iterator.js';
 import { b, openTestDb, SMALL_TUNING, type TestDb } from './support/engine-helpers.js';
 import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { TdekvLevel } from '../src/level/tdekv-level.js';
+import { isTdekvError } from '../src/errors.js';
 
 let root: string;
 let keyPath: string;
@@ -331,6 +332,29 @@ test('nextBatch reads at the iterator snapshot while writes, flushes and compact
     }
     it.close();
     assert.deepEqual(got, expected);
+  } finally {
+    await db.close();
+  }
+});
+
+test('next(), seek() or another nextBatch() while a nextBatch() waits for a read is refused, and the waiting batch is unharmed', async () => {
+  const db = await open();
+  try {
+    const model = await layeredStore(db, 600);
+    drainSync(db.engine.iterator()); // tables open
+    const it = db.engine.iterator();
+    try {
+      const pending = it.nextBatch(100);
+      const busy = (err: unknown): boolean => isTdekvError(err, 'INVALID_ARGUMENT') && /still waiting for a read: await it first/.test(err.message);
+      assert.throws(() => it.next(), busy);
+      assert.throws(() => it.seek(b(key(10))), busy);
+      await assert.rejects(it.nextBatch(1), busy);
+      const first = await pending;
+      assert.deepEqual(first.map(([k, v]) => `${k.toString()}=${v.toString()}`), modelEntries(model, { limit: 100 }));
+      assert.equal(it.next()?.[0].toString(), modelEntries(model, {})[100]!.split('=')[0], 'usable again once it settled');
+    } finally {
+      it.close();
+    }
   } finally {
     await db.close();
   }

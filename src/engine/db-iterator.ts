@@ -1,4 +1,5 @@
 import { EXHAUSTS, seekTo, type InternalIterator, type SeekTarget } from './iterator.js';
+import { TdekvError } from '../errors.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { EngineIterator, RangeOptions } from './types.js';
 
@@ -66,6 +67,8 @@ export class DbIterator implements EngineIterator {
   #seekWaits = 0;
   #done = false;
   #closed = false;
+  /** A nextBatch() is running (it may be waiting for a read). */
+  #busy = false;
 
   constructor(it: InternalIterator, seq: number, range: UserRange, reverse: boolean, limit: number, onClose: () => void, track: (read: Promise<void>) => Promise<void> = (read) => read) {
     this.#it = it;
@@ -78,6 +81,7 @@ export class DbIterator implements EngineIterator {
   }
 
   next(): [Buffer, Buffer] | undefined {
+    this.#checkIdle('next()');
     if (this.#closed || this.#done || this.#returned >= this.#limit) return undefined;
     if (this.#seekTarget !== undefined) this.#position();
     // With no reads allowed to wait, the find never returns WAIT.
@@ -89,6 +93,21 @@ export class DbIterator implements EngineIterator {
    * in the block cache on the thread pool. Fewer only at the end of the range (or at close).
    */
   async nextBatch(max: number): Promise<Array<[Buffer, Buffer]>> {
+    this.#checkIdle('nextBatch()');
+    this.#busy = true;
+    try {
+      return await this.#nextBatch(max);
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** One call at a time: a move made while another call waits for a read would lose its place. */
+  #checkIdle(call: string): void {
+    if (this.#busy) throw new TdekvError('INVALID_ARGUMENT', `iterator ${call} called while a nextBatch() of it is still waiting for a read: await it first`);
+  }
+
+  async #nextBatch(max: number): Promise<Array<[Buffer, Buffer]>> {
     const out: Array<[Buffer, Buffer]> = [];
     while (out.length < max && !this.#closed && !this.#done && this.#returned < this.#limit) {
       const target = this.#seekTarget;
@@ -97,7 +116,7 @@ export class DbIterator implements EngineIterator {
         if (read !== undefined) {
           this.#seekWaits++;
           await this.#track(read);
-          continue; // asks again (a table opened, then its block read), or closed, or sought again meanwhile
+          continue; // asks again (a table opened, then its block read), or ends if closed meanwhile
         }
         this.#position();
       }
@@ -128,6 +147,7 @@ export class DbIterator implements EngineIterator {
   }
 
   seek(target: Uint8Array): void {
+    this.#checkIdle('seek()');
     if (this.#closed) return;
     this.#done = false;
     // Positioned at the next call: an async one may read the target's blocks first.
