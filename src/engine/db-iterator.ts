@@ -1,4 +1,4 @@
-import { EXHAUSTS, seekTo, type InternalIterator, type SeekTarget } from './iterator.js';
+import { EXHAUSTS, seekTo, type BlockEdges, type InternalIterator, type SeekTarget } from './iterator.js';
 import { TdekvError } from '../errors.js';
 import { MAX_SEQUENCE, ValueKind } from './internal-key.js';
 import type { EngineIterator, RangeOptions } from './types.js';
@@ -70,7 +70,10 @@ export class DbIterator implements EngineIterator {
   /** A nextBatch() is running (it may be waiting for a read). */
   #busy = false;
 
-  constructor(it: InternalIterator, seq: number, range: UserRange, reverse: boolean, limit: number, onClose: () => void, track: (read: Promise<void>) => Promise<void> = (read) => read) {
+  /** Table cursors on a block's edge (see BlockEdges); undefined: always ask. */
+  readonly #edges: BlockEdges | undefined;
+
+  constructor(it: InternalIterator, seq: number, range: UserRange, reverse: boolean, limit: number, onClose: () => void, track: (read: Promise<void>) => Promise<void> = (read) => read, edges?: BlockEdges) {
     this.#it = it;
     this.#seq = seq;
     this.#range = range;
@@ -78,6 +81,7 @@ export class DbIterator implements EngineIterator {
     this.#limit = limit < 0 ? Infinity : limit;
     this.#onClose = onClose;
     this.#track = track;
+    this.#edges = edges;
   }
 
   next(): [Buffer, Buffer] | undefined {
@@ -204,7 +208,8 @@ export class DbIterator implements EngineIterator {
 
   /** Moves the cursor if a move is owed; false, with the read it needs in #pending, when `reads` and that move would read. */
   #step(reads: boolean, forward: boolean): boolean {
-    if (reads && this.#stepWaits < MAX_WAITS_PER_MOVE) {
+    // No table cursor on a block's edge: no move can need a read, and asking costs a chain of calls.
+    if (reads && this.#stepWaits < MAX_WAITS_PER_MOVE && (this.#edges === undefined || this.#edges.count > 0)) {
       const read = this.#it.readBeforeStep?.(forward);
       if (read !== undefined && read !== EXHAUSTS) {
         this.#pending = read;

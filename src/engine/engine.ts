@@ -18,7 +18,7 @@ import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
 import { CURRENT, manifestName, tableName } from './file-names.js';
 import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
-import type { InternalIterator } from './iterator.js';
+import type { BlockEdges, InternalIterator } from './iterator.js';
 import { firstMemtableSizes, Memtable, STAGED_LINK_BOUND, type MemtableSizes } from './memtable.js';
 import type { MemtableMemory } from './memtable-memory.js';
 import { MergingIterator } from './merging-iterator.js';
@@ -330,15 +330,16 @@ export class Engine {
     this.#checkOpen();
     const seq = options.snapshot?.sequence ?? this.#lastSeq;
     const version = this.#versions.acquire();
+    const edges: BlockEdges = { count: 0 };
     let children: InternalIterator[];
     try {
-      children = this.#internalIterators(version);
+      children = this.#internalIterators(version, edges);
     } catch (err) {
       // A table that cannot be opened (damaged, missing): do not leave its version pinned.
       this.#versions.release(version);
       throw err;
     }
-    return new DbIterator(new MergingIterator(children), seq, toUserRange(options), options.reverse ?? false, options.limit ?? -1, () => this.#versions.release(version), (read) => this.#trackRead(read));
+    return new DbIterator(new MergingIterator(children), seq, toUserRange(options), options.reverse ?? false, options.limit ?? -1, () => this.#versions.release(version), (read) => this.#trackRead(read), edges);
   }
 
   // ---------------------------------------------------------------- writes
@@ -1185,16 +1186,16 @@ export class Engine {
     return this.env.needsRewrite(tableName(tableNumber));
   }
 
-  #internalIterators(version: Version): InternalIterator[] {
+  #internalIterators(version: Version, edges?: BlockEdges): InternalIterator[] {
     // Iterated: from now on new keys are not left unlinked in bulk (see Memtable.linkThreshold).
     this.#iterated = true;
     this.#mem.linkThreshold = STAGED_LINK_BOUND;
     const children: InternalIterator[] = [this.#mem.iterator()];
     if (this.#imm) children.push(this.#imm.iterator());
-    for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number));
+    for (const f of version.levels[0]!) children.push(this.#tables.iterator(f.number, edges));
     for (let level = 1; level < version.levels.length; level++) {
       const files = version.levels[level]!;
-      if (files.length > 0) children.push(new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number), (i) => this.#tables.prepare(files[i]!.number)));
+      if (files.length > 0) children.push(new ConcatIterator(files, (i) => this.#tables.iterator(files[i]!.number, edges), (i) => this.#tables.prepare(files[i]!.number)));
     }
     return children;
   }

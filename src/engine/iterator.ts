@@ -40,6 +40,15 @@ export interface InternalIterator {
   readBeforeSeek?(target: SeekTarget): Promise<void> | undefined;
 }
 
+/**
+ * Shared by the table cursors under one database iterator: how many of them sit on the first
+ * or last entry of a block, where their next move may need a read. While it is 0 no move can,
+ * and the iterator skips asking (the question costs a chain of calls on every move).
+ */
+export interface BlockEdges {
+  count: number;
+}
+
 /** See InternalIterator.readBeforeStep. */
 export const EXHAUSTS = 1;
 export type StepRead = Promise<void> | undefined | typeof EXHAUSTS;

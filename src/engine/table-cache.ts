@@ -1,6 +1,6 @@
 import { TdekvError } from '../errors.js';
 import type { EncryptedReadableFile } from '../env/readable-file.js';
-import type { InternalIterator } from './iterator.js';
+import type { BlockEdges, InternalIterator } from './iterator.js';
 import { LruCache } from './lru-cache.js';
 import { TableReader } from './table-reader.js';
 import type { BlockCache } from './block-cache.js';
@@ -108,10 +108,10 @@ export class TableCache {
   }
 
   /** A cursor over the table that keeps it open until the cursor is closed. */
-  iterator(fileNumber: number): InternalIterator {
+  iterator(fileNumber: number, edges?: BlockEdges): InternalIterator {
     const reader = this.get(fileNumber);
     this.#pins.set(reader, (this.#pins.get(reader) ?? 0) + 1);
-    return reader.iterator(() => this.#unpin(reader));
+    return reader.iterator(() => this.#unpin(reader), edges);
   }
 
   /**

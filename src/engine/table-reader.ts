@@ -2,7 +2,7 @@ import type { EncryptedReadableFile } from '../env/readable-file.js';
 import { Block, BlockIterator } from './block.js';
 import { bloomHash, bloomMayContain, bloomMayContainHash } from './bloom.js';
 import { compareInternalKeys, ValueKind, TRAILER_BYTES, trailerSeq } from './internal-key.js';
-import { EXHAUSTS, type InternalIterator, type SeekTarget, type StepRead } from './iterator.js';
+import { EXHAUSTS, type BlockEdges, type InternalIterator, type SeekTarget, type StepRead } from './iterator.js';
 import type { BlockCache } from './block-cache.js';
 import {
   decodeBlockHandle,
@@ -267,9 +267,12 @@ export class TableReader {
     return this.#filter;
   }
 
-  /** A two-level cursor: index entries select data blocks. `onClose` runs once, at close(). */
-  iterator(onClose?: () => void): InternalIterator {
-    return new TableIterator(this, this.#index.iterator(), onClose);
+  /**
+   * A two-level cursor: index entries select data blocks. `onClose` runs once, at close();
+   * `edges`, if given, counts this cursor while it sits on a block's first or last entry.
+   */
+  iterator(onClose?: () => void, edges?: BlockEdges): InternalIterator {
+    return new TableIterator(this, this.#index.iterator(), onClose, edges);
   }
 
   /**
@@ -393,11 +396,28 @@ class TableIterator implements InternalIterator {
   /** A second index cursor: where a seek would land, and which blocks follow, without moving. */
   #seekIndex: BlockIterator | undefined;
 
-  constructor(table: TableReader, index: BlockIterator, onClose: (() => void) | undefined) {
+  readonly #edges: BlockEdges | undefined;
+  /** Whether this cursor is counted in #edges. */
+  #atEdge = false;
+
+  constructor(table: TableReader, index: BlockIterator, onClose: (() => void) | undefined, edges: BlockEdges | undefined) {
     this.#table = table;
     this.#index = index;
     this.#data = EMPTY_BLOCK.iterator();
     this.#onClose = onClose;
+    this.#edges = edges;
+  }
+
+  /** Keeps #edges right after a move: on a block's first or last entry, or not. */
+  #noteEdge(): void {
+    const edges = this.#edges;
+    if (edges === undefined) return;
+    const data = this.#data;
+    const atEdge = data.atLast || data.atFirst;
+    if (atEdge !== this.#atEdge) {
+      this.#atEdge = atEdge;
+      edges.count += atEdge ? 1 : -1;
+    }
   }
 
   valid(): boolean {
@@ -408,18 +428,21 @@ class TableIterator implements InternalIterator {
     this.#index.seekToFirst();
     if (this.#load()) this.#data.seekToFirst();
     this.#skipForward();
+    this.#noteEdge();
   }
 
   seekToLast(): void {
     this.#index.seekToLast();
     if (this.#load()) this.#data.seekToLast();
     this.#skipBackward();
+    this.#noteEdge();
   }
 
   seek(userKey: Uint8Array, seq: number): void {
     this.#index.seek(userKey, seq);
     if (this.#load()) this.#data.seek(userKey, seq);
     this.#skipForward();
+    this.#noteEdge();
   }
 
   seekForPrev(userKey: Uint8Array, seq: number): void {
@@ -428,16 +451,19 @@ class TableIterator implements InternalIterator {
     if (!this.#index.valid()) this.#index.seekToLast();
     if (this.#load()) this.#data.seekForPrev(userKey, seq);
     this.#skipBackward();
+    this.#noteEdge();
   }
 
   next(): void {
     this.#data.next();
     this.#skipForward();
+    this.#noteEdge();
   }
 
   prev(): void {
     this.#data.prev();
     this.#skipBackward();
+    this.#noteEdge();
   }
 
   userKey(): Buffer {
@@ -552,6 +578,7 @@ class TableIterator implements InternalIterator {
     this.#data.reset(EMPTY_BLOCK);
     this.#blockOffset = -1;
     this.#readAhead = new Map();
+    this.#noteEdge();
     const onClose = this.#onClose;
     this.#onClose = undefined;
     onClose?.();
