@@ -402,6 +402,41 @@ test('TdekvLevel iterators read cold blocks on the thread pool', async () => {
   }
 });
 
+test('a TdekvLevel iterator over level-0 tables that are not open opens them on the thread pool before its first read', async () => {
+  const location = `${root}/level-${++n}`;
+  const options = { dataEncryptionMethod: 'aes256-ctr' as const, masterKey: { type: 'file' as const, path: keyPath }, ...NO_CACHE, level0FileNumCompactionTrigger: 8 };
+  let db = new TdekvLevel(location, options);
+  const keys = Array.from({ length: 600 }, (_, i) => key(i));
+  try {
+    // Three flushes: three level-0 tables, below the compaction trigger.
+    for (let round = 0; round < 3; round++) {
+      await db.batch(keys.filter((_, i) => i % 3 === round).map((k) => ({ type: 'put' as const, key: k, value: value(k, round).toString() })));
+      await db.flush();
+    }
+  } finally {
+    await db.close();
+  }
+  db = new TdekvLevel(location, options);
+  try {
+    await db.open();
+    let got: string[] = [];
+    let sought: string[] = [];
+    const ops = await tableReadsDuring(async () => {
+      got = await db.keys().all();
+      const it = db.keys({ reverse: true });
+      it.seek(key(300));
+      sought = await it.nextv(3);
+      await it.close();
+    });
+    assert.deepEqual(got, keys);
+    assert.deepEqual(sought, [key(300), key(299), key(298)]);
+    assert.ok(ops.includes('pread'), 'read on the thread pool');
+    assert.equal(ops.filter((op) => op === 'readSync').length, 0, `no synchronous read, level-0 table opens included (${ops.length} reads)`);
+  } finally {
+    await db.close();
+  }
+});
+
 test('TdekvLevel get, getMany, has and hasMany read cold blocks and open tables on the thread pool, each call at one point in time', async () => {
   const location = `${root}/level-${++n}`;
   const options = { dataEncryptionMethod: 'aes256-ctr' as const, masterKey: { type: 'file' as const, path: keyPath }, ...NO_CACHE };

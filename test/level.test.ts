@@ -31,6 +31,7 @@ class ProbeLevel<K = string, V = string> extends TdekvLevel<K, V> {
       getSync: engine.getSync.bind(engine),
       get: engine.get.bind(engine),
       getCached: engine.getCached.bind(engine),
+      prepareIterator: engine.prepareIterator.bind(engine),
       snapshot: engine.snapshot.bind(engine),
       iterator: engine.iterator.bind(engine),
       close: engine.close.bind(engine),

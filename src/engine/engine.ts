@@ -18,7 +18,7 @@ import { asBuffer, DbIterator, toUserRange } from './db-iterator.js';
 import { CURRENT, manifestName, tableName } from './file-names.js';
 import { writeMemtable } from './flush.js';
 import { ValueKind } from './internal-key.js';
-import type { BlockEdges, InternalIterator } from './iterator.js';
+import { allReads, type BlockEdges, type InternalIterator } from './iterator.js';
 import { firstMemtableSizes, Memtable, STAGED_LINK_BOUND, type MemtableSizes } from './memtable.js';
 import type { MemtableMemory } from './memtable-memory.js';
 import { MergingIterator } from './merging-iterator.js';
@@ -324,6 +324,22 @@ export class Engine {
   snapshot(): Snapshot {
     this.#checkOpen();
     return this.#snapshots.create(this.#lastSeq);
+  }
+
+  /**
+   * Opens on the thread pool the level-0 tables an iterator made now would open synchronously
+   * (level-0 files are all opened when an iterator is made; deeper levels' files as it reaches
+   * them, ahead of it). Undefined when every one is open. The version is pinned meanwhile.
+   */
+  prepareIterator(): Promise<void> | undefined {
+    this.#checkOpen();
+    const version = this.#versions.acquire();
+    const opening = allReads(version.levels[0]!.map((f) => this.#tables.prepare(f.number)));
+    if (opening === undefined) {
+      this.#versions.release(version);
+      return undefined;
+    }
+    return this.#trackRead(opening.finally(() => this.#versions.release(version)));
   }
 
   iterator(options: IteratorOptions = {}): EngineIterator {

@@ -533,10 +533,13 @@ class TableIterator implements InternalIterator {
         forward = false;
         break;
     }
-    // A seek may be a lookup that reads one entry: its block alone; read-ahead starts with the moves after it.
+    // A seek may be a lookup that reads one entry: its block, and the one beside it, where the
+    // seek lands when the target falls between the block's keys and its index key (going
+    // forward) or before the block's first key (in reverse, which is common). Read-ahead
+    // proper starts with the moves after it.
     this.#readAheadBytes = MIN_READ_AHEAD_BYTES;
     if (!cursor.valid() || this.#inMemory(this.#table.handleAt(cursor))) return undefined;
-    return this.#readRun(cursor, forward, 0);
+    return this.#readRun(cursor, forward, 0, 2);
   }
 
   #lookahead(): BlockIterator {
@@ -551,9 +554,9 @@ class TableIterator implements InternalIterator {
   /**
    * Reads, in one read on the thread pool, the block at `cursor` (an index cursor) and the
    * ones after it (before it, in reverse) that are not in memory, while they total at most
-   * `bytes`; they then replace what was read ahead before.
+   * `bytes` or number fewer than `minBlocks`; they then replace what was read ahead before.
    */
-  #readRun(cursor: BlockIterator, forward: boolean, bytes: number): Promise<void> {
+  #readRun(cursor: BlockIterator, forward: boolean, bytes: number, minBlocks = 1): Promise<void> {
     const run = [this.#table.handleAt(cursor)];
     let total = run[0]!.size;
     for (;;) {
@@ -561,7 +564,7 @@ class TableIterator implements InternalIterator {
       else cursor.prev();
       if (!cursor.valid()) break;
       const handle = this.#table.handleAt(cursor);
-      if (total + handle.size > bytes || this.#inMemory(handle)) break;
+      if ((run.length >= minBlocks && total + handle.size > bytes) || this.#inMemory(handle)) break;
       run.push(handle);
       total += handle.size;
     }

@@ -121,6 +121,8 @@ export interface LevelEngine {
   getSync(key: Uint8Array, options?: { snapshot?: Snapshot }): Buffer | undefined;
   get(key: Uint8Array, options?: { snapshot?: Snapshot }): Promise<Buffer | undefined>;
   getCached(key: Uint8Array, options?: { snapshot?: Snapshot }): Buffer | undefined | typeof NOT_CACHED;
+  /** Opens, on the thread pool, the tables an iterator made next would open synchronously (undefined: none). */
+  prepareIterator?(): Promise<void> | undefined;
   write(ops: readonly BatchOp[], options?: { sync?: boolean }): Promise<void>;
   writeBatch(batch: WriteBatchBuilder, options?: { sync?: boolean }): Promise<void>;
   snapshot(): Snapshot;
@@ -721,7 +723,13 @@ function engineSnapshotOf(snapshot: unknown, db: object): Snapshot | undefined {
  * synchronous, so a batch of entries is read in one go.
  */
 class Cursor {
-  readonly #it: EngineIterator | undefined;
+  #it: EngineIterator | undefined;
+  /**
+   * Until the first read: what makes the engine iterator. It is made then, not here, so that
+   * level-0 tables not open yet are first opened on the thread pool (an iterator's creation
+   * opens them synchronously). The snapshot is taken here, so it reads the same either way.
+   */
+  #start: { engine: LevelEngine; range: IteratorOptions; seek?: Uint8Array } | undefined;
   #release: (() => void) | undefined;
 
   constructor(db: object, engine: LevelEngine, options: RangeReadOptions) {
@@ -742,31 +750,41 @@ class Cursor {
     else if (options.gt !== undefined) range.gt = toBytes(options.gt);
     if (options.lte !== undefined) range.lte = toBytes(options.lte);
     else if (options.lt !== undefined) range.lt = toBytes(options.lt);
-    try {
-      this.#it = engine.iterator(range);
-    } catch (err) {
-      this.close();
-      throw err;
-    }
+    this.#start = { engine, range };
+  }
+
+  async #iterator(): Promise<EngineIterator | undefined> {
+    const start = this.#start;
+    if (start === undefined) return this.#it;
+    const opening = start.engine.prepareIterator?.();
+    if (opening !== undefined) await opening;
+    // Closed meanwhile: nothing to make.
+    if (this.#start !== start) return this.#it;
+    this.#start = undefined;
+    this.#it = start.engine.iterator(start.range);
+    if (start.seek !== undefined) this.#it.seek(start.seek);
+    return this.#it;
   }
 
   /** The next entry; a table block not in the block cache is read on the thread pool. */
   async next(): Promise<[Buffer, Buffer] | undefined> {
-    if (this.#it === undefined) return undefined;
-    const batch = await this.#it.nextBatch(1);
+    const batch = await this.nextBatch(1);
     return batch[0];
   }
 
   /** Up to `size` entries (fewer only at the end), read as next() reads. */
   async nextBatch(size: number): Promise<Array<[Buffer, Buffer]>> {
-    return this.#it === undefined ? [] : this.#it.nextBatch(size);
+    const it = this.#it ?? (await this.#iterator());
+    return it === undefined ? [] : it.nextBatch(size);
   }
 
   seek(target: Data): void {
-    this.#it?.seek(toBytes(target));
+    if (this.#start !== undefined) this.#start.seek = toBytes(target);
+    else this.#it?.seek(toBytes(target));
   }
 
   close(): void {
+    this.#start = undefined;
     try {
       this.#it?.close();
     } finally {
