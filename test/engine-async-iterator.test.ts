@@ -16,7 +16,9 @@ import { DbIterator } from '../src/engine/db-iterator.js';
 import { ValueKind } from '../src/engine/internal-key.js';
 import type { InternalIterator } from '../src/engine/iterator.js';
 import { b, openTestDb, SMALL_TUNING, type TestDb } from './support/engine-helpers.js';
-import { cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { readdirSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { cleanup, flipByte, tempDir, writeKeyFile } from './support/fs-helpers.js';
 import { TdekvLevel } from '../src/level/tdekv-level.js';
 import { isTdekvError } from '../src/errors.js';
 
@@ -174,6 +176,61 @@ test('nextBatch opens level files that are not in the table cache on the thread 
       assert.deepEqual(got, modelEntries(model, { reverse }));
       assert.equal(ops.filter((op) => op === 'readSync').length, 0, `reverse ${reverse}: no synchronous read, table opens included (${ops.length} reads)`);
     }
+  } finally {
+    await db.close();
+  }
+});
+
+test('a table whose metadata was changed on disk, opened on the thread pool, is an error naming it for nextBatch and get(), and nothing is left open', async () => {
+  const dir = `${root}/db-${++n}`;
+  let db = await openTestDb(dir, keyPath, { tuning: NO_CACHE });
+  let damaged: string;
+  try {
+    await layeredStore(db, 900);
+    await db.engine.compactRange();
+    await db.engine.waitForBackgroundWork();
+    const tables = db.engine.liveTables();
+    assert.ok(tables.length >= 2 && tables.every((t) => t.level > 0), 'several tables, none on level 0');
+    damaged = tables[tables.length - 1]!.name;
+    // A byte of the index block (just before the footer), changed without the key.
+    await flipByte(join(db.dataDir, damaged), tables[tables.length - 1]!.size - 60, 0x40);
+  } finally {
+    await db.close();
+  }
+  db = await openTestDb(dir, keyPath, { tuning: NO_CACHE });
+  try {
+    const named = (err: unknown): boolean => isTdekvError(err, 'DATA_CORRUPTED') && err.message.includes(damaged);
+    for (const reverse of [false, true]) {
+      const it = db.engine.iterator({ reverse });
+      try {
+        await assert.rejects((async () => {
+          while ((await it.nextBatch(100)).length > 0) {
+            // drains until the damaged table
+          }
+        })(), named, `reverse ${reverse}`);
+      } finally {
+        it.close();
+      }
+    }
+    let failed = 0;
+    for (let i = 0; i < 900; i += 7) {
+      try {
+        await db.engine.get(b(key(i)));
+      } catch (err) {
+        assert.ok(named(err), String(err));
+        failed++;
+      }
+    }
+    assert.ok(failed > 0, 'gets of keys in the damaged table fail');
+    // Every failed open closed its descriptor (the reads it started settled first).
+    const openOnDamaged = readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`).endsWith(damaged);
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual(openOnDamaged, [], 'no descriptor left open on the damaged table');
   } finally {
     await db.close();
   }
