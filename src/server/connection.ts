@@ -175,6 +175,8 @@ export class Connection {
       if (this.destroyed) return;
       write(this.out);
       this.#replies++;
+      // The command may have written (one that waited for a read from disk runs only now).
+      this.#host.scheduleCommit();
       this.flush();
     };
     reply

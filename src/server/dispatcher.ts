@@ -3,7 +3,7 @@ import { isTdekvError } from '../errors.js';
 import { LogRateLimit } from '../log/log-rate-limit.js';
 import type { Logger } from '../log/logger.js';
 import { ADMIN_COMMANDS } from './commands/admin.js';
-import { ReplyError, isWord, type CommandContext, type CommandSpec } from './commands/command.js';
+import { ReplyError, isWord, type CommandContext, type CommandSpec, type DeferredReply } from './commands/command.js';
 import { CONNECTION_COMMANDS } from './commands/connection.js';
 import { ENCRYPTION_COMMANDS } from './commands/encryption.js';
 import { BACKUP_COMMANDS } from './commands/backup.js';
@@ -36,6 +36,8 @@ interface Entry {
   noMulti: boolean;
   /** Needs the admin user when `[security] admin-password` is set. */
   adminOnly: boolean;
+  /** Reads the records at its key arguments (and fields at `spec.fieldArgs`): they are read ahead. */
+  readsKeys: boolean;
 }
 
 /**
@@ -97,6 +99,7 @@ export class Dispatcher {
         noAuth: spec.flags.includes('no_auth'),
         noMulti: spec.flags.includes('no_multi'),
         adminOnly: ADMIN_ONLY_COMMANDS.has(spec.name),
+        readsKeys: spec.firstKey > 0 && (spec.flags.includes('readonly') || spec.flags.includes('write')),
       };
       this.#entries.set(spec, entry);
       const h = nameHash(Buffer.from(spec.name, 'latin1'));
@@ -139,7 +142,55 @@ export class Dispatcher {
       ctx.out.simple('QUEUED');
       return;
     }
+    if (this.readAhead && this.#waitForDisk(ctx, entry!, args)) return;
     this.#run(ctx, entry!, args);
+  }
+
+  /**
+   * Whether commands read the disk ahead of running (`[engine] block-cache-size` > 0: what is
+   * read ahead is kept there until the command runs).
+   */
+  readAhead = true;
+  /** Commands waiting for their reads from disk; they run when these settle. */
+  readonly #waiting = new Set<Promise<void>>();
+  readonly #reads: Array<Promise<unknown>> = [];
+
+  /**
+   * A command that would read a block from disk (a key's record not in the row cache, and its
+   * block not in the block cache) waits for that read on the thread pool and runs when it is
+   * in, as a blocked command runs in Redis: the client's next commands wait behind it, other
+   * clients go on. The command itself still runs synchronously, so it stays atomic and its
+   * reply is the one it would have made; it reads from memory then, unless the block was
+   * evicted meanwhile (then it reads it itself). EXEC waits for every key of its queued
+   * commands. True when the command was made to wait.
+   */
+  #waitForDisk(ctx: CommandContext, entry: Entry, args: Buffer[]): boolean {
+    const reads = this.#reads;
+    if (entry.readsKeys) addReads(ctx, entry.spec, args, reads);
+    else if (entry.spec.name === 'exec' && ctx.client.multi !== undefined && !ctx.client.multiFailed) {
+      for (const queued of ctx.client.multi) {
+        const e = this.#lookup(queued[0]!);
+        if (e?.readsKeys === true) addReads(ctx, e.spec, queued, reads);
+      }
+    }
+    if (reads.length === 0) return false;
+    const all = Promise.all(reads);
+    reads.length = 0;
+    ctx.server.stats.commandsWaitedForDisk++;
+    const reply = all.then((): DeferredReply => () => this.#run(ctx, entry, args));
+    ctx.defer(reply);
+    // After the connection's own reaction to `reply`, which runs the command (or drops it when
+    // its client has gone).
+    const done = reply.then(() => {
+      this.#waiting.delete(done);
+    });
+    this.#waiting.add(done);
+    return true;
+  }
+
+  /** Resolves once no command waits for a read from disk (each has run, or found its client gone). */
+  async idle(): Promise<void> {
+    while (this.#waiting.size > 0) await Promise.all([...this.#waiting]);
   }
 
   /** Runs a queued command of a transaction (its checks were made when it was queued). */
@@ -187,6 +238,16 @@ export class Dispatcher {
     this.#logger.error({ command: spec.name, err: err instanceof Error ? err.stack : String(err) }, 'command failed unexpectedly');
     return `ERR internal error in '${spec.name}': ${err instanceof Error ? err.message : String(err)}`;
   }
+}
+
+/** Adds the reads from disk of the records (and hash fields) `args` names to `reads`. */
+function addReads(ctx: CommandContext, spec: CommandSpec, args: Buffer[], reads: Array<Promise<unknown>>): void {
+  const last = spec.lastKey < 0 ? args.length + spec.lastKey : Math.min(spec.lastKey, args.length - 1);
+  for (let i = spec.firstKey; i <= last; i += spec.step) ctx.ks.readAhead(args[i]!, undefined, reads);
+  const f = spec.fieldArgs;
+  if (f === undefined || args.length <= spec.firstKey) return;
+  const lastField = f[1] < 0 ? args.length + f[1] : Math.min(f[1], args.length - 1);
+  for (let i = f[0]; i <= lastField; i += f[2]) ctx.ks.readAhead(args[spec.firstKey]!, args[i]!, reads);
 }
 
 /**

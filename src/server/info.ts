@@ -125,6 +125,8 @@ function section(src: InfoSources, name: string): Array<[string, string | number
         ['row_cache_hits', s.rowCache().hits],
         ['row_cache_misses', s.rowCache().misses],
         ['row_cache_overflows', s.rowCache().overflows],
+        // Not Redis's: commands that waited for a block read on the thread pool before they ran.
+        ['commands_waited_for_disk', s.commandsWaitedForDisk],
       ];
     case 'replication':
       return [

@@ -20,6 +20,8 @@ export class ServerStats implements ServerCounters {
   totalCommands = 0;
   /** Lower-case command name → counters. */
   readonly commands = new Map<string, CommandStat>();
+  /** Commands that waited for a read from disk before they ran (the dispatcher's read-ahead). */
+  commandsWaitedForDisk = 0;
   keyspaceHits = 0;
   keyspaceMisses = 0;
   expiredKeys = 0;

@@ -139,6 +139,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       },
     });
     this.#dispatcher = new Dispatcher(logger, this.stats);
+    // What a command reads ahead is kept for it in the block cache: without one it would be read twice.
+    this.#dispatcher.readAhead = engine.stats().blockCache.capacity > 0;
     this.stats.clientBuffers = () => this.#clientBuffers();
     this.stats.keys = () => this.#ks.keyCount;
     this.stats.expires = () => this.#ks.expiresCount;
@@ -526,14 +528,32 @@ export class TdekvServer implements ServerContext, ConnectionHost {
   // ------------------------------------------------------------------ background
 
   #expireCycle(): void {
-    if (this.#stopping !== undefined || this.#store.failure !== undefined) return;
+    if (this.#expiring !== undefined || this.#stopping !== undefined || this.#store.failure !== undefined) return;
+    this.#expiring = this.#expireSteps().finally(() => {
+      this.#expiring = undefined;
+      this.scheduleCommit();
+    });
+  }
+
+  /** The active expiry cycle running now (stop() waits for it). */
+  #expiring: Promise<void> | undefined;
+
+  /**
+   * Steps of EXPIRE_STEP keys while they are full and the budget lasts. With the read-ahead on,
+   * each step first reads what it will walk on the thread pool (a cold expiry index or record
+   * is then not a read on the event loop); the step itself runs synchronously, as a command.
+   */
+  async #expireSteps(): Promise<void> {
     const deadline = performance.now() + EXPIRE_BUDGET_MS;
     try {
-      while (this.#ks.expireCycle(EXPIRE_STEP) === EXPIRE_STEP && performance.now() < deadline);
+      for (;;) {
+        if (this.#dispatcher.readAhead) await this.#ks.readAheadExpiry(EXPIRE_STEP);
+        if (this.#stopping !== undefined || this.#store.failure !== undefined) return;
+        if (this.#ks.expireCycle(EXPIRE_STEP) !== EXPIRE_STEP || performance.now() >= deadline) return;
+      }
     } catch (err) {
       this.logger.error({ err: errorMessage(err) }, 'active expiry failed');
     }
-    this.scheduleCommit();
   }
 
   #syncEverySecond(): void {
@@ -559,6 +579,9 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     const listener = this.#listener;
     const closedListener = listener ? new Promise<void>((resolve) => listener.close(() => resolve())) : Promise.resolve();
     for (const conn of this.#connections) conn.stopReading();
+    // Commands received that wait for a read from disk run before the last writes are drained.
+    await this.#dispatcher.idle();
+    await this.#expiring;
     this.#endTurn();
     this.#commit();
     await this.#store.drain();

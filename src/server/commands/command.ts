@@ -78,6 +78,12 @@ export interface CommandSpec {
   firstKey: number;
   lastKey: number;
   step: number;
+  /**
+   * For a hash command, the arguments that name fields of the hash at `firstKey`, as
+   * [first, last (-1: the last argument), step]: the fields it reads, read ahead from disk
+   * before it runs, as the keys are.
+   */
+  fieldArgs?: readonly [number, number, number];
   /** Redis's command group, for COMMAND DOCS. */
   group: 'connection' | 'server' | 'string' | 'generic' | 'hash' | 'transactions';
   summary: string;
@@ -119,6 +125,11 @@ export function lowerName(arg: Buffer): string {
 /** Shorthand for building specs. */
 export function spec(name: string, arity: number, flags: CommandFlag[], keys: [number, number, number], group: CommandSpec['group'], summary: string, handler: CommandHandler): CommandSpec {
   return { name, arity, flags, firstKey: keys[0], lastKey: keys[1], step: keys[2], group, summary, handler };
+}
+
+/** `s` with the arguments that name its hash's fields (CommandSpec.fieldArgs). */
+export function withFields(s: CommandSpec, fieldArgs: readonly [number, number, number]): CommandSpec {
+  return { ...s, fieldArgs };
 }
 
 /**

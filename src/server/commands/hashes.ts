@@ -1,6 +1,6 @@
 import { hashOf } from '../keyspace/keyspace.js';
 import { checkedInt64, decimalArg, int64Arg, storedInt64, ZERO } from './args.js';
-import { NOT_FLOAT, replyError, spec, type CommandContext, type CommandSpec } from './command.js';
+import { NOT_FLOAT, replyError, spec, withFields, type CommandContext, type CommandSpec } from './command.js';
 import { addDecimalFloats, formatDecimalFloat } from './decimal-float.js';
 import { replyScanPage, resumeAfter, scanOptions } from './scan-args.js';
 
@@ -118,19 +118,19 @@ const W = ['write', 'denyoom', 'fast'] as const;
 const K1: [number, number, number] = [1, 1, 1];
 
 export const HASH_COMMANDS: CommandSpec[] = [
-  spec('hset', -4, [...W], K1, 'hash', 'Creates or modifies the value of a field in a hash.', hset),
-  spec('hmset', -4, [...W], K1, 'hash', 'Sets the values of multiple fields.', hset),
-  spec('hsetnx', 4, [...W], K1, 'hash', 'Sets the value of a field in a hash only when the field does not exist.', hsetnx),
-  spec('hget', 3, ['readonly', 'fast'], K1, 'hash', 'Returns the value of a field in a hash.', hget),
-  spec('hmget', -3, ['readonly', 'fast'], K1, 'hash', 'Returns the values of all fields in a hash.', hmget),
-  spec('hdel', -3, ['write', 'fast'], K1, 'hash', 'Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.', hdel),
+  withFields(spec('hset', -4, [...W], K1, 'hash', 'Creates or modifies the value of a field in a hash.', hset), [2, -1, 2]),
+  withFields(spec('hmset', -4, [...W], K1, 'hash', 'Sets the values of multiple fields.', hset), [2, -1, 2]),
+  withFields(spec('hsetnx', 4, [...W], K1, 'hash', 'Sets the value of a field in a hash only when the field does not exist.', hsetnx), [2, 2, 1]),
+  withFields(spec('hget', 3, ['readonly', 'fast'], K1, 'hash', 'Returns the value of a field in a hash.', hget), [2, 2, 1]),
+  withFields(spec('hmget', -3, ['readonly', 'fast'], K1, 'hash', 'Returns the values of all fields in a hash.', hmget), [2, -1, 1]),
+  withFields(spec('hdel', -3, ['write', 'fast'], K1, 'hash', 'Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.', hdel), [2, -1, 1]),
   spec('hgetall', 2, ['readonly'], K1, 'hash', 'Returns all fields and values in a hash.', hgetall('all')),
   spec('hkeys', 2, ['readonly'], K1, 'hash', 'Returns all fields in a hash.', hgetall('keys')),
   spec('hvals', 2, ['readonly'], K1, 'hash', 'Returns all values in a hash.', hgetall('values')),
   spec('hlen', 2, ['readonly', 'fast'], K1, 'hash', 'Returns the number of fields in a hash.', hlen),
-  spec('hexists', 3, ['readonly', 'fast'], K1, 'hash', 'Determines whether a field exists in a hash.', hexists),
-  spec('hstrlen', 3, ['readonly', 'fast'], K1, 'hash', 'Returns the length of the value of a field.', hstrlen),
-  spec('hincrby', 4, [...W], K1, 'hash', 'Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field does not exist.', hincrby),
-  spec('hincrbyfloat', 4, [...W], K1, 'hash', 'Increments the floating point value of a field by a number. Uses 0 as initial value if the field does not exist.', hincrbyfloat),
+  withFields(spec('hexists', 3, ['readonly', 'fast'], K1, 'hash', 'Determines whether a field exists in a hash.', hexists), [2, 2, 1]),
+  withFields(spec('hstrlen', 3, ['readonly', 'fast'], K1, 'hash', 'Returns the length of the value of a field.', hstrlen), [2, 2, 1]),
+  withFields(spec('hincrby', 4, [...W], K1, 'hash', 'Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field does not exist.', hincrby), [2, 2, 1]),
+  withFields(spec('hincrbyfloat', 4, [...W], K1, 'hash', 'Increments the floating point value of a field by a number. Uses 0 as initial value if the field does not exist.', hincrbyfloat), [2, 2, 1]),
   spec('hscan', -3, ['readonly'], K1, 'hash', 'Iterates over fields and values of a hash.', hscan),
 ];

@@ -1,4 +1,5 @@
 import type { Engine } from '../../engine/engine.js';
+import { NOT_CACHED } from '../../engine/table-reader.js';
 import { WriteBatchBuilder } from '../../engine/write-batch.js';
 import { RowCache, bufferAt, type ValueLocation } from './row-cache.js';
 
@@ -111,6 +112,38 @@ export class BatchingStore {
     const value = this.#fromEngine(key);
     if (this.cache.enabled) this.cache.set(key, value ?? null);
     return locateBuffer(value ?? null, at);
+  }
+
+  /**
+   * For a command about to read `key`: undefined when get(key) would be answered from memory
+   * now (the row cache, a pending write, the engine's memtables and cached blocks); otherwise
+   * the engine's read of it on the thread pool, which leaves what it read in the engine's
+   * table and block caches, so that the command's own synchronous read then finds it there.
+   * The promise never rejects: the command's own read meets the failure and reports it.
+   */
+  readAhead(key: Buffer): Promise<unknown> | undefined {
+    if (this.cache.enabled && this.cache.has(key)) return undefined;
+    const overlay = this.#overlayIfNeeded();
+    if (overlay !== undefined && overlay.size > 0 && overlay.has(this.#mapKey(key))) return undefined;
+    if (this.#hideEngineUntil > this.#lastApplied) return undefined;
+    if (this.#engine.getCached(key) !== NOT_CACHED) return undefined;
+    return this.#engine.get(key).catch(() => undefined);
+  }
+
+  /**
+   * The first `limit` keys of `range` in the engine (pending writes left out), read with the
+   * engine's iterator on the thread pool: a walk of the range right after finds its blocks in
+   * the block cache.
+   */
+  async readAheadRange(range: StoreRange, limit: number): Promise<Buffer[]> {
+    if (this.#hideEngineUntil > this.#lastApplied) return [];
+    await this.#engine.prepareIterator();
+    const it = this.#engine.iterator({ gte: range.gte, lt: range.lt });
+    try {
+      return (await it.nextBatch(limit)).map((e) => e[0]);
+    } finally {
+      it.close();
+    }
   }
 
   /** latin1(key), remembered for the last Buffer: a read and a write of one record share it. */

@@ -97,6 +97,16 @@ export class Keyspace {
   }
 
   /**
+   * Adds to `reads` the reads from disk a command would make to look up `key`'s record, or
+   * with `field` that field of its hash, and makes none when they are in memory
+   * (BatchingStore.readAhead): the command can wait for them and then run without a read.
+   */
+  readAhead(key: Buffer, field: Buffer | undefined, reads: Array<Promise<unknown>>): void {
+    const read = this.#store.readAhead(field === undefined ? this.#recordKey(key) : fieldKey(key, field));
+    if (read !== undefined) reads.push(read);
+  }
+
+  /**
    * `lookup` without the value: for a write that replaces the key whatever it holds (SET),
    * which then makes no view of the old value.
    */
@@ -295,6 +305,20 @@ export class Keyspace {
     this.#keys = 0;
     this.#expires = 0;
     this.#statsDirty = true;
+  }
+
+  /**
+   * Reads from disk, on the thread pool, what `expireCycle(limit)` would read: the first
+   * `limit` due entries of the expiry index and their keys' records.
+   */
+  async readAheadExpiry(limit: number): Promise<void> {
+    if (this.#expires === 0) return;
+    const reads: Array<Promise<unknown>> = [];
+    for (const k of await this.#store.readAheadRange(expiryRangeUntil(this.now()), limit)) {
+      const read = this.#store.readAhead(recordKey(decodeExpiryKey(k).key));
+      if (read !== undefined) reads.push(read);
+    }
+    await Promise.all(reads);
   }
 
   /**

@@ -292,6 +292,15 @@ export class RowCache {
     return n;
   }
 
+  /**
+   * Whether the cache holds `key` (a value or a known absence): not counted as a hit or a
+   * miss, and nothing moves between generations (the read that follows does both).
+   */
+  has(key: Uint8Array): boolean {
+    const hash = this.#hash(key) | 0;
+    return this.#young.find(key, hash) >= 0 || this.#old.find(key, hash) >= 0;
+  }
+
   /** Caches `value` (null: the key is known to be absent). The key's bytes are copied. */
   set(key: Uint8Array, value: Buffer | null): void {
     if (this.#halfBudget === 0) return;

@@ -1,0 +1,296 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { closeSync, openSync, read as fsRead, writeSync, constants as fsConstants } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Redis } from 'ioredis';
+import { loadConfig } from '../src/config/config.js';
+import { TdekvServer } from '../src/server/server.js';
+import type { FileOp } from '../src/util/file-io.js';
+import { fileOpsDuring } from './support/file-ops.js';
+import { captureLogger, cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
+import { parseInfo } from './support/server-process.js';
+
+// An in-process server (the file-fault seam sees its reads) on loopback, with real clients:
+// a command whose key is only on disk waits for its read on the thread pool, and then runs.
+
+const KEYS = 3000;
+const FIELDS = 300;
+const valueOf = (i: number): string => `value-${i}-${'x'.repeat(i % 50)}`;
+
+function config(rowCacheSize: string, blockCacheSize = '64MiB'): string {
+  return `[server]
+addr = "127.0.0.1:0"
+status-addr = "127.0.0.1:0"
+[storage]
+data-dir = "data"
+sync-writes = "no"
+row-cache-size = "${rowCacheSize}"
+[engine]
+write-buffer-size = "64KiB"
+target-file-size-base = "32KiB"
+block-cache-size = "${blockCacheSize}"
+# The data stays in level-0 tables: no compaction runs (one starting before the background
+# thread has loaded would run, and read, on the event loop).
+level0-file-num-compaction-trigger = 100
+level0-slowdown-writes-trigger = 200
+level0-stop-writes-trigger = 300
+[security.encryption]
+data-encryption-method = "aes256-ctr"
+[security.encryption.master-key]
+type = "file"
+path = "master.key"
+`;
+}
+
+/** The table reads made while `fn` runs: readSync on the event loop, pread on the thread pool. */
+async function readsDuring(fn: () => Promise<void>): Promise<{ readSync: number; pread: number }> {
+  const ops: FileOp[] = (await fileOpsDuring(fn)).filter((op) => op === 'readSync' || op === 'pread');
+  return { readSync: ops.filter((op) => op === 'readSync').length, pread: ops.filter((op) => op === 'pread').length };
+}
+
+async function waitedForDisk(c: Redis): Promise<number> {
+  return Number(parseInfo(await c.info('stats')).get('stats')!.get('commands_waited_for_disk'));
+}
+
+/**
+ * Occupies every thread of libuv's pool with a read of a FIFO nobody writes to, until
+ * `release()`: a read from disk queued meanwhile cannot finish, however fast the disk is.
+ */
+let fifos = 0;
+function occupyThreadPool(dir: string): { release: () => Promise<void> } {
+  const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+  const fifo = join(dir, `pool-${++fifos}.fifo`);
+  execFileSync('mkfifo', [fifo]);
+  // O_RDWR: Linux opens a FIFO at once this way, with no writer yet.
+  const fd = openSync(fifo, fsConstants.O_RDWR);
+  const reads = Array.from({ length: threads }, () => new Promise<void>((resolve) => fsRead(fd, Buffer.alloc(1), 0, 1, null, () => resolve())));
+  return {
+    release: async () => {
+      for (let i = 0; i < threads; i++) writeSync(fd, 'x');
+      await Promise.all(reads);
+      closeSync(fd);
+    },
+  };
+}
+
+for (const rowCache of ['64MiB', '0']) {
+  describe(`server: commands whose keys are only on disk (row-cache-size ${rowCache})`, () => {
+    let dir: string;
+    let server: TdekvServer | undefined;
+    const clients: Redis[] = [];
+
+    const start = async (text = config(rowCache)): Promise<TdekvServer> => {
+      await writeFile(join(dir, 'tdekv.toml'), text);
+      server = await TdekvServer.start(await loadConfig(join(dir, 'tdekv.toml')), captureLogger().logger);
+      return server;
+    };
+    const connect = async (): Promise<Redis> => {
+      const c = new Redis({ port: server!.addresses().addr.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0 });
+      await c.connect();
+      clients.push(c);
+      return c;
+    };
+    /** Stops the server (its memtable is flushed to a table) and starts it again: nothing of the data is in memory. */
+    const restart = async (text?: string): Promise<void> => {
+      for (const c of clients.splice(0)) c.disconnect();
+      await server?.stop();
+      server = undefined;
+      await start(text);
+    };
+
+    before(async () => {
+      dir = await tempDir('tdekv-cold-reads-');
+      await writeKeyFile(dir);
+      await start();
+      const c = await connect();
+      for (let i = 0; i < KEYS; i += 500) {
+        const args: string[] = [];
+        for (let j = i; j < i + 500; j++) args.push(`k:${j}`, valueOf(j));
+        await c.mset(...args);
+      }
+      for (let i = 0; i < FIELDS; i += 100) {
+        const args: string[] = [];
+        for (let j = i; j < i + 100; j++) args.push(`f:${j}`, valueOf(j));
+        await c.hset('h', ...args);
+      }
+      await c.set('n', '41');
+      await c.pexpire('k:7', 3_600_000);
+    });
+    after(async () => {
+      for (const c of clients.splice(0)) c.disconnect();
+      await server?.stop();
+      await cleanup(dir);
+    });
+
+    test('every key-reading command reads on the thread pool, never with a read on the event loop, and replies as before', async () => {
+      await restart();
+      const c = await connect();
+      const reads = await readsDuring(async () => {
+        // First, while nothing is in memory: EXEC waits for the keys of every queued command.
+        const exec = await c.multi().get('k:30').hget('h', 'f:31').exists('k:2032').exec();
+        assert.deepEqual(exec, [[null, valueOf(30)], [null, valueOf(31)], [null, 1]]);
+        assert.equal(await c.get('k:1'), valueOf(1));
+        assert.deepEqual(await c.mget('k:2', 'k:1500', 'missing', 'k:2999'), [valueOf(2), valueOf(1500), null, valueOf(2999)]);
+        assert.equal(await c.strlen('k:10'), valueOf(10).length);
+        assert.equal(await c.exists('k:11', 'k:12', 'nope'), 2);
+        assert.ok((await c.pttl('k:7')) > 3_000_000);
+        assert.equal(await c.type('h'), 'hash');
+        assert.equal(await c.hget('h', 'f:5'), valueOf(5));
+        assert.deepEqual(await c.hmget('h', 'f:6', 'f:299', 'f:none'), [valueOf(6), valueOf(299), null]);
+        assert.equal(await c.hexists('h', 'f:250'), 1);
+        assert.equal(await c.incr('n'), 42);
+        assert.equal(await c.set('k:20', 'new', 'XX', 'GET'), valueOf(20));
+        assert.equal(await c.setnx('k:21', 'no'), 0);
+        assert.equal(await c.del('k:22', 'k:23'), 2);
+        assert.equal(await c.hincrby('h', 'f:counter', 3), 3);
+      });
+      assert.equal(reads.readSync, 0, `reads on the event loop: ${reads.readSync} (and ${reads.pread} on the thread pool)`);
+      assert.ok(reads.pread > 0, 'the keys were on disk');
+      const waited = await waitedForDisk(c);
+      assert.ok(waited > 0, `commands waited for the disk: ${waited}`);
+      // What they wrote is there.
+      assert.equal(await c.get('k:20'), 'new');
+      assert.equal(await c.get('k:21'), valueOf(21));
+      assert.equal(await c.exists('k:22', 'k:23'), 0);
+    });
+
+    test('a pipeline that mixes waiting and ready commands gets its replies in order, each as if run alone', async () => {
+      await restart();
+      const c = await connect();
+      const p = c.pipeline();
+      p.get('k:100');
+      p.set('k:100', 'one');
+      p.get('k:100');
+      p.get('k:101');
+      p.append('k:102', '!');
+      p.get('k:102');
+      p.ping();
+      p.hget('h', 'f:100');
+      p.hset('h', 'f:100', 'two');
+      p.hget('h', 'f:100');
+      p.get('k:2500');
+      const replies = (await p.exec())!.map(([err, v]) => (err === null ? v : `error: ${err.message}`));
+      assert.deepEqual(replies, [valueOf(100), 'OK', 'one', valueOf(101), valueOf(102).length + 1, `${valueOf(102)}!`, 'PONG', valueOf(100), 0, 'two', valueOf(2500)]);
+    });
+
+    test('a waiting client holds only itself: other clients are served meanwhile, and its command runs when the read is in', async () => {
+      await restart();
+      const waiter = await connect();
+      const other = await connect();
+      // Read while the pool is free: this key's block is in memory from now on.
+      assert.equal(await other.get('k:0'), valueOf(0));
+      const pool = occupyThreadPool(dir);
+      let released = false;
+      try {
+        const before = await waitedForDisk(other);
+        let answered = false;
+        const reply = waiter.get('k:2000').then((v) => {
+          answered = true;
+          return v;
+        });
+        // The other client's INFO is answered while the waiter's GET waits for the disk.
+        for (let i = 0; i < 200 && (await waitedForDisk(other)) === before; i++) await new Promise((r) => setTimeout(r, 5));
+        assert.ok((await waitedForDisk(other)) > before || answered, `the GET waited for the disk (${before} → ${await waitedForDisk(other)}, answered ${answered})`);
+        assert.equal(await other.get('k:0'), valueOf(0));
+        assert.equal(await other.ping(), 'PONG');
+        assert.equal(answered, false, 'the GET cannot finish before its read');
+        released = true;
+        await pool.release();
+        assert.equal(await reply, valueOf(2000));
+      } finally {
+        if (!released) await pool.release();
+      }
+    });
+
+    test('a write waiting for its read when the server stops is run and kept', async () => {
+      await restart();
+      const c = await connect();
+      const pool = occupyThreadPool(dir);
+      let released = false;
+      try {
+        const before = await waitedForDisk(c);
+        const reply = c.set('k:1234', 'kept');
+        const probe = await connect();
+        for (let i = 0; i < 200 && (await waitedForDisk(probe)) === before; i++) await new Promise((r) => setTimeout(r, 5));
+        const stopped = server!.stop();
+        released = true;
+        await pool.release();
+        assert.equal(await reply, 'OK');
+        await stopped;
+      } finally {
+        if (!released) await pool.release();
+      }
+      server = undefined;
+      await restart();
+      assert.equal(await (await connect()).get('k:1234'), 'kept');
+    });
+
+    test('active expiry reads the expiry index and the records on the thread pool', async () => {
+      const c0 = await connect();
+      const at = Date.now() + 1500;
+      for (let i = 0; i < 50; i++) await c0.set(`e:${i}`, valueOf(i), 'PXAT', at + i);
+      await restart();
+      const c = await connect();
+      const expired = async (): Promise<number> => Number(parseInfo(await c.info('stats')).get('stats')!.get('expired_keys'));
+      const reads = await readsDuring(async () => {
+        for (let i = 0; i < 400 && (await expired()) < 50; i++) await new Promise((r) => setTimeout(r, 10));
+      });
+      assert.equal(await expired(), 50, 'the expiry cycle removed every key (none was touched)');
+      assert.equal(reads.readSync, 0, `reads on the event loop: ${reads.readSync} (and ${reads.pread} on the thread pool)`);
+      assert.ok(reads.pread > 0);
+    });
+
+    test('a failed read ahead costs nothing but the wait: the command reads for itself and replies', async () => {
+      await restart();
+      const c = await connect();
+      let failed = 0;
+      const { setFileFaults } = await import('../src/util/file-io.js');
+      // Only tables are read here (their descriptors were opened before, so no path is known).
+      setFileFaults((op) => {
+        if (op === 'pread') {
+          failed++;
+          return 'EIO';
+        }
+        return undefined;
+      });
+      try {
+        assert.equal(await c.get('k:2222'), valueOf(2222));
+        assert.deepEqual(await c.hmget('h', 'f:222', 'f:1'), [valueOf(222), valueOf(1)]);
+      } finally {
+        setFileFaults(undefined);
+      }
+      assert.ok(failed > 0, 'the reads ahead were made, and failed');
+    });
+  });
+}
+
+describe('server: without a block cache nothing is read ahead', () => {
+  test('commands read for themselves (what was read ahead would not be kept)', async () => {
+    const dir = await tempDir('tdekv-cold-reads-nocache-');
+    let server: TdekvServer | undefined;
+    let c: Redis | undefined;
+    try {
+      await writeKeyFile(dir);
+      await writeFile(join(dir, 'tdekv.toml'), config('64MiB', '0'));
+      server = await TdekvServer.start(await loadConfig(join(dir, 'tdekv.toml')), captureLogger().logger);
+      c = new Redis({ port: server.addresses().addr.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      await c.mset('a', '1', 'b', '2');
+      c.disconnect();
+      await server.stop();
+      server = await TdekvServer.start(await loadConfig(join(dir, 'tdekv.toml')), captureLogger().logger);
+      c = new Redis({ port: server.addresses().addr.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      const reads = await readsDuring(async () => {
+        assert.deepEqual(await c!.mget('a', 'b'), ['1', '2']);
+      });
+      assert.equal(reads.pread, 0);
+      assert.ok(reads.readSync > 0);
+      assert.equal(await waitedForDisk(c), 0);
+    } finally {
+      c?.disconnect();
+      await server?.stop();
+      await cleanup(dir);
+    }
+  });
+});
