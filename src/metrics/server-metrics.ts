@@ -31,6 +31,8 @@ export interface ServerCounters {
   readonly protocolErrors: number;
   readonly authFailures: number;
   readonly evictedClients: number;
+  /** Commands that waited for a read from disk on the thread pool before they ran. */
+  readonly commandsWaitedForDisk: number;
   readonly queryBufferLimitDisconnections: number;
   readonly outputBufferLimitDisconnections: number;
   clientBuffers(): { memory: number };
@@ -108,6 +110,7 @@ export function registerServerMetrics(registry: Registry, stats: ServerCounters,
   counter('tdekv_server_protocol_errors_total', 'Malformed requests (the connection is closed)', () => stats.protocolErrors);
   counter('tdekv_server_row_cache_hits_total', 'Record lookups the row cache answered', () => stats.rowCache().hits);
   counter('tdekv_server_row_cache_misses_total', 'Record lookups the row cache sent to the engine', () => stats.rowCache().misses);
+  counter('tdekv_server_commands_waited_for_disk_total', 'Commands that waited for a table block read on the thread pool before they ran (their keys were only on disk)', () => stats.commandsWaitedForDisk);
   counter('tdekv_server_row_cache_overflows_total', 'Times the row cache emptied itself because keys crowded one slot run (keys crafted to collide)', () => stats.rowCache().overflows);
   gauge('tdekv_server_row_cache_entries', 'Keys (present or known absent) the row cache holds', () => stats.rowCache().entries);
 }

@@ -273,13 +273,23 @@ export class RowCache {
    * it is not cached.
    */
   locate(key: Uint8Array, at: ValueLocation): number {
-    const hash = this.#hash(key) | 0;
-    const young = this.#young.find(key, hash);
+    let young: number;
+    let e: number;
+    let hash = 0;
+    const probed = key === this.#probeKey && this.#probeChanges === this.#changes;
+    this.#probeKey = undefined;
+    if (probed) {
+      young = this.#probeYoung;
+      e = this.#probeOld;
+    } else {
+      hash = this.#hash(key) | 0;
+      young = this.#young.find(key, hash);
+      e = young >= 0 ? -1 : this.#old.find(key, hash);
+    }
     if (young >= 0) {
       this.hits++;
       return this.#young.locate(young, at);
     }
-    const e = this.#old.find(key, hash);
     if (e < 0) {
       this.misses++;
       return -2;
@@ -288,7 +298,7 @@ export class RowCache {
     // Located before the copy back, which may turn the young generation into the old one
     // (the bytes located stay where they are).
     const n = this.#old.locate(e, at);
-    this.#put(key, hash, this.#old.value(e));
+    this.#put(key, probed ? this.#hash(key) | 0 : hash, this.#old.value(e));
     return n;
   }
 
@@ -298,8 +308,23 @@ export class RowCache {
    */
   has(key: Uint8Array): boolean {
     const hash = this.#hash(key) | 0;
-    return this.#young.find(key, hash) >= 0 || this.#old.find(key, hash) >= 0;
+    const young = this.#young.find(key, hash);
+    const old = young >= 0 ? -1 : this.#old.find(key, hash);
+    // The read that usually follows (a command looking up the key it was checked for) takes
+    // this answer instead of hashing and probing again, unless the cache changed meanwhile.
+    this.#probeKey = key;
+    this.#probeYoung = young;
+    this.#probeOld = old;
+    this.#probeChanges = this.#changes;
+    return young >= 0 || old >= 0;
   }
+
+  #probeKey: Uint8Array | undefined;
+  #probeYoung = -1;
+  #probeOld = -1;
+  #probeChanges = 0;
+  /** Bumped by every insert and clear: a remembered probe is stale once it moved. */
+  #changes = 0;
 
   /** Caches `value` (null: the key is known to be absent). The key's bytes are copied. */
   set(key: Uint8Array, value: Buffer | null): void {
@@ -308,6 +333,7 @@ export class RowCache {
   }
 
   #put(key: Uint8Array, hash: number, value: Buffer | null): void {
+    this.#changes++;
     this.#young.put(key, hash, value);
     if (this.#young.overflowed) {
       // Both generations: the old one may hold an older value of a key the young one held.
@@ -324,6 +350,7 @@ export class RowCache {
   }
 
   clear(): void {
+    this.#changes++;
     this.forgets++;
     this.#young = new Generation();
     this.#old = new Generation();
