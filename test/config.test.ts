@@ -44,6 +44,7 @@ const SERVER_DEFAULTS = {
   clientQueryBufferLimit: 1024 * 1024 * 1024,
   maxmemoryClients: { percent: 10 },
   clientOutputBufferLimit: { hard: 0, soft: 0, softSeconds: 0 },
+  readAhead: 'auto' as const,
 };
 
 const DESIGN_EXAMPLE = `
@@ -411,6 +412,7 @@ addr = "0.0.0.0:6379"
 status-addr = "[::1]:0"
 max-clients = 500
 max-request-size = "64MiB"
+read-ahead = "always"
 
 [storage]
 sync-writes = "always"
@@ -428,7 +430,7 @@ format = "json"
 `,
       OPTS,
     );
-    assert.deepEqual(config.server, { addr: { host: '0.0.0.0', port: 6379 }, statusAddr: { host: '::1', port: 0 }, maxClients: 500, maxRequestSize: 64 * 2 ** 20, clientQueryBufferLimit: 2 ** 30, maxmemoryClients: { percent: 10 }, clientOutputBufferLimit: { hard: 0, soft: 0, softSeconds: 0 } });
+    assert.deepEqual(config.server, { addr: { host: '0.0.0.0', port: 6379 }, statusAddr: { host: '::1', port: 0 }, maxClients: 500, maxRequestSize: 64 * 2 ** 20, clientQueryBufferLimit: 2 ** 30, maxmemoryClients: { percent: 10 }, clientOutputBufferLimit: { hard: 0, soft: 0, softSeconds: 0 }, readAhead: 'always' });
     assert.equal(config.storage.syncWrites, 'always');
     assert.deepEqual(config.security, {
       requirepass: 'correct horse battery staple',

@@ -19,10 +19,11 @@ const KEYS = 3000;
 const FIELDS = 300;
 const valueOf = (i: number): string => `value-${i}-${'x'.repeat(i % 50)}`;
 
-function config(rowCacheSize: string, blockCacheSize = '64MiB'): string {
+function config(rowCacheSize: string, blockCacheSize = '64MiB', readAhead = 'always'): string {
   return `[server]
 addr = "127.0.0.1:0"
 status-addr = "127.0.0.1:0"
+read-ahead = "${readAhead}"
 [storage]
 data-dir = "data"
 sync-writes = "no"
@@ -265,6 +266,60 @@ for (const rowCache of ['64MiB', '0']) {
     });
   });
 }
+
+describe('server: read-ahead = "auto" reads ahead only while the reads on the event loop are slow', () => {
+  test('fast (page-cached) reads stay on the event loop; slow ones send the commands after them to the thread pool', async () => {
+    const dir = await tempDir('tdekv-cold-reads-auto-');
+    let server: TdekvServer | undefined;
+    let c: Redis | undefined;
+    const { setFileFaults } = await import('../src/util/file-io.js');
+    try {
+      await writeKeyFile(dir);
+      await writeFile(join(dir, 'tdekv.toml'), config('0', '64MiB', 'auto'));
+      server = await TdekvServer.start(await loadConfig(join(dir, 'tdekv.toml')), captureLogger().logger);
+      c = new Redis({ port: server.addresses().addr.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      for (let i = 0; i < KEYS; i += 500) {
+        const args: string[] = [];
+        for (let j = i; j < i + 500; j++) args.push(`k:${j}`, valueOf(j));
+        await c.mset(...args);
+      }
+      c.disconnect();
+      await server.stop();
+      server = await TdekvServer.start(await loadConfig(join(dir, 'tdekv.toml')), captureLogger().logger);
+      c = new Redis({ port: server.addresses().addr.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      // Keys far apart, so that most GETs need a block not read before.
+      const keys = Array.from({ length: 60 }, (_, i) => (i * 997) % KEYS);
+      const fast = await readsDuring(async () => {
+        for (const i of keys.slice(0, 20)) assert.equal(await c!.get(`k:${i}`), valueOf(i));
+      });
+      assert.ok(fast.readSync > 0, 'page-cached reads are made by the commands themselves');
+      assert.equal(fast.pread, 0);
+      assert.equal(await waitedForDisk(c), 0);
+      // A disk that takes 2 ms a read: after a few such reads, commands wait for theirs on the thread pool.
+      let slowReads = 0;
+      let preads = 0;
+      setFileFaults((op) => {
+        if (op === 'pread') preads++;
+        if (op !== 'readSync') return undefined;
+        slowReads++;
+        const until = performance.now() + 2;
+        while (performance.now() < until);
+        return undefined;
+      });
+      try {
+        for (const i of keys.slice(20)) assert.equal(await c.get(`k:${i}`), valueOf(i));
+      } finally {
+        setFileFaults(undefined);
+      }
+      assert.ok(slowReads >= 3 && slowReads <= 12, `slow reads on the event loop before the switch: ${slowReads}`);
+      assert.ok(preads > 0 && (await waitedForDisk(c)) > 0, 'the commands after them waited for reads on the thread pool');
+    } finally {
+      c?.disconnect();
+      await server?.stop();
+      await cleanup(dir);
+    }
+  });
+});
 
 describe('server: without a block cache nothing is read ahead', () => {
   test('commands read for themselves (what was read ahead would not be kept)', async () => {

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { ENCRYPTION_METHODS } from '../crypto/method.js';
 import { ENGINE_MINIMUMS, WAL_RECOVERY_MODES, WAL_SYNC_MODES, type EngineTuning } from '../engine/options.js';
 import { LOG_FORMATS } from '../log/log-config.js';
-import { DEFAULT_ENCRYPTION, DEFAULT_KMS_MAX_ATTEMPTS, DEFAULT_KMS_TIMEOUT_MS, DEFAULT_PKCS11_TIMEOUT_MS, type LogConfig, type MasterKeyConfig, type ServerConfig, type SyncWrites } from './types.js';
+import { DEFAULT_ENCRYPTION, DEFAULT_KMS_MAX_ATTEMPTS, DEFAULT_KMS_TIMEOUT_MS, DEFAULT_PKCS11_TIMEOUT_MS, type LogConfig, type MasterKeyConfig, type ReadAheadMode, type ServerConfig, type SyncWrites } from './types.js';
 import { duration, flag, hostPort, httpUrl, integer, localPath, oneOf, outputBufferLimit, size, sizeOrPercent, text, type Context, type Validator } from './validators.js';
 
 /*
@@ -23,7 +23,9 @@ export const DEFAULT_SERVER: Readonly<ServerConfig> = Object.freeze({
   clientQueryBufferLimit: 2 ** 30,
   maxmemoryClients: Object.freeze({ percent: 10 }),
   clientOutputBufferLimit: Object.freeze({ hard: 0, soft: 0, softSeconds: 0 }),
+  readAhead: 'auto',
 });
+export const READ_AHEAD_MODES: readonly ReadAheadMode[] = ['auto', 'always', 'never'];
 export const DEFAULT_SYNC_WRITES: SyncWrites = 'everysec';
 export const SYNC_WRITES: readonly SyncWrites[] = ['always', 'everysec', 'no'];
 export const DEFAULT_LOG: Readonly<LogConfig> = Object.freeze({ level: 'info', format: 'auto' });
@@ -162,6 +164,7 @@ export const SCHEMA: Readonly<Record<string, Section>> = {
       'client-query-buffer-limit': { prop: 'clientQueryBufferLimit', default: () => DEFAULT_SERVER.clientQueryBufferLimit, ...size(2 ** 20, 2 ** 40) },
       'maxmemory-clients': { prop: 'maxmemoryClients', default: () => DEFAULT_SERVER.maxmemoryClients, ...sizeOrPercent() },
       'client-output-buffer-limit': { prop: 'clientOutputBufferLimit', default: () => DEFAULT_SERVER.clientOutputBufferLimit, ...outputBufferLimit() },
+      'read-ahead': { prop: 'readAhead', default: () => DEFAULT_SERVER.readAhead, ...oneOf(READ_AHEAD_MODES) },
     },
   },
   // Before [security.encryption]: each section's object is set at its `into` path, and this

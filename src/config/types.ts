@@ -20,7 +20,7 @@ export {
   type PlaintextMasterKeyConfig,
   type ServiceMasterKeyConfig,
 } from '../masterkey/master-key-config.js';
-export type { ClientMemoryLimit, OutputBufferLimit, ServerConfig, ServerOptions, SyncWrites, TlsConfig } from '../server/server-options.js';
+export type { ClientMemoryLimit, OutputBufferLimit, ReadAheadMode, ServerConfig, ServerOptions, SyncWrites, TlsConfig } from '../server/server-options.js';
 export type { HostPort } from '../util/host-port.js';
 
 /** Parsed, validated configuration. TOML names are kebab-case; these are camelCase. */

@@ -30,6 +30,7 @@ import { recover } from './recovery.js';
 import { SnapshotList } from './snapshot-list.js';
 import { TableCache } from './table-cache.js';
 import { NOT_CACHED, type TableGetResult } from './table-reader.js';
+import { ReadLatency } from './read-latency.js';
 import { discardTableFile, type TableOutputContext } from './table-output.js';
 import type { BatchOp, EngineIterator, IteratorOptions, ReadOptions, Snapshot, WriteOptions } from './types.js';
 import { compareUserKeyOf, type Version } from './version.js';
@@ -106,6 +107,8 @@ export class Engine {
   readonly #dataDir: string;
   readonly #logger: Logger;
   readonly #blockCache: BlockCache;
+  /** How long the tables' synchronous reads take: whether the disk, not the page cache, serves them. */
+  readonly #readLatency = new ReadLatency();
   readonly #tables: TableCache;
   // The version set: installed by recovery, flush and compaction (#logAndApply); read by reads and the picker.
   readonly #versions: VersionSet;
@@ -159,7 +162,7 @@ export class Engine {
     this.#mem = this.#newMemtable(firstMemtableSizes(tuning.writeBufferSize));
     this.#versions = versions;
     this.#blockCache = new BlockCache(tuning.blockCacheSize);
-    this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache, openFileAsync: (n) => env.openRead(tableName(n)) });
+    this.#tables = new TableCache((n) => env.openReadSync(tableName(n)), { maxOpenFiles: tuning.maxOpenFiles, blockCache: this.#blockCache, openFileAsync: (n) => env.openRead(tableName(n)), readLatency: this.#readLatency });
     this.#wal = new WalManager((name) => env.create(name), () => versions.newFileNumber());
     this.walSync = walSync;
     this.#commits = new CommitQueue(
@@ -268,6 +271,15 @@ export class Engine {
     if (!cachedOnly) return this.#tables.get(fileNumber).get(k, seq, hash);
     const reader = this.#tables.cached(fileNumber);
     return reader === undefined ? NOT_CACHED : reader.getCached(k, seq, hash);
+  }
+
+  /**
+   * Whether the synchronous table reads lately were slow: the disk, not the page cache, served
+   * a good share of them (read-latency.ts). A caller that can wait then does better to read
+   * on the thread pool (get(), an iterator's nextBatch()) than on this thread.
+   */
+  readsAreSlow(): boolean {
+    return this.#readLatency.slow;
   }
 
   /**

@@ -4,6 +4,7 @@ import type { BlockEdges, InternalIterator } from './iterator.js';
 import { LruCache } from './lru-cache.js';
 import { TableReader } from './table-reader.js';
 import type { BlockCache } from './block-cache.js';
+import type { ReadLatency } from './read-latency.js';
 
 /**
  * Opens a table file synchronously. The engine supplies it: gets and iterators are
@@ -19,6 +20,8 @@ export interface TableCacheOptions {
   blockCache: BlockCache;
   /** For prepare(); without it prepare() opens nothing ahead. */
   openFileAsync?: AsyncTableOpener;
+  /** Times the tables' synchronous data block reads. */
+  readLatency?: ReadLatency;
 }
 
 /**
@@ -32,6 +35,7 @@ export class TableCache {
   /** Tables being opened by prepare(). */
   readonly #opening = new Map<number, Promise<void>>();
   readonly #blockCache: BlockCache;
+  readonly #readLatency: ReadLatency | undefined;
   readonly #tables: LruCache<TableReader, number>;
   /** Open iterators per table. */
   readonly #pins = new Map<TableReader, number>();
@@ -43,6 +47,7 @@ export class TableCache {
     this.#openFile = openFile;
     this.#openFileAsync = options.openFileAsync;
     this.#blockCache = options.blockCache;
+    this.#readLatency = options.readLatency;
     this.#tables = new LruCache<TableReader, number>(Math.max(1, options.maxOpenFiles), (_key, reader) => this.#dropped(reader));
   }
 
@@ -59,7 +64,7 @@ export class TableCache {
     this.#check();
     const cached = this.#tables.get(fileNumber);
     if (cached !== undefined) return cached;
-    const reader = TableReader.open(this.#openFile(fileNumber), fileNumber, this.#blockCache);
+    const reader = TableReader.open(this.#openFile(fileNumber), fileNumber, this.#blockCache, this.#readLatency);
     this.#tables.set(fileNumber, reader, 1);
     return reader;
   }
@@ -76,7 +81,7 @@ export class TableCache {
     let opening = this.#opening.get(fileNumber);
     if (opening === undefined) {
       opening = (async () => {
-        const reader = await TableReader.openAsync(await openFileAsync(fileNumber), fileNumber, this.#blockCache);
+        const reader = await TableReader.openAsync(await openFileAsync(fileNumber), fileNumber, this.#blockCache, this.#readLatency);
         // Closed meanwhile, or opened by a synchronous get(): this copy is not needed.
         if (this.#closed || this.#tables.has(fileNumber)) reader.close();
         else this.#tables.set(fileNumber, reader, 1);

@@ -4,6 +4,7 @@ import { bloomHash, bloomMayContain, bloomMayContainHash } from './bloom.js';
 import { compareInternalKeys, ValueKind, TRAILER_BYTES, trailerSeq } from './internal-key.js';
 import { EXHAUSTS, type BlockEdges, type InternalIterator, type SeekTarget, type StepRead } from './iterator.js';
 import type { BlockCache } from './block-cache.js';
+import type { ReadLatency } from './read-latency.js';
 import {
   decodeBlockHandle,
   decodeFooter,
@@ -61,8 +62,12 @@ export class TableReader {
   readonly #indexCursor: BlockIterator;
   readonly #dataCursor: BlockIterator;
 
-  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, layout: TableLayout, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties) {
+  /** Times the synchronous data block reads (the engine's tables; undefined for tools and the worker). */
+  readonly #latency: ReadLatency | undefined;
+
+  private constructor(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, layout: TableLayout, footer: Footer, index: Block, filter: Buffer | undefined, properties: TableProperties, latency: ReadLatency | undefined) {
     this.file = file;
+    this.#latency = latency;
     this.#layout = layout;
     this.fileNumber = fileNumber;
     this.#blockCache = blockCache;
@@ -76,12 +81,12 @@ export class TableReader {
   }
 
   /** Opens a table; takes ownership of `file` (closed here if the table cannot be opened). */
-  static open(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache): TableReader {
+  static open(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, latency?: ReadLatency): TableReader {
     try {
       const layout = tableLayout(file.auth);
       const footer = readFooter(file, layout);
       const read = (handle: BlockHandle): Buffer => readVerified(file, handle, layout);
-      return TableReader.#build(file, fileNumber, blockCache, layout, footer, read(footer.index), footer.filter.size > 0 ? read(footer.filter) : undefined, read(footer.properties));
+      return TableReader.#build(file, fileNumber, blockCache, layout, footer, read(footer.index), footer.filter.size > 0 ? read(footer.filter) : undefined, read(footer.properties), latency);
     } catch (err) {
       file.close();
       throw err;
@@ -89,7 +94,7 @@ export class TableReader {
   }
 
   /** open(), with the footer, index, filter and properties read on the thread pool. */
-  static async openAsync(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache): Promise<TableReader> {
+  static async openAsync(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, latency?: ReadLatency): Promise<TableReader> {
     try {
       const layout = tableLayout(file.auth);
       const n = layout.footerBytes;
@@ -100,16 +105,16 @@ export class TableReader {
       const [index, filter, properties] = await Promise.allSettled([read(footer.index), footer.filter.size > 0 ? read(footer.filter) : undefined, read(footer.properties)]);
       for (const r of [index, filter, properties]) if (r.status === 'rejected') throw r.reason;
       const value = <T>(r: PromiseSettledResult<T>): T => (r as PromiseFulfilledResult<T>).value;
-      return TableReader.#build(file, fileNumber, blockCache, layout, footer, value(index), value(filter), value(properties));
+      return TableReader.#build(file, fileNumber, blockCache, layout, footer, value(index), value(filter), value(properties), latency);
     } catch (err) {
       file.close();
       throw err;
     }
   }
 
-  static #build(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, layout: TableLayout, footer: Footer, index: Buffer, filter: Buffer | undefined, properties: Buffer): TableReader {
+  static #build(file: EncryptedReadableFile, fileNumber: number, blockCache: BlockCache, layout: TableLayout, footer: Footer, index: Buffer, filter: Buffer | undefined, properties: Buffer, latency: ReadLatency | undefined): TableReader {
     const stored = decodeProperties(properties, file.path);
-    return new TableReader(file, fileNumber, blockCache, layout, footer, new Block(index, file.path, footer.index.offset), filter, { ...stored, fileSize: file.size });
+    return new TableReader(file, fileNumber, blockCache, layout, footer, new Block(index, file.path, footer.index.offset), filter, { ...stored, fileSize: file.size }, latency);
   }
 
   get path(): string {
@@ -350,7 +355,12 @@ export class TableReader {
 
   #readDataBlock(handle: BlockHandle): Block {
     this.#checkInside(handle);
-    return new Block(readVerified(this.file, handle, this.#layout), this.file.path, handle.offset);
+    const latency = this.#latency;
+    if (latency === undefined) return new Block(readVerified(this.file, handle, this.#layout), this.file.path, handle.offset);
+    const started = performance.now();
+    const data = readVerified(this.file, handle, this.#layout);
+    latency.note(performance.now() - started);
+    return new Block(data, this.file.path, handle.offset);
   }
 
   #checkInside(handle: BlockHandle): void {

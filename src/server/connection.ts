@@ -177,6 +177,8 @@ export class Connection {
       this.#replies++;
       // The command may have written (one that waited for a read from disk runs only now).
       this.#host.scheduleCommit();
+      // The commands that waited behind it run now, so that their replies go out with its own.
+      this.#maybeResume();
       this.flush();
     };
     reply

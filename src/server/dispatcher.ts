@@ -142,15 +142,12 @@ export class Dispatcher {
       ctx.out.simple('QUEUED');
       return;
     }
-    if (this.readAhead && this.#waitForDisk(ctx, entry!, args)) return;
+    if (this.readAhead() && this.#waitForDisk(ctx, entry!, args)) return;
     this.#run(ctx, entry!, args);
   }
 
-  /**
-   * Whether commands read the disk ahead of running (`[engine] block-cache-size` > 0: what is
-   * read ahead is kept there until the command runs).
-   */
-  readAhead = true;
+  /** Whether a command whose keys are only on disk waits for their read on the thread pool now (`[server] read-ahead`). */
+  readAhead: () => boolean = () => true;
   /** Commands waiting for their reads from disk; they run when these settle. */
   readonly #waiting = new Set<Promise<void>>();
   readonly #reads: Array<Promise<unknown>> = [];

@@ -25,7 +25,16 @@ export interface ServerConfig {
   maxmemoryClients: ClientMemoryLimit;
   /** `client-output-buffer-limit` (default "normal 0 0 0", as Redis): when a client's unsent replies get it disconnected. */
   clientOutputBufferLimit: OutputBufferLimit;
+  /**
+   * `read-ahead` (default "auto"): whether a command whose keys are only on disk waits for
+   * their read on the thread pool ("always"), reads them itself on the event loop ("never"),
+   * or the first while the engine's reads are slow, the second while the page cache serves
+   * them ("auto"). docs/server.md, "Keys that are only on disk".
+   */
+  readAhead: ReadAheadMode;
 }
+
+export type ReadAheadMode = 'auto' | 'always' | 'never';
 
 export type ClientMemoryLimit = { readonly bytes: number } | { readonly percent: number };
 

@@ -140,7 +140,8 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     });
     this.#dispatcher = new Dispatcher(logger, this.stats);
     // What a command reads ahead is kept for it in the block cache: without one it would be read twice.
-    this.#dispatcher.readAhead = engine.stats().blockCache.capacity > 0;
+    const readAhead = engine.stats().blockCache.capacity === 0 ? 'never' : config.server.readAhead;
+    this.#dispatcher.readAhead = readAhead === 'auto' ? () => engine.readsAreSlow() : readAhead === 'always' ? () => true : () => false;
     this.stats.clientBuffers = () => this.#clientBuffers();
     this.stats.keys = () => this.#ks.keyCount;
     this.stats.expires = () => this.#ks.expiresCount;
@@ -547,7 +548,7 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     const deadline = performance.now() + EXPIRE_BUDGET_MS;
     try {
       for (;;) {
-        if (this.#dispatcher.readAhead) await this.#ks.readAheadExpiry(EXPIRE_STEP);
+        if (this.#dispatcher.readAhead()) await this.#ks.readAheadExpiry(EXPIRE_STEP);
         if (this.#stopping !== undefined || this.#store.failure !== undefined) return;
         if (this.#ks.expireCycle(EXPIRE_STEP) !== EXPIRE_STEP || performance.now() >= deadline) return;
       }

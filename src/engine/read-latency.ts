@@ -1,0 +1,50 @@
+/**
+ * Whether this engine's synchronous table reads are slow: served by the disk rather than by
+ * the page cache. A page-cached 4 KiB pread takes a few µs; an SSD's read 50–200 µs; a
+ * network volume's or a spinning disk's, milliseconds.
+ *
+ * The choice it informs (the server's read-ahead, docs/server.md "Keys that are only on
+ * disk"): a read on libuv's thread pool costs a round trip of wake-ups, tens of µs of CPU on
+ * a VM, which is more than a page-cached pread costs on the event loop, but far less than
+ * every client waiting for a disk read. So reads stay synchronous while they are fast, and go
+ * to the thread pool for a while once a good share of them are slow.
+ *
+ * While reads go to the thread pool no synchronous read is timed, so the slow state ends after
+ * SLOW_PERIOD_MS and the synchronous reads that follow decide again: on a disk that stays
+ * slow, a few reads (about 5) hold the event loop once per period.
+ */
+export class ReadLatency {
+  /** A synchronous read slower than this did not come from the page cache. */
+  static readonly SLOW_READ_MS = 0.2;
+  /** The share of recent reads that must be slow to call the disk slow. */
+  static readonly SLOW_SHARE = 0.25;
+  /** How long the slow state lasts before synchronous reads are timed again. */
+  static readonly SLOW_PERIOD_MS = 10_000;
+
+  /** Moving average (weight 1/16) of 1 for a slow read, 0 for a fast one. */
+  #slowShare = 0;
+  /** performance.now() until which reads are called slow (0: they are not). */
+  #slowUntil = 0;
+  readonly #now: () => number;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
+
+  /** One synchronous read took `ms` milliseconds. */
+  note(ms: number): void {
+    this.#slowShare += ((ms > ReadLatency.SLOW_READ_MS ? 1 : 0) - this.#slowShare) / 16;
+    if (this.#slowShare > ReadLatency.SLOW_SHARE) {
+      this.#slowUntil = this.#now() + ReadLatency.SLOW_PERIOD_MS;
+      this.#slowShare = 0;
+    }
+  }
+
+  /** Whether reads that can wait should go to the thread pool. One field compare while reads are fast. */
+  get slow(): boolean {
+    if (this.#slowUntil === 0) return false;
+    if (this.#now() < this.#slowUntil) return true;
+    this.#slowUntil = 0;
+    return false;
+  }
+}
