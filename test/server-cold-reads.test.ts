@@ -296,12 +296,18 @@ describe('server: read-ahead = "auto" reads ahead only while the reads on the ev
       assert.equal(fast.pread, 0);
       assert.equal(await waitedForDisk(c), 0);
       // A disk that takes 2 ms a read: after a few such reads, commands wait for theirs on the thread pool.
+      // (The engine tells a disk read from a read that waited for the CPU by the process's
+      // block input count, which a spin does not move: each slow read here moves it.)
       let slowReads = 0;
       let preads = 0;
+      const resourceUsage = process.resourceUsage;
+      let blockReads = 0;
+      process.resourceUsage = () => ({ ...resourceUsage(), fsRead: blockReads });
       setFileFaults((op) => {
         if (op === 'pread') preads++;
         if (op !== 'readSync') return undefined;
         slowReads++;
+        blockReads += 8;
         const until = performance.now() + 2;
         while (performance.now() < until);
         return undefined;
@@ -310,6 +316,7 @@ describe('server: read-ahead = "auto" reads ahead only while the reads on the ev
         for (const i of keys.slice(20)) assert.equal(await c.get(`k:${i}`), valueOf(i));
       } finally {
         setFileFaults(undefined);
+        process.resourceUsage = resourceUsage;
       }
       assert.ok(slowReads >= 3 && slowReads <= 12, `slow reads on the event loop before the switch: ${slowReads}`);
       assert.ok(preads > 0 && (await waitedForDisk(c)) > 0, 'the commands after them waited for reads on the thread pool');

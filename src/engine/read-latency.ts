@@ -26,14 +26,31 @@ export class ReadLatency {
   /** performance.now() until which reads are called slow (0: they are not). */
   #slowUntil = 0;
   readonly #now: () => number;
+  readonly #blockReads: () => number;
+  #lastBlockReads: number;
 
-  constructor(now: () => number = () => performance.now()) {
+  /**
+   * `blockReads`: the process's reads from block devices so far (getrusage's ru_inblock). A
+   * read is slow only if the process read from a disk since the last slow one: a read that
+   * took long because the thread was not scheduled (a busy machine) did not, and must not send
+   * reads to the thread pool, which would cost that machine more CPU. The count is read only
+   * for reads over SLOW_READ_MS (it is a system call).
+   */
+  constructor(now: () => number = () => performance.now(), blockReads: () => number = () => process.resourceUsage().fsRead) {
     this.#now = now;
+    this.#blockReads = blockReads;
+    this.#lastBlockReads = blockReads();
   }
 
   /** One synchronous read took `ms` milliseconds. */
   note(ms: number): void {
-    this.#slowShare += ((ms > ReadLatency.SLOW_READ_MS ? 1 : 0) - this.#slowShare) / 16;
+    let slow = 0;
+    if (ms > ReadLatency.SLOW_READ_MS) {
+      const blockReads = this.#blockReads();
+      if (blockReads !== this.#lastBlockReads) slow = 1;
+      this.#lastBlockReads = blockReads;
+    }
+    this.#slowShare += (slow - this.#slowShare) / 16;
     if (this.#slowShare > ReadLatency.SLOW_SHARE) {
       this.#slowUntil = this.#now() + ReadLatency.SLOW_PERIOD_MS;
       this.#slowShare = 0;

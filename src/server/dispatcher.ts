@@ -163,12 +163,19 @@ export class Dispatcher {
    */
   #waitForDisk(ctx: CommandContext, entry: Entry, args: Buffer[]): boolean {
     const reads = this.#reads;
-    if (entry.readsKeys) addReads(ctx, entry.spec, args, reads);
-    else if (entry.spec.name === 'exec' && ctx.client.multi !== undefined && !ctx.client.multiFailed) {
-      for (const queued of ctx.client.multi) {
-        const e = this.#lookup(queued[0]!);
-        if (e?.readsKeys === true) addReads(ctx, e.spec, queued, reads);
+    try {
+      if (entry.readsKeys) addReads(ctx, entry.spec, args, reads);
+      else if (entry.spec.name === 'exec' && ctx.client.multi !== undefined && !ctx.client.multiFailed) {
+        for (const queued of ctx.client.multi) {
+          const e = this.#lookup(queued[0]!);
+          if (e?.readsKeys === true) addReads(ctx, e.spec, queued, reads);
+        }
       }
+    } catch {
+      // The lookup failed (the engine closed, a damaged table): the command meets the same
+      // failure in its own lookup and replies with it.
+      reads.length = 0;
+      return false;
     }
     if (reads.length === 0) return false;
     const all = Promise.all(reads);
