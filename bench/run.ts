@@ -43,6 +43,7 @@ const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'engine', load: async () => (await import('./engine-bench.js')).bench },
   { name: 'cold-read', load: async () => (await import('./cold-read-bench.js')).bench },
   { name: 'server', load: async () => (await import('./server-bench.js')).bench },
+  { name: 'server-disk', load: async () => (await import('./server-disk-bench.js')).bench },
   { name: 'background', load: async () => (await import('./background-bench.js')).bench },
   { name: 'scan', load: async () => (await import('./scan-bench.js')).bench },
   { name: 'scan-load', load: async () => (await import('./scan-load-bench.js')).bench },

@@ -2,64 +2,96 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ReadLatency } from '../src/engine/read-latency.js';
 
-describe('ReadLatency', () => {
-  const FAST = 0.005;
-  const SLOW = 2;
-  /** A disk that reads a block whenever asked how many it has read. */
-  let disk = 0;
-  const diskReads = (): number => ++disk;
+const FAST = 0.005;
+const SLOW = 2;
+/** A 4 KiB block, in getrusage's 512-byte units of block input. */
+const BLOCK = 8;
 
-  test('page-cached reads are never slow, even with a slow one now and then', () => {
-    let now = 0;
-    const l = new ReadLatency(() => now, diskReads);
+/** A ReadLatency on a fake clock and a fake count of block-device reads. */
+function fake(): { l: ReadLatency; clock: { now: number; blocks: number } } {
+  const clock = { now: 1000, blocks: 0 };
+  return {
+    l: new ReadLatency(
+      () => clock.now,
+      () => clock.blocks,
+    ),
+    clock,
+  };
+}
+
+/** Slow synchronous reads, each from the disk, until it calls the reads slow; how many it took. */
+function slowDown(l: ReadLatency, clock: { blocks: number }): number {
+  let n = 0;
+  while (!l.slow) {
+    clock.blocks += BLOCK;
+    l.note(SLOW);
+    n++;
+    assert.ok(n < 20, 'slow within a few reads');
+  }
+  return n;
+}
+
+describe('ReadLatency', () => {
+  test('page-cached reads are never slow, even with a slow one from the disk now and then', () => {
+    const { l, clock } = fake();
     for (let i = 0; i < 10_000; i++) {
-      l.note(i % 10 === 0 ? SLOW : FAST);
-      now += 0.01;
+      if (i % 10 === 0) {
+        clock.blocks += BLOCK;
+        l.note(SLOW);
+      } else l.note(FAST);
+      clock.now += 0.01;
       assert.equal(l.slow, false, `read ${i}`);
     }
   });
 
-  test('a run of slow reads makes it slow for SLOW_PERIOD_MS, then the reads are timed again', () => {
-    let now = 1000;
-    const l = new ReadLatency(() => now, diskReads);
-    let n = 0;
-    while (!l.slow) {
+  test('reads slow only because the thread was not scheduled (no block read from a disk) are not slow', () => {
+    const { l, clock } = fake();
+    for (let i = 0; i < 1000; i++) {
       l.note(SLOW);
-      n++;
-      assert.ok(n < 20, 'slow within a few reads');
+      clock.now += 3;
+      assert.equal(l.slow, false, `read ${i}`);
     }
+  });
+
+  test('a run of slow reads from the disk makes it slow; it stays slow while the disk serves the thread pool, at most SLOW_PERIOD_MS', () => {
+    const { l, clock } = fake();
+    const n = slowDown(l, clock);
     assert.ok(n >= 3 && n <= 6, `${n} slow reads`);
-    now += ReadLatency.SLOW_PERIOD_MS - 1;
-    assert.equal(l.slow, true);
-    now += 2;
-    assert.equal(l.slow, false, 'the period is over');
-    // Fast reads now keep it fast; the old slow reads do not count any more.
-    l.note(SLOW);
+    const started = clock.now;
+    // Every read on the thread pool comes from the disk.
+    while (clock.now + ReadLatency.CHECK_MS < started + ReadLatency.SLOW_PERIOD_MS) {
+      for (let i = 0; i < 10; i++) l.noteAsyncRead(4096);
+      clock.blocks += 10 * BLOCK;
+      clock.now += ReadLatency.CHECK_MS;
+      assert.equal(l.slow, true, `${clock.now - started} ms in`);
+    }
+    clock.now = started + ReadLatency.SLOW_PERIOD_MS;
+    assert.equal(l.slow, false, 'the period is over: synchronous reads decide again');
     l.note(FAST);
     assert.equal(l.slow, false);
   });
 
-  test('reads slow because the thread was not scheduled (no block read from a disk) are not slow', () => {
-    let now = 0;
-    const l = new ReadLatency(
-      () => now,
-      () => 7,
-    );
-    for (let i = 0; i < 1000; i++) {
-      l.note(SLOW);
-      now += 3;
-      assert.equal(l.slow, false, `read ${i}`);
-    }
+  test('it ends at the first check after the page cache has come to serve the thread pool', () => {
+    const { l, clock } = fake();
+    slowDown(l, clock);
+    for (let i = 0; i < 10; i++) l.noteAsyncRead(4096);
+    clock.blocks += 2 * BLOCK; // a fifth from the disk
+    clock.now += ReadLatency.CHECK_MS / 2;
+    assert.equal(l.slow, true, 'no check before CHECK_MS');
+    clock.now += ReadLatency.CHECK_MS / 2;
+    assert.equal(l.slow, false);
   });
 
-  test('a slow share above a quarter of the reads makes it slow', () => {
-    let now = 0;
-    const l = new ReadLatency(() => now, diskReads);
+  test('half of the reads slow makes it slow', () => {
+    const { l, clock } = fake();
     let becameSlow = false;
     for (let i = 0; i < 1000 && !becameSlow; i++) {
-      l.note(i % 2 === 0 ? SLOW : FAST);
+      if (i % 2 === 0) {
+        clock.blocks += BLOCK;
+        l.note(SLOW);
+      } else l.note(FAST);
       becameSlow = l.slow;
     }
-    assert.ok(becameSlow, 'half the reads slow');
+    assert.ok(becameSlow);
   });
 });

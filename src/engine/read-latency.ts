@@ -9,17 +9,24 @@
  * every client waiting for a disk read. So reads stay synchronous while they are fast, and go
  * to the thread pool for a while once a good share of them are slow.
  *
- * While reads go to the thread pool no synchronous read is timed, so the slow state ends after
- * SLOW_PERIOD_MS and the synchronous reads that follow decide again: on a disk that stays
- * slow, a few reads (about 5) hold the event loop once per period.
+ * While reads go to the thread pool no synchronous read is timed. Instead, every CHECK_MS the
+ * process's block-device reads are compared with the bytes the thread pool was asked to read:
+ * once less than a quarter of them came from a disk (the page cache has warmed up), or at the
+ * latest after SLOW_PERIOD_MS, the slow state ends and the synchronous reads that follow
+ * decide again. On a disk that stays slow, a few reads (about 5) hold the event loop once
+ * per period.
  */
 export class ReadLatency {
   /** A synchronous read slower than this did not come from the page cache. */
   static readonly SLOW_READ_MS = 0.2;
   /** The share of recent reads that must be slow to call the disk slow. */
   static readonly SLOW_SHARE = 0.25;
-  /** How long the slow state lasts before synchronous reads are timed again. */
+  /** How long the slow state lasts at most before synchronous reads are timed again. */
   static readonly SLOW_PERIOD_MS = 10_000;
+  /** How often, while slow, the share of the thread pool's reads that a disk served is checked. */
+  static readonly CHECK_MS = 100;
+  /** getrusage counts block input in 512-byte units. */
+  static readonly BLOCK_INPUT_BYTES = 512;
 
   /** Moving average (weight 1/16) of 1 for a slow read, 0 for a fast one. */
   #slowShare = 0;
@@ -28,6 +35,9 @@ export class ReadLatency {
   readonly #now: () => number;
   readonly #blockReads: () => number;
   #lastBlockReads: number;
+  /** While slow: bytes the thread pool was asked to read since the last check, and when that is. */
+  #asyncBytes = 0;
+  #nextCheck = 0;
 
   /**
    * `blockReads`: the process's reads from block devices so far (getrusage's ru_inblock). A
@@ -52,15 +62,38 @@ export class ReadLatency {
     }
     this.#slowShare += (slow - this.#slowShare) / 16;
     if (this.#slowShare > ReadLatency.SLOW_SHARE) {
-      this.#slowUntil = this.#now() + ReadLatency.SLOW_PERIOD_MS;
+      const now = this.#now();
+      this.#slowUntil = now + ReadLatency.SLOW_PERIOD_MS;
       this.#slowShare = 0;
+      this.#nextCheck = now + ReadLatency.CHECK_MS;
+      this.#asyncBytes = 0;
+      this.#lastBlockReads = this.#blockReads();
     }
+  }
+
+  /** A read of `bytes` was started on the thread pool. */
+  noteAsyncRead(bytes: number): void {
+    this.#asyncBytes += bytes;
   }
 
   /** Whether reads that can wait should go to the thread pool. One field compare while reads are fast. */
   get slow(): boolean {
     if (this.#slowUntil === 0) return false;
-    if (this.#now() < this.#slowUntil) return true;
+    const now = this.#now();
+    if (now >= this.#slowUntil) return this.#fast();
+    if (now >= this.#nextCheck) {
+      const blockReads = this.#blockReads();
+      const fromDisk = (blockReads - this.#lastBlockReads) * ReadLatency.BLOCK_INPUT_BYTES;
+      const asked = this.#asyncBytes;
+      this.#lastBlockReads = blockReads;
+      this.#asyncBytes = 0;
+      this.#nextCheck = now + ReadLatency.CHECK_MS;
+      if (fromDisk <= asked * ReadLatency.SLOW_SHARE) return this.#fast();
+    }
+    return true;
+  }
+
+  #fast(): false {
     this.#slowUntil = 0;
     return false;
   }

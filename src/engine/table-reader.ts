@@ -191,6 +191,7 @@ export class TableReader {
       end = handle.offset + handle.size + trailer;
     }
     const start = handles[0]!.offset;
+    this.#latency?.noteAsyncRead(end - start);
     const region = await this.file.read(start, end - start);
     return handles.map((handle) => {
       // Each block its own copy (when there are several): a cached block must not keep the whole region alive.
