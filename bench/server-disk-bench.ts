@@ -42,7 +42,7 @@ function config(): Config {
   return {
     keys: intFromEnv('TDEKV_BENCH_DISK_KEYS', 300_000),
     valueSize: intFromEnv('TDEKV_BENCH_DISK_VALUE_SIZE', 100),
-    rounds: intFromEnv('TDEKV_BENCH_DISK_ROUNDS', 2),
+    rounds: intFromEnv('TDEKV_BENCH_DISK_ROUNDS', 3),
     requests: intFromEnv('TDEKV_BENCH_DISK_REQUESTS', 200_000),
     pipelinedRequests: intFromEnv('TDEKV_BENCH_DISK_PIPELINED_REQUESTS', 400_000),
     cold: process.env['TDEKV_BENCH_DISK_COLD'] === '1',
