@@ -141,6 +141,10 @@ for (const rowCache of ['64MiB', '0']) {
         assert.equal(await c.hget('h', 'f:5'), valueOf(5));
         assert.deepEqual(await c.hmget('h', 'f:6', 'f:299', 'f:none'), [valueOf(6), valueOf(299), null]);
         assert.equal(await c.hexists('h', 'f:250'), 1);
+        const all = await c.hgetall('h');
+        assert.equal(Object.keys(all).length, FIELDS);
+        assert.equal(all['f:123'], valueOf(123));
+        assert.equal((await c.hkeys('h')).length, FIELDS);
         assert.equal(await c.incr('n'), 42);
         assert.equal(await c.set('k:20', 'new', 'XX', 'GET'), valueOf(20));
         assert.equal(await c.setnx('k:21', 'no'), 0);

@@ -84,6 +84,8 @@ export interface CommandSpec {
    * before it runs, as the keys are.
    */
   fieldArgs?: readonly [number, number, number];
+  /** Reads every field of the hash at `firstKey` (HGETALL): the first of them are read ahead too. */
+  walksFields?: boolean;
   /** Redis's command group, for COMMAND DOCS. */
   group: 'connection' | 'server' | 'string' | 'generic' | 'hash' | 'transactions';
   summary: string;

@@ -107,6 +107,14 @@ export class Keyspace {
   }
 
   /**
+   * Adds to `reads` a read of the first `limit` fields of `key`'s hash as a walk of them
+   * would make it (on the thread pool, leaving the blocks in the block cache). Never rejects.
+   */
+  readAheadFields(key: Buffer, limit: number, reads: Array<Promise<unknown>>): void {
+    reads.push(this.#store.readAheadRange(fieldRange(key), limit).catch(() => undefined));
+  }
+
+  /**
    * `lookup` without the value: for a write that replaces the key whatever it holds (SET),
    * which then makes no view of the old value.
    */
