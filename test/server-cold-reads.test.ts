@@ -10,7 +10,9 @@ import { TdekvServer } from '../src/server/server.js';
 import type { FileOp } from '../src/util/file-io.js';
 import { fileOpsDuring } from './support/file-ops.js';
 import { captureLogger, cleanup, tempDir, writeKeyFile } from './support/fs-helpers.js';
-import { parseInfo } from './support/server-process.js';
+import fc from 'fast-check';
+import { cp } from 'node:fs/promises';
+import { encodeCommand, parseInfo, RawConnection } from './support/server-process.js';
 
 // An in-process server (the file-fault seam sees its reads) on loopback, with real clients:
 // a command whose key is only on disk waits for its read on the thread pool, and then runs.
@@ -272,6 +274,103 @@ for (const rowCache of ['64MiB', '0']) {
       assert.ok(failed > 0, 'the reads ahead were made, and failed');
     });
   });
+}
+
+describe('server: read-ahead changes when a command runs, never its reply', () => {
+  test('random pipelines over cold keys get the same bytes from a server that reads ahead and one that does not', async () => {
+    const base = await tempDir('tdekv-cold-reads-diff-');
+    const servers: TdekvServer[] = [];
+    const conns: RawConnection[] = [];
+    try {
+      const a = join(base, 'a');
+      const b = join(base, 'b');
+      await writeKeyFile(base);
+      const write = async (dir: string, mode: string): Promise<void> => {
+        await writeFile(join(dir, 'tdekv.toml'), config('64MiB', '64MiB', mode).replace('path = "master.key"', `path = "${join(base, 'master.key')}"`));
+      };
+      const { mkdir } = await import('node:fs/promises');
+      await mkdir(a);
+      await write(a, 'never');
+      // The same data in both: loaded once, flushed to tables, copied.
+      const loader = await TdekvServer.start(await loadConfig(join(a, 'tdekv.toml')), captureLogger().logger);
+      const c = new Redis({ port: loader.addresses().addr.port, host: '127.0.0.1', maxRetriesPerRequest: 0 });
+      for (let i = 0; i < KEYS; i += 500) {
+        const args: string[] = [];
+        for (let j = i; j < i + 500; j++) args.push(`k:${j}`, valueOf(j));
+        await c.mset(...args);
+      }
+      for (let h = 0; h < 5; h++) {
+        const args: string[] = [];
+        for (let f = 0; f < 100; f++) args.push(`f:${f}`, valueOf(h * 100 + f));
+        await c.hset(`h:${h}`, ...args);
+      }
+      for (let i = 0; i < 10; i++) await c.set(`c:${i}`, String(i * 7));
+      c.disconnect();
+      await loader.stop();
+      await cp(a, b, { recursive: true });
+      await write(b, 'always');
+      for (const dir of [a, b]) servers.push(await TdekvServer.start(await loadConfig(join(dir, 'tdekv.toml')), captureLogger().logger));
+      for (const s of servers) conns.push(await RawConnection.open(s.addresses().addr.port));
+
+      const key = fc.oneof(
+        fc.integer({ min: 0, max: KEYS - 1 }).map((i) => `k:${i}`),
+        fc.integer({ min: 0, max: 9 }).map((i) => `n:${i}`),
+      );
+      const hash = fc.integer({ min: 0, max: 5 }).map((i) => `h:${i}`);
+      const field = fc.integer({ min: 0, max: 110 }).map((i) => `f:${i}`);
+      const counter = fc.integer({ min: 0, max: 11 }).map((i) => `c:${i}`);
+      const value = fc.stringMatching(/^[a-z0-9]{0,12}$/);
+      const command: fc.Arbitrary<string[][]> = fc.oneof(
+        key.map((k) => [['GET', k]]),
+        fc.tuple(key, value).map(([k, v]) => [['SET', k, v]]),
+        fc.tuple(key, value).map(([k, v]) => [['SET', k, v, 'XX', 'GET']]),
+        fc.tuple(key, key).map(([k, l]) => [['DEL', k, l]]),
+        fc.tuple(key, key, key).map(([k, l, m]) => [['EXISTS', k, l, m]]),
+        fc.tuple(key, key, key).map(([k, l, m]) => [['MGET', k, l, m]]),
+        fc.tuple(key, value).map(([k, v]) => [['APPEND', k, v]]),
+        key.map((k) => [['STRLEN', k]]),
+        key.map((k) => [['TYPE', k]]),
+        counter.map((k) => [['INCR', k]]),
+        fc.tuple(hash, field).map(([h, f]) => [['HGET', h, f]]),
+        fc.tuple(hash, field, value).map(([h, f, v]) => [['HSET', h, f, v]]),
+        fc.tuple(hash, field).map(([h, f]) => [['HDEL', h, f]]),
+        fc.tuple(hash, field, field).map(([h, f, g]) => [['HMGET', h, f, g]]),
+        hash.map((h) => [['HGETALL', h]]),
+        hash.map((h) => [['HLEN', h]]),
+        key.map((k) => [['EXPIREAT', k, '4102444800']]),
+        key.map((k) => [['EXPIRETIME', k]]),
+        key.map((k) => [['PERSIST', k]]),
+        fc.tuple(key, key, value).map(([k, l, v]) => [['MULTI'], ['GET', k], ['SET', l, v], ['HGET', 'h:1', 'f:3'], ['EXEC']]),
+        fc.constant<string[][]>([['PING']]),
+      );
+      // Pipelines of 1 to 24 commands (a MULTI block counts as one), generated from a fixed seed.
+      const script = fc.sample(fc.array(fc.array(command, { minLength: 1, maxLength: 24 }), { minLength: 80, maxLength: 80 }), { seed: 20261205, numRuns: 1 })[0]!;
+      let sent = 0;
+      for (const batch of script) {
+        const commands = batch.flat();
+        const bytes = Buffer.concat(commands.map((args) => encodeCommand(...args)));
+        for (const conn of conns) conn.send(bytes);
+        for (const args of commands) {
+          const [never, always] = await Promise.all(conns.map((conn) => conn.reply()));
+          assert.equal(always!.raw.toString('latin1'), never!.raw.toString('latin1'), `reply to ${args.join(' ')} (command ${sent})`);
+          sent++;
+        }
+      }
+      assert.ok(sent > 400, `${sent} commands`);
+      assert.equal(await waitedForDiskRaw(conns[0]!), 0, 'the server that does not read ahead never waited');
+      assert.ok((await waitedForDiskRaw(conns[1]!)) > 20, 'the other one waited for the disk, many times');
+    } finally {
+      for (const conn of conns) conn.destroy();
+      for (const s of servers) await s.stop();
+      await cleanup(base);
+    }
+  });
+});
+
+async function waitedForDiskRaw(conn: RawConnection): Promise<number> {
+  conn.send(encodeCommand('INFO', 'stats'));
+  const text = (await conn.reply()).raw.toString('latin1');
+  return Number(/commands_waited_for_disk:(\d+)/.exec(text)?.[1]);
 }
 
 describe('server: read-ahead = "auto" reads ahead only while the reads on the event loop are slow', () => {
