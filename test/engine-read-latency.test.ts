@@ -82,6 +82,15 @@ describe('ReadLatency', () => {
     assert.equal(l.slow, false);
   });
 
+  test('a while with no read on the thread pool keeps it slow: it says nothing of the disk', () => {
+    const { l, clock } = fake();
+    slowDown(l, clock);
+    for (let i = 0; i < 20; i++) {
+      clock.now += ReadLatency.CHECK_MS;
+      assert.equal(l.slow, true, `idle check ${i}`);
+    }
+  });
+
   test('half of the reads slow makes it slow', () => {
     const { l, clock } = fake();
     let becameSlow = false;

@@ -11,7 +11,8 @@
  *
  * While reads go to the thread pool no synchronous read is timed. Instead, every CHECK_MS the
  * process's block-device reads are compared with the bytes the thread pool was asked to read:
- * once less than a quarter of them came from a disk (the page cache has warmed up), or at the
+ * once less than a quarter of them came from a disk (the page cache has warmed up; a window
+ * with no read on the thread pool does not count), or at the
  * latest after SLOW_PERIOD_MS, the slow state ends and the synchronous reads that follow
  * decide again. On a disk that stays slow, a few reads (about 5) hold the event loop once
  * per period.
@@ -88,7 +89,9 @@ export class ReadLatency {
       this.#lastBlockReads = blockReads;
       this.#asyncBytes = 0;
       this.#nextCheck = now + ReadLatency.CHECK_MS;
-      if (fromDisk <= asked * ReadLatency.SLOW_SHARE) return this.#fast();
+      // A window with no read on the thread pool says nothing of the disk (and staying slow
+      // costs nothing then: only a command that must read waits).
+      if (asked > 0 && fromDisk <= asked * ReadLatency.SLOW_SHARE) return this.#fast();
     }
     return true;
   }
