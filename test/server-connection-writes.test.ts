@@ -50,7 +50,6 @@ function stubHost(options: { dependency?: () => number } = {}) {
     execute(ctx: CommandContext, args: Buffer[]) {
       ctx.out.simple(args[0]!.toString('latin1'));
     },
-    readAheadFor() {},
     scheduleCommit() {},
     flushLater(conn) {
       deferred.push(conn);

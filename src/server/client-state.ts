@@ -14,8 +14,6 @@ export class ClientState {
   admin = false;
   /** A command is running asynchronously (ENCRYPTION REGENERATE, …): its reply comes later, and the next command waits. */
   blocked = false;
-  /** The blocked command waits for a read from disk (not an admin command's work): the commands after it may be parsed ahead. */
-  waitingForDisk = false;
   /** Commands queued by MULTI, or undefined outside a transaction. */
   multi: Buffer[][] | undefined;
   /** Approximate bytes the queued commands hold (Redis's multi-mem), for the client's memory. */
@@ -37,11 +35,4 @@ export class ClientState {
     this.addr = addr;
     this.authenticated = authenticated;
   }
-}
-
-/** A queued command's bytes, plus what each argument's Buffer object costs on the heap (about 100 bytes). */
-export function queuedBytes(args: Buffer[]): number {
-  let n = 16 + 8 * args.length;
-  for (const a of args) n += a.length + 96;
-  return n;
 }

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import type { OutputBufferLimit } from './server-options.js';
 import type { Logger } from '../log/logger.js';
-import { ClientState, queuedBytes } from './client-state.js';
+import { ClientState } from './client-state.js';
 import type { CommandContext, DeferredReply } from './commands/command.js';
 import { ProtocolError, RequestParser } from './resp/request-parser.js';
 import { ReplyWriter } from './resp/reply-writer.js';
@@ -11,8 +11,6 @@ export interface ConnectionHost {
   readonly maxRequestSize: number;
   readonly logger: Logger;
   execute(ctx: CommandContext, args: Buffer[]): void;
-  /** Starts the reads from disk a command parsed ahead will make; runs nothing. */
-  readAheadFor(ctx: CommandContext, args: Buffer[]): void;
   /** Called after a burst of commands, so their writes go to the engine together. */
   scheduleCommit(): void;
   /**
@@ -51,13 +49,6 @@ const RESUME_OUTPUT_BYTES = 256 * 1024;
  * bigger ones go out at once, so that a burst of big replies is not gathered in memory first.
  */
 const DEFER_FLUSH_BYTES = 64 * 1024;
-/**
- * While a command waits for a read from disk, at most this many of the client's next commands
- * (and this many bytes of them) are parsed ahead and have their reads started, so that a
- * pipeline's reads overlap instead of following one another.
- */
-const AHEAD_COMMANDS = 64;
-const AHEAD_BYTES = 1024 * 1024;
 /** After QUIT or a protocol error, a client that does not read its last replies is cut off after this long. */
 const CLOSE_AFTER_REPLY_MS = 10_000;
 
@@ -88,11 +79,6 @@ export class Connection {
   #softSince = 0;
   /** The memory the host was last told about: it keeps the total of all clients. */
   reportedMemory = 0;
-  /** Commands parsed while an earlier one waits for a read from disk: run, in order, once it has run. */
-  readonly #ahead: Buffer[][] = [];
-  #aheadBytes = 0;
-  /** A request that could not be parsed, met while parsing ahead: answered once the commands before it have run. */
-  #aheadError: unknown;
 
   constructor(socket: Socket, id: number, authenticated: boolean, host: ConnectionHost) {
     this.socket = socket;
@@ -130,22 +116,8 @@ export class Connection {
   };
   readonly #resumeParser = (): void => this.#parser.resume(this.#runCommand);
 
-  /**
-   * Takes one parsed command: runs it, or while an earlier one waits for a read from disk,
-   * keeps it to run after that one and starts its reads. False stops parsing.
-   */
+  /** Runs one command; false (stop parsing) once the client has enough replies waiting. */
   readonly #runCommand = (args: Buffer[]): boolean => {
-    if (this.client.blocked) {
-      this.#ahead.push(args);
-      this.#aheadBytes += queuedBytes(args);
-      this.#host.readAheadFor(this.#ctx, args);
-      return this.#ahead.length < AHEAD_COMMANDS && this.#aheadBytes < AHEAD_BYTES;
-    }
-    return this.#runNow(args);
-  };
-
-  /** Runs one command; false (stop parsing) once the client has enough replies waiting, or must wait. */
-  #runNow(args: Buffer[]): boolean {
     if (this.client.closeAfterReply) return true;
     const wasAuthenticated = this.client.authenticated;
     const before = this.out.length;
@@ -153,31 +125,12 @@ export class Connection {
     if (this.out.length > before) this.#replies++;
     if (!wasAuthenticated && this.client.authenticated) this.#parser.restrictUnauthenticated(false);
     // The reply comes later; the commands after it wait, as behind a blocking command in Redis.
-    // Behind a read from disk they are parsed ahead (#runCommand), so that their reads start now.
-    if (this.client.blocked) return this.client.waitingForDisk && this.client.authenticated;
+    if (this.client.blocked) return false;
     // Checked on the reply as made, before the kernel takes any of it: as in Redis, one reply
     // bigger than the hard limit closes the client.
     if (!this.checkOutputLimit()) return false;
     return this.outputBytes < PAUSE_OUTPUT_BYTES;
-  }
-
-  /**
-   * Runs the commands parsed ahead, in order, until one must wait or the client has enough
-   * replies waiting; once they have all run, a request that could not be parsed behind them
-   * gets its error reply, as it would have had they not waited.
-   */
-  #runAhead(): void {
-    while (this.#ahead.length > 0 && !this.client.blocked && !this.destroyed) {
-      const args = this.#ahead.shift()!;
-      this.#aheadBytes -= queuedBytes(args);
-      if (!this.#runNow(args) && !this.client.blocked) break;
-    }
-    if (this.#ahead.length === 0 && !this.client.blocked && this.#aheadError !== undefined) {
-      const err = this.#aheadError;
-      this.#aheadError = undefined;
-      this.#parseFailed(err);
-    }
-  }
+  };
 
   /**
    * `deferFlush`: replies may wait for the end of the turn (input from a 'data' event); they
@@ -193,9 +146,13 @@ export class Connection {
         return;
       }
     } catch (err) {
-      // Behind commands parsed ahead, the error waits for them (its reply comes after theirs).
-      if (this.#ahead.length > 0 || this.client.blocked) this.#aheadError = err;
-      else this.#parseFailed(err);
+      // A bug must cost this connection, not the server and every other client.
+      const message = err instanceof ProtocolError ? err.message : 'internal error; closing the connection';
+      if (!(err instanceof ProtocolError)) this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'unexpected error while serving a client');
+      this.out.error(`ERR ${message}`);
+      this.#replies++;
+      this.client.closeAfterReply = true;
+      if (err instanceof ProtocolError) this.#host.protocolError(this, err.message);
     }
     this.#host.scheduleCommit();
     if (deferFlush && !this.client.closeAfterReply && !this.#parser.stopped && this.out.length <= DEFER_FLUSH_BYTES && this.outputBytes < PAUSE_OUTPUT_BYTES) {
@@ -211,17 +168,6 @@ export class Connection {
     this.flush();
   }
 
-  /** A request that could not be parsed (or a bug while serving it): an error reply, and the connection closed after it. */
-  #parseFailed(err: unknown): void {
-    // A bug must cost this connection, not the server and every other client.
-    const message = err instanceof ProtocolError ? err.message : 'internal error; closing the connection';
-    if (!(err instanceof ProtocolError)) this.#host.logger.error({ client: this.client.id, err: err instanceof Error ? err.stack : String(err) }, 'unexpected error while serving a client');
-    this.out.error(`ERR ${message}`);
-    this.#replies++;
-    this.client.closeAfterReply = true;
-    if (err instanceof ProtocolError) this.#host.protocolError(this, err.message);
-  }
-
   #defer(reply: Promise<DeferredReply>): void {
     this.client.blocked = true;
     const done = (write: DeferredReply): void => {
@@ -232,8 +178,6 @@ export class Connection {
       // The command may have written (one that waited for a read from disk runs only now).
       this.#host.scheduleCommit();
       // The commands that waited behind it run now, so that their replies go out with its own.
-      this.#runAhead();
-      this.#host.scheduleCommit();
       this.#maybeResume();
       this.flush();
     };
@@ -257,7 +201,7 @@ export class Connection {
    * its unsent replies.
    */
   get memory(): number {
-    return this.#parser.pendingBytes + this.#parser.argvBytes + this.#aheadBytes + this.client.multiBytes + this.outputBytes;
+    return this.#parser.pendingBytes + this.#parser.argvBytes + this.client.multiBytes + this.outputBytes;
   }
 
   get queryBufferBytes(): number {
@@ -386,17 +330,13 @@ export class Connection {
     if (!this.#paused || this.#resuming) return;
     this.#resuming = true;
     try {
-      while ((this.#ahead.length > 0 || this.#parser.stopped) && !this.client.blocked && !this.destroyed && !this.client.closeAfterReply && this.outputBytes <= RESUME_OUTPUT_BYTES) {
-        if (this.#ahead.length > 0) {
-          this.#runAhead();
-          this.#host.scheduleCommit();
-          this.flush();
-        } else this.#parse(this.#resumeParser);
+      while (this.#parser.stopped && !this.client.blocked && !this.destroyed && !this.client.closeAfterReply && this.outputBytes <= RESUME_OUTPUT_BYTES) {
+        this.#parse(this.#resumeParser);
       }
     } finally {
       this.#resuming = false;
     }
-    if (this.destroyed || this.client.blocked || this.client.closeAfterReply || this.#ahead.length > 0 || this.#parser.stopped || this.outputBytes > RESUME_OUTPUT_BYTES) return;
+    if (this.destroyed || this.client.blocked || this.client.closeAfterReply || this.#parser.stopped || this.outputBytes > RESUME_OUTPUT_BYTES) return;
     this.#paused = false;
     this.socket.resume();
   }

@@ -13,7 +13,6 @@ import { STRING_COMMANDS } from './commands/strings.js';
 import { TRANSACTION_COMMANDS, TRANSACTION_CONTROL } from './commands/transactions.js';
 import { WrongTypeError } from './keyspace/keyspace.js';
 import type { CommandStat, ServerStats } from './server-stats.js';
-import { queuedBytes } from './client-state.js';
 
 export function commandTable(): Map<string, CommandSpec> {
   const table = new Map<string, CommandSpec>();
@@ -182,11 +181,7 @@ export class Dispatcher {
     const all = Promise.all(reads);
     reads.length = 0;
     ctx.server.stats.commandsWaitedForDisk++;
-    const reply = all.then((): DeferredReply => () => {
-      ctx.client.waitingForDisk = false;
-      this.#run(ctx, entry, args);
-    });
-    ctx.client.waitingForDisk = true;
+    const reply = all.then((): DeferredReply => () => this.#run(ctx, entry, args));
     ctx.defer(reply);
     // After the connection's own reaction to `reply`, which runs the command (or drops it when
     // its client has gone).
@@ -195,25 +190,6 @@ export class Dispatcher {
     });
     this.#waiting.add(done);
     return true;
-  }
-
-  /**
-   * Starts the reads from disk of a command parsed while an earlier one of its client waits
-   * (Connection's parse-ahead), so that they overlap instead of following one another. Runs
-   * nothing, and only for commands that could run: a client that is authenticated, a known
-   * command. Its reads are the ones its own check will then find in flight (BatchingStore
-   * shares a read of one key).
-   */
-  readAheadFor(ctx: CommandContext, args: Buffer[]): void {
-    if (!ctx.client.authenticated || !this.readAhead()) return;
-    const entry = this.#lookup(args[0]!);
-    if (entry?.readsKeys !== true) return;
-    try {
-      addReads(ctx, entry.spec, args, this.#reads);
-    } catch {
-      // The command's own check meets the failure again.
-    }
-    this.#reads.length = 0;
   }
 
   /** Resolves once no command waits for a read from disk (each has run, or found its client gone). */
@@ -293,3 +269,9 @@ function refusedName(spec: CommandSpec, args: Buffer[]): string | undefined {
   return spec.subcommandNames.includes(sub) ? `${spec.name}|${sub}` : undefined;
 }
 
+/** A queued command's bytes, plus what each argument's Buffer object costs on the heap (about 100 bytes). */
+function queuedBytes(args: Buffer[]): number {
+  let n = 16 + 8 * args.length;
+  for (const a of args) n += a.length + 96;
+  return n;
+}

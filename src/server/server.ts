@@ -287,10 +287,6 @@ export class TdekvServer implements ServerContext, ConnectionHost {
     this.#dispatcher.execute(ctx, args);
   }
 
-  readAheadFor(ctx: CommandContext, args: Buffer[]): void {
-    this.#dispatcher.readAheadFor(ctx, args);
-  }
-
   context(): Omit<CommandContext, 'out' | 'client' | 'defer'> {
     return { ks: this.#ks, server: this };
   }

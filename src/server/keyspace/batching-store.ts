@@ -127,20 +127,8 @@ export class BatchingStore {
     if (overlay !== undefined && overlay.size > 0 && overlay.has(this.#mapKey(key))) return undefined;
     if (this.#hideEngineUntil > this.#lastApplied) return undefined;
     if (this.#engine.getCached(key) !== NOT_CACHED) return undefined;
-    // One read per key in flight: commands parsed ahead and their own checks share it.
-    const k = key.toString('latin1');
-    const inFlight = this.#reading.get(k);
-    if (inFlight !== undefined) return inFlight;
-    const read = this.#engine.get(key).then(
-      () => void this.#reading.delete(k),
-      () => void this.#reading.delete(k),
-    );
-    this.#reading.set(k, read);
-    return read;
+    return this.#engine.get(key).catch(() => undefined);
   }
-
-  /** Reads started by readAhead, by latin1(key), until they settle. */
-  readonly #reading = new Map<string, Promise<void>>();
 
   /**
    * The first `limit` keys of `range` in the engine (pending writes left out), read with the
