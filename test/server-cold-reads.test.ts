@@ -406,12 +406,14 @@ describe('server: read-ahead = "auto" reads ahead only while the reads on the ev
       // block input count, which a spin does not move: each slow read here moves it.)
       let slowReads = 0;
       let preads = 0;
+      let slowBeforeSwitch = -1;
       const resourceUsage = process.resourceUsage;
       let blockReads = 0;
       process.resourceUsage = () => ({ ...resourceUsage(), fsRead: blockReads });
       setFileFaults((op) => {
         if (op === 'pread') {
           // The thread pool's reads come from the disk too: the engine stays slow while they do.
+          if (preads === 0) slowBeforeSwitch = slowReads;
           preads++;
           blockReads += 8;
         }
@@ -428,7 +430,8 @@ describe('server: read-ahead = "auto" reads ahead only while the reads on the ev
         setFileFaults(undefined);
         process.resourceUsage = resourceUsage;
       }
-      assert.ok(slowReads >= 3 && slowReads <= 12, `slow reads on the event loop before the switch: ${slowReads}`);
+      // Only the first switch is counted: a loaded machine may time reads again later.
+      assert.ok(slowBeforeSwitch >= 3 && slowBeforeSwitch <= 8, `slow reads on the event loop before the switch: ${slowBeforeSwitch} (${slowReads} in all)`);
       assert.ok(preads > 0 && (await waitedForDisk(c)) > 0, 'the commands after them waited for reads on the thread pool');
     } finally {
       c?.disconnect();
