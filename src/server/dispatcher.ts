@@ -247,16 +247,23 @@ export class Dispatcher {
 /** How many fields of a hash HGETALL, HKEYS and HVALS read ahead (the rest they read themselves). */
 const FIELDS_READ_AHEAD = 1024;
 
-/** Adds the reads from disk of the records (and hash fields) `args` names to `reads`. */
+/**
+ * At most this many reads are started ahead for one command (an MGET of a million cold keys
+ * must not queue a million reads, and their buffers, on the thread pool ahead of every other
+ * client's); the command reads the rest itself.
+ */
+const MAX_READS_AHEAD = 128;
+
+/** Adds the reads from disk of the records (and hash fields) `args` names to `reads`, up to MAX_READS_AHEAD. */
 function addReads(ctx: CommandContext, spec: CommandSpec, args: Buffer[], reads: Array<Promise<unknown>>): void {
   const last = spec.lastKey < 0 ? args.length + spec.lastKey : Math.min(spec.lastKey, args.length - 1);
-  for (let i = spec.firstKey; i <= last; i += spec.step) ctx.ks.readAhead(args[i]!, undefined, reads);
+  for (let i = spec.firstKey; i <= last && reads.length < MAX_READS_AHEAD; i += spec.step) ctx.ks.readAhead(args[i]!, undefined, reads);
   // A walk of a hash's fields always waits a turn, whatever is cached: the walk cannot tell ahead.
   if (spec.walksFields === true) ctx.ks.readAheadFields(args[spec.firstKey]!, FIELDS_READ_AHEAD, reads);
   const f = spec.fieldArgs;
   if (f === undefined || args.length <= spec.firstKey) return;
   const lastField = f[1] < 0 ? args.length + f[1] : Math.min(f[1], args.length - 1);
-  for (let i = f[0]; i <= lastField; i += f[2]) ctx.ks.readAhead(args[spec.firstKey]!, args[i]!, reads);
+  for (let i = f[0]; i <= lastField && reads.length < MAX_READS_AHEAD; i += f[2]) ctx.ks.readAhead(args[spec.firstKey]!, args[i]!, reads);
 }
 
 /**
