@@ -20,10 +20,10 @@
  * runs that many times, in alternating order; each line reports its median run and each
  * ratio the median of the rounds' ratios (engine-rounds.ts).
  */
-import { fork } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { ChildJob, ChildMessage, ChildResult } from './engine-child.js';
+import { runChild } from './child-process.js';
+import type { ChildJob, ChildResult } from './engine-child.js';
 import { BENCH_CACHE_BYTES, ENGINES, LEVEL_SUBJECT, SUBJECT, type EngineName } from './engine-driver.js';
 import { sqliteCipher } from './engine-peers.js';
 import type { Bench, BenchContext } from './run.js';
@@ -104,32 +104,6 @@ function encryption(engine: EngineName): string {
   }
 }
 
-/** Runs one child to completion; rejects with the child's own error message when it fails. */
-function runChild(ctx: BenchContext, job: ChildJob, timeoutSeconds: number): Promise<ChildResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(CHILD, [JSON.stringify(job)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    let result: ChildResult | undefined;
-    let failure: string | undefined;
-    const timer = setTimeout(() => {
-      failure = `no result after ${timeoutSeconds} s (TDEKV_BENCH_CHILD_TIMEOUT_SECONDS); killed`;
-      child.kill('SIGKILL');
-    }, timeoutSeconds * 1000);
-    child.on('message', (m: ChildMessage) => {
-      if (m.type === 'progress') ctx.progress(m.text);
-      else if (m.type === 'result') result = m.result;
-      else failure = m.message;
-    });
-    child.on('error', (err) => {
-      failure ??= err.message;
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      if (result && code === 0) resolve(result);
-      else reject(new Error(failure ?? `child exited with ${signal ?? `code ${code}`} and no result`));
-    });
-  });
-}
-
 type Workload = 'load-nosync' | 'load-sync' | 'gets' | 'scan' | 'mix-nosync' | 'mix-sync';
 
 /** One round: every engine's child run once. */
@@ -201,7 +175,7 @@ async function runRound(ctx: BenchContext, cfg: Config, order: readonly EngineNa
     const t = performance.now();
     const loadBefore = loadavg()[0]!;
     try {
-      outcome.results.set(engine, await runChild(ctx, job, cfg.childTimeoutSeconds));
+      outcome.results.set(engine, await runChild<ChildJob, ChildResult>(ctx, CHILD, job, cfg.childTimeoutSeconds));
       ctx.progress(`${engine}: done in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);

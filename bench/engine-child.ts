@@ -12,6 +12,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { sendToParent, serveChild } from './child-process.js';
 import { DataSet } from './engine-data.js';
 import { openDriver, type EngineName } from './engine-driver.js';
 import { MIX_SEED, gets, load, mix, observe, scan, type LoadMeasurement, type Measurement, type MixMeasurement } from './engine-workloads.js';
@@ -50,8 +51,6 @@ export interface ChildResult {
   maxRssKiB: number;
 }
 
-export type ChildMessage = { type: 'progress'; text: string } | { type: 'result'; result: ChildResult } | { type: 'error'; message: string };
-
 async function diskUsage(dir: string): Promise<DiskUsage> {
   const usage: DiskUsage = { bytes: 0, apparentBytes: 0, files: 0 };
   const walk = async (d: string): Promise<void> => {
@@ -73,17 +72,6 @@ async function diskUsage(dir: string): Promise<DiskUsage> {
   return usage;
 }
 
-function send(message: ChildMessage): Promise<void> {
-  return new Promise((resolve) => {
-    if (!process.send) {
-      process.stderr.write(`${JSON.stringify(message)}\n`);
-      resolve();
-      return;
-    }
-    process.send(message, undefined, {}, () => resolve());
-  });
-}
-
 /** Minor page faults of this process so far (every thread). */
 function minorFaults(): number {
   return process.resourceUsage().minorPageFault;
@@ -98,7 +86,7 @@ async function counted<M extends Measurement>(work: () => M | Promise<M>): Promi
 }
 
 async function run(job: ChildJob): Promise<ChildResult> {
-  const progress = (text: string): void => void send({ type: 'progress', text: `${job.engine}: ${text}` });
+  const progress = (text: string): void => void sendToParent<ChildResult>({ type: 'progress', text: `${job.engine}: ${text}` });
   const n = (x: number): string => x.toLocaleString('en-US');
   const data = new DataSet(job.keys + job.syncKeys);
 
@@ -141,19 +129,6 @@ async function run(job: ChildJob): Promise<ChildResult> {
   };
 }
 
-async function main(): Promise<void> {
-  const raw = process.argv[2];
-  if (raw === undefined) throw new Error('usage: engine-child.js <job JSON> (started by engine-bench.ts)');
-  const result = await run(JSON.parse(raw) as ChildJob);
+serveChild<ChildJob, ChildResult>('engine-child.js <job JSON> (started by engine-bench.ts)', run, () => {
   if (observe() === -1) process.stderr.write('\n'); // keeps the read sink live
-  await send({ type: 'result', result });
-}
-
-// Exit explicitly: a store's helper threads must not keep a finished child alive.
-main().then(
-  () => process.exit(0),
-  async (err: unknown) => {
-    await send({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
-    process.exit(1);
-  },
-);
+});

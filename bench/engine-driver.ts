@@ -19,6 +19,15 @@ export interface Driver {
   close(): Promise<void> | void;
   /** The directory whose files make up the database (bytes on disk are counted under it). */
   readonly dataDir: string;
+  /** Stores whose background work can be observed (tdekv's Engine): its write stalls so far, and a wait for it to finish. */
+  readonly background?: BackgroundObserver;
+}
+
+export interface BackgroundObserver {
+  /** Writes that waited 1 ms (slowdowns) and writes that waited for a flush or compaction to finish (stops), since open. */
+  stalls(): { writeSlowdowns: number; writeStops: number; flushes: number; compactions: number };
+  /** Resolves once no flush or compaction is pending. */
+  settle(): Promise<void>;
 }
 
 /**

@@ -89,6 +89,13 @@ export async function openTdekv(method: EncryptionMethod, options: DriverOptions
       await engine.close();
       await managed.close();
     },
+    background: {
+      stalls() {
+        const s = engine.stats();
+        return { writeSlowdowns: s.writeSlowdowns, writeStops: s.writeStops, flushes: s.flushes, compactions: s.compactions };
+      },
+      settle: () => engine.waitForBackgroundWork(),
+    },
   };
 }
 

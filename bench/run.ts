@@ -41,6 +41,7 @@ export interface Bench {
 const BENCHES: Array<{ name: string; load: () => Promise<Bench> }> = [
   { name: 'env', load: async () => (await import('./env-bench.js')).bench },
   { name: 'engine', load: async () => (await import('./engine-bench.js')).bench },
+  { name: 'bulk-load', load: async () => (await import('./bulk-load-bench.js')).bench },
   { name: 'cold-read', load: async () => (await import('./cold-read-bench.js')).bench },
   { name: 'server', load: async () => (await import('./server-bench.js')).bench },
   { name: 'server-disk', load: async () => (await import('./server-disk-bench.js')).bench },

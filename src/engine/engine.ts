@@ -38,6 +38,7 @@ import { pickEncryptionCompaction, offKeyTables } from './encryption-scan.js';
 import { emptyEdit, type FileMeta, type VersionEdit } from './version-edit.js';
 import { VersionSet } from './version-set.js';
 import { WalManager } from './wal.js';
+import { WritePacer } from './write-pacing.js';
 import { decodeBatchAt, encodeBatch, setBatchSequence, type WriteBatchBuilder } from './write-batch.js';
 
 export interface EngineStats {
@@ -143,6 +144,8 @@ export class Engine {
   #tablePool: ExportPool | undefined;
   /** A compaction runs on the worker: a memtable switch then starts its flush alongside (in-process, the compaction's slices do). */
   #compactingOnWorker = false;
+  /** How long writes wait while the memtable is past write-buffer-size and the last one is still flushing (flush path: its speed; commit path: the waits). */
+  readonly #pacer = new WritePacer();
   // Failures and a full disk (error-handler.ts, no-space-recovery.ts): why writes are refused, paused compactions, free space.
   readonly #errors: ErrorHandler;
   readonly #pauses: CompactionPauses;
@@ -729,7 +732,7 @@ export class Engine {
   /** Commits one write group from the queue: sequence numbers, WAL record, memtable. */
   async #commitGroup(batch: Buffer, sync: boolean): Promise<void> {
     if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed');
-    await this.#makeRoomForWrite();
+    await this.#makeRoomForWrite(batch.length);
     const first = this.#appendToWal(batch);
     if (sync) await this.#syncWal(this.walSync === 'inline');
     this.#insert(batch, first);
@@ -781,7 +784,7 @@ export class Engine {
   }
 
   /** LevelDB's MakeRoomForWrite: slow down, then stop, rather than let memory or level 0 grow without bound. */
-  async #makeRoomForWrite(): Promise<void> {
+  async #makeRoomForWrite(writeBytes: number): Promise<void> {
     let delayed = false;
     for (;;) {
       this.#errors.throwIfRefused();
@@ -805,12 +808,17 @@ export class Engine {
       // Full while the previous memtable is still being flushed: a flush on the worker takes
       // about as long as filling a memtable, so rather than stop writes for the rest of it
       // (a bulk load stopped at one flush in five), this one grows by up to FLUSH_GRACE more,
-      // each write 1 ms late so the flush gains on it (a bigger memtable makes a slower flush).
-      if (this.#imm && bytes < this.tuning.writeBufferSize * (1 + FLUSH_GRACE)) {
+      // each write late by its share of the flush's remaining time (write-pacing.ts) so the
+      // flush gains on it (a bigger memtable makes a slower flush).
+      const limit = this.tuning.writeBufferSize * (1 + FLUSH_GRACE);
+      if (this.#imm && bytes < limit) {
         // One delay per write at most: a write already slowed for level 0 goes on.
         if (!delayed) {
-          this.#stats.writeSlowdowns++;
-          await sleep(1);
+          const ms = this.#pacer.waitMs(writeBytes, bytes, limit, this.#imm.approximateBytes, performance.now()) ?? 1;
+          if (ms > 0) {
+            this.#stats.writeSlowdowns++;
+            await sleep(ms);
+          }
         }
         return;
       }
@@ -932,6 +940,7 @@ export class Engine {
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
+      this.#pacer.flushStarted(imm.approximateBytes, performance.now());
       await this.#room.check('flush', imm.approximateBytes, flushMargin);
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let files: FileMeta[];
@@ -953,6 +962,7 @@ export class Engine {
       edit.lastSequence = this.#lastSeq;
       await this.#logAndApply(edit, files);
       this.#imm = undefined;
+      this.#pacer.flushEnded(performance.now());
       // Nothing reads it any more unless an iterator over it is open (then retire() declines).
       this.#spareMemory = imm.retire() ?? this.#spareMemory;
       this.#stats.flushes++;
