@@ -27,7 +27,7 @@ describe('write pressure in-process', () => {
     });
   }
 
-  it('with the worker thread too: a full memtable grows while the last one is flushed, 1 ms per write, rather than stopping', async () => {
+  it('with the worker thread too: a full memtable grows while the last one is flushed, writes paced, rather than stopping', async () => {
     const db = await openDb('worker', 2 << 20, true);
     try {
       await db.engine.startBackgroundThread();
@@ -42,7 +42,7 @@ describe('write pressure in-process', () => {
       const s = db.engine.stats();
       assert.ok(db.engine.backgroundThread()!.flushes >= 10, `the worker flushed ${db.engine.backgroundThread()!.flushes} memtables; the test needs at least 10`);
       // Without the grace every flush slower than filling a memtable stopped writes; with it a
-      // stop needs one slower than filling one and a half while each write waits 1 ms.
+      // stop needs one slower than filling one and a half while writes are paced (write-pacing.ts).
       assert.ok(s.writeStops <= s.flushes * 0.25, `writes stopped ${s.writeStops} times in ${s.flushes} flushes`);
       // The grace is bounded: each memtable (the one being flushed, the one filling) stays within 1.5 × write-buffer-size.
       assert.ok(biggest <= 2 * (1.5 * (2 << 20) + 100 * 200), `memtables held ${biggest} bytes`);

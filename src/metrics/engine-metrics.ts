@@ -64,6 +64,6 @@ export function registerEngineMetrics(registry: Registry, engine: Engine): void 
   counter('tdekv_engine_no_space_retries_total', 'Retries after a full disk that found it still full', (s) => s.noSpaceRetries);
   counter('tdekv_engine_no_space_recoveries_total', 'Times writes resumed by themselves after a full disk', (s) => s.noSpaceRecoveries);
   counter('tdekv_engine_compactions_paused_total', 'Compactions not started because their output and a margin would not fit in the free space', (s) => s.compactionsPaused);
-  counter('tdekv_engine_write_slowdowns_total', 'Writes delayed 1 ms: level 0 at level0-slowdown-writes-trigger, or the memtable full while the previous one is still being flushed', (s) => s.writeSlowdowns);
+  counter('tdekv_engine_write_slowdowns_total', 'Writes delayed: 1 ms with level 0 at level0-slowdown-writes-trigger, or paced by their bytes while the memtable is full and the previous one is still being flushed', (s) => s.writeSlowdowns);
   counter('tdekv_engine_write_stops_total', 'Times writes stopped to wait for the background: the memtable was full while another was being flushed, or level 0 reached level0-stop-writes-trigger', (s) => s.writeStops);
 }
