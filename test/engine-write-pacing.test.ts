@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WritePacer } from '../src/engine/write-pacing.js';
+import { MAX_WAIT_MS, WritePacer } from '../src/engine/write-pacing.js';
 
 /*
  * The wait of a write while the memtable is past write-buffer-size and the last one is still
@@ -28,6 +28,28 @@ test('until a flush has been measured there is no pace: the engine keeps its fix
   assert.equal(p.bytesPerMs, 0);
 });
 
+test('no pace without a flush running, and none from a flush that failed', () => {
+  const p = measured(10 * MiB, 100);
+  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, 0), undefined, 'no flush running');
+  p.flushStarted(10 * MiB, 0);
+  assert.ok(p.waitMs(MiB, W, LIMIT, 10 * MiB, 0)! > 0);
+  p.flushAbandoned();
+  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, 5_000), undefined, 'the failed flush is not paced by');
+  assert.equal(p.bytesPerMs, (10 * MiB) / 100, 'nor measured');
+});
+
+test('one write waits at most MAX_WAIT_MS, however slow the measured flushes were', () => {
+  const p = measured(1000, 60_000); // a pathological measurement: 1,000 bytes a minute
+  p.flushStarted(10 * MiB, 0);
+  let now = 0;
+  for (let i = 0; i < 20; i++) {
+    const ms = p.waitMs(MiB, W + i * 10, LIMIT, 10 * MiB, now)!;
+    assert.ok(ms <= MAX_WAIT_MS, `waited ${ms} ms`);
+    now += ms;
+  }
+  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, now), MAX_WAIT_MS);
+});
+
 test('the measured speed is a moving average of the flushes', () => {
   const p = measured(10 * MiB, 100);
   assert.equal(p.bytesPerMs, (10 * MiB) / 100);
@@ -36,13 +58,13 @@ test('the measured speed is a moving average of the flushes', () => {
   assert.equal(p.bytesPerMs, ((10 * MiB) / 100 + (10 * MiB) / 200) / 2);
 });
 
-test('a write waits its share of the flush time left, twice over: 1 MiB of an 8 MiB grace with 100 ms left waits 25 ms', () => {
+test('a write waits its share of the flush time left, twice over: 1/2 MiB of an 8 MiB grace with 100 ms left waits 12.5 ms', () => {
   const p = measured(10 * MiB, 100); // 100 ms for 10 MiB
   p.flushStarted(10 * MiB, 1000); // expected to end at 1100
-  // At 1000: 100 ms left, ×2 margin = 200 ms for the 8 MiB of grace; 1 MiB of it is 25 ms.
-  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, 1000), 25);
-  // The pace is a clock: the next MiB at the same instant waits behind the first.
-  assert.equal(p.waitMs(MiB, W + MiB, LIMIT, 10 * MiB, 1000), 25 + Math.floor((MiB * 200) / (7 * MiB)));
+  // At 1000: 100 ms left, ×2 margin = 200 ms for the 8 MiB of grace; 1/2 MiB of it is 12.5 ms.
+  assert.equal(p.waitMs(MiB / 2, W, LIMIT, 10 * MiB, 1000), 12);
+  // The pace is a clock: the next 1/2 MiB at the same instant waits behind the first (+200/15 ms).
+  assert.equal(p.waitMs(MiB / 2, W + MiB / 2, LIMIT, 10 * MiB, 1000), Math.floor(12.5 + 200 / 15));
 });
 
 test('small writes wait together: their shares add up to whole milliseconds', () => {
@@ -67,11 +89,12 @@ test('a flush running late slows writes more, not less', () => {
   const late = measured(10 * MiB, 100);
   late.flushStarted(10 * MiB, 0);
   // Same memtable, same write; one 50 ms into a 100 ms flush, one 300 ms into it.
-  const a = onTime.waitMs(MiB, W + 4 * MiB, LIMIT, 10 * MiB, 50)!;
-  const b = late.waitMs(MiB, W + 4 * MiB, LIMIT, 10 * MiB, 300)!;
+  const a = onTime.waitMs(MiB / 2, W + 4 * MiB, LIMIT, 10 * MiB, 50)!;
+  const b = late.waitMs(MiB / 2, W + 4 * MiB, LIMIT, 10 * MiB, 300)!;
   assert.ok(b > a, `late ${b} ms, on time ${a} ms`);
-  // Late, the flush is taken to need half as long again as it has run: 150 ms, ×2, over 4 MiB left.
-  assert.equal(b, 75);
+  // On time: 50 ms left, ×2, for 1/2 of 4 MiB left. Late: taken to need half as long again as it has run (150 ms), ×2.
+  assert.equal(a, 12);
+  assert.equal(b, 37);
 });
 
 /**

@@ -818,6 +818,9 @@ export class Engine {
           if (ms > 0) {
             this.#stats.writeSlowdowns++;
             await sleep(ms);
+          } else {
+            // Its share is under a millisecond: still a turn, for the worker's requests (a table grant, its result).
+            await yieldToEventLoop();
           }
         }
         return;
@@ -940,11 +943,13 @@ export class Engine {
   #flushImmutable(): Promise<void> {
     this.#flushing ??= (async () => {
       const imm = this.#imm!;
-      this.#pacer.flushStarted(imm.approximateBytes, performance.now());
+      const onWorker = this.#onWorker();
+      // Writes past write-buffer-size are paced by the speed of flushes on the worker (write-pacing.ts).
+      if (onWorker) this.#pacer.flushStarted(imm.approximateBytes, performance.now());
       await this.#room.check('flush', imm.approximateBytes, flushMargin);
       const smallestSnapshot = this.#snapshots.oldest(this.#lastSeq);
       let files: FileMeta[];
-      if (this.#onWorker()) {
+      if (onWorker) {
         // The worker reads the immutable memtable's skip list in place (shared memory): no copy.
         files = await this.#worker!.flush(imm.shared(), smallestSnapshot);
       } else {
@@ -962,7 +967,7 @@ export class Engine {
       edit.lastSequence = this.#lastSeq;
       await this.#logAndApply(edit, files);
       this.#imm = undefined;
-      this.#pacer.flushEnded(performance.now());
+      if (onWorker) this.#pacer.flushEnded(performance.now());
       // Nothing reads it any more unless an iterator over it is open (then retire() declines).
       this.#spareMemory = imm.retire() ?? this.#spareMemory;
       this.#stats.flushes++;
@@ -970,6 +975,8 @@ export class Engine {
       await this.#deleteObsoleteFiles();
     })().finally(() => {
       this.#flushing = undefined;
+      // A flush that failed is not measured (after a success this finds nothing left to clear).
+      this.#pacer.flushAbandoned();
     });
     return this.#flushing;
   }

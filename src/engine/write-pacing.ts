@@ -12,12 +12,22 @@
  * speed the grace lasts twice as long as a flush takes to write as much, so a stop needs a
  * flush far slower than the ones measured. The pace is a clock: a write's own time counts
  * toward it, and writes too small to wait a millisecond on their own wait together.
+ *
+ * Only flushes on the worker thread are paced. In-process a flush runs in slices between the
+ * writer's turns, so each write's fixed 1 ms wait already hands the flush its share, and the
+ * tables it leaves do not depend on measured timings.
  */
 
 /** The pace aims to use up the grace this much later than the flush is expected to end. */
 const MARGIN = 2;
 /** A late flush is assumed to need this share of its running time again. */
 const LATE_SHARE = 0.5;
+/**
+ * The longest one write waits. A flush far slower than measured (a disk stalling, a flush
+ * queued behind a compaction's I/O) would otherwise make one write wait for an estimate of it;
+ * past this the memtable may meet its limit, and writes then wait for the flush as before.
+ */
+export const MAX_WAIT_MS = 50;
 /** The weight of the newest flush in the measured speed. */
 const RATE_WEIGHT = 0.5;
 
@@ -43,6 +53,12 @@ export class WritePacer {
     this.#bytesPerMs = this.#bytesPerMs === 0 ? rate : this.#bytesPerMs * (1 - RATE_WEIGHT) + rate * RATE_WEIGHT;
   }
 
+  /** The flush begun last failed or was abandoned: nothing to pace by, and nothing measured. */
+  flushAbandoned(): void {
+    this.#flush = undefined;
+    this.#paceClock = 0;
+  }
+
   /** Measured flush speed in memtable bytes per ms (0: none measured yet). */
   get bytesPerMs(): number {
     return this.#bytesPerMs;
@@ -50,17 +66,18 @@ export class WritePacer {
 
   /**
    * Whole milliseconds a write of `writeBytes` waits now, with the memtable at `memBytes` of at
-   * most `limitBytes` and the flush of `flushingBytes` (the immutable memtable) pending.
-   * Undefined when no flush has been measured yet: the caller keeps its fixed wait.
+   * most `limitBytes` and the flush of `flushingBytes` (the immutable memtable) pending, at most
+   * MAX_WAIT_MS. Undefined when no flush has been measured yet, or none is running: the caller
+   * keeps its fixed wait.
    */
   waitMs(writeBytes: number, memBytes: number, limitBytes: number, flushingBytes: number, now: number): number | undefined {
-    if (this.#bytesPerMs === 0) return undefined;
-    const elapsed = now - (this.#flush?.startedAt ?? now);
+    if (this.#bytesPerMs === 0 || !this.#flush) return undefined;
+    const elapsed = now - this.#flush.startedAt;
     const expected = flushingBytes / this.#bytesPerMs;
     // A flush past its expected end is assumed to need half as long again as it has run so far.
     const remainingMs = Math.max(1, expected - elapsed, elapsed * LATE_SHARE) * MARGIN;
     const left = Math.max(1, limitBytes - memBytes);
-    this.#paceClock = Math.max(this.#paceClock, now) + Math.min(remainingMs, (writeBytes * remainingMs) / left);
+    this.#paceClock = Math.min(now + MAX_WAIT_MS, Math.max(this.#paceClock, now) + Math.min(remainingMs, (writeBytes * remainingMs) / left));
     return Math.max(0, Math.floor(this.#paceClock - now));
   }
 }
