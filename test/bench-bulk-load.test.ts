@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { summarizeBatches } from '../bench/batch-latency.js';
 import type { BulkLoadResult } from '../bench/bulk-load-child.js';
 import { MAX_PAUSE_MS, verdict } from '../bench/bulk-load-bench.js';
+import { runBench } from './support/bench-run.js';
 
 /*
  * The bulk-load bench decides the engine issue's load target ("zero write stops, no pause
  * over 1 s"): its batch statistics, its verdict over rounds, and the bench run end to end.
  */
-
-const RUN = fileURLToPath(new URL('../bench/run.js', import.meta.url));
 
 test('batch statistics: nearest-rank percentiles, the longest batch, and the counts over 100 ms and 1 s', () => {
   const ms = Array.from({ length: 1000 }, (_, i) => i + 1); // 1 … 1000 ms
@@ -52,13 +49,7 @@ test('the verdict needs every round to pass: no stop, no batch over the limit, n
 });
 
 test('the bulk-load bench loads, reads back and reports each tdekv line with its stalls', { timeout: 240_000 }, async () => {
-  const env = { ...process.env, TDEKV_BENCH_LOAD_KEYS: '40000', TDEKV_BENCH_LOAD_ROUNDS: '2', TDEKV_BENCH_LOAD_ENGINES: 'tdekv-aes256-ctr,tdekv-level-aes256-ctr' };
-  const child = spawn(process.execPath, [RUN, 'bulk-load'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  const { code, out, err } = await runBench('bulk-load', { TDEKV_BENCH_LOAD_KEYS: '40000', TDEKV_BENCH_LOAD_ROUNDS: '2', TDEKV_BENCH_LOAD_ENGINES: 'tdekv-aes256-ctr,tdekv-level-aes256-ctr' });
   assert.equal(code, 0, err);
   assert.doesNotMatch(out, /FAILED/, out);
   const row = (engine: string): string[] => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
+import { runBench } from './support/bench-run.js';
 import { medianRatio, medianRun, opsPerSecond, roundOrder, roundRatios } from '../bench/engine-rounds.js';
 
 /*
@@ -10,7 +9,6 @@ import { medianRatio, medianRun, opsPerSecond, roundOrder, roundRatios } from '.
  * numbers taken from different rounds.
  */
 
-const RUN = fileURLToPath(new URL('../bench/run.js', import.meta.url));
 const rate = (opsPerSec: number): { ops: number; ms: number } => ({ ops: opsPerSec, ms: 1000 });
 
 test('rounds alternate the engine order', () => {
@@ -40,8 +38,7 @@ test('ratios are taken within a round, and their median averages an even count',
 });
 
 test('the engine bench runs its rounds in alternating order and judges on the median of the printed ratios', { timeout: 240_000 }, async () => {
-  const env = {
-    ...process.env,
+  const { code, out, err } = await runBench('engine', {
     TDEKV_BENCH_ENGINE_ROUNDS: '3',
     TDEKV_BENCH_ENGINES: 'tdekv-plaintext,tdekv-aes256-ctr',
     TDEKV_BENCH_KEYS: '3000',
@@ -50,13 +47,7 @@ test('the engine bench runs its rounds in alternating order and judges on the me
     TDEKV_BENCH_SYNC_SECONDS: '2',
     TDEKV_BENCH_MIX_OPS: '3000',
     TDEKV_BENCH_MIX_SECONDS: '1',
-  };
-  const child = spawn(process.execPath, [RUN, 'engine'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  });
   assert.equal(code, 0, err);
 
   // Progress on stderr: which engine each round ran first.
