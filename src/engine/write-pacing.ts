@@ -1,17 +1,19 @@
 /**
  * How long a write waits when the memtable is past write-buffer-size while the previous one
- * is still being flushed (the grace zone, up to (1 + grace) × write-buffer-size): writes there
- * go at half the speed flushes were measured at, in memtable bytes per ms.
+ * is still being flushed on the worker (the grace zone, up to (1 + grace) × write-buffer-size):
+ * its share, by bytes, of the flush's remaining time, so that the rest of the grace would last
+ * twice as long as the flush is expected to.
  *
  * Why by bytes: a fixed 1 ms per write (LevelDB's slowdown) barely slows a bulk loader whose
  * batches hold 1,000 puts each, 2 ms of work: it went on filling the grace at two thirds of its
  * speed, about as fast as the worker flushed on the 2-core VM (24 MiB in ~210 ms against
- * ~230 ms to fill one), and a 3M-key load stopped 14–18 times. Why half the flush speed, not a
- * pace aimed at the flush's expected end: flushes vary by a quarter from one to the next, and
- * a pace aimed at the expected end stops slowing writes exactly when a flush runs late. At half
- * speed the grace lasts twice as long as a flush takes to write as much, so a stop needs a
- * flush far slower than the ones measured. The pace is a clock: a write's own time counts
- * toward it, and writes too small to wait a millisecond on their own wait together.
+ * ~230 ms to fill one), and a 3M-key load stopped 9–18 times. The flush's remaining time comes
+ * from its size and the measured speed of the last flushes. Flushes vary by a quarter from one
+ * to the next, and a pace aimed only at the expected end would stop slowing writes exactly when
+ * a flush runs late: a flush past its expected end is taken to need half as long again as it
+ * has run, so the later it is, the slower writes go. The pace is a clock: a write's own time
+ * counts toward it, and writes too small to wait a millisecond on their own wait together. One
+ * write waits at most MAX_WAIT_MS.
  *
  * Only flushes on the worker thread are paced. In-process a flush runs in slices between the
  * writer's turns, so each write's fixed 1 ms wait already hands the flush its share, and the
