@@ -51,6 +51,44 @@ describe('write pressure in-process', () => {
     }
   });
 
+  it('with the worker, a write past write-buffer-size waits by its bytes: tiny writes beside a flush mostly wait no whole ms', async () => {
+    // 1 MiB memtables, filled by one batch each, so that a flush of one is running while the
+    // next is already past write-buffer-size: the grace zone (write-pacing.ts). A fixed wait
+    // counts every write there as a slowdown; paced, a write of ~40 bytes owes a tiny share.
+    const db = await openDb('paced', 1 << 20, true);
+    try {
+      await db.engine.startBackgroundThread();
+      const big = Buffer.alloc(1000, 0x62);
+      let n = 0;
+      const fill = () => db.engine.write(Array.from({ length: 1100 }, () => ({ type: 'put' as const, key: b(`p${String(n++).padStart(9, '0')}`), value: big })));
+      const tiny = () => db.engine.write([{ type: 'put' as const, key: b(`t${String(n++).padStart(9, '0')}`), value: b('v') }]);
+      // A first flush on the worker, so that its speed is measured.
+      await fill();
+      await tiny();
+      await db.engine.waitForBackgroundWork();
+      let graceWrites = 0;
+      let slowed = 0;
+      for (let cycle = 0; cycle < 30 && graceWrites < 50; cycle++) {
+        await fill(); // the memtable past 1 MiB…
+        await tiny(); // …switched: its flush starts on the worker
+        await fill(); // the next one past 1 MiB while that flush runs
+        for (let i = 0; i < 100 && db.engine.stats().immutableMemtable; i++) {
+          const before = db.engine.stats().writeSlowdowns;
+          await tiny();
+          graceWrites++;
+          slowed += db.engine.stats().writeSlowdowns - before;
+        }
+        // Every memtable flushed: the next cycle starts on an empty one, far from the grace's limit.
+        await db.engine.flush();
+        await db.engine.waitForBackgroundWork();
+      }
+      assert.ok(graceWrites >= 10, `only ${graceWrites} writes met a running flush with the memtable past write-buffer-size`);
+      assert.ok(slowed <= graceWrites / 2, `${slowed} of ${graceWrites} tiny writes in the grace zone waited a whole ms`);
+    } finally {
+      await db.close();
+    }
+  });
+
   it('a write that only yields to a pending flush is not counted as a slowdown (those wait 1 ms)', async () => {
     const db = await openDb('yields', 1 << 20, false);
     try {
