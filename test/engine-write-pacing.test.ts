@@ -22,19 +22,19 @@ function measured(bytes: number, ms: number): WritePacer {
 
 test('until a flush has been measured there is no pace: the engine keeps its fixed wait', () => {
   const p = new WritePacer();
-  assert.equal(p.waitMs(100_000, W, LIMIT, W, 0), undefined);
+  assert.equal(p.waitMs(100_000, W, LIMIT, 0), undefined);
   p.flushStarted(W, 0);
-  assert.equal(p.waitMs(100_000, W, LIMIT, W, 5), undefined);
+  assert.equal(p.waitMs(100_000, W, LIMIT, 5), undefined);
   assert.equal(p.bytesPerMs, 0);
 });
 
 test('no pace without a flush running, and none from a flush that failed', () => {
   const p = measured(10 * MiB, 100);
-  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, 0), undefined, 'no flush running');
+  assert.equal(p.waitMs(MiB, W, LIMIT, 0), undefined, 'no flush running');
   p.flushStarted(10 * MiB, 0);
-  assert.ok(p.waitMs(MiB, W, LIMIT, 10 * MiB, 0)! > 0);
+  assert.ok(p.waitMs(MiB, W, LIMIT, 0)! > 0);
   p.flushAbandoned();
-  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, 5_000), undefined, 'the failed flush is not paced by');
+  assert.equal(p.waitMs(MiB, W, LIMIT, 5_000), undefined, 'the failed flush is not paced by');
   assert.equal(p.bytesPerMs, (10 * MiB) / 100, 'nor measured');
 });
 
@@ -43,11 +43,11 @@ test('one write waits at most MAX_WAIT_MS, however slow the measured flushes wer
   p.flushStarted(10 * MiB, 0);
   let now = 0;
   for (let i = 0; i < 20; i++) {
-    const ms = p.waitMs(MiB, W + i * 10, LIMIT, 10 * MiB, now)!;
+    const ms = p.waitMs(MiB, W + i * 10, LIMIT, now)!;
     assert.ok(ms <= MAX_WAIT_MS, `waited ${ms} ms`);
     now += ms;
   }
-  assert.equal(p.waitMs(MiB, W, LIMIT, 10 * MiB, now), MAX_WAIT_MS);
+  assert.equal(p.waitMs(MiB, W, LIMIT, now), MAX_WAIT_MS);
 });
 
 test('the measured speed is a moving average of the flushes', () => {
@@ -62,9 +62,9 @@ test('a write waits its share of the flush time left, twice over: 1/2 MiB of an 
   const p = measured(10 * MiB, 100); // 100 ms for 10 MiB
   p.flushStarted(10 * MiB, 1000); // expected to end at 1100
   // At 1000: 100 ms left, ×2 margin = 200 ms for the 8 MiB of grace; 1/2 MiB of it is 12.5 ms.
-  assert.equal(p.waitMs(MiB / 2, W, LIMIT, 10 * MiB, 1000), 12);
+  assert.equal(p.waitMs(MiB / 2, W, LIMIT, 1000), 12);
   // The pace is a clock: the next 1/2 MiB at the same instant waits behind the first (+200/15 ms).
-  assert.equal(p.waitMs(MiB / 2, W + MiB / 2, LIMIT, 10 * MiB, 1000), Math.floor(12.5 + 200 / 15));
+  assert.equal(p.waitMs(MiB / 2, W + MiB / 2, LIMIT, 1000), Math.floor(12.5 + 200 / 15));
 });
 
 test('small writes wait together: their shares add up to whole milliseconds', () => {
@@ -74,7 +74,7 @@ test('small writes wait together: their shares add up to whole milliseconds', ()
   let waited = 0;
   let mem = W;
   for (let i = 0; i < 2000; i++) {
-    const ms = p.waitMs(100, mem, LIMIT, 10 * MiB, now)!;
+    const ms = p.waitMs(100, mem, LIMIT, now)!;
     waited += ms;
     now += ms;
     mem += 100;
@@ -89,8 +89,8 @@ test('a flush running late slows writes more, not less', () => {
   const late = measured(10 * MiB, 100);
   late.flushStarted(10 * MiB, 0);
   // Same memtable, same write; one 50 ms into a 100 ms flush, one 300 ms into it.
-  const a = onTime.waitMs(MiB / 2, W + 4 * MiB, LIMIT, 10 * MiB, 50)!;
-  const b = late.waitMs(MiB / 2, W + 4 * MiB, LIMIT, 10 * MiB, 300)!;
+  const a = onTime.waitMs(MiB / 2, W + 4 * MiB, LIMIT, 50)!;
+  const b = late.waitMs(MiB / 2, W + 4 * MiB, LIMIT, 300)!;
   assert.ok(b > a, `late ${b} ms, on time ${a} ms`);
   // On time: 50 ms left, ×2, for 1/2 of 4 MiB left. Late: taken to need half as long again as it has run (150 ms), ×2.
   assert.equal(a, 12);
@@ -118,7 +118,7 @@ function load(flushMs: number, wait: (p: WritePacer, mem: number, now: number) =
 }
 
 test('a bulk load meets a flush a third slower than measured without stopping; a fixed 1 ms per write stops', () => {
-  const paced = load(330, (p, mem, now) => p.waitMs(130_000, mem, LIMIT, 24 * MiB, now)!);
+  const paced = load(330, (p, mem, now) => p.waitMs(130_000, mem, LIMIT, now)!);
   assert.ok(paced < LIMIT, `paced: the memtable reached ${paced} of ${LIMIT} bytes`);
   const fixed = load(330, () => 1);
   assert.ok(fixed >= LIMIT, `1 ms per write: the memtable reached ${fixed} of ${LIMIT} bytes`);

@@ -814,7 +814,7 @@ export class Engine {
       if (this.#imm && bytes < limit) {
         // One delay per write at most: a write already slowed for level 0 goes on.
         if (!delayed) {
-          const ms = this.#pacer.waitMs(writeBytes, bytes, limit, this.#imm.approximateBytes, performance.now()) ?? 1;
+          const ms = this.#pacer.waitMs(writeBytes, bytes, limit, performance.now()) ?? 1;
           if (ms > 0) {
             this.#stats.writeSlowdowns++;
             await sleep(ms);

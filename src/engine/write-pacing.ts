@@ -68,14 +68,13 @@ export class WritePacer {
 
   /**
    * Whole milliseconds a write of `writeBytes` waits now, with the memtable at `memBytes` of at
-   * most `limitBytes` and the flush of `flushingBytes` (the immutable memtable) pending, at most
-   * MAX_WAIT_MS. Undefined when no flush has been measured yet, or none is running: the caller
+   * most `limitBytes` and the flush begun last still running, at most MAX_WAIT_MS. Undefined when no flush has been measured yet, or none is running: the caller
    * keeps its fixed wait.
    */
-  waitMs(writeBytes: number, memBytes: number, limitBytes: number, flushingBytes: number, now: number): number | undefined {
+  waitMs(writeBytes: number, memBytes: number, limitBytes: number, now: number): number | undefined {
     if (this.#bytesPerMs === 0 || !this.#flush) return undefined;
     const elapsed = now - this.#flush.startedAt;
-    const expected = flushingBytes / this.#bytesPerMs;
+    const expected = this.#flush.bytes / this.#bytesPerMs;
     // A flush past its expected end is assumed to need half as long again as it has run so far.
     const remainingMs = Math.max(1, expected - elapsed, elapsed * LATE_SHARE) * MARGIN;
     const left = Math.max(1, limitBytes - memBytes);
