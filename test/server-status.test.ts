@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startTdekv, target, type ServerHandle } from './support/server-process.js';
+import { startTdekv, target, waitUntil, type ServerHandle } from './support/server-process.js';
 
 describe('status HTTP endpoint', { skip: target() !== 'tdekv' && 'tdekv only' }, () => {
   let server: ServerHandle | undefined;
@@ -39,14 +39,22 @@ describe('status HTTP endpoint', { skip: target() !== 'tdekv' && 'tdekv only' },
   });
 
   test('GET /status: JSON naming the method, without key material', async () => {
-    const r = await get('/status');
+    type StatusDoc = { engine: { backgroundThread: { enabled: boolean; threadId?: number } }; lifecycle: { encryptionStateDesc: string } };
+    // The server starts its background thread at start (not when the first memtable is an
+    // eighth full, as an embedded engine does): it reports a thread id once loaded.
+    let r = await get('/status');
+    await waitUntil(async () => {
+      r = await get('/status');
+      return (JSON.parse(r.body) as StatusDoc).engine.backgroundThread.threadId !== undefined;
+    }, 'the background thread to load');
     assert.equal(r.status, 200);
     assert.match(r.type, /json/);
-    const doc = JSON.parse(r.body) as { engine: { backgroundThread: { enabled: boolean } }; lifecycle: { encryptionStateDesc: string } };
+    const doc = JSON.parse(r.body) as StatusDoc;
     assert.match(r.body, /aes256-ctr/);
-    // The default: flushes and compactions on the worker thread (not started before the first
-    // memtable is an eighth full, so no thread id yet), and the lifecycle's state.
-    assert.deepEqual(doc.engine.backgroundThread, { enabled: true, flushes: 0, compactions: 0 });
+    // The default: flushes and compactions on the worker thread, none yet; and the lifecycle's state.
+    const threadId = doc.engine.backgroundThread.threadId;
+    assert.ok(typeof threadId === 'number' && threadId > 0, `thread id ${threadId}`);
+    assert.deepEqual(doc.engine.backgroundThread, { enabled: true, threadId, flushes: 0, compactions: 0 });
     assert.equal(doc.lifecycle.encryptionStateDesc, 'ENCRYPTED');
     assert.ok(!r.body.toLowerCase().includes(masterKeyHex.toLowerCase()), 'no master key hex in /status');
     assert.doesNotMatch(r.body, /"[^"]*"\s*:\s*"[0-9a-fA-F]{64}"/, 'no 256-bit hex strings at all');

@@ -666,10 +666,16 @@ export class Engine {
    * Starts the background worker thread now and resolves once it takes jobs (otherwise it
    * starts when the first memtable is an eighth full, and jobs run in-process until it has
    * loaded). Resolves at once with backgroundThread false.
+   *
+   * `warmUpFlush`: the thread then runs the flush code once on made-up entries, in the
+   * background and only until its first job, so that the first real flush runs compiled code
+   * (background/flush-warm-up.ts): for a long-running process, such as the server. It costs
+   * about a flush's CPU on that thread, and writes nothing to disk. No effect if the thread
+   * runs already.
    */
-  async startBackgroundThread(): Promise<void> {
+  async startBackgroundThread(options: { warmUpFlush?: boolean } = {}): Promise<void> {
     this.#checkOpen();
-    await this.#worker?.whenReady();
+    await this.#worker?.whenReady(options.warmUpFlush === true);
   }
 
   /**

@@ -1,5 +1,5 @@
 import { TdekvError } from '../errors.js';
-import type { EncryptedWritableFile } from '../env/writable-file.js';
+import type { AppendSink } from '../env/writable-file.js';
 import { BlockBuilder } from './block-builder.js';
 import { compareBytes, copyBytes } from './compare-bytes.js';
 import { BloomHashCollector, bloomHash, buildBloom } from './bloom.js';
@@ -29,7 +29,7 @@ const HIGH_WATER_BYTES = 4 << 20;
  * the next add(), drain() or finish(), so no promise is ever left rejected and unhandled.
  */
 export class TableBuilder {
-  readonly #file: EncryptedWritableFile;
+  readonly #file: AppendSink;
   readonly #layout: TableLayout;
   readonly #blockSize: number;
   readonly #bitsPerKey: number;
@@ -63,7 +63,7 @@ export class TableBuilder {
   #separator: Buffer = Buffer.allocUnsafe(64);
   #state: 'open' | 'finishing' | 'done' = 'open';
 
-  constructor(file: EncryptedWritableFile, options: TableBuilderOptions) {
+  constructor(file: AppendSink, options: TableBuilderOptions) {
     if (!(options.blockSize > 0)) throw new TdekvError('INVALID_ARGUMENT', `blockSize must be positive (got ${options.blockSize})`);
     if (!Number.isInteger(options.blockRestartInterval) || options.blockRestartInterval < 1) {
       throw new TdekvError('INVALID_ARGUMENT', `blockRestartInterval must be a positive integer (got ${options.blockRestartInterval})`);

@@ -1,4 +1,4 @@
-import type { EncryptedWritableFile } from '../env/writable-file.js';
+import type { AppendSink } from '../env/writable-file.js';
 import type { EngineFs } from './engine-fs.js';
 import { tableName } from './file-names.js';
 import type { EngineTuning } from './options.js';
@@ -17,13 +17,14 @@ export interface TableOutputContext {
   /**
    * When set, how a new table is numbered and created instead of newFileNumber, pendingOutputs
    * and env.create: on a worker thread the number and the file's grant come from the main
-   * thread, which registers the pending output itself (src/engine/background/).
+   * thread, which registers the pending output itself (src/engine/background/); the worker's
+   * flush warm-up gives a sink that keeps nothing (flush-warm-up.ts).
    */
-  newTable?(): Promise<{ number: number; file: EncryptedWritableFile }>;
+  newTable?(): Promise<{ number: number; file: AppendSink }>;
 }
 
 /** A new table file, numbered and kept from obsolete-file removal (or granted by the main thread, on the worker). */
-export async function createTableFile(ctx: TableOutputContext): Promise<{ number: number; file: EncryptedWritableFile }> {
+export async function createTableFile(ctx: TableOutputContext): Promise<{ number: number; file: AppendSink }> {
   if (ctx.newTable) return ctx.newTable();
   const number = ctx.newFileNumber();
   ctx.pendingOutputs.add(number);
@@ -31,7 +32,7 @@ export async function createTableFile(ctx: TableOutputContext): Promise<{ number
 }
 
 /** On failure: the file closed and removed, its number released. */
-export async function discardTableFile(ctx: TableOutputContext, number: number, file: EncryptedWritableFile | undefined): Promise<void> {
+export async function discardTableFile(ctx: TableOutputContext, number: number, file: AppendSink | undefined): Promise<void> {
   await file?.close().catch(() => undefined);
   await ctx.env.remove(tableName(number)).catch(() => undefined);
   ctx.pendingOutputs.delete(number);

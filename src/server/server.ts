@@ -171,6 +171,11 @@ export class TdekvServer implements ServerContext, ConnectionHost {
       await managed.close().catch(() => undefined);
       throw await startupIoError(err, dataDir);
     }
+    // A server runs long: its background thread starts now and compiles its flush code on
+    // made-up data before the first real flush (background/flush-warm-up.ts). Not awaited: the
+    // thread loads while the server starts listening; a failure to start is the engine's
+    // background error, reported there.
+    engine.startBackgroundThread({ warmUpFlush: true }).catch((err: unknown) => logger.debug({ err }, 'the background thread did not start'));
     const server = new TdekvServer(config, logger, managed, engine, lifecycle);
     try {
       await server.#listen();

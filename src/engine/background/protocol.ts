@@ -1,3 +1,4 @@
+import type { WarmUpResult } from './flush-warm-up.js';
 import { TdekvError, type TdekvErrorCode } from '../../errors.js';
 import type { FileGrant } from '../../env/file-grant.js';
 import type { CompactionJob } from '../compaction/compaction.js';
@@ -31,6 +32,8 @@ export type CrashHow = 'throw' | 'exit';
 export type FromWorker =
   /** Its modules are loaded: it takes jobs from now on. */
   | { type: 'ready' }
+  /** The flush warm-up after 'ready' ended (flush-warm-up.ts). */
+  | { type: 'warmedUp'; result: WarmUpResult }
   | { type: 'done'; jobId: number; files: FileMeta[]; threadId: number }
   | { type: 'failed'; jobId: number; error: SerializedError }
   | { type: 'newTable'; jobId: number; requestId: number }

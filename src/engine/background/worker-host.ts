@@ -10,6 +10,7 @@ import { tableName } from '../file-names.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
 import type { SharedMemtable } from '../skip-list.js';
+import type { WarmUpResult } from './flush-warm-up.js';
 import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 
 /** What the host needs of the engine: its files' grants, table numbers, and the pending-output set it shares with obsolete-file removal. */
@@ -37,6 +38,8 @@ export interface BackgroundThreadInfo {
   threadId: number | undefined;
   flushes: number;
   compactions: number;
+  /** What the flush warm-up did, once it ended (only for a worker started with startNow()). */
+  warmUp?: WarmUpResult;
 }
 
 /**
@@ -88,6 +91,16 @@ export class BackgroundWorker {
   }
 
   /**
+   * Starts the thread now, and has it run the flush code once on made-up entries
+   * (flush-warm-up.ts) until its first job: for a long-running process, whose first flush
+   * then runs compiled code. Does nothing if the thread runs already.
+   */
+  startNow(): void {
+    if (this.#crash) throw this.#crash;
+    if (!this.#worker && !this.#closed) this.#start(true);
+  }
+
+  /**
    * Starts the thread ahead of the first job (a worker takes tens of ms to load): called when
    * the first memtable is an eighth full, so engines that write little never start one.
    */
@@ -101,12 +114,13 @@ export class BackgroundWorker {
     return this.#ready;
   }
 
-  /** Starts the worker if needed and resolves once it takes jobs. */
-  whenReady(): Promise<void> {
+  /** Starts the worker if needed (see startNow() for `warmUpFlush`) and resolves once it takes jobs. */
+  whenReady(warmUpFlush = false): Promise<void> {
     if (this.#ready) return Promise.resolve();
     return new Promise((resolve, reject) => {
       try {
-        this.warmUp();
+        if (warmUpFlush) this.startNow();
+        else this.warmUp();
       } catch (err) {
         reject(err as Error);
         return;
@@ -167,11 +181,11 @@ export class BackgroundWorker {
     });
   }
 
-  #start(): Worker {
+  #start(warmUpFlush = false): Worker {
     if (this.#worker) return this.#worker;
     if (this.#crash) throw this.#crash;
     if (this.#closed) throw new TdekvError('CLOSED', 'the database is closed; no background job is started');
-    const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: { faultChannel: this.#faultChannel } });
+    const worker = new Worker(new URL('./worker-main.js', import.meta.url), { workerData: { faultChannel: this.#faultChannel, ...(warmUpFlush ? { warmUp: this.#ctx.tuning } : {}) } });
     this.#worker = worker;
     this.#terminating = false;
     worker.on('message', (m: FromWorker) => this.#onMessage(m));
@@ -263,6 +277,10 @@ export class BackgroundWorker {
         return;
       case 'fault':
         this.#answerFault(m.op, m.path);
+        return;
+      case 'warmedUp':
+        this.info.warmUp = m.result;
+        if (m.result.error !== undefined) this.#ctx.logger.warn({ err: m.result.error }, 'the background worker could not warm up its flush code; the first flush compiles it instead');
         return;
     }
   }

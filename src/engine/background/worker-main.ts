@@ -21,12 +21,15 @@ import { TableReader } from '../table-reader.js';
 import type { TableOutputContext } from '../table-output.js';
 import { deserializeError, revivedFileMeta, serializeError, type CrashHow, type FromWorker, type ToWorker } from './protocol.js';
 import { askOverChannel } from './fault-channel.js';
+import { warmUpFlush } from './flush-warm-up.js';
 
 /** Longer than the main thread's slices: here a slice only delays reading the host's messages (a cancel, a grant). */
 const WORKER_SLICE_MS = 20;
 
 const port = parentPort!;
-const faultChannel = (workerData as { faultChannel: SharedArrayBuffer }).faultChannel;
+const { faultChannel, warmUp } = workerData as { faultChannel: SharedArrayBuffer; warmUp?: EngineTuning };
+/** A job arrived: the flush warm-up gives way at its next slice. */
+let jobsArrived = false;
 const cancelled = new Set<number>();
 const requests = new Map<number, { resolve: (m: ToWorker) => void; reject: (err: Error) => void }>();
 let nextRequestId = 1;
@@ -165,9 +168,11 @@ function askMainThread(op: string, path: string): FileFault {
 port.on('message', (m: ToWorker) => {
   switch (m.type) {
     case 'flush':
+      jobsArrived = true;
       run(m.jobId, flush(m));
       return;
     case 'compact':
+      jobsArrived = true;
       run(m.jobId, compact(m));
       return;
     case 'table':
@@ -193,3 +198,10 @@ port.on('message', (m: ToWorker) => {
 });
 
 post({ type: 'ready' });
+// Jobs are taken from now on; the warm-up runs only until the first one arrives.
+if (warmUp !== undefined) {
+  warmUpFlush(warmUp, WORKER_SLICE_MS, () => jobsArrived).then(
+    (result) => post({ type: 'warmedUp', result }),
+    (err: unknown) => post({ type: 'warmedUp', result: { rounds: 0, entriesWritten: 0, bytes: 0, stopped: false, error: String(err) } }),
+  );
+}
