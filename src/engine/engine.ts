@@ -670,7 +670,7 @@ export class Engine {
    * `warmUpFlush`: the thread then runs the flush code once on made-up entries, in the
    * background and only until its first job, so that the first real flush runs compiled code
    * (background/flush-warm-up.ts): for a long-running process, such as the server. It costs
-   * about a flush's CPU on that thread, and writes nothing to disk. No effect if the thread
+   * about 0.3 s of that thread's CPU, once, and writes nothing to disk. No effect if the thread
    * runs already.
    */
   async startBackgroundThread(options: { warmUpFlush?: boolean } = {}): Promise<void> {

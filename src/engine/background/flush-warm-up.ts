@@ -2,9 +2,9 @@
  * Runs the flush code once on made-up entries, into a sink that keeps nothing, when the
  * background worker starts: V8 compiles a thread's hot code the first times it runs, and the
  * worker is a thread of its own, with its own compiled code. Without this the first real flush
- * after a start ran two to four times longer than later ones (436 ms against 200–250 ms in a
- * server under SET load), while V8's compiler threads took CPU from the main thread, which
- * showed as a latency spike in the first seconds of traffic.
+ * after a start ran two to four times longer than later ones (a 16 MiB memtable: 219–264 ms
+ * against 45–90 ms, engine alone; with it 65–104 ms), and V8's compiler threads took CPU from
+ * the main thread meanwhile. Measured in docs/engine.md, "The background worker thread".
  *
  * Nothing reaches the data dir: the table is encrypted (the same code path as a real one)
  * under a key and IV made for it and dropped, and its bytes are discarded as they come.
@@ -20,7 +20,7 @@ import { ValueKind } from '../internal-key.js';
 import { Memtable } from '../memtable.js';
 import type { EngineTuning } from '../options.js';
 
-/** Entries per warm-up flush, and rounds: enough for V8 to optimize the flush's loops (measured: bench/flush-warm-up in docs/engine.md). */
+/** Entries per warm-up flush, and rounds: enough for V8 to optimize the flush's loops, at about 0.3 s of the worker's CPU. */
 export const WARM_UP_ENTRIES = 20_000;
 export const WARM_UP_ROUNDS = 3;
 

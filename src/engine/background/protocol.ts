@@ -1,10 +1,10 @@
-import type { WarmUpResult } from './flush-warm-up.js';
 import { TdekvError, type TdekvErrorCode } from '../../errors.js';
 import type { FileGrant } from '../../env/file-grant.js';
 import type { CompactionJob } from '../compaction/compaction.js';
 import type { EngineTuning } from '../options.js';
 import type { FileMeta } from '../version-edit.js';
 import type { SharedMemtable } from '../skip-list.js';
+import type { WarmUpResult } from './flush-warm-up.js';
 
 /**
  * The messages between the engine (main thread) and its background worker. The worker gets
