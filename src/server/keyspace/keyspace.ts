@@ -13,7 +13,8 @@ export class WrongTypeError extends Error {
 
 export type KeyType = KeyRecord['type'];
 /** What a write needs of the record it replaces: whether there is one, its type and expiry. */
-export type KeyMeta = Pick<KeyRecord, 'type' | 'expireAt'>;
+/** A key's type and expiry; read-only, as lookups may share one object between keys. */
+export type KeyMeta = Readonly<Pick<KeyRecord, 'type' | 'expireAt'>>;
 export type HashRecord = Extract<KeyRecord, { type: 'hash' }>;
 
 /** A record's string value (undefined when there is no record); WrongTypeError for a hash. */

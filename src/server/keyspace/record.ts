@@ -27,9 +27,16 @@ export function encodeRecord(r: KeyRecord): Buffer {
   return out;
 }
 
-/** The type and expiry of the record that starts at b[start], without a view of its value. */
-export function decodeMetaAt(b: Buffer, start: number): Pick<KeyRecord, 'type' | 'expireAt'> {
-  return { type: b[start] === TYPE_HASH ? 'hash' : 'string', expireAt: b.readUInt32BE(start + 1) * 0x1_0000_0000 + b.readUInt32BE(start + 5) };
+/** What decodeMetaAt returns for a key with no expiry: shared, so a lookup allocates nothing (callers only read it). */
+const STRING_META: Readonly<Pick<KeyRecord, 'type' | 'expireAt'>> = Object.freeze({ type: 'string', expireAt: 0 });
+const HASH_META: Readonly<Pick<KeyRecord, 'type' | 'expireAt'>> = Object.freeze({ type: 'hash', expireAt: 0 });
+
+/** The type and expiry of the record that starts at b[start], without a view of its value. Read-only: it may be shared. */
+export function decodeMetaAt(b: Buffer, start: number): Readonly<Pick<KeyRecord, 'type' | 'expireAt'>> {
+  const type = b[start] === TYPE_HASH ? 'hash' : 'string';
+  const expireAt = b.readUInt32BE(start + 1) * 0x1_0000_0000 + b.readUInt32BE(start + 5);
+  if (expireAt === 0) return type === 'hash' ? HASH_META : STRING_META;
+  return { type, expireAt };
 }
 
 export function decodeRecord(b: Buffer): KeyRecord {

@@ -46,8 +46,15 @@ export class ReplyWriter {
   proto: 2 | 3 = 2;
   #buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
   #len = 0;
-  /** Bytes of #buf before this are already in #parts. */
+  /** Bytes of #buf before this are already in #parts (or were handed out: see #floor). */
   #segStart = 0;
+  /**
+   * Bytes of #buf before this were handed out by take() as a view, and are never written again:
+   * writing goes on after them, and #ensure moves to a new buffer when this one is full. A
+   * copy of each small batch of replies (a Buffer from the pool and a copy) was a tenth of an
+   * unpipelined request's garbage.
+   */
+  #floor = 0;
   /** Finished pieces in order (views of #buf and big bulks), when a big bulk was written. */
   #parts: Buffer[] = [];
   #partsLen = 0;
@@ -95,21 +102,27 @@ export class ReplyWriter {
       out = Buffer.concat(this.#parts, this.#partsLen + len - this.#segStart);
       this.#parts = [];
       this.#partsLen = 0;
-      // The concat copied everything, so #buf can be reused as it is.
-      if (buf.length > KEEP_CAPACITY_LIMIT) this.#buf = Buffer.allocUnsafe(INITIAL_CAPACITY);
+      // The concat copied everything, so #buf can be reused from #floor on.
+      if (buf.length > KEEP_CAPACITY_LIMIT) this.#newBuffer(INITIAL_CAPACITY);
     } else if (len === this.#segStart) {
       out = EMPTY;
     } else if (len - this.#segStart <= COPY_OUT_LIMIT) {
-      // #segStart is above 0 when a rewind dropped every part: the bytes before it are gone.
-      out = Buffer.allocUnsafe(len - this.#segStart);
-      buf.copy(out, 0, this.#segStart, len);
+      // A view; writing goes on after it. (#segStart is above #floor when a rewind dropped
+      // every part: the bytes between them are gone.)
+      out = buf.subarray(this.#segStart, len);
+      this.#floor = len;
     } else {
       out = buf.subarray(this.#segStart, len);
-      this.#buf = Buffer.allocUnsafe(buf.length > KEEP_CAPACITY_LIMIT ? INITIAL_CAPACITY : buf.length);
+      this.#newBuffer(buf.length > KEEP_CAPACITY_LIMIT ? INITIAL_CAPACITY : buf.length);
     }
-    this.#len = 0;
-    this.#segStart = 0;
+    this.#len = this.#floor;
+    this.#segStart = this.#floor;
     return out;
+  }
+
+  #newBuffer(capacity: number): void {
+    this.#buf = Buffer.allocUnsafe(capacity);
+    this.#floor = 0;
   }
 
   simple(s: string): void {
@@ -378,12 +391,14 @@ export class ReplyWriter {
     if (this.#len + n <= this.#buf.length) return;
     const old = this.#buf;
     const live = this.#len - this.#segStart;
-    let capacity = old.length * 2;
+    // Full of replies handed out already: a buffer of the same size will do, if the rest fits.
+    let capacity = this.#floor > 0 ? old.length : old.length * 2;
     while (capacity < live + n) capacity *= 2;
     const grown = Buffer.allocUnsafe(capacity);
-    // Bytes before #segStart are referenced from #parts, which keeps the old buffer alive.
+    // Bytes before #segStart are referenced from #parts or handed out, which keeps the old buffer alive.
     old.copy(grown, 0, this.#segStart, this.#len);
     this.#buf = grown;
+    this.#floor = 0;
     this.#len = live;
     this.#segStart = 0;
   }
