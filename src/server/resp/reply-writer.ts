@@ -8,7 +8,7 @@ import { formatDouble } from './format-number.js';
 const INITIAL_CAPACITY = 16 * 1024;
 /** Bulks above this are kept as their own buffers, not copied in, until take() joins all once. */
 const BIG_BULK = 64 * 1024;
-/** take() copies out at most this much; beyond it handing the buffer over and starting a new one is cheaper. */
+/** take() hands out at most this much as a view and goes on writing after it; beyond it the buffer is handed over and a new one started. */
 const COPY_OUT_LIMIT = 8 * 1024;
 /** A buffer grown past this by one huge reply is not kept for the next ones. */
 const KEEP_CAPACITY_LIMIT = 1024 * 1024;
