@@ -1,7 +1,7 @@
 import { TdekvError } from '../../errors.js';
 import type { BatchingStore } from './batching-store.js';
 import { RECORD_RANGE, STATS_KEY, decodeExpiryKey, expiryKey, expiryRangeUntil, fieldKey, fieldOf, fieldRange, recordKey, recordRangeWithPrefix, userKeyOf } from './key-codec.js';
-import { RECORD_HEADER_BYTES, decodeMetaAt, decodeRecord, encodeRecord, type KeyRecord } from './record.js';
+import { RECORD_HEADER_BYTES, decodeMetaAt, decodeRecord, encodeRecord, encodeStringRecord, type KeyRecord } from './record.js';
 import type { ValueLocation } from './row-cache.js';
 
 /** Thrown by typed accessors; the command layer turns it into Redis's WRONGTYPE reply. */
@@ -190,7 +190,8 @@ export class Keyspace {
   setString(key: Buffer, value: Buffer, expireAt: number | 'keep', existing: KeyMeta | undefined): void {
     const at = expireAt === 'keep' ? (existing?.expireAt ?? 0) : expireAt;
     if (existing?.type === 'hash') this.#deleteFields(key);
-    this.#writeRecord(key, { type: 'string', expireAt: at, value }, existing);
+    // Encoded from its parts: no record object per SET.
+    this.#writeEncoded(key, at, encodeStringRecord(value, at), existing);
   }
 
   /** Deletes the key; returns whether it existed. */
@@ -377,23 +378,28 @@ export class Keyspace {
   #lastRecordKey: Buffer = Buffer.alloc(0);
 
   #writeRecord(key: Buffer, r: KeyRecord, previous: KeyMeta | undefined): void {
+    this.#writeEncoded(key, r.expireAt, encodeRecord(r), previous);
+  }
+
+  /** Writes `record` (encodeRecord's bytes, of a record expiring at `expireAt`) under `key`, with the counts and the expiry index. */
+  #writeEncoded(key: Buffer, expireAt: number, record: Buffer, previous: KeyMeta | undefined): void {
     if (previous === undefined) {
       this.#keys++;
       this.#statsDirty = true;
     }
     const before = previous?.expireAt ?? 0;
-    if (before !== r.expireAt) {
+    if (before !== expireAt) {
       if (before !== 0) {
         this.#store.del(expiryKey(before, key));
         this.#expires--;
       }
-      if (r.expireAt !== 0) {
-        this.#store.put(expiryKey(r.expireAt, key), EMPTY);
+      if (expireAt !== 0) {
+        this.#store.put(expiryKey(expireAt, key), EMPTY);
         this.#expires++;
       }
       this.#statsDirty = true;
     }
-    this.#store.put(this.#recordKey(key), encodeRecord(r));
+    this.#store.put(this.#recordKey(key), record);
     this.#events.touched(key);
   }
 

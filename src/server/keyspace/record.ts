@@ -17,13 +17,25 @@ export const RECORD_HEADER_BYTES = 9;
 const HEADER = RECORD_HEADER_BYTES;
 
 export function encodeRecord(r: KeyRecord): Buffer {
-  const payload = r.type === 'string' ? r.value.length : 4;
+  if (r.type === 'string') return encodeStringRecord(r.value, r.expireAt);
+  const out = header(TYPE_HASH, r.expireAt, 4);
+  out.writeUInt32BE(r.fields, HEADER);
+  return out;
+}
+
+/** encodeRecord of a string record, from its parts. */
+export function encodeStringRecord(value: Buffer, expireAt: number): Buffer {
+  const out = header(TYPE_STRING, expireAt, value.length);
+  value.copy(out, HEADER);
+  return out;
+}
+
+/** A record's buffer with its header written, `payload` bytes left for the caller. */
+function header(type: number, expireAt: number, payload: number): Buffer {
   const out = Buffer.allocUnsafe(HEADER + payload);
-  out[0] = r.type === 'string' ? TYPE_STRING : TYPE_HASH;
-  out.writeUInt32BE(Math.floor(r.expireAt / 0x1_0000_0000), 1);
-  out.writeUInt32BE(r.expireAt % 0x1_0000_0000, 5);
-  if (r.type === 'string') r.value.copy(out, HEADER);
-  else out.writeUInt32BE(r.fields, HEADER);
+  out[0] = type;
+  out.writeUInt32BE(Math.floor(expireAt / 0x1_0000_0000), 1);
+  out.writeUInt32BE(expireAt % 0x1_0000_0000, 5);
   return out;
 }
 
