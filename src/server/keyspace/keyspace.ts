@@ -12,8 +12,10 @@ export class WrongTypeError extends Error {
 }
 
 export type KeyType = KeyRecord['type'];
-/** What a write needs of the record it replaces: whether there is one, its type and expiry. */
-/** A key's type and expiry; read-only, as lookups may share one object between keys. */
+/**
+ * What a write needs of the record it replaces: whether there is one, its type and expiry.
+ * Read-only: lookups of keys without expiry share one object (record.ts, decodeMetaAt).
+ */
 export type KeyMeta = Readonly<Pick<KeyRecord, 'type' | 'expireAt'>>;
 export type HashRecord = Extract<KeyRecord, { type: 'hash' }>;
 
