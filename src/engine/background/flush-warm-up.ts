@@ -9,9 +9,9 @@
  * Nothing reaches the data dir: the table is encrypted (the same code path as a real one)
  * under a key and IV made for it and dropped, and its bytes are discarded as they come.
  */
-import { randomBytes } from 'node:crypto';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { zeroize } from '../../crypto/random.js';
+import { keyLengthOf } from '../../crypto/method.js';
+import { freshIv, randomKey, zeroize } from '../../crypto/random.js';
 import { TdekvError } from '../../errors.js';
 import { EncryptedBufferSink } from '../../env/encrypted-buffer-sink.js';
 import type { JobContext } from '../background-job.js';
@@ -61,7 +61,7 @@ export async function warmUpFlush(tuning: EngineTuning, sliceMs: number, stop: (
       key.write(String(n).padStart(12, '0'), 12, 'latin1');
       mem.add(seq++, i % 97 === 0 ? ValueKind.Deletion : ValueKind.Value, key, value);
     }
-    const frame = { method: 'aes256-ctr' as const, key: randomBytes(32), keyId: 0, iv: randomBytes(16) };
+    const frame = { method: 'aes256-ctr' as const, key: randomKey(keyLengthOf('aes256-ctr')), keyId: 0, iv: freshIv() };
     const sink = new EncryptedBufferSink('(flush warm-up)', frame, (chunk) => {
       result.bytes += chunk.length;
     });
