@@ -1,7 +1,7 @@
 import type { Engine } from '../../engine/engine.js';
 import { NOT_CACHED } from '../../engine/table-reader.js';
 import { WriteBatchBuilder } from '../../engine/write-batch.js';
-import { RowCache, bufferAt, type ValueLocation } from './row-cache.js';
+import { RowCache, ownedCopy, type ValueLocation } from './row-cache.js';
 
 /** A pending write: the value, or null for a delete, and the batch that carries it. */
 interface Pending {
@@ -85,10 +85,11 @@ export class BatchingStore {
     return this.#failure;
   }
 
+  /** The value of `key`, a Buffer the caller may keep (see RowCache.get), or undefined. */
   get(key: Buffer): Buffer | undefined {
     const at = this.#at;
     const n = this.locate(key, at);
-    return n < 0 ? undefined : bufferAt(at, n);
+    return n < 0 ? undefined : ownedCopy(at, n);
   }
 
   readonly #at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };

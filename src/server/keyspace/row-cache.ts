@@ -17,10 +17,13 @@ import { bufferView } from '../../util/buffer-view.js';
  * Each generation is an open-addressing table over typed arrays, keyed by the key's bytes
  * (copied into an arena) and their hash32. The earlier Map keyed by latin1 strings made a
  * string per lookup and hashed it, then missed the cache on the Map's bucket, entry and key
- * string: 600-1000 ns a hit here, against 350-470 ns for this layout (100k keys).
+ * string: 600-1000 ns a hit here, against 350-470 ns for this layout (100k keys). A slot
+ * points straight at its entry, whose header, key and small value lie together, and a new
+ * value that fits is written over the old one: before, a hit also read a table of entry
+ * offsets and then the value where its last write had appended it, two more misses, and the
+ * row cache was a quarter of a pipelined GET's main thread.
  */
 const ENTRY_OVERHEAD = 64;
-const INITIAL_SLOTS = 1 << 10;
 /*
  * Clients choose the keys, and hash32 is public: keys crafted to share a slot would turn
  * every lookup into a walk along them (hash flooding; the Map this replaced hashed with
@@ -37,12 +40,17 @@ const MAX_PROBE = 32;
  * Bigger values stay Buffers, held by reference.
  */
 export const INLINE_VALUE_BYTES = 256;
-/** Words per entry in a generation's refs. */
-const REF = 4;
-/** refs value-offset word: the key is known to be absent. */
+/** Header words of an entry in the arena: [key length, value state, value room in bytes]. */
+const HEADER_WORDS = 3;
+const HEADER_BYTES = HEADER_WORDS * 4;
+/** Value state: the key is known to be absent. Below it, -2 - i: the value is the Buffer #big[i]. */
 const ABSENT = -1;
-/** refs value-offset word: the value is a Buffer in #big. */
-const BIG = -2;
+/**
+ * Value room given to a known absence, so that the SET that usually follows it (a key is
+ * looked up, then written) writes its record in place: a server record is 9 bytes and the
+ * value, so 16 bytes take values up to 7 bytes, and bigger ones get an entry of their own.
+ */
+const ABSENT_ROOM = 16;
 
 /** Where a cached value's bytes are: buf[start, start + length). Filled by locate(). */
 export interface ValueLocation {
@@ -50,41 +58,45 @@ export interface ValueLocation {
   start: number;
 }
 
-/** The `length` bytes at `at` as a Buffer: the located Buffer itself when it is exactly them, else a view. */
-export function bufferAt(at: ValueLocation, length: number): Buffer {
-  return at.start === 0 && length === at.buf.length ? at.buf : bufferView(at.buf, at.start, at.start + length);
+/**
+ * The `length` bytes at `at` as a Buffer the caller may keep: the located Buffer itself when it
+ * is exactly them (a whole value, never written to afterwards), else a copy of them.
+ */
+export function ownedCopy(at: ValueLocation, length: number): Buffer {
+  return at.start === 0 && length === at.buf.length ? at.buf : Buffer.from(bufferView(at.buf, at.start, at.start + length));
 }
 
 /** A generation's sizes when it was retired, so the next one starts there (see Generation's constructor). */
 export interface GenerationSizes {
   slotBits: number;
-  refWords: number;
   arenaBytes: number;
 }
 
+/**
+ * One generation: an open-addressing table whose slots point straight at entries in an arena.
+ * An entry is its header, its key and its value (when small) side by side, so a hit costs the
+ * CPU-cache misses of one slot and one entry. A value that fits its entry's room is written in
+ * place; one that does not gets a new entry, and the slot moves to it.
+ */
 class Generation {
-  /** Per slot [entry + 1 (0 = empty), hash32 of its key]; half full at most. */
+  /** Per slot [entry offset + 1 (0 = empty), hash32 of its key]; half full at most. */
   #slots: Int32Array;
   #slotBits: number;
-  /**
-   * Per entry [key offset, key length, value offset (ABSENT, BIG), value length], side by
-   * side so that a lookup misses the CPU cache once for them, not once per field. Offsets
-   * are into the arena.
-   */
-  #refs: Int32Array;
-  /**
-   * Keys and small values, appended. A value is never overwritten in place: callers may hold
-   * views of it (get()), so a new value of a key is appended and the old bytes stay until
-   * the generation is dropped; `bytes` counts them.
-   */
+  /** Entries, appended at 4-byte boundaries (see HEADER_WORDS); `#words` is the same memory. */
   #arena: Buffer;
+  #words: Int32Array;
   #arenaUsed = 0;
-  /** Values bigger than INLINE_VALUE_BYTES, by entry. */
+  /** Values bigger than INLINE_VALUE_BYTES; an entry's value state names its index. */
   #big: Array<Buffer | undefined> = [];
+  /** Free indexes of #big. */
+  #freeBig: number[] = [];
   #entries = 0;
+  /** Arena bytes used (entries replaced included), big values and ENTRY_OVERHEAD per entry. */
   bytes = 0;
   /** An entry would sit further than MAX_PROBE from its home slot: the caller must drop this generation. */
   overflowed = false;
+  /** The slot find() last found its entry in (the entry is moved there when it outgrows its room). */
+  #foundSlot = -1;
 
   /**
    * `like`: the sizes the previous young generation reached, so that this one starts there:
@@ -94,20 +106,20 @@ class Generation {
   constructor(like?: GenerationSizes) {
     this.#slotBits = like?.slotBits ?? 10;
     this.#slots = new Int32Array(2 << this.#slotBits);
-    this.#refs = new Int32Array(like?.refWords ?? (INITIAL_SLOTS / 2) * REF);
-    this.#arena = Buffer.allocUnsafe(like?.arenaBytes ?? 16 * 1024);
+    this.#arena = newArena(like?.arenaBytes ?? 16 * 1024);
+    this.#words = wordsOf(this.#arena);
   }
 
   /** What this generation grew to (bounded by the cache's budget, which retired it). */
   get sizes(): GenerationSizes {
-    return { slotBits: this.#slotBits, refWords: this.#refs.length, arenaBytes: this.#arena.length };
+    return { slotBits: this.#slotBits, arenaBytes: this.#arena.length };
   }
 
   get size(): number {
     return this.#entries;
   }
 
-  /** The entry holding `key`, or -1. */
+  /** The offset of the entry holding `key`, or -1. */
   find(key: Uint8Array, hash: number): number {
     const slots = this.#slots;
     const mask = slots.length - 1;
@@ -115,81 +127,107 @@ class Generation {
     for (let probe = 0; probe <= MAX_PROBE; probe++, at = (at + 2) & mask) {
       const e = slots[at]! - 1;
       if (e < 0) return -1;
-      if (slots[at + 1] === hash && this.#holds(e, key)) return e;
+      if (slots[at + 1] === hash && this.#holds(e, key)) {
+        this.#foundSlot = at;
+        return e;
+      }
     }
     return -1;
   }
 
   /** Entry `e`'s value (a view of the arena for a small one), or null for a known absence. */
   value(e: number): Buffer | null {
-    const refs = this.#refs;
-    const off = refs[e * REF + 2]!;
-    if (off === ABSENT) return null;
-    if (off === BIG) return this.#big[e]!;
-    return bufferView(this.#arena, off, off + refs[e * REF + 3]!);
+    const state = this.#words[(e >> 2) + 1]!;
+    if (state === ABSENT) return null;
+    if (state < ABSENT) return this.#big[-2 - state]!;
+    const start = e + HEADER_BYTES + this.#words[e >> 2]!;
+    return bufferView(this.#arena, start, start + state);
   }
 
   /** Where entry `e`'s value lies, into `at`: its length, or -1 for a known absence. */
   locate(e: number, at: ValueLocation): number {
-    const refs = this.#refs;
-    const off = refs[e * REF + 2]!;
-    if (off === ABSENT) return -1;
-    if (off === BIG) {
-      at.buf = this.#big[e]!;
+    const words = this.#words;
+    const state = words[(e >> 2) + 1]!;
+    if (state === ABSENT) return -1;
+    if (state < ABSENT) {
+      const big = this.#big[-2 - state]!;
+      at.buf = big;
       at.start = 0;
-    } else {
-      at.buf = this.#arena;
-      at.start = off;
+      return big.length;
     }
-    return refs[e * REF + 3]!;
+    at.buf = this.#arena;
+    at.start = e + HEADER_BYTES + words[e >> 2]!;
+    return state;
   }
 
-  /** Sets `key` to `value` (replacing the value of an entry already here). */
+  /** Sets `key` to `value` (replacing the value of an entry already here, in place when it fits). */
   put(key: Uint8Array, hash: number, value: Buffer | null): void {
-    let e = this.find(key, hash);
+    const e = this.find(key, hash);
     if (e < 0) {
-      e = this.#entries++;
-      if (e * REF + REF > this.#refs.length) this.#refs = grow(this.#refs);
-      const at = this.#append(key, 0, key.length);
-      this.#refs[e * REF] = at;
-      this.#refs[e * REF + 1] = key.length;
-      this.bytes += key.length + ENTRY_OVERHEAD;
-      if ((e + 1) * 4 > this.#slots.length) this.#growSlots();
-      this.#place(e, hash);
-    } else if (this.#refs[e * REF + 2] === BIG) {
-      // The old length from refs: reading it from the old Buffer was a cache miss per SET.
-      this.bytes -= this.#refs[e * REF + 3]!;
-      this.#big[e] = undefined;
+      const n = this.#append(key, value);
+      this.#entries++;
+      if (this.#entries * 4 > this.#slots.length) this.#growSlots();
+      this.#place(n, hash);
+      return;
     }
-    const refs = this.#refs;
+    const words = this.#words;
+    const w = e >> 2;
+    const state = words[w + 1]!;
+    if (state < ABSENT) this.#dropBig(-2 - state);
     if (value === null) {
-      refs[e * REF + 2] = ABSENT;
-      refs[e * REF + 3] = 0;
+      words[w + 1] = ABSENT;
     } else if (value.length > INLINE_VALUE_BYTES) {
-      this.#big[e] = value;
-      refs[e * REF + 2] = BIG;
-      refs[e * REF + 3] = value.length;
-      this.bytes += value.length;
+      words[w + 1] = this.#holdBig(value);
+    } else if (value.length <= words[w + 2]!) {
+      copyBytes(value, 0, value.length, this.#arena, e + HEADER_BYTES + words[w]!);
+      words[w + 1] = value.length;
     } else {
-      refs[e * REF + 2] = this.#append(value, 0, value.length);
-      refs[e * REF + 3] = value.length;
-      this.bytes += value.length;
+      // Outgrew its room: a new entry, and the slot points at it (the old one is left behind).
+      this.#slots[this.#foundSlot] = this.#append(key, value) + 1;
     }
   }
 
-  /** Appends src[start, end) to the arena; returns its offset there. */
-  #append(src: Uint8Array, start: number, end: number): number {
-    const n = end - start;
-    if (this.#arenaUsed + n > this.#arena.length) {
+  /** Appends an entry for `key` holding `value`; returns its offset. */
+  #append(key: Uint8Array, value: Buffer | null): number {
+    const inline = value !== null && value.length <= INLINE_VALUE_BYTES;
+    const room = value === null ? ABSENT_ROOM : inline ? value.length : 0;
+    const size = (HEADER_BYTES + key.length + room + 3) & ~3;
+    if (this.#arenaUsed + size > this.#arena.length) {
       // A new arena: views of the old one stay valid, and nothing writes to it again.
-      const arena = Buffer.allocUnsafe(Math.max(this.#arena.length * 2, this.#arenaUsed + n));
+      const arena = newArena(Math.max(this.#arena.length * 2, this.#arenaUsed + size));
       this.#arena.copy(arena, 0, 0, this.#arenaUsed);
       this.#arena = arena;
+      this.#words = wordsOf(arena);
     }
-    const at = this.#arenaUsed;
-    copyBytes(src, start, end, this.#arena, at);
-    this.#arenaUsed = at + n;
-    return at;
+    const e = this.#arenaUsed;
+    this.#arenaUsed = e + size;
+    const words = this.#words;
+    const w = e >> 2;
+    words[w] = key.length;
+    // The alignment padding is room too.
+    words[w + 2] = size - HEADER_BYTES - key.length;
+    copyBytes(key, 0, key.length, this.#arena, e + HEADER_BYTES);
+    if (value === null) words[w + 1] = ABSENT;
+    else if (inline) {
+      copyBytes(value, 0, value.length, this.#arena, e + HEADER_BYTES + key.length);
+      words[w + 1] = value.length;
+    } else words[w + 1] = this.#holdBig(value);
+    this.bytes += size + ENTRY_OVERHEAD;
+    return e;
+  }
+
+  /** Keeps a big value; returns the value state that names it. */
+  #holdBig(value: Buffer): number {
+    const i = this.#freeBig.pop() ?? this.#big.length;
+    this.#big[i] = value;
+    this.bytes += value.length;
+    return -2 - i;
+  }
+
+  #dropBig(i: number): void {
+    this.bytes -= this.#big[i]!.length;
+    this.#big[i] = undefined;
+    this.#freeBig.push(i);
   }
 
   #slotOf(hash: number): number {
@@ -216,19 +254,22 @@ class Generation {
   }
 
   #holds(e: number, key: Uint8Array): boolean {
-    const len = this.#refs[e * REF + 1]!;
+    const len = this.#words[e >> 2]!;
     if (len !== key.length) return false;
     const arena = this.#arena;
-    const off = this.#refs[e * REF]!;
+    const off = e + HEADER_BYTES;
     for (let i = 0; i < len; i++) if (arena[off + i] !== key[i]) return false;
     return true;
   }
 }
 
-function grow(a: Int32Array): Int32Array<ArrayBuffer> {
-  const b = new Int32Array(a.length * 2);
-  b.set(a);
-  return b;
+/** An arena of its own (not a slice of Buffer's pool), so its Int32Array view starts at offset 0. */
+function newArena(bytes: number): Buffer {
+  return Buffer.allocUnsafeSlow((bytes + 3) & ~3);
+}
+
+function wordsOf(arena: Buffer): Int32Array {
+  return new Int32Array(arena.buffer, arena.byteOffset, arena.length >> 2);
 }
 
 export class RowCache {
@@ -257,19 +298,22 @@ export class RowCache {
     return this.#halfBudget > 0;
   }
 
-  /** The cached value, null for "known absent", undefined when not cached. */
+  /**
+   * The cached value, null for "known absent", undefined when not cached. A small value is a
+   * copy: its bytes in the arena are overwritten by the key's next value of the same size.
+   */
   get(key: Uint8Array): Buffer | null | undefined {
     const at = this.#at;
     const n = this.locate(key, at);
-    return n === -2 ? undefined : n === -1 ? null : bufferAt(at, n);
+    return n === -2 ? undefined : n === -1 ? null : ownedCopy(at, n);
   }
 
   readonly #at: ValueLocation = { buf: Buffer.alloc(0), start: 0 };
 
   /**
-   * get(key) without a Buffer: where the cached value's bytes lie, into `at` (valid until
-   * the caller's next call that may write: the bytes are never overwritten, but the
-   * location object is reused). The value's length, -1 when the key is known absent, -2 when
+   * get(key) without a Buffer: where the cached value's bytes lie, into `at`, valid until the
+   * caller's next call that may write (a small value is overwritten in place by the key's
+   * next value that fits, and the location object is reused). The value's length, -1 when the key is known absent, -2 when
    * it is not cached.
    */
   locate(key: Uint8Array, at: ValueLocation): number {
