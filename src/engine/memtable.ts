@@ -224,7 +224,7 @@ export class Memtable {
       if (list.equals(list.next(x), seq)) {
         throw new RangeError(`memtable already holds sequence ${seq} for this key: sequence numbers must be unique`);
       }
-      const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, this.#randomHeight());
+      const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, this.#randomHeight(), newest === NONE);
       list.link(n);
       this.#indexNewest(n, ih, seq);
     } else if (newest !== NONE && !list.isStaged(newest)) {
@@ -233,14 +233,14 @@ export class Memtable {
       // are the common case for a server. Such a node gets one level: the key's first version
       // already has the random height that keeps searches logarithmic in distinct keys, and a
       // taller node would need the predecessors a search finds.
-      const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, 1);
+      const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, 1, false);
       list.linkBefore(n, newest);
       this.#indexNewest(n, ih, seq);
     } else {
       // A new key, or a new version of a staged one: staged (see SkipList.staged), found through
       // the index, unless the index cannot hold it (see INDEX_MAX_PROBE): then it is linked (a
       // key the index never held is new here, so no version of it is in the list).
-      const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, newest === NONE ? this.#randomHeight() : 1);
+      const n = this.#newEntry(seq, kind, values, valueOff, valueLen, hash, newest === NONE ? this.#randomHeight() : 1, newest === NONE);
       if (this.#indexNewest(n, ih, seq)) {
         list.stage(n, newest);
         if (list.stagedCount >= this.linkThreshold) list.linkStaged();
@@ -256,13 +256,16 @@ export class Memtable {
     if (this.#indexOverflowed) list.linkStaged();
   }
 
-  /** SkipList.newEntry(), counted in the memtable's bytes and its key filter. */
-  #newEntry(seq: number, kind: ValueKind, values: Uint8Array, valueOff: number, valueLen: number, hash: number, height: number): number {
+  /**
+   * SkipList.newEntry(), counted in the memtable's bytes, and in its key filter when `newKey`:
+   * a key with a version here already has its bits set (six scattered writes per overwrite).
+   */
+  #newEntry(seq: number, kind: ValueKind, values: Uint8Array, valueOff: number, valueLen: number, hash: number, height: number, newKey: boolean): number {
     const list = this.#list;
     const vlen = kind === ValueKind.Deletion ? 0 : valueLen;
     const n = list.newEntry(seq, kind, values, valueOff, vlen, hash, height);
     this.#bytes += list.tLen + vlen + ENTRY_OVERHEAD_BYTES;
-    this.#addToFilter(hash);
+    if (newKey) this.#addToFilter(hash);
     return n;
   }
 

@@ -23,13 +23,13 @@ function set(ctx: CommandContext, args: Buffer[]): void {
   let returnOld = false;
   let keepTtl = false;
   let expireAt: number | undefined;
-  const now = ctx.ks.now();
   for (let i = 3; i < args.length; i++) {
     const a = args[i]!;
     const unit = expiryUnit(a);
     if (unit !== undefined) {
       if (expireAt !== undefined || keepTtl) replyError(SYNTAX_ERROR);
-      expireAt = expireAtFrom(unit, needValue(args, ++i), now, 'set');
+      // The clock is read only for an expiry: a plain SET does not need it.
+      expireAt = expireAtFrom(unit, needValue(args, ++i), ctx.ks.now(), 'set');
     } else if (isWord(a, 'nx') && !xx) nx = true;
     else if (isWord(a, 'xx') && !nx) xx = true;
     else if (isWord(a, 'get')) returnOld = true;
