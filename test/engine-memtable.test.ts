@@ -12,11 +12,11 @@ import { compareEntries, type ModelEntry } from './support/iterator-model.js';
 type Entry = ModelEntry;
 const cmp = compareEntries;
 
-/** Keys that stress the comparisons: shared prefixes up to and past 16 bytes, zero bytes, high bytes, the empty key. */
+/** Keys that stress the comparisons: shared prefixes up to and past the 16 bytes a node holds, zero bytes, high bytes, the empty key. */
 const keyArb: fc.Arbitrary<Buffer> = fc
   .oneof(
     fc.uint8Array({ maxLength: 6 }).map((a) => a.map((b) => [0, 1, 0x61, 0x7f, 0x80, 0xff][b % 6]!)),
-    fc.tuple(fc.constantFrom(0, 4, 8, 12, 15, 16, 17, 24), fc.uint8Array({ maxLength: 3 })).map(([shared, tail]) => {
+    fc.tuple(fc.constantFrom(0, 4, 8, 12, 15, 16, 17, 20, 24), fc.uint8Array({ maxLength: 3 })).map(([shared, tail]) => {
       const k = new Uint8Array(shared + tail.length).fill(0x6b, 0, shared);
       k.set(tail.map((b) => b % 3), shared);
       return k;
@@ -213,6 +213,30 @@ describe('memtable', () => {
     }
     assert.equal(mem.get(Buffer.from('absent'), Number.MAX_SAFE_INTEGER), undefined);
     assert.equal(mem.entries, 3000);
+  });
+
+  test('keys that share one index hash and differ only past the first 16, 20 or 24 bytes are told apart', () => {
+    // The index compares a slot's key with the one looked for only when their hashes match:
+    // with one hash for every key, each lookup and each overwrite depends on that comparison,
+    // up to and past the bytes a node record holds.
+    const mem = new Memtable({ indexHash: () => 0x600d });
+    const keys: Buffer[] = [];
+    for (const shared of [15, 16, 17, 18, 19, 20, 23, 24]) for (const last of [0, 1, 0x7f, 0x80, 0xff]) keys.push(Buffer.concat([Buffer.alloc(shared, 0x6b), Buffer.from([last])]));
+    const newest = new Map<string, number>();
+    let seq = 0;
+    for (let round = 0; round < 3; round++) {
+      for (const key of keys) {
+        seq++;
+        mem.add(seq, ValueKind.Value, key, Buffer.from(`v${seq}`));
+        newest.set(key.toString('hex'), seq);
+      }
+    }
+    for (const key of keys) {
+      const want = newest.get(key.toString('hex'))!;
+      const got = mem.get(key, Number.MAX_SAFE_INTEGER);
+      assert.deepEqual([got?.seq, got?.value.toString()], [want, `v${want}`], `newest of ${key.toString('hex')}`);
+      assert.equal(mem.get(key, want - 1)?.seq, want - keys.length, `the version before it, of the same key`);
+    }
   });
 
   test('with the default (seeded) index hash, ordinary keys stay within the probe bound', () => {
