@@ -221,6 +221,8 @@ interface LineResult extends BenchLine {
   cpuPercent: number | undefined;
   /** The server's minor page faults during the run per 1,000 requests. */
   faultsPerThousand: number | undefined;
+  /** CPU time of the server's main thread during the run per request, µs. */
+  mainUsPerRequest: number | undefined;
 }
 
 interface ServerResult {
@@ -269,7 +271,8 @@ async function measure(ctx: BenchContext, cfg: Config, target: Target, runLines:
       if (!r) throw new Error(`redis-benchmark printed no ${line.test.toUpperCase()} line (got ${[...csv.keys()].join(', ')})`);
       const cpuPercent = before && after ? ((after.cpuSeconds - before.cpuSeconds) / seconds) * 100 : undefined;
       const faultsPerThousand = before && after ? ((after.minorFaults - before.minorFaults) * 1000) / requestsOf(cfg, line) : undefined;
-      result.lines.set(line.label, { ...r, seconds, cpuPercent, faultsPerThousand });
+      const mainUsPerRequest = before && after ? ((after.mainThreadCpuSeconds - before.mainThreadCpuSeconds) * 1e6) / requestsOf(cfg, line) : undefined;
+      result.lines.set(line.label, { ...r, seconds, cpuPercent, faultsPerThousand, mainUsPerRequest });
       ctx.progress(`${target.label}: ${line.label} ${fmtInt(r.rps)} ops/s, p50 ${r.p50Ms} ms, ${seconds.toFixed(1)} s`);
     }
   } catch (err) {
@@ -324,6 +327,7 @@ async function run(ctx: BenchContext): Promise<void> {
 
   report(ctx, cfg, all, medianOf(peerRuns, all), medianOf(subjectRuns, all));
   if (cfg.rounds > 1) reportRounds(ctx, all, peerRuns, subjectRuns);
+  reportMainThread(ctx, all, peerRuns, subjectRuns);
   if (cfg.cpuProfDir !== undefined) {
     if (cfg.standIn) ctx.line(`TDEKV_BENCH_SERVER_CPU_PROF ignored: the subject is a ${cfg.standIn} stand-in`);
     else await profile(ctx, cfg, cfg.cpuProfDir, all[2]!);
@@ -369,6 +373,45 @@ function reportRounds(ctx: BenchContext, all: Line[], peerRuns: ServerResult[], 
         peer.load && subject.load ? `${peer.load[0].toFixed(1)} → ${subject.load[1].toFixed(1)}` : '',
       ];
     }),
+  });
+}
+
+/**
+ * Each server's main-thread CPU per request, median over the rounds (and their range): on a
+ * shared machine it moves far less than ops/s, which also count the time a thread waits for a
+ * core, so a change of a few per cent shows here first.
+ */
+function reportMainThread(ctx: BenchContext, all: Line[], peerRuns: ServerResult[], subjectRuns: ServerResult[]): void {
+  const perLine = (runs: ServerResult[], line: Line): number[] =>
+    runs
+      .map((r) => r.lines.get(line.label)?.mainUsPerRequest)
+      .filter((x): x is number => x !== undefined)
+      .sort((a, b) => a - b);
+  const cell = (values: number[]): string => {
+    if (values.length === 0) return '-';
+    const median = values[Math.floor((values.length - 1) / 2)]!.toFixed(2);
+    return values.length === 1 ? median : `${median} (${values[0]!.toFixed(2)}–${values.at(-1)!.toFixed(2)})`;
+  };
+  const ratio = (line: Line): string => {
+    const a = perLine(subjectRuns, line);
+    const b = perLine(peerRuns, line);
+    if (a.length === 0 || b.length === 0) return '-';
+    return (a[Math.floor((a.length - 1) / 2)]! / b[Math.floor((b.length - 1) / 2)]!).toFixed(2);
+  };
+  const subject = subjectRuns[0]!;
+  const peer = peerRuns[0]!;
+  ctx.table({
+    title: 'main thread CPU per request, µs (median of the rounds, and their range)',
+    notes: [
+      'user + system CPU time of the thread that runs the event loop and the commands (/proc/PID/task/PID/stat) during a line ÷ its requests;',
+      '  unlike ops/s it leaves out the time the thread waits for a core, so it is the steadier figure on a shared machine.',
+    ],
+    columns: ['server', ...all.map((l) => l.label)],
+    rows: [
+      [peer.label, ...all.map((l) => cell(perLine(peerRuns, l)))],
+      [subject.label, ...all.map((l) => cell(perLine(subjectRuns, l)))],
+      [`${subject.short} ÷ ${peer.short}`, ...all.map(ratio)],
+    ],
   });
 }
 

@@ -169,22 +169,37 @@ export interface ProcStats {
    * ~11 µs each on the VMs this bench runs on (docs/engine.md, "Memtable memory").
    */
   minorFaults: number;
+  /**
+   * utime + stime of the process's main thread (its task whose id is the pid): for Node and
+   * redis-server, the thread that runs the event loop and every command.
+   */
+  mainThreadCpuSeconds: number;
 }
 
 /** From /proc (Linux); undefined elsewhere or once the process is gone. */
 export async function procStats(pid: number): Promise<ProcStats | undefined> {
   try {
-    const [status, stat] = await Promise.all([readFile(`/proc/${pid}/status`, 'utf8'), readFile(`/proc/${pid}/stat`, 'utf8')]);
+    const [status, stat, mainStat] = await Promise.all([
+      readFile(`/proc/${pid}/status`, 'utf8'),
+      readFile(`/proc/${pid}/stat`, 'utf8'),
+      readFile(`/proc/${pid}/task/${pid}/stat`, 'utf8'),
+    ]);
     const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
-    // The command name (field 2) may hold spaces and parentheses: count fields after the last ')'.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(stat);
     const ticks = Number(fields[11]) + Number(fields[12]);
     const minorFaults = Number(fields[7]);
-    if (!hwm || !Number.isFinite(ticks) || !Number.isFinite(minorFaults)) return undefined;
-    return { peakRssKiB: Number(hwm[1]), cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, minorFaults };
+    const main = statFields(mainStat);
+    const mainTicks = Number(main[11]) + Number(main[12]);
+    if (!hwm || !Number.isFinite(ticks) || !Number.isFinite(minorFaults) || !Number.isFinite(mainTicks)) return undefined;
+    return { peakRssKiB: Number(hwm[1]), cpuSeconds: ticks / CLOCK_TICKS_PER_SECOND, minorFaults, mainThreadCpuSeconds: mainTicks / CLOCK_TICKS_PER_SECOND };
   } catch {
     return undefined;
   }
+}
+
+/** The fields of a /proc stat line after the command name (field 2), which may hold spaces and parentheses. */
+function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
 }
 
 /** One line of redis-benchmark --csv. */
