@@ -377,9 +377,9 @@ function reportRounds(ctx: BenchContext, all: Line[], peerRuns: ServerResult[], 
 }
 
 /**
- * Each server's main-thread CPU per request, median over the rounds (and their range): on a
- * shared machine it moves far less than ops/s, which also count the time a thread waits for a
- * core, so a change of a few per cent shows here first.
+ * Each server's main-thread CPU per request, median over the rounds (and their range): it
+ * leaves out the time the thread waits for a core, which ops/s count, so it tells a server's
+ * own work from the contention for cores on a shared machine.
  */
 function reportMainThread(ctx: BenchContext, all: Line[], peerRuns: ServerResult[], subjectRuns: ServerResult[]): void {
   const perLine = (runs: ServerResult[], line: Line): number[] =>
@@ -404,7 +404,7 @@ function reportMainThread(ctx: BenchContext, all: Line[], peerRuns: ServerResult
     title: 'main thread CPU per request, µs (median of the rounds, and their range)',
     notes: [
       'user + system CPU time of the thread that runs the event loop and the commands (/proc/PID/task/PID/stat) during a line ÷ its requests;',
-      '  unlike ops/s it leaves out the time the thread waits for a core, so it is the steadier figure on a shared machine.',
+      '  unlike ops/s it leaves out the time the thread waits for a core: it tells the work from the contention for cores.',
     ],
     columns: ['server', ...all.map((l) => l.label)],
     rows: [
