@@ -387,16 +387,16 @@ function reportMainThread(ctx: BenchContext, all: Line[], peerRuns: ServerResult
       .map((r) => r.lines.get(line.label)?.mainUsPerRequest)
       .filter((x): x is number => x !== undefined)
       .sort((a, b) => a - b);
+  /** The lower median of sorted values, as medianOf picks a line's median run. */
+  const median = (sorted: number[]): number => sorted[Math.floor((sorted.length - 1) / 2)]!;
   const cell = (values: number[]): string => {
     if (values.length === 0) return '-';
-    const median = values[Math.floor((values.length - 1) / 2)]!.toFixed(2);
-    return values.length === 1 ? median : `${median} (${values[0]!.toFixed(2)}–${values.at(-1)!.toFixed(2)})`;
+    return values.length === 1 ? median(values).toFixed(2) : `${median(values).toFixed(2)} (${values[0]!.toFixed(2)}–${values.at(-1)!.toFixed(2)})`;
   };
   const ratio = (line: Line): string => {
     const a = perLine(subjectRuns, line);
     const b = perLine(peerRuns, line);
-    if (a.length === 0 || b.length === 0) return '-';
-    return (a[Math.floor((a.length - 1) / 2)]! / b[Math.floor((b.length - 1) / 2)]!).toFixed(2);
+    return a.length === 0 || b.length === 0 ? '-' : (median(a) / median(b)).toFixed(2);
   };
   const subject = subjectRuns[0]!;
   const peer = peerRuns[0]!;
